@@ -1,0 +1,45 @@
+"""spamlearn: a trainable Bayesian spam classifier for self-hosted mail.
+
+The public surface::
+
+    from spamlearn import Classifier, Label, Verdict, tokenize
+    clf = Classifier()
+    clf.learn(raw_spam, "spam"); clf.learn(raw_ham, "ham")
+    clf.score(raw).label   # Label.HAM / Label.UNSURE / Label.SPAM
+
+``ModelStore`` adds a model file, its lock and the ledger of learned
+messages; ``default_classifier()`` loads the packaged default model.
+"""
+
+__version__ = "0.1.0"
+
+from .classifier import Classifier, Clue, Label, Verdict  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError,
+    ImapAuthError,
+    ImapConnectionError,
+    ImapError,
+    ImapStateError,
+    LedgerError,
+    MessageError,
+    ModelError,
+    ModelFileError,
+    NotFittedError,
+    SpamlearnError,
+    StoreBusyError,
+)
+from .features import MessageVectorizer, TokenHasher  # noqa: E402
+from .message import ParsedMessage, message_digest, parse_message  # noqa: E402
+from .model import ChiSquareNB  # noqa: E402
+from .tokenizer import Tokenizer, TokenizerOptions, tokenize  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "Classifier", "Clue", "Label", "Verdict",
+    "ChiSquareNB", "MessageVectorizer", "TokenHasher",
+    "ParsedMessage", "parse_message", "message_digest",
+    "Tokenizer", "TokenizerOptions", "tokenize",
+    "SpamlearnError", "MessageError", "ModelError", "NotFittedError", "ModelFileError",
+    "LedgerError", "StoreBusyError", "ConfigError",
+    "ImapError", "ImapConnectionError", "ImapAuthError", "ImapStateError",
+]

@@ -1,0 +1,197 @@
+"""The facade other filters embed: raw bytes in, a ``Verdict`` out.
+
+``Classifier`` ties the parser, the tokenizer, the feature hasher and the
+``ChiSquareNB`` model together and applies the ham/unsure/spam cutoffs.  It
+holds no file or lock: saving, loading and the learned-message ledger live in
+``spamlearn.store`` and ``spamlearn.modelstore``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+
+import numpy as np
+
+from .errors import NotFittedError
+from .features import DEFAULT_N_FEATURES, TokenHasher
+from .message import parse_message
+from .model import ChiSquareNB
+from .tokenizer import Tokenizer, TokenizerOptions
+
+__all__ = ["Label", "Verdict", "Clue", "Classifier"]
+
+
+class Label(str, enum.Enum):
+    """A verdict (ham, unsure, spam); learning takes only ham or spam."""
+
+    HAM = "ham"
+    UNSURE = "unsure"
+    SPAM = "spam"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def learnable(cls, value: str | Label) -> Label:
+        label = cls(value)
+        if label is cls.UNSURE:
+            raise ValueError("only ham or spam can be learned")
+        return label
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Clue:
+    """One piece of evidence behind a score."""
+
+    token: str
+    spam_prob: float
+    spam_count: int
+    ham_count: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """The answer for one message.
+
+    ``spam_prob`` is in [0, 1]; ``decision`` is the same score as a log-odds
+    (finer when the probability has rounded to 0 or 1).
+    """
+
+    spam_prob: float
+    label: Label
+    decision: float
+    clues: tuple[Clue, ...] = ()
+
+    def as_dict(self) -> dict:
+        out = {"verdict": self.label.value, "score": round(self.spam_prob, 6)}
+        if self.clues:
+            out["clues"] = [dataclasses.asdict(c) for c in self.clues]
+        return out
+
+
+class Classifier:
+    """Score, learn and unlearn raw messages.
+
+    Parameters
+    ----------
+    model : ChiSquareNB, optional
+        A fitted model; a new, empty one is made if omitted.
+    n_features : int, default=2**21
+        Size of the hashed feature space of a new model.
+    tokenizer_options : TokenizerOptions, optional
+    ham_cutoff, spam_cutoff : float, default=0.20, 0.90
+    scan_limit : int, default=512000
+
+    Examples
+    --------
+    >>> clf = Classifier(n_features=2**16)
+    >>> clf.learn(b"Subject: cheap pills\\n\\nbuy cheap pills now", "spam")
+    >>> clf.learn(b"Subject: lunch\\n\\nsee you at lunch tomorrow", "ham")
+    >>> clf.score(b"Subject: pills\\n\\ncheap pills").label
+    <Label.SPAM: 'spam'>
+    """
+
+    def __init__(self, model: ChiSquareNB | None = None, *, n_features: int = DEFAULT_N_FEATURES,
+                 tokenizer_options: TokenizerOptions | None = None, ham_cutoff: float = 0.20,
+                 spam_cutoff: float = 0.90, scan_limit: int = 512_000):
+        if model is None:
+            model = ChiSquareNB().init_empty(n_features)
+        self.model = model
+        self.hasher = TokenHasher(model.n_features_in_)
+        self.tokenizer = Tokenizer(tokenizer_options)
+        self.ham_cutoff = ham_cutoff
+        self.spam_cutoff = spam_cutoff
+        self.scan_limit = scan_limit
+        #: Bumped by every saved change; set by the store.
+        self.revision = 0
+        #: When the model last learned something (epoch seconds), or None.
+        self.trained_at: float | None = None
+
+    # -- features --------------------------------------------------------------
+    def tokens(self, raw: bytes) -> list[str]:
+        """The tokens of a message (raises ``MessageError`` on empty input)."""
+        return self.tokenizer.tokenize(parse_message(raw, self.scan_limit))
+
+    def indices(self, raw: bytes) -> np.ndarray:
+        return self.hasher.indices(self.tokens(raw))
+
+    @property
+    def n_spam(self) -> int:
+        return self.model.n_spam_
+
+    @property
+    def n_ham(self) -> int:
+        return self.model.n_ham_
+
+    # -- scoring ---------------------------------------------------------------
+    def verdict_for(self, spam_prob: float) -> Label:
+        if spam_prob >= self.spam_cutoff:
+            return Label.SPAM
+        if spam_prob < self.ham_cutoff:
+            return Label.HAM
+        return Label.UNSURE
+
+    def score(self, raw: bytes, *, explain: bool = False) -> Verdict:
+        """Score a raw message.
+
+        Raises
+        ------
+        MessageError
+            The input is empty or not bytes.
+        NotFittedError
+            The model has learned nothing (it could only say "unsure").
+        """
+        if self.model.n_learned_ == 0:
+            raise NotFittedError("the model has not learned any message yet")
+        tokens = self.tokens(raw)
+        indices = self.hasher.indices(tokens)
+        scored = self.model.score_indices(indices)
+        clues: tuple[Clue, ...] = ()
+        if explain:
+            clues = self._clues(tokens, scored.clue_indices)
+        return Verdict(scored.spam_prob, self.verdict_for(scored.spam_prob), scored.decision, clues)
+
+    def score_indices(self, indices: np.ndarray) -> Verdict:
+        scored = self.model.score_indices(indices)
+        return Verdict(scored.spam_prob, self.verdict_for(scored.spam_prob), scored.decision)
+
+    def explain(self, raw: bytes) -> list[Clue]:
+        """The clues behind a message's score, strongest first."""
+        return list(self.score(raw, explain=True).clues)
+
+    def _clues(self, tokens: list[str], clue_indices: np.ndarray) -> tuple[Clue, ...]:
+        wanted = set(int(i) for i in clue_indices)
+        names: dict[int, list[str]] = {}
+        for token in dict.fromkeys(tokens):
+            index = self.hasher.index(token)
+            if index in wanted:
+                names.setdefault(index, []).append(token)
+        probs = self.model.feature_probs(np.asarray(sorted(wanted), dtype=np.int64))
+        out = []
+        for index, prob in zip(sorted(wanted), probs):
+            out.append(Clue(" | ".join(names.get(index, ["?"])), float(prob),
+                            int(self.model.spam_count_[index]), int(self.model.ham_count_[index])))
+        out.sort(key=lambda c: abs(c.spam_prob - 0.5), reverse=True)
+        return tuple(out)
+
+    # -- learning ---------------------------------------------------------------
+    def learn(self, raw: bytes, label: str | Label) -> None:
+        """Count a message as ``label`` (ham or spam)."""
+        self.learn_indices(self.indices(raw), label)
+
+    def unlearn(self, raw: bytes, label: str | Label) -> None:
+        """Exact inverse of ``learn(raw, label)``.
+
+        Raises ``ModelError`` if that message was not learned as ``label``.
+        """
+        self.unlearn_indices(self.indices(raw), label)
+
+    def learn_indices(self, indices: np.ndarray, label: str | Label) -> None:
+        self.model.learn_indices(indices, Label.learnable(label) is Label.SPAM)
+        self.trained_at = time.time()
+
+    def unlearn_indices(self, indices: np.ndarray, label: str | Label) -> None:
+        self.model.unlearn_indices(indices, Label.learnable(label) is Label.SPAM)
+        self.trained_at = time.time()

@@ -1,0 +1,88 @@
+"""The exception tree of spamlearn.
+
+Every error that spamlearn raises on purpose derives from ``SpamlearnError``,
+so an embedding filter can catch one type::
+
+    SpamlearnError
+     ├── MessageError          empty, oversized or unreadable input
+     ├── ModelError
+     │    ├── NotFittedError   scoring with a model that learned nothing
+     │    └── ModelFileError   a model file that is missing, truncated,
+     │                         foreign or of an unknown format version
+     ├── LedgerError           the learned-message ledger cannot be read,
+     │                         written, or disagrees with its model
+     ├── StoreBusyError        another learner holds the model's lock
+     ├── ConfigError           a bad config file, option or setting
+     └── ImapError
+          ├── ImapConnectionError  cannot reach, or lost, the server
+          ├── ImapAuthError        the server refused the login
+          └── ImapStateError       a folder is missing or unreadable
+
+The command line maps each type to an exit code (see ``spamlearn.cli``) and
+the HTTP service to a 4xx/503 status; neither shows a traceback to the user.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SpamlearnError",
+    "MessageError",
+    "ModelError",
+    "NotFittedError",
+    "ModelFileError",
+    "LedgerError",
+    "StoreBusyError",
+    "ConfigError",
+    "ImapError",
+    "ImapConnectionError",
+    "ImapAuthError",
+    "ImapStateError",
+]
+
+
+class SpamlearnError(Exception):
+    """Base class of every error spamlearn raises on purpose."""
+
+
+class MessageError(SpamlearnError):
+    """The input is not a message spamlearn can work with."""
+
+
+class ModelError(SpamlearnError):
+    """The model cannot do what was asked."""
+
+
+class NotFittedError(ModelError):
+    """The model has not learned any message yet."""
+
+
+class ModelFileError(ModelError):
+    """A model file is missing, truncated, foreign or of another version."""
+
+
+class LedgerError(SpamlearnError):
+    """The ledger of learned messages cannot be used."""
+
+
+class StoreBusyError(SpamlearnError):
+    """Another process holds the model's lock for longer than we wait."""
+
+
+class ConfigError(SpamlearnError):
+    """The configuration file or an option is invalid."""
+
+
+class ImapError(SpamlearnError):
+    """Base class of the IMAP trainer's errors."""
+
+
+class ImapConnectionError(ImapError):
+    """The IMAP server cannot be reached, or the connection broke."""
+
+
+class ImapAuthError(ImapError):
+    """The IMAP server refused the account's credentials."""
+
+
+class ImapStateError(ImapError):
+    """A folder is missing, or the server answered something unexpected."""

@@ -1,0 +1,177 @@
+"""Model files: joblib, atomic replace, versioned, checked on load.
+
+A model file holds only plain data (a dict of numbers, strings and numpy
+arrays), never pickled spamlearn or scikit-learn objects, so it loads across
+library versions.  The counts are stored sparsely (the nonzero buckets), so
+the file is a fraction of the in-memory size.
+
+Like every pickle-based format, a model file must come from a trusted
+source: load only files you (or your spamlearn) wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import pickle
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from . import __version__
+from .classifier import Classifier
+from .errors import ModelFileError
+from .model import ChiSquareNB
+from .tokenizer import TokenizerOptions
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_classifier", "load_classifier", "read_header"]
+
+FORMAT = "spamlearn-model"
+FORMAT_VERSION = 1
+
+_MODEL_PARAMS = ("unknown_word_strength", "unknown_word_prob", "min_prob_strength",
+                 "max_discriminators")
+
+
+def _to_dict(classifier: Classifier) -> dict:
+    model = classifier.model
+    nonzero = np.flatnonzero((model.spam_count_ > 0) | (model.ham_count_ > 0)).astype(np.uint32)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spamlearn_version": __version__,
+        "numpy_version": np.__version__,
+        "saved_at": time.time(),
+        "trained_at": classifier.trained_at,
+        "revision": classifier.revision,
+        "n_features": model.n_features_in_,
+        "model_params": {k: getattr(model, k) for k in _MODEL_PARAMS},
+        "tokenizer": dataclasses.asdict(classifier.tokenizer.options),
+        "n_spam": model.n_spam_,
+        "n_ham": model.n_ham_,
+        "index": nonzero,
+        "spam": model.spam_count_[nonzero],
+        "ham": model.ham_count_[nonzero],
+    }
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the rename stands
+    finally:
+        os.close(fd)
+
+
+def save_classifier(classifier: Classifier, path: Path) -> None:
+    """Write ``classifier`` to ``path`` atomically (temp file, fsync, rename).
+
+    Raises
+    ------
+    ModelFileError
+        The folder is not writable, the disk is full, ... -- the old file,
+        if any, is then left untouched.
+    """
+    path = Path(path)
+    data = _to_dict(classifier)
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            # zlib level 3: 6x smaller than raw for a trained model, and
+            # loads in a few milliseconds.
+            joblib.dump(data, fh, compress=("zlib", 3))
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp_name, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            reason = f"{reason} (is the folder writable by this user?)"
+        raise ModelFileError(f"cannot write model file {path}: {reason}") from exc
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+
+
+def read_header(path: Path) -> dict:
+    """Load a model file's dict and check its format; no counts built."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(2)
+            fh.seek(0)
+            if not head:
+                raise ModelFileError(f"model file {path} is empty")
+            # joblib writes a zlib stream (0x78) or a plain pickle (0x80).
+            if head[0] not in (0x78, 0x80):
+                raise ModelFileError(f"{path} is not a spamlearn model file")
+            data = joblib.load(fh)
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"no model file at {path}") from exc
+    except IsADirectoryError as exc:
+        raise ModelFileError(f"{path} is a folder, not a model file") from exc
+    except PermissionError as exc:
+        raise ModelFileError(f"cannot read model file {path}: permission denied") from exc
+    except ModelFileError:
+        raise
+    except (EOFError, pickle.UnpicklingError, zlib.error, ValueError, KeyError, IndexError,
+            AttributeError, ImportError, TypeError, OSError, MemoryError) as exc:
+        raise ModelFileError(f"model file {path} is truncated or corrupt ({type(exc).__name__})") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a spamlearn model file")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"model file {path} has format version {version!r}; this spamlearn "
+            f"({__version__}) reads version {FORMAT_VERSION}"
+        )
+    return data
+
+
+def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
+                    scan_limit: int = 512_000) -> Classifier:
+    """Load a model file into a ``Classifier``.
+
+    Raises
+    ------
+    ModelFileError
+        Missing, truncated, foreign, or another format version.
+    """
+    data = read_header(path)
+    try:
+        n_features = int(data["n_features"])
+        model = ChiSquareNB(**data["model_params"]).init_empty(n_features)
+        index = np.asarray(data["index"], dtype=np.int64)
+        model.spam_count_[index] = data["spam"]
+        model.ham_count_[index] = data["ham"]
+        model.n_spam_ = int(data["n_spam"])
+        model.n_ham_ = int(data["n_ham"])
+        options = TokenizerOptions(**data["tokenizer"])
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ModelFileError(f"model file {path} is corrupt ({type(exc).__name__}: {exc})") from exc
+    classifier = Classifier(model, tokenizer_options=options, ham_cutoff=ham_cutoff,
+                            spam_cutoff=spam_cutoff, scan_limit=scan_limit)
+    classifier.revision = int(data.get("revision", 0))
+    classifier.trained_at = data.get("trained_at")
+    return classifier
