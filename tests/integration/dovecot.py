@@ -218,7 +218,13 @@ class DovecotServer:
         return self.home(user) / "Maildir"
 
     def add_user(self, name: str, password: str) -> None:
-        """Add (or change) a user; works while running (passwd-file is re-read on change)."""
+        """Add a user or change a password; works while running.
+
+        Dovecot's passwd-file driver re-reads the file when its mtime/size changed, but
+        stats it at most once per second (``last_sync_time == ioloop_time``).  So while
+        the server runs, this waits for the next full second (0-1 s) before returning,
+        to make sure the next login sees the change.
+        """
         _check_name("user", name)
         _check_name("password", password)
         home = self.home(name)
@@ -226,7 +232,11 @@ class DovecotServer:
             home.mkdir(mode=0o700)
             self._chown_mail(home)
         self.users[name] = password
+        written = int(time.time())
         self._write_users()
+        if self.running:
+            while int(time.time()) <= written:
+                time.sleep(max(0.001, written + 1 - time.time()))
 
     def _write_users(self) -> None:
         lines = [
@@ -321,6 +331,14 @@ listen = {self.host}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# Fail logins fast: no 2 s failure delay (failures are still flushed by a 0.5 s timer)
+# and no per-IP auth penalty (which would slow down *later* logins from 127.0.0.1).
+auth_failure_delay = 0
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 login_greeting = {self._greeting_token}
 mail_location = maildir:~/Maildir
 {self._identity_config()}
@@ -426,14 +444,19 @@ namespace inbox {{
             rc, why = self._launch(deadline)
             if rc is None:
                 return self
-            in_use = rc == _RC_LISTEN_FAILED or "Address already in use" in why
+            # rc 89 is also used for config errors: only retry when the port was taken
+            in_use = rc == _RC_LISTEN_FAILED and "Address already in use" in why
             if in_use and time.monotonic() < deadline and attempt < 50:
+                # forget this attempt's "Address already in use" lines: not our errors
+                for path, offset in self._launch_offsets.items():
+                    if path.exists():
+                        os.truncate(path, offset)
                 if fixed_port:
                     time.sleep(0.1)
                 continue
             raise RuntimeError(
-                f"Dovecot failed to start on port {self.port} (rc={rc}): {why}\n"
-                f"--- {self.log_path} (tail) ---\n{self._tail()}"
+                f"Dovecot failed to start on port {self.port} (rc={rc}):\n{why}\n"
+                f"(config: {self.config_path})"
             )
 
     def _launch(self, deadline: float) -> tuple[int | None, str]:
@@ -444,6 +467,19 @@ namespace inbox {{
         pid_file = self.dir / "run" / "master.pid"
         if pid_file.exists():  # left behind by kill(); our processes are gone
             pid_file.unlink()
+        offsets = {p: p.stat().st_size if p.exists() else 0
+                   for p in (self.stderr_path, self.log_path)}
+        self._launch_offsets = offsets
+
+        def output() -> str:
+            new = b""
+            for path, offset in offsets.items():
+                if path.exists():
+                    with open(path, "rb") as f:
+                        f.seek(offset)
+                        new += f.read()
+            return new.decode(errors="replace").strip()[-3000:]
+
         stderr = open(self.stderr_path, "ab")
         try:
             self._proc = subprocess.Popen(
@@ -459,13 +495,13 @@ namespace inbox {{
             rc = self._proc.poll()
             if rc is not None:
                 self._proc = None
-                return rc, self._stderr_text().strip()[-2000:]
+                return rc, output()
             greeting = self._read_greeting()
             if greeting is not None and self._greeting_token in greeting:
                 return None, ""
             time.sleep(0.005)
         self._kill_group()
-        return -1, "no greeting within the start timeout"
+        return -1, "no greeting within the start timeout\n" + output()
 
     def _read_greeting(self) -> str | None:
         try:
@@ -590,9 +626,6 @@ namespace inbox {{
             if any(k in line for k in (" Error: ", " Fatal: ", " Panic: "))
         ]
 
-    def _tail(self, n: int = 30) -> str:
-        return "\n".join((self.log_text() + self._stderr_text()).splitlines()[-n:])
-
     # ------------------------------------------------------------------ IMAP helpers
 
     def connect(self, user: str, password: str | None = None, timeout: float = 10):
@@ -620,11 +653,12 @@ namespace inbox {{
         keep = ["INBOX", *SPECIAL_MAILBOXES]
         client = self.connect(user)
         try:
-            names = [name for _flags, _sep, name in client.list_folders()]
-            # children before parents
-            for name in sorted(names, key=lambda n: (-n.count("/"), n)):
-                if name not in keep and name.upper() != "INBOX":
-                    client.delete_folder(name)
+            folders = client.list_folders()
+            # children before parents; \Noselect/\NonExistent parents vanish with them
+            for flags, _sep, name in sorted(folders, key=lambda f: (-f[2].count("/"), f[2])):
+                if name in keep or {b"\\Noselect", b"\\NonExistent"} & set(flags):
+                    continue
+                client.delete_folder(name)
             for name in client.list_sub_folders():
                 if name[2] not in keep:
                     client.unsubscribe_folder(name[2])

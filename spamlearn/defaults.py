@@ -1,0 +1,72 @@
+"""Where the packaged default model is, and which model answers a score.
+
+The default model (trained on the SpamAssassin public corpus, see
+``models/MODEL_CARD.md``) lets spamlearn score out of the box.  A trained
+model takes over once it has learned ``Settings.min_messages`` of each
+class; a user's own model takes over from the shared one the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .classifier import Classifier
+from .config import Settings
+from .errors import ModelFileError
+from .store import load_classifier, read_header
+
+__all__ = ["default_model_path", "choose_model_path", "load_scoring_classifier"]
+
+DEFAULT_MODEL_NAME = "default.joblib"
+
+
+def default_model_path() -> Path:
+    """The packaged default model: in a source checkout, or under <prefix>/share."""
+    override = os.environ.get("SPAMLEARN_DEFAULT_MODEL")
+    if override:
+        return Path(override)
+    candidates = [
+        Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME,
+        Path(sys.prefix) / "share" / "spamlearn" / "models" / DEFAULT_MODEL_NAME,
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ModelFileError("the packaged default model is missing (reinstall spamlearn, or run "
+                         "scripts/build_default_model.py)")
+
+
+def _ready(path: Path, min_messages: int) -> bool:
+    if not path.is_file():
+        return False
+    header = read_header(path)
+    return header["n_spam"] >= max(min_messages, 1) and header["n_ham"] >= max(min_messages, 1)
+
+
+def choose_model_path(settings: Settings, user: str | None = None,
+                      explicit: Path | None = None) -> Path:
+    """The model that scores for ``user``.
+
+    An ``explicit`` path (``--model``) is used as it is.  Otherwise: the
+    user's own model once ready, else the shared model once ready, else
+    the packaged default.
+    """
+    if explicit is not None:
+        return explicit
+    if user and settings.has_own_model(user):
+        own = settings.user_model_path(user)
+        if _ready(own, settings.min_messages):
+            return own
+    if _ready(settings.model_path, settings.min_messages):
+        return settings.model_path
+    return default_model_path()
+
+
+def load_scoring_classifier(settings: Settings, user: str | None = None,
+                            explicit: Path | None = None) -> tuple[Classifier, Path]:
+    path = choose_model_path(settings, user, explicit)
+    classifier = load_classifier(path, ham_cutoff=settings.ham_cutoff,
+                                 spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit)
+    return classifier, path

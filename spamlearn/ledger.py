@@ -1,0 +1,232 @@
+"""The ledger: which message was learned, as what, from where (SQLite).
+
+Every way of learning (CLI, IMAP trainer, Dovecot sieve hook, HTTP service)
+goes through one ledger per model, so a message is never counted twice and
+a relabel unlearns first.  A row holds the message's content digest, its
+label, where it was learned from, and the feature indices it was counted
+under: unlearning subtracts exactly those, even if the tokenizer has changed
+since, so counts can never drift or go negative.
+
+The ledger and the model file are two files, so they cannot be written in
+one atomic step.  Instead each commit is numbered: the ledger commits
+revision R+1 together with an undo record of the rows it changed, then the
+model file with revision R+1 replaces the old one.  If the process dies in
+between, the next opener finds ledger R+1 beside model R and applies the
+undo record: both are back at R, agreeing (see ``ModelStore``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .errors import LedgerError
+
+__all__ = ["Ledger", "LedgerRow", "encode_indices", "decode_indices"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    digest TEXT PRIMARY KEY,
+    label TEXT NOT NULL CHECK (label IN ('ham', 'spam')),
+    learned_at REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    indices BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS undo_state (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS undo (
+    digest TEXT PRIMARY KEY,
+    label TEXT,
+    learned_at REAL,
+    source TEXT,
+    indices BLOB
+);
+"""
+
+
+def encode_indices(indices: np.ndarray) -> bytes:
+    """Sorted feature indices, delta-coded and compressed (~1 byte each)."""
+    deltas = np.diff(np.asarray(indices, dtype=np.int64), prepend=0).astype(np.uint32)
+    return zlib.compress(deltas.tobytes(), 1)
+
+
+def decode_indices(blob: bytes) -> np.ndarray:
+    return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.uint32).astype(np.int64))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LedgerRow:
+    digest: str
+    label: str
+    learned_at: float
+    source: str
+    indices: bytes
+
+
+class Ledger:
+    """One SQLite file recording the learned messages of one model.
+
+    Writers are serialised by the model's lock (``ModelStore``); SQLite's own
+    locking keeps readers (``spamlearn info``) consistent meanwhile.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._db.executescript(_SCHEMA)
+            version = self._meta("schema_version")
+            if version is None:
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
+            elif int(version) != SCHEMA_VERSION:
+                raise LedgerError(f"ledger {self.path} has schema version {version}; "
+                                  f"this spamlearn reads version {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._db
+
+    # -- reading ------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def revision(self) -> int:
+        try:
+            return int(self._meta("revision") or 0)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+
+    def get(self, digest: str) -> LedgerRow | None:
+        try:
+            row = self._db.execute(
+                "SELECT digest, label, learned_at, source, indices FROM messages WHERE digest = ?",
+                (digest,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+        return LedgerRow(*row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT label, COUNT(*) FROM messages GROUP BY label").fetchall()
+        out = {"ham": 0, "spam": 0}
+        out.update({label: n for label, n in rows})
+        return out
+
+    def last_learned_at(self) -> float | None:
+        row = self._db.execute("SELECT MAX(learned_at) FROM messages").fetchone()
+        return row[0] if row else None
+
+    def by_source(self) -> list[tuple[str, str, int, float]]:
+        """(source, label, count, last learned) for ``spamlearn info``."""
+        return self._db.execute(
+            "SELECT source, label, COUNT(*), MAX(learned_at) FROM messages "
+            "GROUP BY source, label ORDER BY source, label").fetchall()
+
+    def rows(self) -> Iterable[LedgerRow]:
+        for row in self._db.execute("SELECT digest, label, learned_at, source, indices FROM messages"):
+            yield LedgerRow(*row)
+
+    # -- writing ------------------------------------------------------------------
+    def get_state(self, key: str) -> str | None:
+        """A value that a learner keeps with the ledger (e.g. IMAP folder state)."""
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def state_items(self, prefix: str = "") -> list[tuple[str, str]]:
+        return self._db.execute("SELECT key, value FROM state WHERE substr(key, 1, ?) = ? "
+                                "ORDER BY key", (len(prefix), prefix)).fetchall()
+
+    def commit(self, changes: Mapping[str, LedgerRow | None], revision: int,
+               state: Mapping[str, str | None] | None = None) -> None:
+        """Apply ``changes`` (digest -> new row, or None to delete) as ``revision``.
+
+        One SQLite transaction: the rows, the ``state`` values (the IMAP
+        trainer's folder positions), an undo record of what they replaced,
+        and the new revision number all land together or not at all.
+        """
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM undo")
+                for digest, row in changes.items():
+                    old = db.execute("SELECT label, learned_at, source, indices FROM messages "
+                                     "WHERE digest = ?", (digest,)).fetchone()
+                    db.execute("INSERT INTO undo VALUES (?, ?, ?, ?, ?)", (digest, *(old or (None,) * 4)))
+                    if row is None:
+                        db.execute("DELETE FROM messages WHERE digest = ?", (digest,))
+                    else:
+                        db.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
+                                   (row.digest, row.label, row.learned_at, row.source, row.indices))
+                db.execute("DELETE FROM undo_state")
+                for key, value in (state or {}).items():
+                    old = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+                    db.execute("INSERT INTO undo_state VALUES (?, ?)", (key, old[0] if old else None))
+                    if value is None:
+                        db.execute("DELETE FROM state WHERE key = ?", (key,))
+                    else:
+                        db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (str(revision),))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('committed_at', ?)", (str(time.time()),))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+
+    def undo_last(self, to_revision: int) -> int:
+        """Revert the last commit (its model file never landed); returns rows restored."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                undo = db.execute("SELECT digest, label, learned_at, source, indices FROM undo").fetchall()
+                for digest, label, learned_at, source, indices in undo:
+                    if label is None:
+                        db.execute("DELETE FROM messages WHERE digest = ?", (digest,))
+                    else:
+                        db.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
+                                   (digest, label, learned_at, source, indices))
+                for key, value in db.execute("SELECT key, value FROM undo_state").fetchall():
+                    if value is None:
+                        db.execute("DELETE FROM state WHERE key = ?", (key,))
+                    else:
+                        db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+                db.execute("DELETE FROM undo")
+                db.execute("DELETE FROM undo_state")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (str(to_revision),))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot repair ledger {self.path}: {exc}") from exc
+        return len(undo)

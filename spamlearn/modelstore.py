@@ -1,0 +1,348 @@
+"""A model file and its ledger, changed together under one lock.
+
+``ModelStore`` is the one way every learner (CLI, IMAP trainer, sieve hook,
+HTTP service) changes a model::
+
+    store = ModelStore(Path("/var/lib/spamlearn/model.joblib"))
+    with store.session(source="cli") as session:
+        outcome = session.learn(raw, "spam")   # learned / relabelled / already-known
+    # leaving the block commits: ledger first, then the model file
+
+A session holds an exclusive ``flock`` on ``<model>.lock`` from start to
+commit, so concurrent learners queue instead of losing each other's
+updates.  Commits are numbered (see ``spamlearn.ledger``): a process killed
+between the ledger write and the model write leaves ledger R+1 beside model
+R, and the next session reverts the ledger to R before doing anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .classifier import Classifier, Label
+from .config import Settings, ledger_path_for
+from .errors import LedgerError, ModelFileError, StoreBusyError
+from .features import DEFAULT_N_FEATURES
+from .ledger import Ledger, LedgerRow, decode_indices, encode_indices
+from .message import message_digest
+from .store import load_classifier, read_header, save_classifier
+from .tokenizer import TokenizerOptions
+
+__all__ = ["ModelStore", "LearnOutcome", "LearningSession", "Action"]
+
+
+class Action:
+    """What a learn or forget request did (strings, for JSON and logs)."""
+
+    LEARNED = "learned"
+    RELABELLED = "relabelled"
+    ALREADY_KNOWN = "already-known"
+    FORGOTTEN = "forgotten"
+    NOT_KNOWN = "not-known"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LearnOutcome:
+    digest: str
+    action: str
+    label: Label | None = None
+    previous: Label | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.action in (Action.LEARNED, Action.RELABELLED, Action.FORGOTTEN)
+
+    def describe(self) -> str:
+        if self.action == Action.RELABELLED:
+            return f"relabelled {self.previous} -> {self.label}"
+        if self.action == Action.ALREADY_KNOWN:
+            return f"already learned as {self.label}"
+        if self.action == Action.LEARNED:
+            return f"learned as {self.label}"
+        if self.action == Action.FORGOTTEN:
+            return f"forgotten (was {self.previous})"
+        return "not known"
+
+
+class LearningSession:
+    """Learn and forget under the store's lock; ``commit`` saves both files."""
+
+    def __init__(self, store: ModelStore, classifier: Classifier, ledger: Ledger, source: str):
+        self.store = store
+        self.classifier = classifier
+        self.ledger = ledger
+        self.source = source
+        self._pending: dict[str, LedgerRow | None] = {}
+        self._state: dict[str, str | None] = {}
+
+    # -- lookups ------------------------------------------------------------------------
+    def _row(self, digest: str) -> LedgerRow | None:
+        if digest in self._pending:
+            return self._pending[digest]
+        return self.ledger.get(digest)
+
+    def known(self, raw_or_digest: bytes | str) -> Label | None:
+        """The label a message is learned as, or None."""
+        digest = raw_or_digest if isinstance(raw_or_digest, str) else message_digest(raw_or_digest)
+        row = self._row(digest)
+        return Label(row.label) if row else None
+
+    def get_state(self, key: str) -> str | None:
+        if key in self._state:
+            return self._state[key]
+        return self.ledger.get_state(key)
+
+    def set_state(self, key: str, value: str | None) -> None:
+        """Keep a value (e.g. an IMAP folder's UIDVALIDITY and last UID) with the ledger.
+
+        It is committed in the same transaction as the learned messages,
+        and reverted with them if the model write never happens.
+        """
+        self._state[key] = value
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending) + len(self._state)
+
+    # -- changes ------------------------------------------------------------------------
+    def learn(self, raw: bytes, label: str | Label, *, source: str | None = None,
+              indices: np.ndarray | None = None) -> LearnOutcome:
+        """Learn ``raw`` as ``label``: a no-op if already so, a relabel if the other way.
+
+        Raises ``MessageError`` for input that is not a message.
+        """
+        label = Label.learnable(label)
+        digest = message_digest(raw)
+        row = self._row(digest)
+        if row is not None and row.label == label.value:
+            return LearnOutcome(digest, Action.ALREADY_KNOWN, label, label)
+        if indices is None:
+            indices = self.classifier.indices(raw)
+        previous = None
+        if row is not None:
+            previous = Label(row.label)
+            self.classifier.unlearn_indices(decode_indices(row.indices), previous)
+        self.classifier.learn_indices(indices, label)
+        self._pending[digest] = LedgerRow(digest, label.value, time.time(),
+                                          source if source is not None else self.source,
+                                          encode_indices(indices))
+        action = Action.RELABELLED if previous is not None else Action.LEARNED
+        return LearnOutcome(digest, action, label, previous)
+
+    def forget(self, raw_or_digest: bytes | str) -> LearnOutcome:
+        """Unlearn a message, whatever it was learned as."""
+        digest = raw_or_digest if isinstance(raw_or_digest, str) else message_digest(raw_or_digest)
+        row = self._row(digest)
+        if row is None:
+            return LearnOutcome(digest, Action.NOT_KNOWN)
+        previous = Label(row.label)
+        self.classifier.unlearn_indices(decode_indices(row.indices), previous)
+        self._pending[digest] = None
+        return LearnOutcome(digest, Action.FORGOTTEN, None, previous)
+
+    def commit(self) -> None:
+        """Save the ledger, then the model (a checkpoint; the session goes on)."""
+        if not self._pending and not self._state:
+            return
+        revision = self.classifier.revision + 1
+        self.ledger.commit(self._pending, revision, self._state)
+        self.classifier.revision = revision
+        try:
+            save_classifier(self.classifier, self.store.model_path)
+        except BaseException:
+            # The ledger is one ahead of the model on disk: put it back, so
+            # the two agree again (a later opener would do the same).
+            self.classifier.revision = revision - 1
+            with contextlib.suppress(LedgerError):
+                self.ledger.undo_last(revision - 1)
+            raise
+        self._pending.clear()
+        self._state.clear()
+
+
+class ModelStore:
+    """A model file, its ledger and its lock.
+
+    Parameters
+    ----------
+    model_path : Path
+    ledger_path : Path, optional
+        Default: beside the model, ``<stem>.ledger``.
+    n_features, tokenizer_options :
+        Used only when the model file does not exist yet.
+    ham_cutoff, spam_cutoff, scan_limit :
+        Applied to the classifiers this store loads.
+    lock_timeout : float, default=60
+        Seconds to wait for another learner before ``StoreBusyError``.
+    """
+
+    def __init__(self, model_path: Path, ledger_path: Path | None = None, *,
+                 n_features: int = DEFAULT_N_FEATURES,
+                 tokenizer_options: TokenizerOptions | None = None,
+                 ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
+                 scan_limit: int = 512_000, lock_timeout: float = 60.0):
+        self.model_path = Path(model_path)
+        self.ledger_path = Path(ledger_path) if ledger_path else ledger_path_for(self.model_path)
+        self.lock_path = self.model_path.with_name(self.model_path.name + ".lock")
+        self.n_features = n_features
+        self.tokenizer_options = tokenizer_options
+        self.ham_cutoff = ham_cutoff
+        self.spam_cutoff = spam_cutoff
+        self.scan_limit = scan_limit
+        self.lock_timeout = lock_timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings, user: str | None = None, **kwargs) -> ModelStore:
+        """The store a user trains (their own model if configured, else the shared one)."""
+        model_path = settings.model_path_for(user)
+        ledger = settings.ledger_path if model_path == settings.model_path else None
+        return cls(model_path, ledger, ham_cutoff=settings.ham_cutoff,
+                   spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit, **kwargs)
+
+    def exists(self) -> bool:
+        return self.model_path.exists()
+
+    def load(self) -> Classifier:
+        """The model as it is on disk, for scoring (no lock needed: writes are atomic)."""
+        return load_classifier(self.model_path, ham_cutoff=self.ham_cutoff,
+                               spam_cutoff=self.spam_cutoff, scan_limit=self.scan_limit)
+
+    def _new_classifier(self) -> Classifier:
+        return Classifier(n_features=self.n_features, tokenizer_options=self.tokenizer_options,
+                          ham_cutoff=self.ham_cutoff, spam_cutoff=self.spam_cutoff,
+                          scan_limit=self.scan_limit)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o664)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise ModelFileError(
+                    f"cannot learn: the model folder {self.lock_path.parent} is not writable "
+                    f"by this user ({exc.strerror})") from exc
+            raise ModelFileError(f"cannot create lock file {self.lock_path}: {exc.strerror}") from exc
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StoreBusyError(
+                            f"another spamlearn process has held {self.lock_path} for "
+                            f"{self.lock_timeout:.0f} s; try again later") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _open(self) -> tuple[Classifier, Ledger]:
+        ledger = Ledger(self.ledger_path)
+        try:
+            if self.model_path.exists():
+                classifier = self.load()
+            else:
+                classifier = self._new_classifier()
+            ledger_revision = ledger.revision
+            if ledger_revision == classifier.revision + 1:
+                # Killed between the ledger commit and the model write.
+                ledger.undo_last(classifier.revision)
+            elif ledger_revision != classifier.revision:
+                raise LedgerError(
+                    f"ledger {self.ledger_path} (revision {ledger_revision}) does not belong to "
+                    f"model {self.model_path} (revision {classifier.revision}); restore the "
+                    f"matching pair, or move both aside to start afresh")
+        except BaseException:
+            ledger.close()
+            raise
+        return classifier, ledger
+
+    @contextlib.contextmanager
+    def session(self, source: str = "") -> Iterator[LearningSession]:
+        """Lock, repair if needed, load, and commit on a clean exit.
+
+        Raises
+        ------
+        StoreBusyError, ModelFileError, LedgerError
+        """
+        with self._lock():
+            classifier, ledger = self._open()
+            try:
+                session = LearningSession(self, classifier, ledger, source)
+                yield session
+                session.commit()
+            finally:
+                ledger.close()
+
+    def learn(self, raw: bytes, label: str | Label, source: str = "") -> LearnOutcome:
+        with self.session(source) as session:
+            return session.learn(raw, label)
+
+    def forget(self, raw: bytes, source: str = "") -> LearnOutcome:
+        with self.session(source) as session:
+            return session.forget(raw)
+
+    def info(self) -> dict:
+        """What ``spamlearn info`` shows; never takes the lock."""
+        out: dict = {"model": str(self.model_path), "ledger": str(self.ledger_path),
+                     "exists": self.model_path.exists()}
+        if out["exists"]:
+            header = read_header(self.model_path)
+            out.update(
+                size_bytes=self.model_path.stat().st_size,
+                n_spam=header["n_spam"], n_ham=header["n_ham"],
+                n_features=header["n_features"], revision=header["revision"],
+                trained_at=header["trained_at"], saved_at=header["saved_at"],
+                format_version=header["format_version"],
+                spamlearn_version=header["spamlearn_version"],
+                used_buckets=int(len(header["index"])),
+            )
+        if self.ledger_path.exists():
+            ledger = Ledger(self.ledger_path)
+            try:
+                out["ledger_counts"] = ledger.counts()
+                out["ledger_revision"] = ledger.revision
+                out["sources"] = [
+                    {"source": s, "label": lab, "messages": n, "last_learned_at": t}
+                    for s, lab, n, t in ledger.by_source()
+                ]
+            finally:
+                ledger.close()
+        return out
+
+    def check(self) -> list[str]:
+        """Compare the model's counts with the ledger; returns the problems found."""
+        problems = []
+        with self._lock():
+            classifier, ledger = self._open()
+            try:
+                model = classifier.model
+                spam = np.zeros_like(model.spam_count_)
+                ham = np.zeros_like(model.ham_count_)
+                n = {"spam": 0, "ham": 0}
+                for row in ledger.rows():
+                    target = spam if row.label == "spam" else ham
+                    target[decode_indices(row.indices)] += 1
+                    n[row.label] += 1
+            finally:
+                ledger.close()
+        if n["spam"] != model.n_spam_ or n["ham"] != model.n_ham_:
+            problems.append(f"ledger has {n['spam']} spam / {n['ham']} ham, model counts "
+                            f"{model.n_spam_} / {model.n_ham_}")
+        if not np.array_equal(spam, model.spam_count_) or not np.array_equal(ham, model.ham_count_):
+            problems.append("per-feature counts differ from the sum of the ledger's messages")
+        return problems
+
+
