@@ -22,14 +22,22 @@ Facts this relies on (measured on Debian 12, Dovecot 2.3.19.1, Pigeonhole 0.5.19
 * As non-root, everything runs as the current user; ``default_internal_group`` must be the
   user's own group and ``imap-login``/``anvil`` must not chroot.
 * imapsieve pipe programs run synchronously (the pipe has finished when the tagged OK of
-  MOVE/COPY arrives), as the mail user (``nobody`` when the tests run as root), with cwd =
-  the user's home and an almost empty environment: only ``USER``, ``HOME`` and ``HOST``
-  (``/bin/sh`` adds ``PWD``).  There is **no PATH**: programs must use absolute paths.
-  Dovecot has no setting to add variables, so :class:`SieveSetup` ``pipe_env`` is
-  implemented with generated ``/bin/sh`` wrappers.  The piped message has CRLF line
-  endings.  A failing pipe program does not fail the IMAP command; it only logs
-  ``Error:`` lines to dovecot.log, so tests should assert ``server.errors() == []``.
+  MOVE/COPY arrives), as the mail user (as root: uid ``nobody``, gid ``nogroup``, plus
+  supplementary group ``dovecot``), with cwd = the user's home and an almost empty
+  environment: only ``USER``, ``HOME`` and ``HOST`` (``/bin/sh`` adds ``PWD``).  Dovecot
+  clears the environment before the exec, so not even ``import_environment`` reaches it,
+  and there is no setting to add variables: :class:`SieveSetup` ``pipe_env`` is therefore
+  implemented with generated ``/bin/sh`` wrappers.
+  There is **no PATH**.  dash (/bin/sh) still finds bare commands through its built-in
+  default path, but children don't get a PATH: ``#!/usr/bin/env python3`` resolves to
+  Debian's /usr/bin/python3 (glibc's default path), not the project's interpreter.  And as
+  root the interpreter must be executable by ``nobody``: nothing under /root (0700).
+* The piped message has CRLF line endings, otherwise unchanged.  A failing pipe program does
+  not fail the IMAP command; it only logs ``Error:`` lines to dovecot.log, so tests should
+  assert ``server.errors() == []``.
 * IMAP MOVE counts as imapsieve cause ``COPY``; APPEND into a mailbox is cause ``APPEND``.
+* Test-friendly deviations from a stock server: failed logins answer after ~0.5 s (not 2 s)
+  and there is no per-IP auth penalty; ``stop()`` skips the master's final 1 s sleep.
 """
 
 from __future__ import annotations
@@ -42,7 +50,6 @@ import shlex
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -197,13 +204,15 @@ class DovecotServer:
         self.shared_dir.mkdir(mode=0o755)
         self._chown_mail(self.shared_dir)
         self.config_path = self.dir / "dovecot.conf"
-        self.users_path = self.dir / "users"
+        # one passwd-file per user (see add_user)
+        self.users_dir = self.dir / "users"
+        self.users_dir.mkdir(mode=0o750 if os.geteuid() == 0 else 0o700)
+        if os.geteuid() == 0:  # read by the auth process, which runs as "dovecot"
+            os.chown(self.users_dir, 0, grp.getgrnam("dovecot").gr_gid)
         self.log_path = self.dir / "log" / "dovecot.log"
         self.stderr_path = self.dir / "log" / "dovecot.stderr"
         for name, password in (users or {}).items():
             self.add_user(name, password)
-        if not self.users_path.exists():
-            self._write_users()
 
     # ------------------------------------------------------------------ users / paths
 
@@ -218,12 +227,14 @@ class DovecotServer:
         return self.home(user) / "Maildir"
 
     def add_user(self, name: str, password: str) -> None:
-        """Add a user or change a password; works while running.
+        """Add a user, or change a password; works while the server runs.
 
-        Dovecot's passwd-file driver re-reads the file when its mtime/size changed, but
-        stats it at most once per second (``last_sync_time == ioloop_time``).  So while
-        the server runs, this waits for the next full second (0-1 s) before returning,
-        to make sure the next login sees the change.
+        Each user has its own passwd-file (``users/<name>``, passdb path ``users/%n``).
+        Dovecot re-reads a passwd-file when its mtime or size changed, but stats each
+        file at most once per second (``last_sync_time == ioloop_time`` in
+        db-passwd-file.c).  A new user's file has never been read, so adding is
+        immediate; *changing* a password while running waits for the next full second
+        (0-1 s) so that the next login surely sees it.
         """
         _check_name("user", name)
         _check_name("password", password)
@@ -231,32 +242,26 @@ class DovecotServer:
         if not home.exists():
             home.mkdir(mode=0o700)
             self._chown_mail(home)
+        changed = name in self.users
         self.users[name] = password
-        written = int(time.time())
-        self._write_users()
-        if self.running:
-            while int(time.time()) <= written:
-                time.sleep(max(0.001, written + 1 - time.time()))
-
-    def _write_users(self) -> None:
-        lines = [
-            f"{u}:{{PLAIN}}{p}:{self.mail_uid}:{self.mail_gid}::{self.home(u)}::\n"
-            for u, p in self.users.items()
-        ]
-        tmp = self.users_path.with_suffix(".tmp")
-        tmp.write_text("".join(lines))
+        path = self.users_dir / name
+        line = f"{name}:{{PLAIN}}{password}:{self.mail_uid}:{self.mail_gid}::{home}::\n"
+        tmp = self.users_dir / f".{name}.tmp"
+        tmp.write_text(line)
         if os.geteuid() == 0:
-            # read by the auth process, which runs as user "dovecot"
             os.chown(tmp, 0, grp.getgrnam("dovecot").gr_gid)
             os.chmod(tmp, 0o640)
         else:
             os.chmod(tmp, 0o600)
-        # Dovecot reloads the file when its mtime (seconds) or size changes: make sure
-        # the mtime moves even for two edits within one second.
-        old = self.users_path.stat().st_mtime if self.users_path.exists() else 0
-        new = max(time.time(), old + 1)
+        # the mtime (whole seconds) must move even for two edits within one second
+        old = path.stat().st_mtime if path.exists() else 0
+        written = time.time()
+        new = max(written, old + 1)
         os.utime(tmp, (new, new))
-        os.replace(tmp, self.users_path)
+        os.replace(tmp, path)
+        if changed and self.running:
+            while int(time.time()) <= int(written):
+                time.sleep(max(0.001, int(written) + 1 - time.time()))
 
     # ------------------------------------------------------------------ config
 
@@ -344,11 +349,11 @@ mail_location = maildir:~/Maildir
 {self._identity_config()}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%n {self.users_path}
+  args = scheme=PLAIN {self.users_dir}/%n
 }}
 userdb {{
   driver = passwd-file
-  args = username_format=%n {self.users_path}
+  args = {self.users_dir}/%n
 }}
 service imap-login {{
   inet_listener imap {{
@@ -383,12 +388,16 @@ namespace inbox {{
         src_dir = Path(self.sieve.pipe_bin_dir)
         if not src_dir.is_dir():
             raise RuntimeError(f"sieve pipe_bin_dir {src_dir} is not a directory")
+        for key in self.sieve.pipe_env:
+            if not key.isidentifier() or not key.isascii():
+                raise ValueError(f"invalid pipe_env variable name: {key!r}")
         env_lines = "".join(
             f"export {k}={shlex.quote(v)}\n" for k, v in self.sieve.pipe_env.items()
         )
         for src in sorted(src_dir.iterdir()):
             if not src.is_file():
                 continue
+            self._check_interpreter(src)
             if self.sieve.pipe_env:
                 real = self.dir / "sieve-libexec" / src.name
                 shutil.copyfile(src, real)
@@ -420,11 +429,40 @@ namespace inbox {{
                         f"sievec failed for {src} (rule {i} {kind}):\n{res.stdout}{res.stderr}"
                     )
 
+    def _check_interpreter(self, program: Path) -> None:
+        """As root, fail early if the mail user can't execute a program's ``#!`` interpreter.
+
+        Otherwise the only symptom would be an Error line in dovecot.log at MOVE time.
+        """
+        if os.geteuid() != 0:
+            return
+        with open(program, "rb") as f:
+            first = f.readline(256)
+        if not first.startswith(b"#!") or not first[2:].split():
+            return
+        interpreter = first[2:].split()[0].decode(errors="replace")
+        user = pwd.getpwuid(self.mail_uid).pw_name
+        res = subprocess.run(
+            ["runuser", "-u", user, "--", "/usr/bin/test", "-x", interpreter],
+            capture_output=True,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(
+                f"pipe program {program}: its interpreter {interpreter} is not executable by "
+                f"the mail user {user!r} (uid {self.mail_uid}), which runs pipe programs. "
+                "Use an interpreter outside /root (mode 0700), e.g. a venv under /opt or /tmp."
+            )
+
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def master_pid(self) -> int | None:
+        """PID of the Dovecot master (also the process group of all its children)."""
+        return self._proc.pid if self._proc is not None else None
 
     def start(self) -> "DovecotServer":
         if self.running:
