@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what the tests need, then run them: the README's second command,
+# and what CI runs (.ci/run).  Extra arguments go to pytest.
+#
+#   Debian packages: dovecot-imapd + dovecot-sieve (the IMAP and imapsieve
+#   tests start their own throw-away Dovecot on 127.0.0.1), chromium (the
+#   evaluation report is opened in a headless browser).
+#   Python packages: spamlearn itself with its [test] extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
+[ -x /usr/bin/sievec ] || missing+=(dovecot-sieve)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    # Never let the package start the system's Dovecot: the tests run their
+    # own instance.  policy-rc.d (exit 101) makes invoke-rc.d skip the start;
+    # it is removed again if we created it.
+    created_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        created_policy=1
+    fi
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if [ -n "$created_policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+exec python3 -m pytest "$@"

@@ -1,0 +1,205 @@
+"""The ``spamlearn`` command: a thin Typer layer over the library.
+
+Exit codes follow sysexits(3), which Postfix's pipe(8) and procmail already
+understand (75 = try again later):
+
+====  ======================================================================
+code  meaning
+====  ======================================================================
+0     success (``filter``: the message is spam, as with bogofilter)
+1     ``filter``: the message is ham
+2     ``filter``: unsure; any command: bad command-line usage
+3     ``filter``: an error (the message is still passed through unchanged)
+65    EX_DATAERR: an input is not a usable message (others were processed)
+66    EX_NOINPUT: an input file or folder does not exist or is unreadable
+69    EX_UNAVAILABLE: the IMAP server cannot be reached
+70    EX_SOFTWARE: an internal error (a bug: please report it)
+74    EX_IOERR: the model file or ledger is missing, corrupt, unwritable
+75    EX_TEMPFAIL: another spamlearn holds the model's lock; retry later
+76    EX_PROTOCOL: the IMAP server answered unexpectedly (missing folder)
+77    EX_NOPERM: the IMAP server refused the login
+78    EX_CONFIG: the configuration file or an option is wrong
+====  ======================================================================
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import (
+    ConfigError,
+    ImapAuthError,
+    ImapConnectionError,
+    ImapStateError,
+    LedgerError,
+    MessageError,
+    ModelError,
+    SpamlearnError,
+    StoreBusyError,
+)
+
+__all__ = ["app", "main", "ExitCode", "handle_errors", "fail", "exit_code_for", "State", "state_of"]
+
+log = logging.getLogger("spamlearn")
+
+
+class ExitCode:
+    OK = 0
+    FILTER_HAM = 1
+    FILTER_UNSURE = 2
+    USAGE = 2
+    FILTER_ERROR = 3
+    DATAERR = 65
+    NOINPUT = 66
+    UNAVAILABLE = 69
+    SOFTWARE = 70
+    IOERR = 74
+    TEMPFAIL = 75
+    PROTOCOL = 76
+    NOPERM = 77
+    CONFIG = 78
+
+
+_ERROR_CODES: list[tuple[type[BaseException], int]] = [
+    (StoreBusyError, ExitCode.TEMPFAIL),
+    (ConfigError, ExitCode.CONFIG),
+    (MessageError, ExitCode.DATAERR),
+    (ImapAuthError, ExitCode.NOPERM),
+    (ImapConnectionError, ExitCode.UNAVAILABLE),
+    (ImapStateError, ExitCode.PROTOCOL),
+    (ModelError, ExitCode.IOERR),
+    (LedgerError, ExitCode.IOERR),
+    (SpamlearnError, ExitCode.SOFTWARE),
+]
+
+
+def exit_code_for(exc: BaseException) -> int:
+    for kind, code in _ERROR_CODES:
+        if isinstance(exc, kind):
+            return code
+    return ExitCode.SOFTWARE
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"spamlearn: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn spamlearn's errors into one line on stderr and a documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SpamlearnError as exc:
+            raise fail(str(exc), exit_code_for(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except BrokenPipeError:
+            # `spamlearn score ... | head`: the reader left; say nothing more.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(ExitCode.OK) from None
+        except OSError as exc:
+            if exc.errno == 28:  # ENOSPC
+                raise fail(f"disk full: {exc.filename or ''}", ExitCode.IOERR) from None
+            raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+                       ExitCode.IOERR) from None
+
+    return wrapper
+
+
+app = typer.Typer(
+    name="spamlearn",
+    help="A trainable Bayesian spam classifier for self-hosted mail.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class State:
+    """What the global options set: read lazily, once."""
+
+    def __init__(self, config: Path | None, model: Path | None, verbose: int):
+        self.config_path = config
+        self.model_override = model
+        self.verbose = verbose
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path, model_path=self.model_override)
+        return self._settings
+
+
+def state_of(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if obj is None:  # a sub-command invoked without the root callback (tests)
+        obj = State(None, None, 0)
+        ctx.find_root().obj = obj
+    return obj
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spamlearn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Config file (TOML). "
+                      "Default: $SPAMLEARN_CONFIG, ~/.config/spamlearn/spamlearn.toml, "
+                      "/etc/spamlearn/spamlearn.toml.", dir_okay=False)] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file; overrides "
+                     "$SPAMLEARN_MODEL and the config file.", dir_okay=False)] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output.")] = 0,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                       help="Print the version and exit.")] = False,
+) -> None:
+    """A trainable Bayesian spam classifier for self-hosted mail.
+
+    Exit codes follow sysexits(3); see `spamlearn exit-codes`.
+    """
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2),
+                        format="spamlearn: %(levelname)s: %(message)s")
+    ctx.obj = State(config, model, verbose)
+
+
+@app.command("exit-codes")
+def exit_codes() -> None:
+    """Print the table of exit codes."""
+    doc = sys.modules[__name__].__doc__ or ""
+    typer.echo(doc[doc.index("===="):].rstrip())
+
+
+from . import cli_core  # noqa: E402,F401  (registers learn, forget, score, filter, info, eval)
+
+# -- commands of other areas register here: one import line each ------------------
+# (each module defines its commands on `app` from this module)
+
+
+def main() -> None:
+    """Entry point of the ``spamlearn`` console script."""
+    try:
+        app()
+    except SpamlearnError as exc:  # raised outside a command (e.g. in a callback)
+        typer.echo(f"spamlearn: error: {exc}", err=True)
+        sys.exit(exit_code_for(exc))
+
+

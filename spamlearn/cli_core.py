@@ -1,0 +1,295 @@
+"""The core commands: learn, forget, score, filter, info, eval."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .classifier import Label
+from .cli import ExitCode, app, fail, handle_errors, state_of
+from .defaults import load_scoring_classifier
+from .errors import MessageError, SpamlearnError
+from .headers import add_verdict_headers
+from .mailsource import count_messages, iter_messages
+from .modelstore import Action, ModelStore
+from .reporting import progress
+
+PathsArg = Annotated[list[str], typer.Argument(help="Message files, Maildir folders, mbox files, "
+                                                    "folders of files, or - for stdin.")]
+
+
+def _store(ctx: typer.Context, user: str | None = None) -> ModelStore:
+    return ModelStore.from_settings(state_of(ctx).settings, user)
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "never"
+    return datetime.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="seconds")
+
+
+@app.command()
+@handle_errors
+def learn(
+    ctx: typer.Context,
+    paths: PathsArg,
+    spam: Annotated[bool, typer.Option("--spam", help="Learn the messages as spam.")] = False,
+    ham: Annotated[bool, typer.Option("--ham", help="Learn the messages as ham.")] = False,
+    user: Annotated[str | None, typer.Option(help="Train this user's own model, if configured.")] = None,
+    source: Annotated[str, typer.Option(help="Where the messages come from, kept in the ledger.")] = "cli",
+) -> None:
+    """Learn messages as spam or ham (a message learned before is not counted again;
+    one learned with the other label is relabelled)."""
+    if spam == ham:
+        raise fail("say --spam or --ham (exactly one)", ExitCode.USAGE)
+    label = Label.SPAM if spam else Label.HAM
+    store = _store(ctx, user)
+    counts = {Action.LEARNED: 0, Action.RELABELLED: 0, Action.ALREADY_KNOWN: 0}
+    errors = missing = 0
+    with store.session(source=source) as session, \
+            progress(f"learning {label}", count_messages(paths)) as advance:
+        for item in iter_messages(paths):
+            advance(1)
+            if item.error:
+                typer.echo(f"spamlearn: {item.name}: {item.error}", err=True)
+                missing += 1
+                continue
+            try:
+                outcome = session.learn(item.raw, label)
+            except MessageError as exc:
+                typer.echo(f"spamlearn: {item.name}: {exc}", err=True)
+                errors += 1
+                continue
+            counts[outcome.action] += 1
+            if state_of(ctx).verbose:
+                typer.echo(f"{item.name}: {outcome.describe()}")
+            if session.pending >= 1000:
+                session.commit()  # bound what a crash could make us redo
+    typer.echo(f"learned {counts[Action.LEARNED]} as {label}, relabelled "
+               f"{counts[Action.RELABELLED]}, already known {counts[Action.ALREADY_KNOWN]}, "
+               f"errors {errors + missing} (model {store.model_path})")
+    if missing:
+        raise typer.Exit(ExitCode.NOINPUT)
+    if errors:
+        raise typer.Exit(ExitCode.DATAERR)
+
+
+@app.command()
+@handle_errors
+def forget(
+    ctx: typer.Context,
+    paths: PathsArg,
+    user: Annotated[str | None, typer.Option(help="Forget from this user's own model.")] = None,
+) -> None:
+    """Unlearn messages, whatever they were learned as."""
+    store = _store(ctx, user)
+    forgotten = unknown = errors = 0
+    with store.session(source="cli") as session:
+        for item in iter_messages(paths):
+            if item.error:
+                typer.echo(f"spamlearn: {item.name}: {item.error}", err=True)
+                errors += 1
+                continue
+            outcome = session.forget(item.raw)
+            if outcome.action == Action.FORGOTTEN:
+                forgotten += 1
+            else:
+                unknown += 1
+    typer.echo(f"forgot {forgotten}, not known {unknown}, errors {errors}")
+    if errors:
+        raise typer.Exit(ExitCode.NOINPUT)
+
+
+# -- scoring ----------------------------------------------------------------------------
+_WORKER_CLASSIFIER = None
+
+
+def _score_one(job: tuple[str, bytes | None, str | None, bool]) -> dict:
+    name, raw, error, explain = job
+    if error:
+        return {"path": name, "error": error}
+    try:
+        verdict = _WORKER_CLASSIFIER.score(raw, explain=explain)
+    except MessageError as exc:
+        return {"path": name, "error": str(exc)}
+    out = {"path": name, **verdict.as_dict()}
+    return out
+
+
+def _print_result(result: dict, as_json: bool, explain: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    if "error" in result:
+        typer.echo(f"spamlearn: {result['path']}: {result['error']}", err=True)
+        return
+    typer.echo(f"{result['path']}\t{result['verdict']}\t{result['score']:.4f}")
+    for clue in result.get("clues", [])[:30] if explain else []:
+        typer.echo(f"    {clue['spam_prob']:.3f}  spam={clue['spam_count']:<5d} "
+                   f"ham={clue['ham_count']:<5d} {clue['token']}")
+
+
+@app.command()
+@handle_errors
+def score(
+    ctx: typer.Context,
+    paths: PathsArg,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the clues behind each score.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per message.")] = False,
+    user: Annotated[str | None, typer.Option(help="Score with this user's model, if ready.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=0,
+                    help="Worker processes (0: one per core).")] = 0,
+) -> None:
+    """Score messages: verdict (ham, unsure, spam) and spam probability per message."""
+    global _WORKER_CLASSIFIER
+    state = state_of(ctx)
+    classifier, _ = load_scoring_classifier(state.settings, user, state.model_override)
+    _WORKER_CLASSIFIER = classifier
+    jobs = jobs or os.cpu_count() or 1
+    total = count_messages(paths)
+    failures = 0
+    inputs = ((m.name, m.raw, m.error, explain) for m in iter_messages(paths))
+    with progress("scoring", total, enabled=sys.stderr.isatty() and total and total > 50) as advance:
+        if jobs > 1 and total and total >= 200:
+            import multiprocessing
+
+            # fork: the workers share the loaded model's pages with us.
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                results = pool.imap(_score_one, inputs, chunksize=32)
+                for result in results:
+                    advance(1)
+                    failures += "error" in result
+                    _print_result(result, as_json, explain)
+        else:
+            for job in inputs:
+                result = _score_one(job)
+                advance(1)
+                failures += "error" in result
+                _print_result(result, as_json, explain)
+    if failures:
+        raise typer.Exit(ExitCode.DATAERR)
+
+
+@app.command("filter")
+def filter_(
+    ctx: typer.Context,
+    exit_zero: Annotated[bool, typer.Option("--exit-zero", help="Always exit 0 (for a Dovecot "
+                         "sieve `filter`, which treats other codes as failure).")] = False,
+    user: Annotated[str | None, typer.Option(help="Score with this user's model, if ready.")] = None,
+) -> None:
+    """Read a message on stdin, write it to stdout with X-Spam-* headers.
+
+    Exit code by verdict, as bogofilter: 0 spam, 1 ham, 2 unsure, 3 error.
+    On any error the message is passed through unchanged: a filter never loses mail.
+    """
+    raw = sys.stdin.buffer.read()
+    out = sys.stdout.buffer
+    try:
+        state = state_of(ctx)
+        classifier, _ = load_scoring_classifier(state.settings, user, state.model_override)
+        verdict = classifier.score(raw)
+    except SpamlearnError as exc:
+        out.write(raw)
+        out.flush()
+        typer.echo(f"spamlearn: error: {exc}", err=True)
+        raise typer.Exit(0 if exit_zero else ExitCode.FILTER_ERROR) from None
+    out.write(add_verdict_headers(raw, verdict))
+    out.flush()
+    if exit_zero:
+        raise typer.Exit(0)
+    raise typer.Exit({Label.SPAM: 0, Label.HAM: ExitCode.FILTER_HAM,
+                      Label.UNSURE: ExitCode.FILTER_UNSURE}[verdict.label])
+
+
+@app.command()
+@handle_errors
+def info(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Also verify that the model's counts "
+                     "equal the sum of the ledger's messages.")] = False,
+    user: Annotated[str | None, typer.Option(help="Show this user's own model.")] = None,
+) -> None:
+    """Show which model file and ledger are in use, their counts, size, when last trained."""
+    state = state_of(ctx)
+    settings = state.settings
+    store = ModelStore.from_settings(settings, user)
+    details = store.info()
+    details["config_file"] = str(settings.config_file) if settings.config_file else None
+    try:
+        _, scoring_path = load_scoring_classifier(settings, user, state.model_override)
+        details["scoring_model"] = str(scoring_path)
+    except SpamlearnError as exc:
+        details["scoring_model_error"] = str(exc)
+    problems = store.check() if check and store.exists() else []
+    if check:
+        details["check"] = problems or "ok"
+    if as_json:
+        typer.echo(json.dumps(details, indent=2, default=str))
+    else:
+        typer.echo(f"config file:    {details['config_file'] or '(none)'}")
+        typer.echo(f"model file:     {details['model']}" + ("" if details["exists"] else "  (not created yet)"))
+        typer.echo(f"ledger:         {details['ledger']}")
+        typer.echo(f"scores with:    {details.get('scoring_model', details.get('scoring_model_error'))}")
+        if details["exists"]:
+            typer.echo(f"learned:        {details['n_spam']} spam, {details['n_ham']} ham")
+            typer.echo(f"size:           {details['size_bytes'] / 1e6:.2f} MB on disk, "
+                       f"{details['used_buckets']} of {details['n_features']} features used")
+            typer.echo(f"last trained:   {_when(details['trained_at'])} (revision {details['revision']})")
+        for row in details.get("sources", []):
+            typer.echo(f"  {row['source'] or '(unnamed)':<40} {row['label']:<5} "
+                       f"{row['messages']:>7}  last {_when(row['last_learned_at'])}")
+        if check:
+            typer.echo("check:          " + ("ok" if not problems else "; ".join(problems)))
+    if problems:
+        raise typer.Exit(ExitCode.IOERR)
+
+
+@app.command("eval")
+@handle_errors
+def eval_(
+    ctx: typer.Context,
+    index: Annotated[Path, typer.Option(help="TREC index file: lines 'spam|ham PATH'.",
+                                        exists=True, dir_okay=False)],
+    mode: Annotated[str, typer.Option(help="all: train on every message; error: train on "
+                                           "errors and unsure only.")] = "all",
+    results: Annotated[Path | None, typer.Option(help="Write 'id gold score verdict' lines here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the ROC curve as a PNG here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+    limit: Annotated[int, typer.Option(min=0, help="Use only the first N messages (0: all).")] = 0,
+) -> None:
+    """Run the TREC Spam Track online protocol over a corpus (from an empty model)."""
+    from .classifier import Classifier
+    from .evaluate import compute_figures, read_index, run_online, write_results
+
+    settings = state_of(ctx).settings
+    entries = read_index(index)
+    if limit:
+        entries = entries[:limit]
+    classifier = Classifier(ham_cutoff=settings.ham_cutoff, spam_cutoff=settings.spam_cutoff,
+                            scan_limit=settings.scan_limit)
+    with progress("evaluating", len(entries)) as advance:
+        result = run_online(entries, classifier, mode=mode, progress=lambda n: advance(1))
+    figures = compute_figures(result)
+    if results:
+        write_results(result, results)
+    if plot:
+        from .plots import save_roc_plot
+
+        save_roc_plot(result, plot, title=f"spamlearn on {index.parent.parent.name or index.name}")
+    if as_json:
+        typer.echo(json.dumps(figures.as_dict()))
+        return
+    f = figures
+    typer.echo(
+        f"{f.messages} messages ({f.n_spam} spam, {f.n_ham} ham), mode {mode}: "
+        f"(1-ROCA)% {f.roca_pct:.4f}, lam% {f.lam_pct:.3f}, "
+        f"ham misclassified {f.ham_misclassified_pct:.3f}%, spam misclassified "
+        f"{f.spam_misclassified_pct:.3f}%, unsure {f.unsure_pct:.2f}%, "
+        f"hm at sm=0.1% {f.hm_at_sm_01_pct:.2f}%, {f.messages_per_second:.0f} messages/s")

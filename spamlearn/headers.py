@@ -1,0 +1,50 @@
+"""Add spamlearn's verdict headers to a message, as ``bogofilter -p`` does.
+
+Incoming ``X-Spam-*`` headers are removed first: a sender must not be able
+to pre-label their own message ``X-Spam-Flag: NO`` past a sieve rule.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import __version__
+from .classifier import Label, Verdict
+
+__all__ = ["add_verdict_headers", "verdict_headers"]
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def verdict_headers(verdict: Verdict) -> list[tuple[str, str]]:
+    return [
+        ("X-Spam-Flag", "YES" if verdict.label is Label.SPAM else "NO"),
+        ("X-Spam-Verdict", verdict.label.value),
+        ("X-Spam-Probability", f"{verdict.spam_prob:.4f}"),
+        ("X-Spam-Checker-Version", f"spamlearn {__version__}"),
+    ]
+
+
+def add_verdict_headers(raw: bytes, verdict: Verdict) -> bytes:
+    """``raw`` with its ``X-Spam-*`` headers replaced by ours, line ends kept."""
+    newline = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
+    match = _HEADER_END.search(raw)
+    head, rest = (raw[: match.start()], raw[match.start():]) if match else (raw, b"")
+    lines = head.split(newline) if head else []
+    envelope = []
+    if lines and lines[0].startswith(b"From "):
+        envelope = [lines.pop(0)]
+    kept = []
+    skipping = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line[:7].lower() == b"x-spam-"
+        if not skipping:
+            kept.append(line)
+    ours = [f"{name}: {value}".encode("ascii") for name, value in verdict_headers(verdict)]
+    if not match:
+        rest = newline  # a headers-only message: keep it a valid one
+    return newline.join(envelope + ours + kept) + rest
