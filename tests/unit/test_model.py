@@ -1,0 +1,189 @@
+"""ChiSquareNB: properties a naive Bayes estimator must have."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from spamlearn import ChiSquareNB, Classifier, Label, MessageVectorizer, NotFittedError
+from spamlearn.errors import ModelError
+
+X_TOY = np.array([
+    [1, 1, 0, 0, 0, 1],
+    [1, 0, 1, 0, 0, 0],
+    [1, 1, 1, 0, 0, 0],
+    [0, 0, 0, 1, 1, 0],
+    [0, 0, 0, 1, 0, 1],
+    [0, 0, 1, 1, 1, 0],
+])
+Y_TOY = np.array(["spam", "spam", "spam", "ham", "ham", "ham"])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(2002)
+
+
+def test_fit_predicts_training_classes():
+    model = ChiSquareNB().fit(X_TOY, Y_TOY)
+    assert list(model.classes_) == ["ham", "spam"]
+    assert list(model.predict(X_TOY)) == list(Y_TOY)
+
+
+def test_probabilities_sum_to_one_and_match_log(rng):
+    X = (rng.random((40, 30)) < 0.3).astype(int)
+    y = np.where(rng.random(40) < 0.5, "spam", "ham")
+    y[:2] = ["spam", "ham"]
+    model = ChiSquareNB().fit(X, y)
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert ((proba >= 0) & (proba <= 1)).all()
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(model.predict_log_proba(X), np.log(proba))
+
+
+def test_partial_fit_in_chunks_equals_fit(rng):
+    X = (rng.random((60, 25)) < 0.25).astype(int)
+    y = np.where(rng.random(60) < 0.4, "spam", "ham")
+    y[:2] = ["spam", "ham"]
+    whole = ChiSquareNB().fit(X, y)
+    chunked = ChiSquareNB()
+    for start in range(0, 60, 7):
+        chunked.partial_fit(X[start:start + 7], y[start:start + 7], classes=["ham", "spam"])
+    np.testing.assert_array_equal(whole.spam_count_, chunked.spam_count_)
+    np.testing.assert_array_equal(whole.ham_count_, chunked.ham_count_)
+    np.testing.assert_allclose(whole.decision_function(X), chunked.decision_function(X))
+
+
+def test_counts_are_presence_not_frequency():
+    model = ChiSquareNB().fit(X_TOY * 7, Y_TOY)
+    reference = ChiSquareNB().fit(X_TOY, Y_TOY)
+    np.testing.assert_array_equal(model.spam_count_, reference.spam_count_)
+
+
+def test_sparse_and_dense_agree():
+    dense = ChiSquareNB().fit(X_TOY, Y_TOY)
+    sparse = ChiSquareNB().fit(sp.csr_matrix(X_TOY), Y_TOY)
+    np.testing.assert_allclose(dense.decision_function(X_TOY), sparse.decision_function(sp.csr_matrix(X_TOY)))
+
+
+def test_learn_then_unlearn_restores_exactly():
+    model = ChiSquareNB().fit(X_TOY, Y_TOY)
+    before = (model.spam_count_.copy(), model.ham_count_.copy(), model.n_spam_, model.n_ham_)
+    indices = np.array([0, 3, 5])
+    model.learn_indices(indices, True)
+    assert model.n_spam_ == before[2] + 1
+    model.unlearn_indices(indices, True)
+    np.testing.assert_array_equal(model.spam_count_, before[0])
+    np.testing.assert_array_equal(model.ham_count_, before[1])
+    assert (model.n_spam_, model.n_ham_) == before[2:]
+
+
+def test_unlearn_refuses_to_go_negative():
+    model = ChiSquareNB().init_empty(8)
+    with pytest.raises(ModelError, match="not learned"):
+        model.unlearn_indices(np.array([1, 2]), True)
+
+
+def test_pickle_round_trip_predicts_the_same():
+    model = ChiSquareNB().fit(X_TOY, Y_TOY)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_allclose(model.decision_function(X_TOY), again.decision_function(X_TOY))
+
+
+def test_get_set_params_and_clone():
+    model = ChiSquareNB(max_discriminators=20)
+    assert model.get_params()["max_discriminators"] == 20
+    model.set_params(unknown_word_strength=1.0)
+    assert clone(model).unknown_word_strength == 1.0
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"unknown_word_strength": 0}, "unknown_word_strength"),
+    ({"unknown_word_prob": 1.5}, "unknown_word_prob"),
+    ({"min_prob_strength": 0.7}, "min_prob_strength"),
+    ({"max_discriminators": 0}, "max_discriminators"),
+])
+def test_invalid_parameters_rejected_at_fit(params, message):
+    with pytest.raises(ValueError, match=message):
+        ChiSquareNB(**params).fit(X_TOY, Y_TOY)
+
+
+def test_rejects_negative_and_one_class_input():
+    with pytest.raises(ValueError, match="Negative"):
+        ChiSquareNB().fit(-X_TOY, Y_TOY)
+    with pytest.raises(ValueError, match="one class"):
+        ChiSquareNB().fit(X_TOY, ["spam"] * 6)
+
+
+def test_works_in_pipeline_and_grid_search(spam_messages, ham_messages):
+    messages = spam_messages + ham_messages
+    labels = ["spam"] * len(spam_messages) + ["ham"] * len(ham_messages)
+    pipeline = Pipeline([("tokens", MessageVectorizer(n_features=2**12)), ("nb", ChiSquareNB())])
+    pipeline.fit(messages, labels)
+    assert list(pipeline.predict(messages)) == labels
+    search = GridSearchCV(pipeline, {"nb__max_discriminators": [5, 150]}, cv=2)
+    search.fit(messages, labels)
+    assert search.best_params_["nb__max_discriminators"] in (5, 150)
+
+
+def test_unknown_words_are_unsure():
+    model = ChiSquareNB().fit(X_TOY, Y_TOY)
+    never_seen = np.zeros((1, 6))
+    assert model.predict_proba(never_seen)[0, 1] == pytest.approx(0.5)
+
+
+def test_useful_after_a_few_messages(spam_messages, ham_messages):
+    """Two messages of each class already separate clear cases; the rest is unsure."""
+    clf = Classifier(n_features=2**16)
+    for raw in spam_messages[:2]:
+        clf.learn(raw, "spam")
+    for raw in ham_messages[:2]:
+        clf.learn(raw, "ham")
+    assert clf.score(spam_messages[0]).label is Label.SPAM
+    assert clf.score(ham_messages[0]).label is Label.HAM
+    assert clf.score(b"Subject: hello\n\nsomething entirely different").label is Label.UNSURE
+
+
+def test_classifier_learn_unlearn_is_exact_inverse(sample_spam, sample_ham):
+    clf = Classifier(n_features=2**16)
+    clf.learn(sample_ham, "ham")
+    spam_before = clf.model.spam_count_.copy()
+    clf.learn(sample_spam, "spam")
+    clf.unlearn(sample_spam, "spam")
+    np.testing.assert_array_equal(clf.model.spam_count_, spam_before)
+    assert clf.n_spam == 0 and clf.n_ham == 1
+
+
+def test_explain_returns_clues_with_counts(sample_spam, sample_ham):
+    clf = Classifier(n_features=2**16)
+    clf.learn(sample_spam, "spam")
+    clf.learn(sample_ham, "ham")
+    clues = clf.explain(sample_spam)
+    assert clues, "a learned message must have clues"
+    assert all(c.spam_count >= 1 for c in clues if c.spam_prob > 0.5)
+    strengths = [abs(c.spam_prob - 0.5) for c in clues]
+    assert strengths == sorted(strengths, reverse=True)
+    assert any(c.token.startswith("subject:") for c in clues)
+
+
+def test_scoring_an_empty_model_raises(sample_spam):
+    with pytest.raises(NotFittedError):
+        Classifier(n_features=2**10).score(sample_spam)
+
+
+def test_hashing_is_stable_across_processes():
+    import subprocess
+    import sys
+
+    code = "from spamlearn.features import TokenHasher; print(TokenHasher(2**21).index('subject:viagra'))"
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}).stdout
+               for seed in ("1", "2")}
+    assert len(outputs) == 1 and outputs.pop().strip().isdigit()

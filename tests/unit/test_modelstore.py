@@ -1,0 +1,217 @@
+"""ModelStore: the ledger and the model change together, exactly once, crash-safe."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from spamlearn import LedgerError, ModelFileError, StoreBusyError
+from spamlearn.ledger import Ledger
+from spamlearn.modelstore import Action, ModelStore
+
+
+def test_learning_twice_is_a_no_op_that_says_so(store, sample_spam):
+    assert store.learn(sample_spam, "spam").action == Action.LEARNED
+    again = store.learn(sample_spam, "spam")
+    assert again.action == Action.ALREADY_KNOWN
+    assert store.load().n_spam == 1
+    assert store.check() == []
+
+
+def test_relabel_unlearns_first_exactly_once(store, sample_spam, sample_ham):
+    store.learn(sample_ham, "ham")
+    store.learn(sample_spam, "spam")
+    outcome = store.learn(sample_spam, "ham")
+    assert outcome.action == Action.RELABELLED and outcome.previous.value == "spam"
+    assert store.learn(sample_spam, "ham").action == Action.ALREADY_KNOWN
+    clf = store.load()
+    assert (clf.n_spam, clf.n_ham) == (0, 2)
+    assert store.check() == []
+
+
+def test_crlf_and_lf_copies_are_one_message(store, sample_spam):
+    store.learn(sample_spam, "spam")
+    crlf = sample_spam.replace(b"\n", b"\r\n")
+    assert store.learn(crlf, "spam").action == Action.ALREADY_KNOWN
+
+
+def test_forget_removes_and_is_idempotent(store, sample_spam, sample_ham):
+    store.learn(sample_ham, "ham")
+    store.learn(sample_spam, "spam")
+    assert store.forget(sample_spam).action == Action.FORGOTTEN
+    assert store.forget(sample_spam).action == Action.NOT_KNOWN
+    assert store.load().n_spam == 0
+    assert store.check() == []
+
+
+def test_exception_in_session_discards_uncommitted_work(store, sample_spam, sample_ham):
+    store.learn(sample_ham, "ham")
+    with pytest.raises(RuntimeError):
+        with store.session() as session:
+            session.learn(sample_spam, "spam")
+            raise RuntimeError("boom")
+    assert store.load().n_spam == 0
+    assert store.check() == []
+
+
+def test_state_is_committed_with_the_messages(store, sample_spam):
+    with store.session() as session:
+        session.learn(sample_spam, "spam")
+        session.set_state("imap:alice:Junk", '{"last_uid": 5}')
+    with store.session() as session:
+        assert session.get_state("imap:alice:Junk") == '{"last_uid": 5}'
+
+
+_KILL_BETWEEN_WRITES = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import spamlearn.modelstore as ms
+    def die(*args, **kwargs):
+        os._exit(9)   # killed after the ledger commit, before the model write
+    ms.save_classifier = die
+    store = ms.ModelStore(Path(sys.argv[1]), n_features=2**16)
+    with store.session() as session:
+        session.learn(Path(sys.argv[2]).read_bytes(), "spam")
+        session.set_state("imap:x", "moved-on")
+""")
+
+
+def test_killed_between_ledger_and_model_write_recovers(store, tmp_path, sample_spam, sample_ham):
+    store.learn(sample_ham, "ham")
+    message = tmp_path / "spam.eml"
+    message.write_bytes(sample_spam)
+    proc = subprocess.run([sys.executable, "-c", _KILL_BETWEEN_WRITES, str(store.model_path), str(message)])
+    assert proc.returncode == 9
+    with Ledger(store.ledger_path) as ledger:
+        assert ledger.revision == store.load().revision + 1, "the crash must leave the ledger ahead"
+    # The next opener repairs: the message is not learned anywhere, then learns once.
+    assert store.check() == []
+    with store.session() as session:
+        assert session.known(sample_spam) is None
+        assert session.get_state("imap:x") is None
+        assert session.learn(sample_spam, "spam").action == Action.LEARNED
+    clf = store.load()
+    assert (clf.n_spam, clf.n_ham) == (1, 1)
+    assert store.check() == []
+
+
+_KILL_DURING_MODEL_WRITE = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import spamlearn.store as st
+    import spamlearn.modelstore as ms
+    real_replace = os.replace
+    def die(src, dst):
+        os._exit(9)   # the temp file is written, the rename never happens
+    st.os.replace = die
+    store = ms.ModelStore(Path(sys.argv[1]), n_features=2**16)
+    store.learn(Path(sys.argv[2]).read_bytes(), "spam")
+""")
+
+
+def test_killed_during_model_write_recovers(store, tmp_path, sample_spam, sample_ham):
+    store.learn(sample_ham, "ham")
+    message = tmp_path / "spam.eml"
+    message.write_bytes(sample_spam)
+    proc = subprocess.run([sys.executable, "-c", _KILL_DURING_MODEL_WRITE, str(store.model_path), str(message)])
+    assert proc.returncode == 9
+    assert store.check() == []
+    assert store.load().n_spam == 0
+    assert store.learn(sample_spam, "spam").action == Action.LEARNED
+    assert store.check() == []
+
+
+def test_full_ledger_disk_loses_nothing(store, sample_spam, sample_ham, spam_messages):
+    store.learn(sample_ham, "ham")
+    store.learn(sample_spam, "spam")
+    # Simulate a full disk: SQLite's page limit answers SQLITE_FULL exactly as ENOSPC does.
+    db = sqlite3.connect(store.ledger_path)
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.close()
+
+    import spamlearn.ledger as ledger_module
+
+    real_connect = sqlite3.connect
+
+    def capped(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        return conn
+
+    ledger_module.sqlite3.connect = capped
+    try:
+        with pytest.raises(LedgerError, match="full"):
+            with store.session() as session:
+                for i in range(300):
+                    words = " ".join(f"w{i}x{j}" for j in range(200)).encode()
+                    session.learn(spam_messages[i % 4] + words, "spam")
+    finally:
+        ledger_module.sqlite3.connect = real_connect
+    clf = store.load()
+    assert (clf.n_spam, clf.n_ham) == (1, 1), "what was learned before is intact"
+    assert store.check() == []
+    assert store.learn(spam_messages[0], "spam").action == Action.LEARNED
+
+
+def test_ledger_of_another_model_is_refused(tmp_path, sample_spam, sample_ham):
+    a = ModelStore(tmp_path / "a.joblib", n_features=2**16)
+    a.learn(sample_spam, "spam")
+    a.learn(sample_ham, "ham")
+    b = ModelStore(tmp_path / "b.joblib", ledger_path=a.ledger_path, n_features=2**16)
+    with pytest.raises(LedgerError, match="does not belong"):
+        b.learn(sample_spam, "ham")
+
+
+def test_corrupt_model_file_refuses_to_learn(store, sample_spam, sample_ham):
+    store.learn(sample_ham, "ham")
+    store.model_path.write_bytes(store.model_path.read_bytes()[:100])
+    with pytest.raises(ModelFileError):
+        store.learn(sample_spam, "spam")
+    with Ledger(store.ledger_path) as ledger:
+        assert ledger.counts() == {"ham": 1, "spam": 0}
+
+
+def test_read_only_model_folder(read_only_folder, sample_spam, sample_ham):
+    store = ModelStore(read_only_folder.path / "m.joblib", n_features=2**16)
+    store.learn(sample_ham, "ham")
+    read_only_folder.freeze()
+    with pytest.raises((ModelFileError, LedgerError), match="not writable|read-only|cannot"):
+        store.learn(sample_spam, "spam")
+    assert store.load().n_ham == 1
+
+
+def test_busy_lock_times_out_clearly(tmp_path, sample_spam):
+    store = ModelStore(tmp_path / "m.joblib", n_features=2**16, lock_timeout=0.2)
+    with store.session():
+        other = ModelStore(tmp_path / "m.joblib", n_features=2**16, lock_timeout=0.2)
+        with pytest.raises(StoreBusyError, match="another spamlearn process"):
+            other.learn(sample_spam, "spam")
+
+
+def _learn_in_process(args):
+    path, raw, label = args
+    from pathlib import Path
+
+    from spamlearn.modelstore import ModelStore
+
+    return ModelStore(Path(path), n_features=2**16).learn(raw, label).action
+
+
+def test_concurrent_learners_lose_nothing(tmp_path, spam_messages, ham_messages):
+    path = tmp_path / "m.joblib"
+    jobs = [(str(path), raw, "spam") for raw in spam_messages] + \
+           [(str(path), raw, "ham") for raw in ham_messages] + \
+           [(str(path), spam_messages[0], "spam")] * 4
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        actions = pool.map(_learn_in_process, jobs)
+    assert actions.count(Action.LEARNED) == len(spam_messages) + len(ham_messages)
+    assert actions.count(Action.ALREADY_KNOWN) == 4
+    store = ModelStore(path, n_features=2**16)
+    clf = store.load()
+    assert (clf.n_spam, clf.n_ham) == (len(spam_messages), len(ham_messages))
+    assert store.check() == []

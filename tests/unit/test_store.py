@@ -1,0 +1,116 @@
+"""Model files: round trips, atomic writes, and every way a file can be bad."""
+
+from __future__ import annotations
+
+import os
+
+import joblib
+import numpy as np
+import pytest
+
+from spamlearn import Classifier, ModelFileError
+from spamlearn.store import FORMAT, load_classifier, read_header, save_classifier
+
+
+@pytest.fixture
+def trained(spam_messages, ham_messages) -> Classifier:
+    clf = Classifier(n_features=2**14)
+    for raw in spam_messages:
+        clf.learn(raw, "spam")
+    for raw in ham_messages:
+        clf.learn(raw, "ham")
+    return clf
+
+
+def test_round_trip_gives_the_same_scores(tmp_path, trained, sample_spam, sample_ham):
+    path = tmp_path / "m.joblib"
+    trained.revision = 7
+    save_classifier(trained, path)
+    loaded = load_classifier(path)
+    assert loaded.revision == 7
+    np.testing.assert_array_equal(loaded.model.spam_count_, trained.model.spam_count_)
+    for raw in (sample_spam, sample_ham):
+        assert loaded.score(raw).decision == pytest.approx(trained.score(raw).decision)
+
+
+def test_save_replaces_atomically_and_leaves_no_temp_files(tmp_path, trained):
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    inode = path.stat().st_ino
+    save_classifier(trained, path)
+    assert path.stat().st_ino != inode, "a new file must be renamed over the old one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.joblib"]
+
+
+def test_truncated_file_is_a_clear_error(tmp_path, trained):
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="truncated or corrupt"):
+        load_classifier(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, I am not a model", b"\x80\x04garbage", os.urandom(4096)])
+def test_foreign_files_are_refused(tmp_path, content):
+    path = tmp_path / "m.joblib"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError):
+        load_classifier(path)
+
+
+def test_a_joblib_file_of_something_else_is_refused(tmp_path):
+    path = tmp_path / "m.joblib"
+    joblib.dump({"weights": [1, 2, 3]}, path)
+    with pytest.raises(ModelFileError, match="not a spamlearn model"):
+        load_classifier(path)
+
+
+def test_another_format_version_is_refused(tmp_path, trained):
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    data = joblib.load(path)
+    data["format_version"] = 99
+    joblib.dump(data, path)
+    with pytest.raises(ModelFileError, match="format version 99"):
+        read_header(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelFileError, match="no model file"):
+        load_classifier(tmp_path / "nope.joblib")
+
+
+def test_read_only_folder_is_a_clear_error_and_keeps_the_model(read_only_folder, trained, sample_spam):
+    path = read_only_folder.path / "m.joblib"
+    save_classifier(trained, path)
+    before = path.read_bytes()
+    read_only_folder.freeze()
+    with pytest.raises(ModelFileError, match="cannot write model file"):
+        save_classifier(trained, path)
+    assert path.read_bytes() == before
+    assert load_classifier(path).score(sample_spam).spam_prob > 0.5
+
+
+def test_write_failure_keeps_the_old_file(tmp_path, trained, monkeypatch):
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    before = path.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("spamlearn.store.joblib.dump", disk_full)
+    with pytest.raises(ModelFileError, match="No space left"):
+        save_classifier(trained, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.joblib"]
+
+
+def test_file_holds_plain_data_only(tmp_path, trained):
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    data = joblib.load(path)
+    assert data["format"] == FORMAT
+    allowed = (int, float, str, dict, np.ndarray, type(None))
+    assert all(isinstance(v, allowed) for v in data.values())
