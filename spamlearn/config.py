@@ -9,7 +9,7 @@ from, in rising order of precedence:
    ``/etc/spamlearn/spamlearn.toml`` that exists;
 3. ``SPAMLEARN_*`` environment variables (``SPAMLEARN_MODEL``,
    ``SPAMLEARN_LEDGER``, ``SPAMLEARN_HAM_CUTOFF``, ``SPAMLEARN_SPAM_CUTOFF``,
-   ``SPAMLEARN_SCAN_LIMIT``);
+   ``SPAMLEARN_SCAN_LIMIT``, ``SPAMLEARN_LOCK_TIMEOUT``);
 4. keyword overrides, which the CLI fills from its flags.
 
 Sections that belong to one subsystem (``[server]``, ``[[accounts]]``,
@@ -64,6 +64,10 @@ class Settings:
         A trained model is used for scoring once it has learned this many
         spam and this many ham; before that the packaged default model
         (or, for a per-user model, the shared one) answers.
+    lock_timeout : float
+        Seconds a learner waits for another one holding the model's lock
+        before giving up with exit code 75 (try again later).  A minute
+        covers a cron pass committing a large batch.
     user_models_dir : Path or None
         Folder of per-user models, ``<dir>/<user>.joblib``.
     own_model_users : frozenset of str
@@ -80,6 +84,7 @@ class Settings:
     spam_cutoff: float = 0.90
     scan_limit: int = 512_000
     min_messages: int = 10
+    lock_timeout: float = 60.0
     user_models_dir: Path | None = None
     own_model_users: frozenset[str] = frozenset()
     config_file: Path | None = None
@@ -93,6 +98,8 @@ class Settings:
             )
         if self.scan_limit < 1024:
             raise ConfigError(f"scan_limit must be at least 1024 bytes, got {self.scan_limit}")
+        if self.lock_timeout < 0:
+            raise ConfigError(f"lock_timeout must be >= 0, got {self.lock_timeout}")
         if self.min_messages < 0:
             raise ConfigError(f"min_messages must be >= 0, got {self.min_messages}")
 
@@ -176,7 +183,7 @@ def _resolve(base: Path | None, value: Any) -> Path:
     return path
 
 
-_MODEL_KEYS = {"path", "ledger", "ham_cutoff", "spam_cutoff", "scan_limit", "min_messages"}
+_MODEL_KEYS = {"path", "ledger", "ham_cutoff", "spam_cutoff", "scan_limit", "min_messages", "lock_timeout"}
 
 
 def load_settings(
@@ -208,7 +215,7 @@ def load_settings(
         values["model_path"] = _resolve(base, model["path"])
     if "ledger" in model:
         values["ledger_path"] = _resolve(base, model["ledger"])
-    for key in ("ham_cutoff", "spam_cutoff"):
+    for key in ("ham_cutoff", "spam_cutoff", "lock_timeout"):
         if key in model:
             values[key] = _as_float(model[key], f"[model] {key}")
     for key in ("scan_limit", "min_messages"):
@@ -234,6 +241,8 @@ def load_settings(
         values["ham_cutoff"] = _as_float(env["SPAMLEARN_HAM_CUTOFF"], "SPAMLEARN_HAM_CUTOFF")
     if env.get("SPAMLEARN_SPAM_CUTOFF"):
         values["spam_cutoff"] = _as_float(env["SPAMLEARN_SPAM_CUTOFF"], "SPAMLEARN_SPAM_CUTOFF")
+    if env.get("SPAMLEARN_LOCK_TIMEOUT"):
+        values["lock_timeout"] = _as_float(env["SPAMLEARN_LOCK_TIMEOUT"], "SPAMLEARN_LOCK_TIMEOUT")
     if env.get("SPAMLEARN_SCAN_LIMIT"):
         values["scan_limit"] = _as_int(env["SPAMLEARN_SCAN_LIMIT"], "SPAMLEARN_SCAN_LIMIT")
 

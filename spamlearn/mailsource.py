@@ -67,11 +67,14 @@ def _read_file(path: Path) -> Iterator[MessageInput]:
         except (OSError, mailbox.Error) as exc:
             yield MessageInput(str(path), error=f"cannot read mbox: {exc}")
             return
-        if len(keys) == 1:
-            yield MessageInput(str(path), raw=box.get_bytes(keys[0]))
-            return
-        for number, key in enumerate(keys, 1):
-            yield MessageInput(f"{path}#{number}", raw=box.get_bytes(key))
+        try:
+            if len(keys) == 1:
+                yield MessageInput(str(path), raw=box.get_bytes(keys[0]))
+                return
+            for number, key in enumerate(keys, 1):
+                yield MessageInput(f"{path}#{number}", raw=box.get_bytes(key))
+        finally:
+            box.close()
         return
     try:
         yield MessageInput(str(path), raw=path.read_bytes())

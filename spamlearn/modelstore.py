@@ -205,6 +205,7 @@ class ModelStore:
         """The store a user trains (their own model if configured, else the shared one)."""
         model_path = settings.model_path_for(user)
         ledger = settings.ledger_path if model_path == settings.model_path else None
+        kwargs.setdefault("lock_timeout", settings.lock_timeout)
         return cls(model_path, ledger, ham_cutoff=settings.ham_cutoff,
                    spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit, **kwargs)
 

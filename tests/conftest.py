@@ -102,3 +102,15 @@ def read_only_folder(tmp_path):
         yield folder
     finally:
         folder.close()
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """No test reads or writes the real user's config or models."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("SPAMLEARN_CONFIG", "SPAMLEARN_MODEL", "SPAMLEARN_LEDGER", "SPAMLEARN_HAM_CUTOFF",
+                 "SPAMLEARN_SPAM_CUTOFF", "SPAMLEARN_SCAN_LIMIT"):
+        monkeypatch.delenv(name, raising=False)
+    return home

@@ -1,0 +1,155 @@
+"""Bad input through the real command: a score or one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import joblib
+import pytest
+
+from spamlearn.cli import ExitCode
+from spamlearn.message import parse_message
+from spamlearn.tokenizer import Tokenizer
+
+
+def spamlearn(*args, input: bytes = b"", env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "spamlearn", *map(str, args)], input=input,
+                          capture_output=True, env=env, timeout=120)
+
+
+def nested(depth: int) -> bytes:
+    head = b"From: a@example.org\nSubject: deep\nMIME-Version: 1.0\n"
+    opening = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(depth))
+    closing = b"".join(b"\n--b%d--\n" % i for i in reversed(range(depth)))
+    return head + opening + b"Content-Type: text/plain\n\nhello from the bottom\n" + closing
+
+
+TRUNCATED_MULTIPART = (b"From: a@example.org\nSubject: cut\nMIME-Version: 1.0\n"
+                       b'Content-Type: multipart/alternative; boundary="XX"\n\n--XX\n'
+                       b"Content-Type: text/plain\n\nfirst part\n--XX\nContent-Type: text/html\n"
+                       b"Content-Transfer-Encoding: base64\n\nPGh0bWw+PGJvZHk+aGVsbG8gd29y")
+UNKNOWN_CHARSET = (b"From: a@example.org\nSubject: =?x-klingon?Q?Qapla=27?=\nMIME-Version: 1.0\n"
+                   b"Content-Type: text/plain; charset=x-klingon\n\nnuqneH \xe4\xf6\xfc\n")
+WRONG_CHARSET = (b"From: a@example.org\nSubject: caf\xe9\nMIME-Version: 1.0\n"
+                 b"Content-Type: text/plain; charset=utf-8\n\nCaf\xe9 cr\xe8me br\xfbl\xe9e, \xe0 bient\xf4t\n")
+
+SCORABLE = {
+    "lone header line": b"Subject: hello",
+    "random binary": random.Random(2002).randbytes(20_000),
+    "truncated multipart": TRUNCATED_MULTIPART,
+    "nested 1,000 deep": nested(1000),
+    "unknown charset": UNKNOWN_CHARSET,
+    "wrong charset": WRONG_CHARSET,
+}
+
+
+def assert_clean_stderr(result):
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) <= 1, stderr
+
+
+@pytest.mark.parametrize("name", list(SCORABLE))
+def test_odd_messages_still_get_a_score(name):
+    result = spamlearn("score", "--json", "-", input=SCORABLE[name])
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["verdict"] in ("ham", "unsure", "spam") and 0.0 <= record["score"] <= 1.0
+    assert_clean_stderr(result)
+
+
+@pytest.mark.parametrize("name", list(SCORABLE))
+def test_odd_messages_can_be_learned_and_forgotten(name, tmp_path):
+    model = tmp_path / "m.joblib"
+    learned = spamlearn("--model", model, "learn", "--spam", "-", input=SCORABLE[name])
+    assert learned.returncode == 0, learned.stderr
+    assert "learned 1 as spam" in learned.stdout.decode()
+    forgotten = spamlearn("--model", model, "forget", "-", input=SCORABLE[name])
+    assert "forgot 1" in forgotten.stdout.decode()
+
+
+def test_empty_input_is_a_clear_error():
+    result = spamlearn("score", "-", input=b"")
+    assert result.returncode == ExitCode.DATAERR
+    assert "empty message" in result.stderr.decode()
+    assert_clean_stderr(result)
+
+
+def test_fifty_megabyte_message_costs_no_more_than_the_scan_limit():
+    head = b"From: a@example.org\nSubject: big attachment\nContent-Type: text/plain\n\n"
+    body = (b"lorem ipsum dolor sit amet " * 40 + b"\n") * 48_000
+    huge = head + body
+    assert len(huge) > 50_000_000
+    scan_limit = 512_000
+    tokenizer = Tokenizer()
+    whole = set(tokenizer.tokenize(parse_message(huge, scan_limit)))
+    prefix = set(tokenizer.tokenize(parse_message(huge[:scan_limit], scan_limit)))
+    assert whole - {"control:truncated"} == prefix, "only the first scan_limit bytes count"
+    start = time.perf_counter()
+    result = spamlearn("score", "--json", "-", input=huge)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["verdict"] in ("ham", "unsure", "spam")
+    assert elapsed < 30, f"a 50 MB message took {elapsed:.1f} s"
+
+
+def test_truncated_model_file(tmp_path):
+    model = tmp_path / "m.joblib"
+    spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml")
+    model.write_bytes(model.read_bytes()[:200])
+    result = spamlearn("--model", model, "score", "tests/fixtures/sample-spam.eml")
+    assert result.returncode == ExitCode.IOERR
+    assert "truncated or corrupt" in result.stderr.decode()
+    assert_clean_stderr(result)
+
+
+def test_model_file_of_another_format_version(tmp_path):
+    model = tmp_path / "m.joblib"
+    spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml")
+    data = joblib.load(model)
+    data["format_version"] = 2
+    joblib.dump(data, model)
+    for args in (("score", "tests/fixtures/sample-spam.eml"), ("learn", "--ham", "tests/fixtures/sample-ham.eml")):
+        result = spamlearn("--model", model, *args)
+        assert result.returncode == ExitCode.IOERR
+        assert "format version 2" in result.stderr.decode()
+        assert_clean_stderr(result)
+
+
+def test_read_only_model_folder(read_only_folder):
+    model = read_only_folder.path / "m.joblib"
+    assert spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml").returncode == 0
+    assert spamlearn("--model", model, "learn", "--ham", "tests/fixtures/sample-ham.eml").returncode == 0
+    read_only_folder.freeze()
+    result = spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-ham.eml")
+    assert result.returncode == ExitCode.IOERR
+    assert "not writable" in result.stderr.decode() or "Read-only" in result.stderr.decode()
+    assert_clean_stderr(result)
+    scored = spamlearn("--model", model, "score", "--json", "tests/fixtures/sample-spam.eml")
+    assert scored.returncode == 0 and json.loads(scored.stdout)["verdict"] == "spam"
+
+
+def test_busy_model_exits_with_tempfail(tmp_path):
+    model = tmp_path / "m.joblib"
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from pathlib import Path; from spamlearn.modelstore import "
+                               "ModelStore\nwith ModelStore(Path(sys.argv[1])).session():\n"
+                               "    print('locked', flush=True); time.sleep(30)", str(model)],
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        result = spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml",
+                           env_extra={"SPAMLEARN_LOCK_TIMEOUT": "0.3"})
+        assert result.returncode == ExitCode.TEMPFAIL, result.stderr
+        assert "another spamlearn process" in result.stderr.decode()
+        assert_clean_stderr(result)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()

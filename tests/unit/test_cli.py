@@ -1,0 +1,183 @@
+"""The command line, as an admin or a cron job uses it."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+
+import pytest
+from typer.testing import CliRunner
+
+from spamlearn.cli import ExitCode, app
+from spamlearn.headers import add_verdict_headers
+
+runner = CliRunner()
+
+
+def run(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+@pytest.fixture
+def model(tmp_path):
+    return tmp_path / "model.joblib"
+
+
+@pytest.fixture
+def trained_model(model, tmp_path, spam_messages, ham_messages, sample_spam, sample_ham):
+    spam_dir = tmp_path / "spam"
+    ham_dir = tmp_path / "ham"
+    spam_dir.mkdir()
+    ham_dir.mkdir()
+    for i, raw in enumerate(spam_messages + [sample_spam]):
+        (spam_dir / f"{i}.eml").write_bytes(raw)
+    for i, raw in enumerate(ham_messages + [sample_ham]):
+        (ham_dir / f"{i}.eml").write_bytes(raw)
+    assert run("--model", model, "learn", "--spam", spam_dir).exit_code == 0
+    assert run("--model", model, "learn", "--ham", ham_dir).exit_code == 0
+    return model
+
+
+@pytest.mark.parametrize("command", ["learn", "forget", "score", "filter", "info", "eval", "exit-codes"])
+def test_every_command_has_help(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_score_falls_back_to_the_default_model(tmp_path):
+    result = run("score", "tests/fixtures/sample-spam.eml", "tests/fixtures/sample-ham.eml")
+    assert result.exit_code == 0, result.output
+    lines = [line.split("\t") for line in result.output.strip().splitlines()]
+    assert lines[0][1] == "spam" and lines[1][1] == "ham"
+
+
+def test_learn_reports_and_is_idempotent(model, tmp_path, sample_spam):
+    (tmp_path / "a.eml").write_bytes(sample_spam)
+    first = run("--model", model, "learn", "--spam", tmp_path / "a.eml")
+    assert first.exit_code == 0 and "learned 1 as spam" in first.output
+    second = run("--model", model, "learn", "--spam", tmp_path / "a.eml")
+    assert "learned 0 as spam" in second.output and "already known 1" in second.output
+    relabel = run("--model", model, "learn", "--ham", tmp_path / "a.eml")
+    assert "relabelled 1" in relabel.output
+
+
+def test_learn_needs_exactly_one_label(model, sample_spam):
+    assert run("--model", model, "learn", "-", input=sample_spam).exit_code == ExitCode.USAGE
+    assert run("--model", model, "learn", "--spam", "--ham", "-", input=sample_spam).exit_code == ExitCode.USAGE
+
+
+def test_learn_from_mbox_and_maildir(model, tmp_path, spam_messages, ham_messages):
+    box = mailbox.mbox(tmp_path / "spam.mbox")
+    for raw in spam_messages:
+        box.add(raw)
+    box.close()
+    maildir = mailbox.Maildir(tmp_path / "Maildir")
+    for raw in ham_messages:
+        maildir.add(raw)
+    assert "learned 4 as spam" in run("--model", model, "learn", "--spam", tmp_path / "spam.mbox").output
+    assert "learned 4 as ham" in run("--model", model, "learn", "--ham", tmp_path / "Maildir").output
+
+
+def test_score_json_and_explain(trained_model, sample_spam):
+    result = run("--model", trained_model, "score", "--json", "--explain", "-", input=sample_spam)
+    assert result.exit_code == 0
+    record = json.loads(result.output)
+    assert record["path"] == "-" and record["verdict"] == "spam" and 0.9 <= record["score"] <= 1
+    assert record["clues"] and {"token", "spam_prob", "spam_count", "ham_count"} <= set(record["clues"][0])
+
+
+def test_forget(trained_model, sample_spam):
+    result = run("--model", trained_model, "forget", "-", input=sample_spam)
+    assert result.exit_code == 0 and "forgot 1" in result.output
+    info = json.loads(run("--model", trained_model, "info", "--json").output)
+    assert info["n_spam"] == 4
+
+
+def test_info_shows_files_counts_and_check(trained_model):
+    result = run("--model", trained_model, "info", "--check")
+    assert result.exit_code == 0, result.output
+    assert str(trained_model) in result.output
+    assert "5 spam, 5 ham" in result.output
+    assert "check:          ok" in result.output
+
+
+def test_filter_adds_headers_and_exits_by_verdict(trained_model, sample_spam, sample_ham):
+    spam = run("--model", trained_model, "filter", input=sample_spam)
+    assert spam.exit_code == 0
+    assert spam.stdout_bytes.startswith(b"X-Spam-Flag: YES\n")
+    assert spam.stdout_bytes.endswith(sample_spam)
+    ham = run("--model", trained_model, "filter", input=sample_ham)
+    assert ham.exit_code == ExitCode.FILTER_HAM
+    assert b"X-Spam-Flag: NO" in ham.stdout_bytes
+    assert run("--model", trained_model, "filter", "--exit-zero", input=sample_ham).exit_code == 0
+
+
+def test_filter_passes_mail_through_on_error(tmp_path, sample_spam):
+    broken = tmp_path / "broken.joblib"
+    broken.write_bytes(b"\x80\x04not a model")
+    result = run("--model", broken, "filter", input=sample_spam)
+    assert result.exit_code == ExitCode.FILTER_ERROR
+    assert result.stdout_bytes == sample_spam
+
+
+def test_forged_verdict_headers_are_replaced(trained_model, sample_spam):
+    forged = b"X-Spam-Flag: NO\nX-Spam-Verdict: ham\n" + sample_spam
+    result = run("--model", trained_model, "filter", input=forged)
+    assert result.stdout_bytes.count(b"X-Spam-Flag") == 1
+    assert b"X-Spam-Flag: YES" in result.stdout_bytes
+
+
+def test_verdict_headers_keep_crlf(sample_ham):
+    from spamlearn.classifier import Label, Verdict
+
+    crlf = sample_ham.replace(b"\n", b"\r\n")
+    out = add_verdict_headers(crlf, Verdict(0.01, Label.HAM, -4.0))
+    assert b"X-Spam-Flag: NO\r\n" in out and b"\n\n" not in out.replace(b"\r\n", b"")
+
+
+def test_missing_input_file_exit_code(trained_model, tmp_path):
+    result = run("--model", trained_model, "score", tmp_path / "nope.eml")
+    assert result.exit_code == ExitCode.DATAERR
+    assert "no such file" in result.output
+
+
+def test_bad_config_exit_code(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[model]\nham_cutoff = 0.95\nspam_cutoff = 0.5\n")
+    result = run("--config", config, "score", "tests/fixtures/sample-ham.eml")
+    assert result.exit_code == ExitCode.CONFIG
+    assert "cutoffs must satisfy" in result.output
+
+
+def test_config_file_sets_model_and_cutoffs(tmp_path, trained_model, sample_spam):
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[model]\npath = "{trained_model}"\nmin_messages = 1\nspam_cutoff = 0.999999\n'
+                      f'ham_cutoff = 0.000001\n')
+    record = json.loads(run("--config", config, "score", "--json", "-", input=b"Subject: pills\n\nprice").output)
+    assert record["verdict"] == "unsure"
+
+
+def test_eval_on_a_tiny_corpus(tmp_path, spam_messages, ham_messages):
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = []
+    for i, raw in enumerate(spam_messages + ham_messages):
+        label = "spam" if i < len(spam_messages) else "ham"
+        (data / f"m{i}").write_bytes(raw)
+        lines.append(f"{label} ../data/m{i}")
+    index = tmp_path / "full" / "index"
+    index.parent.mkdir()
+    index.write_text("\n".join(lines) + "\n")
+    results = tmp_path / "results.txt"
+    plot = tmp_path / "roc.png"
+    result = run("eval", "--index", index, "--json", "--results", results, "--plot", plot)
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    for key in ("roca_pct", "lam_pct", "ham_misclassified_pct", "spam_misclassified_pct", "unsure_pct",
+                "messages_per_second"):
+        assert key in figures
+    rows = results.read_text().splitlines()
+    assert len(rows) == 8
+    assert rows[0].split()[1] == "spam" and rows[0].split()[3] in ("ham", "unsure", "spam")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
