@@ -1,0 +1,92 @@
+"""The TREC figures, checked against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spamlearn.classifier import Classifier, Label
+from spamlearn.errors import ConfigError
+from spamlearn.evaluate import OnlineResult, compute_figures, read_index, roc_points, run_online
+
+
+def result(gold, decisions, verdicts=None):
+    gold = np.asarray(gold, dtype=np.int8)
+    decisions = np.asarray(decisions, dtype=float)
+    if verdicts is None:
+        verdicts = [Label.SPAM if d > 0 else Label.HAM for d in decisions]
+    scores = 1 / (1 + np.exp(-decisions))
+    return OnlineResult([str(i) for i in range(len(gold))], gold, scores, decisions, verdicts, 1.0, len(gold))
+
+
+def test_perfect_ranking_has_zero_area_above_the_curve():
+    figures = compute_figures(result([1, 1, 0, 0], [3.0, 2.0, -1.0, -2.0]))
+    assert figures.roca_pct == 0.0
+    assert figures.ham_misclassified_pct == 0.0 and figures.spam_misclassified_pct == 0.0
+
+
+def test_reversed_ranking_has_full_area():
+    assert compute_figures(result([1, 1, 0, 0], [-3.0, -2.0, 1.0, 2.0])).roca_pct == pytest.approx(100.0)
+
+
+def test_ties_between_ham_and_spam_count_half():
+    # one spam tied with one ham, the other pair ranked right: 3 right pairs + 1 half of 4
+    figures = compute_figures(result([1, 1, 0, 0], [5.0, 1.0, 1.0, -5.0]))
+    assert figures.roca_pct == pytest.approx(100 * (1 - 3.5 / 4))
+
+
+def test_lam_is_the_logistic_average():
+    # 1 of 4 ham called spam, 1 of 2 spam called ham
+    figures = compute_figures(result([0, 0, 0, 0, 1, 1], [1.0, -1.0, -1.0, -1.0, 1.0, -1.0]))
+    expected = 1 / (1 + math.exp(-(math.log(0.25 / 0.75) + math.log(0.5 / 0.5)) / 2))
+    assert figures.lam_pct == pytest.approx(100 * expected)
+
+
+def test_unsure_is_reported_apart_from_errors():
+    verdicts = [Label.UNSURE, Label.HAM, Label.SPAM, Label.UNSURE]
+    figures = compute_figures(result([0, 0, 1, 1], [0.1, -2, 2, 0.1], verdicts))
+    assert figures.unsure_pct == 50.0
+    assert figures.ham_misclassified_pct == 0.0 and figures.spam_misclassified_pct == 0.0
+
+
+def test_roc_points_start_at_origin_and_end_at_one():
+    fpr, tpr, _ = roc_points(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.3, 0.1]))
+    assert (fpr[0], tpr[0]) == (0.0, 0.0)
+    assert (fpr[-1], tpr[-1]) == (1.0, 1.0)
+    assert (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
+
+
+def test_read_index_resolves_paths_relative_to_the_index(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "index").write_text("spam ../data/a\nham ../data/b\n")
+    entries = read_index(tmp_path / "full" / "index")
+    assert [e.gold for e in entries] == [Label.SPAM, Label.HAM]
+    assert entries[0].path == tmp_path / "full" / ".." / "data" / "a"
+
+
+def test_read_index_rejects_bad_lines(tmp_path):
+    index = tmp_path / "index"
+    index.write_text("spam ../a\nmaybe ../b\n")
+    with pytest.raises(ConfigError, match="index:2"):
+        read_index(index)
+
+
+def test_online_protocol_scores_before_learning(tmp_path, spam_messages, ham_messages):
+    (tmp_path / "d").mkdir()
+    lines = []
+    for i, raw in enumerate(spam_messages + ham_messages):
+        (tmp_path / "d" / str(i)).write_bytes(raw)
+        lines.append(f"{'spam' if i < len(spam_messages) else 'ham'} d/{i}")
+    (tmp_path / "index").write_text("\n".join(lines))
+    entries = read_index(tmp_path / "index")
+    classifier = Classifier(n_features=2**14)
+    out = run_online(entries, classifier, mode="all")
+    assert out.verdicts[0] is Label.UNSURE and out.scores[0] == 0.5, "the first message meets an empty model"
+    assert classifier.n_spam == len(spam_messages) and classifier.n_ham == len(ham_messages)
+    errors_only = Classifier(n_features=2**14)
+    out = run_online(entries, errors_only, mode="error")
+    assert out.trained == errors_only.n_spam + errors_only.n_ham
+    assert out.trained < len(entries)
