@@ -111,15 +111,27 @@ _WORKER_CLASSIFIER = None
 
 
 def _score_one(job: tuple[str, bytes | None, str | None, bool]) -> dict:
+    """Score one input; ``raw`` None with no error means: read the file here."""
     name, raw, error, explain = job
+    if raw is None and error is None:
+        try:
+            raw = Path(name).read_bytes()
+        except OSError as exc:
+            error = exc.strerror or str(exc)
     if error:
         return {"path": name, "error": error}
     try:
         verdict = _WORKER_CLASSIFIER.score(raw, explain=explain)
     except MessageError as exc:
         return {"path": name, "error": str(exc)}
-    out = {"path": name, **verdict.as_dict()}
-    return out
+    return {"path": name, **verdict.as_dict()}
+
+
+def _jobs(paths: list[str], explain: bool):
+    """Plain files go to the workers as names (they read them: no copying
+    through the pipe); mbox messages and stdin go as bytes."""
+    for item in iter_messages(paths, lazy_files=True):
+        yield (item.name, item.raw, item.error, explain)
 
 
 def _print_result(result: dict, as_json: bool, explain: bool) -> None:
@@ -144,7 +156,7 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per message.")] = False,
     user: Annotated[str | None, typer.Option(help="Score with this user's model, if ready.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=0,
-                    help="Worker processes (0: one per core).")] = 0,
+                    help="Worker processes for many messages (0: one per core).")] = 0,
 ) -> None:
     """Score messages: verdict (ham, unsure, spam) and spam probability per message."""
     global _WORKER_CLASSIFIER
@@ -154,20 +166,18 @@ def score(
     jobs = jobs or os.cpu_count() or 1
     total = count_messages(paths)
     failures = 0
-    inputs = ((m.name, m.raw, m.error, explain) for m in iter_messages(paths))
-    with progress("scoring", total, enabled=sys.stderr.isatty() and total and total > 50) as advance:
+    with progress("scoring", total, enabled=bool(sys.stderr.isatty() and total and total > 50)) as advance:
         if jobs > 1 and total and total >= 200:
             import multiprocessing
 
             # fork: the workers share the loaded model's pages with us.
             with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                results = pool.imap(_score_one, inputs, chunksize=32)
-                for result in results:
+                for result in pool.imap(_score_one, _jobs(paths, explain), chunksize=64):
                     advance(1)
                     failures += "error" in result
                     _print_result(result, as_json, explain)
         else:
-            for job in inputs:
+            for job in _jobs(paths, explain):
                 result = _score_one(job)
                 advance(1)
                 failures += "error" in result
