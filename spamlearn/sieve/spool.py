@@ -1,0 +1,165 @@
+"""The spool: a Maildir-style queue of messages that users moved, waiting to be learned.
+
+The pipe program (running as the mail user) writes each message into
+``tmp/`` and renames it into ``new/``; a rename is atomic, so whatever is in
+``new/`` is complete.  File names carry everything the drain needs::
+
+    new/1712345678.123456789.4242,spam,alice@example.org
+        seconds.nanoseconds.pid  label  user
+
+The drain reads ``new/`` in time order and deletes a file only after the
+model and ledger that learned it are committed.  Files it cannot use (a
+name it does not understand, a body that is not a message) go to
+``failed/`` with a reason, never silently away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..classifier import Label
+from ..errors import ConfigError, StoreBusyError
+from .options import USER_NAME_RE
+
+__all__ = ["Spool", "SpoolEntry", "SPOOL_SUBDIRS"]
+
+SPOOL_SUBDIRS = ("tmp", "new", "failed")
+
+_NAME_RE = re.compile(
+    r"(?P<seconds>\d{1,12})\.(?P<nanos>\d{1,9})\.(?P<pid>\d{1,10}),(?P<label>spam|ham),(?P<user>[^,/]+)")
+
+#: A file still in tmp/ after this long belongs to a pipe program that died
+#: mid-write (or a curl that hung past its timeout and was killed): an
+#: incomplete message.  Maildir's rule is 36 hours; a day is as safe here
+#: because the pipe's own timeout is seconds.
+STALE_TMP_SECONDS = 24 * 3600
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class SpoolEntry:
+    """One queued message (orders by the time the pipe program ran)."""
+
+    seconds: int
+    nanos: int
+    pid: int
+    label: Label = dataclasses.field(compare=False)
+    user: str = dataclasses.field(compare=False)
+    path: Path = dataclasses.field(compare=False)
+
+    @classmethod
+    def parse(cls, path: Path) -> SpoolEntry | None:
+        """The entry a file name describes, or None for a name we did not write."""
+        match = _NAME_RE.fullmatch(path.name)
+        if not match or not USER_NAME_RE.fullmatch(match["user"]):
+            return None
+        return cls(int(match["seconds"]), int(match["nanos"]), int(match["pid"]),
+                   Label(match["label"]), match["user"], path)
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+class Spool:
+    """The queue folder: ``tmp/``, ``new/`` and ``failed/`` below ``root``."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+        self.new = self.root / "new"
+        self.failed = self.root / "failed"
+        self.lock_path = self.root / ".drain.lock"
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` unless the spool's folders exist."""
+        missing = [str(d) for d in (self.tmp, self.new) if not d.is_dir()]
+        if missing:
+            raise ConfigError(f"spool folder(s) {', '.join(missing)} missing: create them with "
+                              "`spamlearn sieve install` (see docs/dovecot-sieve.md)")
+
+    def create(self, owner_uid: int | None = None, group_gid: int | None = None) -> None:
+        """Create the folders, mode 2770 (setgid: files keep the folder's group).
+
+        ``owner_uid`` should be the mail user (the pipe program writes here)
+        and ``group_gid`` the group the drain runs as, so that both can read,
+        write and delete without either being root.
+        """
+        for folder in (self.root, *(self.root / sub for sub in SPOOL_SUBDIRS)):
+            folder.mkdir(mode=0o770, parents=True, exist_ok=True)
+            if owner_uid is not None or group_gid is not None:
+                os.chown(folder, -1 if owner_uid is None else owner_uid,
+                         -1 if group_gid is None else group_gid)
+            os.chmod(folder, 0o2770)
+
+    def entries(self) -> tuple[list[SpoolEntry], list[Path]]:
+        """Queued messages in time order, and files in new/ we cannot use."""
+        entries, strays = [], []
+        with os.scandir(self.new) as it:
+            for item in it:
+                if item.name.startswith("."):
+                    continue
+                entry = SpoolEntry.parse(Path(item.path))
+                if entry is None:
+                    strays.append(Path(item.path))
+                else:
+                    entries.append(entry)
+        entries.sort()
+        return entries, sorted(strays)
+
+    def pending(self) -> int:
+        """How many messages wait in new/ (cheap: one directory listing)."""
+        with os.scandir(self.new) as it:
+            return sum(1 for item in it if not item.name.startswith("."))
+
+    def set_aside(self, path: Path, reason: str) -> Path:
+        """Move a file we cannot learn to failed/, with a ``.reason`` note beside it."""
+        self.failed.mkdir(mode=0o770, exist_ok=True)
+        target = self.failed / path.name
+        os.replace(path, target)
+        (self.failed / (path.name + ".reason")).write_text(reason + "\n")
+        return target
+
+    def remove_stale_tmp(self, now: float | None = None) -> int:
+        """Delete tmp/ files older than ``STALE_TMP_SECONDS``; returns how many."""
+        now = time.time() if now is None else now
+        removed = 0
+        with os.scandir(self.tmp) as it:
+            for item in it:
+                try:
+                    if now - item.stat().st_mtime > STALE_TMP_SECONDS:
+                        os.unlink(item.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 0.0) -> Iterator[None]:
+        """One drain at a time (a timer and ``--watch`` may overlap).
+
+        Raises ``StoreBusyError`` when another drain holds it past ``timeout``.
+        """
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o660)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise StoreBusyError(f"another `spamlearn sieve drain` holds {self.lock_path}") \
+                            from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
