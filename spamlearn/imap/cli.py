@@ -1,0 +1,266 @@
+"""``spamlearn train`` and ``spamlearn status``: the IMAP trainer's commands.
+
+``train`` does one pass over the configured accounts and exits (cron,
+systemd timers), or with ``--every 15m`` keeps doing passes.  Two runs of
+the same config never overlap: the second exits at once with code 75
+(EX_TEMPFAIL; cron simply tries again next time) unless ``--wait``.  With
+several accounts every account is processed and the exit code is the
+highest of theirs (77 wrong password, 69 unreachable or TLS failure, 76
+missing folder, 78 bad account config, 65 unparseable messages).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..cli import ExitCode, app, handle_errors, state_of
+from ..config import Settings
+from ..errors import ConfigError, StoreBusyError
+from ..ledger import Ledger
+from ..reporting import is_interactive
+from .config import load_accounts, parse_duration
+from .trainer import AccountReport, FolderState, Trainer, store_for
+
+__all__ = ["train", "status", "run_lock_path"]
+
+
+def run_lock_path(settings: Settings) -> Path:
+    """One lock per config file, beside the shared model (a folder the trainer can write)."""
+    ident = str(settings.config_file.resolve()) if settings.config_file else "(no config)"
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:12]
+    return settings.model_path.parent / f".spamlearn-train-{digest}.lock"
+
+
+def _last_run_path(settings: Settings) -> Path:
+    return run_lock_path(settings).with_suffix(".json")
+
+
+@contextlib.contextmanager
+def _run_lock(path: Path, wait: bool) -> Iterator[None]:
+    """flock ``path``; StoreBusyError at once if held (unless ``wait``)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run lock {path}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise StoreBusyError(f"another `spamlearn train` with this config is running "
+                                 f"(lock {path}); exiting (use --wait to queue)") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_last_run(path: Path, reports: list[AccountReport]) -> None:
+    """Keep the last pass's reports for ``status`` (atomic: temp file + rename)."""
+    previous = {}
+    with contextlib.suppress(OSError, ValueError):
+        previous = json.loads(path.read_text())
+    for report in reports:
+        previous[report.account] = {"finished_at": time.time(), **report.as_dict()}
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(previous, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+class _StopFlag:
+    """SIGTERM/SIGINT set it: the trainer finishes the message in hand, commits, stops."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, lambda *_: self.event.set())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _bar(enabled: bool) -> Iterator[tuple]:
+    """(set_total, advance): a rich bar on a terminal, nothing otherwise."""
+    if not enabled:
+        yield (lambda n: None), (lambda n=1: None)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task("training", total=None)
+        yield (lambda n: bar.update(task, total=n, completed=0)), (lambda n=1: bar.advance(task, n))
+
+
+def _one_pass(settings: Settings, names: list[str], stop: _StopFlag, as_json: bool,
+              verbose: int) -> int:
+    accounts = load_accounts(settings, names)
+    reports = []
+    for account in accounts:
+        if stop():
+            break
+        with _bar(is_interactive() and not as_json) as (set_total, advance):
+            trainer = Trainer(settings, should_stop=stop, progress=advance, on_total=set_total)
+            report = trainer.train_account(account)
+        reports.append(report)
+        if not as_json:
+            typer.echo(report.summary())
+            if verbose:
+                for f in report.folders:
+                    typer.echo(f"  {f.folder} ({f.label}): learned {f.learned}, relabelled "
+                               f"{f.relabelled}, already known {f.already_known}, already right "
+                               f"{f.correct}, waiting {f.deferred}, errors {f.errors}"
+                               + (f", FAILED: {f.error}" if f.error else ""))
+        if report.error or any(f.error for f in report.folders):
+            for line in [report.error] + [f.error for f in report.folders]:
+                if line:
+                    typer.echo(f"spamlearn: error: {line}", err=True)
+    _write_last_run(_last_run_path(settings), reports)
+    code = max((r.exit_code for r in reports), default=ExitCode.OK)
+    if as_json:
+        typer.echo(json.dumps({"accounts": [r.as_dict() for r in reports], "exit_code": code,
+                               "stopped": stop()}))
+    return code
+
+
+@app.command()
+@handle_errors
+def train(
+    ctx: typer.Context,
+    account: Annotated[list[str] | None, typer.Option("--account", "-a", help="Only this account "
+                       "(its name in the config); repeatable.")] = None,
+    every: Annotated[str | None, typer.Option(help="Keep running: a pass every DURATION "
+                     "(e.g. 15m, 1h). SIGTERM stops after the message in hand.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="If another run of this config is "
+                    "going on, wait for it instead of exiting with code 75.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per pass.")] = False,
+) -> None:
+    """Learn from the IMAP folders of the accounts in the config file.
+
+    Spam folders teach spam, ham folders ham; a message moved from one to the
+    other is relabelled, exactly once.  Prints one summary line per account.
+    """
+    state = state_of(ctx)
+    settings = state.settings
+    load_accounts(settings, account or [])  # a bad config fails before anything else
+    interval = parse_duration(every) if every is not None else None
+    lock = run_lock_path(settings)
+    with _StopFlag() as stop:
+        if interval is None:
+            with _run_lock(lock, wait):
+                code = _one_pass(settings, account or [], stop, as_json, state.verbose)
+            raise typer.Exit(ExitCode.OK if stop() else code)
+        while not stop():
+            started = time.monotonic()
+            try:
+                with _run_lock(lock, wait=True):
+                    _one_pass(settings, account or [], stop, as_json, state.verbose)
+            except StoreBusyError as exc:  # a model held too long by another learner
+                typer.echo(f"spamlearn: error: {exc}", err=True)
+            stop.event.wait(max(0.0, interval - (time.monotonic() - started)))
+    raise typer.Exit(ExitCode.OK)
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "never"
+    return datetime.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="seconds")
+
+
+def account_status(settings: Settings, account, last_run: dict) -> dict:
+    """What ``status`` shows for one account, read without the model's lock."""
+    store = store_for(settings, account)
+    out: dict = {"account": account.name, "model": str(store.model_path),
+                 "last_run": last_run.get(account.name), "folders": []}
+    info = store.info()
+    out["model_counts"] = {"spam": info.get("n_spam", 0), "ham": info.get("n_ham", 0)}
+    if not store.ledger_path.exists():
+        return out
+    prefix = f"imap:{account.name}/"
+    learned: dict[str, dict] = {}
+    for row in info.get("sources", []):
+        if row["source"].startswith(prefix):
+            entry = learned.setdefault(row["source"][len(prefix):], {"spam": 0, "ham": 0, "last": 0})
+            entry[row["label"]] = row["messages"]
+            entry["last"] = max(entry["last"], row["last_learned_at"] or 0)
+    with Ledger(store.ledger_path) as ledger:
+        states = {key[len(f"imap:{account.name}:"):]: FolderState.from_json(value, key)
+                  for key, value in ledger.state_items(f"imap:{account.name}:")}
+    for folder in sorted(set(learned) | set(states)):
+        st = states.get(folder, FolderState())
+        got = learned.get(folder, {"spam": 0, "ham": 0, "last": 0})
+        out["folders"].append({
+            "folder": folder, "learned_spam": got["spam"], "learned_ham": got["ham"],
+            "last_learned_at": got["last"] or None, "checked_at": st.updated_at,
+            "uidvalidity": st.uidvalidity, "last_uid": st.last_uid, "waiting": len(st.deferred),
+        })
+    return out
+
+
+@app.command()
+@handle_errors
+def status(
+    ctx: typer.Context,
+    account: Annotated[list[str] | None, typer.Option("--account", "-a", help="Only this account; "
+                       "repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show per account and folder what the IMAP trainer has learned, and when."""
+    settings = state_of(ctx).settings
+    accounts = load_accounts(settings, account or [])
+    last_run: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        last_run = json.loads(_last_run_path(settings).read_text())
+    rows = [account_status(settings, a, last_run) for a in accounts]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        counts = row["model_counts"]
+        typer.echo(f"{row['account']}: model {row['model']} ({counts['spam']} spam, {counts['ham']} ham)")
+        run = row["last_run"]
+        if run:
+            outcome = f"FAILED (exit {run['exit_code']}): {run['error']}" if run["error"] else \
+                f"exit {run['exit_code']}"
+            typer.echo(f"  last pass {_when(run['finished_at'])}: learned {run['learned_spam']} spam, "
+                       f"{run['learned_ham']} ham, relabelled {run['relabelled']}; {outcome}")
+        else:
+            typer.echo("  last pass: never")
+        if row["folders"]:
+            typer.echo(f"  {'folder':<24} {'spam':>7} {'ham':>7}  {'last learned':<19}  "
+                       f"{'checked':<19}  {'last uid':>8} {'waiting':>7}")
+        for f in row["folders"]:
+            typer.echo(f"  {f['folder']:<24} {f['learned_spam']:>7} {f['learned_ham']:>7}  "
+                       f"{_when(f['last_learned_at']):<19}  {_when(f['checked_at']):<19}  "
+                       f"{f['last_uid']:>8} {f['waiting']:>7}")

@@ -1,0 +1,277 @@
+"""Connect to an account's IMAP server and read folders, never changing them.
+
+Every server and socket error is translated here, at the boundary, into
+spamlearn's own types, always naming the account:
+
+- cannot connect, TLS handshake or certificate failure, timeout, the
+  connection dropped -> ``ImapConnectionError`` (retried by the trainer);
+- the server refused the login -> ``ImapAuthError`` (not retried: a wrong
+  password does not get better, and retrying risks an account lockout);
+- a missing folder or an unexpected answer -> ``ImapStateError``.
+
+Folders are opened with EXAMINE (read-only) and bodies fetched with
+``BODY.PEEK[]``, so the trainer can neither set ``\\Seen`` nor expunge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import imaplib
+import logging
+import socket
+import ssl
+from collections.abc import Iterator, Sequence
+
+import imapclient
+from imapclient.exceptions import CapabilityError, LoginError
+
+from ..errors import ImapAuthError, ImapConnectionError, ImapStateError
+from .config import Account, Security
+
+__all__ = ["MailServer", "FolderInfo", "FolderStatus", "MessageMeta", "connect", "translate_errors"]
+
+log = logging.getLogger("spamlearn.imap")
+
+#: Bodies are fetched in batches of at most this many bytes as well as
+#: ``Account.batch_size`` messages: a folder of large attachments must not
+#: need gigabytes of memory.
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+#: UIDs per metadata FETCH (RFC822.SIZE INTERNALDATE): keeps the command
+#: line short (RFC 7162 recommends clients stay below 8 kB).
+_META_CHUNK = 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FolderInfo:
+    name: str
+    flags: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FolderStatus:
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    highestmodseq: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageMeta:
+    uid: int
+    size: int
+    arrived: float  # INTERNALDATE, epoch seconds
+
+
+class _Redactor(logging.Filter):
+    """Scrubs a secret from log records (imapclient already hides LOGIN lines;
+    this also covers a server that echoes it, and our own mistakes)."""
+
+    def __init__(self, secret: str):
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret and self.secret in record.getMessage():
+            record.msg = record.getMessage().replace(self.secret, "********")
+            record.args = ()
+        return True
+
+
+_LOGGERS = ("imapclient", "imapclient.imapclient", "imapclient.imaplib", "spamlearn", "spamlearn.imap")
+
+
+@contextlib.contextmanager
+def _redacting(secret: str) -> Iterator[None]:
+    redactor = _Redactor(secret)
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    for logger in loggers:
+        logger.addFilter(redactor)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redactor)
+
+
+@contextlib.contextmanager
+def translate_errors(account: Account, doing: str) -> Iterator[None]:
+    """Re-raise imapclient/socket/ssl errors as spamlearn's IMAP errors."""
+    where = f"account {account.name} ({account.host}:{account.port})"
+    try:
+        yield
+    except LoginError as exc:
+        raise ImapAuthError(f"{where}: the server refused the login of {account.username} "
+                            f"(wrong password?): {_text(exc)}") from exc
+    except CapabilityError as exc:
+        raise ImapConnectionError(f"{where}: {doing}: {_text(exc)}") from exc
+    except imaplib.IMAP4.abort as exc:  # before IMAP4.error: abort is its subclass
+        raise ImapConnectionError(f"{where}: connection lost while {doing}: {_text(exc)}") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise ImapConnectionError(f"{where}: TLS certificate not trusted: {exc.verify_message} "
+                                  f"(set ca_file for a private CA)") from exc
+    except ssl.SSLError as exc:
+        raise ImapConnectionError(f"{where}: TLS failure while {doing}: {exc.reason or exc}") from exc
+    except (TimeoutError, socket.timeout) as exc:
+        raise ImapConnectionError(f"{where}: timed out while {doing}") from exc
+    except socket.gaierror as exc:
+        raise ImapConnectionError(f"{where}: cannot resolve host: {exc.strerror}") from exc
+    except OSError as exc:
+        raise ImapConnectionError(f"{where}: {exc.strerror or exc} while {doing}") from exc
+    except imaplib.IMAP4.error as exc:
+        raise ImapStateError(f"{where}: {doing}: the server said: {_text(exc)}") from exc
+
+
+def _text(exc: BaseException) -> str:
+    text = str(exc)
+    if text.startswith("b'") or text.startswith('b"'):
+        text = text[2:-1]
+    return text or type(exc).__name__
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class MailServer:
+    """A logged-in, read-only view of one account's mailbox (see ``connect``)."""
+
+    def __init__(self, client: imapclient.IMAPClient, account: Account):
+        self.client = client
+        self.account = account
+        with self._guard("reading capabilities"):
+            self.capabilities = frozenset(_decode(c).upper() for c in client.capabilities())
+        self.selected: str | None = None
+
+    def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        return translate_errors(self.account, doing)
+
+    @property
+    def has_condstore(self) -> bool:
+        return "CONDSTORE" in self.capabilities
+
+    def folders(self) -> list[FolderInfo]:
+        """Every selectable folder, with its SPECIAL-USE and other flags."""
+        with self._guard("listing folders"):
+            listed = self.client.list_folders()
+        out = []
+        for flags, _sep, name in listed:
+            flags = tuple(_decode(f) for f in flags)
+            if {"\\noselect", "\\nonexistent"} & {f.lower() for f in flags}:
+                continue
+            out.append(FolderInfo(_decode(name), flags))
+        return out
+
+    def status(self, folder: str) -> FolderStatus:
+        """UIDVALIDITY, UIDNEXT (and HIGHESTMODSEQ) without selecting the folder."""
+        items = [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"]
+        if self.has_condstore:
+            items.append(b"HIGHESTMODSEQ")
+        with self._guard(f"reading the status of folder {folder!r}"):
+            answer = self.client.folder_status(folder, items)
+        try:
+            return FolderStatus(int(answer[b"UIDVALIDITY"]), int(answer[b"UIDNEXT"]),
+                                int(answer[b"MESSAGES"]),
+                                int(answer[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in answer else None)
+        except (KeyError, ValueError) as exc:
+            raise ImapStateError(f"account {self.account.name}: folder {folder!r}: the STATUS "
+                                 f"answer lacks {exc}") from exc
+
+    def examine(self, folder: str) -> int:
+        """Open ``folder`` read-only; returns its UIDVALIDITY."""
+        with self._guard(f"opening folder {folder!r}"):
+            answer = self.client.select_folder(folder, readonly=True)
+        self.selected = folder
+        try:
+            return int(answer[b"UIDVALIDITY"])
+        except (KeyError, ValueError) as exc:
+            raise ImapStateError(f"account {self.account.name}: folder {folder!r} has no "
+                                 f"UIDVALIDITY") from exc
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above ``last_uid`` in the selected folder, ascending."""
+        with self._guard(f"searching folder {self.selected!r}"):
+            # "UID n:*" always includes the highest UID, even below n (RFC 3501 6.4.8)
+            uids = self.client.search([b"UID", f"{last_uid + 1}:*".encode()])
+        return sorted(u for u in uids if u > last_uid)
+
+    def metadata(self, uids: Sequence[int]) -> list[MessageMeta]:
+        """Size and arrival time of ``uids`` (those still there), in UID order."""
+        out = []
+        for start in range(0, len(uids), _META_CHUNK):
+            chunk = list(uids[start:start + _META_CHUNK])
+            with self._guard(f"reading folder {self.selected!r}"):
+                answer = self.client.fetch(chunk, [b"RFC822.SIZE", b"INTERNALDATE"])
+            for uid, data in answer.items():
+                if b"RFC822.SIZE" not in data:  # an unsolicited FETCH (flags) of another UID
+                    continue
+                out.append(MessageMeta(uid, int(data[b"RFC822.SIZE"]), _epoch(data.get(b"INTERNALDATE"))))
+        out.sort(key=lambda m: m.uid)
+        return out
+
+    def bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
+        """Raw messages of ``uids`` (without setting \\Seen); vanished ones are absent."""
+        if not uids:
+            return {}
+        with self._guard(f"fetching messages from folder {self.selected!r}"):
+            answer = self.client.fetch(list(uids), [b"BODY.PEEK[]"])
+        return {uid: data[b"BODY[]"] for uid, data in answer.items()
+                if isinstance(data.get(b"BODY[]"), bytes)}
+
+    def close(self) -> None:
+        """Log out; on a broken connection just drop the socket."""
+        try:
+            self.client.logout()
+        except (imaplib.IMAP4.error, OSError):
+            with contextlib.suppress(OSError):
+                self.client.shutdown()
+
+
+def _epoch(value: object) -> float:
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    return 0.0  # unknown arrival: treat as old
+
+
+def _tls_context(account: Account) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
+
+
+@contextlib.contextmanager
+def connect(account: Account, password: str) -> Iterator[MailServer]:
+    """Connect, secure and log in; yields a ``MailServer``; logs out on exit.
+
+    Raises
+    ------
+    ImapConnectionError
+        Unreachable, TLS failure, STARTTLS not offered, timeout.
+    ImapAuthError
+        The login was refused.
+    """
+    timeout = imapclient.SocketTimeout(connect=account.timeout, read=account.timeout)
+    with _redacting(password):
+        with translate_errors(account, "connecting"):
+            if account.security == Security.TLS:
+                client = imapclient.IMAPClient(account.host, account.port, ssl=True,
+                                               ssl_context=_tls_context(account), timeout=timeout)
+            else:
+                client = imapclient.IMAPClient(account.host, account.port, ssl=False, timeout=timeout)
+        client.normalise_times = False  # INTERNALDATE as aware datetimes: ages are exact
+        try:
+            if account.security == Security.STARTTLS:
+                with translate_errors(account, "starting TLS (STARTTLS)"):
+                    client.starttls(_tls_context(account))
+            with translate_errors(account, "logging in"):
+                client.login(account.username, password)
+            log.info("account %s: logged in to %s:%s as %s", account.name, account.host,
+                     account.port, account.username)
+            server = MailServer(client, account)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                client.shutdown()
+            raise
+        try:
+            yield server
+        finally:
+            server.close()

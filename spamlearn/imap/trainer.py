@@ -1,0 +1,508 @@
+"""Turn what users put into their spam and ham folders into learn and relabel actions.
+
+The rules (see ``docs/imap-trainer.md`` for the reasoning):
+
+- a message in a spam folder is learned as spam, in a ham folder as ham;
+- one learned the other way before is relabelled (its counts removed,
+  then learned with the new label), exactly once: the user corrected us;
+- one already learned with the same label (a copy, a re-upload, the same
+  message in a second ham folder) is not counted again: identity is the
+  content digest in the ledger, never the UID;
+- ignored folders (Trash) are never read, and a message deleted or moved
+  to Trash is not unlearned: deleting spam from Junk is housekeeping, not a
+  correction, and unlearning on delete would make an auto-expunging Junk
+  folder erase everything the user taught;
+- ``ham_min_age_days``: a message younger than that in a ham folder waits
+  (its UID is kept in the folder's state and fetched again once old enough)
+  unless the ledger knows it as spam, i.e. the user just rescued it;
+- ``mode``: see ``spamlearn.imap.config.Mode``.
+
+Incremental: per folder the ledger keeps ``{uidvalidity, last_uid,
+uidnext, highestmodseq, deferred}`` (``LearningSession.set_state``), saved
+in the same transaction as the messages learned with it.  A pass asks
+STATUS first and skips a folder whose UIDNEXT has not moved, so an idle
+mailbox costs one round trip per folder; otherwise it fetches UIDs above
+``last_uid`` in batches and commits after each one, so a pass killed
+part-way resumes where the last commit left it, without losing or double
+counting anything.  A changed UIDVALIDITY means the UIDs are meaningless:
+the folder is rescanned and the ledger recognises what it already knows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from ..classifier import Label
+from ..config import Settings
+from ..errors import (
+    ConfigError,
+    ImapAuthError,
+    ImapConnectionError,
+    ImapStateError,
+    LedgerError,
+    MessageError,
+    ModelError,
+    StoreBusyError,
+)
+from ..modelstore import Action, LearningSession, ModelStore
+from .config import Account, Mode
+from .connection import MAX_BATCH_BYTES, FolderInfo, MailServer, MessageMeta, connect
+
+__all__ = ["Trainer", "AccountReport", "FolderReport", "FolderState", "resolve_folders",
+           "store_for", "state_key"]
+
+log = logging.getLogger("spamlearn.imap")
+
+_DAY = 86400.0
+
+
+def state_key(account: Account, folder: str) -> str:
+    return f"imap:{account.name}:{folder}"
+
+
+def store_for(settings: Settings, account: Account) -> ModelStore:
+    """The model an account trains: the user's own, or the shared one."""
+    if account.own_model:
+        return ModelStore(settings.user_model_path(account.username), ham_cutoff=settings.ham_cutoff,
+                          spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit,
+                          lock_timeout=settings.lock_timeout)
+    return ModelStore.from_settings(settings)
+
+
+@dataclasses.dataclass
+class FolderState:
+    """Where a folder's last pass stopped (JSON in the ledger's state table)."""
+
+    uidvalidity: int = 0
+    last_uid: int = 0
+    uidnext: int = 0
+    highestmodseq: int | None = None
+    deferred: dict[int, float] = dataclasses.field(default_factory=dict)  # uid -> arrival
+    updated_at: float | None = None
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["deferred"] = sorted([uid, t] for uid, t in self.deferred.items())
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None, where: str) -> FolderState:
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            data["deferred"] = {int(uid): float(t) for uid, t in data.get("deferred", [])}
+            return cls(**data)
+        except (ValueError, TypeError, KeyError) as exc:
+            # A rescan is safe (the ledger stops double counting), so a
+            # damaged state costs time, not correctness; say so loudly.
+            log.warning("%s: unreadable folder state (%s): rescanning the folder", where, exc)
+            return cls()
+
+
+@dataclasses.dataclass
+class FolderReport:
+    folder: str
+    label: str
+    learned: int = 0
+    relabelled: int = 0
+    already_known: int = 0
+    correct: int = 0      # mode error: the model already said so; not learned
+    deferred: int = 0     # younger than ham_min_age_days; left for a later pass
+    errors: int = 0       # messages that could not be parsed
+    error: str | None = None
+    rescanned: bool = False
+
+    def add(self, other: FolderReport) -> None:
+        for name in ("learned", "relabelled", "already_known", "correct", "errors"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.deferred = other.deferred
+
+
+@dataclasses.dataclass
+class AccountReport:
+    """What a pass did for one account; ``summary()`` is the line for cron."""
+
+    account: str
+    model: str
+    folders: list[FolderReport] = dataclasses.field(default_factory=list)
+    error: str | None = None
+    exit_code: int = 0
+    seconds: float = 0.0
+    attempts: int = 0
+
+    def folder(self, name: str, label: str) -> FolderReport:
+        for report in self.folders:
+            if report.folder == name:
+                return report
+        report = FolderReport(name, label)
+        self.folders.append(report)
+        return report
+
+    def total(self, name: str, label: str | None = None) -> int:
+        return sum(getattr(f, name) for f in self.folders if label is None or f.label == label)
+
+    @property
+    def message_errors(self) -> int:
+        return self.total("errors")
+
+    def as_dict(self) -> dict:
+        return {
+            "account": self.account, "model": self.model,
+            "learned_spam": self.total("learned", "spam"), "learned_ham": self.total("learned", "ham"),
+            "relabelled": self.total("relabelled"), "already_known": self.total("already_known"),
+            "correct": self.total("correct"), "deferred": self.total("deferred"),
+            "errors": self.message_errors + (1 if self.error else 0),
+            "error": self.error, "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
+            "folders": [dataclasses.asdict(f) for f in self.folders],
+        }
+
+    def summary(self) -> str:
+        d = self.as_dict()
+        line = (f"{self.account}: learned {d['learned_spam']} spam, {d['learned_ham']} ham, "
+                f"relabelled {d['relabelled']}, already known {d['already_known']}")
+        if d["correct"]:
+            line += f", already right {d['correct']}"
+        if d["deferred"]:
+            line += f", waiting {d['deferred']}"
+        line += f", errors {d['errors']} ({self.seconds:.1f} s)"
+        failed = [f"{f.folder}: {f.error}" for f in self.folders if f.error]
+        if self.error:
+            line += f" FAILED: {self.error}"
+        elif failed:
+            line += " FAILED: " + "; ".join(failed)
+        return line
+
+
+def resolve_folders(account: Account, folders: Sequence[FolderInfo]
+                    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Which existing folders are trained as what; and (name, problem) of missing ones.
+
+    Precedence: a folder named literally in spam_folders/ham_folders, then
+    ignore_folders, then spam patterns/SPECIAL-USE, then ham patterns (so
+    ``ham_folders = ["*"]`` with ``spam_folders = ["\\\\Junk"]`` does what it says).
+    """
+    def literal(pattern: str) -> bool:
+        return not pattern.startswith("\\") and not any(c in pattern for c in "*?[")
+
+    plan: list[tuple[str, str]] = []
+    for info in folders:
+        label = None
+        for wanted, names in (("spam", account.spam_folders), ("ham", account.ham_folders)):
+            if account.matches([n for n in names if literal(n)], info.name):
+                label = wanted
+        if label is None and not account.matches(account.ignore_folders, info.name, info.flags):
+            if account.matches(account.spam_folders, info.name, info.flags):
+                label = "spam"
+            elif account.matches(account.ham_folders, info.name, info.flags):
+                label = "ham"
+        if label:
+            plan.append((info.name, label))
+    missing = []
+    for pattern in (*account.spam_folders, *account.ham_folders):
+        if pattern.startswith("\\"):
+            if not any(account.matches([pattern], f.name, f.flags) for f in folders):
+                missing.append((pattern, f"account {account.name}: no folder has the "
+                                         f"SPECIAL-USE flag {pattern}"))
+        elif literal(pattern) and not any(account.matches([pattern], f.name) for f in folders):
+            missing.append((pattern, f"account {account.name}: folder {pattern!r} does not exist"))
+    # spam folders first: a pass stopped early has then learned the corrections first
+    plan.sort(key=lambda item: (item[1] != "spam", item[0]))
+    return plan, missing
+
+
+@dataclasses.dataclass
+class _Pending:
+    uid: int
+    raw: bytes
+    young: bool
+
+
+class Trainer:
+    """Runs passes over accounts; one instance per run.
+
+    Parameters
+    ----------
+    settings : Settings
+    on_batch : callable, optional
+        ``on_batch(account, folder, n_committed)`` after each committed batch
+        (a test seam: e.g. kill the server there).
+    should_stop : callable, optional
+        Polled before each message; once true the pass commits what it has
+        done and returns (SIGTERM in ``--every`` mode).
+    progress : callable, optional
+        ``progress(n)`` after each message handled.
+    clock, sleep : callables
+        ``time.time`` and ``time.sleep`` unless a test says otherwise.
+    """
+
+    def __init__(self, settings: Settings, *,
+                 on_batch: Callable[[Account, str, int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None,
+                 progress: Callable[[int], None] | None = None,
+                 on_total: Callable[[int], None] | None = None,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.settings = settings
+        self.on_batch = on_batch
+        self.should_stop = should_stop or (lambda: False)
+        self.progress = progress or (lambda n: None)
+        self.on_total = on_total or (lambda n: None)
+        self.clock = clock
+        self.sleep = sleep
+
+    # -- accounts ---------------------------------------------------------------------
+    def train(self, accounts: Sequence[Account]) -> list[AccountReport]:
+        """One pass over every account; an account's failure does not stop the others."""
+        reports = []
+        for account in accounts:
+            if self.should_stop():
+                break
+            reports.append(self.train_account(account))
+        return reports
+
+    def train_account(self, account: Account) -> AccountReport:
+        """One pass over one account, reconnecting after a dropped connection."""
+        from ..cli import exit_code_for  # the one table of exit codes
+
+        started = time.monotonic()
+        try:
+            store = store_for(self.settings, account)
+        except ConfigError as exc:
+            return AccountReport(account.name, "?", error=str(exc), exit_code=exit_code_for(exc))
+        report = AccountReport(account.name, str(store.model_path))
+        done: set[str] = set()
+        for attempt in range(account.retries + 1):
+            report.attempts = attempt + 1
+            try:
+                password = account.password()
+                if not account.password_file_is_private():
+                    log.warning("account %s: password_file %s is readable by every user; "
+                                "chmod 600 it", account.name, account.password_file)
+                with connect(account, password) as server:
+                    self._pass(server, account, store, report, done)
+                break
+            except ImapConnectionError as exc:
+                if attempt >= account.retries or self.should_stop():
+                    report.error, report.exit_code = str(exc), exit_code_for(exc)
+                    break
+                delay = account.retry_delay * 2 ** attempt
+                log.warning("%s; retry %d of %d in %.1f s", exc, attempt + 1, account.retries, delay)
+                self.sleep(delay)
+            except (ImapAuthError, ImapStateError, ConfigError, StoreBusyError, ModelError,
+                    LedgerError) as exc:
+                report.error, report.exit_code = str(exc), exit_code_for(exc)
+                break
+        if not report.exit_code:
+            codes = [exit_code_for(ImapStateError())] if any(f.error for f in report.folders) else []
+            if report.message_errors:
+                codes.append(exit_code_for(MessageError()))
+            report.exit_code = max(codes, default=0)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _pass(self, server: MailServer, account: Account, store: ModelStore,
+              report: AccountReport, done: set[str]) -> None:
+        plan, missing = resolve_folders(account, server.folders())
+        for name, problem in missing:
+            label = "spam" if name in account.spam_folders else "ham"
+            report.folder(name, label).error = problem
+            log.error("%s", problem)
+        plan = [(folder, label) for folder, label in plan if folder not in done]
+        # One session reads every folder's state: it also repairs an
+        # interrupted commit first, so the state read is the one that counts.
+        with store.session(source=f"imap:{account.name}") as session:
+            states = {folder: FolderState.from_json(session.get_state(state_key(account, folder)),
+                                                    f"account {account.name}: folder {folder}")
+                      for folder, _label in plan}
+        work = []
+        for folder, label in plan:
+            try:
+                work.append(self._plan_folder(server, account, folder, label, states[folder], report))
+            except ImapStateError as exc:
+                report.folder(folder, label).error = str(exc)
+                log.error("%s", exc)
+                done.add(folder)
+        self.on_total(sum(len(w[4]) + len(w[5]) for w in work if w))
+        for item in work:
+            if self.should_stop():
+                return
+            if item is None:
+                continue
+            folder, label, state, uidnext, new, due = item
+            try:
+                if server.examine(folder) != state.uidvalidity:
+                    log.warning("account %s: folder %s changed identity (UIDVALIDITY) during the "
+                                "pass; it is rescanned next time", account.name, folder)
+                    continue
+                self._sync_folder(server, account, store, folder, Label(label), state, uidnext,
+                                  new, due, report)
+            except ImapStateError as exc:
+                report.folder(folder, label).error = str(exc)
+                log.error("%s", exc)
+            if not self.should_stop():
+                done.add(folder)
+
+    # -- one folder -----------------------------------------------------------------------
+    def _plan_folder(self, server: MailServer, account: Account, folder: str, label: str,
+                     state: FolderState, report: AccountReport):
+        """None if nothing changed since the last pass, else what to fetch.
+
+        STATUS costs one round trip and no SELECT: a folder whose UIDNEXT has
+        not moved has no new message (UIDs only grow), so an idle mailbox is
+        checked in milliseconds.  ``state.uidnext`` is only advanced once a
+        folder pass completes, so a pass cut short is never mistaken for done.
+        """
+        report.folder(folder, label)
+        status = server.status(folder)
+        now = self.clock()
+        min_age = account.ham_min_age_days * _DAY if label == "ham" else 0.0
+        due = sorted(uid for uid, arrived in state.deferred.items() if now - arrived >= min_age)
+        if status.uidvalidity == state.uidvalidity and status.uidnext <= state.uidnext and not due:
+            report.folder(folder, label).deferred = len(state.deferred)
+            return None
+        uidvalidity = server.examine(folder)
+        if uidvalidity != state.uidvalidity:
+            if state.uidvalidity:
+                log.warning("account %s: folder %s: UIDVALIDITY changed (%d -> %d): rescanning; "
+                            "messages learned before are recognised by content", account.name,
+                            folder, state.uidvalidity, uidvalidity)
+                report.folder(folder, label).rescanned = True
+            state = FolderState(uidvalidity=uidvalidity)
+            due = []
+        state.highestmodseq = status.highestmodseq
+        new = server.metadata(server.uids_after(state.last_uid))
+        return folder, label, state, status.uidnext, new, due
+
+    def _source(self, account: Account, folder: str) -> str:
+        return f"imap:{account.name}/{folder}"
+
+    def _batches(self, metas: Sequence[MessageMeta], size: int) -> list[list[MessageMeta]]:
+        batches: list[list[MessageMeta]] = []
+        current: list[MessageMeta] = []
+        nbytes = 0
+        for meta in metas:
+            if current and (len(current) >= size or nbytes + meta.size > MAX_BATCH_BYTES):
+                batches.append(current)
+                current, nbytes = [], 0
+            current.append(meta)
+            nbytes += meta.size
+        if current:
+            batches.append(current)
+        return batches
+
+    def _sync_folder(self, server: MailServer, account: Account, store: ModelStore, folder: str,
+                     label: Label, state: FolderState, uidnext: int, new: list[MessageMeta],
+                     due: list[int], report: AccountReport) -> None:
+        key = state_key(account, folder)
+        folder_report = report.folder(folder, label.value)
+        min_age = account.ham_min_age_days * _DAY if label is Label.HAM else 0.0
+        now = self.clock()
+        # Matured deferred messages first (they are older), then new arrivals.
+        work = [MessageMeta(uid, 0, 0.0) for uid in due] + list(new)
+        if not work:  # UIDNEXT moved but the messages are gone again: remember that
+            with store.session(source=self._source(account, folder)) as session:
+                state.updated_at = now
+                state.uidnext = max(state.uidnext, uidnext)
+                session.set_state(key, state.to_json())
+            return
+        committed = 0
+        batches = self._batches(work, account.batch_size)
+        for number, batch in enumerate(batches, start=1):
+            if self.should_stop():
+                return
+            raws = server.bodies([m.uid for m in batch])
+            counts = FolderReport(folder, label.value)
+            with store.session(source=self._source(account, folder)) as session:
+                stored = FolderState.from_json(session.get_state(key), key)
+                if stored.uidvalidity == state.uidvalidity and stored.last_uid > state.last_uid:
+                    # another trainer (another config on this model) got here first
+                    state.last_uid = stored.last_uid
+                pending = []
+                for meta in batch:
+                    if self.should_stop():
+                        break
+                    self.progress(1)
+                    is_due = meta.uid in state.deferred
+                    state.deferred.pop(meta.uid, None)
+                    if meta.uid > state.last_uid:
+                        state.last_uid = meta.uid
+                    elif not is_due:
+                        continue
+                    raw = raws.get(meta.uid)
+                    if raw is None:  # expunged meanwhile: nothing to learn
+                        continue
+                    young = not is_due and min_age > 0 and now - meta.arrived < min_age
+                    kept = self._handle(session, account, raw, label, young, counts)
+                    if kept == "deferred":
+                        state.deferred[meta.uid] = meta.arrived
+                    elif kept is not None:
+                        pending.append(kept)
+                if pending and account.mode == Mode.UNTIL_NO_ERROR:
+                    self._until_no_error(session, pending, label, counts)
+                counts.deferred = len(state.deferred)
+                if number == len(batches) and not self.should_stop():
+                    state.uidnext = max(state.uidnext, uidnext)  # the folder is done
+                state.updated_at = self.clock()
+                session.set_state(key, state.to_json())
+            # the session committed: only now do its counts become true
+            folder_report.add(counts)
+            committed += len(batch)
+            if self.on_batch is not None:
+                self.on_batch(account, folder, committed)
+
+    def _handle(self, session: LearningSession, account: Account, raw: bytes, label: Label,
+                young: bool, counts: FolderReport):
+        """Learn one message; returns "deferred", or (raw, indices) kept for another round."""
+        try:
+            known = session.known(raw)
+            if known is label:
+                counts.already_known += 1
+                return None
+            if young and known is None:
+                return "deferred"
+            indices = None
+            if known is None and account.mode != Mode.ALL and self._model_ready(session):
+                indices = session.classifier.indices(raw)
+                if session.classifier.score_indices(indices).label is label:
+                    counts.correct += 1
+                    return (raw, indices)
+            outcome = session.learn(raw, label, indices=indices)
+        except MessageError as exc:
+            log.warning("account %s: a message could not be learned: %s", account.name, exc)
+            counts.errors += 1
+            return None
+        if outcome.action == Action.RELABELLED:
+            counts.relabelled += 1
+        elif outcome.action == Action.LEARNED:
+            counts.learned += 1
+        else:
+            counts.already_known += 1
+        return None
+
+    def _model_ready(self, session: LearningSession) -> bool:
+        """Train-on-error needs a model that can err; before that, learn everything."""
+        need = max(self.settings.min_messages, 1)
+        return session.classifier.n_spam >= need and session.classifier.n_ham >= need
+
+    def _until_no_error(self, session: LearningSession, pending: list, label: Label,
+                        counts: FolderReport) -> None:
+        """Re-score what the model got right with the updated model; learn new mistakes."""
+        for _round in range(Mode.MAX_ROUNDS - 1):
+            still_right = []
+            for raw, indices in pending:
+                if session.classifier.score_indices(indices).label is label:
+                    still_right.append((raw, indices))
+                    continue
+                outcome = session.learn(raw, label, indices=indices)
+                if outcome.action == Action.LEARNED:
+                    counts.learned += 1
+                    counts.correct -= 1
+            if len(still_right) == len(pending):
+                return
+            pending = still_right
+

@@ -1,0 +1,460 @@
+"""The IMAP trainer against a real Dovecot: what users do with their folders, and what breaks.
+
+Every test uses the session's Dovecot (``clean_mailboxes`` empties alice's
+and bob's mailboxes first), drives it with imapclient as a mail client
+would, runs ``spamlearn train`` (through the CLI or the ``Trainer`` API)
+and checks the model and its ledger, including ``store.check() == []``:
+the model's counts equal the sum of the ledger's messages, so nothing was
+counted twice or lost.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spamlearn.cli import app
+from spamlearn.config import load_settings
+from spamlearn.defaults import choose_model_path
+from spamlearn.imap import Trainer, load_accounts, store_for
+from spamlearn.imap.cli import run_lock_path
+
+pytestmark = pytest.mark.integration
+
+SPAM_WORDS = ["viagra", "casino", "lottery", "winner", "pills", "bitcoin", "cheap", "offer"]
+HAM_WORDS = ["meeting", "agenda", "lunch", "report", "project", "minutes", "review", "kernel"]
+
+
+def make_message(kind: str, n: int, tag: str = "") -> bytes:
+    """A small, unique message whose words say what it is."""
+    words = SPAM_WORDS if kind == "spam" else HAM_WORDS
+    body = " ".join(words[(n + i) % len(words)] for i in range(40))
+    return (f"From: {kind}{n}@example.org\r\nTo: alice@example.org\r\n"
+            f"Subject: {kind} number {n} {tag} {words[n % len(words)]}\r\n"
+            f"Message-ID: <{kind}-{n}-{tag}@example.org>\r\n\r\n{body}\r\n").encode()
+
+
+def write_config(tmp_path: Path, server, accounts: list[dict], model: str = "") -> Path:
+    """A config file with the given accounts (password files for alice/bob written here)."""
+    lines = [f'[model]\npath = "{tmp_path / "model.joblib"}"\nmin_messages = 2\n{model}\n'
+             f'[users]\ndir = "{tmp_path / "users"}"\n']
+    for account in accounts:
+        user = account["username"]
+        secret = tmp_path / f"{user}.secret"
+        if "password" in account:
+            secret.write_text(account.pop("password") + "\n")
+        elif not secret.exists():
+            secret.write_text(server.users[user] + "\n")
+        secret.chmod(0o600)
+        table = {"host": "127.0.0.1", "port": server.port, "security": "plain", "name": user,
+                 "password_file": str(secret), "spam_folders": ["Junk"], "ham_folders": ["INBOX"],
+                 "retry_delay": 0.01, "timeout": 10, **account}
+        lines.append("[[accounts]]")
+        lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
+        lines.append("")
+    path = tmp_path / "spamlearn.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def train_cli(config: Path, *args: str):
+    """``spamlearn --config CONFIG train --json ARGS``: (exit code, parsed JSON, stderr)."""
+    result = CliRunner().invoke(app, ["--config", str(config), "train", "--json", *args])
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    data = json.loads(lines[-1]) if lines else None
+    return result.exit_code, data, result.stderr
+
+
+def account_of(data: dict, name: str) -> dict:
+    return next(a for a in data["accounts"] if a["account"] == name)
+
+
+def upload(server, user: str, folder: str, messages, when: datetime.datetime | None = None) -> None:
+    client = server.connect(user)
+    try:
+        for raw in messages:
+            client.append(folder, raw, msg_time=when)
+    finally:
+        client.logout()
+
+
+def move(server, user: str, source: str, target: str, count: int = 1, copy: bool = False) -> None:
+    """Move (or copy) the first ``count`` messages of ``source`` like a mail client."""
+    client = server.connect(user)
+    try:
+        client.select_folder(source)
+        uids = sorted(client.search("ALL"))[:count]
+        if copy:
+            client.copy(uids, target)
+        else:
+            client.move(uids, target)
+    finally:
+        client.logout()
+
+
+def model_counts(config: Path, user: str | None = None) -> tuple[int, int]:
+    settings = load_settings(config)
+    account = next(a for a in load_accounts(settings) if user is None or a.username == user)
+    store = store_for(settings, account)
+    assert store.check() == []
+    info = store.info()
+    return info["n_spam"], info["n_ham"]
+
+
+@pytest.fixture
+def server(clean_mailboxes):
+    yield clean_mailboxes
+    assert clean_mailboxes.errors() == []
+
+
+def test_first_pass_learns_spam_and_ham_and_never_marks_seen(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(4)])
+    upload(server, "alice", "Trash", [make_message("spam", 99)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+
+    code, data, _ = train_cli(config)
+
+    assert code == 0
+    alice = account_of(data, "alice")
+    assert (alice["learned_spam"], alice["learned_ham"], alice["errors"]) == (3, 4, 0)
+    assert model_counts(config) == (3, 4)  # Trash was not read
+    client = server.connect("alice")
+    try:
+        client.select_folder("INBOX", readonly=True)
+        flags = client.get_flags(client.search("ALL"))
+        assert all(b"\\Seen" not in f for f in flags.values())  # BODY.PEEK only
+    finally:
+        client.logout()
+
+
+def test_incremental_pass_fetches_only_new_messages(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    assert train_cli(config)[0] == 0
+
+    code, data, _ = train_cli(config)  # nothing new: STATUS says so, nothing fetched
+    alice = account_of(data, "alice")
+    assert code == 0 and alice["learned_spam"] == alice["learned_ham"] == alice["already_known"] == 0
+
+    upload(server, "alice", "Junk", [make_message("spam", 10)])
+    upload(server, "alice", "INBOX", [make_message("ham", 10), make_message("ham", 11)])
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert (alice["learned_spam"], alice["learned_ham"], alice["already_known"]) == (1, 2, 0)
+    assert model_counts(config) == (4, 5)
+
+
+@pytest.mark.parametrize("source,target,after", [("Junk", "INBOX", (2, 4)), ("INBOX", "Junk", (4, 2))])
+def test_move_between_spam_and_ham_relabels_exactly_once(server, tmp_path, source, target, after):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    assert train_cli(config)[0] == 0
+    assert model_counts(config) == (3, 3)
+
+    move(server, "alice", source, target)
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0
+    assert (alice["relabelled"], alice["learned_spam"], alice["learned_ham"]) == (1, 0, 0)
+    assert model_counts(config) == after
+
+    code, data, _ = train_cli(config)  # and never again
+    assert account_of(data, "alice")["relabelled"] == 0
+    assert model_counts(config) == after
+
+
+def test_copy_into_second_ham_folder_is_not_counted_twice(server, tmp_path):
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
+    config = write_config(tmp_path, server, [{"username": "alice", "ham_folders": ["INBOX", "Archive"]}])
+    assert train_cli(config)[0] == 0
+
+    move(server, "alice", "INBOX", "Archive", count=2, copy=True)
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and alice["already_known"] == 2 and alice["learned_ham"] == 0
+    assert model_counts(config) == (0, 3)
+
+
+def test_delete_and_move_to_trash_learn_nothing(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    assert train_cli(config)[0] == 0
+
+    move(server, "alice", "Junk", "Trash")
+    move(server, "alice", "INBOX", "Trash")
+    client = server.connect("alice")
+    try:
+        client.select_folder("INBOX")
+        client.delete_messages(client.search("ALL")[:1])
+        client.expunge()
+    finally:
+        client.logout()
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0
+    assert alice["learned_spam"] + alice["learned_ham"] + alice["relabelled"] == 0
+    assert model_counts(config) == (3, 3)  # deleted is not unlearned (documented choice)
+
+
+def test_uidvalidity_change_rescans_without_double_counting(server, tmp_path):
+    messages = [make_message("spam", i) for i in range(4)]
+    client = server.connect("alice")
+    client.create_folder("Reported")
+    client.logout()
+    upload(server, "alice", "Reported", messages)
+    config = write_config(tmp_path, server, [{"username": "alice", "spam_folders": ["Junk", "Reported"]}])
+    assert train_cli(config)[0] == 0
+    assert model_counts(config) == (4, 0)
+
+    client = server.connect("alice")  # a restore from backup: same mail, new UIDVALIDITY
+    old = client.folder_status("Reported", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+    client.delete_folder("Reported")
+    client.create_folder("Reported")
+    assert client.folder_status("Reported", [b"UIDVALIDITY"])[b"UIDVALIDITY"] != old
+    client.logout()
+    upload(server, "alice", "Reported", messages + [make_message("spam", 50)])
+
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    reported = next(f for f in alice["folders"] if f["folder"] == "Reported")
+    assert code == 0 and reported["rescanned"]
+    assert (alice["already_known"], alice["learned_spam"]) == (4, 1)
+    assert model_counts(config) == (5, 0)
+
+
+def test_server_killed_mid_pass_then_rerun_loses_and_doubles_nothing(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(30)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(10)])
+    config = write_config(tmp_path, server, [{"username": "alice", "batch_size": 5, "retries": 1}])
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+
+    def kill_after_two_batches(_account, folder, done):
+        if folder == "Junk" and done == 10:
+            server.kill()
+
+    try:
+        report = Trainer(settings, on_batch=kill_after_two_batches).train_account(account)
+    finally:
+        server.start()
+    assert report.exit_code == 69 and "127.0.0.1" in report.error and report.attempts == 2
+    assert model_counts(config) == (10, 0)  # two committed batches, nothing of the third
+
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and (alice["learned_spam"], alice["learned_ham"]) == (20, 10)
+    assert alice["already_known"] == 0  # resumed after the last commit, not from the start
+    assert model_counts(config) == (30, 10)
+
+
+def test_connection_dropped_mid_pass_is_retried_within_the_run(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(20)])
+    config = write_config(tmp_path, server, [{"username": "alice", "batch_size": 5, "retries": 3}])
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    restarted = []
+
+    def restart_once(_account, _folder, done):
+        if done == 10 and not restarted:
+            restarted.append(True)
+            server.kill()
+            server.start()
+
+    report = Trainer(settings, on_batch=restart_once).train_account(account)
+    assert report.exit_code == 0 and report.error is None and report.attempts == 2
+    assert report.total("learned") == 20
+    assert model_counts(config) == (20, 0)
+
+
+def test_wrong_password_fails_that_account_and_trains_the_other(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", 1)])
+    upload(server, "bob", "Junk", [make_message("spam", 2)])
+    upload(server, "bob", "INBOX", [make_message("ham", 2)])
+    wrong = "not-Alice-s-password-42"
+    config = write_config(tmp_path, server, [{"username": "alice", "password": wrong},
+                                             {"username": "bob"}])
+
+    result = CliRunner().invoke(app, ["-vv", "--config", str(config), "train"])
+
+    assert result.exit_code == 77
+    assert "alice" in result.stderr and "refused the login" in result.stderr
+    assert wrong not in result.stdout + result.stderr
+    bob_line = next(line for line in result.stdout.splitlines() if line.startswith("bob:"))
+    assert "learned 1 spam, 1 ham" in bob_line
+    assert model_counts(config, "bob") == (1, 1)
+
+
+def test_two_accounts_one_with_its_own_model(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
+    upload(server, "bob", "Junk", [make_message("spam", i, "bob") for i in range(2)])
+    upload(server, "bob", "INBOX", [make_message("ham", i, "bob") for i in range(5)])
+    config = write_config(tmp_path, server, [{"username": "alice"},
+                                             {"username": "bob", "own_model": True}])
+
+    code, data, _ = train_cli(config)
+
+    assert code == 0
+    settings = load_settings(config)
+    assert account_of(data, "bob")["model"] == str(tmp_path / "users" / "bob.joblib")
+    assert model_counts(config, "alice") == (3, 3)  # the shared model
+    assert model_counts(config, "bob") == (2, 5)    # bob's own
+    # bob's verdicts now come from his model (min_messages = 2), alice's from the shared one
+    assert choose_model_path(settings, "bob") == tmp_path / "users" / "bob.joblib"
+    assert choose_model_path(settings, "alice") == tmp_path / "model.joblib"
+
+
+def test_missing_folder_is_reported_and_the_rest_is_trained(server, tmp_path):
+    upload(server, "alice", "INBOX", [make_message("ham", 1)])
+    config = write_config(tmp_path, server, [{"username": "alice", "spam_folders": ["Spam"]}])
+    code, data, stderr = train_cli(config)
+    assert code == 76
+    assert "alice" in stderr and "'Spam' does not exist" in stderr
+    assert account_of(data, "alice")["learned_ham"] == 1
+
+
+def test_special_use_and_patterns_choose_the_folders(server, tmp_path):
+    client = server.connect("alice")
+    client.create_folder("Lists/python")
+    client.logout()
+    upload(server, "alice", "Junk", [make_message("spam", 1)])
+    upload(server, "alice", "Lists/python", [make_message("ham", 1)])
+    upload(server, "alice", "Archive", [make_message("ham", 2)])
+    upload(server, "alice", "Trash", [make_message("ham", 3)])
+    upload(server, "alice", "INBOX", [make_message("ham", 4)])
+    config = write_config(tmp_path, server, [{"username": "alice", "spam_folders": ["\\Junk"],
+                                              "ham_folders": ["*"], "ignore_folders": ["\\Trash", "INBOX"]}])
+    code, data, _ = train_cli(config)
+    folders = {f["folder"]: f for f in account_of(data, "alice")["folders"]}
+    assert code == 0
+    assert set(folders) == {"Junk", "Archive", "Lists/python"}
+    assert folders["Junk"]["label"] == "spam" and folders["Archive"]["label"] == "ham"
+    assert model_counts(config) == (1, 2)
+
+
+def test_tls_to_a_plain_port_and_unreachable_server_exit_69(server, tmp_path):
+    config = write_config(tmp_path, server, [{"username": "alice", "security": "tls", "retries": 0}])
+    code, data, stderr = train_cli(config)
+    assert code == 69 and "account alice" in stderr and "TLS" in stderr
+
+    closed = server.port + 1000
+    config = write_config(tmp_path, server, [{"username": "alice", "port": closed, "retries": 1}])
+    code, data, stderr = train_cli(config)
+    assert code == 69 and "account alice" in stderr and account_of(data, "alice")["errors"] == 1
+
+
+def test_overlapping_runs_second_exits_75_or_waits(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", 1)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    lock = run_lock_path(load_settings(config))
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a slow cron run holds it
+    try:
+        result = CliRunner().invoke(app, ["--config", str(config), "train"])
+        assert result.exit_code == 75 and "another `spamlearn train`" in result.stderr
+        threading.Timer(0.5, os.close, [fd]).start()
+        started = time.monotonic()
+        result = CliRunner().invoke(app, ["--config", str(config), "train", "--wait"])
+        assert result.exit_code == 0 and time.monotonic() - started >= 0.4
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    assert model_counts(config) == (1, 0)
+
+
+def test_ham_min_age_waits_for_young_ham_but_relabels_rescued_spam_at_once(server, tmp_path):
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=10)
+    upload(server, "alice", "INBOX", [make_message("ham", 1)], when=old)
+    upload(server, "alice", "INBOX", [make_message("ham", 2)])  # arrived now
+    upload(server, "alice", "Junk", [make_message("spam", 3)])
+    config = write_config(tmp_path, server, [{"username": "alice", "ham_min_age_days": 3}])
+
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and (alice["learned_ham"], alice["deferred"], alice["learned_spam"]) == (1, 1, 1)
+
+    move(server, "alice", "Junk", "INBOX")  # a rescue is relabelled now, whatever its age
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert (alice["relabelled"], alice["learned_ham"], alice["deferred"]) == (1, 0, 1)
+    assert model_counts(config) == (0, 2)
+
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    later = Trainer(settings, clock=lambda: time.time() + 4 * 86400).train_account(account)
+    assert later.exit_code == 0 and later.total("learned", "ham") == 1 and later.total("deferred") == 0
+    assert model_counts(config) == (0, 3)
+
+
+def test_train_on_error_learns_only_mistakes(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(4)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(4)])
+    config = write_config(tmp_path, server, [{"username": "alice", "mode": "error"}])
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    # Junk first: a model without ham can't judge, so all 4 spam are learned; then
+    # ham until min_messages (2) of each, after which the other 2 are already right.
+    assert code == 0 and (alice["learned_spam"], alice["learned_ham"], alice["correct"]) == (4, 2, 2)
+
+    upload(server, "alice", "Junk", [make_message("spam", i, "again") for i in range(4, 8)])
+    # a ham-looking message the user calls spam: the model gets it wrong
+    upload(server, "alice", "Junk", [make_message("ham", 40, "phish")])
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and alice["correct"] == 4 and alice["learned_spam"] == 1
+    assert model_counts(config) == (5, 2)
+
+
+def test_status_shows_folders_and_last_pass(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(2)])
+    upload(server, "alice", "INBOX", [make_message("ham", 1)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    assert train_cli(config)[0] == 0
+    result = CliRunner().invoke(app, ["--config", str(config), "status", "--json"])
+    assert result.exit_code == 0
+    (row,) = json.loads(result.stdout)
+    folders = {f["folder"]: f for f in row["folders"]}
+    assert folders["Junk"]["learned_spam"] == 2 and folders["INBOX"]["learned_ham"] == 1
+    client = server.connect("alice")
+    uidnext = client.folder_status("Junk", [b"UIDNEXT"])[b"UIDNEXT"]
+    client.logout()
+    assert folders["Junk"]["last_uid"] == uidnext - 1 and row["last_run"]["exit_code"] == 0
+    text = CliRunner().invoke(app, ["--config", str(config), "status"]).stdout
+    assert "Junk" in text and "last pass" in text
+
+
+def test_every_mode_stops_cleanly_on_sigterm(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train",
+                             "--every", "1s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("alice: learned 3 spam")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert model_counts(config) == (3, 0)
