@@ -192,6 +192,7 @@ from . import cli_core  # noqa: E402,F401  (registers learn, forget, score, filt
 
 # -- commands of other areas register here: one import line each ------------------
 # (each module defines its commands on `app` from this module)
+from .imap import cli as imap_cli  # noqa: E402,F401  (train, status)
 from .sieve import cli as sieve_cli  # noqa: E402,F401  (sieve print|install|uninstall|drain)
 
 
