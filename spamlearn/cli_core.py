@@ -271,6 +271,8 @@ def eval_(
                                            "errors and unsure only.")] = "all",
     results: Annotated[Path | None, typer.Option(help="Write 'id gold score verdict' lines here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the ROC curve as a PNG here.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the figures as PNGs and an index.html "
+                                                     "showing them into this folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
     limit: Annotated[int, typer.Option(min=0, help="Use only the first N messages (0: all).")] = 0,
 ) -> None:
@@ -292,7 +294,13 @@ def eval_(
     if plot:
         from .plots import save_roc_plot
 
-        save_roc_plot(result, plot, title=f"spamlearn on {index.parent.parent.name or index.name}")
+        save_roc_plot(result, plot, title=f"spamlearn on {index.parent.parent.name or index.name}",
+                      ham_cutoff=classifier.ham_cutoff, spam_cutoff=classifier.spam_cutoff)
+    if report:
+        from .report import write_report
+
+        write_report(result, report, classifier, entries=entries, mode=mode,
+                     title=f"spamlearn on {index.parent.parent.name or index.name}")
     if as_json:
         typer.echo(json.dumps(figures.as_dict()))
         return

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from .classifier import Classifier, Label
 from .errors import ConfigError, MessageError
 
 __all__ = ["IndexEntry", "read_index", "OnlineResult", "run_online", "EvalFigures",
-           "compute_figures", "roc_points"]
+           "compute_figures", "roc_points", "LearningCurve", "learning_curve"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,10 +76,14 @@ class OnlineResult:
 
 
 def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str = "all",
-               progress: Callable[[int], None] | None = None) -> OnlineResult:
+               progress: Callable[[int], None] | None = None,
+               features: Sequence[np.ndarray | None] | None = None) -> OnlineResult:
     """Classify then learn each message in order.
 
     Messages that cannot be read are scored 0.5 (unsure), and counted.
+    ``features``, if given, holds each entry's feature indices computed
+    beforehand with ``classifier``'s hasher (None: unreadable), so that
+    several runs over one corpus tokenize it once (the notebook does).
     """
     if mode not in ("all", "error"):
         raise ConfigError(f"mode must be 'all' or 'error', got {mode!r}")
@@ -92,10 +96,8 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
     start = time.perf_counter()
     for i, entry in enumerate(entries):
         gold[i] = entry.gold is Label.SPAM
-        try:
-            raw = entry.path.read_bytes()
-            indices = classifier.indices(raw)
-        except (OSError, MessageError):
+        indices = features[i] if features is not None else _read_indices(entry, classifier)
+        if indices is None:
             unreadable += 1
             scores[i], decisions[i] = 0.5, 0.0
             verdicts.append(Label.UNSURE)
@@ -114,6 +116,14 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
             progress(i + 1)
     return OnlineResult([e.id for e in entries], gold, scores, decisions, verdicts,
                         time.perf_counter() - start, trained, unreadable)
+
+
+def _read_indices(entry: IndexEntry, classifier: Classifier) -> np.ndarray | None:
+    """The message's feature indices, or None if it cannot be read or parsed."""
+    try:
+        return classifier.indices(entry.path.read_bytes())
+    except (OSError, MessageError):
+        return None
 
 
 def roc_points(gold: np.ndarray, decisions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,6 +203,40 @@ def compute_figures(result: OnlineResult) -> EvalFigures:
         messages_per_second=len(gold) / result.seconds if result.seconds > 0 else float("inf"),
         trained=result.trained, unreadable=result.unreadable,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningCurve:
+    """Error rates along the message stream, over a trailing window.
+
+    ``position[i]`` is the number of messages seen; the rates at it are
+    over the ``window`` messages ending there (fewer at the start).
+    """
+
+    position: np.ndarray
+    misclassified: np.ndarray
+    unsure: np.ndarray
+    window: int
+
+
+def learning_curve(result: OnlineResult, *, window: int = 500) -> LearningCurve:
+    """Misclassification (TREC's binary judgement, score >= 0.5 is spam) and
+    unsure rates of an online run, over a moving window of messages."""
+    if window < 1:
+        raise ConfigError(f"window must be at least 1 message, got {window}")
+    n = len(result.gold)
+    window = min(window, n) if n else window
+    wrong = ((result.decisions > 0) != result.gold.astype(bool)).astype(np.int64)
+    unsure = np.array([v is Label.UNSURE for v in result.verdicts], dtype=np.int64)
+    position = np.arange(1, n + 1)
+    seen = np.minimum(position, window)
+
+    def trailing_mean(flags: np.ndarray) -> np.ndarray:
+        total = np.cumsum(flags)
+        before = np.r_[np.zeros(window, dtype=np.int64), total][:n]
+        return (total - before) / seen
+
+    return LearningCurve(position, trailing_mean(wrong), trailing_mean(unsure), window)
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
