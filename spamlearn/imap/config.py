@@ -228,7 +228,8 @@ def parse_account(table: Mapping[str, Any], index: int = 0, base: Path | None = 
         if not isinstance(table.get(key), str) or not table[key]:
             raise ConfigError(f"{label}: '{key}' is required")
     values: dict[str, Any] = {"host": table["host"], "username": table["username"]}
-    values["name"] = table.get("name") or f"{table['username']}@{table['host']}"
+    # The name keys the folder state ("imap:<name>:<folder>"), hence no ':' or '/'.
+    values["name"] = table.get("name") or re.sub(r"[\s:/]", "_", f"{table['username']}@{table['host']}")
     if not isinstance(values["name"], str) or re.search(r"[\s:/]", values["name"]):
         raise ConfigError(f"{label}: name must be a word without spaces, ':' or '/'")
 

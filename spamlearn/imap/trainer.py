@@ -133,6 +133,10 @@ class AccountReport:
     error: str | None = None
     exit_code: int = 0
     seconds: float = 0.0
+    #: Where the time went: IMAP round trips, tokenizing and learning, and
+    #: the store (lock, load, commit: ledger + atomic model write).
+    timings: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {"imap": 0.0, "learn": 0.0, "store": 0.0})
     attempts: int = 0
 
     def folder(self, name: str, label: str) -> FolderReport:
@@ -158,6 +162,7 @@ class AccountReport:
             "correct": self.total("correct"), "deferred": self.total("deferred"),
             "errors": self.message_errors + (1 if self.error else 0),
             "error": self.error, "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "folders": [dataclasses.asdict(f) for f in self.folders],
         }
 
@@ -322,7 +327,9 @@ class Trainer:
         work = []
         for folder, label in plan:
             try:
+                started = time.perf_counter()
                 work.append(self._plan_folder(server, account, folder, label, states[folder], report))
+                report.timings["imap"] += time.perf_counter() - started
             except ImapStateError as exc:
                 report.folder(folder, label).error = str(exc)
                 log.error("%s", exc)
@@ -415,9 +422,12 @@ class Trainer:
         for number, batch in enumerate(batches, start=1):
             if self.should_stop():
                 return
+            t0 = time.perf_counter()
             raws = server.bodies([m.uid for m in batch])
+            t1 = time.perf_counter()
             counts = FolderReport(folder, label.value)
             with store.session(source=self._source(account, folder)) as session:
+                t2 = time.perf_counter()
                 stored = FolderState.from_json(session.get_state(key), key)
                 if stored.uidvalidity == state.uidvalidity and stored.last_uid > state.last_uid:
                     # another trainer (another config on this model) got here first
@@ -449,7 +459,12 @@ class Trainer:
                     state.uidnext = max(state.uidnext, uidnext)  # the folder is done
                 state.updated_at = self.clock()
                 session.set_state(key, state.to_json())
+                t3 = time.perf_counter()
             # the session committed: only now do its counts become true
+            t4 = time.perf_counter()
+            report.timings["imap"] += t1 - t0
+            report.timings["learn"] += t3 - t2
+            report.timings["store"] += (t2 - t1) + (t4 - t3)
             folder_report.add(counts)
             committed += len(batch)
             if self.on_batch is not None:

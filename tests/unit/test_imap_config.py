@@ -1,0 +1,142 @@
+"""The IMAP trainer's pure parts: account config, durations, folder choice, folder state."""
+
+from __future__ import annotations
+
+import pytest
+
+from spamlearn.config import load_settings
+from spamlearn.errors import ConfigError
+from spamlearn.imap import FolderState, load_accounts, parse_account, parse_duration, resolve_folders
+from spamlearn.imap.config import Mode, Security
+from spamlearn.imap.connection import FolderInfo, _Redactor
+
+BASE = {"host": "mail.example.org", "username": "alice", "password_env": "ALICE_PW",
+        "spam_folders": ["Junk"], "ham_folders": ["INBOX"]}
+
+
+def account(**changes):
+    table = {**BASE, **changes}
+    return parse_account({k: v for k, v in table.items() if v is not None})
+
+
+def test_defaults_are_tls_on_993_with_a_readable_name():
+    acc = account()
+    assert (acc.security, acc.port, acc.name, acc.mode) == (Security.TLS, 993, "alice@mail.example.org", Mode.ALL)
+    assert account(security="starttls").port == 143
+    assert acc.ignore_folders == ("\\Trash",)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"password": "x"}, "password in the config file is not accepted"),
+    ({"password_env": None}, "exactly one of password_file and password_env"),
+    ({"password_file": "/x"}, "exactly one of password_file and password_env"),
+    ({"host": None}, "'host' is required"),
+    ({"security": "ssl"}, "security must be one of"),
+    ({"port": 0}, "port must be >= 1"),
+    ({"port": "993"}, "port must be an integer"),
+    ({"mode": "sometimes"}, "mode must be one of"),
+    ({"spam_folders": [], "ham_folders": []}, "give spam_folders and/or ham_folders"),
+    ({"ham_folders": ["Junk"]}, "both spam and ham: Junk"),
+    ({"ham_min_age_days": -1}, "ham_min_age_days must be >= 0"),
+    ({"own_model": "yes"}, "own_model must be true or false"),
+    ({"name": "a b"}, "name must be a word"),
+    ({"colour": "red"}, "unknown key"),
+    ({"security": "plain"}, "unencrypted to mail.example.org"),
+])
+def test_bad_accounts_are_refused_with_a_clear_message(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        account(**changes)
+
+
+def test_plain_is_allowed_to_loopback_or_when_asked():
+    assert account(security="plain", host="127.0.0.1").port == 143
+    assert account(security="plain", host="::1").is_loopback
+    assert account(security="plain", allow_plaintext=True).security == "plain"
+
+
+def test_password_comes_from_env_or_file_and_is_never_in_the_repr(tmp_path):
+    acc = account()
+    assert acc.password({"ALICE_PW": "s3cret"}) == "s3cret"
+    with pytest.raises(ConfigError, match="ALICE_PW .* is not set"):
+        acc.password({})
+    secret = tmp_path / "pw"
+    secret.write_text("with space \n")
+    secret.chmod(0o644)
+    acc = account(password_env=None, password_file=str(secret))
+    assert acc.password() == "with space "
+    assert not acc.password_file_is_private()
+    assert "pw" not in repr(acc) and "with space" not in repr(acc)
+    with pytest.raises(ConfigError, match="cannot read password_file"):
+        account(password_env=None, password_file=str(tmp_path / "missing")).password()
+
+
+def test_load_accounts_from_a_config_file(tmp_path):
+    config = tmp_path / "spamlearn.toml"
+    config.write_text('[[accounts]]\nname = "a"\nhost = "h"\nusername = "u"\npassword_file = "pw"\n'
+                      'spam_folders = ["Junk"]\nown_model = true\n'
+                      '[[accounts]]\nname = "b"\nhost = "h"\nusername = "v"\npassword_env = "V"\n'
+                      'ham_folders = ["INBOX"]\n')
+    settings = load_settings(config)
+    a, b = load_accounts(settings)
+    assert a.password_file == tmp_path / "pw"  # relative to the config file
+    assert settings.has_own_model("u") and not settings.has_own_model("v")
+    assert [x.name for x in load_accounts(settings, ["b"])] == ["b"]
+    with pytest.raises(ConfigError, match="no account named c"):
+        load_accounts(settings, ["c"])
+    config.write_text(config.read_text().replace('name = "b"', 'name = "a"'))
+    with pytest.raises(ConfigError, match="two accounts are named 'a'"):
+        load_accounts(load_settings(config))
+    config.write_text("")
+    with pytest.raises(ConfigError, match="no \\[\\[accounts\\]\\]"):
+        load_accounts(load_settings(config))
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("30s", 30), ("15m", 900), ("2h", 7200),
+                                          ("1d", 86400), ("1.5m", 90)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "15x", "0", "-1m"])
+def test_parse_duration_refuses_nonsense(text):
+    with pytest.raises(ConfigError):
+        parse_duration(text)
+
+
+FOLDERS = [FolderInfo("INBOX", ()), FolderInfo("Junk", ("\\Junk",)), FolderInfo("Trash", ("\\Trash",)),
+           FolderInfo("Archive", ("\\Archive",)), FolderInfo("Lists/python", ()), FolderInfo("Sent", ("\\Sent",))]
+
+
+def test_resolve_folders_precedence_literal_ignore_spam_ham():
+    acc = account(spam_folders=["\\Junk"], ham_folders=["*"], ignore_folders=["\\Trash", "Sent"])
+    plan, missing = resolve_folders(acc, FOLDERS)
+    assert plan == [("Junk", "spam"), ("Archive", "ham"), ("INBOX", "ham"), ("Lists/python", "ham")]
+    assert missing == []
+    # a literal name wins over ignore_folders
+    acc = account(spam_folders=["Junk"], ham_folders=["Trash"], ignore_folders=["\\Trash"])
+    assert resolve_folders(acc, FOLDERS)[0] == [("Junk", "spam"), ("Trash", "ham")]
+
+
+def test_resolve_folders_reports_missing_folders_and_special_use():
+    acc = account(spam_folders=["Spam", "\\Junk"], ham_folders=["inbox", "Nope/*"])
+    plan, missing = resolve_folders(acc, [FolderInfo("INBOX", ())])
+    assert plan == [("INBOX", "ham")]  # INBOX is case-insensitive; a pattern may match nothing
+    assert [name for name, _ in missing] == ["Spam", "\\Junk"]
+    assert "folder 'Spam' does not exist" in missing[0][1]
+
+
+def test_folder_state_round_trips_and_survives_damage(caplog):
+    state = FolderState(uidvalidity=7, last_uid=42, uidnext=43, highestmodseq=9,
+                        deferred={40: 1.5e9, 41: 1.6e9}, updated_at=1.7e9)
+    assert FolderState.from_json(state.to_json(), "x") == state
+    assert FolderState.from_json(None, "x") == FolderState()
+    assert FolderState.from_json("{not json", "acct Junk") == FolderState()  # rescan: safe
+    assert "acct Junk: unreadable folder state" in caplog.text
+
+
+def test_redactor_scrubs_the_password_from_log_records():
+    import logging
+
+    record = logging.LogRecord("imapclient", logging.DEBUG, __file__, 1, "> LOGIN alice %s", ("hunter2",), None)
+    assert _Redactor("hunter2").filter(record)
+    assert "hunter2" not in record.getMessage() and "********" in record.getMessage()
