@@ -194,6 +194,7 @@ from . import cli_core  # noqa: E402,F401  (registers learn, forget, score, filt
 # (each module defines its commands on `app` from this module)
 from .imap import cli as imap_cli  # noqa: E402,F401  (train, status)
 from .sieve import cli as sieve_cli  # noqa: E402,F401  (sieve print|install|uninstall|drain)
+from . import cli_serve  # noqa: E402,F401  (serve)
 
 
 def main() -> None:

@@ -1,0 +1,186 @@
+"""``create_app(settings)``: the FastAPI application of ``spamlearn serve``.
+
+Each call builds a new, independent app (no module-global app or state)::
+
+    app = create_app(load_settings(), ServerSettings(learn_token="..."))
+    with TestClient(app) as client:          # runs the lifespan: loads the model
+        client.post("/score", content=raw)
+
+With several workers, uvicorn imports ``app_from_environment`` in each
+worker process; ``spamlearn serve`` puts what it was given (config file,
+model, flags) into ``SPAMLEARN_SERVE_ARGS`` first, so every worker builds
+the same settings the parent validated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..config import Settings, load_settings
+from ..errors import (
+    ConfigError,
+    LedgerError,
+    MessageError,
+    ModelError,
+    SpamlearnError,
+    StoreBusyError,
+)
+from ..server_settings import ServerSettings, load_server_settings
+from .edges import TimingMiddleware
+from .routes import router
+from .service import Service
+
+__all__ = ["create_app", "app_from_environment", "worker_environment", "SERVE_ARGS_ENV"]
+
+log = logging.getLogger("spamlearn.serve")
+
+SERVE_ARGS_ENV = "SPAMLEARN_SERVE_ARGS"
+#: Seconds a client should wait before retrying a learn request that found
+#: the model locked: a cron pass commits within seconds.
+RETRY_AFTER_SECONDS = 5
+#: How often a worker publishes its counters for the others' /metrics.
+METRICS_FLUSH_SECONDS = 1.0
+
+_DESCRIPTION = """\
+Scores raw mail messages with spamlearn's Bayesian model, and learns from
+them through the same ledger as the command line (a message is counted once;
+a relabel unlearns first).
+
+* `POST /score` needs no token unless `[server] score_token_file` is set.
+* `POST /learn` and `POST /forget` need `Authorization: Bearer <learn token>`.
+* The model file is reloaded, without a restart, when cron or the sieve hook
+  retrains it.
+"""
+
+# Most specific first: the first matching type decides the status.
+_ERROR_STATUS: list[tuple[type[SpamlearnError], int]] = [
+    (MessageError, 400),
+    (ConfigError, 400),
+    (StoreBusyError, 503),
+    (ModelError, 503),
+    (LedgerError, 503),
+    (SpamlearnError, 500),
+]
+
+
+def _status_for(exc: SpamlearnError) -> int:
+    for kind, status in _ERROR_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+async def _spamlearn_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SpamlearnError)
+    status = _status_for(exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, StoreBusyError) else None
+    if status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+async def _publish_metrics(service: Service) -> None:
+    while True:
+        await asyncio.sleep(METRICS_FLUSH_SECONDS)
+        try:
+            service.flush_metrics()
+        except OSError as exc:  # a full disk must not stop the worker; the next flush retries
+            log.warning("cannot write metrics snapshot: %s", exc)
+
+
+def create_app(settings: Settings, server: ServerSettings | None = None, *,
+               metrics_dir: Path | None = None) -> FastAPI:
+    """Build the service's app.
+
+    Parameters
+    ----------
+    settings : Settings
+        Model paths, cutoffs, scan limit, per-user models.
+    server : ServerSettings, optional
+        Default: read from ``settings.section("server")`` and the environment.
+    metrics_dir : Path, optional
+        Shared by the workers of one multi-process server (see
+        ``spamlearn.metrics``); None for a single process.
+
+    Returns
+    -------
+    FastAPI
+        Its lifespan loads the model for scoring (startup fails with
+        ``ModelFileError`` if there is none), so a broken model is found
+        when the service starts, not by the first mail.
+    """
+    if server is None:
+        server = load_server_settings(settings)
+    service = Service(settings, server, metrics_dir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model = await service.models.for_user(None)
+        log.info("scoring with %s (%s, revision %s, digest %s)", model.path, model.kind,
+                 model.classifier.revision, model.digest)
+        publisher = None
+        if service.snapshots is not None:
+            service.snapshots.write(service.metrics)
+            publisher = asyncio.get_running_loop().create_task(_publish_metrics(service))
+        try:
+            yield
+        finally:
+            if publisher is not None:
+                publisher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publisher
+                service.flush_metrics()
+
+    app = FastAPI(title="spamlearn", version=__version__, description=_DESCRIPTION,
+                  lifespan=lifespan, openapi_tags=[
+                      {"name": "scoring", "description": "What the mail filter asks."},
+                      {"name": "learning", "description": "Training, with the learn token."},
+                      {"name": "operations", "description": "Health and metrics."}])
+    app.state.service = service
+    app.add_exception_handler(SpamlearnError, _spamlearn_error)
+    app.add_middleware(TimingMiddleware, metrics=service.metrics)
+    app.include_router(router)
+    return app
+
+
+def worker_environment(config_file: Path | None, model: Path | None,
+                       server_overrides: dict[str, Any], metrics_dir: Path) -> dict[str, str]:
+    """What ``spamlearn serve`` adds to the environment for its worker processes.
+
+    No secret is in it: tokens stay where they were configured (a file, or
+    an environment variable the workers inherit).
+    """
+    args = {"config": str(config_file) if config_file else None,
+            "model": str(model) if model else None,
+            "server": server_overrides, "metrics_dir": str(metrics_dir)}
+    return {SERVE_ARGS_ENV: json.dumps(args)}
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process (uvicorn's ``--factory`` target).
+
+    Raises
+    ------
+    ConfigError
+        ``SPAMLEARN_SERVE_ARGS`` is missing: this is meant to be started
+        by ``spamlearn serve``.
+    """
+    raw = os.environ.get(SERVE_ARGS_ENV)
+    if not raw:
+        raise ConfigError(f"${SERVE_ARGS_ENV} is not set: start the service with `spamlearn serve`")
+    args = json.loads(raw)
+    settings = load_settings(Path(args["config"]) if args["config"] else None,
+                             model_path=Path(args["model"]) if args["model"] else None)
+    server = load_server_settings(settings, **args["server"])
+    return create_app(settings, server, metrics_dir=Path(args["metrics_dir"]))

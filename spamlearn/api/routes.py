@@ -1,0 +1,183 @@
+"""The endpoints: /score, /learn, /forget, /healthz, /metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from ..classifier import Label
+from ..errors import MessageError
+from .edges import check_token, read_body, resolve_user
+from .schemas import MESSAGE_BODY, Health, LearnResult, ScoreResult, error_responses
+from .service import Service
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+# Declared for the OpenAPI schema ("Authorize" in /docs); the check itself
+# is ``check_token``, which compares in constant time and answers 401.
+_bearer = HTTPBearer(auto_error=False, description="The learn token (`[server] learn_token_file`), "
+                     "or for scoring the score token when one is set.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+
+UserQuery = Annotated[str | None, Query(
+    description="Score with (or train) this user's own model when one is configured and ready; "
+                "else the shared model.  Also taken from the `X-Spamlearn-User` header.",
+    examples=["alice"])]
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+def require_scorer(request: Request, _: Credentials) -> Service:
+    service = service_of(request)
+    if service.score_tokens:
+        check_token(request, service.score_tokens)
+    return service
+
+
+def require_learner(request: Request, _: Credentials) -> Service:
+    service = service_of(request)
+    if not service.learn_tokens:
+        raise HTTPException(403, "learning over HTTP is disabled; set [server] learn_token_file "
+                                 "(or SPAMLEARN_SERVER_LEARN_TOKEN)")
+    check_token(request, service.learn_tokens)
+    return service
+
+
+@router.post(
+    "/score", tags=["scoring"], response_model=ScoreResult, openapi_extra=MESSAGE_BODY,
+    responses=error_responses(400, 401, 413, 415, 503),
+    summary="Score a message: verdict, spam probability, model used",
+)
+async def score(
+    request: Request,
+    service: Annotated[Service, Depends(require_scorer)],
+    explain: Annotated[bool, Query(description="Also return the clues behind the score.")] = False,
+    user: UserQuery = None,
+) -> Response:
+    """Score the raw message in the body.
+
+    Messages longer than `scan_limit` (default 512,000 bytes) are scored on
+    their first part, as `spamc` does; `truncated` says so.  A body that is
+    not a mail message still gets a score (the parser never gives up); an
+    empty one is a 400.  Scoring requires a bearer token only when
+    `[server] score_token_file` is set.
+    """
+    raw = await read_body(request, service.server.max_body_size)
+    user = resolve_user(user, request, service.server)
+    model = await service.models.for_user(user)
+    classifier = model.classifier
+    try:
+        # In a thread: a large HTML message can take tens of milliseconds,
+        # and the event loop must go on accepting requests meanwhile.
+        verdict = await run_in_threadpool(classifier.score, raw, explain=explain)
+    except MessageError:
+        service.metrics.count_parse_failure()
+        raise
+    service.metrics.count_verdict(verdict.label.value)
+    spam_prob = round(verdict.spam_prob, 6)
+    payload = {
+        "verdict": verdict.label.value, "spam_prob": spam_prob, "score": spam_prob,
+        "ham_cutoff": classifier.ham_cutoff, "spam_cutoff": classifier.spam_cutoff,
+        "model": model.identity(), "user": user, "bytes": len(raw),
+        "truncated": len(raw) > classifier.scan_limit,
+    }
+    if explain:
+        payload["clues"] = [dataclasses.asdict(clue) for clue in verdict.clues]
+    return JSONResponse(payload)
+
+
+@router.post(
+    "/learn", tags=["learning"], response_model=LearnResult, openapi_extra=MESSAGE_BODY,
+    responses=error_responses(400, 401, 403, 413, 415, 503),
+    summary="Learn a message as spam or ham (once; a relabel unlearns first)",
+)
+async def learn(
+    request: Request,
+    service: Annotated[Service, Depends(require_learner)],
+    label: Annotated[Literal["spam", "ham"], Query(description="What the message is.")],
+    user: UserQuery = None,
+) -> Response:
+    """Learn the raw message in the body, through the same ledger as the command line.
+
+    The same message learned twice is counted once (`already-known`); one
+    learned before with the other label is unlearned first (`relabelled`).
+    Needs the learn token; a wrong or missing one is a 401 and nothing is
+    learned.  Waits up to `learn_lock_timeout` for another learner (a cron
+    `spamlearn learn`, the sieve hook), then answers 503 with `Retry-After`.
+    """
+    raw = await read_body(request, service.server.max_body_size)
+    user = resolve_user(user, request, service.server)
+    try:
+        report = await run_in_threadpool(service.learn, raw, Label(label), user)
+    except MessageError:
+        service.metrics.count_parse_failure()
+        raise
+    service.metrics.count_learn(report.outcome.action)
+    service.models.invalidate(report.model_path)
+    return JSONResponse(report.as_dict())
+
+
+@router.post(
+    "/forget", tags=["learning"], response_model=LearnResult, openapi_extra=MESSAGE_BODY,
+    responses=error_responses(400, 401, 403, 413, 415, 503),
+    summary="Unlearn a message, whatever it was learned as",
+)
+async def forget(
+    request: Request,
+    service: Annotated[Service, Depends(require_learner)],
+    digest: Annotated[str | None, Query(
+        pattern="^[0-9a-f]{64}$", description="Forget by the `digest` a learn request returned "
+        "(then send an empty body).")] = None,
+    user: UserQuery = None,
+) -> Response:
+    """Unlearn the message in the body (or the one with `?digest=`): `forgotten` or `not-known`."""
+    raw = await read_body(request, service.server.max_body_size)
+    user = resolve_user(user, request, service.server)
+    if digest is not None and raw.strip():
+        raise HTTPException(400, "send either the message as the body or ?digest=, not both")
+    if digest is None and not raw.strip():
+        raise HTTPException(400, "empty message: send the message as the body, or ?digest=")
+    report = await run_in_threadpool(service.forget, digest or raw, user)
+    service.metrics.count_learn(report.outcome.action)
+    service.models.invalidate(report.model_path)
+    return JSONResponse(report.as_dict())
+
+
+@router.get("/healthz", tags=["operations"], response_model=Health,
+            responses=error_responses(503), summary="Whether a model is loaded, and which")
+async def healthz(request: Request) -> Response:
+    """Answers 200 with the identity of the model scoring for no particular user
+    (checking its file for a newer version, as a score would), or 503 when
+    there is no model to score with.  Needs no token: it tells no secret."""
+    service = service_of(request)
+    model = await service.models.for_user(None)
+    return JSONResponse({"status": "ok", "model": model.identity(),
+                         "learning": bool(service.learn_tokens), "pid": os.getpid(),
+                         "model_errors": service.models.errors()})
+
+
+@router.get(
+    "/metrics", tags=["operations"], response_class=PlainTextResponse, responses={
+        **error_responses(401),
+        200: {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {"example": (
+            '# TYPE spamlearn_http_requests_total counter\n'
+            'spamlearn_http_requests_total{endpoint="/score",status="200"} 1234\n'
+            '# TYPE spamlearn_verdicts_total counter\nspamlearn_verdicts_total{verdict="spam"} 321\n')}}}},
+    summary="Counters and latency histograms for Prometheus",
+)
+async def metrics(service: Annotated[Service, Depends(require_scorer)]) -> Response:
+    """Requests and latency by endpoint and status, verdicts, learn actions,
+    parse failures, model reloads, and the age and revision of the models in
+    use.  With several workers, the counts of all of them.  Needs the score
+    token when one is set."""
+    return PlainTextResponse(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")

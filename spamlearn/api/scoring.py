@@ -1,0 +1,249 @@
+"""Which model scores a request, kept in memory and reloaded when its file changes.
+
+The choice is ``spamlearn.defaults.choose_model_path``'s: a user's own
+model once it has ``min_messages`` of each class, else the shared model once
+ready, else the packaged default.  It is made here from models already in
+memory rather than by calling ``load_scoring_classifier`` per request,
+because that reads every candidate's file (10-20 ms each) where a request
+has 1-5 ms to spend.
+
+Hot reload: at most every ``reload_interval`` a request ``stat``s the
+model file; when ``(st_ino, st_mtime_ns, st_size)`` changed, the new file is
+loaded in a worker thread while requests go on with the old classifier, and
+the reference is swapped when the load is complete.  Model files are only
+ever replaced by rename (``spamlearn.store.save_classifier``), so a load
+sees either the old file or the new one, never half of one.  A file that
+fails to load is reported (metrics, ``/healthz``, the log) and the old
+model goes on answering until a good file appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from ..classifier import Classifier
+from ..config import Settings
+from ..defaults import default_model_path
+from ..errors import ModelFileError
+from ..metrics import Metrics
+from ..store import load_classifier
+
+__all__ = ["LoadedModel", "ScoringModels", "ModelKind"]
+
+log = logging.getLogger("spamlearn.serve")
+
+FileKey = tuple[int, int, int]
+
+
+class ModelKind:
+    USER = "user"
+    SHARED = "shared"
+    DEFAULT = "default"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A classifier in memory and what identifies its file."""
+
+    classifier: Classifier
+    path: Path
+    kind: str
+    file_key: FileKey
+    digest: str
+    loaded_at: float
+
+    def identity(self) -> dict[str, Any]:
+        clf = self.classifier
+        return {"name": self.path.name, "kind": self.kind, "revision": clf.revision,
+                "trained_at": clf.trained_at, "digest": self.digest,
+                "n_spam": clf.n_spam, "n_ham": clf.n_ham}
+
+
+def _file_key(path: Path) -> FileKey | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def load_model(path: Path, kind: str, settings: Settings) -> LoadedModel:
+    """Load ``path`` with its identity; blocking (run it in a thread).
+
+    The digest is of the file's bytes, so an admin can compare it with
+    ``sha256sum``.  If the file is replaced while it is read, it is read
+    again: the digest and the counts must describe the same file.
+    """
+    for _ in range(5):
+        key = _file_key(path)
+        if key is None:
+            raise ModelFileError(f"no model file at {path}")
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        except OSError as exc:
+            raise ModelFileError(f"cannot read model file {path}: {exc.strerror}") from exc
+        classifier = load_classifier(path, ham_cutoff=settings.ham_cutoff,
+                                     spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit)
+        if _file_key(path) == key:
+            return LoadedModel(classifier, path, kind, key, digest, time.time())
+    raise ModelFileError(f"model file {path} kept changing while being loaded")
+
+
+class _Slot:
+    """One model file watched for changes."""
+
+    __slots__ = ("path", "kind", "model", "checked_at", "failed_key", "error", "loading")
+
+    def __init__(self, path: Path, kind: str):
+        self.path = path
+        self.kind = kind
+        self.model: LoadedModel | None = None
+        self.checked_at = float("-inf")
+        self.failed_key: FileKey | None = None
+        self.error: str | None = None
+        self.loading: asyncio.Task[None] | None = None
+
+
+class ScoringModels:
+    """The models of one worker, by file path; all methods run on its event loop.
+
+    Parameters
+    ----------
+    settings : Settings
+    reload_interval : float
+        Seconds between ``stat`` calls per model file.
+    max_user_models : int
+        Per-user models kept in memory; the least recently used go first.
+    metrics : Metrics
+    """
+
+    def __init__(self, settings: Settings, *, reload_interval: float, max_user_models: int,
+                 metrics: Metrics):
+        self.settings = settings
+        self.reload_interval = reload_interval
+        self.max_user_models = max_user_models
+        self.metrics = metrics
+        self._slots: dict[Path, _Slot] = {}
+        self._user_slots: collections.OrderedDict[Path, _Slot] = collections.OrderedDict()
+        self._default_path: Path | None = None
+
+    # -- choice -------------------------------------------------------------------------
+    def _ready(self, model: LoadedModel) -> bool:
+        if model.kind == ModelKind.DEFAULT:
+            return True
+        need = max(self.settings.min_messages, 1)
+        return model.classifier.n_spam >= need and model.classifier.n_ham >= need
+
+    def _candidates(self, user: str | None) -> list[tuple[Path, str]]:
+        out = []
+        if user and self.settings.has_own_model(user):
+            out.append((self.settings.user_model_path(user), ModelKind.USER))
+        out.append((self.settings.model_path, ModelKind.SHARED))
+        if self._default_path is None:
+            self._default_path = default_model_path()
+        out.append((self._default_path, ModelKind.DEFAULT))
+        return out
+
+    async def for_user(self, user: str | None = None) -> LoadedModel:
+        """The model that scores for ``user`` (None: the shared one or the default).
+
+        Raises
+        ------
+        ModelFileError
+            No candidate could be loaded (e.g. the default model is missing
+            and the shared one is not trained yet), or the first load of a
+            candidate failed.
+        """
+        for path, kind in self._candidates(user):
+            slot = self._slot(path, kind)
+            await self._refresh(slot)
+            if slot.model is not None and self._ready(slot.model):
+                return slot.model
+            if slot.model is None and slot.error and slot.failed_key is not None:
+                # The file exists but never loaded: say so, rather than quietly
+                # scoring with a fallback the admin does not expect.
+                raise ModelFileError(slot.error)
+        raise ModelFileError("no model to score with (the packaged default model is missing)")
+
+    def invalidate(self, path: Path) -> None:
+        """Check ``path`` on the next request (a learn request just changed it)."""
+        slot = self._slots.get(path) or self._user_slots.get(path)
+        if slot is not None:
+            slot.checked_at = float("-inf")
+
+    def loaded(self) -> list[LoadedModel]:
+        slots = list(self._slots.values()) + list(self._user_slots.values())
+        return [s.model for s in slots if s.model is not None]
+
+    def errors(self) -> dict[str, str]:
+        """Model files whose latest version failed to load, and why."""
+        slots = list(self._slots.values()) + list(self._user_slots.values())
+        return {str(s.path): s.error for s in slots if s.error}
+
+    # -- slots --------------------------------------------------------------------------
+    def _slot(self, path: Path, kind: str) -> _Slot:
+        if kind == ModelKind.USER:
+            slot = self._user_slots.get(path)
+            if slot is None:
+                slot = self._user_slots[path] = _Slot(path, kind)
+                while len(self._user_slots) > self.max_user_models:
+                    self._user_slots.popitem(last=False)
+            else:
+                self._user_slots.move_to_end(path)
+            return slot
+        slot = self._slots.get(path)
+        if slot is None:
+            slot = self._slots[path] = _Slot(path, kind)
+        return slot
+
+    async def _refresh(self, slot: _Slot) -> None:
+        now = time.monotonic()
+        if now - slot.checked_at < self.reload_interval:
+            return
+        slot.checked_at = now
+        key = _file_key(slot.path)
+        current = slot.model.file_key if slot.model else None
+        if key == current:
+            return
+        if key is None:
+            # Removed: stop using it (fall back, as the command line would).
+            slot.model, slot.error, slot.failed_key = None, None, None
+            return
+        if key == slot.failed_key:
+            return  # this version already failed; wait for the next one
+        if slot.loading is None:
+            slot.loading = asyncio.get_running_loop().create_task(self._load(slot, key))
+        if slot.model is None:
+            # Nothing to answer with meanwhile: wait (shielded, so one
+            # cancelled request does not cancel the load for the others).
+            await asyncio.shield(slot.loading)
+
+    async def _load(self, slot: _Slot, key: FileKey) -> None:
+        try:
+            model = await run_in_threadpool(load_model, slot.path, slot.kind, self.settings)
+        except ModelFileError as exc:
+            slot.failed_key, slot.error = key, str(exc)
+            if slot.model is not None:
+                self.metrics.count_reload("failed")
+                log.error("keeping %s revision %s: the new file does not load: %s",
+                          slot.path, slot.model.classifier.revision, exc)
+            else:
+                log.error("cannot load %s: %s", slot.path, exc)
+        else:
+            if slot.model is not None:
+                self.metrics.count_reload("ok")
+                log.info("reloaded %s: revision %s -> %s", slot.path,
+                         slot.model.classifier.revision, model.classifier.revision)
+            slot.model, slot.failed_key, slot.error = model, None, None
+        finally:
+            slot.loading = None

@@ -1,0 +1,132 @@
+"""What one worker of the HTTP service holds: settings, models, counters.
+
+One ``Service`` per app (``app.state.service``), made by ``create_app``:
+no module-global state, so tests build as many apps as they like.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..classifier import Label
+from ..config import Settings
+from ..metrics import Metrics, SnapshotFolder, merge_snapshots, render
+from ..modelstore import LearnOutcome, ModelStore
+from ..server_settings import ServerSettings
+from .scoring import ModelKind, ScoringModels
+
+__all__ = ["Service", "LearnReport"]
+
+
+class LearnReport:
+    """A learn or forget request's outcome and the model it changed."""
+
+    __slots__ = ("outcome", "model_path", "revision", "user")
+
+    def __init__(self, outcome: LearnOutcome, model_path: Path, revision: int, user: str | None):
+        self.outcome = outcome
+        self.model_path = model_path
+        self.revision = revision
+        self.user = user
+
+    def as_dict(self) -> dict[str, Any]:
+        o = self.outcome
+        return {"action": o.action, "digest": o.digest,
+                "label": o.label.value if o.label else None,
+                "previous": o.previous.value if o.previous else None,
+                "model": self.model_path.name, "revision": self.revision, "user": self.user}
+
+
+class Service:
+    """Settings, the scoring models and the metrics of one worker.
+
+    Parameters
+    ----------
+    settings : Settings
+    server : ServerSettings
+    metrics_dir : Path, optional
+        Set when several workers serve: where their metric snapshots meet.
+    """
+
+    def __init__(self, settings: Settings, server: ServerSettings, metrics_dir: Path | None = None):
+        self.settings = settings
+        self.server = server
+        self.metrics = Metrics()
+        self.models = ScoringModels(settings, reload_interval=server.reload_interval,
+                                    max_user_models=server.max_user_models, metrics=self.metrics)
+        self.snapshots = SnapshotFolder(metrics_dir) if metrics_dir else None
+        self.started_at = time.time()
+
+    # -- authorisation ------------------------------------------------------------------
+    @property
+    def learn_tokens(self) -> tuple[str, ...]:
+        return (self.server.learn_token,) if self.server.learn_token else ()
+
+    @property
+    def score_tokens(self) -> tuple[str, ...]:
+        """Tokens accepted for scoring; empty: scoring is open."""
+        if not self.server.score_token:
+            return ()
+        return (self.server.score_token, *self.learn_tokens)
+
+    # -- learning (blocking: run in a thread) ---------------------------------------------
+    def _store(self, user: str | None) -> ModelStore:
+        return ModelStore.from_settings(self.settings, user,
+                                        lock_timeout=self.server.learn_lock_timeout)
+
+    def learn(self, raw: bytes, label: Label, user: str | None) -> LearnReport:
+        """Learn through the ledger: once per message; a relabel unlearns first.
+
+        Raises ``MessageError``, ``StoreBusyError``, ``ModelFileError``,
+        ``LedgerError``; nothing is saved then.
+        """
+        store = self._store(user)
+        with store.session(source=self._source(user)) as session:
+            outcome = session.learn(raw, label)
+        return LearnReport(outcome, store.model_path, session.classifier.revision, user)
+
+    def forget(self, raw_or_digest: bytes | str, user: str | None) -> LearnReport:
+        store = self._store(user)
+        with store.session(source=self._source(user)) as session:
+            outcome = session.forget(raw_or_digest)
+        return LearnReport(outcome, store.model_path, session.classifier.revision, user)
+
+    @staticmethod
+    def _source(user: str | None) -> str:
+        return f"http:{user}" if user else "http"
+
+    # -- metrics ------------------------------------------------------------------------
+    def flush_metrics(self) -> None:
+        if self.snapshots is not None and self.metrics.changed:
+            self.snapshots.write(self.metrics)
+
+    def metrics_text(self) -> str:
+        if self.snapshots is not None:
+            self.snapshots.write(self.metrics)
+            snapshot = merge_snapshots(self.snapshots.read_all())
+        else:
+            snapshot = self.metrics.snapshot()
+        return render(snapshot, self._gauges())
+
+    def _gauges(self) -> list[tuple[str, str, dict[str, str], float]]:
+        now = time.time()
+        gauges = []
+        for model in self.models.loaded():
+            if model.kind == ModelKind.USER:
+                continue  # one series per user would grow without bound
+            labels = {"model": model.kind}
+            trained_at = model.classifier.trained_at
+            if trained_at:
+                gauges.append(("model_age_seconds", "Seconds since the model in use last learned.",
+                               labels, max(0.0, now - trained_at)))
+            gauges.append(("model_revision", "Revision of the model in use.", labels,
+                           float(model.classifier.revision)))
+            gauges.append(("model_messages", "Messages the model in use has learned.",
+                           {**labels, "label": "spam"}, float(model.classifier.n_spam)))
+            gauges.append(("model_messages", "Messages the model in use has learned.",
+                           {**labels, "label": "ham"}, float(model.classifier.n_ham)))
+        gauges.append(("worker_start_time_seconds", "When the worker answering started (Unix time).",
+                       {}, self.started_at))
+        return gauges

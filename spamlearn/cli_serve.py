@@ -1,0 +1,115 @@
+"""The ``serve`` command: run the HTTP scoring service under uvicorn."""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .cli import ExitCode, app, fail, handle_errors, state_of
+from .defaults import choose_model_path
+from .server_settings import load_server_settings
+from .store import read_header
+
+#: Seconds uvicorn lets requests in flight finish after SIGTERM, so a learn
+#: request that is writing the model completes instead of being cut off.
+GRACEFUL_SHUTDOWN_SECONDS = 30
+#: Seconds uvicorn's supervisor waits for a worker to answer its health
+#: ping before killing and replacing it.  uvicorn's 5 s is less than a
+#: spawned worker needs to import numpy, scipy and scikit-learn on a busy
+#: 2-core host (3-4 s idle), which made it kill every worker in a loop.
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus our own logger, applied in every worker process.
+
+    Worker processes are spawned, not forked: they do not inherit the
+    parent's logging handlers, so ours must be in the config uvicorn applies.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["spamlearn"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail with one clear line (not uvicorn's traceback-ish exit 1) if the address is taken."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", ExitCode.CONFIG) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", ExitCode.UNAVAILABLE) from None
+
+
+@app.command()
+@handle_errors
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address to listen on. Default: 127.0.0.1 "
+                    "(or server.host in the config file, or $SPAMLEARN_SERVER_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port. Default: 8731.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes. "
+                       "Default: one per core, at most 4.")] = None,
+    reload_interval: Annotated[float | None, typer.Option(min=0, help="Seconds between checks "
+                               "of the model file for a retrained version. Default: 1.")] = None,
+    max_body_size: Annotated[int | None, typer.Option(min=1024, help="Largest message accepted, "
+                             "in bytes (larger: 413). Default: 25 MiB.")] = None,
+    access_log: Annotated[bool | None, typer.Option("--access-log/--no-access-log",
+                          help="Log every request. Default: off.")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn and spamlearn log level.")] = "info",
+) -> None:
+    """Run the HTTP scoring service: POST /score, /learn, /forget; GET /healthz, /metrics.
+
+    Tokens are never taken from the command line (ps would show them): set
+    learn_token_file / score_token_file in the config file's server table, or
+    SPAMLEARN_SERVER_LEARN_TOKEN.
+    Stop it with SIGTERM or Ctrl-C: requests in flight are finished first.
+    """
+    import uvicorn
+
+    from .api.app import create_app, worker_environment
+
+    state = state_of(ctx)
+    settings = state.settings
+    overrides = {key: value for key, value in {
+        "host": host, "port": port, "workers": workers, "reload_interval": reload_interval,
+        "max_body_size": max_body_size, "access_log": access_log}.items() if value is not None}
+    server = load_server_settings(settings, **overrides)
+    # Fail now, with exit code 74, rather than in every worker's startup.
+    read_header(choose_model_path(settings))
+    _check_can_listen(server.host, server.port)
+
+    scoring = "open" if not server.score_token else "bearer token"
+    learning = "bearer token" if server.learning_enabled else "disabled (no learn token)"
+    typer.echo(f"spamlearn: serving on http://{server.host}:{server.port} with {server.workers} "
+               f"worker(s); scoring: {scoring}; learning: {learning}; model: {settings.model_path}",
+               err=True)
+    if not server.is_loopback and not server.score_token:
+        typer.echo(f"spamlearn: warning: scoring is open to anyone who can reach {server.host}; "
+                   f"set [server] score_token_file or firewall the port", err=True)
+    common: dict[str, Any] = {
+        "host": server.host, "port": server.port, "access_log": server.access_log,
+        "log_config": _log_config(log_level), "log_level": log_level, "server_header": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
+    if server.workers == 1:
+        uvicorn.run(create_app(settings, server), **common)
+        return
+    with tempfile.TemporaryDirectory(prefix="spamlearn-metrics-") as metrics_dir:
+        os.environ.update(worker_environment(settings.config_file, state.model_override, overrides,
+                                             Path(metrics_dir)))
+        uvicorn.run("spamlearn.api.app:app_from_environment", factory=True, workers=server.workers,
+                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, **common)

@@ -1,0 +1,256 @@
+"""The ``[server]`` section: how ``spamlearn serve`` listens and whom it trusts.
+
+Example::
+
+    [server]
+    host = "127.0.0.1"          # loopback: only this host's MTA asks
+    port = 8731
+    workers = 2                 # default: one per core (at most 4)
+    learn_token_file = "/etc/spamlearn/learn.token"   # 0600, one line
+    # score_token_file = "/etc/spamlearn/score.token" # scoring open if unset
+    max_body_size = 26214400    # bytes (25 MiB); larger requests get 413
+    reload_interval = 1.0       # seconds between checks of the model file
+    per_user = true             # honour ?user= / X-Spamlearn-User
+    user_header = "X-Spamlearn-User"
+
+Precedence, lowest first: the defaults below, the file, ``SPAMLEARN_SERVER_*``
+environment variables (``_HOST``, ``_PORT``, ``_WORKERS``, ``_LEARN_TOKEN``,
+``_LEARN_TOKEN_FILE``, ``_SCORE_TOKEN``, ``_SCORE_TOKEN_FILE``,
+``_MAX_BODY_SIZE``, ``_RELOAD_INTERVAL``), then command-line flags.
+
+Tokens are secrets: never taken from a command-line flag (``ps`` shows
+those), never logged (``repr=False``), and a token in the config file or a
+token file is refused when that file is readable by group or others, as ssh
+refuses such a key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .errors import ConfigError
+
+__all__ = ["ServerSettings", "load_server_settings", "default_workers", "DEFAULT_PORT"]
+
+#: Not registered with IANA for anything a mail host runs (783 is spamd,
+#: 11333/11334 Rspamd, 10024/10025 Amavis).
+DEFAULT_PORT = 8731
+#: Gmail's and most hosted providers' limit; Postfix's own default
+#: ``message_size_limit`` is 10 MB, so nothing a filter is handed is larger.
+DEFAULT_MAX_BODY_SIZE = 25 * 1024 * 1024
+#: Shorter tokens could be guessed by a patient client on the network.
+MIN_TOKEN_LENGTH = 16
+
+_KEYS = {
+    "host", "port", "workers", "learn_token", "learn_token_file", "score_token", "score_token_file",
+    "max_body_size", "reload_interval", "per_user", "user_header", "max_user_models",
+    "learn_lock_timeout", "access_log",
+}
+
+
+def default_workers() -> int:
+    """One worker process per core, at most 4.
+
+    Scoring is CPU-bound Python: one process uses one core whatever its
+    thread count, so a second core needs a second process.  Past 4 a small
+    mail host gains nothing and pays ~100 MB of memory per worker.
+    """
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """How the HTTP service listens, limits and authorises requests.
+
+    Parameters
+    ----------
+    host : str, default="127.0.0.1"
+        Loopback by default: the MTA on the same host is the usual client,
+        and an open scoring endpoint on the network should be a decision.
+    port : int, default=8731
+    workers : int, default=one per core, at most 4
+        Worker processes (uvicorn's multi-process mode when more than 1).
+    learn_token : str or None
+        Bearer token for ``/learn`` and ``/forget``.  None disables them (403).
+    score_token : str or None
+        Bearer token for ``/score`` and ``/metrics``; None leaves them open.
+        The learn token is accepted there too.
+    max_body_size : int, default=25 MiB
+        Larger request bodies are refused with 413 before being read.
+    reload_interval : float, default=1.0
+        Seconds between checks (one ``stat``) of a model file for a newer
+        version; 0 checks on every request.
+    per_user : bool, default=True
+        Honour the ``user`` query parameter and ``user_header``.
+    user_header : str, default="X-Spamlearn-User"
+    max_user_models : int, default=16
+        Per-user models kept in memory (least recently used are dropped;
+        each costs ~16 MB with the default feature space).
+    learn_lock_timeout : float, default=10.0
+        Seconds a learn request waits for another learner's lock before 503
+        with Retry-After: an HTTP client should not hang for the CLI's minute.
+    access_log : bool, default=False
+        One log line per request.  Off: a busy MX makes thousands a minute,
+        and ``/metrics`` already counts them.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    workers: int = dataclasses.field(default_factory=default_workers)
+    learn_token: str | None = dataclasses.field(default=None, repr=False)
+    score_token: str | None = dataclasses.field(default=None, repr=False)
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    reload_interval: float = 1.0
+    per_user: bool = True
+    user_header: str = "X-Spamlearn-User"
+    max_user_models: int = 16
+    learn_lock_timeout: float = 10.0
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ConfigError("[server] host must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"[server] port must be 0..65535, got {self.port}")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError(f"[server] workers must be 1..64, got {self.workers}")
+        if self.max_body_size < 1024:
+            raise ConfigError(f"[server] max_body_size must be at least 1024 bytes, got {self.max_body_size}")
+        if self.reload_interval < 0:
+            raise ConfigError(f"[server] reload_interval must be >= 0, got {self.reload_interval}")
+        if self.max_user_models < 1:
+            raise ConfigError(f"[server] max_user_models must be >= 1, got {self.max_user_models}")
+        if self.learn_lock_timeout < 0:
+            raise ConfigError(f"[server] learn_lock_timeout must be >= 0, got {self.learn_lock_timeout}")
+        for name in ("learn_token", "score_token"):
+            token = getattr(self, name)
+            if token is not None and (len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token)):
+                raise ConfigError(f"[server] {name} must be at least {MIN_TOKEN_LENGTH} characters "
+                                  f"without spaces (e.g. from `openssl rand -hex 24`)")
+
+    @property
+    def learning_enabled(self) -> bool:
+        return self.learn_token is not None
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
+
+    def replace(self, **changes: Any) -> ServerSettings:
+        return dataclasses.replace(self, **changes)
+
+
+def _check_private(path: Path, what: str) -> None:
+    """Refuse a secret in a file others can read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from exc
+    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"{what} {path} holds a token but is readable by others "
+                          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
+
+
+def _read_token_file(value: Any, base: Path | None, what: str) -> str:
+    path = Path(str(value)).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    _check_private(path, what)
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    if not token:
+        raise ConfigError(f"{what} {path} is empty")
+    return token
+
+
+def _as_int(value: Any, what: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be an integer, got {value!r}") from None
+
+
+def _as_float(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+
+
+def _as_bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ConfigError(f"{what} must be true or false, got {value!r}")
+
+
+_CONVERTERS = {
+    "host": lambda v, w: str(v), "port": _as_int, "workers": _as_int,
+    "max_body_size": _as_int, "reload_interval": _as_float, "per_user": _as_bool,
+    "user_header": lambda v, w: str(v), "max_user_models": _as_int,
+    "learn_lock_timeout": _as_float, "access_log": _as_bool,
+}
+
+
+def load_server_settings(settings: Settings, *, env: Mapping[str, str] | None = None,
+                         **overrides: Any) -> ServerSettings:
+    """Build ``ServerSettings`` from ``settings.section("server")``, environment and flags.
+
+    ``overrides`` are the command-line flags (None = not given); tokens are
+    not among them on purpose.
+
+    Raises
+    ------
+    ConfigError
+        An unknown key, a value of the wrong type or range, or a token file
+        that is missing, empty or readable by others.
+    """
+    env = os.environ if env is None else env
+    table = settings.section("server")
+    if not isinstance(table, dict):
+        raise ConfigError("[server] must be a table")
+    unknown = set(table) - _KEYS
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [server]: {', '.join(sorted(unknown))}")
+    base = settings.config_file.parent if settings.config_file else None
+    values: dict[str, Any] = {}
+    for key, convert in _CONVERTERS.items():
+        if key in table:
+            values[key] = convert(table[key], f"[server] {key}")
+    for name in ("learn_token", "score_token"):
+        if name in table:
+            if settings.config_file is not None:
+                _check_private(settings.config_file, "config file")
+            values[name] = str(table[name])
+        if f"{name}_file" in table:
+            values[name] = _read_token_file(table[f"{name}_file"], base, f"[server] {name}_file")
+
+    for key in ("host", "port", "workers", "max_body_size", "reload_interval"):
+        variable = f"SPAMLEARN_SERVER_{key.upper()}"
+        if env.get(variable):
+            values[key] = _CONVERTERS[key](env[variable], variable)
+    for name in ("learn_token", "score_token"):
+        variable = f"SPAMLEARN_SERVER_{name.upper()}"
+        if env.get(f"{variable}_FILE"):
+            values[name] = _read_token_file(env[f"{variable}_FILE"], None, f"{variable}_FILE")
+        if env.get(variable):
+            values[name] = env[variable].strip()
+
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServerSettings(**values)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
