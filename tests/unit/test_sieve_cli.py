@@ -1,0 +1,76 @@
+"""``spamlearn sieve print|install|uninstall`` as an admin types them."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from spamlearn.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_every_sieve_command_has_help():
+    for command in ("print", "install", "uninstall", "drain"):
+        result = run("sieve", command, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_print_shows_all_four_files_for_the_given_setup():
+    result = run("sieve", "print", "--spam-folder", "Spam", "--trash-folder", "Deleted Items",
+                 "--spool", "/srv/spool", "--http", "http://127.0.0.1:8731", "--append-rule")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.count("# ==> ") == 4
+    assert 'imapsieve_mailbox1_name = "Spam"' in out
+    assert "imapsieve_mailbox1_causes = COPY APPEND" in out
+    assert '["Spam", "Deleted Items"]' in out
+    assert "SPOOL='/srv/spool'" in out and "HTTP_URL='http://127.0.0.1:8731'" in out
+
+
+def test_print_one_file():
+    result = run("sieve", "print", "--file", "report-spam.sieve")
+    assert result.exit_code == 0
+    assert result.output.startswith("# report-spam.sieve")
+    result = run("sieve", "print", "--file", "nope")
+    assert result.exit_code == 2
+    assert "one of: 90-spamlearn-imapsieve.conf" in result.output
+
+
+def test_bad_flags_are_one_line_config_errors():
+    result = run("sieve", "print", "--spam-folder", 'Ju"nk')
+    assert result.exit_code == 78
+    assert result.output.startswith("spamlearn: error: invalid spam folder")
+    assert "Traceback" not in result.output
+
+
+def test_config_file_sets_the_defaults(tmp_path):
+    config = tmp_path / "spamlearn.toml"
+    config.write_text('[sieve]\nspam_folder = "Junk E-mail"\nnot_ham_folders = ["Archive/*"]\n')
+    result = run("--config", config, "sieve", "print", "--file", "report-ham.sieve")
+    assert '["Junk E-mail", "Trash", "Archive/*"]' in result.output
+
+
+def test_install_then_uninstall(tmp_path):
+    args = ["--conf-dir", tmp_path / "conf", "--sieve-dir", tmp_path / "sieve",
+            "--pipe-bin-dir", tmp_path / "bin"]
+    result = run("sieve", "install", "--spool", tmp_path / "spool", *args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sieve" / "report-spam.svbin").is_file()
+    assert (tmp_path / "bin" / "spamlearn-report").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "spool" / "new").is_dir()
+    result = run("sieve", "uninstall", *args)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "sieve").exists()
+    assert not (tmp_path / "bin" / "spamlearn-report").exists()
+    assert not (tmp_path / "conf" / "90-spamlearn-imapsieve.conf").exists()
+    assert (tmp_path / "spool" / "new").is_dir()  # kept for a last drain
+
+
+def test_install_unknown_mail_user(tmp_path):
+    result = run("sieve", "install", "--dest", tmp_path, "--mail-user", "no-such-user-xyz")
+    assert result.exit_code == 78
+    assert "no such user" in result.output
