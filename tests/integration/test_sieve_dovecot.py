@@ -390,3 +390,82 @@ def test_a_failing_pipe_does_not_fail_the_move_but_is_logged(tmp_path):
         assert "spamlearn-report" in errors
         assert "does the mail user own the spool?" in site.server.log_text()
     assert not os.path.exists(site.spool.tmp)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_http_mode_learns_through_spamlearn_serve_and_spools_while_it_is_down(tmp_path):
+    """The pipe posts to a real `spamlearn serve`; when that is down, the spool keeps the message."""
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    token = "sieve-learn-token-0123456789"
+    service_token = tmp_path / "learn.token"  # the service's own copy: 0600, as it demands
+    service_token.write_text(token + "\n")
+    service_token.chmod(0o600)
+    site = SieveSite(tmp_path)
+    pipe_token = site.server.dir / "spamlearn" / "pipe.token"  # the mail user's copy
+    pipe_token.write_text(token + "\n")
+    pipe_token.chmod(0o644)
+    result = invoke("sieve", "install", "--spool", site.spool_dir, "--conf-dir", site.conf_dir,
+                    "--sieve-dir", site.server.dir / "spamlearn" / "sieve",
+                    "--pipe-bin-dir", site.server.dir / "spamlearn" / "bin",
+                    "--http", url, "--http-token-file", pipe_token)
+    assert result.exit_code == 0, result.output
+    with site.config.open("a") as fh:
+        fh.write(f'[server]\nlearn_token_file = "{service_token}"\n')
+
+    served, queued = make_message("http-served"), make_message("http-queued")
+    service = subprocess.Popen(
+        [sys.executable, "-m", "spamlearn", "--config", str(site.config), "serve",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60  # importing the service takes seconds on a busy box
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            assert service.poll() is None, service.stderr.read().decode()
+            assert time.monotonic() < deadline, "spamlearn serve did not come up"
+            time.sleep(0.1)
+        with site.server:
+            client = site.server.connect("alice")
+            try:
+                client.append("INBOX", served)
+                client.select_folder("INBOX")
+                client.move(client.search("ALL"), "Junk")
+                # learned during the MOVE, through the service: nothing queued
+                assert site.queued() == []
+                assert site.labels()[message_digest(served)] == "spam"
+                assert site.server.errors() == []
+
+                service.terminate()
+                service.wait(timeout=30)
+                client.append("INBOX", queued)
+                client.select_folder("INBOX")
+                client.move(client.search("ALL"), "Junk")
+            finally:
+                client.logout()
+            assert site.queued() == ["spam,alice"]
+            # the outage is visible in dovecot.log, and only the fallback is
+            errors = site.server.errors()
+            assert errors and all("spamlearn-report" in e or "curl" in e for e in errors), errors
+            report = site.drain()
+            assert report["learned"] == 1
+            assert site.labels()[message_digest(queued)] == "spam"
+            assert site.store().check() == []
+    finally:
+        if service.poll() is None:
+            service.terminate()
+            service.wait(timeout=30)
+        service.stderr.close()
