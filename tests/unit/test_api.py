@@ -1,0 +1,477 @@
+"""The HTTP service through FastAPI's TestClient: every endpoint and error path."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+from conftest import make_message
+from spamlearn.api import create_app
+from spamlearn.api.schemas import Health, LearnResult, ScoreResult
+from spamlearn.config import load_settings
+from spamlearn.errors import ModelFileError
+from spamlearn.message import message_digest
+from spamlearn.modelstore import ModelStore
+from spamlearn.server_settings import ServerSettings
+from spamlearn.store import save_classifier
+
+with warnings.catch_warnings():
+    # starlette 1.10 would rather its TestClient ran on httpx2; the project
+    # declares httpx, which it still supports.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+LEARN_TOKEN = "learn-token-0123456789abcdef"
+SCORE_TOKEN = "score-token-0123456789abcdef"
+LEARNER = {"Authorization": f"Bearer {LEARN_TOKEN}"}
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(model_path=tmp_path / "model.joblib", min_messages=2,
+                         user_models_dir=tmp_path / "users", own_model_users=frozenset({"alice"}))
+
+
+def server(**changes) -> ServerSettings:
+    values = {"workers": 1, "learn_token": LEARN_TOKEN, "reload_interval": 0.0}
+    values.update(changes)
+    return ServerSettings(**values)
+
+
+def client_for(settings, **changes) -> TestClient:
+    return TestClient(create_app(settings, server(**changes)))
+
+
+def train(path, spam, ham, n_features=2**16) -> ModelStore:
+    store = ModelStore(path, n_features=n_features)
+    with store.session(source="test") as session:
+        for raw in spam:
+            session.learn(raw, "spam")
+        for raw in ham:
+            session.learn(raw, "ham")
+    return store
+
+
+@pytest.fixture
+def trained(settings, spam_messages, ham_messages):
+    return train(settings.model_path, spam_messages, ham_messages)
+
+
+# -- /score --------------------------------------------------------------------------------
+def test_score_with_the_default_model_until_a_trained_one_is_ready(settings, sample_spam, sample_ham):
+    with client_for(settings) as client:
+        spam = client.post("/score", content=sample_spam, headers={"Content-Type": "message/rfc822"})
+        ham = client.post("/score", content=sample_ham,
+                          headers={"Content-Type": "application/octet-stream"})
+    assert spam.status_code == ham.status_code == 200
+    body = ScoreResult.model_validate(spam.json())
+    assert body.verdict == "spam" and body.spam_prob >= 0.9 and body.score == body.spam_prob
+    assert (body.ham_cutoff, body.spam_cutoff) == (0.20, 0.90)
+    assert body.model.kind == "default" and body.model.name == "default.joblib"
+    assert len(body.model.digest) == 12 and body.model.trained_at
+    assert body.clues is None and body.truncated is False and body.bytes == len(sample_spam)
+    assert ham.json()["verdict"] == "ham"
+
+
+def test_score_explain_gives_the_clues(settings, sample_spam):
+    with client_for(settings) as client:
+        body = client.post("/score", params={"explain": "true"}, content=sample_spam).json()
+    clues = ScoreResult.model_validate(body).clues
+    assert clues and all(0.0 <= c.spam_prob <= 1.0 for c in clues)
+    strengths = [abs(c.spam_prob - 0.5) for c in clues]
+    assert strengths == sorted(strengths, reverse=True), "strongest first"
+
+
+def test_score_uses_the_shared_model_once_ready(settings, trained, spam_messages):
+    with client_for(settings) as client:
+        body = client.post("/score", content=spam_messages[0]).json()
+    assert body["model"]["kind"] == "shared" and body["model"]["name"] == "model.joblib"
+    assert body["model"]["revision"] == trained.load().revision == 1
+    assert body["model"]["n_spam"] == 4 and body["verdict"] == "spam"
+
+
+def test_score_takes_a_users_own_model_when_ready_else_the_shared_one(
+        settings, trained, spam_messages, ham_messages):
+    # alice's own model learned the opposite labels, so the answers tell the models apart
+    train(settings.user_model_path("alice"), ham_messages, spam_messages)
+    message = spam_messages[0]
+    with client_for(settings) as client:
+        alice = client.post("/score", params={"user": "alice"}, content=message).json()
+        by_header = client.post("/score", headers={"X-Spamlearn-User": "alice"}, content=message).json()
+        bob = client.post("/score", params={"user": "bob"}, content=message).json()
+        nobody = client.post("/score", content=message).json()
+    assert alice["model"]["kind"] == "user" and alice["user"] == "alice" and alice["verdict"] == "ham"
+    assert by_header["model"] == alice["model"]
+    assert bob["model"]["kind"] == "shared" and bob["user"] == "bob" and bob["verdict"] == "spam"
+    assert nobody["user"] is None and nobody["model"]["kind"] == "shared"
+
+
+def test_per_user_off_ignores_the_user(settings, trained, spam_messages, ham_messages):
+    train(settings.user_model_path("alice"), ham_messages, spam_messages)
+    with client_for(settings, per_user=False) as client:
+        body = client.post("/score", params={"user": "alice"}, content=spam_messages[0]).json()
+    assert body["user"] is None and body["model"]["kind"] == "shared"
+
+
+@pytest.mark.parametrize("user", ["../etc", ".hidden", "a/b", "x" * 129, "al ice"])
+def test_an_invalid_user_name_is_a_400(settings, sample_spam, user):
+    with client_for(settings) as client:
+        response = client.post("/score", params={"user": user}, content=sample_spam)
+    assert response.status_code == 400 and "invalid user name" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [b"", b"   \r\n\r\n  "])
+def test_an_empty_body_is_a_400_counted_as_a_parse_failure(settings, body):
+    with client_for(settings) as client:
+        response = client.post("/score", content=body)
+        metrics = client.get("/metrics").text
+    assert response.status_code == 400 and response.json() == {"detail": "empty message"}
+    assert "spamlearn_parse_failures_total 1" in metrics
+
+
+@pytest.mark.parametrize("body", [
+    os.urandom(4096),                                   # binary noise
+    b"\x00" * 1000,                                     # NULs
+    b"<html><body><a href='http://x.example'>click</a></body></html>",  # no headers at all
+    b"Content-Type: multipart/mixed; boundary=\"zz\"\n\n--zz\n--zz--\n" * 50,  # broken MIME
+    "Subject: =?utf-8?b?!!!?=\n\n\udcff text".encode("utf-8", "surrogateescape"),
+], ids=["random", "nuls", "bare-html", "broken-mime", "bad-encoded-word"])
+def test_a_body_that_is_not_mail_still_gets_a_score(settings, body):
+    with client_for(settings) as client:
+        response = client.post("/score", content=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["verdict"] in ("ham", "unsure", "spam")
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading(settings):
+    app = create_app(settings, server(max_body_size=4096))
+    read = []
+
+    async def spy(scope, receive, send):  # records whether the app ever asked for the body
+        async def counting_receive():
+            message = await receive()
+            read.append(message["type"])
+            return message
+        await app(scope, counting_receive, send)
+
+    with TestClient(spy) as client:
+        response = client.post("/score", content=b"x" * 5000)
+    assert response.status_code == 413 and "4096" in response.json()["detail"]
+    assert "http.request" not in read
+
+
+def test_a_streamed_body_over_the_limit_is_refused_while_counting(settings):
+    def chunks():  # no Content-Length: chunked transfer
+        for _ in range(10):
+            yield b"y" * 1000
+    with client_for(settings, max_body_size=4096) as client:
+        response = client.post("/score", content=chunks())
+        fine = client.post("/score", content=iter([b"Subject: hi\n\nhello there\n"]))
+    assert response.status_code == 413
+    assert fine.status_code == 200
+
+
+def test_a_message_past_the_scan_limit_is_scored_on_its_first_part(settings, spam_messages, trained):
+    settings = settings.replace(scan_limit=4096)
+    head = spam_messages[0]
+    long_message = head + b"\nlunch meeting project patch review\n" * 2000  # ~70 kB of hammy tail
+    with client_for(settings) as client:
+        whole = client.post("/score", content=long_message).json()
+        first = client.post("/score", content=long_message[:4096]).json()
+    assert whole["truncated"] is True and whole["bytes"] == len(long_message)
+    assert whole["spam_prob"] == first["spam_prob"], "only the first scan_limit bytes count"
+
+
+def test_a_form_upload_is_a_415_with_the_right_way_to_send(settings, sample_spam):
+    with client_for(settings) as client:
+        response = client.post("/score", files={"file": ("m.eml", sample_spam)})
+    assert response.status_code == 415 and "--data-binary" in response.json()["detail"]
+
+
+def test_a_score_token_closes_scoring_and_metrics(settings, sample_spam):
+    with client_for(settings, score_token=SCORE_TOKEN) as client:
+        anonymous = client.post("/score", content=sample_spam)
+        scorer = client.post("/score", content=sample_spam, headers={"Authorization": f"Bearer {SCORE_TOKEN}"})
+        learner = client.post("/score", content=sample_spam, headers=LEARNER)
+        metrics_anonymous = client.get("/metrics")
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {SCORE_TOKEN}"})
+        health = client.get("/healthz")
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert scorer.status_code == learner.status_code == 200
+    assert metrics_anonymous.status_code == 401 and metrics.status_code == 200
+    assert health.status_code == 200, "health checks need no token"
+
+
+# -- /learn and /forget ---------------------------------------------------------------------
+@pytest.mark.parametrize("headers, error", [
+    ({}, None),
+    ({"Authorization": "Bearer wrong-token-0123456789"}, "invalid_token"),
+    ({"Authorization": f"Basic {LEARN_TOKEN}"}, "invalid_request"),
+    ({"Authorization": f"Bearer {SCORE_TOKEN}"}, "invalid_token"),
+    ({"Authorization": f"Bearer {LEARN_TOKEN}x"}, "invalid_token"),
+    ({"Authorization": f"Bearer {LEARN_TOKEN[:-1]}"}, "invalid_token"),
+])
+def test_learn_without_the_right_token_is_a_401_and_learns_nothing(settings, sample_spam, headers, error):
+    with client_for(settings, score_token=SCORE_TOKEN) as client:
+        learn = client.post("/learn", params={"label": "spam"}, content=sample_spam, headers=headers)
+        forget = client.post("/forget", content=sample_spam, headers=headers)
+    for response in (learn, forget):
+        assert response.status_code == 401
+        challenge = response.headers["WWW-Authenticate"]
+        assert challenge.startswith('Bearer realm="spamlearn"')
+        assert (f'error="{error}"' in challenge) if error else ("error=" not in challenge)
+    assert not settings.model_path.exists() and not settings.effective_ledger_path.exists()
+
+
+def test_learning_is_disabled_without_a_learn_token(settings, sample_spam):
+    with client_for(settings, learn_token=None) as client:
+        response = client.post("/learn", params={"label": "spam"}, content=sample_spam, headers=LEARNER)
+    assert response.status_code == 403 and "disabled" in response.json()["detail"]
+    assert not settings.model_path.exists()
+
+
+@pytest.mark.parametrize("params", [{}, {"label": "unsure"}, {"label": "SPAM"}])
+def test_learn_needs_a_label_of_spam_or_ham(settings, sample_spam, params):
+    with client_for(settings) as client:
+        response = client.post("/learn", params=params, content=sample_spam, headers=LEARNER)
+    assert response.status_code == 422
+    assert not settings.model_path.exists()
+
+
+def test_learn_counts_a_message_once_and_a_relabel_unlearns_first(settings, sample_spam, sample_ham):
+    store = ModelStore.from_settings(settings)
+    with client_for(settings) as client:
+        def learn(raw, label):
+            response = client.post("/learn", params={"label": label}, content=raw, headers=LEARNER)
+            assert response.status_code == 200, response.text
+            return LearnResult.model_validate(response.json())
+        first = learn(sample_spam, "spam")
+        again = learn(sample_spam.replace(b"\n", b"\r\n"), "spam")  # the same message, CRLF
+        learn(sample_ham, "ham")
+        relabel = learn(sample_spam, "ham")
+    assert (first.action, first.label, first.previous) == ("learned", "spam", None)
+    assert first.digest == message_digest(sample_spam) and first.model == "model.joblib"
+    assert (again.action, again.revision) == ("already-known", first.revision)
+    assert (relabel.action, relabel.label, relabel.previous) == ("relabelled", "ham", "spam")
+    model = store.load()
+    assert (model.n_spam, model.n_ham) == (0, 2)
+    assert store.check() == []
+    assert store.info()["sources"][0]["source"] == "http"
+
+
+def test_learn_for_a_user_trains_their_own_model(settings, sample_spam):
+    with client_for(settings) as client:
+        alice = client.post("/learn", params={"label": "spam", "user": "alice"}, content=sample_spam,
+                            headers=LEARNER).json()
+        bob = client.post("/learn", params={"label": "spam"}, content=sample_spam,
+                          headers={**LEARNER, "X-Spamlearn-User": "bob"}).json()
+    assert alice["model"] == "alice.joblib" and alice["user"] == "alice"
+    assert bob["model"] == "model.joblib", "bob has no own model: the shared one learns"
+    own = ModelStore.from_settings(settings, "alice")
+    assert own.load().n_spam == 1 and own.info()["sources"][0]["source"] == "http:alice"
+
+
+def test_forget_by_body_or_by_digest(settings, sample_spam, sample_ham):
+    store = ModelStore.from_settings(settings)
+    with client_for(settings) as client:
+        for raw, label in ((sample_spam, "spam"), (sample_ham, "ham")):
+            client.post("/learn", params={"label": label}, content=raw, headers=LEARNER)
+        by_body = client.post("/forget", content=sample_spam, headers=LEARNER).json()
+        by_digest = client.post("/forget", params={"digest": message_digest(sample_ham)},
+                                headers=LEARNER).json()
+        unknown = client.post("/forget", content=sample_spam, headers=LEARNER).json()
+        both = client.post("/forget", params={"digest": "0" * 64}, content=sample_spam, headers=LEARNER)
+        neither = client.post("/forget", headers=LEARNER)
+        bad_digest = client.post("/forget", params={"digest": "xyz"}, headers=LEARNER)
+    assert (by_body["action"], by_body["previous"]) == ("forgotten", "spam")
+    assert (by_digest["action"], by_digest["previous"]) == ("forgotten", "ham")
+    assert unknown["action"] == "not-known"
+    assert both.status_code == neither.status_code == 400
+    assert bad_digest.status_code == 422
+    model = store.load()
+    assert (model.n_spam, model.n_ham) == (0, 0) and store.check() == []
+
+
+def test_learn_of_an_empty_body_is_a_400_and_learns_nothing(settings):
+    with client_for(settings) as client:
+        response = client.post("/learn", params={"label": "ham"}, content=b"", headers=LEARNER)
+    assert response.status_code == 400
+    assert not settings.model_path.exists()
+
+
+def test_learn_while_another_learner_holds_the_lock_is_a_503_with_retry_after(settings, sample_spam):
+    store = ModelStore.from_settings(settings)
+    with client_for(settings, learn_lock_timeout=0.2) as client, store.session(source="cron"):
+        response = client.post("/learn", params={"label": "spam"}, content=sample_spam, headers=LEARNER)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "try again later" in response.json()["detail"]
+    assert ModelStore.from_settings(settings).info().get("ledger_counts", {}) in ({}, {"spam": 0, "ham": 0})
+
+
+def test_learn_with_a_corrupt_model_or_a_mismatched_ledger_is_a_503(settings, trained, sample_spam):
+    with client_for(settings) as client:
+        old = settings.model_path.read_bytes()
+        for label in ("spam", "ham"):
+            client.post("/learn", params={"label": label}, content=sample_spam, headers=LEARNER)
+        # The model of revision 1 beside the ledger of revision 3 (one behind would be
+        # repaired: that is a crash between the two writes).
+        settings.model_path.write_bytes(old)
+        mismatch = client.post("/learn", params={"label": "spam"}, content=sample_spam, headers=LEARNER)
+        settings.model_path.write_bytes(b"\x80garbage")
+        corrupt = client.post("/learn", params={"label": "ham"}, content=sample_spam, headers=LEARNER)
+    assert mismatch.status_code == 503 and "does not belong" in mismatch.json()["detail"]
+    assert corrupt.status_code == 503 and "corrupt" in corrupt.json()["detail"]
+
+
+def test_a_learned_model_answers_the_next_score_without_waiting(settings, spam_messages, ham_messages):
+    """Learning invalidates the cached model even with a long reload interval."""
+    with client_for(settings, reload_interval=3600) as client:
+        before = client.post("/score", content=spam_messages[0]).json()["model"]
+        for raw, label in [(m, "spam") for m in spam_messages] + [(m, "ham") for m in ham_messages]:
+            client.post("/learn", params={"label": label}, content=raw, headers=LEARNER)
+        after = client.post("/score", content=spam_messages[0]).json()["model"]
+    assert before["kind"] == "default"
+    assert after["kind"] == "shared" and after["n_spam"] == 4
+
+
+# -- hot reload -------------------------------------------------------------------------------
+def wait_for_revision(client, revision, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        response = client.post("/score", content=b"Subject: hello\n\nhello")
+        assert response.status_code == 200, response.text
+        seen.append(response.json()["model"]["revision"])
+        if seen[-1] == revision:
+            return seen
+        time.sleep(0.01)
+    raise AssertionError(f"revision {revision} never answered; saw {sorted(set(seen))}")
+
+
+def extra_messages(n):
+    return [make_message(f"Offer number {i}", f"cheap deal {i} buy now") for i in range(n)]
+
+
+def test_a_model_retrained_on_disk_is_picked_up_without_failing_a_request(settings, trained, spam_messages):
+    with client_for(settings) as client:
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["revision"] == 1
+        for revision, raw in enumerate(extra_messages(3), start=2):
+            with trained.session(source="cron") as session:
+                session.learn(raw, "spam")
+            seen = wait_for_revision(client, revision)
+            assert set(seen) <= {revision - 1, revision}
+
+
+def test_a_corrupt_new_model_file_keeps_the_old_one_answering(settings, trained, spam_messages):
+    with client_for(settings) as client:
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["revision"] == 1
+        corrupt = settings.model_path.with_name("incoming.tmp")
+        corrupt.write_bytes(b"\x80 not a model")
+        os.replace(corrupt, settings.model_path)  # how a broken writer would do it: atomically
+        for _ in range(20):
+            response = client.post("/score", content=spam_messages[0])
+            assert response.status_code == 200 and response.json()["model"]["revision"] == 1
+            time.sleep(0.01)
+        health = Health.model_validate(client.get("/healthz").json())
+        metrics = client.get("/metrics").text
+        assert str(settings.model_path) in health.model_errors and health.model.revision == 1
+        assert 'spamlearn_model_reloads_total{result="failed"} 1' in metrics
+        good = ModelStore(settings.model_path.with_name("other.joblib"), n_features=2**16)
+        with good.session() as session:
+            for raw in spam_messages:
+                session.learn(raw, "spam")
+            for raw in spam_messages:  # any ham will do to make it ready
+                session.learn(raw.replace(b"Subject:", b"Subject: re:"), "ham")
+        classifier = good.load()
+        classifier.revision = 7
+        save_classifier(classifier, settings.model_path)
+        wait_for_revision(client, 7)
+        assert client.get("/healthz").json()["model_errors"] == {}
+
+
+def test_a_corrupt_shared_model_at_startup_fails_the_start(settings):
+    settings.model_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.model_path.write_bytes(b"\x80 not a model")
+    with pytest.raises(ModelFileError, match="corrupt"):
+        with client_for(settings):
+            pass
+
+
+def test_a_removed_model_falls_back_to_the_default(settings, trained, spam_messages):
+    with client_for(settings) as client:
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "shared"
+        settings.model_path.unlink()
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "default"
+
+
+def test_per_user_models_in_memory_are_bounded(settings, spam_messages, ham_messages):
+    users = ["u1", "u2", "u3"]
+    settings = settings.replace(own_model_users=frozenset(users))
+    for user in users:
+        train(settings.user_model_path(user), spam_messages, ham_messages)
+    with client_for(settings, max_user_models=2) as client:
+        for user in users:
+            assert client.post("/score", params={"user": user}, content=spam_messages[0]).json()[
+                "model"]["kind"] == "user"
+        loaded = client.app.state.service.models.loaded()
+    assert sorted(m.path.name for m in loaded if m.kind == "user") == ["u2.joblib", "u3.joblib"]
+
+
+# -- /healthz, /metrics, OpenAPI ------------------------------------------------------------
+def test_healthz_names_the_model_in_use(settings, trained):
+    with client_for(settings) as client:
+        response = client.get("/healthz")
+    health = Health.model_validate(response.json())
+    assert response.status_code == 200 and health.status == "ok" and health.learning is True
+    assert health.model.kind == "shared" and health.model.revision == 1 and health.pid == os.getpid()
+
+
+def test_metrics_count_requests_verdicts_learning_and_model_age(settings, sample_spam, sample_ham):
+    with client_for(settings) as client:
+        for raw in (sample_spam, sample_spam, sample_ham):
+            client.post("/score", content=raw)
+        client.post("/score", content=b"")
+        client.post("/learn", params={"label": "spam"}, content=sample_spam, headers=LEARNER)
+        client.post("/learn", params={"label": "spam"}, content=sample_spam, headers=LEARNER)
+        client.post("/learn", params={"label": "spam"}, content=sample_spam)
+        client.get("/nowhere")
+        response = client.get("/metrics")
+    text = response.text
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    assert 'spamlearn_http_requests_total{endpoint="/score",status="200"} 3' in text
+    assert 'spamlearn_http_requests_total{endpoint="/score",status="400"} 1' in text
+    assert 'spamlearn_http_requests_total{endpoint="/learn",status="401"} 1' in text
+    assert 'spamlearn_http_requests_total{endpoint="other",status="404"} 1' in text
+    assert 'spamlearn_http_request_duration_seconds_count{endpoint="/score",status="200"} 3' in text
+    assert 'spamlearn_verdicts_total{verdict="spam"} 2' in text
+    assert 'spamlearn_verdicts_total{verdict="ham"} 1' in text
+    assert 'spamlearn_learn_total{action="learned"} 1' in text
+    assert 'spamlearn_learn_total{action="already-known"} 1' in text
+    assert "spamlearn_parse_failures_total 1" in text
+    assert 'spamlearn_model_age_seconds{model="default"}' in text
+
+
+def test_the_openapi_schema_documents_every_endpoint_with_examples(settings):
+    with client_for(settings) as client:
+        schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    assert set(paths) == {"/score", "/learn", "/forget", "/healthz", "/metrics"}
+    for path, methods in paths.items():
+        for operation in methods.values():
+            assert operation.get("summary") and operation.get("description"), path
+    for path in ("/score", "/learn", "/forget"):
+        body = paths[path]["post"]["requestBody"]
+        assert body["required"] is True
+        assert set(body["content"]) == {"message/rfc822", "application/octet-stream"}
+        assert body["content"]["message/rfc822"]["schema"] == {"type": "string", "format": "binary"}
+        assert "Subject:" in body["content"]["message/rfc822"]["example"]
+        responses = paths[path]["post"]["responses"]
+        assert {"200", "400", "401", "413", "503"} <= set(responses), path
+        assert all("example" in r["content"]["application/json"]
+                   for code, r in responses.items() if code.startswith(("4", "5")) and code != "422")
+    assert schema["components"]["schemas"]["ScoreResult"]["examples"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
