@@ -1,0 +1,86 @@
+"""Prometheus text format by hand: well-formed, cumulative, and summed across workers."""
+
+from __future__ import annotations
+
+import re
+
+from spamlearn.metrics import LATENCY_BUCKETS, Metrics, SnapshotFolder, merge_snapshots, render
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_]+="(\\.|[^"\\])*",?)*\})? (\S+)$')
+
+
+def parse(text: str) -> dict[str, list[tuple[str, float]]]:
+    """A strict reader of the exposition format: every line a comment or a valid sample,
+    and the samples of one family contiguous, after its TYPE line."""
+    families: dict[str, list[tuple[str, float]]] = {}
+    current = None
+    finished = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            name = line.split()[2]
+            assert name not in families, f"{name} declared twice"
+            if current:
+                finished.add(current)
+            current = name
+            families[name] = []
+            continue
+        if line.startswith("# HELP "):
+            continue
+        match = _SAMPLE.match(line)
+        assert match, f"malformed line: {line!r}"
+        sample = match.group(1)
+        family = re.sub(r"_(bucket|sum|count)$", "", sample) if sample not in families else sample
+        assert family == current, f"{sample} outside its family block"
+        families[family].append((line.rsplit(" ", 1)[0], float(match.group(5))))
+    return families
+
+
+def filled() -> Metrics:
+    metrics = Metrics()
+    for seconds in (0.0005, 0.003, 0.003, 0.015, 30.0):
+        metrics.observe_request("/score", 200, seconds)
+    metrics.observe_request("/learn", 401, 0.002)
+    metrics.count_verdict("spam")
+    metrics.count_verdict("ham")
+    metrics.count_learn("learned")
+    metrics.count_parse_failure()
+    metrics.count_reload("ok")
+    return metrics
+
+
+def test_render_is_well_formed_and_histograms_are_cumulative():
+    text = render(filled().snapshot(), [
+        ("model_age_seconds", "age", {"model": "shared"}, 12.5),
+        ("model_revision", "rev", {"model": "shared"}, 3),
+        ("model_age_seconds", "age", {"model": "default"}, 100),  # interleaved on purpose
+    ])
+    families = parse(text)
+    buckets = [v for name, v in families["spamlearn_http_request_duration_seconds"]
+               if name.startswith("spamlearn_http_request_duration_seconds_bucket") and '"/score"' in name]
+    assert buckets == sorted(buckets) and len(buckets) == len(LATENCY_BUCKETS) + 1
+    assert buckets[0] == 1 and buckets[-1] == 5, "30 s only in +Inf"
+    assert 'spamlearn_http_request_duration_seconds_count{endpoint="/score",status="200"} 5' in text
+    assert 'spamlearn_http_requests_total{endpoint="/learn",status="401"} 1' in text
+    assert [v for _, v in families["spamlearn_model_age_seconds"]] == [12.5, 100]
+    assert families["spamlearn_parse_failures_total"] == [("spamlearn_parse_failures_total", 1.0)]
+
+
+def test_label_values_are_escaped():
+    text = render(Metrics().snapshot(), [("model_revision", "r", {"model": 'a"b\\c\nd'}, 1)])
+    assert 'spamlearn_model_revision{model="a\\"b\\\\c\\nd"} 1' in text
+    parse(text)
+
+
+def test_snapshots_of_several_workers_add_up(tmp_path):
+    one, two = filled(), filled()
+    two.observe_request("/score", 200, 0.003)
+    SnapshotFolder(tmp_path, pid=1).write(one)
+    SnapshotFolder(tmp_path, pid=2).write(two)
+    assert not one.changed, "a written snapshot is not written again until something changes"
+    total = merge_snapshots(SnapshotFolder(tmp_path, pid=3).read_all())
+    assert total["requests"]["/score\t200"] == 11
+    assert total["verdicts"] == {"spam": 2, "ham": 2} and total["parse_failures"] == 2
+    latency = total["latency"]["/score\t200"]
+    assert sum(latency[:-1]) == 11 and abs(latency[-1] - 2 * (0.0005 + 0.006 + 0.015 + 30) - 0.003) < 1e-9
+    parse(render(total))
+    assert not list(tmp_path.glob(".worker-*")), "no temporary files left behind"

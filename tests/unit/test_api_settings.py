@@ -1,0 +1,148 @@
+"""The [server] section, its environment variables and flags; `spamlearn serve`'s refusals."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from spamlearn.cli import ExitCode, app
+from spamlearn.config import load_settings
+from spamlearn.errors import ConfigError
+from spamlearn.server_settings import (
+    DEFAULT_PORT,
+    ServerSettings,
+    default_workers,
+    load_server_settings,
+)
+
+TOKEN = "0123456789abcdef0123"
+
+
+def config(tmp_path, text, mode=0o600):
+    path = tmp_path / "spamlearn.toml"
+    path.write_text(text)
+    path.chmod(mode)
+    return load_settings(path)
+
+
+def secret(tmp_path, name, text, mode=0o600):
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_defaults_listen_on_loopback_without_learning(tmp_path):
+    server = load_server_settings(load_settings(), env={})
+    assert (server.host, server.port) == ("127.0.0.1", DEFAULT_PORT) and server.is_loopback
+    assert server.workers == default_workers() and 1 <= server.workers <= 4
+    assert server.max_body_size == 25 * 1024 * 1024
+    assert server.learn_token is None and not server.learning_enabled and server.score_token is None
+    assert server.reload_interval == 1.0 and server.per_user
+
+
+def test_file_then_environment_then_flags(tmp_path):
+    settings = config(tmp_path, '[server]\nhost = "0.0.0.0"\nport = 9000\nworkers = 3\n'
+                                'reload_interval = 5\nmax_body_size = 10485760\nper_user = false\n')
+    server = load_server_settings(settings, env={})
+    assert (server.host, server.port, server.workers, server.reload_interval) == ("0.0.0.0", 9000, 3, 5.0)
+    assert server.max_body_size == 10485760 and not server.per_user and not server.is_loopback
+    env = {"SPAMLEARN_SERVER_PORT": "9001", "SPAMLEARN_SERVER_WORKERS": "2",
+           "SPAMLEARN_SERVER_HOST": "::1", "SPAMLEARN_SERVER_RELOAD_INTERVAL": "0.5",
+           "SPAMLEARN_SERVER_MAX_BODY_SIZE": "2048"}
+    server = load_server_settings(settings, env=env)
+    assert (server.host, server.port, server.workers, server.reload_interval, server.max_body_size) == \
+        ("::1", 9001, 2, 0.5, 2048)
+    assert load_server_settings(settings, env=env, port=9002, workers=None).port == 9002
+
+
+def test_tokens_from_files_relative_to_the_config_and_from_the_environment(tmp_path):
+    secret(tmp_path, "learn.token", f"{TOKEN}\n")
+    secret(tmp_path, "score.token", f"  score-{TOKEN}  ")
+    settings = config(tmp_path, '[server]\nlearn_token_file = "learn.token"\n'
+                                'score_token_file = "score.token"\n')
+    server = load_server_settings(settings, env={})
+    assert server.learn_token == TOKEN and server.score_token == f"score-{TOKEN}"
+    other = secret(tmp_path, "other.token", f"other-{TOKEN}")
+    env = {"SPAMLEARN_SERVER_LEARN_TOKEN_FILE": str(other), "SPAMLEARN_SERVER_SCORE_TOKEN": f"env-{TOKEN}"}
+    server = load_server_settings(settings, env=env)
+    assert server.learn_token == f"other-{TOKEN}" and server.score_token == f"env-{TOKEN}"
+
+
+def test_a_token_never_shows_in_the_settings_repr(tmp_path):
+    server = ServerSettings(learn_token=TOKEN, score_token=f"s{TOKEN}", workers=1)
+    assert TOKEN not in repr(server) and TOKEN not in str(server)
+
+
+def test_a_token_in_a_file_others_can_read_is_refused(tmp_path):
+    secret(tmp_path, "learn.token", TOKEN, mode=0o644)
+    settings = config(tmp_path, '[server]\nlearn_token_file = "learn.token"\n')
+    with pytest.raises(ConfigError, match="readable by others.*chmod 600"):
+        load_server_settings(settings, env={})
+    open_config = config(tmp_path, f'[server]\nlearn_token = "{TOKEN}"\n', mode=0o644)
+    with pytest.raises(ConfigError, match="config file .* readable by others"):
+        load_server_settings(open_config, env={})
+    private = config(tmp_path, f'[server]\nlearn_token = "{TOKEN}"\n', mode=0o600)
+    assert load_server_settings(private, env={}).learn_token == TOKEN
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[server]\nport = 70000\n", "port"),
+    ("[server]\nport = \"http\"\n", "port must be an integer"),
+    ("[server]\nworkers = 0\n", "workers"),
+    ("[server]\nmax_body_size = 10\n", "max_body_size"),
+    ("[server]\nreload_interval = -1\n", "reload_interval"),
+    ("[server]\nper_user = \"perhaps\"\n", "true or false"),
+    ("[server]\nlisten = \"x\"\n", "unknown key"),
+    ("[server]\nlearn_token = \"short\"\n", "at least 16"),
+    ("[server]\nlearn_token_file = \"missing.token\"\n", "missing.token"),
+    ("server = 3\n", "must be a table"),
+])
+def test_bad_server_settings_are_config_errors(tmp_path, text, message):
+    settings = config(tmp_path, text)
+    with pytest.raises(ConfigError, match=message):
+        load_server_settings(settings, env={})
+
+
+def test_an_empty_token_file_is_refused(tmp_path):
+    secret(tmp_path, "learn.token", "\n")
+    settings = config(tmp_path, '[server]\nlearn_token_file = "learn.token"\n')
+    with pytest.raises(ConfigError, match="is empty"):
+        load_server_settings(settings, env={})
+
+
+# -- the command --------------------------------------------------------------------------------
+runner = CliRunner()
+
+
+def test_serve_has_help():
+    result = runner.invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0 and "/score" in result.output
+
+
+def test_serve_with_a_bad_config_exits_78_with_one_line(tmp_path):
+    path = tmp_path / "spamlearn.toml"
+    path.write_text("[server]\nworkers = 0\n")
+    result = runner.invoke(app, ["--config", str(path), "serve"])
+    assert result.exit_code == ExitCode.CONFIG
+    assert result.output.strip().splitlines() == ["spamlearn: error: [server] workers must be 1..64, got 0"]
+
+
+def test_serve_on_a_taken_port_exits_69_with_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--port", str(port), "--workers", "1"])
+    assert result.exit_code == ExitCode.UNAVAILABLE
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_with_a_corrupt_model_exits_74(tmp_path):
+    model = tmp_path / "model.joblib"
+    model.write_bytes(b"\x80 not a model")
+    result = runner.invoke(app, ["--model", str(model), "serve", "--workers", "1"])
+    assert result.exit_code == ExitCode.IOERR and "corrupt" in result.output
