@@ -188,3 +188,26 @@ def test_cli_missing_spool_is_a_config_error(tmp_path):
     result = runner.invoke(app, ["sieve", "drain", "--spool", str(tmp_path / "nope")])
     assert result.exit_code == 78
     assert "spamlearn sieve install" in result.output
+
+
+def test_watch_drains_as_messages_arrive_and_stops_on_sigterm(site, spam_messages):
+    import signal
+    import subprocess
+    import sys
+
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "spamlearn", "--config", str(site.config), "sieve", "drain",
+         "--watch", "--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        queued = site.queue(spam_messages[0], "spam")
+        deadline = time.monotonic() + 60  # the interpreter's start-up included
+        while queued.exists():
+            assert watcher.poll() is None, watcher.stderr.read()
+            assert time.monotonic() < deadline, "the watcher did not drain the spool"
+            time.sleep(0.05)
+        assert site.labels()[message_digest(spam_messages[0])] == "spam"
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+    assert "learned 1" in out
