@@ -1,0 +1,238 @@
+"""The MIME walker on bad and odd input: hand-written messages only.
+
+Each case is a shape real mail (and hostile mail) takes: nested multiparts,
+base64 and quoted-printable, declared / missing / unknown / wrong charsets,
+8-bit headers, RFC 2047 encoded words, truncated multiparts, 1,000-deep
+nesting, random binary, a lone header line, empty input and huge input.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import time
+
+import pytest
+
+from spamlearn.errors import MessageError
+from spamlearn.message import MAX_MIME_DEPTH, MAX_PARTS, parse_message
+
+HEAD = b"From: a@example.org\nTo: b@example.org\nSubject: test\nMIME-Version: 1.0\n"
+
+
+def texts(msg):
+    return [p.text for p in msg.parts if p.text is not None]
+
+
+def test_plain_message_headers_and_body():
+    msg = parse_message(HEAD + b"Content-Type: text/plain; charset=us-ascii\n\nhello world\n")
+    assert msg.headers[0] == ("from", "a@example.org")
+    assert msg.header("SUBJECT") == "test"
+    assert [p.content_type for p in msg.parts] == ["text/plain"]
+    assert msg.parts[0].charset == "us-ascii"
+    assert msg.parts[0].text == "hello world\n"
+    assert msg.structure == ["0:text/plain"] and msg.defects == [] and not msg.truncated
+
+
+def test_crlf_line_ends_and_folded_header():
+    raw = (b"From: a@example.org\r\nSubject: a long\r\n\tfolded subject\r\n"
+           b"Content-Type: text/plain\r\n\r\nbody line\r\n")
+    msg = parse_message(raw)
+    assert msg.header("subject") == "a long\tfolded subject"
+    assert texts(msg) == ["body line\r\n"]
+
+
+def test_nested_multiparts_walk_in_order():
+    raw = HEAD + (b'Content-Type: multipart/mixed; boundary="outer"\n\npreamble\n--outer\n'
+                  b'Content-Type: multipart/alternative; boundary="inner"\n\n--inner\n'
+                  b"Content-Type: text/plain\n\nplain version\n--inner\n"
+                  b"Content-Type: text/html\n\n<p>html version</p>\n--inner--\n"
+                  b"--outer\nContent-Type: application/pdf; name=\"a.pdf\"\n"
+                  b"Content-Disposition: attachment; filename=\"report.pdf\"\n"
+                  b"Content-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--outer--\nepilogue\n")
+    msg = parse_message(raw)
+    assert msg.structure == ["0:multipart/mixed", "1:multipart/alternative", "2:text/plain",
+                             "2:text/html", "1:application/pdf"]
+    assert texts(msg) == ["plain version", "<p>html version</p>"]
+    pdf = msg.parts[2]
+    assert (pdf.filename, pdf.disposition, pdf.text, pdf.size) == ("report.pdf", "attachment", None, 9)
+    assert msg.defects == []
+
+
+def test_boundary_that_is_a_prefix_of_another_line_is_not_a_delimiter():
+    raw = HEAD + (b'Content-Type: multipart/mixed; boundary="b"\n\n--b\n\none\n--bx not ours\n--b--\n')
+    msg = parse_message(raw)
+    assert texts(msg) == ["one\n--bx not ours"]
+
+
+def test_base64_and_quoted_printable_bodies_are_decoded():
+    b64 = base64.encodebytes("Grüße aus Köln".encode("utf-8"))
+    raw = HEAD + (b'Content-Type: multipart/mixed; boundary="B"\n\n--B\n'
+                  b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n" + b64 +
+                  b"--B\nContent-Type: text/plain; charset=iso-8859-1\n"
+                  b"Content-Transfer-Encoding: quoted-printable\n\nCaf=E9 cr=E8me, soft=\nbreak\n--B--\n")
+    msg = parse_message(raw)
+    assert texts(msg) == ["Grüße aus Köln", "Café crème, softbreak"]  # the last \n is the delimiter's
+    assert [p.encoding for p in msg.parts] == ["base64", "quoted-printable"]
+
+
+def test_broken_base64_still_yields_the_whole_quads():
+    raw = HEAD + b"Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\naGVsbG8gd29ybGQ\n"
+    part = parse_message(raw).parts[0]           # padding missing: a cut-off part
+    assert part.text == "hello wor"
+    assert "base64-invalid" in part.notes
+
+
+def test_missing_charset_falls_back_to_utf8_then_latin1():
+    utf8 = parse_message(HEAD + b"\nna\xc3\xafve\n").parts[0]
+    latin = parse_message(HEAD + b"\nna\xefve\n").parts[0]
+    assert (utf8.text, utf8.charset, utf8.notes) == ("naïve\n", None, ())
+    assert (latin.text, latin.notes) == ("naïve\n", ())
+
+
+def test_unknown_charset_is_noted_and_text_still_read():
+    raw = HEAD + b"Content-Type: text/plain; charset=x-klingon\n\nnuqneH \xe4\n"
+    part = parse_message(raw).parts[0]
+    assert part.charset == "x-klingon"
+    assert part.notes == ("charset-unknown",)
+    assert part.text == "nuqneH ä\n"
+
+
+def test_wrong_charset_is_noted_and_text_still_read():
+    raw = HEAD + b"Content-Type: text/plain; charset=utf-8\n\nCaf\xe9\n"
+    part = parse_message(raw).parts[0]
+    assert part.notes == ("charset-wrong",)
+    assert part.text == "Café\n"
+
+
+def test_eight_bit_headers_are_decoded():
+    msg = parse_message(b"Subject: caf\xc3\xa9 \xe0 la\nFrom: Ren\xe9 <r@example.org>\n\nbody\n")
+    assert msg.header("from") == "René <r@example.org>"          # Latin-1 bytes
+    # Not valid UTF-8 as a whole (\xe0 then a space), so every byte is Latin-1.
+    assert msg.header("subject") == "caf\u00c3\u00a9 \u00e0 la"
+    assert msg.parts[0].text == "body\n"
+
+
+def test_utf8_header_bytes_are_read_as_utf8():
+    msg = parse_message("Subject: Grüße\n\nbody\n".encode("utf-8"))
+    assert msg.header("subject") == "Grüße"
+
+
+def test_rfc2047_encoded_words_are_decoded():
+    raw = (b"Subject: =?utf-8?B?R3LDvMOfZQ==?= and =?iso-8859-1?Q?caf=E9?=\n"
+           b"From: =?x-klingon?Q?Qapla=27?= <k@example.org>\n\nbody\n")
+    msg = parse_message(raw)
+    assert msg.header("subject") == "Grüße and café"
+    assert msg.header("from").startswith("Qapla'")
+
+
+def test_rfc2231_filename_parameter():
+    raw = HEAD + (b"Content-Type: application/octet-stream\n"
+                  b"Content-Disposition: attachment; filename*=utf-8''r%C3%A9sum%C3%A9.doc\n\nxx\n")
+    assert parse_message(raw).parts[0].filename == "résumé.doc"
+
+
+def test_truncated_multipart_keeps_what_arrived():
+    raw = HEAD + (b'Content-Type: multipart/alternative; boundary="XX"\n\n--XX\n'
+                  b"Content-Type: text/plain\n\nfirst part\n--XX\nContent-Type: text/html\n"
+                  b"Content-Transfer-Encoding: base64\n\nPGh0bWw+PGJvZHk+aGVsbG8gd29y")
+    msg = parse_message(raw)
+    assert "CloseBoundaryNotFoundDefect" in msg.defects
+    assert texts(msg)[0] == "first part"
+    assert texts(msg)[1].startswith("<html><body>hello")
+
+
+def test_multipart_without_its_start_boundary_is_read_as_text():
+    raw = HEAD + b'Content-Type: multipart/mixed; boundary="nowhere"\n\njust words\n'
+    msg = parse_message(raw)
+    assert "StartBoundaryNotFoundDefect" in msg.defects
+    assert texts(msg) == ["just words\n"]
+
+
+def nested(depth: int) -> bytes:
+    opening = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(depth))
+    closing = b"".join(b"\n--b%d--\n" % i for i in reversed(range(depth)))
+    return HEAD + opening + b"Content-Type: text/plain\n\nhello from the bottom\n" + closing
+
+
+def test_thousand_deep_nesting_is_cut_at_the_depth_limit_quickly():
+    start = time.perf_counter()
+    msg = parse_message(nested(1000))
+    assert time.perf_counter() - start < 1.0
+    assert "mime-too-deep" in msg.defects
+    assert max(int(entry.split(":")[0]) for entry in msg.structure) == MAX_MIME_DEPTH
+    assert msg.header("subject") == "test"
+
+
+def test_nesting_within_the_limit_reaches_the_bottom():
+    msg = parse_message(nested(5))
+    assert texts(msg) == ["hello from the bottom\n"]
+    assert msg.defects == []
+
+
+def test_too_many_parts_are_not_all_read():
+    body = b"".join(b"--p\nContent-Type: text/plain\n\npart %d\n" % i for i in range(MAX_PARTS * 3))
+    msg = parse_message(HEAD + b'Content-Type: multipart/mixed; boundary="p"\n\n' + body + b"--p--\n")
+    assert len(msg.parts) <= MAX_PARTS
+    assert "mime-too-many-parts" in msg.defects or "CloseBoundaryNotFoundDefect" in msg.defects
+
+
+def test_message_rfc822_attachment_is_walked():
+    inner = b"From: c@example.org\nSubject: inner\n\ninner body\n"
+    raw = HEAD + (b'Content-Type: multipart/mixed; boundary="m"\n\n--m\n\nouter body\n--m\n'
+                  b"Content-Type: message/rfc822\n\n" + inner + b"--m--\n")
+    msg = parse_message(raw)
+    assert msg.structure == ["0:multipart/mixed", "1:text/plain", "1:message/rfc822", "2:text/plain"]
+    assert texts(msg) == ["outer body", "inner body"]
+    assert msg.header("subject") == "test"          # the inner headers are not ours
+
+
+def test_random_binary_is_all_body():
+    raw = random.Random(2002).randbytes(20_000)
+    msg = parse_message(raw)
+    assert len(msg.parts) == 1 and msg.parts[0].text is not None
+    assert msg.parts[0].size == len(raw) or msg.headers
+
+
+def test_binary_after_headers_is_a_defect_not_an_error():
+    msg = parse_message(b"Subject: hi\n\x00\x01\x02 not a header\nmore\n")
+    assert msg.header("subject") == "hi"
+    assert "MissingHeaderBodySeparatorDefect" in msg.defects
+    assert "not a header" in msg.parts[0].text
+
+
+def test_lone_header_line():
+    msg = parse_message(b"Subject: hello")
+    assert msg.headers == [("subject", "hello")]
+    assert [p.text for p in msg.parts] == [""]
+
+
+def test_mbox_envelope_line_is_not_a_header():
+    msg = parse_message(b"From someone@example.org Sat Nov 28 2026\nSubject: x\n\nbody\n")
+    assert msg.headers == [("subject", "x")]
+
+
+def test_body_only_message():
+    msg = parse_message(b"\nno headers at all\n")
+    assert msg.headers == [] and texts(msg) == ["no headers at all\n"]
+
+
+@pytest.mark.parametrize("raw", [b"", b"   \n\r\n\t"])
+def test_empty_input_is_a_message_error(raw):
+    with pytest.raises(MessageError, match="empty message"):
+        parse_message(raw)
+
+
+def test_non_bytes_input_is_a_message_error():
+    with pytest.raises(MessageError, match="must be bytes"):
+        parse_message(12345)
+
+
+def test_huge_input_reads_only_the_scan_limit():
+    raw = HEAD + b"Content-Type: text/plain\n\n" + b"lorem ipsum dolor sit amet\n" * 400_000
+    start = time.perf_counter()
+    msg = parse_message(raw, scan_limit=100_000)
+    assert time.perf_counter() - start < 0.5
+    assert msg.truncated and "truncated" in msg.defects
+    assert msg.size == len(raw)
+    assert len(msg.parts[0].text) < 100_000
