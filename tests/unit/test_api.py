@@ -9,7 +9,6 @@ import warnings
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
-from conftest import make_message
 from spamlearn.api import create_app
 from spamlearn.api.schemas import Health, LearnResult, ScoreResult
 from spamlearn.config import load_settings
@@ -353,7 +352,8 @@ def wait_for_revision(client, revision, timeout=10.0):
 
 
 def extra_messages(n):
-    return [make_message(f"Offer number {i}", f"cheap deal {i} buy now") for i in range(n)]
+    return [f"From: x@deals.example\nSubject: Offer number {i}\n\ncheap deal {i} buy now\n".encode()
+            for i in range(n)]
 
 
 def test_a_model_retrained_on_disk_is_picked_up_without_failing_a_request(settings, trained, spam_messages):

@@ -1,0 +1,211 @@
+"""End to end: a real `spamlearn serve` (uvicorn, 2 workers) on a free loopback port, over httpx."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from serve_process import ServeProcess, clean_environment
+
+from spamlearn.modelstore import ModelStore
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "e2e-learn-token-0123456789abcdef"
+LEARNER = {"Authorization": f"Bearer {TOKEN}"}
+MAX_BODY = 1024 * 1024
+
+
+def make_message(subject: str, body: str, sender: str = "someone@example.org") -> bytes:
+    return f"From: {sender}\nTo: alice@example.org\nSubject: {subject}\n\n{body}\n".encode()
+
+
+SPAMMY = [make_message("Cheap pills online", "Buy cheap pills now, best price", "deals@pharma.example"),
+          make_message("You won a prize", "Claim your lottery prize money now", "win@lotto.example"),
+          make_message("Make money fast", "Earn money from home fast, click now", "rich@cash.example")]
+HAMMY = [make_message("Meeting tomorrow", "Can we move the project meeting to ten?", "bob@work.example"),
+         make_message("Re: build failure", "The build fails on Debian: test data missing", "dev@lists.example"),
+         make_message("Lunch on Friday", "Lunch with the team on Friday?", "carol@work.example")]
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """A config, a trained shared model, and the service running on them with 2 workers."""
+    base = tmp_path_factory.mktemp("serve")
+    token_file = base / "learn.token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    config = base / "spamlearn.toml"
+    config.write_text(
+        '[model]\npath = "model.joblib"\nmin_messages = 2\n\n'
+        f'[server]\nlearn_token_file = "learn.token"\nmax_body_size = {MAX_BODY}\n'
+        'reload_interval = 0.2\nworkers = 2\n')
+    store = ModelStore(base / "model.joblib", n_features=2**18)
+    with store.session(source="setup") as session:
+        for raw in SPAMMY:
+            session.learn(raw, "spam")
+        for raw in HAMMY:
+            session.learn(raw, "ham")
+    env = clean_environment(base / "home")
+    server = ServeProcess(config, base / "serve.log", env).start()
+    try:
+        yield server, store, config, env
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
+@pytest.fixture
+def service(deployment):
+    return deployment[0]
+
+
+@pytest.fixture
+def store(deployment):
+    return deployment[1]
+
+
+def score(url, raw=SPAMMY[0], **kwargs):
+    return httpx.post(f"{url}/score", content=raw, timeout=30, **kwargs)
+
+
+def test_it_scores_with_the_shared_model_and_reports_health(service, store):
+    response = score(service.url, headers={"Content-Type": "message/rfc822"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["verdict"] == "spam" and body["model"]["kind"] == "shared"
+    health = httpx.get(f"{service.url}/healthz").json()
+    assert health["status"] == "ok" and health["learning"] is True
+    assert health["model"]["revision"] == store.load().revision
+
+
+def test_a_model_retrained_on_disk_answers_without_a_failed_request(service, store, deployment, tmp_path):
+    """A thread scores in a loop while cron-style learners replace the model file 4 times."""
+    _, _, config, env = deployment
+    results: list[tuple[int, int | None]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer():
+        with httpx.Client(base_url=service.url, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post("/score", content=SPAMMY[1])
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                revision = response.json()["model"]["revision"] if response.status_code == 200 else None
+                results.append((response.status_code, revision))
+
+    def wait_until_answered_by(revision, consecutive=20, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            recent = [r for _, r in results[-consecutive:]]
+            if len(recent) == consecutive and set(recent) == {revision}:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"revision {revision} not answering; last: {results[-consecutive:]}")
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for i in range(3):
+            with store.session(source="cron") as session:
+                session.learn(make_message(f"Retrain spam {i}", f"cheap offer {i} buy now"), "spam")
+                session.learn(make_message(f"Retrain ham {i}", f"meeting notes {i} attached"), "ham")
+            wait_until_answered_by(store.load().revision)
+        message = tmp_path / "new.eml"
+        message.write_bytes(make_message("Via the command line", "win a free prize now"))
+        learned = subprocess.run([sys.executable, "-m", "spamlearn", "--config", str(config), "learn",
+                                  "--spam", str(message)], env=env, capture_output=True, text=True)
+        assert learned.returncode == 0, learned.stderr
+        final = store.load().revision
+        wait_until_answered_by(final)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert {status for status, _ in results} == {200}, "no request failed during the switches"
+    assert len(results) > 100
+    assert results[-1][1] == final
+
+
+def test_learn_without_the_token_is_401_and_changes_nothing(service, store):
+    before = store.model_path.read_bytes(), store.info()["ledger_counts"]
+    raw = make_message("Unauthorised", "please learn me")
+    missing = httpx.post(f"{service.url}/learn", params={"label": "spam"}, content=raw)
+    wrong = httpx.post(f"{service.url}/learn", params={"label": "spam"}, content=raw,
+                       headers={"Authorization": "Bearer " + "x" * len(TOKEN)})
+    forget = httpx.post(f"{service.url}/forget", content=SPAMMY[0])
+    for response in (missing, wrong, forget):
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert (store.model_path.read_bytes(), store.info()["ledger_counts"]) == before
+
+
+def test_an_oversized_body_is_413(service):
+    big = b"Subject: big\n\n" + b"x" * (MAX_BODY + 1)
+    declared = httpx.post(f"{service.url}/score", content=big, timeout=30)
+    assert declared.status_code == 413 and str(MAX_BODY) in declared.json()["detail"]
+
+    def chunks():  # chunked: no Content-Length to refuse up front
+        yield b"Subject: big\n\n"
+        for _ in range(20):
+            yield b"y" * 65536
+    streamed = httpx.post(f"{service.url}/score", content=chunks(), timeout=30)
+    assert streamed.status_code == 413
+    assert score(service.url).status_code == 200, "the service is fine afterwards"
+
+
+@pytest.mark.parametrize("body, statuses", [
+    (os.urandom(20000), {200}),
+    (b"\xff\xfe\x00garbage" * 500, {200}),
+    (b"", {400}),
+    (b"not a message at all", {200}),
+])
+def test_a_garbage_body_is_a_4xx_or_a_score_never_a_500(service, body, statuses):
+    response = score(service.url, body, headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code in statuses
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_concurrent_learn_requests_for_the_same_message_count_once(service, store):
+    raw = make_message("Concurrent", "the same message from sixteen clients at once")
+    n_spam = store.load().n_spam
+
+    def learn(_):
+        return httpx.post(f"{service.url}/learn", params={"label": "spam"}, content=raw,
+                          headers=LEARNER, timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(learn, range(16)))
+    assert [r.status_code for r in responses] == [200] * 16, [r.text for r in responses]
+    actions = sorted(r.json()["action"] for r in responses)
+    assert actions == ["already-known"] * 15 + ["learned"]
+    assert store.load().n_spam == n_spam + 1
+    assert store.check() == []
+
+
+def test_metrics_add_up_the_requests_of_both_workers(service):
+    def scored():
+        text = httpx.get(f"{service.url}/metrics").text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('spamlearn_http_requests_total{endpoint="/score",status="200"}'))
+
+    before = scored()
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        pids = {client.post("/score", content=SPAMMY[0]).status_code for _ in range(40)}
+    assert pids == {200}
+    deadline = time.monotonic() + 10
+    while scored() != before + 40 and time.monotonic() < deadline:
+        time.sleep(0.2)  # other workers publish their counts once a second
+    assert scored() == before + 40
+    health_pids = {httpx.get(f"{service.url}/healthz").json()["pid"] for _ in range(30)}
+    assert health_pids <= set(service.worker_pids())
