@@ -12,7 +12,6 @@ missing folder, 78 bad account config, 65 unparseable messages).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import fcntl
 import hashlib
@@ -28,6 +27,7 @@ from typing import Annotated
 import typer
 
 from ..cli import ExitCode, app, handle_errors, state_of
+from ..cli_core import _when
 from ..config import Settings
 from ..errors import ConfigError, StoreBusyError
 from ..ledger import Ledger
@@ -35,7 +35,10 @@ from ..reporting import is_interactive
 from .config import load_accounts, parse_duration
 from .trainer import AccountReport, FolderState, Trainer, store_for
 
-__all__ = ["train", "status", "run_lock_path"]
+__all__ = ["train", "status", "run_lock_path", "account_status"]
+
+AccountOption = Annotated[list[str] | None, typer.Option(
+    "--account", "-a", help="Only this account (its name in the config); repeatable.")]
 
 
 def run_lock_path(settings: Settings) -> Path:
@@ -158,8 +161,7 @@ def _one_pass(settings: Settings, names: list[str], stop: _StopFlag, as_json: bo
 @handle_errors
 def train(
     ctx: typer.Context,
-    account: Annotated[list[str] | None, typer.Option("--account", "-a", help="Only this account "
-                       "(its name in the config); repeatable.")] = None,
+    account: AccountOption = None,
     every: Annotated[str | None, typer.Option(help="Keep running: a pass every DURATION "
                      "(e.g. 15m, 1h). SIGTERM stops after the message in hand.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="If another run of this config is "
@@ -190,12 +192,6 @@ def train(
                 typer.echo(f"spamlearn: error: {exc}", err=True)
             stop.event.wait(max(0.0, interval - (time.monotonic() - started)))
     raise typer.Exit(ExitCode.OK)
-
-
-def _when(epoch: float | None) -> str:
-    if not epoch:
-        return "never"
-    return datetime.datetime.fromtimestamp(epoch).isoformat(sep=" ", timespec="seconds")
 
 
 def account_status(settings: Settings, account, last_run: dict) -> dict:
@@ -232,8 +228,7 @@ def account_status(settings: Settings, account, last_run: dict) -> dict:
 @handle_errors
 def status(
     ctx: typer.Context,
-    account: Annotated[list[str] | None, typer.Option("--account", "-a", help="Only this account; "
-                       "repeatable.")] = None,
+    account: AccountOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show per account and folder what the IMAP trainer has learned, and when."""

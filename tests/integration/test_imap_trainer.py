@@ -458,3 +458,14 @@ def test_every_mode_stops_cleanly_on_sigterm(server, tmp_path):
         proc.stdout.close()
         proc.stderr.close()
     assert model_counts(config) == (3, 0)
+
+
+def test_password_never_appears_in_debug_output(server, tmp_path):
+    """-vv logs every IMAP command (imapclient's debug log); LOGIN must be redacted."""
+    upload(server, "alice", "Junk", [make_message("spam", 1)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    result = subprocess.run([sys.executable, "-m", "spamlearn", "-vv", "--config", str(config), "train"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "LOGIN" in result.stderr  # the debug log is really there...
+    assert server.users["alice"] not in result.stdout + result.stderr  # ...without the secret
