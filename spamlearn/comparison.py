@@ -50,7 +50,7 @@ from .model import ChiSquareNB
 from .tokenizer import Tokenizer, TokenizerOptions
 
 __all__ = ["CorpusFeatures", "load_corpus_features", "plain_text", "plain_word_counts",
-           "run_chunked", "ComparisonRow", "compare_models", "DEFAULT_MODELS", "comparison_table"]
+           "drop_empty_columns", "run_chunked", "ComparisonRow", "compare_models", "DEFAULT_MODELS", "comparison_table"]
 
 #: The models compared, each a factory for a fresh, empty estimator.
 DEFAULT_MODELS: dict[str, Callable[[], object]] = {
@@ -234,15 +234,33 @@ class ComparisonRow:
                 "hm_at_sm_01_pct": f.hm_at_sm_01_pct, "model_seconds": self.result.seconds}
 
 
+def drop_empty_columns(X: sp.spmatrix) -> sp.csr_matrix:
+    """``X`` without the columns no row uses.
+
+    A hashed matrix has 2**21 columns, of which a corpus uses ~150,000.
+    ``MultinomialNB`` and ``ComplementNB`` smooth every column with
+    ``alpha``, so two million empty ones would drown the evidence of the real
+    tokens (measured here: (1-ROCA)% 2.03 instead of 0.75 with the default
+    alpha); dropped, they see the columns a vocabulary-based
+    ``CountVectorizer`` would give them.  ``ChiSquareNB`` scores each
+    feature from its own counts only, so it is unaffected.
+    """
+    X = sp.csc_matrix(X)
+    used = np.flatnonzero(np.diff(X.indptr))
+    return sp.csr_matrix(X[:, used])
+
+
 def compare_models(feature_sets: Mapping[str, sp.spmatrix], gold: np.ndarray, *,
                    models: Mapping[str, Callable[[], object]] | None = None,
                    readable: np.ndarray | None = None, ids: Sequence[str] | None = None,
                    chunk_size: int = 100, ham_cutoff: float = 0.20,
                    spam_cutoff: float = 0.90) -> list[ComparisonRow]:
     """Every model of ``models`` (default ``DEFAULT_MODELS``) on every feature set,
-    each from empty, with ``run_chunked``."""
+    each from empty, with ``run_chunked``, on the used columns only
+    (``drop_empty_columns``)."""
     rows = []
     for features_name, X in feature_sets.items():
+        X = drop_empty_columns(X)
         for model_name, make in (models or DEFAULT_MODELS).items():
             result = run_chunked(make(), X, gold, ids=ids, readable=readable, chunk_size=chunk_size,
                                  ham_cutoff=ham_cutoff, spam_cutoff=spam_cutoff)

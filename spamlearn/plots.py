@@ -37,7 +37,7 @@ __all__ = ["roc_figure", "score_histogram_figure", "learning_curve_figure", "clu
 
 HAM_COLOR = "#1f5fa8"
 SPAM_COLOR = "#c0392b"
-_OTHER_COLORS = ["#e67e22", "#27ae60", "#8e44ad", "#7f8c8d", "#16a085", "#d35400", "#2c3e50"]
+_OTHER_COLORS = ["#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 _PERCENT_TICKS = [0.0001, 0.001, 0.01, 0.1, 0.5, 0.9, 0.99]
 
 
@@ -92,7 +92,8 @@ def roc_figure(result: OnlineResult, *, title: str = "spamlearn", label: str = "
     # Rates of exactly 0 have no place on a logit axis: like TREC's lam,
     # nudge them by half a message.
     floor_x, floor_y = 0.5 / max(n_ham, 1), 0.5 / max(n_spam, 1)
-    fig = Figure(figsize=(6.4, 5.2), dpi=100)
+    n_others = len(others or {})
+    fig = Figure(figsize=(6.4, 5.2 + (0.25 * (n_others + 1) if n_others else 0)), dpi=100)
     ax = fig.add_subplot()
     runs = [(label, result, HAM_COLOR)]
     runs += [(name, run, _OTHER_COLORS[i % len(_OTHER_COLORS)])
@@ -118,7 +119,11 @@ def roc_figure(result: OnlineResult, *, title: str = "spamlearn", label: str = "
     ax.set_ylabel("% spam misclassified (logit scale)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small")
+    if n_others:
+        # Many curves: the legend goes below the axes, never over a curve.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize="small")
+    else:
+        ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
     return fig
 

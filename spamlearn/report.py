@@ -171,6 +171,7 @@ def write_report(result: OnlineResult, directory: Path, classifier: Classifier, 
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>{html.escape(title)}</title>
 <style>{_STYLE}</style>
 <script>{_SCRIPT}</script>
