@@ -469,3 +469,32 @@ def test_password_never_appears_in_debug_output(server, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "LOGIN" in result.stderr  # the debug log is really there...
     assert server.users["alice"] not in result.stdout + result.stderr  # ...without the secret
+
+
+def test_stop_request_mid_batch_commits_what_was_done_and_resumes(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(12)])
+    config = write_config(tmp_path, server, [{"username": "alice", "batch_size": 5}])
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    handled = []  # SIGTERM arrives while the 7th message (in the 2nd batch) is in hand
+    report = Trainer(settings, progress=handled.append, should_stop=lambda: len(handled) >= 7
+                     ).train_account(account)
+    assert report.exit_code == 0 and report.total("learned") == 7
+    assert model_counts(config) == (7, 0)
+    report = Trainer(settings).train_account(account)
+    assert report.total("learned") == 5 and report.total("already_known") == 0
+    assert model_counts(config) == (12, 0)
+
+
+def test_until_no_error_mode_learns_each_message_at_most_once(server, tmp_path):
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(4)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(4)])
+    config = write_config(tmp_path, server, [{"username": "alice", "mode": "until-no-error"}])
+    assert train_cli(config)[0] == 0
+    upload(server, "alice", "Junk", [make_message("spam", i, "more") for i in range(4)]
+           + [make_message("ham", 41, "phish"), make_message("ham", 42, "phish")])
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and alice["learned_spam"] + alice["correct"] == 6 and alice["learned_spam"] >= 2
+    n_spam, _ = model_counts(config)
+    assert n_spam == 4 + alice["learned_spam"]
