@@ -132,8 +132,11 @@ class SieveOptions:
             _check_abs_path(getattr(self, what), what)
         if self.http_token_file is not None:
             _check_abs_path(self.http_token_file, "http_token_file")
-        if self.http_url is not None and not _URL_RE.fullmatch(self.http_url):
-            raise ConfigError(f"http_url must look like http://127.0.0.1:8025, got {self.http_url!r}")
+        if self.http_url is not None:
+            if not _URL_RE.fullmatch(self.http_url):
+                raise ConfigError(f"http_url must look like http://127.0.0.1:8731, got {self.http_url!r}")
+            # the pipe program appends "/learn"
+            object.__setattr__(self, "http_url", self.http_url.rstrip("/"))
         if self.http_token_file is not None and self.http_url is None:
             raise ConfigError("http_token_file given without http_url")
         if not 1 <= self.first_rule <= 1000:

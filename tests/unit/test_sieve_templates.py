@@ -54,6 +54,10 @@ def test_append_rule_and_rule_numbering():
     assert "imapsieve_mailbox1_" not in conf
 
 
+def test_a_trailing_slash_in_the_url_is_dropped():
+    assert SieveOptions(http_url="http://127.0.0.1:8731/").http_url == "http://127.0.0.1:8731"
+
+
 def test_the_pipe_program_uses_absolute_paths_only():
     text = rendered(SieveOptions(http_url="http://127.0.0.1:8731",
                                  http_token_file=Path("/etc/spamlearn/learn.token")))["spamlearn-report"]
