@@ -85,6 +85,14 @@ def test_score_explain_gives_the_clues(settings, sample_spam):
     assert strengths == sorted(strengths, reverse=True), "strongest first"
 
 
+def test_score_explain_must_be_a_boolean(settings, sample_spam):
+    with client_for(settings) as client:
+        response = client.post("/score", params={"explain": "maybe"}, content=sample_spam)
+        no = client.post("/score", params={"explain": "0"}, content=sample_spam)
+    assert response.status_code == 422 and "explain" in response.json()["detail"]
+    assert no.status_code == 200 and "clues" not in no.json()
+
+
 def test_score_uses_the_shared_model_once_ready(settings, trained, spam_messages):
     with client_for(settings) as client:
         body = client.post("/score", content=spam_messages[0]).json()
@@ -473,5 +481,8 @@ def test_the_openapi_schema_documents_every_endpoint_with_examples(settings):
         assert {"200", "400", "401", "413", "503"} <= set(responses), path
         assert all("example" in r["content"]["application/json"]
                    for code, r in responses.items() if code.startswith(("4", "5")) and code != "422")
+    documented = {p["name"] for p in paths["/score"]["post"]["parameters"]}
+    assert documented == {"explain", "user", "X-Spamlearn-User"}
+    assert {p["name"] for p in paths["/learn"]["post"]["parameters"]} == {"label", "user"}
     assert schema["components"]["schemas"]["ScoreResult"]["examples"]
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
