@@ -92,9 +92,10 @@ class ServerSettings:
     max_user_models : int, default=16
         Per-user models kept in memory (least recently used are dropped;
         each costs ~16 MB with the default feature space).
-    learn_lock_timeout : float, default=10.0
+    learn_lock_timeout : float, default=30.0
         Seconds a learn request waits for another learner's lock before 503
-        with Retry-After: an HTTP client should not hang for the CLI's minute.
+        with Retry-After: long enough for a cron pass to commit its batch,
+        shorter than the CLI's minute, which an HTTP client would not wait.
     access_log : bool, default=False
         One log line per request.  Off: a busy MX makes thousands a minute,
         and ``/metrics`` already counts them.
@@ -110,7 +111,7 @@ class ServerSettings:
     per_user: bool = True
     user_header: str = "X-Spamlearn-User"
     max_user_models: int = 16
-    learn_lock_timeout: float = 10.0
+    learn_lock_timeout: float = 30.0
     access_log: bool = False
 
     def __post_init__(self) -> None:

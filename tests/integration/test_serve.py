@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -209,3 +211,21 @@ def test_metrics_add_up_the_requests_of_both_workers(service):
     assert scored() == before + 40
     health_pids = {httpx.get(f"{service.url}/healthz").json()["pid"] for _ in range(30)}
     assert health_pids <= set(service.worker_pids())
+
+
+def test_the_example_clients_work(service, store, deployment, tmp_path):
+    _, _, config, env = deployment
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    message = tmp_path / "m.eml"
+    message.write_bytes(make_message("Example client", "free money from the example client"))
+    token_file = config.parent / "learn.token"
+    client_env = {**env, "SPAMLEARN_URL": service.url, "SPAMLEARN_LEARN_TOKEN_FILE": str(token_file)}
+    assert shutil.which("curl"), "curl is missing: apt-get install curl"
+    shell = subprocess.run(["sh", str(scripts / "client_example.sh"), str(message), "spam"],
+                           env=client_env, capture_output=True, text=True)
+    assert shell.returncode == 0, shell.stderr
+    assert '"verdict"' in shell.stdout and '"action":"learned"' in shell.stdout
+    python = subprocess.run([sys.executable, str(scripts / "client_example.py"), str(message),
+                             "--learn", "spam"], env=client_env, capture_output=True, text=True)
+    assert python.returncode == 0, python.stderr
+    assert "already-known" in python.stdout and "revision" in python.stdout

@@ -1,0 +1,61 @@
+"""Ask a running `spamlearn serve` for a verdict, and teach it, with httpx.
+
+    python scripts/client_example.py message.eml [--learn spam|ham] [--url http://127.0.0.1:8731]
+
+The learn token is read from $SPAMLEARN_LEARN_TOKEN_FILE.  A filter should
+fail open: if the service cannot answer, deliver the message unscored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+
+def score(client: httpx.Client, raw: bytes, user: str | None = None) -> dict | None:
+    """The service's verdict, or None when it cannot answer (then deliver unscored)."""
+    try:
+        response = client.post("/score", content=raw, params={"user": user} if user else None,
+                               headers={"Content-Type": "message/rfc822"})
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"spamlearn unavailable, message passes unscored: {exc}", file=sys.stderr)
+        return None
+    return response.json()
+
+
+def learn(client: httpx.Client, raw: bytes, label: str, token: str) -> dict:
+    response = client.post("/learn", params={"label": label}, content=raw,
+                           headers={"Authorization": f"Bearer {token}"})
+    if response.status_code == 503:  # another learner holds the model: try again later
+        retry = response.headers.get("Retry-After", "5")
+        raise SystemExit(f"model busy, retry in {retry} s: {response.json()['detail']}")
+    response.raise_for_status()
+    return response.json()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("message", type=Path)
+    parser.add_argument("--learn", choices=["spam", "ham"])
+    parser.add_argument("--url", default=os.environ.get("SPAMLEARN_URL", "http://127.0.0.1:8731"))
+    args = parser.parse_args()
+    raw = args.message.read_bytes()
+    # Timeouts on: a filter must never hang the mail queue.
+    with httpx.Client(base_url=args.url, timeout=httpx.Timeout(10.0, connect=2.0)) as client:
+        verdict = score(client, raw)
+        if verdict:
+            print(f"{verdict['verdict']} {verdict['spam_prob']:.4f} (model {verdict['model']['name']} "
+                  f"revision {verdict['model']['revision']})")
+        if args.learn:
+            token = Path(os.environ["SPAMLEARN_LEARN_TOKEN_FILE"]).read_text().strip()
+            outcome = learn(client, raw, args.learn, token)
+            print(f"{outcome['action']} (model revision {outcome['revision']})")
+
+
+if __name__ == "__main__":
+    main()
