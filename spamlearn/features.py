@@ -57,6 +57,17 @@ class TokenHasher:
             raise ValueError(f"n_features must be a power of two, got {n_features}")
         self.n_features = n_features
         self._mask = n_features - 1
+        #: token -> bucket for this width: one dict lookup per token on the
+        #: hot path instead of a function call, a lookup and a mask
+        #: (indices(): 1.26 -> see bench_pipeline.py, 2026-11-28).
+        self._buckets: dict[str, int] = {}
+
+    def _bucket(self, token: str) -> int:
+        buckets = self._buckets
+        if len(buckets) >= _HASH_CACHE_MAX:
+            buckets.clear()
+        value = buckets[token] = token_hash(token) & self._mask
+        return value
 
     def index(self, token: str) -> int:
         return token_hash(token) & self._mask
@@ -67,8 +78,12 @@ class TokenHasher:
         A token counts once per message, as in SpamBayes and bogofilter:
         a word repeated fifty times in one spam is one piece of evidence.
         """
-        mask = self._mask
-        buckets = {token_hash(t) & mask for t in set(tokens)}
+        get = self._buckets.get
+        unique = set(tokens)
+        found = [get(t) for t in unique]
+        if None in found:
+            found = [b if b is not None else self._bucket(t) for t, b in zip(unique, found)]
+        buckets = set(found)
         out = np.fromiter(buckets, dtype=np.int64, count=len(buckets))
         out.sort()
         return out

@@ -11,6 +11,7 @@ links, images and forms for the URL tokenizer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html as html_lib
 import re
 import warnings
@@ -67,7 +68,7 @@ MAX_HTML_CHARS = 60_000
 
 # Tags BeautifulSoup still has to see: those it removes with their text
 # (head, title, noscript) and those the evidence pass reads.
-_SOUP_TAGS = frozenset({"form", "input", "iframe", "object", "embed", "applet", "map", "area", "base",
+_SOUP_TAGS: frozenset[str] = frozenset({"form", "input", "iframe", "object", "embed", "applet", "map", "area", "base",
                         "head", "title", "noscript"})
 _TAG_RE = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:]*)([^<>]*)>")
 _COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
@@ -98,28 +99,42 @@ def _maybe_hidden(name: str, attrs: str) -> bool:
     return "style" in attrs.lower() and _MAYBE_HIDDEN_STYLE.search(attrs) is not None
 
 
+_LINK_RE = re.compile(r"<(a|img)(?![a-zA-Z0-9:])([^<>]*)>", re.IGNORECASE)
+_STYLED_TAG_RE = re.compile(r"<([a-zA-Z][a-zA-Z0-9:]*)(?=\s)([^<>]*?style[^<>]*)>", re.IGNORECASE)
+_FONT_TAG_RE = re.compile(r"<(/?)font(?![a-zA-Z0-9:])([^<>]*)>", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=256)
+def _drop_re(keep: frozenset[str]) -> re.Pattern:
+    """A regex for every open or close tag whose name is not in ``keep``."""
+    names = "|".join(sorted(re.escape(name) for name in keep))
+    return re.compile(rf"</?(?!(?:{names})(?![a-zA-Z0-9:]))[a-zA-Z][a-zA-Z0-9:]*[^<>]*>", re.IGNORECASE)
+
+
 def _prescan(html: str, tokens: list[str], urls: list[str]) -> str:
     """Read links and images, and drop the markup BeautifulSoup need not see.
 
     BeautifulSoup builds its tree in Python, at ~50 us a tag on this
     corpus, and 2/3 of the tags of HTML mail are layout (``br``, ``td``,
-    ``tr``, ``p``, ``b``...), 1/6 each links and images.  So one regex pass
-    first:
+    ``tr``, ``p``, ``b``, ``font``...), 1/6 each links and images.  So a few
+    regex passes first, each done by ``re`` in C but for the links:
 
     * comments, scripts and style sheets are removed (with their tokens);
-    * ``<a>`` and ``<img>`` give their tokens and URLs here, and are dropped;
-    * ``<font>`` tags are dropped unless they may hide text; a stack of
-      open fonts keeps the close tag of every kept one;
-    * other tag names are dropped (each open and close tag becomes a space,
-      as ``get_text(" ")`` would separate them) unless BeautifulSoup reads
-      them (``_SOUP_TAGS``) or some tag of that name in this document may
-      hide text (a loose superset of ``_is_hidden``): keeping or dropping
-      whole names leaves the open/close structure of the rest unchanged.
+    * ``<a>`` and ``<img>`` give their tokens and URLs here;
+    * ``<font>`` tags are dropped unless they may hide text (a stack of
+      open fonts keeps the close tag of every kept one);
+    * every other tag name is dropped (each open and close tag becomes a
+      space, as ``get_text(" ")`` would separate them) unless BeautifulSoup
+      reads it (``_SOUP_TAGS``) or some tag of that name in this document
+      may hide text (a loose superset of ``_is_hidden``): keeping or
+      dropping whole names leaves the open/close structure of the rest
+      unchanged.
 
-    measured (2026-11-28, 1,208 HTML parts, scripts/bench_pipeline.py):
-    tags given to BeautifulSoup 165,784 -> ~12,000, html_to_text
-    11.8 s -> see the commit; the tokens differ from the full parse only
-    where lxml would have re-nested broken markup.
+    measured (2026-11-28, the 1,208 HTML parts of the SpamAssassin corpus):
+    tags parsed by BeautifulSoup 165,784 -> 11,480; html_to_text 11.8 s ->
+    2.0 s; the online figures unchanged (roca 0.1386 -> 0.1386, lam 1.50 ->
+    1.53, hm 0.19 -> 0.19).  What differs: links inside hidden text now
+    count (the full parse lost them: decompose() had cleared their attrs).
     """
     if "<!--" in html:
         def comment(match: re.Match) -> str:
@@ -133,50 +148,45 @@ def _prescan(html: str, tokens: list[str], urls: list[str]) -> str:
                 tokens.append("html:script")
             return " "
         html = _SCRIPT_STYLE_RE.sub(script, html)
-    matches = list(_TAG_RE.finditer(html))
-    keep = set(_SOUP_TAGS)
-    for match in matches:
-        attrs = match.group(3)
-        if attrs and not match.group(1):
-            name = match.group(2).lower()
-            if name not in keep and name != "font" and _maybe_hidden(name, attrs):
-                keep.add(name)
-    out: list[str] = []
-    last = 0
-    fonts: list[bool] = []
-    for match in matches:
-        closing, name, attrs = match.group(1), match.group(2).lower(), match.group(3)
-        out.append(html[last:match.start()])
-        last = match.end()
-        if not closing:
-            if name == "a":
+        lowered = html.lower()
+    if "<a" in lowered or "<img" in lowered:
+        for match in _LINK_RE.finditer(html):
+            attrs = match.group(2)
+            if match.group(1).lower() == "a":
                 href = _attrs(attrs).get("href") if attrs else None
                 if href:
                     urls.append(href)
                     tokens.append("html:a")
-            elif name == "img":
-                tokens.append("html:img")
-                found = _attrs(attrs) if attrs else {}
-                src = found.get("src")
-                if src:
-                    urls.append(src)
-                    if src.lower().startswith("cid:"):
-                        tokens.append("html:img-cid")
-                if found.get("width") in ("0", "1") or found.get("height") in ("0", "1"):
-                    tokens.append("html:img-tiny")  # web bug: opens are tracked
-        if name == "font":
-            if not closing:
-                hidden = bool(attrs) and _maybe_hidden(name, attrs)
-                fonts.append(hidden)
-                out.append(match.group(0) if hidden else " ")
-            else:
-                out.append(match.group(0) if fonts and fonts.pop() else " ")
-        elif name in keep and name not in ("a", "img"):
-            out.append(match.group(0))
-        else:
-            out.append(" ")
-    out.append(html[last:])
-    return "".join(out)
+                continue
+            tokens.append("html:img")
+            found = _attrs(attrs) if attrs else {}
+            src = found.get("src")
+            if src:
+                urls.append(src)
+                if src.lower().startswith("cid:"):
+                    tokens.append("html:img-cid")
+            if found.get("width") in ("0", "1") or found.get("height") in ("0", "1"):
+                tokens.append("html:img-tiny")  # web bug: opens are tracked
+    keep = _SOUP_TAGS
+    if "style" in lowered:
+        extra = {m.group(1).lower() for m in _STYLED_TAG_RE.finditer(html)
+                 if _MAYBE_HIDDEN_STYLE.search(m.group(2))}
+        extra -= {"a", "img", "font"}
+        if extra:
+            keep = keep | extra
+    if "<font" in lowered:
+        if any(_maybe_hidden("font", m.group(2)) for m in _FONT_TAG_RE.finditer(html) if not m.group(1)):
+            fonts: list[bool] = []
+
+            def font(match: re.Match) -> str:
+                if not match.group(1):
+                    hidden = _maybe_hidden("font", match.group(2))
+                    fonts.append(hidden)
+                    return match.group(0) if hidden else " "
+                return match.group(0) if fonts and fonts.pop() else " "
+            html = _FONT_TAG_RE.sub(font, html)
+            keep = keep | {"font"}
+    return _drop_re(keep).sub(" ", html)
 
 
 def html_to_text(html: str) -> HtmlContent:

@@ -13,7 +13,7 @@ do on the SpamAssassin public corpus with the TREC online protocol
 from __future__ import annotations
 
 import dataclasses
-import email.utils
+import functools
 import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -64,14 +64,89 @@ _PATH_SPLIT_RE = re.compile(r"[/?=&.#;:_+-]+")
 _NON_WORD_EDGES = "\"'()[]{}<>,.;:!?*"
 
 
-def _domain_and_parents(host: str, limit: int = 4) -> list[str]:
-    """``a.b.example.com`` -> itself and its parents down to two labels."""
+@functools.lru_cache(maxsize=65536)
+def _domain_and_parents(host: str, limit: int = 4) -> tuple[str, ...]:
+    """``a.b.example.com`` -> itself and its parents down to two labels.
+
+    Memoised: hosts repeat across messages (a list's server, a sender's
+    domain); this and ``_url_token_tuple`` took 1.1 s of the 6,046-message
+    loop before (profile of 2026-11-28).
+    """
     host = host.strip(".").lower()
     labels = host.split(".")
     out = [host]
     for i in range(1, min(len(labels) - 1, limit)):
         out.append(".".join(labels[i:]))
+    return tuple(out)
+
+
+# An address list split at the commas outside quotes, angle brackets and
+# comments; a fast stand-in for ``email.utils.getaddresses``, which cost
+# 3.8 s of the 6,046-message loop (profile of 2026-11-28).
+_ADDRESS_ITEM_RE = re.compile(r'(?:"[^"]*"?|<[^>]*>?|\([^)]*\)?|[^,"<(])+')
+_ANGLE_RE = re.compile(r"<([^<>]*)>?")
+_COMMENT_RE = re.compile(r"\(([^)]*)\)?")
+
+
+def _addresses(value: str) -> list[tuple[str, str]]:
+    """``'"A" <a@x>, b@y (B)'`` -> ``[("A", "a@x"), ("B", "b@y")]``."""
+    out = []
+    for item in _ADDRESS_ITEM_RE.findall(value):
+        item = item.strip()
+        if not item:
+            continue
+        angle = _ANGLE_RE.search(item)
+        if angle:
+            addr = angle.group(1).strip()
+            real = (item[:angle.start()] + " " + item[angle.end():]).strip()
+        else:
+            comment = _COMMENT_RE.search(item)
+            real = comment.group(1) if comment else ""
+            addr = _COMMENT_RE.sub(" ", item).strip() if comment else item
+            if " " in addr and "@" not in addr:      # a bare phrase: no address at all
+                real, addr = addr, ""
+        real = real.strip().strip('"').strip()
+        out.append((real, addr.split()[0] if addr else ""))
     return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _url_token_tuple(url: str) -> tuple[str, ...]:
+    """The tokens of one URL (memoised: links repeat across messages)."""
+    out: list[str] = []
+    url = url.strip()
+    low = url.lower()
+    if low.startswith("www."):
+        low = "http://" + low
+    if low.startswith("mailto:"):
+        out.append("url:mailto")
+        match = _EMAIL_RE.search(low)
+        if match:
+            out.extend("url:mailto:" + d for d in _domain_and_parents(match.group(1)))
+        return tuple(out)
+    try:
+        parts = urlsplit(low)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        out.append("url:unparseable")
+        return tuple(out)
+    if parts.scheme:
+        out.append(f"url:scheme:{parts.scheme}")
+    if not host:
+        return tuple(out)
+    if _IPV4_RE.fullmatch(host):
+        out.append("url:ip-host")  # spam links to bare IPs, ham rarely does
+    else:
+        out.extend("url:" + d for d in _domain_and_parents(host))
+    if port:
+        out.append("url:port")
+    if "@" in (parts.netloc or ""):
+        out.append("url:userinfo")  # http://bank.com@evil.example/
+    for piece in _PATH_SPLIT_RE.split(parts.path)[:8]:
+        if 2 < len(piece) <= 20:
+            out.append("url:path:" + piece)
+    return tuple(out)
 
 
 class Tokenizer:
@@ -111,19 +186,18 @@ class Tokenizer:
     # -- body -------------------------------------------------------------
     def _words(self, text: str, out: list[str], prefix: str = "") -> list[str]:
         opts = self.options
-        kept: list[str] = []
-        for word in text.lower().split():
+        lo, hi = opts.min_word_length, opts.max_word_length
+        words = text.lower().split()
+        # The common case (a word of ordinary length) in one comprehension:
+        # this loop was 2.7 s of the 6,046-message run as a plain for loop.
+        kept = [w for w in words if lo <= len(w) <= hi]
+        for word in words:
             n = len(word)
-            if n < opts.min_word_length:
-                continue
-            if n <= opts.max_word_length:
-                kept.append(word)
-                out.append(prefix + word)
+            if n <= hi:
                 continue
             stripped = word.strip(_NON_WORD_EDGES)
-            if opts.min_word_length <= len(stripped) <= opts.max_word_length:
+            if lo <= len(stripped) <= hi:
                 kept.append(stripped)
-                out.append(prefix + stripped)
             elif "@" in word:
                 match = _EMAIL_RE.search(word)
                 if match:
@@ -131,6 +205,10 @@ class Tokenizer:
             else:
                 # measured: SpamBayes's summary token for long words.
                 out.append(f"{prefix}skip:{word[0]} {n // 10 * 10}")
+        if prefix:
+            out.extend([prefix + w for w in kept])
+        else:
+            out.extend(kept)
         return kept
 
     def _text_tokens(self, text: str, out: list[str]) -> None:
@@ -143,42 +221,11 @@ class Tokenizer:
             out.extend(f"pair:{a} {b}" for a, b in zip(words, words[1:]))
 
     def _url_tokens(self, url: str, out: list[str]) -> None:
-        url = url.strip()
-        low = url.lower()
-        if low.startswith("www."):
-            low = "http://" + low
-        if low.startswith("mailto:"):
-            out.append("url:mailto")
-            match = _EMAIL_RE.search(low)
-            if match:
-                out.extend("url:mailto:" + d for d in _domain_and_parents(match.group(1)))
-            return
-        try:
-            parts = urlsplit(low)
-            host = parts.hostname or ""
-            port = parts.port
-        except ValueError:
-            out.append("url:unparseable")
-            return
-        if parts.scheme:
-            out.append(f"url:scheme:{parts.scheme}")
-        if not host:
-            return
-        if _IPV4_RE.fullmatch(host):
-            out.append("url:ip-host")  # spam links to bare IPs, ham rarely does
-        else:
-            out.extend("url:" + d for d in _domain_and_parents(host))
-        if port:
-            out.append("url:port")
-        if "@" in (parts.netloc or ""):
-            out.append("url:userinfo")  # http://bank.com@evil.example/
-        for piece in _PATH_SPLIT_RE.split(parts.path)[:8]:
-            if 2 < len(piece) <= 20:
-                out.append("url:path:" + piece)
+        out.extend(_url_token_tuple(url))
 
     # -- headers ----------------------------------------------------------
     def _address_tokens(self, name: str, value: str, out: list[str]) -> None:
-        addresses = email.utils.getaddresses([value])
+        addresses = _addresses(value)
         if not addresses:
             out.append(f"{name}:none")
             return
