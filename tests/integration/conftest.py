@@ -34,3 +34,13 @@ def clean_mailboxes(dovecot):
     for user in USERS:
         dovecot.reset_user(user)
     return dovecot
+
+
+@pytest.fixture(scope="session")
+def spamassassin_index(tmp_path_factory):
+    """The SpamAssassin corpus unpacked once per session into a temporary folder
+    (never the work tree's ``.corpora``, which other runs may be unpacking);
+    returns the path of its TREC index."""
+    from corpus import corpus_index  # scripts/corpus.py, put on sys.path by tests/conftest.py
+
+    return corpus_index(tmp_path_factory.mktemp("corpora"))
