@@ -101,6 +101,8 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
             unreadable += 1
             scores[i], decisions[i] = 0.5, 0.0
             verdicts.append(Label.UNSURE)
+            if progress is not None:
+                progress(i + 1)  # a progress bar must reach the end past unreadable files too
             continue
         if classifier.model.n_learned_:
             verdict = classifier.score_indices(indices)
