@@ -28,10 +28,25 @@ from .errors import (  # noqa: E402
     SpamlearnError,
     StoreBusyError,
 )
-from .features import MessageVectorizer, TokenHasher  # noqa: E402
+from .features import TokenHasher  # noqa: E402
 from .message import ParsedMessage, message_digest, parse_message  # noqa: E402
-from .model import ChiSquareNB  # noqa: E402
 from .tokenizer import Tokenizer, TokenizerOptions, tokenize  # noqa: E402
+
+
+
+def __getattr__(name: str):
+    # The scikit-learn faces load on first use: scoring and the command
+    # line never import scikit-learn (1.4 s of start-up here).
+    if name == "ChiSquareNB":
+        from .model import ChiSquareNB
+
+        return ChiSquareNB
+    if name == "MessageVectorizer":
+        from .vectorizer import MessageVectorizer
+
+        return MessageVectorizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",

@@ -1,7 +1,7 @@
 """The facade other filters embed: raw bytes in, a ``Verdict`` out.
 
 ``Classifier`` ties the parser, the tokenizer, the feature hasher and the
-``ChiSquareNB`` model together and applies the ham/unsure/spam cutoffs.  It
+``BayesCounts`` model (the numbers behind ``ChiSquareNB``) together and applies the ham/unsure/spam cutoffs.  It
 holds no file or lock: saving, loading and the learned-message ledger live in
 ``spamlearn.store`` and ``spamlearn.modelstore``.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from .errors import NotFittedError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .message import parse_message
-from .model import ChiSquareNB
+from .counts import BayesCounts
 from .tokenizer import Tokenizer, TokenizerOptions
 
 __all__ = ["Label", "Verdict", "Clue", "Classifier"]
@@ -76,7 +76,7 @@ class Classifier:
 
     Parameters
     ----------
-    model : ChiSquareNB, optional
+    model : BayesCounts (or ChiSquareNB), optional
         A fitted model; a new, empty one is made if omitted.
     n_features : int, default=2**21
         Size of the hashed feature space of a new model.
@@ -93,11 +93,11 @@ class Classifier:
     <Label.SPAM: 'spam'>
     """
 
-    def __init__(self, model: ChiSquareNB | None = None, *, n_features: int = DEFAULT_N_FEATURES,
+    def __init__(self, model: BayesCounts | None = None, *, n_features: int = DEFAULT_N_FEATURES,
                  tokenizer_options: TokenizerOptions | None = None, ham_cutoff: float = 0.20,
                  spam_cutoff: float = 0.90, scan_limit: int = 512_000):
         if model is None:
-            model = ChiSquareNB().init_empty(n_features)
+            model = BayesCounts().init_empty(n_features)
         self.model = model
         self.hasher = TokenHasher(model.n_features_in_)
         self.tokenizer = Tokenizer(tokenizer_options)

@@ -26,7 +26,7 @@ import numpy as np
 from . import __version__
 from .classifier import Classifier
 from .errors import ModelFileError
-from .model import ChiSquareNB
+from .counts import BayesCounts
 from .tokenizer import TokenizerOptions
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_classifier", "load_classifier", "read_header"]
@@ -161,7 +161,7 @@ def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float 
     data = read_header(path)
     try:
         n_features = int(data["n_features"])
-        model = ChiSquareNB(**data["model_params"]).init_empty(n_features)
+        model = BayesCounts(**data["model_params"]).init_empty(n_features)
         index = np.asarray(data["index"], dtype=np.int64)
         model.spam_count_[index] = data["spam"]
         model.ham_count_[index] = data["ham"]
