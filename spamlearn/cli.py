@@ -12,9 +12,11 @@ code  meaning
 3     ``filter``: an error (the message is still passed through unchanged)
 65    EX_DATAERR: an input is not a usable message (others were processed)
 66    EX_NOINPUT: an input file or folder does not exist or is unreadable
-69    EX_UNAVAILABLE: the IMAP server cannot be reached
+69    EX_UNAVAILABLE: the IMAP server cannot be reached (``serve``: the
+      address is taken)
 70    EX_SOFTWARE: an internal error (a bug: please report it)
 74    EX_IOERR: the model file or ledger is missing, corrupt, unwritable
+      (``serve``: no usable model to start with)
 75    EX_TEMPFAIL: another spamlearn holds the model's lock; retry later
 76    EX_PROTOCOL: the IMAP server answered unexpectedly (missing folder)
 77    EX_NOPERM: the IMAP server refused the login

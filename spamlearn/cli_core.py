@@ -119,7 +119,7 @@ def _score_one(job: tuple[str, bytes | None, str | None, bool]) -> dict:
         except OSError as exc:
             error = exc.strerror or str(exc)
     if error:
-        return {"path": name, "error": error}
+        return {"path": name, "error": error, "unreadable": True}
     try:
         verdict = _WORKER_CLASSIFIER.score(raw, explain=explain)
     except MessageError as exc:
@@ -136,7 +136,7 @@ def _jobs(paths: list[str], explain: bool):
 
 def _print_result(result: dict, as_json: bool, explain: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "unreadable"}))
         return
     if "error" in result:
         typer.echo(f"spamlearn: {result['path']}: {result['error']}", err=True)
@@ -165,7 +165,7 @@ def score(
     _WORKER_CLASSIFIER = classifier
     jobs = jobs or os.cpu_count() or 1
     total = count_messages(paths)
-    failures = 0
+    failures = unreadable = 0
     with progress("scoring", total, enabled=bool(sys.stderr.isatty() and total and total > 50)) as advance:
         if jobs > 1 and total and total >= 200:
             import multiprocessing
@@ -175,13 +175,17 @@ def score(
                 for result in pool.imap(_score_one, _jobs(paths, explain), chunksize=64):
                     advance(1)
                     failures += "error" in result
+                    unreadable += "unreadable" in result
                     _print_result(result, as_json, explain)
         else:
             for job in _jobs(paths, explain):
                 result = _score_one(job)
                 advance(1)
                 failures += "error" in result
+                unreadable += "unreadable" in result
                 _print_result(result, as_json, explain)
+    if unreadable:
+        raise typer.Exit(ExitCode.NOINPUT)
     if failures:
         raise typer.Exit(ExitCode.DATAERR)
 

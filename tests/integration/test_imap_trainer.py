@@ -495,6 +495,8 @@ def test_until_no_error_mode_learns_each_message_at_most_once(server, tmp_path):
            + [make_message("ham", 41, "phish"), make_message("ham", 42, "phish")])
     code, data, _ = train_cli(config)
     alice = account_of(data, "alice")
-    assert code == 0 and alice["learned_spam"] + alice["correct"] == 6 and alice["learned_spam"] >= 2
+    # At least the first ham-looking message in Junk is a mistake to learn;
+    # once it is learned, the model may already get its twin right.
+    assert code == 0 and alice["learned_spam"] + alice["correct"] == 6 and alice["learned_spam"] >= 1
     n_spam, _ = model_counts(config)
     assert n_spam == 4 + alice["learned_spam"]

@@ -138,7 +138,7 @@ def test_verdict_headers_keep_crlf(sample_ham):
 
 def test_missing_input_file_exit_code(trained_model, tmp_path):
     result = run("--model", trained_model, "score", tmp_path / "nope.eml")
-    assert result.exit_code == ExitCode.DATAERR
+    assert result.exit_code == ExitCode.NOINPUT
     assert "no such file" in result.output
 
 
