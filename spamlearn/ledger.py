@@ -17,11 +17,12 @@ undo record: both are back at R, agreeing (see ``ModelStore``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,36 @@ class Ledger:
             yield LedgerRow(*row)
 
     # -- writing ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any failure rolls it back whole."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot {what} ledger {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _put_row(db: sqlite3.Connection, digest: str, row: tuple | None) -> None:
+        """Store (label, learned_at, source, indices) for ``digest``, or delete it (None)."""
+        if row is None or row[0] is None:
+            db.execute("DELETE FROM messages WHERE digest = ?", (digest,))
+        else:
+            db.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)", (digest, *row))
+
+    @staticmethod
+    def _put_state(db: sqlite3.Connection, key: str, value: str | None) -> None:
+        if value is None:
+            db.execute("DELETE FROM state WHERE key = ?", (key,))
+        else:
+            db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
     def get_state(self, key: str) -> str | None:
         """A value that a learner keeps with the ledger (e.g. IMAP folder state)."""
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
@@ -169,64 +200,31 @@ class Ledger:
         trainer's folder positions), an undo record of what they replaced,
         and the new revision number all land together or not at all.
         """
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("DELETE FROM undo")
-                for digest, row in changes.items():
-                    old = db.execute("SELECT label, learned_at, source, indices FROM messages "
-                                     "WHERE digest = ?", (digest,)).fetchone()
-                    db.execute("INSERT INTO undo VALUES (?, ?, ?, ?, ?)", (digest, *(old or (None,) * 4)))
-                    if row is None:
-                        db.execute("DELETE FROM messages WHERE digest = ?", (digest,))
-                    else:
-                        db.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
-                                   (row.digest, row.label, row.learned_at, row.source, row.indices))
-                db.execute("DELETE FROM undo_state")
-                for key, value in (state or {}).items():
-                    old = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-                    db.execute("INSERT INTO undo_state VALUES (?, ?)", (key, old[0] if old else None))
-                    if value is None:
-                        db.execute("DELETE FROM state WHERE key = ?", (key,))
-                    else:
-                        db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (str(revision),))
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('committed_at', ?)", (str(time.time()),))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        with self._transaction("write") as db:
+            db.execute("DELETE FROM undo")
+            for digest, row in changes.items():
+                old = db.execute("SELECT label, learned_at, source, indices FROM messages "
+                                 "WHERE digest = ?", (digest,)).fetchone()
+                db.execute("INSERT INTO undo VALUES (?, ?, ?, ?, ?)", (digest, *(old or (None,) * 4)))
+                self._put_row(db, digest, None if row is None else
+                              (row.label, row.learned_at, row.source, row.indices))
+            db.execute("DELETE FROM undo_state")
+            for key, value in (state or {}).items():
+                old = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+                db.execute("INSERT INTO undo_state VALUES (?, ?)", (key, old[0] if old else None))
+                self._put_state(db, key, value)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (str(revision),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('committed_at', ?)", (str(time.time()),))
 
     def undo_last(self, to_revision: int) -> int:
         """Revert the last commit (its model file never landed); returns rows restored."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                undo = db.execute("SELECT digest, label, learned_at, source, indices FROM undo").fetchall()
-                for digest, label, learned_at, source, indices in undo:
-                    if label is None:
-                        db.execute("DELETE FROM messages WHERE digest = ?", (digest,))
-                    else:
-                        db.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?)",
-                                   (digest, label, learned_at, source, indices))
-                for key, value in db.execute("SELECT key, value FROM undo_state").fetchall():
-                    if value is None:
-                        db.execute("DELETE FROM state WHERE key = ?", (key,))
-                    else:
-                        db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
-                db.execute("DELETE FROM undo")
-                db.execute("DELETE FROM undo_state")
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (str(to_revision),))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot repair ledger {self.path}: {exc}") from exc
+        with self._transaction("repair") as db:
+            undo = db.execute("SELECT digest, label, learned_at, source, indices FROM undo").fetchall()
+            for digest, *row in undo:
+                self._put_row(db, digest, tuple(row))
+            for key, value in db.execute("SELECT key, value FROM undo_state").fetchall():
+                self._put_state(db, key, value)
+            db.execute("DELETE FROM undo")
+            db.execute("DELETE FROM undo_state")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (str(to_revision),))
         return len(undo)
