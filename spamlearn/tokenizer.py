@@ -102,6 +102,12 @@ class TokenizerOptions:
     header_names: bool = False
     list_headers: str = "all"
     strip_punctuation: bool = False
+    word_regex: bool = False
+    caps_words: bool = False
+    subject_pairs: bool = False
+    from_mismatch: bool = False
+    long_word_shape: bool = False
+    drop: str = ""
 
 
 # Headers we never learn from: our own verdict (learning from it would make
@@ -114,10 +120,17 @@ _URL_SPLIT_RE = re.compile(r"""((?:https?|ftp)://[^\s<>"'()\[\]{}]+|www\.[a-z0-9
 _EMAIL_RE = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 _RECEIVED_HOST_RE = re.compile(r"(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})", re.I)
 _IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_RECEIVED_HOST_LOW_RE = re.compile(r"(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})")
+_IPV4_FWD_RE = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _AUTH_RESULT_RE = re.compile(r"\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)", re.I)
 _SUBJECT_SPLIT_RE = re.compile(r"[\s]+")
 _PUNCT_RUN_RE = re.compile(r"[!?$%*]{2,}")
 _PATH_SPLIT_RE = re.compile(r"[/?=&.#;:_+-]+")
+_WORD_RE = re.compile(r"[\w$][\w$'.,%-]*[\w$%]|[\w$]")
+_CAPS_RE = re.compile(r"\b[A-Z][A-Z0-9]{3,11}\b")
+_SHAPE_TABLE = str.maketrans({**{c: "a" for c in "abcdefghijklmnopqrstuvwxyz"},
+                              **{c: "9" for c in "0123456789"}})
+_SHAPE_SQUEEZE_RE = re.compile(r"(.)\1+")
 _NON_WORD_EDGES = "\"'()[]{}<>,.;:!?*"
 
 
@@ -238,13 +251,16 @@ class Tokenizer:
                 self._text_tokens(html.text, out)
             else:
                 self._text_tokens(part.text, out)
+        if self.options.drop:
+            prefixes = tuple(self.options.drop.split("|"))
+            out = [t for t in out if not t.startswith(prefixes)]
         return out
 
     # -- body -------------------------------------------------------------
     def _words(self, text: str, out: list[str], prefix: str = "", ordered: bool = False) -> list[str]:
         opts = self.options
         lo, hi = opts.min_word_length, opts.max_word_length
-        words = text.lower().split()
+        words = _WORD_RE.findall(text.lower()) if opts.word_regex and not prefix else text.lower().split()
         if not ordered:
             # A token counts once per message (the hasher takes a set), so
             # look at each distinct word once: the body words of this
@@ -272,6 +288,9 @@ class Tokenizer:
             else:
                 # SpamBayes's summary token for long words (not re-measured here).
                 out.append(f"{prefix}skip:{word[0]} {n // 10 * 10}")
+                if opts.long_word_shape:
+                    shape = _SHAPE_SQUEEZE_RE.sub(r"\1", word.translate(_SHAPE_TABLE))[:12]
+                    out.append(f"{prefix}shape:{shape}")
         if prefix:
             out.extend([prefix + w for w in kept])
         else:
@@ -283,6 +302,8 @@ class Tokenizer:
         # [text, url, text, url, ...] (URL tokens are lower-case anyway).
         # The test is on the original case, as before (same tokens).
         found = "://" in text or "www." in text
+        if self.options.caps_words:
+            out.extend({"caps:" + w for w in _CAPS_RE.findall(text)})
         text = text.lower()
         if found:
             pieces = _URL_SPLIT_RE.split(text)
@@ -316,6 +337,14 @@ class Tokenizer:
             else:
                 out.append(f"{name}:no-real-name")
             local, _, domain = addr.rpartition("@")
+            if name == "from" and self.options.from_mismatch and real:
+                # A display name that is itself an address, for another
+                # domain than the sender's ("paypal.com" <x@evil.example>).
+                match = _EMAIL_RE.search(real.lower())
+                if match and domain and match.group(1) != domain:
+                    out.append("from:name-address-mismatch")
+                elif match:
+                    out.append("from:name-is-address")
             if domain:
                 out.extend(f"{name}:domain:{d}" for d in _domain_and_parents(domain))
             else:
@@ -325,9 +354,17 @@ class Tokenizer:
             out.append(f"{name}:count:{count if count < 5 else '5+'}")
 
     def _received_tokens(self, value: str, out: list[str]) -> None:
-        for match in _RECEIVED_HOST_RE.finditer(value):
-            out.extend("received:" + d for d in _domain_and_parents(match.group(1), limit=3))
-        for match in _IPV4_RE.finditer(value):
+        # Host names from the lowered text (no re.I), and the IPv4 regex
+        # without its look-behind, checked by hand: the look-behind at
+        # the front kept ``re`` from skipping ahead to digits.  measured
+        # 2026-11-28, the 32,585 Received headers of the corpus: 0.86 ->
+        # 0.56 s CPU, the same tokens for every header.
+        for host in _RECEIVED_HOST_LOW_RE.findall(value.lower()):
+            out.extend(["received:" + d for d in _domain_and_parents(host, 3)])
+        for match in _IPV4_FWD_RE.finditer(value):
+            start = match.start()
+            if start and value[start - 1] in "0123456789.":
+                continue
             a, b, c, _ = match.groups()
             out.append(f"received:ip:{a}.{b}.{c}")
             out.append(f"received:ip:{a}.{b}")
@@ -342,7 +379,9 @@ class Tokenizer:
             if self.options.header_names:
                 out.append("header:" + name)
             if name == "subject":
-                self._words(value, out, prefix="subject:")
+                words = self._words(value, out, prefix="subject:", ordered=self.options.subject_pairs)
+                if self.options.subject_pairs:
+                    out.extend([f"subject:pair:{a} {b}" for a, b in zip(words, words[1:])])
                 for run in _PUNCT_RUN_RE.findall(value):
                     out.append("subject:punct:" + run[:4])
                 if value.isupper() and len(value) > 8:
