@@ -167,7 +167,15 @@ def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float 
         model.ham_count_[index] = data["ham"]
         model.n_spam_ = int(data["n_spam"])
         model.n_ham_ = int(data["n_ham"])
+        known = {f.name for f in dataclasses.fields(TokenizerOptions)}
+        unknown = set(data["tokenizer"]) - known
+        if unknown:
+            raise ModelFileError(
+                f"model file {path} uses tokenizer options this spamlearn ({__version__}) does not "
+                f"know: {', '.join(sorted(unknown))}; it was written by another version")
         options = TokenizerOptions(**data["tokenizer"])
+    except ModelFileError:
+        raise
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFileError(f"model file {path} is corrupt ({type(exc).__name__}: {exc})") from exc
     classifier = Classifier(model, tokenizer_options=options, ham_cutoff=ham_cutoff,

@@ -114,3 +114,13 @@ def test_file_holds_plain_data_only(tmp_path, trained):
     assert data["format"] == FORMAT
     allowed = (int, float, str, dict, np.ndarray, type(None))
     assert all(isinstance(v, allowed) for v in data.values())
+
+
+def test_unknown_tokenizer_options_name_the_version_problem(tmp_path, trained):
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    data = joblib.load(path)
+    data["tokenizer"]["a_future_option"] = True
+    joblib.dump(data, path)
+    with pytest.raises(ModelFileError, match="a_future_option.*another version"):
+        load_classifier(path)
