@@ -190,6 +190,144 @@ def _prescan(html: str, tokens: list[str], urls: list[str]) -> str:
     return _drop_re(keep).sub(" ", html)
 
 
+#: Off only to check the fast path against the tree (tests, measurements).
+_FAST_PATH = True
+
+_HEAD_TITLE_RE = re.compile(r"<head(?![a-zA-Z0-9:])[^<>]*>(.*?)</head\s*>|<title(?![a-zA-Z0-9:])[^<>]*>.*?</title\s*>",
+                            re.IGNORECASE | re.DOTALL)
+_TITLE_RE = re.compile(r"<title(?![a-zA-Z0-9:])[^<>]*>.*?</title\s*>", re.IGNORECASE | re.DOTALL)
+_FONT_ATTR_RE = re.compile(r"""(?<![-\w])(style|size|color)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""",
+                           re.IGNORECASE)
+
+
+def _font_hidden(attrs: str) -> bool:
+    """``_is_hidden`` for a ``<font>`` tag, from its raw attribute text."""
+    found: dict[str, str] = {}
+    for match in _FONT_ATTR_RE.finditer(attrs):
+        value = match.group(2) if match.group(2) is not None else (
+            match.group(3) if match.group(3) is not None else match.group(4))
+        found.setdefault(match.group(1).lower(), html_lib.unescape(value) if "&" in value else value)
+    style = found.get("style") or ""
+    if style and _HIDDEN_STYLE.search(style):
+        return True
+    if found.get("size", "").strip() in ("0", "1", "-2", "-3", "-4"):
+        return True
+    if found.get("color", "").strip().lower() in _WHITE:
+        return True
+    if style:
+        match = _COLOR_STYLE.search(style)
+        if match and match.group(1).lower() in _WHITE:
+            return True
+    return False
+
+
+# A tag whose quoted attribute values may hold ">" ("Click here >>").
+_QUOTED_TAG_RE = re.compile(r"""<(/?)([a-zA-Z][a-zA-Z0-9:]*)((?:[^<>"']|"[^"]*"|'[^']*')*)>""")
+_FORM_ATTR_RE = re.compile(r"""(?<![-\w])(type|action)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""",
+                           re.IGNORECASE)
+
+
+def _form_attrs(attrs: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for match in _FORM_ATTR_RE.finditer(attrs):
+        value = match.group(2) if match.group(2) is not None else (
+            match.group(3) if match.group(3) is not None else match.group(4))
+        found.setdefault(match.group(1).lower(), html_lib.unescape(value) if "&" in value else value)
+    return found
+
+
+def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | None:
+    """What the tree pass gives, for markup left with only head, title, font, form, input.
+
+    After the prescan, 3/4 of the HTML parts that still hold tags hold
+    nothing but ``<head>``, ``<title>`` and ``<font>`` tags that may hide
+    text (``size=1`` is common).  Those need no tree: head and title are
+    cut out (only when the head holds nothing but a title, as a parser
+    would otherwise move the rest into the body), and fonts are walked
+    with a stack, as lxml nests them (a stray close tag is ignored, an
+    unclosed font runs to the end), hidden ones with their text removed
+    and counted.  ``None`` for anything else; BeautifulSoup reads that.
+    measured 2026-11-28, the 1,208 HTML parts of the SpamAssassin corpus:
+    687 of the 1,000 parts that reached BeautifulSoup now skip it, with the
+    same words, tokens and URLs as the tree pass for all 1,208 parts
+    (checked part by part); html_to_text 2.56 -> 1.70 s CPU; tokenize
+    stage 5.2 -> 4.0 s, whole loop 670 -> 796 msg/CPU-s; roca 0.1030,
+    lam 1.053, hm 0.024, unsure 8.19% unchanged.
+    """
+    failed = False
+    form_urls: list[str] = []
+    tokens: list[str] = []      # handed over only on success
+
+    def head(match: re.Match) -> str:
+        nonlocal failed
+        if match.group(1) is not None:
+            inner = _TITLE_RE.sub(" ", match.group(1))
+            if "<" in inner or inner.strip():
+                failed = True
+        return " "
+
+    if "<head" in html or "<HEAD" in html or "<title" in html or "<TITLE" in html or "<Head" in html:
+        html = _HEAD_TITLE_RE.sub(head, html)
+        if failed:
+            return None
+    pieces: list[str] = []
+    hidden: list[str] = []
+    stack: list[bool] = []
+    hidden_depth = 0          # depth of the open hidden font, 0 if none
+    hidden_words = 0
+    pos = 0
+    for match in _QUOTED_TAG_RE.finditer(html):
+        name = match.group(2).lower()
+        if name in ("form", "input"):
+            # Neither hides nor nests text that matters; inside a hidden
+            # font the tree pass never sees them (the font is gone first).
+            (hidden if hidden_depth else pieces).append(html[pos:match.start()])
+            pos = match.end()
+            (hidden if hidden_depth else pieces).append(" ")
+            if not match.group(1) and not hidden_depth:
+                found = _form_attrs(match.group(3))
+                if name == "form":
+                    tokens.append("html:form")
+                    if found.get("action"):
+                        form_urls.append(found["action"])
+                else:
+                    tokens.append(f"html:input:{(found.get('type') or 'text').lower()}")
+            continue
+        if name != "font":
+            return None
+        (hidden if hidden_depth else pieces).append(html[pos:match.start()])
+        pos = match.end()
+        (hidden if hidden_depth else pieces).append(" ")
+        if not match.group(1):
+            is_hidden = not hidden_depth and _font_hidden(match.group(3))
+            stack.append(is_hidden)
+            if is_hidden:
+                hidden_depth = len(stack)
+        elif stack:
+            if len(stack) == hidden_depth:
+                words = len(html_lib.unescape("".join(hidden)).split())
+                if words:
+                    hidden_words += words
+                    tokens.append("html:hidden-text")
+                hidden.clear()
+                hidden_depth = 0
+            stack.pop()
+    tail = html[pos:]
+    if "<" in tail or any("<" in piece for piece in pieces) or any("<" in piece for piece in hidden):
+        return None
+    (hidden if hidden_depth else pieces).append(tail)
+    if hidden_depth:
+        words = len(html_lib.unescape("".join(hidden)).split())
+        if words:
+            hidden_words += words
+            tokens.append("html:hidden-text")
+    if hidden_words:
+        tokens.append(f"html:hidden-words:{min(hidden_words, 50) // 10 * 10}")
+    urls.extend(form_urls)
+    out_tokens.extend(tokens)
+    return html_lib.unescape("".join(pieces))
+
+
 def html_to_text(html: str) -> HtmlContent:
     """Turn an HTML part into visible text, evidence tokens and URLs."""
     tokens: list[str] = []
@@ -204,6 +342,12 @@ def html_to_text(html: str) -> HtmlContent:
         if not text.strip():
             tokens.append("html:no-text")
         return HtmlContent(text=text, tokens=tokens, urls=urls)
+    if _FAST_PATH:
+        text = _without_soup(html, tokens, urls)
+        if text is not None:
+            if not text.strip():
+                tokens.append("html:no-text")
+            return HtmlContent(text=text, tokens=tokens, urls=urls)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)

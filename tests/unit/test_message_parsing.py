@@ -236,3 +236,31 @@ def test_huge_input_reads_only_the_scan_limit():
     assert msg.truncated and "truncated" in msg.defects
     assert msg.size == len(raw)
     assert len(msg.parts[0].text) < 100_000
+
+
+# -- HTML parts: the no-BeautifulSoup path gives what the tree pass gives --
+
+_HTML_CASES = [
+    "<html><head><title>Hi</title></head><body>plain <b>words</b> here</body></html>",
+    "<p>seen <font size=1>tiny hidden words</font> seen again</p>",
+    "<font color='#FFFFFF'>white <font size=3>nested</font> still hidden</font> shown",
+    "<font size=1>never closed, hidden to the end",
+    "</font>stray close <font size=2>kept</font>",
+    '<form action="http://evil.example/login"><input type=password>'
+    '<input type=submit value="Go >>" name=b1></form> after',
+    "<font size=1><form action='http://x.example/'><input></form></font> visible",
+    "<head><meta name=x>text in head</head> body &amp; more",
+    "<font style='display:none'>gone</font>here<font face=\"Arial>broken</font>",
+]
+
+
+@pytest.mark.parametrize("html", _HTML_CASES)
+def test_html_fast_path_matches_tree_pass(html, monkeypatch):
+    import spamlearn.html as H
+
+    fast = H.html_to_text(html)
+    monkeypatch.setattr(H, "_FAST_PATH", False)
+    tree = H.html_to_text(html)
+    assert fast.text.split() == tree.text.split()
+    assert sorted(fast.tokens) == sorted(tree.tokens)
+    assert sorted(fast.urls) == sorted(tree.urls)
