@@ -147,6 +147,10 @@ class TokenizerOptions:
 # may or may not have.
 _IGNORED_HEADER_PREFIXES = ("x-spam-", "x-spamlearn", "x-bogosity", "x-dspam-")
 
+_TOKENIZED_HEADERS = frozenset({
+    "subject", "from", "reply-to", "to", "cc", "sender", "return-path", "received", "message-id", "x-mailer",
+    "user-agent", "content-type", "authentication-results", "precedence", "x-priority", "importance",
+    "x-msmail-priority"})
 _URL_RE = re.compile(r"""(?:https?|ftp)://[^\s<>"'()\[\]{}]+|www\.[a-z0-9-]+\.[^\s<>"'()\[\]{}]+""", re.I)
 _URL_SPLIT_RE = re.compile(r"""((?:https?|ftp)://[^\s<>"'()\[\]{}]+|www\.[a-z0-9-]+\.[^\s<>"'()\[\]{}]+)""")
 _EMAIL_RE = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
@@ -248,6 +252,41 @@ def _url_token_tuple(url: str) -> tuple[str, ...]:
     for piece in _PATH_SPLIT_RE.split(parts.path)[:8]:
         if 2 < len(piece) <= 20:
             out.append("url:path:" + piece)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=16384)
+def _address_token_tuple(name: str, value: str, from_mismatch: bool) -> tuple[str, ...]:
+    """The tokens of one address header (memoised: a list's To, a sender's
+    From repeat across messages; 0.7 s of the loop, profile 2026-11-28)."""
+    out: list[str] = []
+    addresses = _addresses(value)
+    if not addresses:
+        out.append(f"{name}:none")
+        return tuple(out)
+    for real, addr in addresses[:10]:
+        addr = addr.lower()
+        if real:
+            for word in real.lower().split()[:4]:
+                out.append(f"{name}:name:{word.strip(_NON_WORD_EDGES)}")
+        else:
+            out.append(f"{name}:no-real-name")
+        local, _, domain = addr.rpartition("@")
+        if name == "from" and from_mismatch and real:
+            # A display name that is itself an address, for another
+            # domain than the sender's ("paypal.com" <x@evil.example>).
+            match = _EMAIL_RE.search(real.lower())
+            if match and domain and match.group(1) != domain:
+                out.append("from:name-address-mismatch")
+            elif match:
+                out.append("from:name-is-address")
+        if domain:
+            out.extend(f"{name}:domain:{d}" for d in _domain_and_parents(domain))
+        else:
+            out.append(f"{name}:no-domain")
+    if name in ("to", "cc"):
+        count = len(addresses)
+        out.append(f"{name}:count:{count if count < 5 else '5+'}")
     return tuple(out)
 
 
@@ -357,33 +396,7 @@ class Tokenizer:
 
     # -- headers ----------------------------------------------------------
     def _address_tokens(self, name: str, value: str, out: list[str]) -> None:
-        addresses = _addresses(value)
-        if not addresses:
-            out.append(f"{name}:none")
-            return
-        for real, addr in addresses[:10]:
-            addr = addr.lower()
-            if real:
-                for word in real.lower().split()[:4]:
-                    out.append(f"{name}:name:{word.strip(_NON_WORD_EDGES)}")
-            else:
-                out.append(f"{name}:no-real-name")
-            local, _, domain = addr.rpartition("@")
-            if name == "from" and self.options.from_mismatch and real:
-                # A display name that is itself an address, for another
-                # domain than the sender's ("paypal.com" <x@evil.example>).
-                match = _EMAIL_RE.search(real.lower())
-                if match and domain and match.group(1) != domain:
-                    out.append("from:name-address-mismatch")
-                elif match:
-                    out.append("from:name-is-address")
-            if domain:
-                out.extend(f"{name}:domain:{d}" for d in _domain_and_parents(domain))
-            else:
-                out.append(f"{name}:no-domain")
-        if name in ("to", "cc"):
-            count = len(addresses)
-            out.append(f"{name}:count:{count if count < 5 else '5+'}")
+        out.extend(_address_token_tuple(name, value, self.options.from_mismatch))
 
     def _received_tokens(self, value: str, out: list[str]) -> None:
         # Host names from the lowered text (no re.I), and the IPv4 regex
@@ -403,7 +416,13 @@ class Tokenizer:
 
     def _header_tokens(self, msg: ParsedMessage, out: list[str]) -> None:
         received = 0
+        names_too = self.options.header_names
         for name, value in msg.headers:
+            # Most headers give no token: skip them before the if-chain.
+            # With the memoised address tokens: tokenize 3.95 -> 3.75 s
+            # CPU (bench_pipeline, 2026-11-28), the same token sets.
+            if not names_too and name not in _TOKENIZED_HEADERS and not name.startswith("list-"):
+                continue
             if name.startswith(_IGNORED_HEADER_PREFIXES):
                 continue
             # Header names present (SpamBayes's idea): off by default,
