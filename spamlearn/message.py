@@ -141,9 +141,13 @@ def message_digest(raw: bytes) -> str:
 
     The same message reaches spamlearn with LF line ends from a Maildir file
     and with CRLF from IMAP or a Dovecot pipe; our own ``X-Spam-*`` headers
-    are left out so a filtered copy and the original are one message.
+    are left out so a filtered copy and the original are one message, and
+    so is an mbox envelope line (``From sender date``), which procmail and
+    mbox archives add and IMAP never shows.
     """
     data = _CRLF.sub(b"\n", raw)
+    if data.startswith(b"From "):
+        data = data.partition(b"\n")[2]
     head, sep, body = data.partition(b"\n\n")
     if b"x-spam-" in head.lower():
         kept = []

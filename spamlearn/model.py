@@ -32,7 +32,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     unknown_word_strength : float, default=0.1
     unknown_word_prob : float, default=0.52
     min_prob_strength : float, default=0.375
-    max_discriminators : int, default=50
+    max_discriminators : int, default=60
 
     Attributes
     ----------
@@ -53,7 +53,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, *, unknown_word_strength: float = 0.1, unknown_word_prob: float = 0.52,
-                 min_prob_strength: float = 0.375, max_discriminators: int = 50):
+                 min_prob_strength: float = 0.375, max_discriminators: int = 60):
         self.unknown_word_strength = unknown_word_strength
         self.unknown_word_prob = unknown_word_prob
         self.min_prob_strength = min_prob_strength

@@ -215,3 +215,8 @@ def test_concurrent_learners_lose_nothing(tmp_path, spam_messages, ham_messages)
     clf = store.load()
     assert (clf.n_spam, clf.n_ham) == (len(spam_messages), len(ham_messages))
     assert store.check() == []
+
+
+def test_envelope_line_does_not_change_identity(store, sample_spam):
+    store.learn(b"From spammer@example.net  Mon Sep  2 03:14:15 2002\n" + sample_spam, "spam")
+    assert store.learn(sample_spam.replace(b"\n", b"\r\n"), "spam").action == Action.ALREADY_KNOWN
