@@ -82,9 +82,10 @@ _MAYBE_HIDDEN_FONT = re.compile(
 _HREF_ONLY_RE = re.compile(r"""(?<![-\w])href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
 
 
-def _attrs(text: str) -> dict[str, str]:
+def _attrs(text: str, pattern: re.Pattern = _ATTR_RE) -> dict[str, str]:
+    """Attributes matched by ``pattern`` (name, then one of three value forms), first wins."""
     out: dict[str, str] = {}
-    for match in _ATTR_RE.finditer(text):
+    for match in pattern.finditer(text):
         value = match.group(2) if match.group(2) is not None else (
             match.group(3) if match.group(3) is not None else match.group(4))
         out.setdefault(match.group(1).lower(), html_lib.unescape(value) if "&" in value else value)
@@ -240,11 +241,7 @@ _FONT_ATTR_RE = re.compile(r"""(?<![-\w])(style|size|color)\s*=\s*(?:"([^"]*)"|'
 
 def _font_hidden(attrs: str) -> bool:
     """``_is_hidden`` for a ``<font>`` tag, from its raw attribute text."""
-    found: dict[str, str] = {}
-    for match in _FONT_ATTR_RE.finditer(attrs):
-        value = match.group(2) if match.group(2) is not None else (
-            match.group(3) if match.group(3) is not None else match.group(4))
-        found.setdefault(match.group(1).lower(), html_lib.unescape(value) if "&" in value else value)
+    found = _attrs(attrs, _FONT_ATTR_RE)
     style = found.get("style") or ""
     if style and _HIDDEN_STYLE.search(style):
         return True
@@ -266,12 +263,7 @@ _FORM_ATTR_RE = re.compile(r"""(?<![-\w])(type|action)\s*=\s*(?:"([^"]*)"|'([^']
 
 
 def _form_attrs(attrs: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for match in _FORM_ATTR_RE.finditer(attrs):
-        value = match.group(2) if match.group(2) is not None else (
-            match.group(3) if match.group(3) is not None else match.group(4))
-        found.setdefault(match.group(1).lower(), html_lib.unescape(value) if "&" in value else value)
-    return found
+    return _attrs(attrs, _FORM_ATTR_RE)
 
 
 def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | None:
