@@ -40,21 +40,25 @@ class HtmlContent:
     urls: list[str]
 
 
-def _is_hidden(tag) -> bool:
-    style = tag.get("style") or ""
+def _hides(style: str, size: str, color: str, is_font: bool) -> bool:
+    """Does markup with these attributes hide its text (none, tiny, white)?"""
     if style and _HIDDEN_STYLE.search(style):
         return True
-    if tag.name == "font":
-        size = (tag.get("size") or "").strip()
-        if size in ("0", "1", "-2", "-3", "-4"):
+    if is_font:
+        if size.strip() in ("0", "1", "-2", "-3", "-4"):
             return True
-        if (tag.get("color") or "").strip().lower() in _WHITE:
+        if color.strip().lower() in _WHITE:
             return True
     if style:
         match = _COLOR_STYLE.search(style)
         if match and match.group(1).lower() in _WHITE:
             return True
     return False
+
+
+def _is_hidden(tag) -> bool:
+    return _hides(tag.get("style") or "", tag.get("size") or "", tag.get("color") or "",
+                  tag.name == "font")
 
 
 #: HTML beyond this many characters is not parsed.  Only 1% of this corpus's
@@ -242,18 +246,7 @@ _FONT_ATTR_RE = re.compile(r"""(?<![-\w])(style|size|color)\s*=\s*(?:"([^"]*)"|'
 def _font_hidden(attrs: str) -> bool:
     """``_is_hidden`` for a ``<font>`` tag, from its raw attribute text."""
     found = _attrs(attrs, _FONT_ATTR_RE)
-    style = found.get("style") or ""
-    if style and _HIDDEN_STYLE.search(style):
-        return True
-    if found.get("size", "").strip() in ("0", "1", "-2", "-3", "-4"):
-        return True
-    if found.get("color", "").strip().lower() in _WHITE:
-        return True
-    if style:
-        match = _COLOR_STYLE.search(style)
-        if match and match.group(1).lower() in _WHITE:
-            return True
-    return False
+    return _hides(found.get("style") or "", found.get("size") or "", found.get("color") or "", True)
 
 
 # A tag whose quoted attribute values may hold ">" ("Click here >>").
