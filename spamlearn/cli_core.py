@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -166,24 +167,20 @@ def score(
     jobs = jobs or os.cpu_count() or 1
     total = count_messages(paths)
     failures = unreadable = 0
-    with progress("scoring", total, enabled=bool(sys.stderr.isatty() and total and total > 50)) as advance:
+    with progress("scoring", total, enabled=bool(sys.stderr.isatty() and total and total > 50)) as advance, \
+            contextlib.ExitStack() as stack:
+        results = map(_score_one, _jobs(paths, explain))
         if jobs > 1 and total and total >= 200:
             import multiprocessing
 
             # fork: the workers share the loaded model's pages with us.
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                for result in pool.imap(_score_one, _jobs(paths, explain), chunksize=64):
-                    advance(1)
-                    failures += "error" in result
-                    unreadable += "unreadable" in result
-                    _print_result(result, as_json, explain)
-        else:
-            for job in _jobs(paths, explain):
-                result = _score_one(job)
-                advance(1)
-                failures += "error" in result
-                unreadable += "unreadable" in result
-                _print_result(result, as_json, explain)
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(jobs))
+            results = pool.imap(_score_one, _jobs(paths, explain), chunksize=64)
+        for result in results:
+            advance(1)
+            failures += "error" in result
+            unreadable += "unreadable" in result
+            _print_result(result, as_json, explain)
     if unreadable:
         raise typer.Exit(ExitCode.NOINPUT)
     if failures:
