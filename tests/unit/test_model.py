@@ -152,6 +152,17 @@ def test_useful_after_a_few_messages(spam_messages, ham_messages):
     assert clf.score(b"Subject: hello\n\nsomething entirely different").label is Label.UNSURE
 
 
+def test_one_class_learned_is_unsure_not_confident(sample_spam, sample_ham):
+    """With only ham known, every known token looks like ham: no clues yet."""
+    clf = Classifier(n_features=2**16)
+    clf.learn(sample_ham, "ham")
+    verdict = clf.score(sample_spam, explain=True)
+    assert verdict.label is Label.UNSURE and verdict.spam_prob == pytest.approx(0.5)
+    assert verdict.clues == ()
+    clf.learn(sample_spam, "spam")
+    assert clf.score(sample_spam).label is Label.SPAM
+
+
 def test_classifier_learn_unlearn_is_exact_inverse(sample_spam, sample_ham):
     clf = Classifier(n_features=2**16)
     clf.learn(sample_ham, "ham")
