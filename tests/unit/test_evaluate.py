@@ -9,7 +9,8 @@ import pytest
 
 from spamlearn.classifier import Classifier, Label
 from spamlearn.errors import ConfigError
-from spamlearn.evaluate import OnlineResult, compute_figures, read_index, roc_points, run_online
+from spamlearn.evaluate import (OnlineResult, compute_figures, read_index, roc_points, run_online,
+                                write_results)
 
 
 def result(gold, decisions, verdicts=None):
@@ -90,3 +91,18 @@ def test_online_protocol_scores_before_learning(tmp_path, spam_messages, ham_mes
     out = run_online(entries, errors_only, mode="error")
     assert out.trained == errors_only.n_spam + errors_only.n_ham
     assert out.trained < len(entries)
+
+
+def test_results_file_keeps_the_ranking_it_reports(tmp_path):
+    """A ROC computed from the results file equals the reported one, even
+    for scores that differ only past the sixth decimal."""
+    decisions = [30.0, 20.0, -20.0, -25.0, -30.0, 25.0]
+    res = result([1, 0, 1, 0, 0, 1], decisions)
+    write_results(res, tmp_path / "results")
+    rows = [line.split() for line in (tmp_path / "results").read_text().splitlines()]
+    assert [r[1] for r in rows] == ["spam", "ham", "spam", "ham", "ham", "spam"]
+    scores = np.array([float(r[2]) for r in rows])
+    from_file = compute_figures(OnlineResult(res.ids, res.gold, scores, np.log(scores) - np.log1p(-scores),
+                                             res.verdicts, 1.0, len(rows)))
+    assert from_file.roca_pct == pytest.approx(compute_figures(res).roca_pct)
+    assert len(set(scores)) == len(scores)
