@@ -2,51 +2,59 @@
 
 Hashing instead of a vocabulary: the model's size is fixed and known in
 advance (two count arrays of ``n_features``), learning never grows a
-dictionary, and the mapping is stable across processes and versions, because
-it is BLAKE2b from the standard library (the first 8 bytes of the digest of
-the token's UTF-8 bytes), never Python's per-process randomised ``hash()``.
-BLAKE2b rather than scikit-learn's MurmurHash3: importing scikit-learn costs
-1.4 s, which every ``spamlearn filter`` call would pay; hashing costs more
-per token (2 us against 0.4 us) but each token is hashed once per process
-and cached.  Collisions are the price.  Measured
-2026-11-28 on the SpamAssassin public corpus (152,004 distinct tokens with
-the default TokenizerOptions): 13.5% of tokens share a bucket with another
-at 2**20 buckets, 7.0% at 2**21, 3.5% at 2**22.  The online figures
-(roca / lam / hm, scripts/ablation.py with the default model) barely move:
-2**20 0.1119 / 0.976 / 0.024, 2**21 0.1084 / 1.037 / 0.024, 2**22
-0.1065 / 1.016 / 0.024 -- within noise of each other, so the default
-stays 2**21 (16 MB of counts in memory; a model file holds only the
-~150,000 non-zero buckets).
+dictionary, and the mapping is stable across processes, platforms and
+versions, because it is CRC-32 (``binascii.crc32``, the zlib/PNG/Ethernet
+polynomial) of the token's UTF-8 bytes, never Python's per-process
+randomised ``hash()``.  The model file records the hash's name
+(``HASH_NAME``), so a model written with another hash is refused on load.
+Not scikit-learn's MurmurHash3: importing scikit-learn costs 1.4 s, which
+every ``spamlearn filter`` call would pay.
+
+Collisions are the price.  Measured 2026-11-28 on the SpamAssassin public
+corpus (173,954 distinct tokens with the default TokenizerOptions), the
+share of tokens that share a bucket with another: 15.35% at 2**20 buckets,
+8.02% at 2**21, 4.06% at 2**22 -- what a uniform hash gives (15.29, 7.96,
+4.06%; BLAKE2b, the hash before: 15.21, 7.91, 4.10%).  Earlier, with
+BLAKE2b, the online figures (roca / lam / hm, scripts/ablation.py with the
+default model) barely moved with the width: 2**20 0.1119 / 0.976 / 0.024,
+2**21 0.1084 / 1.037 / 0.024, 2**22 0.1065 / 1.016 / 0.024 -- within noise
+of each other, so the default stays 2**21 (16 MB of counts in memory; a
+model file holds only the ~170,000 non-zero buckets).
+
+Why CRC-32 and not BLAKE2b (the hash until 2026-11-28).  BLAKE2b costs
+~1 us a token in Python (an object, a digest, ``int.from_bytes``), so it
+needed a token -> bucket dict in front of it, and then every token of every
+message still cost a Python-level dict lookup (~390 ns: hashing the fresh
+string, a miss-prone probe in a 170,000-entry dict) plus 3 us for each new
+token.  CRC-32 is cheap enough to need no cache at all: the message's
+tokens are joined, encoded and split once (C loops), ``map(crc32, ...)``
+hashes them, and numpy sorts and de-duplicates the buckets.  measured
+2026-11-28, ``hasher.indices`` over the corpus's token lists: 1.0 s CPU
+(BLAKE2b, fresh process) -> 0.5 s; ``scripts/bench_pipeline.py`` hash stage
+1.35 -> 0.75 s CPU (6,046 msgs).  32 bits are enough for up to 2**32 buckets.
 """
 
 from __future__ import annotations
 
+from binascii import crc32
 from collections.abc import Iterable
-
-from hashlib import blake2b
 
 import numpy as np
 
-__all__ = ["TokenHasher", "MessageVectorizer", "DEFAULT_N_FEATURES"]
+__all__ = ["TokenHasher", "MessageVectorizer", "DEFAULT_N_FEATURES", "HASH_NAME", "token_hash"]
 
 DEFAULT_N_FEATURES = 2**21
 
-#: Token -> bucket memo.  Hashing a token costs ~0.4 us in Python, a dict
-#: hit ~0.05 us; most tokens of a message were seen before.  Bounded, and
-#: keyed by token only (the bucket is hash % n_features, computed after).
-_HASH_CACHE: dict[str, int] = {}
-_HASH_CACHE_MAX = 1_000_000
+#: Written into every model file; a model whose buckets came from another
+#: hash is refused (spamlearn.store).
+HASH_NAME = "crc32"
+
+_MAX_FEATURES = 2**32
 
 
 def token_hash(token: str) -> int:
-    value = _HASH_CACHE.get(token)
-    if value is None:
-        if len(_HASH_CACHE) >= _HASH_CACHE_MAX:
-            _HASH_CACHE.clear()
-        value = int.from_bytes(blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                               "little")
-        _HASH_CACHE[token] = value
-    return value
+    """The 32-bit hash of one token (its bucket is this modulo ``n_features``)."""
+    return crc32(token.encode("utf-8", "surrogatepass"))
 
 
 class TokenHasher:
@@ -55,69 +63,46 @@ class TokenHasher:
     Parameters
     ----------
     n_features : int, default=2**21
-        Number of buckets; a power of two.
+        Number of buckets; a power of two, at most 2**32.
     """
 
     def __init__(self, n_features: int = DEFAULT_N_FEATURES):
-        if n_features <= 0 or n_features & (n_features - 1):
-            raise ValueError(f"n_features must be a power of two, got {n_features}")
+        if n_features <= 0 or n_features & (n_features - 1) or n_features > _MAX_FEATURES:
+            raise ValueError(f"n_features must be a power of two up to 2**32, got {n_features}")
         self.n_features = n_features
         self._mask = n_features - 1
-        #: token -> bucket for this width: one dict lookup per token on the
-        #: hot path instead of a function call, a lookup and a mask
-        #: (scripts/bench_pipeline.py).
-        self._buckets: dict[str, int] = {}
-
-    def _bucket(self, token: str) -> int:
-        buckets = self._buckets
-        if len(buckets) >= _HASH_CACHE_MAX:
-            buckets.clear()
-        value = buckets[token] = token_hash(token) & self._mask
-        return value
 
     def index(self, token: str) -> int:
         return token_hash(token) & self._mask
 
     def indices(self, tokens: Iterable[str]) -> np.ndarray:
-        """Unique bucket indices of ``tokens`` (presence, not counts).
+        """Unique bucket indices of ``tokens`` (presence, not counts), sorted, int64.
 
         A token counts once per message, as in SpamBayes and bogofilter:
         a word repeated fifty times in one spam is one piece of evidence.
         """
-        buckets = self._buckets
-        get = buckets.get
         if not isinstance(tokens, (list, tuple)):
             tokens = list(tokens)
-        # map() instead of a comprehension, and the misses hashed here in
-        # one loop (no per-token call into _bucket/token_hash, and no second
-        # copy in the module-wide _HASH_CACHE): the same BLAKE2b buckets.
-        # measured 2026-11-28, ``PYTHONPATH=. python scripts/bench_pipeline.py
-        # .corpora/spamassassin-public/full/index``: hash 1.73 -> 1.55 s CPU
-        # (6,046 msgs; the 1.73 was taken with another job on the 2 cores,
-        # so read it as an upper bound), same tokens and indices for every
-        # message.  Both changes together, hasher.indices alone over the
-        # corpus's token lists, fresh process, 3 runs each (2026-11-28):
-        # cold 1.34-1.37 -> 1.02-1.15 s CPU, warm 0.58-0.72 -> 0.50-0.57 s.
-        # Then no set(tokens) first: the lookups go over the list and the
-        # set of buckets drops the repeats (1.42 M lookups instead of a
-        # set build plus ~1.2 M): warm indices() over the corpus's token
-        # lists 0.70 -> 0.55 s CPU, cold 1.20 -> 1.03 s (/tmp timing of
-        # hasher.indices alone, 2026-11-28), same indices for every message.
-        found = set(map(get, tokens))
-        if None in found:
-            found.discard(None)
-            missing = {t for t in tokens if t not in buckets}
-            if len(buckets) + len(missing) > _HASH_CACHE_MAX:
-                buckets.clear()
-            mask = self._mask
-            from_bytes = int.from_bytes
-            for t in missing:
-                b = from_bytes(blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-                               "little") & mask
-                buckets[t] = b
-                found.add(b)
-        out = np.fromiter(found, dtype=np.int64, count=len(found))
+        if not tokens:
+            return np.zeros(0, dtype=np.int64)
+        # One join, one encode and one split instead of an encode per token
+        # (join + encode + split: 0.2 s for the corpus's 1.42 M tokens); a
+        # token holding the separator itself (one message of 6,046) is
+        # encoded token by token.  UTF-8 encodes each character on its own,
+        # so each piece is the token's own encoding.
+        pieces = "\0".join(tokens).encode("utf-8", "surrogatepass").split(b"\0")
+        if len(pieces) != len(tokens):
+            pieces = [t.encode("utf-8", "surrogatepass") for t in tokens]
+        out = np.fromiter(map(crc32, pieces), dtype=np.int64, count=len(pieces))
+        out &= self._mask
         out.sort()
+        # sort + neighbour test, not np.unique (36 us a call of Python-level
+        # overhead, 0.2 s over the corpus).
+        if len(out) > 1:
+            keep = np.empty(len(out), dtype=bool)
+            keep[0] = True
+            np.not_equal(out[1:], out[:-1], out=keep[1:])
+            out = out[keep]
         return out
 
 

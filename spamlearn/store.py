@@ -27,12 +27,17 @@ from . import __version__
 from .classifier import Classifier
 from .errors import ModelFileError
 from .counts import BayesCounts
+from .features import HASH_NAME
 from .tokenizer import TokenizerOptions
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_classifier", "load_classifier", "read_header"]
 
 FORMAT = "spamlearn-model"
-FORMAT_VERSION = 1
+#: 2 (2026-11-28): tokens hashed with CRC-32, named in the file's "hash"
+#: field (spamlearn.features).  Version 1 files hashed with BLAKE2b: their
+#: buckets mean other tokens, so they are refused, not misread.
+FORMAT_VERSION = 2
+_HASH_OF_VERSION = {1: "blake2b"}
 
 _MODEL_PARAMS = ("unknown_word_strength", "unknown_word_prob", "min_prob_strength",
                  "max_discriminators")
@@ -50,6 +55,7 @@ def _to_dict(classifier: Classifier) -> dict:
         "trained_at": classifier.trained_at,
         "revision": classifier.revision,
         "n_features": model.n_features_in_,
+        "hash": HASH_NAME,
         "model_params": {k: getattr(model, k) for k in _MODEL_PARAMS},
         "tokenizer": dataclasses.asdict(classifier.tokenizer.options),
         "n_spam": model.n_spam_,
@@ -141,11 +147,20 @@ def read_header(path: Path) -> dict:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a spamlearn model file")
     version = data.get("format_version")
+    if version in _HASH_OF_VERSION:
+        raise ModelFileError(
+            f"model file {path} has format version {version!r}, whose tokens were hashed with "
+            f"{_HASH_OF_VERSION[version]}; this spamlearn ({__version__}) hashes with {HASH_NAME} "
+            f"and reads version {FORMAT_VERSION}: learn the messages again into a new model")
     if version != FORMAT_VERSION:
         raise ModelFileError(
             f"model file {path} has format version {version!r}; this spamlearn "
             f"({__version__}) reads version {FORMAT_VERSION}"
         )
+    if data.get("hash") != HASH_NAME:
+        raise ModelFileError(
+            f"model file {path} hashes tokens with {data.get('hash')!r}; this spamlearn "
+            f"({__version__}) hashes with {HASH_NAME!r}: learn the messages again into a new model")
     return data
 
 

@@ -124,3 +124,15 @@ def test_unknown_tokenizer_options_name_the_version_problem(tmp_path, trained):
     joblib.dump(data, path)
     with pytest.raises(ModelFileError, match="a_future_option.*another version"):
         load_classifier(path)
+
+
+@pytest.mark.parametrize("change", [{"hash": "blake2b"}, {"format_version": 1}])
+def test_a_model_hashed_with_another_hash_is_refused(tmp_path, trained, change):
+    # Its buckets mean other tokens: scoring with it would be noise.
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    data = joblib.load(path)
+    data.update(change)
+    joblib.dump(data, path)
+    with pytest.raises(ModelFileError, match="blake2b"):
+        read_header(path)
