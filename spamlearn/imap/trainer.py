@@ -48,6 +48,7 @@ from ..errors import (
     ModelError,
     StoreBusyError,
 )
+from ..exitcodes import exit_code_for
 from ..modelstore import Action, LearningSession, ModelStore
 from .config import Account, Mode
 from .connection import MAX_BATCH_BYTES, FolderInfo, MailServer, MessageMeta, connect
@@ -272,7 +273,6 @@ class Trainer:
 
     def train_account(self, account: Account) -> AccountReport:
         """One pass over one account, reconnecting after a dropped connection."""
-        from ..cli import exit_code_for  # the one table of exit codes
 
         started = time.monotonic()
         try:

@@ -1,0 +1,78 @@
+"""Exit codes of every spamlearn command, and the error -> code table.
+
+Exit codes follow sysexits(3), which Postfix's pipe(8) and procmail already
+understand (75 = try again later):
+
+====  ======================================================================
+code  meaning
+====  ======================================================================
+0     success (``filter``: the message is spam, as with bogofilter)
+1     ``filter``: the message is ham
+2     ``filter``: unsure; any command: bad command-line usage
+3     ``filter``: an error (the message is still passed through unchanged)
+65    EX_DATAERR: an input is not a usable message (others were processed)
+66    EX_NOINPUT: an input file or folder does not exist or is unreadable
+69    EX_UNAVAILABLE: the IMAP server cannot be reached (``serve``: the
+      address is taken)
+70    EX_SOFTWARE: an internal error (a bug: please report it)
+74    EX_IOERR: the model file or ledger is missing, corrupt, unwritable
+      (``serve``: no usable model to start with)
+75    EX_TEMPFAIL: another spamlearn holds the model's lock; retry later
+76    EX_PROTOCOL: the IMAP server answered unexpectedly (missing folder)
+77    EX_NOPERM: the IMAP server refused the login
+78    EX_CONFIG: the configuration file or an option is wrong
+====  ======================================================================
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigError,
+    ImapAuthError,
+    ImapConnectionError,
+    ImapStateError,
+    LedgerError,
+    MessageError,
+    ModelError,
+    SpamlearnError,
+    StoreBusyError,
+)
+
+__all__ = ["ExitCode", "exit_code_for"]
+
+
+class ExitCode:
+    OK = 0
+    FILTER_HAM = 1
+    FILTER_UNSURE = 2
+    USAGE = 2
+    FILTER_ERROR = 3
+    DATAERR = 65
+    NOINPUT = 66
+    UNAVAILABLE = 69
+    SOFTWARE = 70
+    IOERR = 74
+    TEMPFAIL = 75
+    PROTOCOL = 76
+    NOPERM = 77
+    CONFIG = 78
+
+
+_ERROR_CODES: list[tuple[type[BaseException], int]] = [
+    (StoreBusyError, ExitCode.TEMPFAIL),
+    (ConfigError, ExitCode.CONFIG),
+    (MessageError, ExitCode.DATAERR),
+    (ImapAuthError, ExitCode.NOPERM),
+    (ImapConnectionError, ExitCode.UNAVAILABLE),
+    (ImapStateError, ExitCode.PROTOCOL),
+    (ModelError, ExitCode.IOERR),
+    (LedgerError, ExitCode.IOERR),
+    (SpamlearnError, ExitCode.SOFTWARE),
+]
+
+
+def exit_code_for(exc: BaseException) -> int:
+    for kind, code in _ERROR_CODES:
+        if isinstance(exc, kind):
+            return code
+    return ExitCode.SOFTWARE
