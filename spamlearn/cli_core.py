@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import sys
@@ -137,7 +138,11 @@ def _jobs(paths: list[str], explain: bool):
 
 def _print_result(result: dict, as_json: bool, explain: bool) -> None:
     if as_json:
-        typer.echo(json.dumps({k: v for k, v in result.items() if k != "unreadable"}))
+        # sys.stdout.write, not typer.echo: click's echo looks up the stream,
+        # strips ANSI codes and flushes on every call (28 us a line against
+        # 10 us, 0.11 s over 6,046 messages; 2026-11-28).  json.dumps writes
+        # ASCII only, so the stream's encoding cannot fail here.
+        sys.stdout.write(json.dumps({k: v for k, v in result.items() if k != "unreadable"}) + "\n")
         return
     if "error" in result:
         typer.echo(f"spamlearn: {result['path']}: {result['error']}", err=True)
@@ -146,6 +151,11 @@ def _print_result(result: dict, as_json: bool, explain: bool) -> None:
     for clue in result.get("clues", [])[:30] if explain else []:
         typer.echo(f"    {clue['spam_prob']:.3f}  spam={clue['spam_count']:<5d} "
                    f"ham={clue['ham_count']:<5d} {clue['token']}")
+
+
+#: From this many inputs on, ``score`` uses worker processes (if --jobs
+#: allows) and precomputes the model's feature probabilities.
+_MANY = 200
 
 
 @app.command()
@@ -165,22 +175,37 @@ def score(
     classifier, _ = load_scoring_classifier(state.settings, user, state.model_override)
     _WORKER_CLASSIFIER = classifier
     jobs = jobs or os.cpu_count() or 1
-    total = count_messages(paths)
+    # The inputs are counted (a second walk of every folder: 0.14 s for the
+    # SpamAssassin corpus) only for a progress bar; whether there are many
+    # is seen by reading the first _MANY jobs ahead.
+    interactive = sys.stderr.isatty()
+    total = count_messages(paths) if interactive else None
+    pending = _jobs(paths, explain)
+    first = list(itertools.islice(pending, _MANY))
+    many = len(first) >= _MANY
+    all_jobs = itertools.chain(first, pending)
+    if many:
+        # One table lookup per feature instead of Robinson's formula per
+        # message (~20 ms once, before the workers fork and share it):
+        # measured 2026-11-28, scoring the corpus's 6,046 messages with the
+        # default model 0.92 -> 0.72 s CPU, the same decisions bit for bit.
+        classifier.model.freeze_scoring()
     failures = unreadable = 0
-    with progress("scoring", total, enabled=bool(sys.stderr.isatty() and total and total > 50)) as advance, \
+    with progress("scoring", total, enabled=bool(interactive and total and total > 50)) as advance, \
             contextlib.ExitStack() as stack:
-        results = map(_score_one, _jobs(paths, explain))
-        if jobs > 1 and total and total >= 200:
+        results = map(_score_one, all_jobs)
+        if jobs > 1 and many:
             import multiprocessing
 
             # fork: the workers share the loaded model's pages with us.
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(jobs))
-            results = pool.imap(_score_one, _jobs(paths, explain), chunksize=64)
+            results = pool.imap(_score_one, all_jobs, chunksize=64)
         for result in results:
             advance(1)
             failures += "error" in result
             unreadable += "unreadable" in result
             _print_result(result, as_json, explain)
+    sys.stdout.flush()
     if unreadable:
         raise typer.Exit(ExitCode.NOINPUT)
     if failures:

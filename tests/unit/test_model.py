@@ -237,3 +237,22 @@ def _expected_failures(estimator):
 @parametrize_with_checks([ChiSquareNB()], expected_failed_checks=_expected_failures)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_frozen_scoring_gives_the_same_scores_until_the_model_learns(rng):
+    from spamlearn.counts import BayesCounts
+
+    model = BayesCounts().init_empty(2**12)
+    messages = [np.unique(rng.integers(0, 2**12, size=40)) for _ in range(60)]
+    for i, indices in enumerate(messages[:40]):
+        model.learn_indices(indices, is_spam=i % 3 == 0)
+    before = [(s.decision, s.clue_indices.tolist()) for s in map(model.score_indices, messages)]
+    model.freeze_scoring()
+    assert [(s.decision, s.clue_indices.tolist()) for s in map(model.score_indices, messages)] == before
+    model.learn_indices(messages[50], is_spam=True)   # drops the table
+    fresh = BayesCounts().init_empty(2**12)
+    for i, indices in enumerate(messages[:40]):
+        fresh.learn_indices(indices, is_spam=i % 3 == 0)
+    fresh.learn_indices(messages[50], is_spam=True)
+    assert [s.decision for s in map(model.score_indices, messages)] == \
+        [s.decision for s in map(fresh.score_indices, messages)]
