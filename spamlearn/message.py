@@ -173,6 +173,8 @@ _PASSTHROUGH_CTE = {"7bit", "8bit", "binary"}
 # One header field: a name of printable characters but the colon, then its
 # value, then any continuation lines (starting with a space or a tab).
 _FIELD_RE = re.compile(r"([\041-\071\073-\176]+)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
+# A run of such fields, each ended by its line break (or the end of the text).
+_FIELDS_RUN_RE = re.compile(r"(?:[\041-\071\073-\176]+[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z))*")
 _HEAD_END = re.compile(rb"\n\r?\n")
 _FOLD_RE = re.compile(r"\r?\n")
 
@@ -180,7 +182,9 @@ _FOLD_RE = re.compile(r"\r?\n")
 def _field_text(value: str) -> str:
     """A field value (decoded as Latin-1) unfolded, stripped, 8-bit bytes read as UTF-8."""
     if "\n" in value:
-        value = _FOLD_RE.sub("", value)
+        # str.replace when there is no CR: a third of the fields are folded
+        # (Received), and re.sub cost ~4 us each against ~0.3 us.
+        value = value.replace("\n", "") if "\r" not in value else _FOLD_RE.sub("", value)
     value = value.strip()
     if not value.isascii():
         raw = value.encode("latin-1")
@@ -212,18 +216,18 @@ def _split_head(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]],
     else:
         head, body_start = data, len(data)
     text = head.decode("latin-1")
-    fields: list[tuple[str, str]] = []
-    pos, n = 0, len(text)
-    field_match = _FIELD_RE.match
-    while pos < n:
-        field = field_match(text, pos)
-        if field is None:
-            if text[pos:].strip():
-                defects.append("MissingHeaderBodySeparatorDefect")
-                return fields, data[pos:]
-            break
-        fields.append((field.group(1).lower(), _field_text(field.group(2))))
-        pos = field.end() + 1
+    # The run of well-formed fields from the top in one match, then its
+    # fields in one findall, instead of a match per field from a Python
+    # loop; values that are ASCII and unfolded (most) need only a strip.
+    # measured 2026-11-28, parse_message over the corpus (146,189 fields),
+    # with str.replace for unfolding in _field_text: 0.80 -> 0.60 s CPU,
+    # the same ParsedMessage (headers, parts, defects) for all 6,046.
+    end = _FIELDS_RUN_RE.match(text).end()
+    fields = [(name.lower(), value.strip() if "\n" not in value and value.isascii() else _field_text(value))
+              for name, value in _FIELD_RE.findall(text, 0, end)]
+    if end < len(text) and text[end:].strip():
+        defects.append("MissingHeaderBodySeparatorDefect")
+        return fields, data[end:]
     return fields, data[body_start:]
 
 
