@@ -6,8 +6,12 @@ Reads every message of a TREC index into memory first (disk is not what we
 measure), then runs the online loop (parse, tokenize, hash, score, learn)
 with the default options and prints, per stage, the CPU seconds
 (``time.process_time``: the machine is shared, so wall-clock time is noisy)
-and messages per CPU second, best of ``--repeat`` runs.  The figure the
-issue asks for "parse + tokenize + score" is the sum of the first four.
+and messages per CPU second, best of ``--repeat`` runs, and the first
+run's too: ``spamlearn eval`` makes one pass from a fresh process, with the
+memo caches (URLs, addresses, HTML attributes) and imports still cold, so
+the first run is the figure to compare with it (about 1 s more than the
+best here on 2026-11-28).  The figure the issue asks for "parse + tokenize
++ score" is the sum of the first four.
 """
 
 from __future__ import annotations
@@ -59,16 +63,21 @@ def main() -> None:
     raws = [e.path.read_bytes() for e in entries]
     golds = [e.gold.value == "spam" for e in entries]
     best: dict[str, float] | None = None
+    first: dict[str, float] | None = None
     for _ in range(args.repeat):
         gc.collect()
         spent = run_once(raws, golds)
+        first = first or spent
         if best is None or sum(spent.values()) < sum(best.values()):
             best = spent
     n = len(raws)
+    print(f"{'':9s} {'best':>12s} {'':>9s}  {'first pass':>12s}")
     for stage, seconds in best.items():
-        print(f"{stage:9s} {seconds:7.2f} s CPU  {n / seconds if seconds else float('inf'):9,.0f} msg/s")
+        print(f"{stage:9s} {seconds:7.2f} s CPU  {n / seconds if seconds else float('inf'):9,.0f} msg/s"
+              f"  {first[stage]:7.2f} s CPU")
     front = best["parse"] + best["tokenize"] + best["hash"] + best["score"]
-    print(f"parse+tokenize+score  {n / front:,.0f} msg/CPU-s;  whole loop  {n / sum(best.values()):,.0f} msg/CPU-s")
+    print(f"parse+tokenize+score  {n / front:,.0f} msg/CPU-s;  whole loop  {n / sum(best.values()):,.0f} msg/CPU-s"
+          f"  (first pass {n / sum(first.values()):,.0f})")
 
 
 if __name__ == "__main__":

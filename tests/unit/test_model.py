@@ -256,3 +256,13 @@ def test_frozen_scoring_gives_the_same_scores_until_the_model_learns(rng):
     fresh.learn_indices(messages[50], is_spam=True)
     assert [s.decision for s in map(model.score_indices, messages)] == \
         [s.decision for s in map(fresh.score_indices, messages)]
+
+
+@pytest.mark.parametrize("tokens", [["a", "b", "a"], ["x\0y", "x", "y"], ["caf\udce9", "\ud83d", "é"], []])
+def test_hasher_indices_are_the_sorted_unique_buckets_of_index(tokens):
+    # indices() hashes the joined tokens split apart again (and token by
+    # token when one holds the separator); index() hashes one token.
+    from spamlearn.features import TokenHasher
+
+    hasher = TokenHasher(2**16)
+    assert hasher.indices(tokens).tolist() == sorted({hasher.index(t) for t in tokens})
