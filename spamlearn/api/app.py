@@ -37,6 +37,7 @@ from ..errors import (
     StoreBusyError,
 )
 from ..server_settings import ServerSettings, load_server_settings
+from .balance import BOARD_NAME, LoadBoard
 from .edges import TimingMiddleware
 from .routes import router
 from .service import Service
@@ -133,9 +134,13 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
         if service.snapshots is not None:
             service.snapshots.write(service.metrics)
             publisher = asyncio.get_running_loop().create_task(_publish_metrics(service))
+            service.board = LoadBoard(service.snapshots.path / BOARD_NAME)
         try:
             yield
         finally:
+            if service.board is not None:
+                service.board.close()
+                service.board = None
             if publisher is not None:
                 publisher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -149,7 +154,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
                       {"name": "operations", "description": "Health and metrics."}])
     app.state.service = service
     app.add_exception_handler(SpamlearnError, _spamlearn_error)
-    app.add_middleware(TimingMiddleware, metrics=service.metrics)
+    app.add_middleware(TimingMiddleware, metrics=service.metrics, board=lambda: service.board)
     app.include_router(router)
     return app
 

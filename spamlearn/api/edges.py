@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from ..metrics import Metrics
+from .balance import LoadBoard
 from ..server_settings import ServerSettings
 
 __all__ = ["check_token", "read_body", "resolve_user", "TimingMiddleware", "ENDPOINTS"]
@@ -95,18 +96,25 @@ def resolve_user(query_user: str | None, request: Request, server: ServerSetting
 
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+_CLOSE = (b"connection", b"close")
 
 
 class TimingMiddleware:
     """Counts every request by endpoint and status, with its duration.
 
+    With several workers it also notes each request's connection on the
+    shared ``LoadBoard`` and, when the board says this worker is the busy
+    one, answers with ``Connection: close`` so that the client's next
+    request opens a connection another worker can take (see ``balance``).
+
     A plain ASGI middleware rather than ``BaseHTTPMiddleware``, which runs
     the endpoint in a separate task and costs ~100 us a request.
     """
 
-    def __init__(self, app: Any, metrics: Metrics):
+    def __init__(self, app: Any, metrics: Metrics, board: Callable[[], LoadBoard | None] = lambda: None):
         self.app = app
         self.metrics = metrics
+        self.board = board
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,13 +122,19 @@ class TimingMiddleware:
             return
         start = time.perf_counter()
         status = 500  # if the app raises before answering, the client sees a 500
+        board = self.board()
 
         async def send_and_note(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if board is not None and board.should_shed(client):
+                    message = {**message, "headers": [*message.get("headers", ()), _CLOSE]}
             await send(message)
 
+        client = scope.get("client")
+        if board is not None:
+            board.note(client)
         try:
             await self.app(scope, receive, send_and_note)
         finally:

@@ -15,6 +15,7 @@ from ..config import Settings
 from ..metrics import Metrics, SnapshotFolder, merge_snapshots, render
 from ..modelstore import LearnOutcome, ModelStore
 from ..server_settings import ServerSettings
+from .balance import LoadBoard
 from .scoring import ModelKind, ScoringModels
 
 __all__ = ["Service", "LearnReport"]
@@ -57,6 +58,8 @@ class Service:
         self.models = ScoringModels(settings, reload_interval=server.reload_interval,
                                     max_user_models=server.max_user_models, metrics=self.metrics)
         self.snapshots = SnapshotFolder(metrics_dir) if metrics_dir else None
+        #: Set by the lifespan when several workers serve (``spamlearn.api.balance``).
+        self.board: LoadBoard | None = None
         self.started_at = time.time()
 
     # -- authorisation ------------------------------------------------------------------

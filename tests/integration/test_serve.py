@@ -213,6 +213,43 @@ def test_metrics_add_up_the_requests_of_both_workers(service):
     assert health_pids <= set(service.worker_pids())
 
 
+def test_keep_alive_connections_end_up_spread_over_both_workers(service):
+    """8 keep-alive clients that connect at once (the first worker to wake
+    would accept them all) end up held by both workers: the busy one answers
+    with ``Connection: close`` until the other holds its share."""
+    clients = [httpx.Client(base_url=service.url, timeout=30) for _ in range(8)]
+    holder = [0] * len(clients)
+    closed = [0]
+    stop = threading.Event()
+
+    def run(n):
+        client = clients[n]
+        while not stop.is_set():
+            response = client.post("/score", content=SPAMMY[n % 3])
+            assert response.status_code == 200
+            closed[0] += response.headers.get("connection") == "close"
+            holder[n] = client.get("/healthz").json()["pid"]
+
+    with concurrent.futures.ThreadPoolExecutor(len(clients)) as pool:
+        running = [pool.submit(run, n) for n in range(len(clients))]
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                held = [holder.count(pid) for pid in set(holder) if pid]
+                if len(held) == 2 and min(held) >= 3:
+                    break
+        finally:
+            stop.set()
+        for future in running:
+            future.result()
+    for client in clients:
+        client.close()
+    assert set(holder) <= set(service.worker_pids())
+    held = sorted(holder.count(pid) for pid in set(holder))
+    assert len(held) == 2 and held[0] >= 3, (held, closed[0])
+
+
 def test_the_example_clients_work(service, store, deployment, tmp_path):
     _, _, config, env = deployment
     scripts = Path(__file__).resolve().parents[2] / "scripts"
