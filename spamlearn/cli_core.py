@@ -197,7 +197,11 @@ def score(
         if jobs > 1 and many:
             import multiprocessing
 
-            # fork: the workers share the loaded model's pages with us.
+            from .html import preload
+
+            # fork: the workers share the loaded model's pages with us, and
+            # BeautifulSoup's import (0.2 s CPU that each would pay).
+            preload()
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(jobs))
             results = pool.imap(_score_one, all_jobs, chunksize=64)
         for result in results:
