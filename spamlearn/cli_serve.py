@@ -106,7 +106,7 @@ def serve(
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
     if server.workers == 1:
-        uvicorn.run(create_app(settings, server), **common)
+        uvicorn.run(create_app(settings, server, freeze_gc=True), **common)
         return
     with tempfile.TemporaryDirectory(prefix="spamlearn-metrics-") as metrics_dir:
         os.environ.update(worker_environment(settings.config_file, state.model_override, overrides,

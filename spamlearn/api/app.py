@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -101,7 +102,7 @@ async def _publish_metrics(service: Service) -> None:
 
 
 def create_app(settings: Settings, server: ServerSettings | None = None, *,
-               metrics_dir: Path | None = None) -> FastAPI:
+               metrics_dir: Path | None = None, freeze_gc: bool = False) -> FastAPI:
     """Build the service's app.
 
     Parameters
@@ -113,6 +114,10 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
     metrics_dir : Path, optional
         Shared by the workers of one multi-process server (see
         ``spamlearn.metrics``); None for a single process.
+    freeze_gc : bool, default=False
+        ``gc.freeze()`` once the model is loaded: for a process that only
+        serves (``spamlearn serve``), not for one that builds apps in a loop
+        (tests), whose garbage would never be collected.
 
     Returns
     -------
@@ -130,6 +135,14 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
         model = await service.models.for_user(None)
         log.info("scoring with %s (%s, revision %s, digest %s)", model.path, model.kind,
                  model.classifier.revision, model.digest)
+        if freeze_gc:
+            # Everything alive now (modules, the app, the first model) lives
+            # as long as the worker: out of the collector's sight, a full
+            # collection no longer walks ~80,000 objects (one measured at
+            # 44 ms, a stall of every request queued behind it).  The first
+            # model is still freed by reference counting when a reload
+            # replaces it; only a reference cycle in it would stay.
+            gc.freeze()
         publisher = None
         if service.snapshots is not None:
             service.snapshots.write(service.metrics)
@@ -188,4 +201,4 @@ def app_from_environment() -> FastAPI:
     settings = load_settings(Path(args["config"]) if args["config"] else None,
                              model_path=Path(args["model"]) if args["model"] else None)
     server = load_server_settings(settings, **args["server"])
-    return create_app(settings, server, metrics_dir=Path(args["metrics_dir"]))
+    return create_app(settings, server, metrics_dir=Path(args["metrics_dir"]), freeze_gc=True)
