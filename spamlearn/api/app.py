@@ -40,7 +40,7 @@ from ..errors import (
 from ..server_settings import ServerSettings, load_server_settings
 from .balance import BOARD_NAME, LoadBoard
 from .edges import TimingMiddleware
-from .routes import router
+from .routes import ScoreFastPath, router
 from .service import Service
 
 __all__ = ["create_app", "app_from_environment", "worker_environment", "SERVE_ARGS_ENV"]
@@ -167,6 +167,9 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
                       {"name": "operations", "description": "Health and metrics."}])
     app.state.service = service
     app.add_exception_handler(SpamlearnError, _spamlearn_error)
+    # The last added is the outermost: the timing and the connection
+    # balance see the fast path's requests too.
+    app.add_middleware(ScoreFastPath, service=service, handlers=app.exception_handlers)
     app.add_middleware(TimingMiddleware, metrics=service.metrics, board=lambda: service.board)
     app.include_router(router)
     return app

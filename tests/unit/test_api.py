@@ -486,3 +486,54 @@ def test_the_openapi_schema_documents_every_endpoint_with_examples(settings):
     assert {p["name"] for p in paths["/learn"]["post"]["parameters"]} == {"label", "user"}
     assert schema["components"]["schemas"]["ScoreResult"]["examples"]
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+# -- /score's fast path ---------------------------------------------------------------------
+def _score_cases(sample_spam):
+    """Requests covering /score's answers: 200, explain, 400, 401, 413, 415, 422."""
+    bearer = {"Authorization": f"Bearer {SCORE_TOKEN}"}
+    return [
+        ({"content": sample_spam, "headers": bearer}, {}),
+        ({"content": sample_spam, "params": {"explain": "true"}, "headers": bearer}, {}),
+        ({"content": sample_spam, "params": {"explain": "maybe"}, "headers": bearer}, {}),
+        ({"content": sample_spam, "params": {"user": ".hidden"}, "headers": bearer}, {}),
+        ({"content": b"", "headers": bearer}, {}),
+        ({"content": sample_spam}, {}),
+        ({"content": sample_spam, "headers": {"Authorization": "Bearer wrong-token-0123456789"}}, {}),
+        ({"content": b"x" * 5000, "headers": bearer}, {"max_body_size": 4096}),
+        ({"files": {"file": ("m.eml", sample_spam)}, "headers": bearer}, {}),
+    ]
+
+
+def test_the_fast_path_answers_as_the_route_does(settings, trained, sample_spam, monkeypatch):
+    from spamlearn.api import routes
+
+    def answers():
+        out = []
+        for request, changes in _score_cases(sample_spam):
+            with client_for(settings, score_token=SCORE_TOKEN, **changes) as client:
+                response = client.post("/score", **request)
+                out.append((response.status_code, response.json(),
+                            {k: v for k, v in response.headers.items() if k != "date"}))
+        return out
+
+    taken = []
+    original = routes.score_message
+
+    async def spy(request, service):
+        taken.append(request.scope.get("route"))  # set only when FastAPI's router dispatched
+        return await original(request, service)
+
+    monkeypatch.setattr(routes, "score_message", spy)
+    fast = answers()
+    assert taken and all(route is None for route in taken)
+
+    async def pass_through(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+    monkeypatch.setattr(routes.ScoreFastPath, "__call__", pass_through)
+    taken.clear()
+    routed = answers()
+    assert taken and all(route is not None for route in taken)
+    assert [status for status, _, _ in fast] == [200, 200, 422, 400, 400, 401, 401, 413, 415]
+    assert fast == routed
