@@ -251,6 +251,9 @@ _HTML_CASES = [
     "<font size=1><form action='http://x.example/'><input></form></font> visible",
     "<head><meta name=x>text in head</head> body &amp; more",
     "<font style='display:none'>gone</font>here<font face=\"Arial>broken</font>",
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD HTML 4.0//EN">\n<html><head><title>T</title></head>'
+    "<body><font size=1>tiny words</font> visible</body></html>",
+    "  <!doctype html>text<font size=1>a b</font><form action=http://x.example/><input></form>",
 ]
 
 
@@ -264,3 +267,16 @@ def test_html_fast_path_matches_tree_pass(html, monkeypatch):
     assert fast.text.split() == tree.text.split()
     assert sorted(fast.tokens) == sorted(tree.tokens)
     assert sorted(fast.urls) == sorted(tree.urls)
+
+
+@pytest.mark.parametrize("html", [
+    '<p style="color:white">a</p><mystyle x>b</mystyle><td  STYLE=display:none>c',
+    "style text <div class=x>no</div><span\tstyle='font-size:1px' id=style>d</span>style",
+    "<a style>e</a><b style=x style=y>f<i>style</i>",
+    "<p style='x'>caf\u00e9 non-ASCII falls back to the regex</p>",
+])
+def test_styled_tag_search_matches_the_regex(html):
+    import spamlearn.html as H
+
+    found = [m.group(0) for m in H._styled_tags(html, html.lower())]
+    assert found == [m.group(0) for m in H._STYLED_TAG_RE.finditer(html)]
