@@ -12,8 +12,12 @@
    keep-alive HTTP/1.1 client on asyncio: far cheaper per request than
    httpx, so on a 2-core host it steals less CPU from the server) posts the
    same messages round-robin to /score for ``--seconds`` after a warm-up;
-   reports requests/s and p50/p99 latency, and the server's CPU seconds per
-   request (utime+stime of its processes, from /proc).
+   reports requests/s and p50/p99 latency, the server's CPU seconds per
+   request (utime+stime of its processes, from /proc) and the generator's.
+   The clients connect at once, as a connection pool does, and honour
+   ``Connection: close`` (the server moves connections off a busy worker
+   that way) by reconnecting; the reconnections are counted, and their
+   time is in the latency of the request that follows.
 5. Reports the HTTP overhead as the server's CPU per request divided by the
    library's CPU per message, and the server's memory (RSS of each
    process, and PSS, which counts shared pages once) with the model loaded.

@@ -62,6 +62,14 @@ async def require_learner(request: Request, _: Credentials) -> Service:
 #: at 8 clients, while nearly all mail is under 64 kB and scores in 1-5 ms.
 #: A large HTML message can take tens of milliseconds: in a thread, the GIL's
 #: switch interval lets the loop go on accepting and answering meanwhile.
+#:
+#: Lower was tried for the p99 at 8 clients (2026-11-28, 2 workers, load
+#: ~2.2, two rounds, back to back): 64 kB: 850-941/s, p99 25.5-30.0 ms;
+#: 16 kB (4.5% of the corpus's messages in threads): 685-1,218/s, p99
+#: 29.1-55.8 ms; 16 kB with a 1 ms switch interval: 622-1,293/s, p99
+#: 28.1-57.6 ms.  The small messages do gain (p99 of those under 16 kB
+#: 24.0 -> 12.7-16.2 ms), but the threaded big ones, slowed by sharing the
+#: GIL, become the slowest 1% themselves (119-130 of the 122-130).  Kept.
 INLINE_SCORE_BYTES = 64 * 1024
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
