@@ -30,9 +30,10 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     unknown_word_strength : float, default=0.1
-    unknown_word_prob : float, default=0.52
+    unknown_word_prob : float, default=0.55
     min_prob_strength : float, default=0.375
     max_discriminators : int, default=60
+    confidence_warmup : int, default=10
 
     Attributes
     ----------
@@ -52,12 +53,14 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     'spam'
     """
 
-    def __init__(self, *, unknown_word_strength: float = 0.1, unknown_word_prob: float = 0.52,
-                 min_prob_strength: float = 0.375, max_discriminators: int = 60):
+    def __init__(self, *, unknown_word_strength: float = 0.1, unknown_word_prob: float = 0.55,
+                 min_prob_strength: float = 0.375, max_discriminators: int = 60,
+                 confidence_warmup: int = 10):
         self.unknown_word_strength = unknown_word_strength
         self.unknown_word_prob = unknown_word_prob
         self.min_prob_strength = min_prob_strength
         self.max_discriminators = max_discriminators
+        self.confidence_warmup = confidence_warmup
 
     # -- state ----------------------------------------------------------------
     def _new_counts(self, n_features: int, classes) -> None:

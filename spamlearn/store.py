@@ -39,8 +39,6 @@ FORMAT = "spamlearn-model"
 FORMAT_VERSION = 2
 _HASH_OF_VERSION = {1: "blake2b"}
 
-_MODEL_PARAMS = ("unknown_word_strength", "unknown_word_prob", "min_prob_strength",
-                 "max_discriminators")
 
 
 def _to_dict(classifier: Classifier) -> dict:
@@ -56,7 +54,7 @@ def _to_dict(classifier: Classifier) -> dict:
         "revision": classifier.revision,
         "n_features": model.n_features_in_,
         "hash": HASH_NAME,
-        "model_params": {k: getattr(model, k) for k in _MODEL_PARAMS},
+        "model_params": {k: getattr(model, k) for k in BayesCounts.PARAMS},
         "tokenizer": dataclasses.asdict(classifier.tokenizer.options),
         "n_spam": model.n_spam_,
         "n_ham": model.n_ham_,

@@ -266,3 +266,25 @@ def test_hasher_indices_are_the_sorted_unique_buckets_of_index(tokens):
 
     hasher = TokenHasher(2**16)
     assert hasher.indices(tokens).tolist() == sorted({hasher.index(t) for t in tokens})
+
+
+def test_confidence_warmup_shrinks_thin_data_scores(spam_messages, ham_messages):
+    """With fewer than ``confidence_warmup`` messages of a class, the log-odds
+    is scaled by the share learned; past it, scores are left alone."""
+    from spamlearn.counts import BayesCounts
+
+    def trained(warmup: int) -> Classifier:
+        clf = Classifier(BayesCounts(confidence_warmup=warmup).init_empty(2**16))
+        for raw in spam_messages[:2]:
+            clf.learn(raw, "spam")
+        for raw in ham_messages[:3]:
+            clf.learn(raw, "ham")
+        return clf
+
+    raw = spam_messages[0]
+    full = trained(0).score(raw).decision
+    assert full > 5
+    assert trained(10).score(raw).decision == pytest.approx(full * 2 / 10)
+    assert trained(2).score(raw).decision == pytest.approx(full)
+    with pytest.raises(ValueError, match="confidence_warmup"):
+        BayesCounts(confidence_warmup=-1).init_empty(16)
