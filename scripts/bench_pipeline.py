@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from spamlearn.classifier import Classifier
 from spamlearn.evaluate import read_index
 from spamlearn.message import parse_message
 
-DEFAULT_INDEX = "/tmp/corpus/spamassassin-public/full/index"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import corpus_index  # noqa: E402
 
 
 def run_once(raws, golds) -> dict[str, float]:
@@ -56,10 +58,11 @@ def run_once(raws, golds) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("index", nargs="?", default=DEFAULT_INDEX)
+    parser.add_argument("index", nargs="?", default=None,
+                        help="TREC index (default: the unpacked SpamAssassin corpus)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    entries = read_index(Path(args.index))
+    entries = read_index(Path(args.index) if args.index else corpus_index())
     raws = [e.path.read_bytes() for e in entries]
     golds = [e.gold.value == "spam" for e in entries]
     best: dict[str, float] | None = None
