@@ -254,7 +254,9 @@ _EMAIL_RE = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 _RECEIVED_HOST_RE = re.compile(r"(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})", re.I)
 _IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _RECEIVED_HOST_LOW_RE = re.compile(r"(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})")
-_IPV4_FWD_RE = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_IPV4_FWD_RE = re.compile(r"((\d{1,3}\.\d{1,3})\.\d{1,3})\.\d{1,3}(?![\d.])")
+_IPV4_ASCII_RE = re.compile(r"(([0-9]{1,3}\.[0-9]{1,3})\.[0-9]{1,3})\.[0-9]{1,3}")
+_DIGITS_DOTS_RE = re.compile(r"[0-9.]{7,}")
 _AUTH_RESULT_RE = re.compile(r"\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)", re.I)
 _SUBJECT_SPLIT_RE = re.compile(r"[\s]+")
 _PUNCT_RUN_RE = re.compile(r"[!?$%*]{2,}")
@@ -281,6 +283,35 @@ def _domain_and_parents(host: str, limit: int = 4) -> tuple[str, ...]:
     for i in range(1, min(len(labels) - 1, limit)):
         out.append(".".join(labels[i:]))
     return tuple(out)
+
+
+def _ipv4_matches(value: str) -> Iterable[re.Match]:
+    """The IPv4 addresses of ``value`` not inside a longer run of digits and dots.
+
+    For ASCII text (all but one Received header of the corpus), the
+    maximal runs of [0-9.] that are one address: ``re`` scans a plain
+    character set about twice as fast as the Unicode ``\\d``.  measured
+    2026-11-28, ``_received_tokens`` over the 25,395 headers read: 0.34 s
+    CPU with ``re.ASCII`` on the regex below, 0.31 s this way; the same
+    tokens.
+    """
+    if value.isascii():
+        found = (_IPV4_ASCII_RE.fullmatch(run) for run in _DIGITS_DOTS_RE.findall(value))
+        return [match for match in found if match]
+    return [match for match in _IPV4_FWD_RE.finditer(value)
+            if not (match.start() and value[match.start() - 1] in "0123456789.")]
+
+
+@functools.lru_cache(maxsize=16384)
+def _received_host_tuple(host: str) -> tuple[str, ...]:
+    """``received:`` tokens of a host named in a Received header (memoised)."""
+    return tuple(["received:" + d for d in _domain_and_parents(host, 3)])
+
+
+@functools.lru_cache(maxsize=16384)
+def _received_ip_tuple(abc: str, ab: str) -> tuple[str, str]:
+    """``received:ip:`` tokens of an IPv4 address's /24 and /16 (memoised)."""
+    return ("received:ip:" + abc, "received:ip:" + ab)
 
 
 # An address list split at the commas outside quotes, angle brackets and
@@ -504,15 +535,14 @@ class Tokenizer:
         # the front kept ``re`` from skipping ahead to digits.  measured
         # 2026-11-28, the 32,585 Received headers of the corpus: 0.86 ->
         # 0.56 s CPU, the same tokens for every header.
+        # Then, for ASCII text, the IPv4 addresses as the maximal runs of
+        # [0-9.] that are one (what the regex and the check above find),
+        # and each host's and address's tokens memoised: the 25,395 headers
+        # read, 0.44 -> 0.31 s CPU (2026-11-28), the same tokens.
         for host in _RECEIVED_HOST_LOW_RE.findall(value.lower()):
-            out.extend(["received:" + d for d in _domain_and_parents(host, 3)])
-        for match in _IPV4_FWD_RE.finditer(value):
-            start = match.start()
-            if start and value[start - 1] in "0123456789.":
-                continue
-            a, b, c, _ = match.groups()
-            out.append(f"received:ip:{a}.{b}.{c}")
-            out.append(f"received:ip:{a}.{b}")
+            out.extend(_received_host_tuple(host))
+        for match in _ipv4_matches(value):
+            out.extend(_received_ip_tuple(match.group(1), match.group(2)))
 
     def _header_tokens(self, msg: ParsedMessage, out: list[str]) -> None:
         received = 0
