@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from .html import html_to_text
@@ -257,6 +257,7 @@ _RECEIVED_HOST_LOW_RE = re.compile(r"(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2
 _IPV4_FWD_RE = re.compile(r"((\d{1,3}\.\d{1,3})\.\d{1,3})\.\d{1,3}(?![\d.])")
 _IPV4_ASCII_RE = re.compile(r"(([0-9]{1,3}\.[0-9]{1,3})\.[0-9]{1,3})\.[0-9]{1,3}")
 _DIGITS_DOTS_RE = re.compile(r"[0-9.]{7,}")
+_MESSAGE_ID_HOST_RE = re.compile(r"@([^>\s]+)")
 _AUTH_RESULT_RE = re.compile(r"\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)", re.I)
 _SUBJECT_SPLIT_RE = re.compile(r"[\s]+")
 _PUNCT_RUN_RE = re.compile(r"[!?$%*]{2,}")
@@ -430,6 +431,7 @@ class Tokenizer:
 
     def __init__(self, options: TokenizerOptions | None = None):
         self.options = options or TokenizerOptions()
+        self._header_rules: dict[str, tuple] = {}   # header name -> _header_rule(name)
 
     # -- entry points ---------------------------------------------------
     def tokenize_bytes(self, raw: bytes, scan_limit: int = 512_000) -> list[str]:
@@ -545,64 +547,115 @@ class Tokenizer:
             out.extend(_received_ip_tuple(match.group(1), match.group(2)))
 
     def _header_tokens(self, msg: ParsedMessage, out: list[str]) -> None:
+        # What to do with a header is looked up once per header name (its
+        # rule, see ``_header_rule``), not worked out again through the
+        # if-chain at each of the corpus's 144,151 headers, and the
+        # header-order names are collected in the same pass.  measured
+        # 2026-11-28, _header_tokens over the 6,046 messages (best of 5):
+        # 0.85 -> 0.66 s CPU, the same tokens.
+        opts = self.options
+        rules = self._header_rules
+        names_too = opts.header_names
+        max_received, n_order = opts.max_received, opts.header_order
         received = 0
-        names_too = self.options.header_names
+        order: list[str] = []
         for name, value in msg.headers:
-            # Most headers give no token: skip them before the if-chain.
-            # With the memoised address tokens: tokenize 3.95 -> 3.75 s
-            # CPU (bench_pipeline, 2026-11-28), the same token sets.
-            if not names_too and not self.options.header_values and name not in _TOKENIZED_HEADERS and not name.startswith("list-"):
-                continue
-            if name.startswith(_IGNORED_HEADER_PREFIXES) or name in _RECEIVER_HEADERS:
-                continue
-            # Header names present (SpamBayes's idea; see TokenizerOptions
-            # for the measurements).
-            if self.options.header_names:
-                out.append("header:" + name)
-            if name == "subject":
-                words = self._words(value, out, prefix="subject:", ordered=self.options.subject_pairs)
-                if self.options.subject_pairs:
-                    out.extend([f"subject:pair:{a} {b}" for a, b in zip(words, words[1:])])
-                if self.options.subject_case:
-                    out.extend({"subject:case:" + w for w in value.split() if len(w) >= 3 and not w.islower()})
-                for run in _PUNCT_RUN_RE.findall(value):
-                    out.append("subject:punct:" + run[:4])
-                if value.isupper() and len(value) > 8:
-                    out.append("subject:all-caps")
-            elif name in ("from", "reply-to", "to", "cc", "sender", "return-path"):
-                self._address_tokens(name, value, out)
-            elif name == "received":
+            if name == "received":
+                if names_too:
+                    out.append("header:received")
                 received += 1
-                if received <= self.options.max_received:
+                if received <= max_received:
                     self._received_tokens(value, out)
-            elif name == "message-id":
-                match = re.search(r"@([^>\s]+)", value)
-                if match:
-                    out.extend("message-id:" + d for d in _domain_and_parents(match.group(1), limit=2))
-                else:
-                    out.append("message-id:invalid")
-            elif name in ("x-mailer", "user-agent"):
-                out.append(f"{name}:" + " ".join(value.lower().split())[:60])
-            elif name == "content-type":
-                out.append("content-type:" + value.split(";")[0].strip().lower())
-            elif name.startswith("list-") and (self.options.list_headers == "all" or (
-                    self.options.list_headers == "id" and name == "list-id")):
-                out.append(f"{name}:" + value.strip().lower()[:60])
-            elif name == "authentication-results":
-                for method, result in _AUTH_RESULT_RE.findall(value):
-                    out.append(f"auth:{method.lower()}:{result.lower()}")
-            elif name in ("precedence", "x-priority", "importance", "x-msmail-priority"):
-                out.append(f"{name}:" + value.strip().lower()[:20])
-            elif self.options.header_values and not name.endswith("date"):
-                out.extend({f"{name}:{w[:24]}" for w in value.lower().split()[:20] if len(w) >= 2})
-        if self.options.header_order:
-            names = [n for n, _ in msg.headers if n != "received" and n not in _RECEIVER_HEADERS
-                     and not n.startswith(_IGNORED_HEADER_PREFIXES)]
-            out.append("header:order:" + ">".join(names[: self.options.header_order]))
+                continue
+            rule = rules.get(name)
+            if rule is None:
+                rule = rules[name] = self._header_rule(name)
+            listed, token, read = rule
+            if not listed:
+                continue
+            if len(order) < n_order:
+                order.append(name)
+            if token:
+                out.append(token)
+            if read:
+                read(name, value, out)
+        if n_order:
+            out.append("header:order:" + ">".join(order))
         if msg.header("subject") is None:
             out.append("header:no-subject")
         if msg.header("date") is None:
             out.append("header:no-date")
+
+    def _header_rule(self, name: str) -> tuple[bool, str | None, Callable[[str, str, list[str]], None] | None]:
+        """What ``_header_tokens`` does with a header called ``name`` (not Received):
+        whether it counts at all (in the header order too), its ``header:``
+        token, and the method that reads its value."""
+        opts = self.options
+        if name.startswith(_IGNORED_HEADER_PREFIXES) or name in _RECEIVER_HEADERS:
+            return False, None, None
+        if (not opts.header_names and not opts.header_values and name not in _TOKENIZED_HEADERS
+                and not name.startswith("list-")):
+            return True, None, None     # most headers give no token then
+        # Header names present (SpamBayes's idea; see TokenizerOptions
+        # for the measurements).
+        token = "header:" + name if opts.header_names else None
+        if name == "subject":
+            return True, token, self._subject_tokens
+        if name in ("from", "reply-to", "to", "cc", "sender", "return-path"):
+            return True, token, self._address_tokens
+        if name == "message-id":
+            return True, token, self._message_id_tokens
+        if name in ("x-mailer", "user-agent"):
+            return True, token, self._mailer_tokens
+        if name == "content-type":
+            return True, token, self._content_type_tokens
+        if name.startswith("list-") and (opts.list_headers == "all" or (
+                opts.list_headers == "id" and name == "list-id")):
+            return True, token, self._list_tokens
+        if name == "authentication-results":
+            return True, token, self._auth_tokens
+        if name in ("precedence", "x-priority", "importance", "x-msmail-priority"):
+            return True, token, self._priority_tokens
+        if opts.header_values and not name.endswith("date"):
+            return True, token, self._value_tokens
+        return True, token, None
+
+    def _subject_tokens(self, name: str, value: str, out: list[str]) -> None:
+        words = self._words(value, out, prefix="subject:", ordered=self.options.subject_pairs)
+        if self.options.subject_pairs:
+            out.extend([f"subject:pair:{a} {b}" for a, b in zip(words, words[1:])])
+        if self.options.subject_case:
+            out.extend({"subject:case:" + w for w in value.split() if len(w) >= 3 and not w.islower()})
+        for run in _PUNCT_RUN_RE.findall(value):
+            out.append("subject:punct:" + run[:4])
+        if value.isupper() and len(value) > 8:
+            out.append("subject:all-caps")
+
+    def _message_id_tokens(self, name: str, value: str, out: list[str]) -> None:
+        match = _MESSAGE_ID_HOST_RE.search(value)
+        if match:
+            out.extend("message-id:" + d for d in _domain_and_parents(match.group(1), limit=2))
+        else:
+            out.append("message-id:invalid")
+
+    def _mailer_tokens(self, name: str, value: str, out: list[str]) -> None:
+        out.append(f"{name}:" + " ".join(value.lower().split())[:60])
+
+    def _content_type_tokens(self, name: str, value: str, out: list[str]) -> None:
+        out.append("content-type:" + value.split(";")[0].strip().lower())
+
+    def _list_tokens(self, name: str, value: str, out: list[str]) -> None:
+        out.append(f"{name}:" + value.strip().lower()[:60])
+
+    def _auth_tokens(self, name: str, value: str, out: list[str]) -> None:
+        for method, result in _AUTH_RESULT_RE.findall(value):
+            out.append(f"auth:{method.lower()}:{result.lower()}")
+
+    def _priority_tokens(self, name: str, value: str, out: list[str]) -> None:
+        out.append(f"{name}:" + value.strip().lower()[:20])
+
+    def _value_tokens(self, name: str, value: str, out: list[str]) -> None:
+        out.extend({f"{name}:{w[:24]}" for w in value.lower().split()[:20] if len(w) >= 2})
 
     def _structure_tokens(self, msg: ParsedMessage, out: list[str]) -> None:
         for entry in msg.structure:
