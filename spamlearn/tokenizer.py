@@ -345,6 +345,35 @@ def _addresses(value: str) -> list[tuple[str, str]]:
     return out
 
 
+def _split_urls(low: str) -> tuple[list[str], str]:
+    """``_URL_SPLIT_RE.split(low)``'s URLs, and its text pieces joined by spaces.
+
+    A URL starts 3-5 characters before a "://" or at a "www.", so the regex
+    is tried only there (``str.find`` looks for both), in order, from the
+    end of the last URL on: the matches a scan of the whole text finds,
+    without the scan.  measured 2026-11-28, the 4,618 text parts holding
+    a URL: 0.294 -> 0.098 s CPU, the same URLs and text.
+    """
+    starts: set[int] = set()
+    for marker, offsets in (("://", (5, 4, 3)), ("www.", (0,))):
+        i = low.find(marker)
+        while i >= 0:
+            starts.update([i - offset for offset in offsets])
+            i = low.find(marker, i + 1)
+    urls: list[str] = []
+    pieces: list[str] = []
+    pos = 0
+    for start in sorted(starts):
+        if start >= pos:        # also leaves out the negative starts
+            found = _URL_SPLIT_RE.match(low, start)
+            if found:
+                pieces.append(low[pos:start])
+                urls.append(found.group())
+                pos = found.end()
+    pieces.append(low[pos:])
+    return urls, " ".join(pieces)
+
+
 # A URL urlsplit reads as scheme://host[:port][/path][?query|#fragment]
 # with a plain host: no user info, brackets or percent sign, and none of
 # the tab, CR, LF it would remove first.
@@ -531,10 +560,9 @@ class Tokenizer:
             out.extend({"caps:" + w for w in _CAPS_RE.findall(text)})
         text = text.lower()
         if found:
-            pieces = _URL_SPLIT_RE.split(text)
-            for url in pieces[1::2]:
+            urls, text = _split_urls(text)
+            for url in urls:
                 out.extend(_url_token_tuple(url))
-            text = " ".join(pieces[::2])
         pairs = self.options.word_pairs
         words = self._words(text, out, ordered=bool(pairs))
         if pairs == "osb":
