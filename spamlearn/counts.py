@@ -48,13 +48,6 @@ from .errors import ModelError
 
 __all__ = ["BayesCounts", "Scored", "chi2_log_tails"]
 
-# ln(i!) for i < 20,000: enough for the chi-squared statistic of 2,000
-# clues that are each as strong as counts of a few thousand allow.
-_LOG_FACTORIAL = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, 20_000, dtype=np.float64)))])
-
-
-_RANGE = np.arange(len(_LOG_FACTORIAL), dtype=np.float64)
-
 
 def _logaddexp(x: float, y: float) -> float:
     # numpy's npy_logaddexp on two Python floats, without the ufunc call.
@@ -72,43 +65,59 @@ _LN2 = math.log(2.0)
 _TINY = np.nextafter(0.0, 1.0)
 
 
-def _logsumexp(values: np.ndarray) -> float:
-    if len(values) == 0:
-        return -math.inf
-    top = float(values.max())
-    return top + math.log(float(np.exp(values - top).sum()))
+def _poisson_run(lx: float, x: float, start: int, stop: int | None) -> float:
+    """ln of sum_{start <= i < stop} x^i e^-x / i!  (``stop`` None: to infinity).
+
+    Summed outward from the run's largest term (at floor(x), clamped into
+    the run) by the ratio of neighbouring terms, in plain floats: every
+    term added is at most the first, so nothing overflows, and a side
+    stops once its terms no longer change the sum.
+    """
+    top = min(max(int(x), start), stop - 1) if stop is not None else max(int(x), start)
+    total = term = 1.0
+    for i in range(top, start, -1):         # term(i - 1) = term(i) * i / x
+        term *= i / x
+        total += term
+        if term < 1e-17 * total:
+            break
+    term = 1.0
+    i = top + 1
+    while stop is None or i < stop:         # term(i) = term(i - 1) * x / i
+        term *= x / i
+        total += term
+        if term < 1e-17 * total and i > x:
+            break
+        i += 1
+    return top * lx - x - math.lgamma(top + 1) + math.log(total)
 
 
 def chi2_log_tails(k: int, x: float) -> tuple[float, float]:
     """ln Q(k, x) and ln P(k, x), the regularized incomplete gamma tails.
 
     For integer ``k``, Q(k, x) = chi2_sf(2x, 2k) = e^-x sum_{i<k} x^i / i!
-    and P = 1 - Q is the rest of the Poisson series, so both are summed as
-    Poisson terms in log space: neither underflows, however strong the
-    evidence, and neither loses precision to a subtraction from 1.
+    and P = 1 - Q is the rest of the Poisson series.  Q's k terms are
+    summed in log space, so it never underflows however strong the
+    evidence; P is log1p(-Q) while Q < 1/2 (no cancellation there), and
+    otherwise its own series, so it never loses precision to a subtraction
+    from 1 either.
+    measured 2026-11-28: 28-33 us a call as numpy arrays of the Poisson
+    terms (numpy's per-call overhead, whatever the length), 2-6 us as
+    this scalar loop; scoring and learning in the online evaluation
+    (6,045 messages scored) 0.95-0.99 -> 0.69 s CPU.  Not bit for bit the
+    old sums: within 6e-11 of them (the old P lost that much next to 1),
+    and of scipy's gammainc/gammaincc within 1e-9 (the unit test).  The
+    figures moved by a tie: (1-ROCA)% 0.0722 -> 0.0722, lam% 1.021 ->
+    1.016 (a message scored exactly 0.5 now falls the other side).
     """
     if x <= 0:
         return 0.0, -math.inf
-    # The Poisson(x) mass beyond x + 12 sqrt(x) is below 1e-30, and 60
-    # terms past both that and k leave P's own tail below 1e-20 of it.
-    top = int(min(len(_LOG_FACTORIAL) - 1, max(k, x + 12 * math.sqrt(x)) + 60))
-    # Same terms and sums as before, bit for bit, with less numpy overhead:
-    # a precomputed 0..n range instead of np.arange, and one np.exp over
-    # both tails (each shifted by its own maximum) instead of two.
-    # measured 2026-11-28 with score_indices below (online loop, 6,045
-    # scored messages, process_time): score 1.18 -> 1.06 s CPU, every
-    # decision and clue identical.
-    terms = np.multiply(_RANGE[: top + 1], math.log(x))
-    terms -= x
-    terms -= _LOG_FACTORIAL[: top + 1]
-    if k == 0 or k > top:
-        return _logsumexp(terms[:k]), _logsumexp(terms[k:])
-    head, tail = terms[:k], terms[k:]
-    m_head, m_tail = float(head.max()), float(tail.max())
-    head -= m_head
-    tail -= m_tail
-    np.exp(terms, out=terms)
-    return (m_head + math.log(float(head.sum())), m_tail + math.log(float(tail.sum())))
+    if k <= 0:
+        return -math.inf, 0.0
+    lx = math.log(x)
+    log_q = _poisson_run(lx, x, 0, k)
+    if log_q < -_LN2:
+        return log_q, math.log1p(-math.exp(log_q))
+    return log_q, _poisson_run(lx, x, k, None)
 
 
 class Scored:

@@ -104,16 +104,16 @@ def _maybe_hidden(name: str, attrs: str) -> bool:
     return "style" in attrs.lower() and _MAYBE_HIDDEN_STYLE.search(attrs) is not None
 
 
-_LINK_RE = re.compile(r"<(a|img)(?![a-zA-Z0-9:])([^<>]*)>", re.IGNORECASE)
-_STYLED_TAG_RE = re.compile(r"<([a-zA-Z][a-zA-Z0-9:]*)(?=\s)([^<>]*?style[^<>]*)>", re.IGNORECASE)
-_FONT_TAG_RE = re.compile(r"<(/?)font(?![a-zA-Z0-9:])([^<>]*)>", re.IGNORECASE)
+_LINK_RE = re.compile(r"<((?i:a|img))(?![a-zA-Z0-9:])([^<>]*)>")
+_STYLED_TAG_RE = re.compile(r"<([a-zA-Z][a-zA-Z0-9:]*)(?=\s)([^<>]*?(?i:style)[^<>]*)>")
+_FONT_TAG_RE = re.compile(r"<(/?)(?i:font)(?![a-zA-Z0-9:])([^<>]*)>")
 
 
 @functools.lru_cache(maxsize=256)
 def _drop_re(keep: frozenset[str]) -> re.Pattern:
     """A regex for every open or close tag whose name is not in ``keep``."""
     names = "|".join(sorted(re.escape(name) for name in keep))
-    return re.compile(rf"</?(?!(?:{names})(?![a-zA-Z0-9:]))[a-zA-Z][a-zA-Z0-9:]*[^<>]*>", re.IGNORECASE)
+    return re.compile(rf"</?(?!(?i:{names})(?![a-zA-Z0-9:]))[a-zA-Z][a-zA-Z0-9:]*[^<>]*>")
 
 
 _A_CLOSE_RE = re.compile(r"</a\s*>", re.IGNORECASE)

@@ -508,10 +508,11 @@ class Tokenizer:
         return out
 
     # -- body -------------------------------------------------------------
-    def _words(self, text: str, out: list[str], prefix: str = "", ordered: bool = False) -> list[str]:
+    def _words(self, low: str, out: list[str], prefix: str = "", ordered: bool = False) -> list[str]:
+        """Words of ``low``, text already in lower case (the callers have lowered it)."""
         opts = self.options
         lo, hi = opts.min_word_length, opts.max_word_length
-        words = _WORD_RE.findall(text.lower()) if opts.word_regex and not prefix else text.lower().split()
+        words = _WORD_RE.findall(low) if opts.word_regex and not prefix else low.split()
         if not ordered:
             # A token counts once per message (the hasher takes a set), so
             # look at each distinct word once: the body words of this
@@ -670,7 +671,7 @@ class Tokenizer:
         return True, token, None
 
     def _subject_tokens(self, name: str, value: str, out: list[str]) -> None:
-        words = self._words(value, out, prefix="subject:", ordered=self.options.subject_pairs)
+        words = self._words(value.lower(), out, prefix="subject:", ordered=self.options.subject_pairs)
         if self.options.subject_pairs:
             out.extend([f"subject:pair:{a} {b}" for a, b in zip(words, words[1:])])
         if self.options.subject_case:
