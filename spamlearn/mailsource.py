@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import mailbox
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["MessageInput", "iter_messages", "count_messages"]
+__all__ = ["MessageInput", "count_messages", "iter_messages", "messages_in_file", "read_file"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,81 +31,85 @@ def _is_maildir(path: Path) -> bool:
     return (path / "cur").is_dir() and (path / "new").is_dir()
 
 
-def _looks_like_mbox(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(5) == b"From "
-    except OSError:
-        return False
-
-
 def _maildir_files(path: Path) -> list[Path]:
     files = []
     for sub in ("cur", "new"):
-        files.extend(p for p in (path / sub).iterdir() if p.is_file() and not p.name.startswith("."))
+        with os.scandir(path / sub) as entries:
+            files.extend(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_file())
     return sorted(files)
 
 
 def _expand(path: Path) -> Iterator[Path | tuple[Path, str]]:
+    # os.scandir, not Path.iterdir + is_dir + is_file: the entry's type
+    # comes with the listing, not from two stat calls per file.
     if _is_maildir(path):
         yield from _maildir_files(path)
     elif path.is_dir():
-        for child in sorted(path.iterdir()):
-            if child.name.startswith("."):
+        with os.scandir(path) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            if child.is_dir():
-                yield from _expand(child)
-            elif child.is_file():
-                yield child
+            if entry.is_dir():
+                yield from _expand(Path(entry.path))
+            elif entry.is_file():
+                yield Path(entry.path)
     elif path.exists():
         yield path
     else:
         yield (path, "no such file or folder")
 
 
-def _read_file(path: Path, lazy: bool = False) -> Iterator[MessageInput]:
-    if _looks_like_mbox(path):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            yield MessageInput(str(path), error=exc.strerror or str(exc))
-            return
-        if b"\nFrom " not in data:
-            # One message with its envelope line, as many archives (and the
-            # SpamAssassin corpus) store mail: the From_ line is not part of
-            # the message, and the mbox parser costs 10x a plain read.
-            yield MessageInput(str(path), raw=data.partition(b"\n")[2])
-            return
-        try:
-            box = mailbox.mbox(path, create=False)
-            keys = list(box.keys())
-        except (OSError, mailbox.Error) as exc:
-            yield MessageInput(str(path), error=f"cannot read mbox: {exc}")
-            return
-        try:
-            if len(keys) == 1:
-                yield MessageInput(str(path), raw=box.get_bytes(keys[0]))
-                return
-            for number, key in enumerate(keys, 1):
-                yield MessageInput(f"{path}#{number}", raw=box.get_bytes(key))
-        finally:
-            box.close()
+def messages_in_file(name: str, data: bytes) -> Iterator[MessageInput]:
+    """The messages in one file's bytes: the file itself, or each of an mbox's."""
+    if not data.startswith(b"From "):
+        yield MessageInput(name, raw=data)
         return
-    if lazy:
-        yield MessageInput(str(path))  # the consumer reads it
+    if b"\nFrom " not in data:
+        # One message with its envelope line, as many archives (and the
+        # SpamAssassin corpus) store mail: the From_ line is not part of
+        # the message, and the mbox parser costs 10x a plain read.
+        yield MessageInput(name, raw=data.partition(b"\n")[2])
         return
     try:
-        yield MessageInput(str(path), raw=path.read_bytes())
+        box = mailbox.mbox(name, create=False)
+        keys = list(box.keys())
+    except (OSError, mailbox.Error) as exc:
+        yield MessageInput(name, error=f"cannot read mbox: {exc}")
+        return
+    try:
+        if len(keys) == 1:
+            yield MessageInput(name, raw=box.get_bytes(keys[0]))
+            return
+        for number, key in enumerate(keys, 1):
+            yield MessageInput(f"{name}#{number}", raw=box.get_bytes(key))
+    finally:
+        box.close()
+
+
+def read_file(name: str) -> list[MessageInput]:
+    """The messages of the file ``name`` (read once), or its read error."""
+    try:
+        data = Path(name).read_bytes()
     except OSError as exc:
-        yield MessageInput(str(path), error=exc.strerror or str(exc))
+        return [MessageInput(name, error=exc.strerror or str(exc))]
+    return list(messages_in_file(name, data))
+
+
+def _read_file(path: Path, lazy: bool = False) -> Iterator[MessageInput]:
+    if lazy:
+        yield MessageInput(str(path))  # the consumer reads it, with read_file
+        return
+    yield from read_file(str(path))
 
 
 def iter_messages(paths: Sequence[str | Path], stdin: bytes | None = None,
                   lazy_files: bool = False) -> Iterator[MessageInput]:
     """Every message under ``paths``; ``-`` reads one message from stdin.
 
-    With ``lazy_files``, single-message files are yielded by name only
-    (``raw`` and ``error`` both None) for a worker process to read.
+    With ``lazy_files``, files are yielded by name only (``raw`` and
+    ``error`` both None), unopened: a worker process reads them with
+    ``read_file``, which also splits an mbox.
     """
     for item in paths:
         if str(item) == "-":

@@ -181,3 +181,42 @@ def test_eval_on_a_tiny_corpus(tmp_path, spam_messages, ham_messages):
     assert len(rows) == 8
     assert rows[0].split()[1] == "spam" and rows[0].split()[3] in ("ham", "unsure", "spam")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _numbered_message(i: int) -> bytes:
+    pitch = b"cheap pills winner prize click" if i % 2 else b"meeting notes for the release review"
+    return b"From: a%d@example.com\nSubject: note %d\n\n%s number %d\n" % (i, i, pitch, i)
+
+
+def test_score_many_files_in_workers_matches_one_process(tmp_path):
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for i in range(230):      # past the count from which workers score
+        (folder / f"{i:03d}.eml").write_bytes(_numbered_message(i))
+    box = mailbox.mbox(folder / "zz.mbox")
+    for i in range(3):
+        box.add(_numbered_message(1000 + i))
+    box.flush()
+    box.close()
+    outputs = {}
+    for jobs in ("1", "2"):
+        result = run("score", "--json", "--jobs", jobs, folder)
+        assert result.exit_code == 0, result.output
+        outputs[jobs] = [json.loads(line) for line in result.output.splitlines()]
+    assert outputs["1"] == outputs["2"]
+    names = [row["path"] for row in outputs["2"]]
+    assert len(names) == 233 and len(set(names)) == 233
+    assert names[-3:] == [f"{folder / 'zz.mbox'}#{n}" for n in (1, 2, 3)], "an mbox is split, in order"
+
+
+def test_score_one_large_mbox_is_split_into_its_messages(tmp_path):
+    box = mailbox.mbox(tmp_path / "big.mbox")
+    for i in range(250):
+        box.add(_numbered_message(i))
+    box.flush()
+    box.close()
+    result = run("score", "--json", "--jobs", "2", tmp_path / "big.mbox")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [row["path"] for row in rows] == [f"{tmp_path / 'big.mbox'}#{n}" for n in range(1, 251)]
+    assert {row["verdict"] for row in rows} <= {"ham", "unsure", "spam"}
