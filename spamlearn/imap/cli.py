@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -33,7 +33,9 @@ from ..errors import ConfigError, StoreBusyError
 from ..ledger import Ledger
 from ..reporting import is_interactive
 from .config import load_accounts, parse_duration
-from .trainer import AccountReport, FolderState, Trainer, store_for
+
+if TYPE_CHECKING:
+    from .trainer import AccountReport
 
 __all__ = ["train", "status", "run_lock_path", "account_status"]
 
@@ -128,6 +130,8 @@ def _bar(enabled: bool) -> Iterator[tuple]:
 
 def _one_pass(settings: Settings, names: list[str], stop: _StopFlag, as_json: bool,
               verbose: int) -> int:
+    from .trainer import Trainer    # imapclient and ssl only when training
+
     accounts = load_accounts(settings, names)
     reports = []
     for account in accounts:
@@ -196,6 +200,8 @@ def train(
 
 def account_status(settings: Settings, account, last_run: dict) -> dict:
     """What ``status`` shows for one account, read without the model's lock."""
+    from .trainer import FolderState, store_for
+
     store = store_for(settings, account)
     out: dict = {"account": account.name, "model": str(store.model_path),
                  "last_run": last_run.get(account.name), "folders": []}
