@@ -14,17 +14,24 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["MessageInput", "count_messages", "iter_messages", "messages_in_file", "read_file"]
+__all__ = ["MessageInput", "count_files", "iter_messages", "messages_in_file", "read_file"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MessageInput:
     """A message read (``raw``), one that could not be (``error``), or, from
-    ``iter_messages(lazy_files=True)``, a file left for the consumer to read."""
+    ``iter_messages(lazy_files=True)``, a file left for the consumer to read.
+    ``number`` is the message's place in its mbox from 1, 0 for a file
+    holding one message: a progress bar over files advances at 0 and 1."""
 
     name: str
     raw: bytes | None = None
     error: str | None = None
+    number: int = 0
+
+    @property
+    def starts_file(self) -> bool:
+        return self.number <= 1
 
 
 def _is_maildir(path: Path) -> bool:
@@ -82,7 +89,7 @@ def messages_in_file(name: str, data: bytes) -> Iterator[MessageInput]:
             yield MessageInput(name, raw=box.get_bytes(keys[0]))
             return
         for number, key in enumerate(keys, 1):
-            yield MessageInput(f"{name}#{number}", raw=box.get_bytes(key))
+            yield MessageInput(f"{name}#{number}", raw=box.get_bytes(key), number=number)
     finally:
         box.close()
 
@@ -123,7 +130,7 @@ def iter_messages(paths: Sequence[str | Path], stdin: bytes | None = None,
                 yield from _read_file(entry, lazy_files)
 
 
-def count_messages(paths: Sequence[str | Path]) -> int | None:
+def count_files(paths: Sequence[str | Path]) -> int | None:
     """How many files there are to read (for a progress bar); None with stdin."""
     if any(str(p) == "-" for p in paths):
         return None

@@ -79,6 +79,35 @@ def test_learn_from_mbox_and_maildir(model, tmp_path, spam_messages, ham_message
     assert "learned 4 as ham" in run("--model", model, "learn", "--ham", tmp_path / "Maildir").output
 
 
+def test_learn_progress_counts_files_not_the_messages_of_an_mbox(model, tmp_path, monkeypatch,
+                                                                 spam_messages):
+    """The bar's total is the number of files; a four-message mbox and one
+    plain file must advance it twice, not five times (past its end)."""
+    import contextlib
+
+    from spamlearn import cli_core
+
+    box = mailbox.mbox(tmp_path / "spam.mbox")
+    for raw in spam_messages:
+        box.add(raw)
+    box.close()
+    (tmp_path / "one.eml").write_bytes(spam_messages[0].replace(b"Subject:", b"Subject: again", 1))
+    seen = {}
+
+    @contextlib.contextmanager
+    def recording_progress(description, total, enabled=None):
+        seen["total"], seen["advanced"] = total, 0
+
+        def advance(n=1):
+            seen["advanced"] += n
+        yield advance
+
+    monkeypatch.setattr(cli_core, "progress", recording_progress)
+    result = run("--model", model, "learn", "--spam", tmp_path / "spam.mbox", tmp_path / "one.eml")
+    assert "learned 5 as spam" in result.output, result.output
+    assert seen == {"total": 2, "advanced": 2}
+
+
 def test_score_json_and_explain(trained_model, sample_spam):
     result = run("--model", trained_model, "score", "--json", "--explain", "-", input=sample_spam)
     assert result.exit_code == 0
