@@ -167,7 +167,6 @@ def message_digest(raw: bytes) -> str:
 # A Content-Type or Content-Disposition parameter: name=value or name="value",
 # RFC 2231's name*=charset'lang'value and name*0=... continuations included.
 _PARAM_RE = re.compile(r';\s*([^\s=;"]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)')
-_PASSTHROUGH_CTE = {"7bit", "8bit", "binary"}
 
 
 # One header field: a name of printable characters but the colon, then its

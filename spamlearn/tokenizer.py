@@ -248,10 +248,8 @@ _TOKENIZED_HEADERS = frozenset({
     "subject", "from", "reply-to", "to", "cc", "sender", "return-path", "received", "message-id", "x-mailer",
     "user-agent", "content-type", "authentication-results", "precedence", "x-priority", "importance",
     "x-msmail-priority"})
-_URL_RE = re.compile(r"""(?:https?|ftp)://[^\s<>"'()\[\]{}]+|www\.[a-z0-9-]+\.[^\s<>"'()\[\]{}]+""", re.I)
 _URL_SPLIT_RE = re.compile(r"""((?:https?|ftp)://[^\s<>"'()\[\]{}]+|www\.[a-z0-9-]+\.[^\s<>"'()\[\]{}]+)""")
 _EMAIL_RE = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
-_RECEIVED_HOST_RE = re.compile(r"(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})", re.I)
 _IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _RECEIVED_HOST_LOW_RE = re.compile(r"(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})")
 _IPV4_FWD_RE = re.compile(r"((\d{1,3}\.\d{1,3})\.\d{1,3})\.\d{1,3}(?![\d.])")
@@ -259,7 +257,6 @@ _IPV4_ASCII_RE = re.compile(r"(([0-9]{1,3}\.[0-9]{1,3})\.[0-9]{1,3})\.[0-9]{1,3}
 _DIGITS_DOTS_RE = re.compile(r"[0-9.]{7,}")
 _MESSAGE_ID_HOST_RE = re.compile(r"@([^>\s]+)")
 _AUTH_RESULT_RE = re.compile(r"\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)", re.I)
-_SUBJECT_SPLIT_RE = re.compile(r"[\s]+")
 _PUNCT_RUN_RE = re.compile(r"[!?$%*]{2,}")
 _PATH_SPLIT_RE = re.compile(r"[/?=&.#;:_+-]+")
 _WORD_RE = re.compile(r"[\w$][\w$'.,%-]*[\w$%]|[\w$]")
