@@ -256,8 +256,32 @@ _HTML_CASES = [
     "  <!doctype html>text<font size=1>a b</font><form action=http://x.example/><input></form>",
 ]
 
+# Markup the fast path reads since 2026-11-29 (each must skip the tree:
+# test_html_fast_path_takes_these below), compared with the tree pass too.
+_HTML_FAST_CASES = [
+    "<p>a<![if !supportEmptyParas]>b<![endif]>c <!\n[endif]>d</p>",
+    "x<?xml:namespace prefix = o ns = \"urn:x\" />y <![CDATA[gone]]> z",
+    "<head><title>T</title></head>text</head>joined",
+    "see <iframe src='http://frame.example/x'></iframe> then <embed src=http://e.example/f.swf> done",
+    "<map name=m><area href=http://a.example/1 shape=rect><area href=\"http://a.example/2\"></map> after",
+    "<object data=x><embed src=http://o.example/e></object><applet code=A></applet>text",
+    "before <noscript>enable <b>script</b> <form action=http://n.example/></form></noscript> after",
+    "price <<< 5 & 3 < 4 <font size=1>tiny</font> end",
+    "stray</form>join</area>ed <form action=http://f.example/>in</form>out",
+    "<font size=1>hidden <iframe src=http://h.example/></iframe> words</font> shown",
+]
 
-@pytest.mark.parametrize("html", _HTML_CASES)
+# And what must still go to the tree (the fast path cannot know what the
+# parser makes of it), compared all the same.
+_HTML_TREE_CASES = [
+    "<form style='display:none'>hidden form text</form> shown",
+    "<applet code=A><font color=white>hidden</applet> seen <font size=3>x</font>",
+    "<iframe src=http://x.example/><font size=1>raw</font> text</iframe>",
+    "<font style='font-size:3em'><form>in</font>out</form>",
+]
+
+
+@pytest.mark.parametrize("html", _HTML_CASES + _HTML_FAST_CASES + _HTML_TREE_CASES)
 def test_html_fast_path_matches_tree_pass(html, monkeypatch):
     import spamlearn.html as H
 
@@ -267,6 +291,28 @@ def test_html_fast_path_matches_tree_pass(html, monkeypatch):
     assert fast.text.split() == tree.text.split()
     assert sorted(fast.tokens) == sorted(tree.tokens)
     assert sorted(fast.urls) == sorted(tree.urls)
+
+
+@pytest.mark.parametrize("html,fast", [(h, True) for h in _HTML_FAST_CASES] + [(h, False) for h in _HTML_TREE_CASES])
+def test_html_fast_path_takes_these(html, fast):
+    import spamlearn.html as H
+
+    prescanned = H._prescan(html, [], [])
+    assert "<" in prescanned, "the prescan alone settles it: not a test of the fast path"
+    assert (H._without_soup(prescanned, [], []) is not None) == fast
+
+
+def test_html_fast_path_reads_flat_tags():
+    import spamlearn.html as H
+
+    got = H.html_to_text(_HTML_FAST_CASES[4] + _HTML_FAST_CASES[3])
+    assert sorted(got.urls) == ["http://a.example/1", "http://a.example/2", "http://e.example/f.swf",
+                                "http://frame.example/x"]
+    assert sorted(got.tokens) == ["html:area", "html:area", "html:embed", "html:iframe", "html:map"]
+    got = H.html_to_text(_HTML_FAST_CASES[6])
+    assert got.text.split() == ["before", "after"] and got.urls == [] and got.tokens == []
+    got = H.html_to_text(_HTML_FAST_CASES[9])
+    assert got.text.split() == ["shown"] and "html:hidden-text" in got.tokens and got.urls == []
 
 
 @pytest.mark.parametrize("html", [
