@@ -313,9 +313,11 @@ _DOCTYPE_RE = re.compile(r"\s*<!doctype(?![a-z0-9])[^<>]*>", re.IGNORECASE)
 
 
 # Tags the tree pass only reads attributes of (a token, a URL): they hide
-# no text and, but for iframe, hold none that a parser reads differently.
-_FLAT_TAGS = frozenset({"form", "input", "iframe", "object", "embed", "applet", "map", "area", "base"})
-_VOID_FLAT_TAGS = frozenset({"input", "embed", "area", "base"})
+# no text, and but for iframe hold none that a parser reads differently
+# (``_without_soup`` says where they still need the tree).
+_FLAT_TAGS = frozenset({"form", "input", "iframe", "object", "embed", "applet", "map", "area"})
+_VOID_FLAT_TAGS = frozenset({"input", "embed", "area"})
+_HEAD_ALLOWED_FLAT_TAGS = frozenset({"input", "object", "embed", "applet", "area"})
 _DECLARATION_RE = re.compile(r"<[!?][^>]*>")
 # Where a parser would start reading markup; a "<" before anything else
 # ("<<<", "< 5", "<3") is text to lxml.
@@ -359,18 +361,25 @@ def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | No
     stage 5.2 -> 4.0 s, whole loop 670 -> 796 msg/CPU-s; roca 0.1030,
     lam 1.053, hm 0.024, unsure 8.19% unchanged.
 
-    Then (2026-11-29) the rest of what sent parts to the tree: Word's
+    Then (2026-11-29) most of what still sent parts to the tree: Word's
     ``<![if ...]>`` markers, other ``<!...>`` declarations and ``<?...>``
     processing instructions (lxml drops them), a "<" that starts no markup
-    ("<<<", text to lxml), iframe, object, embed, applet, map, area and
-    base read like form and input (a token, their src or href; one with a
-    hiding style, an iframe holding tags, or a close tag that would close
-    fonts opened inside still go to the tree), noscript cut out with its
-    content, and a stray ``</head>`` or ``</title>`` ignored.  measured 2026-11-29, the
-    same 1,208 parts: reaching BeautifulSoup 188 -> 72, html_to_text 1.05-1.09
-    -> 0.91-0.94 s CPU, the same words, tokens and URLs for all 1,208
-    (``scripts/check_html_fast_path.py``); eval 915-977 -> 965-1,020 msg/s
-    in back-to-back runs, the figures unchanged.
+    ("<<<", text to lxml), iframe, object, embed, applet, map and area
+    read like form and input (a token, their src or href), noscript cut
+    out with its content, and a stray ``</head>`` or ``</title>`` ignored.
+    Left to the tree, because lxml builds something else there: any of
+    these with a hiding style, an iframe holding tags or entities (its
+    content is raw text), a close tag that closes fonts opened inside it,
+    input/object/embed/applet/area after a title with no ``<head>`` (lxml
+    puts them in the implied head), a noscript holding tags, a head or
+    title after a font, and ``<base>`` (head or body, by what precedes it).
+    Those rules came from comparing both paths on random mixtures of
+    these pieces (test_html_fast_path_matches_tree_on_random_markup).
+    measured 2026-11-29, the same 1,208 parts: reaching BeautifulSoup
+    188 -> 97, html_to_text 1.05-1.09 -> 0.91-0.95 s CPU, the same words,
+    tokens and URLs for all 1,208 (``scripts/check_html_fast_path.py``);
+    eval, interleaved with the code before, 1,008-1,028 -> 1,016-1,098
+    msg/s, the figures unchanged.
     """
     failed = False
     found_urls: list[str] = []
@@ -387,11 +396,21 @@ def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | No
         if doctype:
             html = " " + html[doctype.end():]
     if "<!" in html or "<?" in html:
+        if "<iframe" in html.lower():
+            return None     # an iframe's content is raw text, declarations too
         html = _DECLARATION_RE.sub(" ", html)
 
+    bare_title = False
+    head_end = 0
+
     def head(match: re.Match) -> str:
-        nonlocal failed
-        if match.group(1) is not None:
+        nonlocal failed, bare_title, head_end
+        if "<font" in html[head_end:match.start()].lower():
+            failed = True   # a title inside a font that may hide text counts as hidden words
+        head_end = match.end()
+        if match.group(1) is None:
+            bare_title = True
+        else:
             inner = _TITLE_RE.sub(" ", match.group(1))
             if "<" in inner or inner.strip():
                 failed = True
@@ -413,8 +432,10 @@ def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | No
         if match.start() < pos:
             continue            # inside a noscript already cut out
         closing, name, attrs = match.group(1), match.group(2).lower(), match.group(3)
-        if in_iframe and not (closing and name == "iframe"):
-            return None         # lxml reads an iframe's content as text, tags and all
+        if in_iframe:
+            # lxml reads an iframe's content as raw text: tags, entities and all.
+            if not (closing and name == "iframe") or "&" in html[pos:match.start()]:
+                return None
         text_out = hidden if hidden_depth else pieces
         if name in _FLAT_TAGS:
             text_out.append(html[pos:match.start()])
@@ -440,7 +461,9 @@ def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | No
                 # Inside a hidden font: the tree pass never sees the tag
                 # (the font is removed first).
                 continue
-            if _maybe_hidden(name, attrs):
+            if _maybe_hidden(name, attrs) or (bare_title and name in _HEAD_ALLOWED_FLAT_TAGS):
+                # A hiding style is the tree's to read; after a title with no
+                # <head> around it, lxml puts these in the implied head.
                 return None
             if name not in _VOID_FLAT_TAGS:
                 containers.append((name, len(stack)))
@@ -448,8 +471,8 @@ def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | No
             continue
         if name == "noscript" and not closing and not hidden_depth:
             end = _NOSCRIPT_END_RE.search(html, match.end())
-            if end is None or "<noscript" in html[match.end():end.start()].lower():
-                return None
+            if end is None or _MARKUP_START_RE.search(html, match.end(), end.start()):
+                return None     # a tag left open inside may run past </noscript>
             text_out.append(html[pos:match.start()])
             text_out.append(" ")
             pos = end.end()

@@ -265,7 +265,7 @@ _HTML_FAST_CASES = [
     "see <iframe src='http://frame.example/x'></iframe> then <embed src=http://e.example/f.swf> done",
     "<map name=m><area href=http://a.example/1 shape=rect><area href=\"http://a.example/2\"></map> after",
     "<object data=x><embed src=http://o.example/e></object><applet code=A></applet>text",
-    "before <noscript>enable <b>script</b> <form action=http://n.example/></form></noscript> after",
+    "before <noscript>enable <b>script</b> please</noscript> after",
     "price <<< 5 & 3 < 4 <font size=1>tiny</font> end",
     "stray</form>join</area>ed <form action=http://f.example/>in</form>out",
     "<font size=1>hidden <iframe src=http://h.example/></iframe> words</font> shown",
@@ -278,6 +278,10 @@ _HTML_TREE_CASES = [
     "<applet code=A><font color=white>hidden</applet> seen <font size=3>x</font>",
     "<iframe src=http://x.example/><font size=1>raw</font> text</iframe>",
     "<font style='font-size:3em'><form>in</font>out</form>",
+    "<noscript> a <form action=http://n.example/>in</noscript> out",
+    "<base href=http://b.example/> text",
+    "<title>t</title><input type=password> text",
+    "<font size=1>a <title>t</title> b</font>",
 ]
 
 
@@ -300,6 +304,51 @@ def test_html_fast_path_takes_these(html, fast):
     prescanned = H._prescan(html, [], [])
     assert "<" in prescanned, "the prescan alone settles it: not a test of the fast path"
     assert (H._without_soup(prescanned, [], []) is not None) == fast
+
+
+# Pieces of the markup the fast path reads or must refuse, and words, for
+# random documents: what the parser makes of their mixtures (implied heads,
+# raw-text iframes, fonts closed by other tags) is what the fast path must
+# match or leave to the tree.  Found the base, iframe-entity, noscript and
+# title-in-font cases before they were handled (2026-11-29).
+_MARKUP_PIECES = [
+    "<font size=1>", "<font size=3>", "<font color=white>", "<font style='font-size:3em'>", "</font>",
+    "<FONT SIZE=0>", "</FONT>", '<font color="#FFFFFF">', "<form action=http://f.example/a>", "</form>",
+    "<input type=password>", "<input>", "<input type=hidden value=x>", "</input>",
+    "<iframe src=http://i.example/>", "</iframe>", "<map name=m>", "</map>", "<area href=http://a.example/>",
+    "</area>", "<object data=x>", "</object>", "<embed src=http://e.example/>", "<applet code=A>",
+    "</applet>", "<base href=http://b.example/>", "<noscript>", "</noscript>", "<head>", "</head>",
+    "<HEAD>", "</HEAD>", "<title>", "</title>", "<TITLE>", "<b>", "</b>", "<p>", "</p>", "<td>", "<br>",
+    "<div style='display:none'>", "</div>", "<span style='color:#ffffff'>", "</span>", "<![if !vml]>",
+    "<![endif]>", "<!DOCTYPE html>", "<?xml x?>", "<!-- c -->", "<<", " < 3 ", "&amp;", "&lt;b&gt;",
+    "<a href=http://l.example/>", "</a>", "<img src=http://img.example/x width=1>", "<html>", "<body>",
+    "</body>",
+]
+
+
+def test_html_fast_path_matches_tree_on_random_markup(monkeypatch):
+    import random
+    from collections import Counter
+
+    import spamlearn.html as H
+
+    rng = random.Random(2026_11_29)
+    words = ["alpha", "beta", "gamma", "delta", "eps", "zeta"]
+    differ, fast_taken = [], 0
+    for _ in range(1000):
+        html = "".join(rng.choice(_MARKUP_PIECES) if rng.random() < 0.55 else f" {rng.choice(words)} "
+                       for _ in range(rng.randint(1, 14)))
+        prescanned = H._prescan(html, [], [])
+        fast_taken += "<" in prescanned and H._without_soup(prescanned, [], []) is not None
+        monkeypatch.setattr(H, "_FAST_PATH", True)
+        fast = H.html_to_text(html)
+        monkeypatch.setattr(H, "_FAST_PATH", False)
+        tree = H.html_to_text(html)
+        if (fast.text.split(), Counter(fast.tokens), Counter(fast.urls)) != (
+                tree.text.split(), Counter(tree.tokens), Counter(tree.urls)):
+            differ.append(html)
+    assert differ == []
+    assert fast_taken > 250, "most mixtures should still skip the tree, or this tests little"
 
 
 def test_html_fast_path_reads_flat_tags():
