@@ -119,7 +119,9 @@ def root(
 @app.command("exit-codes")
 def exit_codes() -> None:
     """Print the table of exit codes."""
-    doc = sys.modules[__name__].__doc__ or ""
+    from . import exitcodes
+
+    doc = exitcodes.__doc__ or ""
     typer.echo(doc[doc.index("===="):].rstrip())
 
 
@@ -139,5 +141,13 @@ def main() -> None:
     except SpamlearnError as exc:  # raised outside a command (e.g. in a callback)
         typer.echo(f"spamlearn: error: {exc}", err=True)
         sys.exit(exit_code_for(exc))
+    except Exception as exc:
+        # A bug: one line and EX_SOFTWARE for cron mail and Postfix's
+        # pipe(8), the traceback only when asked for (-v).
+        if log.isEnabledFor(logging.INFO):
+            log.exception("internal error")
+        typer.echo(f"spamlearn: internal error (a bug, please report it; -v shows the "
+                   f"traceback): {type(exc).__name__}: {exc}", err=True)
+        sys.exit(ExitCode.SOFTWARE)
 
 

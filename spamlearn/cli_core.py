@@ -228,6 +228,18 @@ def score(
         raise typer.Exit(ExitCode.DATAERR)
 
 
+def _write_filtered(data: bytes) -> None:
+    """The message out on stdout; if that fails, say so and fail, whatever
+    ``--exit-zero`` says: the caller must keep its own copy of the mail."""
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except OSError as exc:
+        typer.echo(f"spamlearn: error: cannot write the message to standard output: "
+                   f"{exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.IOERR) from None
+
+
 @app.command("filter")
 def filter_(
     ctx: typer.Context,
@@ -241,18 +253,17 @@ def filter_(
     On any error the message is passed through unchanged: a filter never loses mail.
     """
     raw = sys.stdin.buffer.read()
-    out = sys.stdout.buffer
     try:
         state = state_of(ctx)
         classifier, _ = load_scoring_classifier(state.settings, user, state.model_override)
         verdict = classifier.score(raw)
-    except SpamlearnError as exc:
-        out.write(raw)
-        out.flush()
-        typer.echo(f"spamlearn: error: {exc}", err=True)
+        marked = add_verdict_headers(raw, verdict)
+    except Exception as exc:    # whatever went wrong, the mail goes through
+        _write_filtered(raw)
+        problem = str(exc) if isinstance(exc, SpamlearnError) else f"{type(exc).__name__}: {exc}"
+        typer.echo(f"spamlearn: error: {problem} (message passed through unchanged)", err=True)
         raise typer.Exit(0 if exit_zero else ExitCode.FILTER_ERROR) from None
-    out.write(add_verdict_headers(raw, verdict))
-    out.flush()
+    _write_filtered(marked)
     if exit_zero:
         raise typer.Exit(0)
     raise typer.Exit({Label.SPAM: 0, Label.HAM: ExitCode.FILTER_HAM,

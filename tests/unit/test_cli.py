@@ -150,6 +150,40 @@ def test_filter_passes_mail_through_on_error(tmp_path, sample_spam):
     assert result.stdout_bytes == sample_spam
 
 
+@pytest.mark.parametrize("config", [b"# M\xfcller\n[model]\n", b"[users]\nown_model = 5\n"])
+def test_filter_passes_mail_through_with_a_broken_config(tmp_path, sample_spam, config):
+    """Whatever fails before scoring (here a config file that is not UTF-8,
+    or holds a wrong type), the message comes out unchanged."""
+    path = tmp_path / "spamlearn.toml"
+    path.write_bytes(config)
+    result = run("--config", path, "filter", input=sample_spam)
+    assert result.exit_code == ExitCode.FILTER_ERROR
+    assert result.stdout_bytes == sample_spam
+    assert run("--config", path, "filter", "--exit-zero", input=sample_spam).exit_code == 0
+
+
+def test_exit_codes_prints_the_table():
+    result = run("exit-codes")
+    assert result.exit_code == 0
+    assert "75    EX_TEMPFAIL" in result.output and "3     ``filter``: an error" in result.output
+
+
+def test_an_unexpected_error_is_one_line_and_exit_70(tmp_path):
+    """A bug is reported as such, not as a traceback (main(), the console script)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, spamlearn.cli, spamlearn.cli_core as c\n"
+            "def boom(*a, **k): raise RuntimeError('boom')\n"
+            "c.load_scoring_classifier = boom\n"
+            "sys.argv = ['spamlearn', 'score', 'tests/fixtures/sample-ham.eml']\n"
+            "from spamlearn.cli import main; main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == ExitCode.SOFTWARE
+    assert "Traceback" not in proc.stderr
+    assert "internal error" in proc.stderr and "RuntimeError: boom" in proc.stderr
+
+
 def test_forged_verdict_headers_are_replaced(trained_model, sample_spam):
     forged = b"X-Spam-Flag: NO\nX-Spam-Verdict: ham\n" + sample_spam
     result = run("--model", trained_model, "filter", input=forged)
