@@ -334,6 +334,9 @@ def eval_(
     from .evaluate import compute_figures, read_index, run_online, write_results
 
     settings = state_of(ctx).settings
+    for option, path, folder in (("--results", results, False), ("--plot", plot, False),
+                                 ("--report", report, True)):
+        _check_output_path(option, path, folder)
     entries = read_index(index)
     if limit:
         entries = entries[:limit]
@@ -354,13 +357,35 @@ def eval_(
 
         write_report(result, report, classifier, entries=entries, mode=mode,
                      title=f"spamlearn on {index.parent.parent.name or index.name}")
+    f = figures
     if as_json:
         typer.echo(json.dumps(figures.as_dict()))
+    else:
+        typer.echo(
+            f"{f.messages} messages ({f.n_spam} spam, {f.n_ham} ham), mode {mode}: "
+            f"(1-ROCA)% {f.roca_pct:.4f}, lam% {f.lam_pct:.3f}, "
+            f"ham misclassified {f.ham_misclassified_pct:.3f}%, spam misclassified "
+            f"{f.spam_misclassified_pct:.3f}%, unsure {f.unsure_pct:.2f}%, "
+            f"hm at sm=0.1% {f.hm_at_sm_01_pct:.2f}%, {f.messages_per_second:.0f} messages/s")
+    if f.unreadable:
+        # Counted in the figures as unsure at 0.5, as TREC does with a
+        # filter's failures; said here so that a broken index is noticed.
+        typer.echo(f"spamlearn: {f.unreadable} of {f.messages} messages could not be read or "
+                   f"parsed (scored 0.5, unsure)", err=True)
+        raise typer.Exit(ExitCode.NOINPUT)
+
+
+def _check_output_path(option: str, path: Path | None, folder: bool) -> None:
+    """Refuse an output path that cannot be written before a long run, not after it."""
+    if path is None:
         return
-    f = figures
-    typer.echo(
-        f"{f.messages} messages ({f.n_spam} spam, {f.n_ham} ham), mode {mode}: "
-        f"(1-ROCA)% {f.roca_pct:.4f}, lam% {f.lam_pct:.3f}, "
-        f"ham misclassified {f.ham_misclassified_pct:.3f}%, spam misclassified "
-        f"{f.spam_misclassified_pct:.3f}%, unsure {f.unsure_pct:.2f}%, "
-        f"hm at sm=0.1% {f.hm_at_sm_01_pct:.2f}%, {f.messages_per_second:.0f} messages/s")
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise fail(f"{option} {path}: exists and is not a folder", ExitCode.USAGE)
+    elif path.is_dir():
+        raise fail(f"{option} {path}: is a folder; give a file name", ExitCode.USAGE)
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise fail(f"{option} {path}: no folder {parent}", ExitCode.USAGE)
+    if not os.access(parent, os.W_OK):
+        raise fail(f"{option} {path}: cannot write in {parent}", ExitCode.USAGE)

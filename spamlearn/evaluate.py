@@ -29,6 +29,7 @@ import numpy as np
 
 from .classifier import Classifier, Label
 from .errors import ConfigError, MessageError
+from .regularfile import read_regular
 
 __all__ = ["IndexEntry", "read_index", "OnlineResult", "run_online", "EvalFigures",
            "compute_figures", "roc_points", "LearningCurve", "learning_curve"]
@@ -123,7 +124,7 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
 def _read_indices(entry: IndexEntry, classifier: Classifier) -> np.ndarray | None:
     """The message's feature indices, or None if it cannot be read or parsed."""
     try:
-        return classifier.indices(entry.path.read_bytes())
+        return classifier.indices(read_regular(entry.path))
     except (OSError, MessageError):
         return None
 

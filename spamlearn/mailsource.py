@@ -8,11 +8,15 @@ stop a run over thousands.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import mailbox
 import os
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from .regularfile import read_regular
 
 __all__ = ["MessageInput", "count_files", "iter_messages", "messages_in_file", "read_file"]
 
@@ -35,36 +39,79 @@ class MessageInput:
 
 
 def _is_maildir(path: Path) -> bool:
-    return (path / "cur").is_dir() and (path / "new").is_dir()
+    # cur or new: a Maildir whose new/ was removed is still one, and its
+    # tmp/ (half-delivered mail) must not be read as a plain folder would be.
+    return (path / "cur").is_dir() or (path / "new").is_dir()
 
 
 def _maildir_files(path: Path) -> list[Path]:
     files = []
     for sub in ("cur", "new"):
+        if not (path / sub).is_dir():
+            continue
         with os.scandir(path / sub) as entries:
             files.extend(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_file())
     return sorted(files)
 
 
-def _expand(path: Path) -> Iterator[Path | tuple[Path, str]]:
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _expand(path: Path, seen: set[tuple[int, int]] | None = None) -> Iterator[Path | tuple[Path, str]]:
+    """Files under ``path``, or ``(path, why)`` for what cannot be read.
+
+    A folder that cannot be listed is reported and the rest goes on.
+    Symbolic links to folders are followed only when named on the command
+    line (as ``find -H`` does): one inside the tree, such as ``up -> ..``,
+    would walk the tree above it, or forever; they are passed over.  Each
+    folder is listed once.  FIFOs, devices and sockets are reported, never
+    opened (a FIFO would block the run).
+    """
+    seen = set() if seen is None else seen
+    try:
+        info = path.stat()
+    except OSError as exc:
+        yield (path, "no such file or folder" if exc.errno == errno.ENOENT else _why(exc))
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        if stat.S_ISREG(info.st_mode):
+            yield path
+        else:
+            yield (path, "not a regular file")
+        return
+    if (info.st_dev, info.st_ino) in seen:
+        return
+    seen.add((info.st_dev, info.st_ino))
     # os.scandir, not Path.iterdir + is_dir + is_file: the entry's type
     # comes with the listing, not from two stat calls per file.
-    if _is_maildir(path):
-        yield from _maildir_files(path)
-    elif path.is_dir():
+    try:
+        if _is_maildir(path):
+            yield from _maildir_files(path)
+            return
         with os.scandir(path) as listing:
             entries = sorted(listing, key=lambda e: e.name)
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                yield from _expand(Path(entry.path))
-            elif entry.is_file():
+    except OSError as exc:
+        yield (path, f"cannot list folder: {_why(exc)}")
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _expand(Path(entry.path), seen)
+            elif entry.is_symlink():
+                target = os.stat(entry.path)     # raises for a dangling link or a loop
+                if stat.S_ISREG(target.st_mode):
+                    yield Path(entry.path)
+                elif not stat.S_ISDIR(target.st_mode):
+                    yield (Path(entry.path), "not a regular file")
+            elif entry.is_file(follow_symlinks=False):
                 yield Path(entry.path)
-    elif path.exists():
-        yield path
-    else:
-        yield (path, "no such file or folder")
+            else:
+                yield (Path(entry.path), "not a regular file")
+        except OSError as exc:
+            yield (Path(entry.path), f"broken symbolic link: {_why(exc)}" if entry.is_symlink() else _why(exc))
 
 
 def messages_in_file(name: str, data: bytes) -> Iterator[MessageInput]:
@@ -97,9 +144,9 @@ def messages_in_file(name: str, data: bytes) -> Iterator[MessageInput]:
 def read_file(name: str) -> list[MessageInput]:
     """The messages of the file ``name`` (read once), or its read error."""
     try:
-        data = Path(name).read_bytes()
+        data = read_regular(name)
     except OSError as exc:
-        return [MessageInput(name, error=exc.strerror or str(exc))]
+        return [MessageInput(name, error=_why(exc))]
     return list(messages_in_file(name, data))
 
 

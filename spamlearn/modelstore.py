@@ -304,10 +304,10 @@ class ModelStore:
             out.update(
                 size_bytes=self.model_path.stat().st_size,
                 n_spam=header["n_spam"], n_ham=header["n_ham"],
-                n_features=header["n_features"], revision=header["revision"],
-                trained_at=header["trained_at"], saved_at=header["saved_at"],
+                n_features=header["n_features"], revision=header.get("revision", 0),
+                trained_at=header.get("trained_at"), saved_at=header.get("saved_at"),
                 format_version=header["format_version"],
-                spamlearn_version=header["spamlearn_version"],
+                spamlearn_version=header.get("spamlearn_version"),
                 used_buckets=int(len(header["index"])),
             )
         if self.ledger_path.exists():

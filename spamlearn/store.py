@@ -28,6 +28,7 @@ from .classifier import Classifier
 from .errors import ModelFileError
 from .counts import BayesCounts
 from .features import HASH_NAME
+from .regularfile import NotRegularFileError, open_regular
 from .tokenizer import TokenizerOptions
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_classifier", "load_classifier", "read_header"]
@@ -122,7 +123,7 @@ def read_header(path: Path) -> dict:
     """Load a model file's dict and check its format; no counts built."""
     path = Path(path)
     try:
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(2)
             fh.seek(0)
             if not head:
@@ -133,8 +134,9 @@ def read_header(path: Path) -> dict:
             data = joblib.load(fh)
     except FileNotFoundError as exc:
         raise ModelFileError(f"no model file at {path}") from exc
-    except IsADirectoryError as exc:
-        raise ModelFileError(f"{path} is a folder, not a model file") from exc
+    except (IsADirectoryError, NotRegularFileError) as exc:
+        kind = "a folder" if exc.errno == errno.EISDIR else "not a regular file"
+        raise ModelFileError(f"{path} is {kind}, not a model file") from exc
     except PermissionError as exc:
         raise ModelFileError(f"cannot read model file {path}: permission denied") from exc
     except ModelFileError:
@@ -159,7 +161,14 @@ def read_header(path: Path) -> dict:
         raise ModelFileError(
             f"model file {path} hashes tokens with {data.get('hash')!r}; this spamlearn "
             f"({__version__}) hashes with {HASH_NAME!r}: learn the messages again into a new model")
+    missing = [key for key in _REQUIRED_KEYS if key not in data]
+    if missing:
+        raise ModelFileError(f"model file {path} is corrupt (no {', '.join(missing)})")
     return data
+
+
+#: What every reader of a model file relies on (the rest has defaults).
+_REQUIRED_KEYS = ("n_features", "index", "spam", "ham", "n_spam", "n_ham", "model_params", "tokenizer")
 
 
 def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import joblib
 import pytest
@@ -153,3 +154,101 @@ def test_busy_model_exits_with_tempfail(tmp_path):
         holder.kill()
         holder.wait()
         holder.stdout.close()
+
+
+# -- what is not a regular file, and folders that cannot be read ----------
+
+
+@pytest.mark.timeout(60)
+def test_fifos_and_devices_are_reported_never_read(tmp_path):
+    """A FIFO would block the run for ever and /dev/zero fill the memory:
+    both are named as not regular files, and the other messages scored."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(Path("tests/fixtures/sample-spam.eml").read_bytes())
+    os.mkfifo(folder / "fifo")
+    os.mkfifo(tmp_path / "top-fifo")
+    result = spamlearn("score", folder, tmp_path / "top-fifo", "/dev/zero")
+    assert result.returncode == ExitCode.NOINPUT
+    assert b"a.eml\tspam" in result.stdout
+    stderr = result.stderr.decode()
+    assert stderr.count("not a regular file") == 3 and "Traceback" not in stderr
+    model = tmp_path / "m.joblib"
+    learned = spamlearn("--model", model, "learn", "--spam", folder)
+    assert learned.returncode == ExitCode.NOINPUT and b"learned 1 as spam" in learned.stdout
+    as_model = spamlearn("--model", tmp_path / "top-fifo", "score", "tests/fixtures/sample-ham.eml")
+    assert as_model.returncode == ExitCode.IOERR and b"not a regular file" in as_model.stderr
+    index = tmp_path / "index"
+    index.write_text(f"spam {folder / 'fifo'}\nham /dev/zero\nspam {folder / 'a.eml'}\n"
+                     "ham tests/fixtures/sample-ham.eml\n".replace("tests/", os.getcwd() + "/tests/"))
+    evaluated = spamlearn("eval", "--index", index)
+    assert evaluated.returncode == ExitCode.NOINPUT
+    assert b"2 of 4 messages could not be read" in evaluated.stderr
+
+
+@pytest.mark.timeout(60)
+def test_symlinked_folders_inside_a_tree_are_not_followed(tmp_path):
+    """``up -> ..`` inside a folder would walk everything above it, or loop."""
+    folder = tmp_path / "mail"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.eml").write_bytes(Path("tests/fixtures/sample-ham.eml").read_bytes())
+    (folder / "sub" / "up").symlink_to("..")
+    (folder / "sub" / "b.eml").symlink_to("a.eml")      # a link to a file is read
+    result = spamlearn("score", folder)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == [f"{folder}/sub/a.eml\tham\t0.0000",
+                                                   f"{folder}/sub/b.eml\tham\t0.0000"]
+    linked = tmp_path / "linked"
+    linked.symlink_to(folder)          # named on the command line: followed
+    assert spamlearn("score", linked).stdout.count(b"\tham\t") == 2
+    (folder / "self").symlink_to("self")
+    looped = spamlearn("score", folder)
+    assert looped.returncode == ExitCode.NOINPUT and looped.stdout.count(b"\tham\t") == 2
+    assert b"self: broken symbolic link" in looped.stderr
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_read(tmp_path, monkeypatch):
+    """Root reads every folder, so the listing is made to fail."""
+    from spamlearn import mailsource
+
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    (good / "a.eml").write_bytes(b"Subject: hi\n\nhello\n")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path) == str(bad):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(mailsource.os, "scandir", scandir)
+    found = list(mailsource.iter_messages([bad, good]))
+    assert [(m.name, m.error) for m in found if m.error] == [(str(bad), "cannot list folder: Permission denied")]
+    assert [m.name for m in found if m.raw] == [str(good / "a.eml")]
+
+
+def test_model_file_without_its_counts(tmp_path):
+    model = tmp_path / "m.joblib"
+    spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml")
+    data = joblib.load(model)
+    del data["n_spam"], data["spam"]
+    joblib.dump(data, model)
+    for args in (("info",), ("score", "tests/fixtures/sample-spam.eml")):
+        result = spamlearn("--model", model, *args)
+        assert result.returncode == ExitCode.IOERR, result.stderr
+        assert "corrupt (no spam, n_spam)" in result.stderr.decode()
+        assert_clean_stderr(result)
+
+
+def test_eval_refuses_unwritable_outputs_before_the_run(tmp_path):
+    index = tmp_path / "index"
+    index.write_text(f"spam {os.getcwd()}/tests/fixtures/sample-spam.eml\n")
+    (tmp_path / "file").write_text("x")
+    for option, value, expected in (("--results", tmp_path / "no" / "r.txt", "no folder"),
+                                    ("--plot", tmp_path, "is a folder"),
+                                    ("--report", tmp_path / "file", "not a folder")):
+        result = spamlearn("eval", "--index", index, option, value)
+        assert result.returncode == ExitCode.USAGE
+        assert expected in result.stderr.decode()
+        assert_clean_stderr(result)
