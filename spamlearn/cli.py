@@ -48,7 +48,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(ExitCode.OK) from None
         except OSError as exc:
             if exc.errno == 28:  # ENOSPC
-                raise fail(f"disk full: {exc.filename or ''}", ExitCode.IOERR) from None
+                raise fail(f"disk full: {exc.filename or 'writing the output'}", ExitCode.IOERR) from None
             raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
                        ExitCode.IOERR) from None
 

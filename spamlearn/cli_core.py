@@ -26,6 +26,11 @@ PathsArg = Annotated[list[str], typer.Argument(help="Message files, Maildir fold
                                                     "folders of files, or - for stdin.")]
 
 
+def _one_stdin(paths: list[str]) -> None:
+    if paths.count("-") > 1:
+        raise fail("'-' (standard input) can be given once", ExitCode.USAGE)
+
+
 def _store(ctx: typer.Context, user: str | None = None) -> ModelStore:
     return ModelStore.from_settings(state_of(ctx).settings, user)
 
@@ -50,6 +55,7 @@ def learn(
     one learned with the other label is relabelled)."""
     if spam == ham:
         raise fail("say --spam or --ham (exactly one)", ExitCode.USAGE)
+    _one_stdin(paths)
     label = Label.SPAM if spam else Label.HAM
     store = _store(ctx, user)
     counts = {Action.LEARNED: 0, Action.RELABELLED: 0, Action.ALREADY_KNOWN: 0}
@@ -91,6 +97,7 @@ def forget(
     user: Annotated[str | None, typer.Option(help="Forget from this user's own model.")] = None,
 ) -> None:
     """Unlearn messages, whatever they were learned as."""
+    _one_stdin(paths)
     store = _store(ctx, user)
     forgotten = unknown = errors = 0
     with store.session(source="cli") as session:
@@ -175,10 +182,13 @@ def score(
 ) -> None:
     """Score messages: verdict (ham, unsure, spam) and spam probability per message."""
     global _WORKER_CLASSIFIER
+    _one_stdin(paths)
     state = state_of(ctx)
     classifier, _ = load_scoring_classifier(state.settings, user, state.model_override)
     _WORKER_CLASSIFIER = classifier
-    jobs = jobs or os.cpu_count() or 1
+    # Scoring is CPU-bound: more workers than cores only add start-ups
+    # (--jobs 1000 for 500 messages took 11 s against 2 s).
+    jobs = min(jobs or os.cpu_count() or 1, os.cpu_count() or 1)
     # The inputs are counted (a second walk of every folder: 0.05 s for the
     # SpamAssassin corpus) only for a progress bar; whether there are many
     # is seen by listing the first _MANY files ahead.  Files go to the

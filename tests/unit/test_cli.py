@@ -162,6 +162,13 @@ def test_filter_passes_mail_through_with_a_broken_config(tmp_path, sample_spam, 
     assert run("--config", path, "filter", "--exit-zero", input=sample_spam).exit_code == 0
 
 
+@pytest.mark.parametrize("command", [("score",), ("learn", "--spam"), ("forget",)])
+def test_stdin_given_twice_is_a_usage_error(command, sample_spam, model):
+    result = run("--model", model, *command, "-", "-", input=sample_spam)
+    assert result.exit_code == ExitCode.USAGE
+    assert "can be given once" in result.output
+
+
 def test_exit_codes_prints_the_table():
     result = run("exit-codes")
     assert result.exit_code == 0
