@@ -17,20 +17,46 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NotRegularFileError", "open_regular", "read_regular"]
+__all__ = ["NotRegularFileError", "irregular_kind", "open_regular", "read_regular"]
 
 
 class NotRegularFileError(OSError):
     """The path names a FIFO, device, socket or folder, not a regular file."""
 
 
-def open_regular(path: str | Path) -> BinaryIO:
-    """``open(path, "rb")`` for a regular file; ``NotRegularFileError`` else."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+#: How a file that is not a regular one is named in errors.
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+def irregular_kind(mode: int) -> str | None:
+    """What a file of this ``st_mode`` is ("a FIFO"), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return next((kind for is_kind, kind in _KINDS if is_kind(mode)), "not a regular file")
+
+
+def open_regular(path: str | Path, follow_symlinks: bool = True) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file; ``NotRegularFileError`` else.
+
+    With ``follow_symlinks=False`` a symbolic link is refused too (the spool,
+    which another user writes, must not make us read what a link names).
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:  # O_NOFOLLOW's answer to a link
+            raise NotRegularFileError(errno.ELOOP, "a symbolic link", str(path)) from None
+        raise
     try:
         mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        kind = irregular_kind(mode)
+        if kind is not None:
             raise NotRegularFileError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, kind, str(path))
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
@@ -39,7 +65,7 @@ def open_regular(path: str | Path) -> BinaryIO:
         raise
 
 
-def read_regular(path: str | Path) -> bytes:
+def read_regular(path: str | Path, follow_symlinks: bool = True) -> bytes:
     """The bytes of a regular file (``NotRegularFileError`` for anything else)."""
-    with open_regular(path) as fh:
+    with open_regular(path, follow_symlinks) as fh:
         return fh.read()

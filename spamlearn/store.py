@@ -134,9 +134,10 @@ def read_header(path: Path) -> dict:
             data = joblib.load(fh)
     except FileNotFoundError as exc:
         raise ModelFileError(f"no model file at {path}") from exc
-    except (IsADirectoryError, NotRegularFileError) as exc:
-        kind = "a folder" if exc.errno == errno.EISDIR else "not a regular file"
-        raise ModelFileError(f"{path} is {kind}, not a model file") from exc
+    except IsADirectoryError as exc:
+        raise ModelFileError(f"{path} is a folder, not a model file") from exc
+    except NotRegularFileError as exc:
+        raise ModelFileError(f"{path} is {exc.strerror}, not a model file") from exc
     except PermissionError as exc:
         raise ModelFileError(f"cannot read model file {path}: permission denied") from exc
     except ModelFileError:

@@ -16,11 +16,18 @@ learns nothing twice.  A user who moved a message into Junk and back out
 before the drain ran leaves two files for one message: only the last
 verdict is learned (the earlier one is "superseded"), which is what the
 ledger would end with anyway, minus a needless relabel.
+
+What cannot be learned (a file the drain may not read, anything that is not
+a regular file, a body that is not a message) is moved to ``failed/`` and
+counted as failed, and the rest of the queue is learned: one bad file must
+not stop the queue for good.  What cannot even be moved is left, logged and
+counted, on every run until someone removes it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +49,11 @@ SOURCE_PREFIX = "sieve:"
 #: Messages learned per session before a commit and the deletion of their
 #: files: bounds both the memory used and what a crash makes us redo.
 DEFAULT_BATCH = 500
+
+#: Read errors that are the drain's own trouble, not the file's: the file
+#: stays queued for the next run instead of going to failed/ with a
+#: healthy message in it.
+_DRAIN_TROUBLE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 
 
 @dataclasses.dataclass
@@ -120,10 +132,8 @@ def drain_spool(spool: Spool, settings: Settings, *, batch_size: int = DEFAULT_B
     with spool.lock(lock_timeout):
         report.stale_tmp_removed = spool.remove_stale_tmp()
         entries, strays = spool.entries()
-        for path in strays:
-            spool.set_aside(path, "file name not written by spamlearn-report")
-            log.warning("%s: not a spool file name; moved to %s", path.name, spool.failed)
-            report.failed += 1
+        for path, reason in strays:
+            _set_aside(spool, path, reason, report)
         by_model: dict[Path, list[SpoolEntry]] = {}
         for entry in entries:
             by_model.setdefault(settings.model_path_for(entry.user), []).append(entry)
@@ -140,20 +150,48 @@ def drain_spool(spool: Spool, settings: Settings, *, batch_size: int = DEFAULT_B
     return report
 
 
+def _set_aside(spool: Spool, path: Path, reason: str, report: DrainReport) -> None:
+    """Move ``path`` to failed/ and count it; one that cannot be moved is left and counted."""
+    try:
+        spool.set_aside(path, reason)
+    except FileNotFoundError:
+        return  # deleted by hand meanwhile: nothing to set aside
+    except OSError as exc:
+        # Left in new/, it is met (and reported) again by every drain until
+        # someone removes it; the rest of the queue is learned meanwhile.
+        log.warning("%s: %s; cannot move it to %s (%s): skipped", path.name, reason,
+                    spool.failed, exc.strerror or exc)
+    else:
+        log.warning("%s: %s; moved to %s", path.name, reason, spool.failed)
+    report.failed += 1
+
+
+def _read(spool: Spool, entry: SpoolEntry, report: DrainReport) -> bytes | None:
+    """The entry's bytes, or None when there is nothing to read (set aside, or gone)."""
+    try:
+        return entry.read()
+    except FileNotFoundError:
+        return None  # deleted by hand meanwhile: nothing to learn
+    except OSError as exc:
+        if exc.errno in _DRAIN_TROUBLE:
+            raise
+        _set_aside(spool, entry.path, f"cannot be read: {exc.strerror or exc}", report)
+        return None
+
+
 def _latest_per_message(spool: Spool, batch: Sequence[SpoolEntry],
                         report: DrainReport) -> tuple[list[tuple[SpoolEntry, str]], list[SpoolEntry]]:
     """The last entry per message (by digest) to learn, and every readable entry to delete."""
     latest: dict[str, SpoolEntry] = {}
     done: list[SpoolEntry] = []
     for entry in batch:
+        raw = _read(spool, entry, report)
+        if raw is None:
+            continue
         try:
-            digest = message_digest(entry.read())
-        except FileNotFoundError:
-            continue  # deleted by hand meanwhile: nothing to learn
+            digest = message_digest(raw)
         except MessageError as exc:
-            spool.set_aside(entry.path, f"not a message: {exc}")
-            log.warning("%s: %s; moved to %s", entry.path.name, exc, spool.failed)
-            report.failed += 1
+            _set_aside(spool, entry.path, f"not a message: {exc}", report)
             continue
         latest[digest] = entry
         done.append(entry)
@@ -168,12 +206,15 @@ def _drain_batch(spool: Spool, settings: Settings, batch: Sequence[SpoolEntry],
     counts = DrainReport()
     with store.session(source="sieve") as session:
         for entry, _digest in sorted(to_learn, key=lambda pair: pair[0]):
+            # Read again rather than held since the first pass, to bound the
+            # memory a batch takes; it may have changed since.
+            raw = _read(spool, entry, report)
+            if raw is None:
+                continue
             try:
-                outcome = session.learn(entry.read(), entry.label, source=SOURCE_PREFIX + entry.user)
+                outcome = session.learn(raw, entry.label, source=SOURCE_PREFIX + entry.user)
             except MessageError as exc:  # e.g. an empty file: nothing was learned from it
-                spool.set_aside(entry.path, f"not a message: {exc}")
-                log.warning("%s: %s; moved to %s", entry.path.name, exc, spool.failed)
-                counts.failed += 1
+                _set_aside(spool, entry.path, f"not a message: {exc}", report)
                 continue
             counts.count(outcome.action)
             log.info("%s (%s): %s", entry.path.name, store.model_path, outcome.describe())
@@ -181,7 +222,6 @@ def _drain_batch(spool: Spool, settings: Settings, batch: Sequence[SpoolEntry],
     report.learned += counts.learned
     report.relabelled += counts.relabelled
     report.already_known += counts.already_known
-    report.failed += counts.failed
     report.superseded += len(done) - len(to_learn)
     report.models.add(str(store.model_path))
     if on_committed is not None:

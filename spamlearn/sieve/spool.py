@@ -9,8 +9,14 @@ The pipe program (running as the mail user) writes each message into
 
 The drain reads ``new/`` in time order and deletes a file only after the
 model and ledger that learned it are committed.  Files it cannot use (a
-name it does not understand, a body that is not a message) go to
-``failed/`` with a reason, never silently away.
+name it does not understand, a body that is not a message, a file it may
+not read, anything that is not a regular file) go to ``failed/`` with a
+reason, never silently away.
+
+Whoever can write the spool (the mail user) can put anything in it, so the
+drain never opens what is not a regular file: a FIFO would hang it, a
+folder would fail it on every run, and a symbolic link could make it learn (or, as a
+``.reason`` note, overwrite) a file only the drain's group may touch.
 """
 
 from __future__ import annotations
@@ -19,17 +25,22 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import logging
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..classifier import Label
 from ..errors import ConfigError, StoreBusyError
+from ..regularfile import irregular_kind, read_regular
 from .options import USER_NAME_RE
 
 __all__ = ["Spool", "SpoolEntry", "SPOOL_SUBDIRS"]
+
+log = logging.getLogger("spamlearn.sieve")
 
 SPOOL_SUBDIRS = ("tmp", "new", "failed")
 
@@ -64,7 +75,13 @@ class SpoolEntry:
                    Label(match["label"]), match["user"], path)
 
     def read(self) -> bytes:
-        return self.path.read_bytes()
+        """The queued message; ``NotRegularFileError`` if the name is no longer a regular file.
+
+        ``Spool.entries`` has already set apart what was not a regular file
+        when it listed new/; this closes the gap between that listing and
+        the open (a file swapped for a FIFO or a link meanwhile).
+        """
+        return read_regular(self.path, follow_symlinks=False)
 
 
 class Spool:
@@ -98,16 +115,27 @@ class Spool:
                          -1 if group_gid is None else group_gid)
             os.chmod(folder, 0o2770)
 
-    def entries(self) -> tuple[list[SpoolEntry], list[Path]]:
-        """Queued messages in time order, and files in new/ we cannot use."""
+    def entries(self) -> tuple[list[SpoolEntry], list[tuple[Path, str]]]:
+        """Queued messages in time order, and what in new/ we cannot use, with the reason.
+
+        Only regular files are entries; the rest is told apart by ``lstat``
+        (through ``scandir``), never by opening it.
+        """
         entries, strays = [], []
         with os.scandir(self.new) as it:
             for item in it:
                 if item.name.startswith("."):
                     continue
-                entry = SpoolEntry.parse(Path(item.path))
-                if entry is None:
-                    strays.append(Path(item.path))
+                path = Path(item.path)
+                try:
+                    kind = irregular_kind(item.stat(follow_symlinks=False).st_mode)
+                except FileNotFoundError:
+                    continue  # deleted meanwhile
+                entry = SpoolEntry.parse(path)
+                if kind is not None:
+                    strays.append((path, f"{kind}, not a file spamlearn-report wrote"))
+                elif entry is None:
+                    strays.append((path, "file name not written by spamlearn-report"))
                 else:
                     entries.append(entry)
         entries.sort()
@@ -119,12 +147,35 @@ class Spool:
             return sum(1 for item in it if not item.name.startswith("."))
 
     def set_aside(self, path: Path, reason: str) -> Path:
-        """Move a file we cannot learn to failed/, with a ``.reason`` note beside it."""
+        """Move what we cannot learn (a file, a folder, a FIFO...) to failed/, with a ``.reason`` note.
+
+        Raises ``OSError`` when it cannot be moved.  A note that cannot be
+        written is only logged: what matters, the move, is done.
+        """
         self.failed.mkdir(mode=0o770, exist_ok=True)
         target = self.failed / path.name
-        os.replace(path, target)
-        (self.failed / (path.name + ".reason")).write_text(reason + "\n")
+        os.replace(path, target)  # a rename: never opens what it moves
+        try:
+            self._write_reason(path.name, reason)
+        except OSError as exc:
+            log.warning("%s: no reason note written in %s: %s", path.name, self.failed,
+                        exc.strerror or exc)
         return target
+
+    def _write_reason(self, name: str, reason: str) -> None:
+        # Written to a new file and renamed over the note: whatever sits at
+        # the note's name (a FIFO, a link to the model) is replaced, never
+        # opened.  0660 as every file in the spool.
+        fd, temporary = tempfile.mkstemp(dir=self.failed, prefix=".reason.")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                os.fchmod(fh.fileno(), 0o660)
+                fh.write(reason + "\n")
+            os.replace(temporary, self.failed / (name + ".reason"))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
 
     def remove_stale_tmp(self, now: float | None = None) -> int:
         """Delete tmp/ files older than ``STALE_TMP_SECONDS``; returns how many."""
@@ -133,11 +184,16 @@ class Spool:
         with os.scandir(self.tmp) as it:
             for item in it:
                 try:
-                    if now - item.stat().st_mtime > STALE_TMP_SECONDS:
+                    if now - item.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS:
                         os.unlink(item.path)
                         removed += 1
                 except FileNotFoundError:
                     continue
+                except OSError as exc:
+                    # A folder, or a file we may not delete: not ours to fix, and
+                    # no reason to stop learning the queue.
+                    log.warning("%s: stale in %s, cannot remove it: %s", item.name, self.tmp,
+                                exc.strerror or exc)
         return removed
 
     @contextlib.contextmanager

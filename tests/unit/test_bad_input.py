@@ -177,7 +177,7 @@ def test_fifos_and_devices_are_reported_never_read(tmp_path):
     learned = spamlearn("--model", model, "learn", "--spam", folder)
     assert learned.returncode == ExitCode.NOINPUT and b"learned 1 as spam" in learned.stdout
     as_model = spamlearn("--model", tmp_path / "top-fifo", "score", "tests/fixtures/sample-ham.eml")
-    assert as_model.returncode == ExitCode.IOERR and b"not a regular file" in as_model.stderr
+    assert as_model.returncode == ExitCode.IOERR and b"is a FIFO, not a model file" in as_model.stderr
     index = tmp_path / "index"
     index.write_text(f"spam {folder / 'fifo'}\nham /dev/zero\nspam {folder / 'a.eml'}\n"
                      "ham tests/fixtures/sample-ham.eml\n".replace("tests/", os.getcwd() + "/tests/"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -16,8 +18,9 @@ from spamlearn.errors import StoreBusyError
 from spamlearn.ledger import Ledger
 from spamlearn.message import message_digest
 from spamlearn.modelstore import ModelStore
+from spamlearn.regularfile import NotRegularFileError
 from spamlearn.sieve.drain import drain_spool
-from spamlearn.sieve.spool import STALE_TMP_SECONDS, Spool
+from spamlearn.sieve.spool import STALE_TMP_SECONDS, Spool, SpoolEntry
 
 runner = CliRunner()
 
@@ -39,6 +42,11 @@ class Site:
         path = self.spool.new / f"{self._clock}.000000001.{os.getpid()},{label},{user}"
         path.write_bytes(raw)
         return path
+
+    def spool_name(self, label: str, user: str = "alice") -> Path:
+        """The next name the pipe program would give, for something else to sit at."""
+        self._clock += 1
+        return self.spool.new / f"{self._clock}.000000001.{os.getpid()},{label},{user}"
 
     def store(self, user: str | None = None) -> ModelStore:
         return ModelStore.from_settings(self.settings, user)
@@ -131,6 +139,112 @@ def test_files_it_cannot_use_go_to_failed_with_a_reason(site, spam_messages):
     assert list(site.spool.new.iterdir()) == []
 
 
+def unreadable(monkeypatch, *paths: Path) -> None:
+    """Reading these spool files fails as it does when the drain's group may not read them.
+
+    (As root a chmod 000 file stays readable, hence the monkeypatch.)
+    """
+    real_read = SpoolEntry.read
+
+    def read(entry: SpoolEntry) -> bytes:
+        if entry.path in paths:
+            raise PermissionError(errno.EACCES, "Permission denied", str(entry.path))
+        return real_read(entry)
+
+    monkeypatch.setattr(SpoolEntry, "read", read)
+
+
+@pytest.mark.timeout(20)
+def test_a_file_it_may_not_read_goes_to_failed_and_the_rest_is_learned(
+        site, spam_messages, monkeypatch):
+    site.queue(spam_messages[0], "spam")
+    locked = site.queue(spam_messages[1], "spam")
+    site.queue(spam_messages[2], "spam")
+    unreadable(monkeypatch, locked)
+    result = site.drain_cli()
+    assert result.exit_code == 0, result.output  # was 74, on this run and every later one
+    assert "learned 2" in result.output and "failed 1" in result.output
+    assert list(site.spool.new.iterdir()) == []
+    assert "Permission denied" in (site.spool.failed / (locked.name + ".reason")).read_text()
+    assert (site.spool.failed / locked.name).read_bytes() == spam_messages[1]
+    assert message_digest(spam_messages[1]) not in site.labels()
+
+
+@pytest.mark.timeout(20)
+def test_a_file_it_can_neither_read_nor_move_is_left_counted_and_the_rest_is_learned(
+        site, spam_messages, monkeypatch):
+    locked = site.queue(spam_messages[0], "spam")
+    site.queue(spam_messages[1], "spam")
+    unreadable(monkeypatch, locked)
+
+    def cannot_move(path, reason):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(site.spool, "set_aside", cannot_move)
+    for _ in range(2):  # and again on the next run: counted, never stuck
+        report = drain_spool(site.spool, site.settings)
+        assert (report.failed, report.errors) == (1, [])
+        assert list(site.spool.new.iterdir()) == [locked]
+    assert list(site.labels().values()) == ["spam"]
+
+
+def a_folder(path: Path) -> None:
+    path.mkdir()
+    (path / "inside").write_bytes(b"x")
+
+
+def a_fifo(path: Path) -> None:
+    os.mkfifo(path)  # opened for reading, it waits for a writer that never comes
+
+
+def a_link_to_a_message(path: Path) -> None:
+    # Whoever writes the spool would have the drain learn any file it may read.
+    target = path.parent.parent / "elsewhere.eml"
+    target.write_bytes(b"Subject: not queued\n\nread through a link\n")
+    path.symlink_to(target)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("make, kind, is_kind", [
+    (a_folder, "a folder", stat.S_ISDIR),
+    (a_fifo, "a FIFO", stat.S_ISFIFO),
+    (a_link_to_a_message, "a symbolic link", stat.S_ISLNK),
+])
+def test_what_is_not_a_regular_file_goes_to_failed_unopened(site, spam_messages, make, kind, is_kind):
+    site.queue(spam_messages[0], "spam")
+    odd = site.spool_name("spam")
+    make(odd)
+    site.queue(spam_messages[1], "ham")
+    report = drain_spool(site.spool, site.settings)
+    assert (report.learned, report.failed, report.errors) == (2, 1, [])
+    assert list(site.spool.new.iterdir()) == []
+    moved = site.spool.failed / odd.name
+    assert is_kind(os.lstat(moved).st_mode)  # moved as it was, not read and copied
+    assert kind in (site.spool.failed / (odd.name + ".reason")).read_text()
+    assert len(site.labels()) == 2
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("make", [a_folder, a_fifo, a_link_to_a_message])
+def test_reading_an_entry_swapped_for_something_else_refuses_at_once(site, spam_messages, make):
+    queued = site.queue(spam_messages[0], "spam")
+    (entry,) = site.spool.entries()[0]
+    queued.unlink()  # after the listing, before the read
+    make(queued)
+    with pytest.raises(NotRegularFileError):
+        entry.read()
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_in_place_of_a_reason_note_is_replaced_not_opened(site, spam_messages):
+    stray = site.spool.new / "not-ours"
+    stray.write_bytes(spam_messages[0])
+    site.spool.failed.mkdir(exist_ok=True)
+    os.mkfifo(site.spool.failed / "not-ours.reason")
+    assert drain_spool(site.spool, site.settings).failed == 1
+    assert "not written by spamlearn-report" in (site.spool.failed / "not-ours.reason").read_text()
+
+
 def test_a_user_with_an_own_model_trains_it(site, spam_messages):
     site.queue(spam_messages[0], "spam", user="bob")
     site.queue(spam_messages[1], "spam", user="alice")
@@ -162,6 +276,17 @@ def test_stale_tmp_files_are_removed(site):
     os.utime(old, (past, past))
     assert drain_spool(site.spool, site.settings).stale_tmp_removed == 1
     assert not old.exists() and fresh.exists()
+
+
+def test_a_stale_folder_in_tmp_does_not_stop_the_drain(site, spam_messages):
+    folder = site.spool.tmp / "1.1.1,spam,alice"
+    folder.mkdir()
+    past = time.time() - STALE_TMP_SECONDS - 60
+    os.utime(folder, (past, past))
+    site.queue(spam_messages[0], "spam")
+    report = drain_spool(site.spool, site.settings)
+    assert (report.learned, report.stale_tmp_removed) == (1, 0)
+    assert folder.is_dir()
 
 
 def test_one_drain_at_a_time(site, spam_messages):
