@@ -14,29 +14,76 @@ from, in rising order of precedence:
 
 Sections that belong to one subsystem (``[server]``, ``[[accounts]]``,
 ``[sieve]``) are kept as plain dicts in ``Settings.sections`` and parsed by
-that subsystem, so this module does not grow with every feature.
+that subsystem, so this module does not grow with every feature; only their
+names are listed here, so that a misspelt table is refused, not ignored.
+The ``as_*`` readers below are shared with those subsystems: a TOML value
+of the wrong type is refused, never converted (``own_model = "alice"`` is
+not the users a, l, i, c, e), and no float setting may be nan or inf.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "find_config_file", "default_data_dir"]
+__all__ = [
+    "Settings", "load_settings", "find_config_file", "default_data_dir",
+    "USER_NAME_RE", "check_user_name", "as_int", "as_float", "as_str", "as_path", "env_int", "env_float",
+    "refuse_unknown", "source_of",
+]
 
 CONFIG_ENV = "SPAMLEARN_CONFIG"
+
+#: User names that may have a model of their own.  They name a model file
+#: (``<dir>/<user>.joblib``) and the sieve spool's files, so the set is
+#: small on purpose: what Dovecot users look like (``alice``,
+#: ``alice@example.org``, ``first.last+tag``), never a path separator, a
+#: comma (the spool's field separator), a leading dot or whitespace.  The
+#: HTTP service accepts the same names in ``?user=``.
+USER_NAME_RE = re.compile(r"[A-Za-z0-9_@+=-][A-Za-z0-9._@+=-]{0,127}")
+
+
+def check_user_name(user: Any, what: str = "") -> str:
+    """Return ``user`` if it is a safe user name, else raise ``ConfigError``.
+
+    ``what`` (e.g. ``"[users] own_model"``) says where the name came from.
+    """
+    if not isinstance(user, str) or not USER_NAME_RE.fullmatch(user):
+        where = f"{what}: " if what else ""
+        raise ConfigError(f"{where}invalid user name {user!r} (allowed: letters, digits and "
+                          ". _ @ + = -, not starting with a dot)")
+    return user
 
 
 def default_data_dir() -> Path:
     """Where a user's own model lives when nothing says otherwise (XDG)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "spamlearn"
+
+
+#: The bounds (inclusive; None: none) of the numeric settings, checked where a
+#: value is read so that the message names the file key or the variable.
+#: scan_limit: below 1 KiB not even the headers of most mail are read.
+_RANGES: dict[str, tuple[float, float | None]] = {
+    "ham_cutoff": (0.0, 1.0), "spam_cutoff": (0.0, 1.0), "lock_timeout": (0.0, None),
+    "scan_limit": (1024, None), "min_messages": (0, None),
+}
+
+
+def _check_range(field: str, value: float, what: str) -> None:
+    low, high = _RANGES[field]
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(f"{what} must be {bounds}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,17 +138,18 @@ class Settings:
     sections: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.ham_cutoff <= self.spam_cutoff <= 1.0:
+        # The file and the environment were checked as they were read, with
+        # messages naming them; this catches flags and direct construction.
+        for name in ("ham_cutoff", "spam_cutoff", "lock_timeout"):
+            if not math.isfinite(getattr(self, name)):  # a nan timeout never expires
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)!r}")
+        for name in _RANGES:
+            _check_range(name, getattr(self, name), name)
+        if not self.ham_cutoff <= self.spam_cutoff:
             raise ConfigError(
                 f"cutoffs must satisfy 0 <= ham_cutoff <= spam_cutoff <= 1, "
                 f"got ham_cutoff={self.ham_cutoff} spam_cutoff={self.spam_cutoff}"
             )
-        if self.scan_limit < 1024:
-            raise ConfigError(f"scan_limit must be at least 1024 bytes, got {self.scan_limit}")
-        if self.lock_timeout < 0:
-            raise ConfigError(f"lock_timeout must be >= 0, got {self.lock_timeout}")
-        if self.min_messages < 0:
-            raise ConfigError(f"min_messages must be >= 0, got {self.min_messages}")
 
     @property
     def effective_ledger_path(self) -> Path:
@@ -112,8 +160,7 @@ class Settings:
 
     def user_model_path(self, user: str) -> Path:
         """The model file of ``user`` (whether or not it exists yet)."""
-        if not user or "/" in user or user.startswith(".") or "\0" in user:
-            raise ConfigError(f"invalid user name {user!r}")
+        check_user_name(user)
         base = self.user_models_dir or self.model_path.parent / "users"
         return base / f"{user}.joblib"
 
@@ -154,36 +201,224 @@ def find_config_file(explicit: Path | None = None, env: Mapping[str, str] | None
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        # Decoded here rather than by tomllib.load, whose UnicodeDecodeError
+        # is not a TOMLDecodeError and would escape as a traceback.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path}: line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 "
+                          f"(TOML files are UTF-8; re-save it as such)") from exc
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except RecursionError as exc:  # arrays nested thousands deep
+        raise ConfigError(f"config file {path}: nested too deeply") from exc
 
 
-def _as_float(value: Any, what: str) -> float:
+# -- Reading values -----------------------------------------------------------------------------
+# ``what`` names the value in the message: "config file F: [model] key" for a
+# file value, the variable's name for an environment value.
+
+def _shown(value: Any) -> str:
+    """A wrong value, for a one-line message."""
+    if isinstance(value, dict):
+        return "a table"  # whose contents may be long, or secret
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def as_int(value: Any, what: str) -> int:
+    """``value`` if it is a TOML integer, else ``ConfigError``."""
+    # bool is an int subclass, and int(1.5) or int("7") would hide a mistake.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{what} must be an integer, got {_shown(value)}")
+    return value
+
+
+def as_float(value: Any, what: str) -> float:
+    """``value`` as a float if it is a finite TOML number, else ``ConfigError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{what} must be a number, got {_shown(value)}")
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        number = math.inf
+    # TOML (and float()) read nan and inf.  Neither is a cutoff or a number
+    # of seconds: nan compares false with everything, so a nan timeout
+    # passes every range check and then never expires.
+    if not math.isfinite(number):
+        raise ConfigError(f"{what} must be a finite number, got {_shown(value)}")
+    return number
 
 
-def _as_int(value: Any, what: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be an integer, got {value!r}") from None
+def as_str(value: Any, what: str) -> str:
+    """``value`` if it is a non-empty TOML string, else ``ConfigError``."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a non-empty string, got {_shown(value)}")
+    return value
 
 
-def _resolve(base: Path | None, value: Any) -> Path:
-    path = Path(str(value)).expanduser()
+def as_path(value: Any, what: str, base: Path | None = None) -> Path:
+    """A path from a TOML string, relative to ``base`` (the config file's folder)."""
+    # A NUL would pass here and raise ValueError at the first open().
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ConfigError(f"{what} must be a path (a non-empty string), got {_shown(value)}")
+    path = Path(value).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
     return path
 
 
+def env_int(text: str, what: str) -> int:
+    """An environment variable's text as an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{what} must be an integer, got {text!r}") from None
+
+
+def env_float(text: str, what: str) -> float:
+    """An environment variable's text as a finite number."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise ConfigError(f"{what} must be a number, got {text!r}") from None
+    return as_float(number, what)
+
+
+def _user_names(value: Any, what: str) -> set[str]:
+    # A bare string is refused, not iterated: "alice" would be a, l, i, c, e.
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ConfigError(f'{what} must be a list of user names (e.g. ["alice"]), got {_shown(value)}')
+    return {check_user_name(name, what) for name in value}
+
+
+def refuse_unknown(table: Mapping[str, Any], known: Mapping[str, str] | Collection[str], what: str) -> None:
+    """Refuse the keys of ``table`` not in ``known``, listing those that are.
+
+    ``known`` maps each key to how it is written (``"accounts"`` to
+    ``"[[accounts]]"``), or is just the keys.  ``what`` begins the message
+    (``"unknown key(s) in [model]"``).
+    """
+    written = dict(known) if isinstance(known, Mapping) else {key: key for key in sorted(known)}
+    unknown = sorted(set(table) - set(written))
+    if not unknown:
+        return
+    guesses = difflib.get_close_matches(unknown[0], list(written), n=1)
+    hint = f" (did you mean {written[guesses[0]]}?)" if guesses else ""
+    raise ConfigError(f"{what}: {', '.join(unknown)}{hint}; known: {', '.join(written.values())}")
+
+
+def source_of(settings: Settings) -> str:
+    """How a message begins for a value read from ``settings``' file: ``"config file F: "``."""
+    return f"config file {settings.config_file}: " if settings.config_file else ""
+
+
+# -- The file -----------------------------------------------------------------------------------
+
+#: Every top-level table spamlearn reads.  Those of the subsystems are parsed
+#: elsewhere (``server_settings``, ``imap.config``, ``sieve.options``) but
+#: named here: a misspelt ``[sevrer]`` silently ignored would leave the
+#: service on its defaults while its admin believes it configured.  A new
+#: subsystem's table is added here.
+_TABLES = {"model": "[model]", "users": "[users]", "server": "[server]",
+           "accounts": "[[accounts]]", "sieve": "[sieve]"}
 _MODEL_KEYS = {"path", "ledger", "ham_cutoff", "spam_cutoff", "scan_limit", "min_messages", "lock_timeout"}
+_USERS_KEYS = {"dir", "own_model"}
+
+
+def _table(data: Mapping[str, Any], name: str, where: str) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table, got {_shown(table)}")
+    return table
+
+
+def _model_values(model: Mapping[str, Any], base: Path, where: str) -> dict[str, Any]:
+    refuse_unknown(model, _MODEL_KEYS, f"{where}: unknown key(s) in [model]")
+    values: dict[str, Any] = {}
+    if "path" in model:
+        values["model_path"] = as_path(model["path"], f"{where}: [model] path", base)
+    if "ledger" in model:
+        values["ledger_path"] = as_path(model["ledger"], f"{where}: [model] ledger", base)
+    for key, read in (("ham_cutoff", as_float), ("spam_cutoff", as_float), ("lock_timeout", as_float),
+                      ("scan_limit", as_int), ("min_messages", as_int)):
+        if key in model:
+            values[key] = read(model[key], f"{where}: [model] {key}")
+            _check_range(key, values[key], f"{where}: [model] {key}")
+    return values
+
+
+def _users_values(users: Mapping[str, Any], accounts: Any, base: Path, where: str) -> dict[str, Any]:
+    refuse_unknown(users, _USERS_KEYS, f"{where}: unknown key(s) in [users]")
+    values: dict[str, Any] = {}
+    if "dir" in users:
+        values["user_models_dir"] = as_path(users["dir"], f"{where}: [users] dir", base)
+    own = _user_names(users.get("own_model", []), f"{where}: [users] own_model")
+    own |= _own_model_accounts(accounts, where)
+    values["own_model_users"] = frozenset(own)
+    return values
+
+
+def _own_model_accounts(accounts: Any, where: str) -> set[str]:
+    """Usernames of the ``[[accounts]]`` with ``own_model = true``.
+
+    Only the shape and the keys read here are checked: the rest of an
+    account is ``imap.config``'s, and is checked when it is used.
+    """
+    if not isinstance(accounts, list):
+        raise ConfigError(f"{where}: accounts must be an array of tables, written [[accounts]], "
+                          f"got {_shown(accounts)}")
+    users = set()
+    for index, account in enumerate(accounts):
+        if not isinstance(account, dict):
+            raise ConfigError(f"{where}: accounts[{index}] must be a table, got {_shown(account)}")
+        own_model = account.get("own_model", False)
+        if not isinstance(own_model, bool):
+            raise ConfigError(f"{where}: accounts[{index}] own_model must be true or false, "
+                              f"got {_shown(own_model)}")
+        if own_model:
+            # The username names the model file, as a [users] own_model name does.
+            what = f"{where}: accounts[{index}] username"
+            if "username" not in account:
+                raise ConfigError(f"{what} is required with own_model = true")
+            users.add(check_user_name(account["username"], what))
+    return users
+
+
+def _file_values(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    where = f"config file {path}"
+    refuse_unknown(data, _TABLES, f"{where}: unknown top-level table(s) or key(s)")
+    values = _model_values(_table(data, "model", where), path.parent, where)
+    values.update(_users_values(_table(data, "users", where), data.get("accounts", []), path.parent, where))
+    return values
+
+
+# -- The environment ----------------------------------------------------------------------------
+
+_ENV = {  # variable: (Settings field, reader)
+    "SPAMLEARN_MODEL": ("model_path", lambda text, what: Path(text).expanduser()),
+    "SPAMLEARN_LEDGER": ("ledger_path", lambda text, what: Path(text).expanduser()),
+    "SPAMLEARN_HAM_CUTOFF": ("ham_cutoff", env_float),
+    "SPAMLEARN_SPAM_CUTOFF": ("spam_cutoff", env_float),
+    "SPAMLEARN_LOCK_TIMEOUT": ("lock_timeout", env_float),
+    "SPAMLEARN_SCAN_LIMIT": ("scan_limit", env_int),
+}
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for variable, (field, read) in _ENV.items():
+        if env.get(variable):  # empty counts as unset, as a shell's `VAR= cmd` means
+            values[field] = read(env[variable], variable)
+            if field in _RANGES:
+                _check_range(field, values[field], variable)
+    return values
 
 
 def load_settings(
@@ -197,55 +432,16 @@ def load_settings(
     Raises
     ------
     ConfigError
-        The file is unreadable or not TOML, or a value is out of range.
+        The file is unreadable or not UTF-8 TOML, has a table or key
+        spamlearn does not know, or a value of the wrong type or range.
     """
     env = os.environ if env is None else env
     path = find_config_file(config_file, env)
     data = _read_toml(path) if path else {}
-    base = path.parent if path else None
     values: dict[str, Any] = {"config_file": path}
-
-    model = data.get("model", {})
-    if not isinstance(model, dict):
-        raise ConfigError("[model] must be a table")
-    unknown = set(model) - _MODEL_KEYS
-    if unknown:
-        raise ConfigError(f"unknown key(s) in [model]: {', '.join(sorted(unknown))}")
-    if "path" in model:
-        values["model_path"] = _resolve(base, model["path"])
-    if "ledger" in model:
-        values["ledger_path"] = _resolve(base, model["ledger"])
-    for key in ("ham_cutoff", "spam_cutoff", "lock_timeout"):
-        if key in model:
-            values[key] = _as_float(model[key], f"[model] {key}")
-    for key in ("scan_limit", "min_messages"):
-        if key in model:
-            values[key] = _as_int(model[key], f"[model] {key}")
-
-    users = data.get("users", {})
-    if not isinstance(users, dict):
-        raise ConfigError("[users] must be a table")
-    if "dir" in users:
-        values["user_models_dir"] = _resolve(base, users["dir"])
-    own = set(users.get("own_model", []))
-    for account in data.get("accounts", []) or []:
-        if isinstance(account, dict) and account.get("own_model") and account.get("username"):
-            own.add(str(account["username"]))
-    values["own_model_users"] = frozenset(str(u) for u in own)
-
-    if env.get("SPAMLEARN_MODEL"):
-        values["model_path"] = Path(env["SPAMLEARN_MODEL"]).expanduser()
-    if env.get("SPAMLEARN_LEDGER"):
-        values["ledger_path"] = Path(env["SPAMLEARN_LEDGER"]).expanduser()
-    if env.get("SPAMLEARN_HAM_CUTOFF"):
-        values["ham_cutoff"] = _as_float(env["SPAMLEARN_HAM_CUTOFF"], "SPAMLEARN_HAM_CUTOFF")
-    if env.get("SPAMLEARN_SPAM_CUTOFF"):
-        values["spam_cutoff"] = _as_float(env["SPAMLEARN_SPAM_CUTOFF"], "SPAMLEARN_SPAM_CUTOFF")
-    if env.get("SPAMLEARN_LOCK_TIMEOUT"):
-        values["lock_timeout"] = _as_float(env["SPAMLEARN_LOCK_TIMEOUT"], "SPAMLEARN_LOCK_TIMEOUT")
-    if env.get("SPAMLEARN_SCAN_LIMIT"):
-        values["scan_limit"] = _as_int(env["SPAMLEARN_SCAN_LIMIT"], "SPAMLEARN_SCAN_LIMIT")
-
+    if path is not None:
+        values.update(_file_values(data, path))
+    values.update(_env_values(env))
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["sections"] = {k: v for k, v in data.items() if k not in ("model", "users")}
     try:

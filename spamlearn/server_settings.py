@@ -27,13 +27,15 @@ refuses such a key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
+from .config import Settings, as_float, as_int, as_path, as_str, env_float, env_int, refuse_unknown, source_of
 from .errors import ConfigError
 
 __all__ = ["ServerSettings", "load_server_settings", "default_workers", "DEFAULT_PORT"]
@@ -46,6 +48,8 @@ DEFAULT_PORT = 8731
 DEFAULT_MAX_BODY_SIZE = 25 * 1024 * 1024
 #: Shorter tokens could be guessed by a patient client on the network.
 MIN_TOKEN_LENGTH = 16
+#: An HTTP field name (RFC 9110 "token"); any other never matches a request header.
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 _KEYS = {
     "host", "port", "workers", "learn_token", "learn_token_file", "score_token", "score_token_file",
@@ -130,12 +134,18 @@ class ServerSettings:
             raise ConfigError(f"[server] workers must be 1..64, got {self.workers}")
         if self.max_body_size < 1024:
             raise ConfigError(f"[server] max_body_size must be at least 1024 bytes, got {self.max_body_size}")
+        # A flag can still bring nan or inf here; nan would pass every range check.
+        for name in ("reload_interval", "learn_lock_timeout"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"[server] {name} must be a finite number, got {getattr(self, name)!r}")
         if self.reload_interval < 0:
             raise ConfigError(f"[server] reload_interval must be >= 0, got {self.reload_interval}")
         if self.max_user_models < 1:
             raise ConfigError(f"[server] max_user_models must be >= 1, got {self.max_user_models}")
         if self.learn_lock_timeout < 0:
             raise ConfigError(f"[server] learn_lock_timeout must be >= 0, got {self.learn_lock_timeout}")
+        if not _HEADER_NAME_RE.fullmatch(self.user_header):
+            raise ConfigError(f"[server] user_header must be an HTTP header name, got {self.user_header!r}")
         for name in ("learn_token", "score_token"):
             token = getattr(self, name)
             if token is not None and (len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token)):
@@ -166,9 +176,7 @@ def _check_private(path: Path, what: str) -> None:
 
 
 def _read_token_file(value: Any, base: Path | None, what: str) -> str:
-    path = Path(str(value)).expanduser()
-    if base is not None and not path.is_absolute():
-        path = base / path
+    path = as_path(value, what, base)
     _check_private(path, what)
     try:
         token = path.read_text(encoding="utf-8").strip()
@@ -179,37 +187,30 @@ def _read_token_file(value: Any, base: Path | None, what: str) -> str:
     return token
 
 
-def _as_int(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be an integer, got {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be an integer, got {value!r}") from None
-
-
-def _as_float(value: Any, what: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number, got {value!r}") from None
-
-
 def _as_bool(value: Any, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return value.lower() in ("1", "true", "yes", "on")
-    raise ConfigError(f"{what} must be true or false, got {value!r}")
+    # Strictly a TOML boolean: "no" is a non-empty string, and truthy.
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be true or false, got {value!r}")
+    return value
 
 
+def _as_token(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a string")  # not echoed: it is meant to be a secret
+    return value
+
+
+# What a file value must be; each raises ConfigError naming the key.
 _CONVERTERS = {
-    "host": lambda v, w: str(v), "port": _as_int, "workers": _as_int,
-    "max_body_size": _as_int, "reload_interval": _as_float, "per_user": _as_bool,
-    "user_header": lambda v, w: str(v), "max_user_models": _as_int,
-    "learn_lock_timeout": _as_float, "access_log": _as_bool,
+    "host": as_str, "port": as_int, "workers": as_int,
+    "max_body_size": as_int, "reload_interval": as_float, "per_user": _as_bool,
+    "user_header": as_str, "max_user_models": as_int,
+    "learn_lock_timeout": as_float, "access_log": _as_bool,
+}
+# The keys an environment variable may set, and how its text is read.
+_ENV_READERS = {
+    "host": lambda text, what: text, "port": env_int, "workers": env_int,
+    "max_body_size": env_int, "reload_interval": env_float,
 }
 
 
@@ -229,27 +230,28 @@ def load_server_settings(settings: Settings, *, env: Mapping[str, str] | None = 
     env = os.environ if env is None else env
     table = settings.section("server")
     if not isinstance(table, dict):
-        raise ConfigError("[server] must be a table")
-    unknown = set(table) - _KEYS
-    if unknown:
-        raise ConfigError(f"unknown key(s) in [server]: {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{source_of(settings)}[server] must be a table")
+    # Ranges are checked by ServerSettings, once file, environment and flags
+    # are merged, so only these messages can name the file.
+    where = f"{source_of(settings)}[server]"
+    refuse_unknown(table, _KEYS, f"{source_of(settings)}unknown key(s) in [server]")
     base = settings.config_file.parent if settings.config_file else None
     values: dict[str, Any] = {}
     for key, convert in _CONVERTERS.items():
         if key in table:
-            values[key] = convert(table[key], f"[server] {key}")
+            values[key] = convert(table[key], f"{where} {key}")
     for name in ("learn_token", "score_token"):
         if name in table:
             if settings.config_file is not None:
                 _check_private(settings.config_file, "config file")
-            values[name] = str(table[name])
+            values[name] = _as_token(table[name], f"{where} {name}")
         if f"{name}_file" in table:
-            values[name] = _read_token_file(table[f"{name}_file"], base, f"[server] {name}_file")
+            values[name] = _read_token_file(table[f"{name}_file"], base, f"{where} {name}_file")
 
-    for key in ("host", "port", "workers", "max_body_size", "reload_interval"):
+    for key, read in _ENV_READERS.items():
         variable = f"SPAMLEARN_SERVER_{key.upper()}"
         if env.get(variable):
-            values[key] = _CONVERTERS[key](env[variable], variable)
+            values[key] = read(env[variable], variable)
     for name in ("learn_token", "score_token"):
         variable = f"SPAMLEARN_SERVER_{name.upper()}"
         if env.get(f"{variable}_FILE"):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import ipaddress
+import math
 import os
 import re
 import stat
@@ -32,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, as_path, refuse_unknown, source_of
 from ..errors import ConfigError
 
 __all__ = ["Account", "Security", "Mode", "load_accounts", "parse_account", "parse_duration"]
@@ -199,11 +200,24 @@ def _str_list(value: Any, what: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _number(value: Any, what: str, minimum: float, integer: bool = False) -> Any:
+# Upper bounds far past any sensible value, there so that a typo (1e12) is
+# refused here rather than overflow in socket.settimeout() or time.sleep().
+_DAY_SECONDS = 86_400
+_CENTURY_DAYS = 36_500
+
+
+def _number(value: Any, what: str, minimum: float, integer: bool = False,
+            maximum: float | None = None) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
         raise ConfigError(f"{what} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    # TOML has nan and inf: nan passes the minimum below (every comparison
+    # with it is false), and neither is a number of seconds or days.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{what} must be a finite number, got {value!r}")
     if value < minimum:
         raise ConfigError(f"{what} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{what} must be <= {maximum}, got {value!r}")
     return value
 
 
@@ -217,17 +231,18 @@ def parse_account(table: Mapping[str, Any], index: int = 0, base: Path | None = 
     """
     if not isinstance(table, Mapping):
         raise ConfigError(f"accounts[{index}] must be a table")
-    label = f"accounts[{index}]" + (f" ({table['name']})" if isinstance(table.get("name"), str) else "")
-    unknown = set(table) - _KEYS
-    if "password" in unknown:
+    label = f"accounts[{index}]" + (f" ({table['name']})" if isinstance(table.get("name"), str)
+                                    and table["name"] else "")
+    if "password" in table:
         raise ConfigError(f"{label}: a password in the config file is not accepted; "
                           f"use password_file or password_env")
-    if unknown:
-        raise ConfigError(f"{label}: unknown key(s): {', '.join(sorted(unknown))}")
+    refuse_unknown(table, _KEYS, f"{label}: unknown key(s)")
     for key in ("host", "username"):
         if not isinstance(table.get(key), str) or not table[key]:
             raise ConfigError(f"{label}: '{key}' is required")
     values: dict[str, Any] = {"host": table["host"], "username": table["username"]}
+    if "name" in table and (not isinstance(table["name"], str) or not table["name"]):
+        raise ConfigError(f"{label}: name must be a non-empty string, got {table['name']!r}")
     # The name keys the folder state ("imap:<name>:<folder>"), hence no ':' or '/'.
     values["name"] = table.get("name") or re.sub(r"[\s:/]", "_", f"{table['username']}@{table['host']}")
     if not isinstance(values["name"], str) or re.search(r"[\s:/]", values["name"]):
@@ -246,10 +261,7 @@ def parse_account(table: Mapping[str, Any], index: int = 0, base: Path | None = 
     if has_file == has_env:
         raise ConfigError(f"{label}: give exactly one of password_file and password_env")
     if has_file:
-        if not isinstance(table["password_file"], str) or not table["password_file"]:
-            raise ConfigError(f"{label}: password_file must be a path")
-        path = Path(table["password_file"]).expanduser()
-        values["password_file"] = base / path if base is not None and not path.is_absolute() else path
+        values["password_file"] = as_path(table["password_file"], f"{label}: password_file", base)
     else:
         if not isinstance(table["password_env"], str) or not table["password_env"].isidentifier():
             raise ConfigError(f"{label}: password_env must be an environment variable name")
@@ -267,7 +279,7 @@ def parse_account(table: Mapping[str, Any], index: int = 0, base: Path | None = 
 
     if "ham_min_age_days" in table:
         values["ham_min_age_days"] = float(_number(table["ham_min_age_days"],
-                                                   f"{label}: ham_min_age_days", 0))
+                                                   f"{label}: ham_min_age_days", 0, maximum=_CENTURY_DAYS))
     mode = table.get("mode", Mode.ALL)
     if mode not in Mode.CHOICES:
         raise ConfigError(f"{label}: mode must be one of {', '.join(Mode.CHOICES)}, got {mode!r}")
@@ -278,14 +290,14 @@ def parse_account(table: Mapping[str, Any], index: int = 0, base: Path | None = 
                 raise ConfigError(f"{label}: {key} must be true or false")
             values[key] = table[key]
     if "ca_file" in table:
-        path = Path(str(table["ca_file"])).expanduser()
-        values["ca_file"] = base / path if base is not None and not path.is_absolute() else path
+        values["ca_file"] = as_path(table["ca_file"], f"{label}: ca_file", base)
     if "timeout" in table:
-        values["timeout"] = float(_number(table["timeout"], f"{label}: timeout", 0.1))
+        values["timeout"] = float(_number(table["timeout"], f"{label}: timeout", 0.1, maximum=_DAY_SECONDS))
     if "retries" in table:
         values["retries"] = _number(table["retries"], f"{label}: retries", 0, integer=True)
     if "retry_delay" in table:
-        values["retry_delay"] = float(_number(table["retry_delay"], f"{label}: retry_delay", 0))
+        values["retry_delay"] = float(_number(table["retry_delay"], f"{label}: retry_delay", 0,
+                                              maximum=_DAY_SECONDS))
     if "batch_size" in table:
         values["batch_size"] = _number(table["batch_size"], f"{label}: batch_size", 1, integer=True)
 
@@ -312,7 +324,10 @@ def load_accounts(settings: Settings, names: Sequence[str] = ()) -> list[Account
     if not isinstance(tables, list):
         raise ConfigError("accounts must be an array of tables: [[accounts]]")
     base = settings.config_file.parent if settings.config_file else None
-    accounts = [parse_account(t, i, base) for i, t in enumerate(tables)]
+    try:
+        accounts = [parse_account(t, i, base) for i, t in enumerate(tables)]
+    except ConfigError as exc:  # every value of an account comes from the file: name it
+        raise ConfigError(f"{source_of(settings)}{exc}") from exc
     seen: set[str] = set()
     for account in accounts:
         if account.name in seen:
@@ -342,6 +357,8 @@ def parse_duration(text: str) -> float:
     if not match:
         raise ConfigError(f"not a duration: {text!r} (examples: 30s, 15m, 2h)")
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not math.isfinite(seconds):  # 400 digits make inf
+        raise ConfigError(f"duration too long: {text!r}")
     if seconds <= 0:
         raise ConfigError(f"duration must be positive: {text!r}")
     return seconds

@@ -27,17 +27,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
+# The user names the pipe program and the drain accept are those that may
+# have a model of their own: one definition, in config (re-exported here).
+from ..config import USER_NAME_RE, Settings, as_path, check_user_name, refuse_unknown, source_of
 from ..errors import ConfigError
 
 __all__ = ["SieveOptions", "USER_NAME_RE", "check_user_name"]
-
-#: User names the pipe program and the drain accept.  They end up in a file
-#: name and choose a model file, so the set is small on purpose: what
-#: Dovecot users look like (``alice``, ``alice@example.org``,
-#: ``first.last+tag``), never a path separator, a comma (our field
-#: separator), a leading dot or whitespace.
-USER_NAME_RE = re.compile(r"[A-Za-z0-9_@+=-][A-Za-z0-9._@+=-]{0,127}")
 
 # Folder names go into Sieve strings and Dovecot config values: printable,
 # no quote or backslash (escaping rules differ between the two), no "${"
@@ -45,14 +40,6 @@ USER_NAME_RE = re.compile(r"[A-Za-z0-9_@+=-][A-Za-z0-9._@+=-]{0,127}")
 _BAD_FOLDER_RE = re.compile(r'["\\\x00-\x1f\x7f]|\$\{')
 # What the URL may contain: it is pasted into a /bin/sh single-quoted string.
 _URL_RE = re.compile(r"https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._~/-]*)?")
-
-
-def check_user_name(user: str) -> str:
-    """Return ``user`` if it is a safe user name, else raise ``ConfigError``."""
-    if not USER_NAME_RE.fullmatch(user or ""):
-        raise ConfigError(f"invalid user name {user!r} (allowed: letters, digits and . _ @ + = -, "
-                          "not starting with a dot)")
-    return user
 
 
 def _check_folder(name: str, what: str) -> str:
@@ -158,40 +145,41 @@ class SieveOptions:
         """
         table = settings.section("sieve")
         if not isinstance(table, Mapping):
-            raise ConfigError("[sieve] must be a table")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(table) - fields
-        if unknown:
-            raise ConfigError(f"unknown key(s) in [sieve]: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"{source_of(settings)}[sieve] must be a table")
+        where = source_of(settings)
+        refuse_unknown(table, {f.name for f in dataclasses.fields(cls)}, f"{where}unknown key(s) in [sieve]")
         base = settings.config_file.parent if settings.config_file else None
-        values: dict[str, Any] = {}
-        for key, value in {**table, **{k: v for k, v in overrides.items() if v is not None}}.items():
-            values[key] = _coerce(key, value, base)
+        values = {key: _coerce(key, value, base, f"{where}[sieve] {key}") for key, value in table.items()}
+        # Flags are checked alike, but their messages must not blame the file.
+        for key, value in overrides.items():
+            if value is not None:
+                values[key] = _coerce(key, value, base, f"[sieve] {key}")
         if values.get("http_url") == "":
             values["http_url"] = None
         return cls(**values)
 
 
-def _coerce(key: str, value: Any, base: Path | None) -> Any:
+def _coerce(key: str, value: Any, base: Path | None, what: str) -> Any:
     if key in ("spool", "conf_dir", "sieve_dir", "pipe_bin_dir", "http_token_file"):
         if value == "" and key == "http_token_file":
             return None
-        if not isinstance(value, (str, Path)):
-            raise ConfigError(f"[sieve] {key} must be a path, got {value!r}")
-        path = Path(value).expanduser()
-        return base / path if base is not None and not path.is_absolute() else path
+        if isinstance(value, Path):  # a flag
+            value = str(value)
+        # An empty string would be "." below the config's folder: refused.
+        return as_path(value, what, base)
     if key == "not_ham_folders":
-        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"[sieve] not_ham_folders must be a list of folder names, got {value!r}")
+        # A bare string is refused, not iterated into one-letter folders.
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{what} must be a list of folder names, got {value!r}")
         return tuple(value)
     if key == "append_rule":
         if not isinstance(value, bool):
-            raise ConfigError(f"[sieve] append_rule must be true or false, got {value!r}")
+            raise ConfigError(f"{what} must be true or false, got {value!r}")
         return value
     if key == "first_rule":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"[sieve] first_rule must be an integer, got {value!r}")
+            raise ConfigError(f"{what} must be an integer, got {value!r}")
         return value
     if not isinstance(value, str):
-        raise ConfigError(f"[sieve] {key} must be a string, got {value!r}")
+        raise ConfigError(f"{what} must be a string, got {value!r}")
     return value

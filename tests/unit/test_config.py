@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from spamlearn.config import load_settings
+from spamlearn.cli import ExitCode, app
+from spamlearn.config import Settings, check_user_name, load_settings
 from spamlearn.errors import ConfigError
+from spamlearn.imap import load_accounts
+from spamlearn.server_settings import ServerSettings, load_server_settings
+from spamlearn.sieve import SieveOptions
+from spamlearn.sieve import check_user_name as sieve_check_user_name
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path, text):
@@ -64,3 +76,180 @@ def test_per_user_models(tmp_path):
     assert settings.section("accounts")[0]["username"] == "bob"
     with pytest.raises(ConfigError, match="invalid user"):
         settings.user_model_path("../etc/passwd")
+
+
+# -- A wrong config is one line naming the file and the key, never a traceback ----------------
+
+def test_a_file_that_is_not_utf8_names_the_file_and_line(tmp_path):
+    path = tmp_path / "spamlearn.toml"
+    path.write_bytes(b"[model]\n# M\xfcller\n")
+    with pytest.raises(ConfigError, match=f"{re.escape(str(path))}: line 2: byte 0xfc is not UTF-8"):
+        load_settings(path)
+
+
+@pytest.mark.parametrize("value", ["5", "[[1]]", '"alice"', "{ alice = true }", '["a b"]', '["../x"]',
+                                   '[".hidden"]', '[""]'])
+def test_own_model_must_be_a_list_of_user_names(tmp_path, value):
+    path = write(tmp_path, f"[users]\nown_model = {value}\n")
+    with pytest.raises(ConfigError, match=f"{re.escape(str(path))}: \\[users\\] own_model"):
+        load_settings(path)
+
+
+def test_own_model_names_are_those_the_sieve_and_the_service_accept(tmp_path):
+    names = ["alice", "alice@example.org", "first.last+tag", "a_b=c-d"]
+    settings = load_settings(write(tmp_path, f"[users]\nown_model = {json.dumps(names)}\n"))
+    assert settings.own_model_users == frozenset(names)
+    assert all(check_user_name(name) for name in names)
+    assert check_user_name is sieve_check_user_name, "one definition of a user name"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("accounts = 5\n", r"accounts must be an array of tables, written \[\[accounts\]\], got 5"),
+    ('[accounts]\nhost = "h"\n', r"accounts must be an array of tables.*got a table"),
+    ("accounts = [1]\n", r"accounts\[0\] must be a table"),
+    ('[[accounts]]\nusername = "bob"\nown_model = "yes"\n', r"accounts\[0\] own_model must be true or false"),
+    ("[[accounts]]\nown_model = true\n", r"accounts\[0\] username is required with own_model"),
+    ('[[accounts]]\nusername = "bob smith"\nown_model = true\n', r"accounts\[0\] username: invalid user"),
+])
+def test_accounts_read_for_own_models_are_checked(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[modle]\npath = 'm.joblib'\n",
+     r"unknown top-level table\(s\) or key\(s\): modle \(did you mean \[model\]\?\)"),
+    ("[sevrer]\nport = 1\n", r"unknown top-level .*: sevrer \(did you mean \[server\]\?\)"),
+    ("ham_cutoff = 0.1\n",
+     r"unknown top-level .*: ham_cutoff; known: \[model\], \[users\], \[server\], "
+     r"\[\[accounts\]\], \[sieve\]"),
+    ("[model]\nham_cutof = 0.1\n",
+     r"unknown key\(s\) in \[model\]: ham_cutof \(did you mean ham_cutoff\?\)"),
+    ("[users]\nown_models = ['alice']\n", r"unknown key\(s\) in \[users\]: own_models"),
+])
+def test_unknown_tables_and_keys_are_refused_with_the_known_ones(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=f"config file {re.escape(str(path))}: {message}"):
+        load_settings(path)
+
+
+def toml_examples():
+    """Every ```toml block of the README and docs/, so that no documented table is refused."""
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```toml\n(.*?)```", doc.read_text(encoding="utf-8"), re.DOTALL):
+            text = textwrap.dedent(block)
+            yield pytest.param(text, id=f"{doc.name}:{text.splitlines()[0]}")
+
+
+@pytest.mark.parametrize("text", list(toml_examples()))
+def test_the_documented_examples_are_accepted(tmp_path, text):
+    load_settings(write(tmp_path, text), env={})
+
+
+# Every key of every table with a value of the wrong type: (table, key, TOML value).
+WRONG_TYPES = [
+    ("model", "path", "5"), ("model", "path", '""'), ("model", "ledger", "[]"),
+    ("model", "ham_cutoff", '"0.2"'), ("model", "spam_cutoff", "true"), ("model", "scan_limit", "1e6"),
+    ("model", "min_messages", '"10"'), ("model", "lock_timeout", "true"),
+    ("users", "dir", "[1]"), ("users", "dir", '""'),
+    ("server", "host", "1"), ("server", "port", "8731.5"), ("server", "workers", '"2"'),
+    ("server", "max_body_size", "true"), ("server", "reload_interval", '"1"'),
+    ("server", "per_user", '"yes"'), ("server", "user_header", "1"),
+    ("server", "max_user_models", "1.5"), ("server", "learn_lock_timeout", "[]"),
+    ("server", "access_log", "1"), ("server", "learn_token", "12345678901234567890"),
+    ("server", "learn_token_file", "5"), ("server", "score_token_file", '""'),
+    ("accounts", "name", "5"), ("accounts", "name", '""'), ("accounts", "port", '"993"'),
+    ("accounts", "security", "1"), ("accounts", "spam_folders", "5"), ("accounts", "ham_min_age_days", '"3"'),
+    ("accounts", "mode", "[]"), ("accounts", "own_model", '"yes"'), ("accounts", "allow_plaintext", "1"),
+    ("accounts", "ca_file", "5"), ("accounts", "timeout", '"60"'), ("accounts", "retries", "1.5"),
+    ("accounts", "retry_delay", "true"), ("accounts", "batch_size", '"200"'),
+    ("sieve", "spool", "5"), ("sieve", "spool", '""'), ("sieve", "spam_folder", "1"),
+    ("sieve", "trash_folder", "[]"), ("sieve", "not_ham_folders", '"Trash"'),
+    ("sieve", "not_ham_folders", "5"), ("sieve", "not_ham_folders", "{ Trash = 1 }"),
+    ("sieve", "append_rule", '"yes"'), ("sieve", "http_url", "1"), ("sieve", "conf_dir", "[]"),
+    ("sieve", "first_rule", "1.5"),
+]
+ACCOUNT = {"host": '"mail.example.org"', "username": '"alice"', "password_env": '"PW"',
+           "spam_folders": '["Junk"]'}
+
+
+def load_table(tmp_path, table, body):
+    """The config file with ``[table]`` holding ``body``, read as its subsystem reads it."""
+    heading = "[[accounts]]" if table == "accounts" else f"[{table}]"
+    path = write(tmp_path, f"{heading}\n{body}")
+    path.chmod(0o600)  # a [server] token is refused in a file others can read
+    settings = load_settings(path, env={})
+    if table == "server":
+        load_server_settings(settings, env={})
+    elif table == "accounts":
+        load_accounts(settings)
+    elif table == "sieve":
+        SieveOptions.from_settings(settings)
+    return settings
+
+
+@pytest.mark.parametrize("table, key, value", WRONG_TYPES)
+def test_a_value_of_the_wrong_type_is_refused_naming_file_and_key(tmp_path, table, key, value):
+    lines = {**(ACCOUNT if table == "accounts" else {}), key: value}
+    where = re.escape(f"config file {tmp_path / 'spamlearn.toml'}: ")
+    with pytest.raises(ConfigError, match=f"^{where}.*{re.escape(key)}") as caught:
+        load_table(tmp_path, table, "".join(f"{k} = {v}\n" for k, v in lines.items()))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("table, key, value", [
+    ("model", "ham_cutoff", "nan"), ("model", "spam_cutoff", "inf"), ("model", "lock_timeout", "nan"),
+    ("model", "lock_timeout", "inf"), ("model", "lock_timeout", "-1"), ("model", "ham_cutoff", "-0.1"),
+    ("model", "spam_cutoff", "1.5"), ("model", "min_messages", "-1"), ("model", "scan_limit", "100"),
+    ("model", "lock_timeout", "1" + "0" * 400),
+    ("server", "reload_interval", "nan"), ("server", "learn_lock_timeout", "inf"),
+    ("server", "learn_lock_timeout", "-1"), ("server", "user_header", '"X User"'),
+    ("accounts", "timeout", "nan"), ("accounts", "timeout", "1e300"), ("accounts", "retry_delay", "inf"),
+    ("accounts", "ham_min_age_days", "nan"), ("accounts", "retries", "-1"),
+])
+def test_values_out_of_range_or_not_finite_are_refused(tmp_path, table, key, value):
+    lines = {**(ACCOUNT if table == "accounts" else {}), key: value}
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_table(tmp_path, table, "".join(f"{k} = {v}\n" for k, v in lines.items()))
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("SPAMLEARN_LOCK_TIMEOUT", "nan", "SPAMLEARN_LOCK_TIMEOUT must be a finite number, got nan"),
+    ("SPAMLEARN_LOCK_TIMEOUT", "inf", "SPAMLEARN_LOCK_TIMEOUT must be a finite number"),
+    ("SPAMLEARN_LOCK_TIMEOUT", "-1", "SPAMLEARN_LOCK_TIMEOUT must be >= 0"),
+    ("SPAMLEARN_HAM_CUTOFF", "nan", "SPAMLEARN_HAM_CUTOFF must be a finite number"),
+    ("SPAMLEARN_SPAM_CUTOFF", "1e999", "SPAMLEARN_SPAM_CUTOFF must be a finite number"),
+    ("SPAMLEARN_SPAM_CUTOFF", "2", "SPAMLEARN_SPAM_CUTOFF must be between 0.0 and 1.0"),
+    ("SPAMLEARN_SCAN_LIMIT", "1e6", "SPAMLEARN_SCAN_LIMIT must be an integer, got '1e6'"),
+    ("SPAMLEARN_SCAN_LIMIT", "10", "SPAMLEARN_SCAN_LIMIT must be >= 1024"),
+])
+def test_bad_environment_values_name_the_variable(variable, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(env={variable: value})
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("SPAMLEARN_SERVER_RELOAD_INTERVAL", "nan"), ("SPAMLEARN_SERVER_RELOAD_INTERVAL", "inf"),
+    ("SPAMLEARN_SERVER_PORT", "8731.0"), ("SPAMLEARN_SERVER_WORKERS", "two"),
+])
+def test_bad_server_environment_values_name_the_variable(variable, value):
+    with pytest.raises(ConfigError, match=variable):
+        load_server_settings(load_settings(env={}), env={variable: value})
+
+
+def test_flags_cannot_bring_nan_either():
+    with pytest.raises(ConfigError, match="lock_timeout must be a finite number"):
+        Settings(lock_timeout=math.nan)
+    with pytest.raises(ConfigError, match="reload_interval must be a finite number"):
+        ServerSettings(reload_interval=math.nan, workers=1)
+
+
+@pytest.mark.parametrize("text", [b"# M\xfcller\n[model]\n", b"[users]\nown_model = 5\n", b"[modle]\n",
+                                  b"accounts = 5\n", b"[model]\nlock_timeout = nan\n"])
+def test_the_command_line_says_one_line_and_exits_78(tmp_path, text):
+    path = tmp_path / "spamlearn.toml"
+    path.write_bytes(text)
+    result = CliRunner().invoke(app, ["--config", str(path), "info"])
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert result.output.startswith(f"spamlearn: error: config file {path}: ")
+    assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output
