@@ -7,13 +7,13 @@ is refused (401, 413, 415) costs nothing and changes nothing.
 from __future__ import annotations
 
 import hmac
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
 
+from ..config import USER_NAME_RE
 from ..metrics import Metrics
 from .balance import LoadBoard
 from ..server_settings import ServerSettings
@@ -24,7 +24,6 @@ __all__ = ["check_token", "read_body", "resolve_user", "TimingMiddleware", "ENDP
 #: so a scanner probing random paths cannot blow up the label set.
 ENDPOINTS = frozenset({"/score", "/learn", "/forget", "/healthz", "/metrics"})
 
-_USER = re.compile(r"[A-Za-z0-9_@+=-][A-Za-z0-9._@+=-]{0,127}")
 
 
 def _unauthorized(detail: str, error: str | None) -> HTTPException:
@@ -89,7 +88,7 @@ def resolve_user(query_user: str | None, request: Request, server: ServerSetting
     user = query_user if query_user is not None else request.headers.get(server.user_header)
     if user is None or user == "":
         return None
-    if not _USER.fullmatch(user):
+    if not USER_NAME_RE.fullmatch(user):
         raise HTTPException(400, "invalid user name (1-128 of A-Z a-z 0-9 . _ @ + = -, "
                                  "not starting with a dot)")
     return user

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ..cli import ExitCode, app, exit_code_for, handle_errors, state_of
+from ..cli import ExitCode, app, exit_code_for, fail, handle_errors, state_of
 from ..errors import StoreBusyError
 from .drain import DEFAULT_BATCH, drain_spool
 from .install import install as install_files
@@ -150,6 +151,8 @@ def drain(
     another drain is running (it takes the queue); 75 when a model's lock stays busy (the
     messages stay queued for the next run); 74 when a model is unusable.
     """
+    if not math.isfinite(interval):     # click's FloatRange lets nan through
+        raise fail(f"--interval must be a finite number of seconds, got {interval}", ExitCode.USAGE)
     settings = state_of(ctx).settings
     options = SieveOptions.from_settings(settings, spool=spool)
     queue = Spool(options.spool)
