@@ -105,7 +105,7 @@ class Account:
         Seconds for connecting and for each server answer.
     retries, retry_delay :
         Reconnect this many times after a dropped connection, waiting
-        ``retry_delay * 2**attempt`` seconds.
+        ``retry_delay * 2**attempt`` seconds, at most an hour.
     batch_size : int
         Messages per FETCH and per commit.
     """

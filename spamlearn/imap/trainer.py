@@ -295,7 +295,9 @@ class Trainer:
                 if attempt >= account.retries or self.should_stop():
                     report.error, report.exit_code = str(exc), exit_code_for(exc)
                     break
-                delay = account.retry_delay * 2 ** attempt
+                # Doubling, up to an hour: with many retries 2**attempt alone
+                # would overflow time.sleep.
+                delay = min(account.retry_delay * 2 ** min(attempt, 32), 3600.0)
                 log.warning("%s; retry %d of %d in %.1f s", exc, attempt + 1, account.retries, delay)
                 self.sleep(delay)
             except (ImapAuthError, ImapStateError, ConfigError, StoreBusyError, ModelError,
