@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, as_path, refuse_unknown, source_of
+from ..config import Settings, as_float, as_int, as_path, refuse_unknown, source_of
 from ..errors import ConfigError
 
 __all__ = ["Account", "Security", "Mode", "load_accounts", "parse_account", "parse_duration"]
@@ -208,12 +208,9 @@ _CENTURY_DAYS = 36_500
 
 def _number(value: Any, what: str, minimum: float, integer: bool = False,
             maximum: float | None = None) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
-        raise ConfigError(f"{what} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    # TOML has nan and inf: nan passes the minimum below (every comparison
-    # with it is false), and neither is a number of seconds or days.
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{what} must be a finite number, got {value!r}")
+    # The type (and, for floats, finiteness: nan would pass every range
+    # check) by the shared readers; the range here.
+    value = as_int(value, what) if integer else as_float(value, what)
     if value < minimum:
         raise ConfigError(f"{what} must be >= {minimum}, got {value!r}")
     if maximum is not None and value > maximum:
