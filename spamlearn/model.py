@@ -31,8 +31,8 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     ----------
     unknown_word_strength : float, default=0.1
     unknown_word_prob : float, default=0.55
-    min_prob_strength : float, default=0.375
-    max_discriminators : int, default=60
+    min_prob_strength : float, default=0.4
+    max_discriminators : int, default=200
     confidence_warmup : int, default=10
 
     Attributes
@@ -54,7 +54,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, *, unknown_word_strength: float = 0.1, unknown_word_prob: float = 0.55,
-                 min_prob_strength: float = 0.375, max_discriminators: int = 60,
+                 min_prob_strength: float = 0.4, max_discriminators: int = 200,
                  confidence_warmup: int = 10):
         self.unknown_word_strength = unknown_word_strength
         self.unknown_word_prob = unknown_word_prob
