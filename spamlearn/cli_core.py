@@ -32,7 +32,14 @@ def _one_stdin(paths: list[str]) -> None:
 
 
 def _store(ctx: typer.Context, user: str | None = None) -> ModelStore:
-    return ModelStore.from_settings(state_of(ctx).settings, user)
+    """The store ``learn``/``forget`` write; says so when --user falls back
+    to the shared model, so that an admin who forgot ``own_model`` is not
+    left thinking the user's own model was trained."""
+    settings = state_of(ctx).settings
+    if user and not settings.has_own_model(user):
+        typer.echo(f"spamlearn: note: {user} has no own model (own_model in the config file); "
+                   f"using the shared model {settings.model_path}", err=True)
+    return ModelStore.from_settings(settings, user)
 
 
 def _when(epoch: float | None) -> str:

@@ -290,3 +290,20 @@ def test_score_one_large_mbox_is_split_into_its_messages(tmp_path):
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [row["path"] for row in rows] == [f"{tmp_path / 'big.mbox'}#{n}" for n in range(1, 251)]
     assert {row["verdict"] for row in rows} <= {"ham", "unsure", "spam"}
+
+
+def test_learn_for_a_user_without_an_own_model_says_it_uses_the_shared_one(tmp_path, sample_spam):
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[model]\npath = "{tmp_path / "shared.joblib"}"\n'
+                      f'[users]\ndir = "{tmp_path / "users"}"\nown_model = ["alice"]\n')
+    message = tmp_path / "spam.eml"
+    message.write_bytes(sample_spam)
+    alice = run("--config", config, "learn", "--spam", "--user", "alice", message)
+    assert alice.exit_code == 0, alice.output
+    assert (tmp_path / "users" / "alice.joblib").exists()
+    assert "no own model" not in alice.output
+    assert not (tmp_path / "shared.joblib").exists()
+    bob = run("--config", config, "learn", "--spam", "--user", "bob", message)
+    assert bob.exit_code == 0, bob.output
+    assert "bob has no own model" in bob.output and str(tmp_path / "shared.joblib") in bob.output
+    assert (tmp_path / "shared.joblib").exists()
