@@ -75,6 +75,16 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+class _Invalid(ConfigError):
+    """A value out of range; ``load_server_settings`` names where it came from
+    (the file's key, an environment variable or a flag) before it reaches the user."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"[server] {key} {problem}")
+        self.key = key
+        self.problem = problem
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """How the HTTP service listens, limits and authorises requests.
@@ -127,30 +137,30 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         if not self.host:
-            raise ConfigError("[server] host must not be empty")
+            raise _Invalid("host", "must not be empty")
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"[server] port must be 0..65535, got {self.port}")
+            raise _Invalid("port", f"must be 0..65535, got {self.port}")
         if not 1 <= self.workers <= 64:
-            raise ConfigError(f"[server] workers must be 1..64, got {self.workers}")
+            raise _Invalid("workers", f"must be 1..64, got {self.workers}")
         if self.max_body_size < 1024:
-            raise ConfigError(f"[server] max_body_size must be at least 1024 bytes, got {self.max_body_size}")
+            raise _Invalid("max_body_size", f"must be at least 1024 bytes, got {self.max_body_size}")
         # A flag can still bring nan or inf here; nan would pass every range check.
         for name in ("reload_interval", "learn_lock_timeout"):
             if not math.isfinite(getattr(self, name)):
-                raise ConfigError(f"[server] {name} must be a finite number, got {getattr(self, name)!r}")
+                raise _Invalid(name, f"must be a finite number, got {getattr(self, name)!r}")
         if self.reload_interval < 0:
-            raise ConfigError(f"[server] reload_interval must be >= 0, got {self.reload_interval}")
+            raise _Invalid("reload_interval", f"must be >= 0, got {self.reload_interval}")
         if self.max_user_models < 1:
-            raise ConfigError(f"[server] max_user_models must be >= 1, got {self.max_user_models}")
+            raise _Invalid("max_user_models", f"must be >= 1, got {self.max_user_models}")
         if self.learn_lock_timeout < 0:
-            raise ConfigError(f"[server] learn_lock_timeout must be >= 0, got {self.learn_lock_timeout}")
+            raise _Invalid("learn_lock_timeout", f"must be >= 0, got {self.learn_lock_timeout}")
         if not _HEADER_NAME_RE.fullmatch(self.user_header):
-            raise ConfigError(f"[server] user_header must be an HTTP header name, got {self.user_header!r}")
+            raise _Invalid("user_header", f"must be an HTTP header name, got {self.user_header!r}")
         for name in ("learn_token", "score_token"):
             token = getattr(self, name)
             if token is not None and (len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token)):
-                raise ConfigError(f"[server] {name} must be at least {MIN_TOKEN_LENGTH} characters "
-                                  f"without spaces (e.g. from `openssl rand -hex 24`)")
+                raise _Invalid(name, f"must be at least {MIN_TOKEN_LENGTH} characters "
+                                     f"without spaces (e.g. from `openssl rand -hex 24`)")
 
     @property
     def learning_enabled(self) -> bool:
@@ -237,30 +247,44 @@ def load_server_settings(settings: Settings, *, env: Mapping[str, str] | None = 
     refuse_unknown(table, _KEYS, f"{source_of(settings)}unknown key(s) in [server]")
     base = settings.config_file.parent if settings.config_file else None
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}     # key -> where its value came from, for range errors
     for key, convert in _CONVERTERS.items():
         if key in table:
-            values[key] = convert(table[key], f"{where} {key}")
+            origin[key] = f"{where} {key}"
+            values[key] = convert(table[key], origin[key])
     for name in ("learn_token", "score_token"):
         if name in table:
             if settings.config_file is not None:
                 _check_private(settings.config_file, "config file")
-            values[name] = _as_token(table[name], f"{where} {name}")
+            origin[name] = f"{where} {name}"
+            values[name] = _as_token(table[name], origin[name])
         if f"{name}_file" in table:
-            values[name] = _read_token_file(table[f"{name}_file"], base, f"{where} {name}_file")
+            origin[name] = f"{where} {name}_file"
+            values[name] = _read_token_file(table[f"{name}_file"], base, origin[name])
 
     for key, read in _ENV_READERS.items():
         variable = f"SPAMLEARN_SERVER_{key.upper()}"
         if env.get(variable):
+            origin[key] = variable
             values[key] = read(env[variable], variable)
     for name in ("learn_token", "score_token"):
         variable = f"SPAMLEARN_SERVER_{name.upper()}"
         if env.get(f"{variable}_FILE"):
-            values[name] = _read_token_file(env[f"{variable}_FILE"], None, f"{variable}_FILE")
+            origin[name] = f"{variable}_FILE"
+            values[name] = _read_token_file(env[f"{variable}_FILE"], None, origin[name])
         if env.get(variable):
+            origin[name] = variable
             values[name] = env[variable].strip()
 
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if value is not None:
+            origin[key] = "--" + key.replace("_", "-")
+            values[key] = value
     try:
         return ServerSettings(**values)
+    except _Invalid as exc:
+        if exc.key not in origin:
+            raise
+        raise ConfigError(f"{origin[exc.key]} {exc.problem}") from None
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc

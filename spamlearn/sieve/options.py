@@ -151,12 +151,18 @@ class SieveOptions:
         base = settings.config_file.parent if settings.config_file else None
         values = {key: _coerce(key, value, base, f"{where}[sieve] {key}") for key, value in table.items()}
         # Flags are checked alike, but their messages must not blame the file.
-        for key, value in overrides.items():
-            if value is not None:
-                values[key] = _coerce(key, value, base, f"[sieve] {key}")
+        flags = {key: value for key, value in overrides.items() if value is not None}
+        for key, value in flags.items():
+            values[key] = _coerce(key, value, base, f"[sieve] {key}")
         if values.get("http_url") == "":
             values["http_url"] = None
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            if flags or not where:
+                raise
+            # Every value came from the file: say which file to fix.
+            raise ConfigError(f"{where}[sieve]: {exc}") from None
 
 
 def _coerce(key: str, value: Any, base: Path | None, what: str) -> Any:

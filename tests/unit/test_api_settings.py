@@ -127,7 +127,24 @@ def test_serve_with_a_bad_config_exits_78_with_one_line(tmp_path):
     path.write_text("[server]\nworkers = 0\n")
     result = runner.invoke(app, ["--config", str(path), "serve"])
     assert result.exit_code == ExitCode.CONFIG
-    assert result.output.strip().splitlines() == ["spamlearn: error: [server] workers must be 1..64, got 0"]
+    assert result.output.strip().splitlines() == [
+        f"spamlearn: error: config file {path}: [server] workers must be 1..64, got 0"]
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("file", "config file {path}: [server] max_body_size must be at least 1024 bytes, got 10"),
+    ("env", "SPAMLEARN_SERVER_MAX_BODY_SIZE must be at least 1024 bytes, got 10"),
+    ("flag", "--max-body-size must be at least 1024 bytes, got 10"),
+])
+def test_a_value_out_of_range_names_where_it_came_from(tmp_path, source, expected):
+    """The same range rule, three places to set it: the message says which to fix."""
+    settings = config(tmp_path, "[server]\nmax_body_size = 10\n" if source == "file" else "")
+    path = tmp_path / "spamlearn.toml"
+    env = {"SPAMLEARN_SERVER_MAX_BODY_SIZE": "10"} if source == "env" else {}
+    flags = {"max_body_size": 10} if source == "flag" else {}
+    with pytest.raises(ConfigError) as caught:
+        load_server_settings(settings, env=env, **flags)
+    assert str(caught.value) == expected.format(path=path)
 
 
 def test_serve_on_a_taken_port_exits_69_with_one_line(tmp_path):

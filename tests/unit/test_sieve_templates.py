@@ -131,6 +131,19 @@ def test_bad_sieve_tables_are_config_errors(tmp_path, table, match):
         SieveOptions.from_settings(load_settings(config))
 
 
+def test_a_bad_value_from_the_file_names_the_file_and_one_from_a_flag_does_not(tmp_path):
+    config = tmp_path / "spamlearn.toml"
+    config.write_text("[sieve]\nfirst_rule = 0\n")
+    with pytest.raises(ConfigError) as from_file:
+        SieveOptions.from_settings(load_settings(config))
+    assert str(from_file.value) == (f"config file {config}: [sieve]: first_rule must be between 1 and 1000, "
+                                    "got 0")
+    config.write_text("")
+    with pytest.raises(ConfigError) as from_flag:
+        SieveOptions.from_settings(load_settings(config), first_rule=0)
+    assert str(from_flag.value) == "first_rule must be between 1 and 1000, got 0"
+
+
 @pytest.mark.parametrize("user", ["alice", "alice@example.org", "first.last+tag", "u_1-2=3"])
 def test_user_names_accepted(user):
     assert check_user_name(user) == user
