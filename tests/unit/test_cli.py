@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import mailbox
 
 import pytest
@@ -307,3 +308,18 @@ def test_learn_for_a_user_without_an_own_model_says_it_uses_the_shared_one(tmp_p
     assert bob.exit_code == 0, bob.output
     assert "bob has no own model" in bob.output and str(tmp_path / "shared.joblib") in bob.output
     assert (tmp_path / "shared.joblib").exists()
+
+
+def test_score_json_path_of_a_non_utf8_file_name_is_valid_json(tmp_path, sample_ham):
+    """A Latin-1 file name would reach JSON as a lone surrogate (\\udce9),
+    which strict parsers refuse; it is written as a \\xNN escape instead."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.eml")).write_bytes(sample_ham)
+    (folder / "naïve.eml").write_bytes(sample_ham)
+    result = run("score", "--json", folder)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all("\\ud" not in line for line in lines)
+    paths = sorted(json.loads(line)["path"] for line in lines)
+    assert paths == sorted([f"{folder}/caf\\xe9.eml", f"{folder}/naïve.eml"])
