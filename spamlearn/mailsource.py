@@ -75,10 +75,7 @@ def _expand(path: Path, seen: set[tuple[int, int]] | None = None) -> Iterator[Pa
         yield (path, "no such file or folder" if exc.errno == errno.ENOENT else _why(exc))
         return
     if not stat.S_ISDIR(info.st_mode):
-        if stat.S_ISREG(info.st_mode):
-            yield path
-        else:
-            yield (path, "not a regular file")
+        yield _file_or_why(path, info.st_mode)
         return
     if (info.st_dev, info.st_ino) in seen:
         return
@@ -102,16 +99,19 @@ def _expand(path: Path, seen: set[tuple[int, int]] | None = None) -> Iterator[Pa
                 yield from _expand(Path(entry.path), seen)
             elif entry.is_symlink():
                 target = os.stat(entry.path)     # raises for a dangling link or a loop
-                if stat.S_ISREG(target.st_mode):
-                    yield Path(entry.path)
-                elif not stat.S_ISDIR(target.st_mode):
-                    yield (Path(entry.path), "not a regular file")
-            elif entry.is_file(follow_symlinks=False):
+                if not stat.S_ISDIR(target.st_mode):
+                    yield _file_or_why(Path(entry.path), target.st_mode)
+            elif entry.is_file(follow_symlinks=False):     # the type came with the listing
                 yield Path(entry.path)
             else:
                 yield (Path(entry.path), "not a regular file")
         except OSError as exc:
             yield (Path(entry.path), f"broken symbolic link: {_why(exc)}" if entry.is_symlink() else _why(exc))
+
+
+def _file_or_why(path: Path, mode: int) -> Path | tuple[Path, str]:
+    """``path`` if ``mode`` is a regular file's; otherwise why it is passed over."""
+    return path if stat.S_ISREG(mode) else (path, "not a regular file")
 
 
 def messages_in_file(name: str, data: bytes) -> Iterator[MessageInput]:
