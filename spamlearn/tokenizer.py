@@ -215,6 +215,10 @@ class TokenizerOptions:
     word as written (SpamAssassin's way; 0.0842 / 1.120: the index order
     improves to 0.0628, the shuffles lose), nor a ``text:size:`` token of
     the text's length in powers of two (0.0763 / 1.081, no change).
+    HTML markup as tokens hurts: ``html:tag:NAME`` for each tag name
+    used (0.0894 / 1.339: newsletters in the hard ham share spam's
+    tables and fonts), ``html:color:`` / ``html:size:`` for font colours
+    and sizes (0.0772 / 1.152).
 
     Decisions (index order only, earlier): pairs, in either form, lose (OSB also fills 1.5 M of the
     2**21 buckets, against 0.15 M for words).  Header-name presence
