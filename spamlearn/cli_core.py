@@ -17,7 +17,7 @@ from .classifier import Label
 from .cli import ExitCode, app, fail, handle_errors, state_of
 from .defaults import load_scoring_classifier
 from .errors import MessageError, SpamlearnError
-from .headers import add_verdict_headers
+from .headers import marked_pieces
 from .mailsource import MessageInput, count_files, iter_messages, read_file
 from .modelstore import Action, ModelStore
 from .reporting import progress
@@ -251,11 +251,12 @@ def score(
         raise typer.Exit(ExitCode.DATAERR)
 
 
-def _write_filtered(data: bytes) -> None:
+def _write_filtered(*pieces: bytes | memoryview) -> None:
     """The message out on stdout; if that fails, say so and fail, whatever
     ``--exit-zero`` says: the caller must keep its own copy of the mail."""
     try:
-        sys.stdout.buffer.write(data)
+        for piece in pieces:
+            sys.stdout.buffer.write(piece)
         sys.stdout.buffer.flush()
     except OSError as exc:
         typer.echo(f"spamlearn: error: cannot write the message to standard output: "
@@ -280,13 +281,13 @@ def filter_(
         state = state_of(ctx)
         classifier, _ = load_scoring_classifier(state.settings, user, state.model_override)
         verdict = classifier.score(raw)
-        marked = add_verdict_headers(raw, verdict)
+        marked = marked_pieces(raw, verdict)
     except Exception as exc:    # whatever went wrong, the mail goes through
         _write_filtered(raw)
         problem = str(exc) if isinstance(exc, SpamlearnError) else f"{type(exc).__name__}: {exc}"
         typer.echo(f"spamlearn: error: {problem} (message passed through unchanged)", err=True)
         raise typer.Exit(0 if exit_zero else ExitCode.FILTER_ERROR) from None
-    _write_filtered(marked)
+    _write_filtered(*marked)
     if exit_zero:
         raise typer.Exit(0)
     raise typer.Exit({Label.SPAM: 0, Label.HAM: ExitCode.FILTER_HAM,

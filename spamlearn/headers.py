@@ -11,7 +11,7 @@ import re
 from . import __version__
 from .classifier import Label, Verdict
 
-__all__ = ["add_verdict_headers", "verdict_headers"]
+__all__ = ["add_verdict_headers", "marked_pieces", "verdict_headers"]
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
@@ -27,9 +27,16 @@ def verdict_headers(verdict: Verdict) -> list[tuple[str, str]]:
 
 def add_verdict_headers(raw: bytes, verdict: Verdict) -> bytes:
     """``raw`` with its ``X-Spam-*`` headers replaced by ours, line ends kept."""
+    return b"".join(marked_pieces(raw, verdict))
+
+
+def marked_pieces(raw: bytes, verdict: Verdict) -> tuple[bytes, bytes | memoryview]:
+    """``add_verdict_headers`` in two pieces to write one after the other: the
+    new header block, and the rest of ``raw`` as a view, not a copy (a 50 MB
+    message went through ``filter`` at four times its size in memory)."""
     newline = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
     match = _HEADER_END.search(raw)
-    head, rest = (raw[: match.start()], raw[match.start():]) if match else (raw, b"")
+    head = raw[: match.start()] if match else raw
     lines = head.split(newline) if head else []
     envelope = []
     if lines and lines[0].startswith(b"From "):
@@ -45,6 +52,6 @@ def add_verdict_headers(raw: bytes, verdict: Verdict) -> bytes:
         if not skipping:
             kept.append(line)
     ours = [f"{name}: {value}".encode("ascii") for name, value in verdict_headers(verdict)]
-    if not match:
-        rest = newline  # a headers-only message: keep it a valid one
-    return newline.join(envelope + ours + kept) + rest
+    # a headers-only message gets its blank line: keep it a valid one
+    rest = memoryview(raw)[match.start():] if match else newline
+    return newline.join(envelope + ours + kept), rest
