@@ -5,6 +5,7 @@ Exit codes follow sysexits(3); the table is in ``spamlearn.exitcodes``.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import os
@@ -134,8 +135,40 @@ from .sieve import cli as sieve_cli  # noqa: E402,F401  (sieve print|install|uni
 from . import cli_serve  # noqa: E402,F401  (serve)
 
 
+def _fd_is_writable(fd: int) -> bool:
+    """Whether ``fd`` is open for writing.  Not only open: started with
+    ``2>&-`` through a shell wrapper (pyenv's shims), descriptor 2 was the
+    wrapper's own script, open for reading, and every write failed."""
+    try:
+        mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
+        return False
+    return mode in (os.O_WRONLY, os.O_RDWR)
+
+
+def _mend_closed_stderr() -> None:
+    """Started with ``2>&-``: point descriptor 2 at /dev/null.
+
+    Otherwise the first error message fails with EBADF and the error about
+    that one too, and the exit code that should tell cron or Postfix what
+    went wrong becomes 1; with errors going nowhere, the code still says them.
+    """
+    if _fd_is_writable(2):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != 2:
+        os.dup2(null, 2)
+        os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)
+
+
 def main() -> None:
     """Entry point of the ``spamlearn`` console script."""
+    _mend_closed_stderr()
+    if not _fd_is_writable(1):  # `>&-`: every command's result would be lost
+        typer.echo("spamlearn: error: standard output is closed", err=True)
+        sys.exit(ExitCode.IOERR)
     try:
         app()
     except SpamlearnError as exc:  # raised outside a command (e.g. in a callback)

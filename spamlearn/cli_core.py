@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import datetime
 import itertools
 import json
@@ -18,7 +19,7 @@ from .cli import ExitCode, app, fail, handle_errors, state_of
 from .defaults import load_scoring_classifier
 from .errors import MessageError, SpamlearnError
 from .headers import marked_pieces
-from .mailsource import MessageInput, count_files, iter_messages, read_file
+from .mailsource import MessageInput, count_files, iter_messages, read_file, read_stdin
 from .modelstore import Action, ModelStore
 from .reporting import progress
 
@@ -255,6 +256,8 @@ def _write_filtered(*pieces: bytes | memoryview) -> None:
     """The message out on stdout; if that fails, say so and fail, whatever
     ``--exit-zero`` says: the caller must keep its own copy of the mail."""
     try:
+        if sys.stdout is None:      # `spamlearn filter >&-`
+            raise OSError(errno.EBADF, "standard output is closed")
         for piece in pieces:
             sys.stdout.buffer.write(piece)
         sys.stdout.buffer.flush()
@@ -276,7 +279,14 @@ def filter_(
     Exit code by verdict, as bogofilter: 0 spam, 1 ham, 2 unsure, 3 error.
     On any error the message is passed through unchanged: a filter never loses mail.
     """
-    raw = sys.stdin.buffer.read()
+    try:
+        raw = read_stdin()
+    except OSError as exc:
+        # Nothing to pass through: fail whatever --exit-zero says, as when
+        # the output cannot be written.
+        typer.echo(f"spamlearn: error: cannot read the message from standard input: "
+                   f"{exc.strerror or exc}", err=True)
+        raise typer.Exit(ExitCode.IOERR) from None
     try:
         state = state_of(ctx)
         classifier, _ = load_scoring_classifier(state.settings, user, state.model_override)

@@ -167,7 +167,11 @@ def iter_messages(paths: Sequence[str | Path], stdin: bytes | None = None,
     """
     for item in paths:
         if str(item) == "-":
-            data = stdin if stdin is not None else sys.stdin.buffer.read()
+            try:
+                data = stdin if stdin is not None else read_stdin()
+            except OSError as exc:
+                yield MessageInput("-", error=_why(exc))
+                continue
             yield MessageInput("-", raw=data)
             continue
         for entry in _expand(Path(item)):
@@ -175,6 +179,20 @@ def iter_messages(paths: Sequence[str | Path], stdin: bytes | None = None,
                 yield MessageInput(str(entry[0]), error=entry[1])
             else:
                 yield from _read_file(entry, lazy_files)
+
+
+def read_stdin() -> bytes:
+    """All of standard input, as bytes.
+
+    Raises
+    ------
+    OSError
+        Standard input is closed (``cmd <&-``: Python then sets
+        ``sys.stdin`` to None), or reading it failed.
+    """
+    if sys.stdin is None:
+        raise OSError(errno.EBADF, "standard input is closed")
+    return sys.stdin.buffer.read()
 
 
 def count_files(paths: Sequence[str | Path]) -> int | None:

@@ -252,3 +252,41 @@ def test_eval_refuses_unwritable_outputs_before_the_run(tmp_path):
         assert result.returncode == ExitCode.USAGE
         assert expected in result.stderr.decode()
         assert_clean_stderr(result)
+
+
+def _with_closed(fds, *args):
+    """Run spamlearn with the descriptors ``fds`` closed, as `cmd <&- >&- 2>&-` does;
+    stderr, when open, is captured."""
+    def close():
+        for fd in fds:
+            os.close(fd)
+    stdin = None if 0 in fds else subprocess.DEVNULL
+    return subprocess.run([sys.executable, "-m", "spamlearn", *map(str, args)], stdin=stdin,
+                          stdout=subprocess.PIPE if 1 not in fds else None,
+                          stderr=subprocess.PIPE if 2 not in fds else None,
+                          preexec_fn=close, timeout=120)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("filter",), ExitCode.IOERR),
+    (("score", "-"), ExitCode.NOINPUT),
+    (("learn", "--spam", "-"), ExitCode.NOINPUT),
+])
+def test_closed_stdin_is_an_error_not_a_crash(tmp_path, args, expected):
+    model = ("--model", tmp_path / "m.joblib") if args[0] == "learn" else ()  # score: the default
+    result = _with_closed([0], *model, *args)
+    assert result.returncode == expected, result.stderr
+    assert b"standard input is closed" in result.stderr and b"internal error" not in result.stderr
+
+
+def test_closed_stdout_is_an_io_error(tmp_path):
+    result = _with_closed([1], "score", "tests/fixtures/sample-spam.eml")
+    assert result.returncode == ExitCode.IOERR
+    assert result.stderr.strip() == b"spamlearn: error: standard output is closed"
+
+
+def test_closed_stderr_keeps_the_exit_code(tmp_path):
+    """Errors then go nowhere, but cron and Postfix still get the right code (it was 1)."""
+    assert _with_closed([2], "score", tmp_path / "missing.eml").returncode == ExitCode.NOINPUT
+    ok = _with_closed([2], "score", "tests/fixtures/sample-spam.eml")
+    assert ok.returncode == 0 and b"\tspam\t" in ok.stdout
