@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
+from starlette.requests import ClientDisconnect
 
 from ..config import USER_NAME_RE
 from ..metrics import Metrics
@@ -61,8 +62,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     bodies, then does not send it at all); a chunked body is counted while
     it streams, so a lying or missing length cannot make us buffer more.
     """
-    content_type = request.headers.get("content-type", "")
-    if content_type.lower().startswith("multipart/form-data"):
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
         raise HTTPException(415, "send the raw message as the request body (curl --data-binary "
                                  "@message.eml), not as a form upload")
     declared = request.headers.get("content-length")
@@ -73,12 +74,25 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise HTTPException(413, f"the message is larger than the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"the message is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"the message is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # A filter that gave up (curl --max-time): the client's doing, not a
+        # server error; it was logged with a traceback and counted as a 500.
+        raise HTTPException(400, "the client closed the connection before the whole message "
+                                 "arrived") from None
+    body = b"".join(chunks)
+    if content_type.startswith("application/x-www-form-urlencoded") and b"\n" not in body and body:
+        # `curl -d @message.eml`: curl dropped the line breaks, so the message
+        # would be scored, or learned, mangled.  (The content type alone says
+        # nothing: --data-binary sends the same one, unless told otherwise.)
+        raise HTTPException(415, "the message has no line breaks: send it with curl --data-binary "
+                                 "@message.eml (-d removes them)")
+    return body
 
 
 def resolve_user(query_user: str | None, request: Request, server: ServerSettings) -> str | None:

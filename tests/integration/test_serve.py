@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -176,6 +177,30 @@ def test_a_garbage_body_is_a_4xx_or_a_score_never_a_500(service, body, statuses)
     response = score(service.url, body, headers={"Content-Type": "application/octet-stream"})
     assert response.status_code in statuses
     assert response.headers["content-type"] == "application/json"
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(service):
+    """A filter giving up (curl --max-time) mid-upload: no traceback in the
+    log, no 500 in the metrics (both happened), and the service goes on."""
+    host, port = service.url.removeprefix("http://").rsplit(":", 1)
+    for _ in range(4):     # reach both workers
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789")
+    assert score(service.url).status_code == 200
+    time.sleep(1.5)        # workers publish their counts once a second
+    metrics = httpx.get(f"{service.url}/metrics").text
+    assert 'endpoint="/score",status="500"' not in metrics
+    assert "Exception in ASGI application" not in service.log.read_text()
+
+
+def test_a_form_encoded_body_is_refused_not_learned_mangled(service, store):
+    """`curl -d @message.eml` drops the line breaks: 415, nothing learned."""
+    n_spam = store.load().n_spam
+    mangled = SPAMMY[1].replace(b"\n", b"")
+    response = httpx.post(f"{service.url}/learn", params={"label": "spam"}, content=mangled,
+                          headers={**LEARNER, "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 415 and "--data-binary" in response.json()["detail"]
+    assert store.load().n_spam == n_spam
 
 
 def test_concurrent_learn_requests_for_the_same_message_count_once(service, store):
