@@ -89,7 +89,7 @@ def serve(
         "max_body_size": max_body_size, "access_log": access_log}.items() if value is not None}
     server = load_server_settings(settings, **overrides)
     # Fail now, with exit code 74, rather than in every worker's startup.
-    read_header(choose_model_path(settings))
+    read_header(choose_model_path(settings, explicit=state.model_override))
     _check_can_listen(server.host, server.port)
 
     scoring = "open" if not server.score_token else "bearer token"
@@ -106,7 +106,8 @@ def serve(
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
     if server.workers == 1:
-        uvicorn.run(create_app(settings, server, freeze_gc=True), **common)
+        uvicorn.run(create_app(settings, server, freeze_gc=True,
+                               exact_model=state.model_override is not None), **common)
         return
     with tempfile.TemporaryDirectory(prefix="spamlearn-metrics-") as metrics_dir:
         os.environ.update(worker_environment(settings.config_file, state.model_override, overrides,

@@ -102,7 +102,8 @@ async def _publish_metrics(service: Service) -> None:
 
 
 def create_app(settings: Settings, server: ServerSettings | None = None, *,
-               metrics_dir: Path | None = None, freeze_gc: bool = False) -> FastAPI:
+               metrics_dir: Path | None = None, freeze_gc: bool = False,
+               exact_model: bool = False) -> FastAPI:
     """Build the service's app.
 
     Parameters
@@ -118,6 +119,9 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
         ``gc.freeze()`` once the model is loaded: for a process that only
         serves (``spamlearn serve``), not for one that builds apps in a loop
         (tests), whose garbage would never be collected.
+    exact_model : bool, default=False
+        ``settings.model_path`` came from ``--model``: it scores every
+        request as it is, with no fallback to the default model.
 
     Returns
     -------
@@ -128,7 +132,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
     """
     if server is None:
         server = load_server_settings(settings)
-    service = Service(settings, server, metrics_dir)
+    service = Service(settings, server, metrics_dir, exact_model=exact_model)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -204,4 +208,5 @@ def app_from_environment() -> FastAPI:
     settings = load_settings(Path(args["config"]) if args["config"] else None,
                              model_path=Path(args["model"]) if args["model"] else None)
     server = load_server_settings(settings, **args["server"])
-    return create_app(settings, server, metrics_dir=Path(args["metrics_dir"]), freeze_gc=True)
+    return create_app(settings, server, metrics_dir=Path(args["metrics_dir"]), freeze_gc=True,
+                      exact_model=bool(args["model"]))

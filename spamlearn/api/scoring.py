@@ -137,8 +137,11 @@ class ScoringModels:
     """
 
     def __init__(self, settings: Settings, *, reload_interval: float, max_user_models: int,
-                 metrics: Metrics):
+                 metrics: Metrics, exact_model: bool = False):
         self.settings = settings
+        #: ``spamlearn serve --model FILE``: FILE scores every request, trained
+        #: or not, as ``--model`` does for ``spamlearn score`` (no fallback).
+        self.exact_model = exact_model
         self.reload_interval = reload_interval
         self.max_user_models = max_user_models
         self.metrics = metrics
@@ -148,12 +151,14 @@ class ScoringModels:
 
     # -- choice -------------------------------------------------------------------------
     def _ready(self, model: LoadedModel) -> bool:
-        if model.kind == ModelKind.DEFAULT:
+        if model.kind == ModelKind.DEFAULT or self.exact_model:
             return True
         need = max(self.settings.min_messages, 1)
         return model.classifier.n_spam >= need and model.classifier.n_ham >= need
 
     def _candidates(self, user: str | None) -> list[tuple[Path, str]]:
+        if self.exact_model:
+            return [(self.settings.model_path, ModelKind.SHARED)]
         out = []
         if user and self.settings.has_own_model(user):
             out.append((self.settings.user_model_path(user), ModelKind.USER))

@@ -51,12 +51,14 @@ class Service:
         Set when several workers serve: where their metric snapshots meet.
     """
 
-    def __init__(self, settings: Settings, server: ServerSettings, metrics_dir: Path | None = None):
+    def __init__(self, settings: Settings, server: ServerSettings, metrics_dir: Path | None = None,
+                 exact_model: bool = False):
         self.settings = settings
         self.server = server
         self.metrics = Metrics()
         self.models = ScoringModels(settings, reload_interval=server.reload_interval,
-                                    max_user_models=server.max_user_models, metrics=self.metrics)
+                                    max_user_models=server.max_user_models, metrics=self.metrics,
+                                    exact_model=exact_model)
         self.snapshots = SnapshotFolder(metrics_dir) if metrics_dir else None
         #: Set by the lifespan when several workers serve (``spamlearn.api.balance``).
         self.board: LoadBoard | None = None

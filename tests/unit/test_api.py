@@ -101,6 +101,22 @@ def test_score_uses_the_shared_model_once_ready(settings, trained, spam_messages
     assert body["model"]["n_spam"] == 4 and body["verdict"] == "spam"
 
 
+def test_an_exact_model_scores_every_request_however_little_it_has_learned(
+        settings, spam_messages, ham_messages):
+    """`spamlearn serve --model FILE`: FILE answers, as `spamlearn --model FILE score`
+    does, though it has learned fewer than min_messages (it was the default model)."""
+    train(settings.model_path, spam_messages[:1], ham_messages[:1])
+    train(settings.user_model_path("alice"), ham_messages, spam_messages)
+    with TestClient(create_app(settings, server(), exact_model=True)) as client:
+        plain = client.post("/score", content=spam_messages[0]).json()
+        alice = client.post("/score", params={"user": "alice"}, content=spam_messages[0]).json()
+    with client_for(settings) as client:
+        fallback = client.post("/score", content=spam_messages[0]).json()
+    assert plain["model"]["kind"] == "shared" and plain["model"]["n_spam"] == 1
+    assert alice["model"] == plain["model"]
+    assert fallback["model"]["kind"] == "default"
+
+
 def test_score_takes_a_users_own_model_when_ready_else_the_shared_one(
         settings, trained, spam_messages, ham_messages):
     # alice's own model learned the opposite labels, so the answers tell the models apart
