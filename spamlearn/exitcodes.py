@@ -18,7 +18,8 @@ code  meaning
 74    EX_IOERR: the model file or ledger is missing, corrupt, unwritable
       (``serve``: no usable model to start with); standard output is
       closed or cannot be written (``filter``: nor standard input read)
-75    EX_TEMPFAIL: another spamlearn holds the model's lock; retry later
+75    EX_TEMPFAIL: another spamlearn holds the model's lock (or another
+      program the ledger's); retry later
 76    EX_PROTOCOL: the IMAP server answered unexpectedly (missing folder)
 77    EX_NOPERM: the IMAP server refused the login
 78    EX_CONFIG: the configuration file or an option is wrong

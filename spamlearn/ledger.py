@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LedgerError
+from .errors import LedgerError, SpamlearnError, StoreBusyError
 
 __all__ = ["Ledger", "LedgerRow", "encode_indices", "decode_indices"]
 
@@ -80,11 +80,14 @@ class Ledger:
     locking keeps readers (``spamlearn info``) consistent meanwhile.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, busy_timeout: float = 30.0):
+        """``busy_timeout``: how long to wait for another program's lock on the
+        file (the model lock keeps spamlearn's own writers apart; this is for
+        an admin's ``sqlite3`` shell or a backup that holds a transaction)."""
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             self._db.executescript(_SCHEMA)
             version = self._meta("schema_version")
             if version is None:
@@ -94,9 +97,16 @@ class Ledger:
                 raise LedgerError(f"ledger {self.path} has schema version {version}; "
                                   f"this spamlearn reads version {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+            raise self._error("open", exc) from exc
         except OSError as exc:
             raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}") from exc
+
+    def _error(self, what: str, exc: sqlite3.DatabaseError) -> SpamlearnError:
+        """A locked file is "try again later" (exit 75), not a broken ledger (74)."""
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return StoreBusyError(f"ledger {self.path} is locked by another program (an open "
+                                  f"sqlite3 shell or backup?); try again later")
+        return LedgerError(f"cannot {what} ledger {self.path}: {exc}")
 
     def close(self) -> None:
         self._db.close()
@@ -121,7 +131,7 @@ class Ledger:
         try:
             return int(self._meta("revision") or 0)
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+            raise self._error("read", exc) from exc
 
     def get(self, digest: str) -> LedgerRow | None:
         try:
@@ -129,7 +139,7 @@ class Ledger:
                 "SELECT digest, label, learned_at, source, indices FROM messages WHERE digest = ?",
                 (digest,)).fetchone()
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+            raise self._error("read", exc) from exc
         return LedgerRow(*row) if row else None
 
     def counts(self) -> dict[str, int]:
@@ -167,7 +177,7 @@ class Ledger:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot {what} ledger {self.path}: {exc}") from exc
+            raise self._error(what, exc) from exc
 
     @staticmethod
     def _put_row(db: sqlite3.Connection, digest: str, row: tuple | None) -> None:

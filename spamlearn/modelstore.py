@@ -250,7 +250,7 @@ class ModelStore:
             os.close(fd)  # closing releases the flock
 
     def _open(self) -> tuple[Classifier, Ledger]:
-        ledger = Ledger(self.ledger_path)
+        ledger = Ledger(self.ledger_path, busy_timeout=self.lock_timeout)
         try:
             if self.model_path.exists():
                 classifier = self.load()
@@ -311,7 +311,7 @@ class ModelStore:
                 used_buckets=int(len(header["index"])),
             )
         if self.ledger_path.exists():
-            ledger = Ledger(self.ledger_path)
+            ledger = Ledger(self.ledger_path, busy_timeout=self.lock_timeout)
             try:
                 out["ledger_counts"] = ledger.counts()
                 out["ledger_revision"] = ledger.revision

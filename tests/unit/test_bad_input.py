@@ -156,6 +156,34 @@ def test_busy_model_exits_with_tempfail(tmp_path):
         holder.stdout.close()
 
 
+def test_a_ledger_locked_by_another_program_is_tempfail_within_the_lock_timeout(tmp_path):
+    """An admin's sqlite3 shell holding a write transaction on the ledger:
+    "try again later" (75) after SPAMLEARN_LOCK_TIMEOUT, not a corrupt
+    ledger (74) after a fixed 30 s; the learn is not half done."""
+    model = tmp_path / "m.joblib"
+    assert spamlearn("--model", model, "learn", "--ham", "tests/fixtures/sample-ham.eml").returncode == 0
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sqlite3, sys, time\n"
+                               "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                               "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(30)",
+                               str(tmp_path / "m.ledger")], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        started = time.monotonic()
+        result = spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml",
+                           env_extra={"SPAMLEARN_LOCK_TIMEOUT": "0.5"})
+        assert time.monotonic() - started < 15
+        assert result.returncode == ExitCode.TEMPFAIL, result.stderr
+        assert "locked by another program" in result.stderr.decode()
+        assert_clean_stderr(result)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    info = spamlearn("--model", model, "info", "--check", "--json")
+    assert info.returncode == 0 and json.loads(info.stdout)["n_spam"] == 0
+
+
 # -- what is not a regular file, and folders that cannot be read ----------
 
 
