@@ -104,7 +104,8 @@ def root(
                       "/etc/spamlearn/spamlearn.toml.", dir_okay=False)] = None,
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file; overrides "
                      "$SPAMLEARN_MODEL and the config file.", dir_okay=False)] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output.")] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, metavar="",
+                       help="More log output: -v adds progress details and the traceback of internal errors, -vv debug messages.")] = 0,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                        help="Print the version and exit.")] = False,
 ) -> None:

@@ -54,6 +54,9 @@ def _check_can_listen(host: str, port: int) -> None:
             raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", ExitCode.UNAVAILABLE) from None
 
 
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 @app.command()
 @handle_errors
 def serve(
@@ -69,7 +72,8 @@ def serve(
                              "in bytes (larger: 413). Default: 25 MiB.")] = None,
     access_log: Annotated[bool | None, typer.Option("--access-log/--no-access-log",
                           help="Log every request. Default: off.")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn and spamlearn log level.")] = "info",
+    log_level: Annotated[str, typer.Option(help="uvicorn and spamlearn log level: critical, error, "
+                         "warning, info, debug or trace.")] = "info",
 ) -> None:
     """Run the HTTP scoring service: POST /score, /learn, /forget; GET /healthz, /metrics.
 
@@ -82,6 +86,9 @@ def serve(
 
     from .api.app import create_app, worker_environment
 
+    log_level = log_level.lower()
+    if log_level not in _LOG_LEVELS:
+        raise fail(f"unknown --log-level {log_level!r}: use one of {', '.join(_LOG_LEVELS)}", ExitCode.USAGE)
     state = state_of(ctx)
     settings = state.settings
     overrides = {key: value for key, value in {

@@ -163,3 +163,9 @@ def test_serve_with_a_corrupt_model_exits_74(tmp_path):
     model.write_bytes(b"\x80 not a model")
     result = runner.invoke(app, ["--model", str(model), "serve", "--workers", "1"])
     assert result.exit_code == ExitCode.IOERR and "corrupt" in result.output
+
+
+def test_serve_with_an_unknown_log_level_is_a_usage_error():
+    result = runner.invoke(app, ["serve", "--log-level", "loud"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "unknown --log-level 'loud'" in result.output and "trace" in result.output
