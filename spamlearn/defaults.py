@@ -39,7 +39,10 @@ def default_model_path() -> Path:
 
 
 def _ready(path: Path, min_messages: int) -> bool:
-    if not path.is_file():
+    # Not there yet: not trained yet.  Anything else that is not a readable
+    # model (a folder, a FIFO, a corrupt file) is an error, as it is for
+    # learn and info; a folder fell back to the default model unnoticed.
+    if not path.exists():
         return False
     header = read_header(path)
     return header["n_spam"] >= max(min_messages, 1) and header["n_ham"] >= max(min_messages, 1)

@@ -323,3 +323,12 @@ def test_score_json_path_of_a_non_utf8_file_name_is_valid_json(tmp_path, sample_
     assert all("\\ud" not in line for line in lines)
     paths = sorted(json.loads(line)["path"] for line in lines)
     assert paths == sorted([f"{folder}/caf\\xe9.eml", f"{folder}/naïve.eml"])
+
+
+def test_a_folder_at_the_configured_model_path_is_an_error_not_the_default_model(tmp_path, sample_spam):
+    folder = tmp_path / "model.joblib"
+    folder.mkdir()
+    result = runner.invoke(app, ["score", "tests/fixtures/sample-spam.eml"],
+                           env={"SPAMLEARN_MODEL": str(folder)})
+    assert result.exit_code == ExitCode.IOERR
+    assert "is a folder, not a model file" in result.output
