@@ -28,12 +28,14 @@ import difflib
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .regularfile import irregular_kind
 
 __all__ = [
     "Settings", "load_settings", "find_config_file", "default_data_dir",
@@ -181,17 +183,26 @@ def ledger_path_for(model_path: Path) -> Path:
     return model_path.with_name(model_path.stem + ".ledger")
 
 
+def _usable_config_file(path: Path, origin: str) -> Path:
+    """``path``, if it names a file to read; /dev/null too, read as an empty
+    config (``--config /dev/null`` ignores the system's, as ``ssh -F`` does)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}{origin} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}{origin}: {exc.strerror}") from None
+    if stat.S_ISREG(mode) or path == Path(os.devnull):
+        return path
+    raise ConfigError(f"config file {path}{origin} is {irregular_kind(mode)}, not a file")
+
+
 def find_config_file(explicit: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
     env = os.environ if env is None else env
     if explicit is not None:
-        if not explicit.is_file():
-            raise ConfigError(f"config file {explicit} does not exist")
-        return explicit
+        return _usable_config_file(explicit, "")
     if env.get(CONFIG_ENV):
-        path = Path(env[CONFIG_ENV])
-        if not path.is_file():
-            raise ConfigError(f"config file {path} (from ${CONFIG_ENV}) does not exist")
-        return path
+        return _usable_config_file(Path(env[CONFIG_ENV]), f" (from ${CONFIG_ENV})")
     for candidate in (Path.home() / ".config" / "spamlearn" / "spamlearn.toml",
                       Path("/etc/spamlearn/spamlearn.toml")):
         if candidate.is_file():

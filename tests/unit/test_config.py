@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -253,3 +254,18 @@ def test_the_command_line_says_one_line_and_exits_78(tmp_path, text):
     assert result.exit_code == ExitCode.CONFIG, result.output
     assert result.output.startswith(f"spamlearn: error: config file {path}: ")
     assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_config_dev_null_is_an_empty_config_and_a_folder_or_fifo_is_named(tmp_path):
+    from spamlearn.config import find_config_file
+    from spamlearn.errors import ConfigError
+
+    assert find_config_file(Path("/dev/null")) == Path("/dev/null")
+    assert load_settings(Path("/dev/null")).config_file == Path("/dev/null")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ConfigError, match=r"\(from \$SPAMLEARN_CONFIG\) is a FIFO, not a file"):
+        find_config_file(env={"SPAMLEARN_CONFIG": str(tmp_path / "fifo")})
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        find_config_file(env={"SPAMLEARN_CONFIG": str(tmp_path)})
+    with pytest.raises(ConfigError, match="does not exist"):
+        find_config_file(tmp_path / "missing.toml")
