@@ -324,7 +324,9 @@ def info(
         details["scoring_model"] = str(scoring_path)
     except SpamlearnError as exc:
         details["scoring_model_error"] = str(exc)
-    problems = store.check() if check and store.exists() else []
+    # A ledger without its model is checked too (it does not belong to the
+    # empty model that learning would start); neither: nothing to check.
+    problems = store.check() if check and (store.exists() or store.ledger_path.exists()) else []
     if check:
         details["check"] = problems or "ok"
     if as_json:

@@ -250,12 +250,16 @@ class ModelStore:
             os.close(fd)  # closing releases the flock
 
     def _open(self) -> tuple[Classifier, Ledger]:
+        # The model first: a corrupt one must not leave a new, empty ledger
+        # behind, and a trained one whose ledger is gone must not get one
+        # that then "does not belong" to it.
+        classifier = self.load() if self.model_path.exists() else self._new_classifier()
+        if classifier.revision > 0 and not self.ledger_path.exists():
+            raise LedgerError(
+                f"model {self.model_path} (revision {classifier.revision}) has no ledger: "
+                f"{self.ledger_path} is missing; restore it, or move the model aside to start afresh")
         ledger = Ledger(self.ledger_path, busy_timeout=self.lock_timeout)
         try:
-            if self.model_path.exists():
-                classifier = self.load()
-            else:
-                classifier = self._new_classifier()
             ledger_revision = ledger.revision
             if ledger_revision == classifier.revision + 1:
                 # Killed between the ledger commit and the model write.

@@ -332,3 +332,10 @@ def test_a_folder_at_the_configured_model_path_is_an_error_not_the_default_model
                            env={"SPAMLEARN_MODEL": str(folder)})
     assert result.exit_code == ExitCode.IOERR
     assert "is a folder, not a model file" in result.output
+
+
+def test_info_check_reports_a_ledger_whose_model_is_missing(trained_model):
+    trained_model.unlink()
+    result = run("--model", trained_model, "info", "--check")
+    assert result.exit_code == ExitCode.IOERR
+    assert "does not belong" in result.output

@@ -167,6 +167,23 @@ def test_ledger_of_another_model_is_refused(tmp_path, sample_spam, sample_ham):
         b.learn(sample_spam, "ham")
 
 
+def test_a_trained_model_without_its_ledger_is_named_as_such_and_none_is_created(tmp_path, sample_spam):
+    store = ModelStore(tmp_path / "m.joblib", n_features=2**16)
+    store.learn(sample_spam, "spam")
+    store.ledger_path.unlink()
+    with pytest.raises(LedgerError, match="has no ledger: .* is missing"):
+        store.learn(sample_spam, "ham")
+    assert not store.ledger_path.exists()
+
+
+def test_a_corrupt_model_leaves_no_new_ledger_behind(tmp_path, sample_spam):
+    model = tmp_path / "m.joblib"
+    model.write_bytes(b"\x80junk" * 100)
+    with pytest.raises(ModelFileError):
+        ModelStore(model, n_features=2**16).learn(sample_spam, "spam")
+    assert not (tmp_path / "m.ledger").exists()
+
+
 def test_corrupt_model_file_refuses_to_learn(store, sample_spam, sample_ham):
     store.learn(sample_ham, "ham")
     store.model_path.write_bytes(store.model_path.read_bytes()[:100])
