@@ -406,9 +406,18 @@ def eval_(
     if f.unreadable:
         # Counted in the figures as unsure at 0.5, as TREC does with a
         # filter's failures; said here so that a broken index is noticed.
+        for message_id, why in result.failures[:_FAILURES_NAMED]:
+            typer.echo(f"spamlearn: {message_id}: {why}", err=True)
+        if f.unreadable > _FAILURES_NAMED:
+            typer.echo(f"spamlearn: ... and {f.unreadable - _FAILURES_NAMED} more", err=True)
         typer.echo(f"spamlearn: {f.unreadable} of {f.messages} messages could not be read or "
-                   f"parsed (scored 0.5, unsure)", err=True)
+                   f"parsed (scored 0.5, unsure, in the figures and --results)", err=True)
         raise typer.Exit(ExitCode.NOINPUT)
+
+
+#: eval names this many of the messages it could not read (a broken index
+#: can miss thousands; the count says the rest).
+_FAILURES_NAMED = 20
 
 
 def _check_output_path(option: str, path: Path | None, folder: bool) -> None:

@@ -74,6 +74,8 @@ class OnlineResult:
     seconds: float
     trained: int
     unreadable: int = 0
+    #: (id, why) of each message that could not be read or parsed.
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str = "all",
@@ -94,12 +96,17 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
     decisions = np.zeros(n)
     verdicts: list[Label] = []
     trained = unreadable = 0
+    failures: list[tuple[str, str]] = []
     start = time.perf_counter()
     for i, entry in enumerate(entries):
         gold[i] = entry.gold is Label.SPAM
-        indices = features[i] if features is not None else _read_indices(entry, classifier)
+        if features is not None:
+            indices, why = features[i], "could not be read"
+        else:
+            indices, why = _read_indices(entry, classifier)
         if indices is None:
             unreadable += 1
+            failures.append((entry.id, why))
             scores[i], decisions[i] = 0.5, 0.0
             verdicts.append(Label.UNSURE)
             if progress is not None:
@@ -118,15 +125,17 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
         if progress is not None:
             progress(i + 1)
     return OnlineResult([e.id for e in entries], gold, scores, decisions, verdicts,
-                        time.perf_counter() - start, trained, unreadable)
+                        time.perf_counter() - start, trained, unreadable, failures)
 
 
-def _read_indices(entry: IndexEntry, classifier: Classifier) -> np.ndarray | None:
-    """The message's feature indices, or None if it cannot be read or parsed."""
+def _read_indices(entry: IndexEntry, classifier: Classifier) -> tuple[np.ndarray | None, str]:
+    """The message's feature indices, or None and why it cannot be read or parsed."""
     try:
-        return classifier.indices(read_regular(entry.path))
-    except (OSError, MessageError):
-        return None
+        return classifier.indices(read_regular(entry.path)), ""
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    except MessageError as exc:
+        return None, str(exc)
 
 
 def roc_points(gold: np.ndarray, decisions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -212,6 +212,8 @@ def test_fifos_and_devices_are_reported_never_read(tmp_path):
     evaluated = spamlearn("eval", "--index", index)
     assert evaluated.returncode == ExitCode.NOINPUT
     assert b"2 of 4 messages could not be read" in evaluated.stderr
+    named = evaluated.stderr.decode()
+    assert f"{folder / 'fifo'}: " in named and "/dev/zero: " in named, "each one is named"
 
 
 @pytest.mark.timeout(60)
