@@ -66,6 +66,9 @@ def learn(
     _one_stdin(paths)
     label = Label.SPAM if spam else Label.HAM
     store = _store(ctx, user)
+    # Said in the summary, because a mistyped model path would otherwise
+    # quietly start an empty model (and create its folder) beside the real one.
+    new_model = not store.exists()
     counts = {Action.LEARNED: 0, Action.RELABELLED: 0, Action.ALREADY_KNOWN: 0}
     errors = missing = 0
     with store.session(source=source) as session, \
@@ -90,7 +93,7 @@ def learn(
                 session.commit()  # bound what a crash could make us redo
     typer.echo(f"learned {counts[Action.LEARNED]} as {label}, relabelled "
                f"{counts[Action.RELABELLED]}, already known {counts[Action.ALREADY_KNOWN]}, "
-               f"errors {errors + missing} (model {store.model_path})")
+               f"errors {errors + missing} ({'new model' if new_model else 'model'} {store.model_path})")
     if missing:
         raise typer.Exit(ExitCode.NOINPUT)
     if errors:

@@ -339,3 +339,11 @@ def test_info_check_reports_a_ledger_whose_model_is_missing(trained_model):
     result = run("--model", trained_model, "info", "--check")
     assert result.exit_code == ExitCode.IOERR
     assert "does not belong" in result.output
+
+
+def test_learn_says_when_it_starts_a_new_model(tmp_path):
+    model = tmp_path / "typo" / "m.joblib"
+    first = run("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml")
+    again = run("--model", model, "learn", "--ham", "tests/fixtures/sample-ham.eml")
+    assert first.exit_code == again.exit_code == 0
+    assert f"(new model {model})" in first.output and f"(model {model})" in again.output
