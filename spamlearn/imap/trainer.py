@@ -280,6 +280,16 @@ class Trainer:
         except ConfigError as exc:
             return AccountReport(account.name, "?", error=str(exc), exit_code=exit_code_for(exc))
         report = AccountReport(account.name, str(store.model_path))
+        try:
+            # A corrupt model or ledger, found before the network: otherwise
+            # an unreachable server was retried for minutes and reported
+            # (69) while the real problem went unsaid.  Reads the headers
+            # and the ledger only, without the lock.
+            store.info()
+        except (ModelError, LedgerError) as exc:
+            report.error, report.exit_code = str(exc), exit_code_for(exc)
+            report.seconds = time.monotonic() - started
+            return report
         done: set[str] = set()
         for attempt in range(account.retries + 1):
             report.attempts = attempt + 1

@@ -320,3 +320,23 @@ def test_closed_stderr_keeps_the_exit_code(tmp_path):
     assert _with_closed([2], "score", tmp_path / "missing.eml").returncode == ExitCode.NOINPUT
     ok = _with_closed([2], "score", "tests/fixtures/sample-spam.eml")
     assert ok.returncode == 0 and b"\tspam\t" in ok.stdout
+
+
+def test_train_reports_a_corrupt_ledger_before_trying_the_server(tmp_path):
+    """The server (a closed port here) would be retried for minutes and
+    reported as unreachable (69); the broken ledger is what to fix."""
+    model = tmp_path / "m.joblib"
+    (tmp_path / "m.ledger").write_bytes(b"not a database at all" * 100)
+    password = tmp_path / "password"
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[model]\npath = "{model}"\n[[accounts]]\nname = "a"\nhost = "127.0.0.1"\n'
+                      f'port = 1\nsecurity = "plain"\nusername = "u"\npassword_file = "{password}"\n'
+                      'spam_folders = ["Junk"]\nretries = 3\nretry_delay = 5\n')
+    started = time.monotonic()
+    result = spamlearn("--config", config, "train")
+    assert time.monotonic() - started < 20
+    assert result.returncode == ExitCode.IOERR, result.stderr
+    assert "cannot open ledger" in result.stderr.decode()
+    assert_clean_stderr(result)
