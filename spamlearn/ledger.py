@@ -106,6 +106,11 @@ class Ledger:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             return StoreBusyError(f"ledger {self.path} is locked by another program (an open "
                                   f"sqlite3 shell or backup?); try again later")
+        if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+            # SQLite writes a journal beside the file, so a read-only folder
+            # fails here too, as "attempt to write a readonly database".
+            return LedgerError(f"cannot {what} ledger {self.path}: the file or its folder "
+                               f"{self.path.parent} is not writable by this user")
         return LedgerError(f"cannot {what} ledger {self.path}: {exc}")
 
     def close(self) -> None:
