@@ -19,7 +19,7 @@ from .cli import ExitCode, app, fail, handle_errors, state_of
 from .defaults import load_scoring_classifier
 from .errors import MessageError, SpamlearnError
 from .headers import marked_pieces
-from .mailsource import MessageInput, count_files, iter_messages, read_file, read_stdin
+from .mailsource import MessageInput, count_files, display_name, iter_messages, read_file, read_stdin
 from .modelstore import Action, ModelStore
 from .reporting import progress
 
@@ -165,17 +165,16 @@ def _print_result(result: dict, as_json: bool, explain: bool) -> None:
         # 10 us, 0.11 s over 6,046 messages; 2026-11-28).  json.dumps writes
         # ASCII only, so the stream's encoding cannot fail here.
         fields = {k: v for k, v in result.items() if k != "unreadable"}
-        if not fields["path"].isascii():
-            # A file name that is not UTF-8 comes as lone surrogates
-            # ("caf\udce9.eml"), which JSON parsers reject or mangle; its
-            # bytes are written as \xNN escapes instead ("caf\\xe9.eml").
-            fields["path"] = os.fsencode(fields["path"]).decode("utf-8", "backslashreplace")
+        # A file name that is not UTF-8 comes as lone surrogates
+        # ("caf\udce9.eml"), which JSON parsers reject or mangle.
+        fields["path"] = display_name(fields["path"])
         sys.stdout.write(json.dumps(fields) + "\n")
         return
+    path = display_name(result["path"])
     if "error" in result:
-        typer.echo(f"spamlearn: {result['path']}: {result['error']}", err=True)
+        typer.echo(f"spamlearn: {path}: {result['error']}", err=True)
         return
-    typer.echo(f"{result['path']}\t{result['verdict']}\t{result['score']:.4f}")
+    typer.echo(f"{path}\t{result['verdict']}\t{result['score']:.4f}")
     for clue in result.get("clues", [])[:30] if explain else []:
         typer.echo(f"    {clue['spam_prob']:.3f}  spam={clue['spam_count']:<5d} "
                    f"ham={clue['ham_count']:<5d} {clue['token']}")

@@ -181,6 +181,18 @@ def iter_messages(paths: Sequence[str | Path], stdin: bytes | None = None,
                 yield from _read_file(entry, lazy_files)
 
 
+_CONTROL_ESCAPES = {i: f"\\x{i:02x}" for i in range(32)} | {9: "\\t", 10: "\\n", 13: "\\r", 127: "\\x7f"}
+
+
+def display_name(name: str) -> str:
+    """A file name fit for one line of output: bytes that are not UTF-8
+    (lone surrogates here) as ``\\xNN``, tabs and newlines as ``\\t``,
+    ``\\n``: a newline in a name split its line of ``score``'s output."""
+    if name.isprintable():
+        return name
+    return os.fsencode(name).decode("utf-8", "backslashreplace").translate(_CONTROL_ESCAPES)
+
+
 def read_stdin() -> bytes:
     """All of standard input, as bytes.
 

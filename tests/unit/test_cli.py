@@ -347,3 +347,14 @@ def test_learn_says_when_it_starts_a_new_model(tmp_path):
     again = run("--model", model, "learn", "--ham", "tests/fixtures/sample-ham.eml")
     assert first.exit_code == again.exit_code == 0
     assert f"(new model {model})" in first.output and f"(model {model})" in again.output
+
+
+def test_score_writes_one_line_per_message_whatever_the_file_name(tmp_path, sample_ham):
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / "a\nb.eml").write_bytes(sample_ham)
+    (folder / os.fsdecode(b"caf\xe9.eml")).write_bytes(sample_ham)
+    result = run("score", folder)
+    assert result.exit_code == 0, result.output
+    names = sorted(line.split("\t")[0] for line in result.stdout.splitlines())
+    assert names == [f"{folder}/a\\nb.eml", f"{folder}/caf\\xe9.eml"]
