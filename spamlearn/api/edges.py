@@ -19,7 +19,7 @@ from ..metrics import Metrics
 from .balance import LoadBoard
 from ..server_settings import ServerSettings
 
-__all__ = ["check_token", "read_body", "resolve_user", "TimingMiddleware", "ENDPOINTS"]
+__all__ = ["check_token", "read_body", "refuse_repeated", "resolve_user", "TimingMiddleware", "ENDPOINTS"]
 
 #: Endpoints counted by name in the metrics; everything else is "other",
 #: so a scanner probing random paths cannot blow up the label set.
@@ -95,11 +95,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
+def refuse_repeated(request: Request, *names: str) -> None:
+    """``?label=spam&label=ham`` is ambiguous: a 400, not the last value taken silently."""
+    for name in names:
+        count = len(request.query_params.getlist(name))
+        if count > 1:
+            raise HTTPException(400, f"give {name} once, not {count} times")
+
+
 def resolve_user(query_user: str | None, request: Request, server: ServerSettings) -> str | None:
-    """The user a request is for: ``?user=``, else the user header; None if per-user is off."""
+    """The user a request is for: ``?user=``, else the user header; None if per-user is off.
+
+    Both given and different: a 400 (which one the sender meant is unknown,
+    and one of them would get the other's verdict or training)."""
     if not server.per_user:
         return None
-    user = query_user if query_user is not None else request.headers.get(server.user_header)
+    header_user = request.headers.get(server.user_header)
+    if query_user and header_user and query_user != header_user:
+        raise HTTPException(400, f"?user={query_user[:64]} and {server.user_header}: "
+                                 f"{header_user[:64]} disagree; give one")
+    user = query_user if query_user is not None else header_user
     if user is None or user == "":
         return None
     if not USER_NAME_RE.fullmatch(user):

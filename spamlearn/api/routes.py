@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..classifier import Label
 from ..errors import MessageError, SpamlearnError
-from .edges import check_token, read_body, resolve_user
+from .edges import check_token, read_body, refuse_repeated, resolve_user
 from .schemas import MESSAGE_BODY, Health, LearnResult, ScoreResult, error_responses
 from .service import Service
 
@@ -130,6 +130,7 @@ async def score_message(request: Request, service: Service) -> Response:
     if service.score_tokens:
         check_token(request, service.score_tokens)
     query = request.query_params
+    refuse_repeated(request, "explain", "user")
     explain = _flag(query.get("explain"), "explain")
     raw = await read_body(request, service.server.max_body_size)
     user = resolve_user(query.get("user"), request, service.server)
@@ -208,6 +209,7 @@ async def learn(
     learned.  Waits up to `learn_lock_timeout` for another learner (a cron
     `spamlearn learn`, the sieve hook), then answers 503 with `Retry-After`.
     """
+    refuse_repeated(request, "label", "user")
     raw = await read_body(request, service.server.max_body_size)
     user = resolve_user(user, request, service.server)
     try:
@@ -234,6 +236,7 @@ async def forget(
     user: UserQuery = None,
 ) -> Response:
     """Unlearn the message in the body (or the one with `?digest=`): `forgotten` or `not-known`."""
+    refuse_repeated(request, "digest", "user")
     raw = await read_body(request, service.server.max_body_size)
     user = resolve_user(user, request, service.server)
     if digest is not None and raw.strip():

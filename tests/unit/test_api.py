@@ -209,6 +209,21 @@ def test_a_message_past_the_scan_limit_is_scored_on_its_first_part(settings, spa
     assert whole["spam_prob"] == first["spam_prob"], "only the first scan_limit bytes count"
 
 
+def test_a_parameter_given_twice_or_users_that_disagree_are_a_400(settings, trained, sample_spam):
+    with client_for(settings) as client:
+        twice = client.post("/learn?label=spam&label=ham", content=sample_spam, headers=LEARNER)
+        users = client.post("/score?user=alice&user=bob", content=sample_spam)
+        disagree = client.post("/score", params={"user": "alice"}, content=sample_spam,
+                               headers={"X-Spamlearn-User": "bob"})
+        agree = client.post("/score", params={"user": "alice"}, content=sample_spam,
+                            headers={"X-Spamlearn-User": "alice"})
+    assert twice.status_code == 400 and "give label once" in twice.json()["detail"]
+    assert users.status_code == 400 and "give user once" in users.json()["detail"]
+    assert disagree.status_code == 400 and "disagree" in disagree.json()["detail"]
+    assert agree.status_code == 200 and agree.json()["user"] == "alice"
+    assert trained.load().n_spam == 4, "nothing learned"
+
+
 def test_a_form_upload_is_a_415_with_the_right_way_to_send(settings, sample_spam):
     with client_for(settings) as client:
         response = client.post("/score", files={"file": ("m.eml", sample_spam)})
