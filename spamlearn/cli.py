@@ -105,7 +105,8 @@ def root(
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file; overrides "
                      "$SPAMLEARN_MODEL and the config file.", dir_okay=False)] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, metavar="",
-                       help="More log output: -v adds progress details and the traceback of internal errors, -vv debug messages.")] = 0,
+                       help="More log output: -v adds progress details and the traceback "
+                       "of internal errors, -vv debug messages.")] = 0,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                        help="Print the version and exit.")] = False,
 ) -> None:

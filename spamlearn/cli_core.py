@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import datetime
 import itertools
 import json
@@ -258,8 +257,6 @@ def _write_filtered(*pieces: bytes | memoryview) -> None:
     """The message out on stdout; if that fails, say so and fail, whatever
     ``--exit-zero`` says: the caller must keep its own copy of the mail."""
     try:
-        if sys.stdout is None:      # `spamlearn filter >&-`
-            raise OSError(errno.EBADF, "standard output is closed")
         for piece in pieces:
             sys.stdout.buffer.write(piece)
         sys.stdout.buffer.flush()
