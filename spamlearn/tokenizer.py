@@ -568,7 +568,8 @@ class Tokenizer:
                 if match:
                     out.extend(f"{prefix}email:{d}" for d in _domain_and_parents(match.group(1)))
             elif opts.cjk_bigrams and not word.isascii() and (runs := _CJK_RE.findall(word)):
-                out.extend({f"{prefix}cjk:{run[i:i + 2]}" for run in runs for i in range(max(len(run) - 1, 1))})
+                out.extend({f"{prefix}cjk:{run[i:i + 2]}"
+                            for run in runs for i in range(max(len(run) - 1, 1))})
             else:
                 # SpamBayes's summary token for long words (not re-measured here).
                 out.append(f"{prefix}skip:{word[0]} {n // 10 * 10}")
