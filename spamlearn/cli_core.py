@@ -109,21 +109,28 @@ def forget(
     """Unlearn messages, whatever they were learned as."""
     _one_stdin(paths)
     store = _store(ctx, user)
-    forgotten = unknown = errors = 0
+    forgotten = unknown = missing = empty = 0
     with store.session(source="cli") as session:
         for item in iter_messages(paths):
             if item.error:
                 typer.echo(f"spamlearn: {item.name}: {item.error}", err=True)
-                errors += 1
+                missing += 1
+                continue
+            if not item.raw or item.raw.isspace():
+                # As learn and score say (65); it was counted "not known".
+                typer.echo(f"spamlearn: {item.name}: empty message", err=True)
+                empty += 1
                 continue
             outcome = session.forget(item.raw)
             if outcome.action == Action.FORGOTTEN:
                 forgotten += 1
             else:
                 unknown += 1
-    typer.echo(f"forgot {forgotten}, not known {unknown}, errors {errors}")
-    if errors:
+    typer.echo(f"forgot {forgotten}, not known {unknown}, errors {missing + empty}")
+    if missing:
         raise typer.Exit(ExitCode.NOINPUT)
+    if empty:
+        raise typer.Exit(ExitCode.DATAERR)
 
 
 # -- scoring ----------------------------------------------------------------------------

@@ -358,3 +358,13 @@ def test_score_writes_one_line_per_message_whatever_the_file_name(tmp_path, samp
     assert result.exit_code == 0, result.output
     names = sorted(line.split("\t")[0] for line in result.stdout.splitlines())
     assert names == [f"{folder}/a\\nb.eml", f"{folder}/caf\\xe9.eml"]
+
+
+def test_forget_of_an_empty_message_is_a_data_error_as_for_learn(trained_model, tmp_path, sample_ham):
+    empty = tmp_path / "empty.eml"
+    empty.write_bytes(b"\n")
+    message = tmp_path / "ham.eml"
+    message.write_bytes(sample_ham)
+    result = run("--model", trained_model, "forget", empty, message)
+    assert result.exit_code == ExitCode.DATAERR
+    assert "empty message" in result.output and "forgot 1, not known 0, errors 1" in result.output
