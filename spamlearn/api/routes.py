@@ -239,9 +239,10 @@ async def forget(
     refuse_repeated(request, "digest", "user")
     raw = await read_body(request, service.server.max_body_size)
     user = resolve_user(user, request, service.server)
-    if digest is not None and raw.strip():
+    has_message = bool(raw) and not raw.isspace()     # not strip(): no copy of a large body
+    if digest is not None and has_message:
         raise HTTPException(400, "send either the message as the body or ?digest=, not both")
-    if digest is None and not raw.strip():
+    if digest is None and not has_message:
         raise HTTPException(400, "empty message: send the message as the body, or ?digest=")
     report = await run_in_threadpool(service.forget, digest or raw, user)
     service.metrics.count_learn(report.outcome.action)
