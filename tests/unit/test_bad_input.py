@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -136,24 +137,30 @@ def test_read_only_model_folder(read_only_folder):
     assert scored.returncode == 0 and json.loads(scored.stdout)["verdict"] == "spam"
 
 
-def test_busy_model_exits_with_tempfail(tmp_path):
-    model = tmp_path / "m.joblib"
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys, time; from pathlib import Path; from spamlearn.modelstore import "
-                               "ModelStore\nwith ModelStore(Path(sys.argv[1])).session():\n"
-                               "    print('locked', flush=True); time.sleep(30)", str(model)],
-                              stdout=subprocess.PIPE)
+@contextlib.contextmanager
+def holding_a_lock(code: str, path: Path):
+    """Another process running ``code`` (with ``path`` as argv[1]) until it
+    has printed "locked"; killed on the way out."""
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"locked"
-        result = spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml",
-                           env_extra={"SPAMLEARN_LOCK_TIMEOUT": "0.3"})
-        assert result.returncode == ExitCode.TEMPFAIL, result.stderr
-        assert "another spamlearn process" in result.stderr.decode()
-        assert_clean_stderr(result)
+        yield
     finally:
         holder.kill()
         holder.wait()
         holder.stdout.close()
+
+
+def test_busy_model_exits_with_tempfail(tmp_path):
+    model = tmp_path / "m.joblib"
+    with holding_a_lock("import sys, time; from pathlib import Path; from spamlearn.modelstore import "
+                        "ModelStore\nwith ModelStore(Path(sys.argv[1])).session():\n"
+                        "    print('locked', flush=True); time.sleep(30)", model):
+        result = spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml",
+                           env_extra={"SPAMLEARN_LOCK_TIMEOUT": "0.3"})
+    assert result.returncode == ExitCode.TEMPFAIL, result.stderr
+    assert "another spamlearn process" in result.stderr.decode()
+    assert_clean_stderr(result)
 
 
 def test_a_ledger_locked_by_another_program_is_tempfail_within_the_lock_timeout(tmp_path):
@@ -162,24 +169,17 @@ def test_a_ledger_locked_by_another_program_is_tempfail_within_the_lock_timeout(
     ledger (74) after a fixed 30 s; the learn is not half done."""
     model = tmp_path / "m.joblib"
     assert spamlearn("--model", model, "learn", "--ham", "tests/fixtures/sample-ham.eml").returncode == 0
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import sqlite3, sys, time\n"
-                               "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-                               "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(30)",
-                               str(tmp_path / "m.ledger")], stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout.readline().strip() == b"locked"
+    with holding_a_lock("import sqlite3, sys, time\n"
+                        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+                        "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(30)",
+                        tmp_path / "m.ledger"):
         started = time.monotonic()
         result = spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml",
                            env_extra={"SPAMLEARN_LOCK_TIMEOUT": "0.5"})
         assert time.monotonic() - started < 15
-        assert result.returncode == ExitCode.TEMPFAIL, result.stderr
-        assert "locked by another program" in result.stderr.decode()
-        assert_clean_stderr(result)
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdout.close()
+    assert result.returncode == ExitCode.TEMPFAIL, result.stderr
+    assert "locked by another program" in result.stderr.decode()
+    assert_clean_stderr(result)
     info = spamlearn("--model", model, "info", "--check", "--json")
     assert info.returncode == 0 and json.loads(info.stdout)["n_spam"] == 0
 
