@@ -1,0 +1,161 @@
+"""The tokenizer's token families, each on a small hand-written message."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from spamlearn.tokenizer import TokenizerOptions, tokenize
+
+MESSAGE = b"""\
+Received: from mail.example.org (mail.example.org [192.0.2.17]) by mx.local with ESMTP id 1
+From: "Jane Doe" <Jane.Doe42@Mail.Example.org>
+To: bob@example.net
+Subject: Cheap pills now!!!
+Date: Tue, 27 Aug 2002 10:33:40 +0100
+Message-ID: <20020827.AbC123@mail.example.org>
+X-Mailer: Foo Mailer 1.0
+X-Auth-Info: checked by gateway seven on monday
+Authentication-Results: mx.local; spf=pass smtp.mailfrom=example.org; dkim=fail
+List-Id: <pills.lists.example.org>
+MIME-Version: 1.0
+Content-Type: multipart/alternative; boundary="----=_NextPart_000_0012_01C2"
+
+------=_NextPart_000_0012_01C2
+Content-Type: text/plain; charset=us-ascii
+
+Buy now at http://shop.pills.example.com/cheap/offer.html supercalifragilisticexpialidocious
+------=_NextPart_000_0012_01C2
+Content-Type: text/html; charset="iso-8859-1"
+
+<html><body><a href="http://192.0.2.9/x">click</a><img src="http://img.example.com/a.gif"></body></html>
+------=_NextPart_000_0012_01C2--
+"""
+
+
+@pytest.fixture(scope="module")
+def tokens() -> set[str]:
+    return set(tokenize(MESSAGE))
+
+
+def with_options(raw: bytes, **changes) -> set[str]:
+    return set(tokenize(raw, dataclasses.replace(TokenizerOptions(), **changes)))
+
+
+def test_body_words_are_folded_and_over_long_words_summarised(tokens):
+    assert {"buy", "now", "click"} <= tokens
+    assert "Buy" not in tokens
+    assert "at" not in tokens                       # shorter than min_word_length
+    assert "skip:s 30" in tokens                    # 34 letters: first letter, length to 10
+    assert not any("supercalifragilistic" in t for t in tokens)
+
+
+def test_subject_words_pairs_and_punctuation(tokens):
+    assert {"subject:cheap", "subject:pills", "subject:pair:cheap pills", "subject:punct:!!!"} <= tokens
+
+
+def test_sender_names_domains_and_address(tokens):
+    assert {"from:name:jane", "from:name:doe", "from:domain:mail.example.org", "from:domain:example.org"} <= tokens
+    assert "from:addr:jane.doe42@mail.example.org" in tokens
+    assert "from:local:a.a9" in tokens              # the shape of "jane.doe42"
+    assert {"to:domain:example.net", "to:no-real-name", "to:count:1"} <= tokens
+
+
+def test_from_address_can_be_turned_off():
+    found = with_options(MESSAGE, from_address=False)
+    assert not any(t.startswith(("from:addr:", "from:local:")) for t in found)
+    assert "from:domain:example.org" in found
+
+
+def test_received_hosts_and_networks(tokens):
+    assert {"received:mail.example.org", "received:example.org", "received:mx.local"} <= tokens
+    assert {"received:ip:192.0.2", "received:ip:192.0"} <= tokens
+
+
+def test_message_id_domain_and_shape(tokens):
+    assert {"message-id:mail.example.org", "message-id:example.org"} <= tokens
+    assert "message-id:shape:9.AaA9" in tokens      # "20020827.AbC123", case kept
+
+
+def test_message_id_missing_or_without_domain():
+    assert "header:no-message-id" in set(tokenize(b"Subject: hi\n\nbody text"))
+    found = set(tokenize(b"Message-ID: <just-a-number-1234>\n\nbody text"))
+    assert {"message-id:invalid", "message-id:shape:a-a-a-9"} <= found
+    assert "header:no-message-id" not in found
+
+
+@pytest.mark.parametrize(("date", "zone"), [
+    ("Tue, 27 Aug 2002 10:33:40 +0100", "+0100"),
+    ("Tue, 27 Aug 2002 10:33:40 -0700 (PDT)", "-0700"),
+    ("27 Aug 2002 10:33:40 GMT", "GMT"),
+    ("Tuesday the 27th", "none"),
+])
+def test_date_zone(date, zone):
+    found = set(tokenize(f"Date: {date}\n\nbody text".encode()))
+    assert f"date:zone:{zone}" in found
+    assert not any(t.startswith("date:") and not t.startswith("date:zone:") for t in found)
+
+
+def test_date_zone_can_be_turned_off():
+    found = with_options(b"Date: Tue, 27 Aug 2002 10:33:40 +0100\n\nbody", date_zone=False)
+    assert not any(t.startswith("date:") for t in found)
+
+
+def test_mailer_content_type_and_charsets(tokens):
+    assert "x-mailer:foo mailer 1.0" in tokens
+    assert "content-type:multipart/alternative" in tokens
+    assert {"charset:us-ascii", "charset:iso-8859-1"} <= tokens
+
+
+def test_content_type_as_written_keeps_quoting_but_only_the_boundary_shape():
+    plain = set(tokenize(b"Content-Type: text/plain; charset=us-ascii\n\nbody"))
+    quoted = set(tokenize(b'Content-Type: text/plain;\n  charset="us-ascii"\n\nbody'))
+    assert "content-type:raw:text/plain; charset=us-ascii" in plain
+    assert 'content-type:raw:text/plain; charset="us-ascii"' in quoted
+    one = set(tokenize(b'Content-Type: multipart/mixed; boundary="=_abc123"\n\n--=_abc123--\n'))
+    other = set(tokenize(b'Content-Type: multipart/mixed; boundary="=_xyz987"\n\n--=_xyz987--\n'))
+    raw = {t for t in one if t.startswith("content-type:raw:")}
+    assert raw == {'content-type:raw:multipart/mixed; boundary="=_a9"'}
+    assert raw <= other                             # a boundary's text never repeats; its shape does
+
+
+def test_other_headers_give_their_first_words(tokens):
+    assert {"x-auth-info:checked", "x-auth-info:by", "x-auth-info:gateway"} <= tokens
+    assert "x-auth-info:seven" not in tokens        # header_value_words = 3
+    assert "x-auth-info:seven" in with_options(MESSAGE, header_value_words=20)
+    assert {"header:x-auth-info", "mime-version:1.0"} <= tokens
+
+
+def test_header_order_names_the_first_headers(tokens):
+    order = [t for t in tokens if t.startswith("header:order:")]
+    assert order == ["header:order:from>to>subject>date>message-id>x-mailer>x-auth-info>authentication-results"]
+
+
+def test_authentication_results_and_list_headers(tokens):
+    assert {"auth:spf:pass", "auth:dkim:fail"} <= tokens
+    assert "list-id:<pills.lists.example.org>" in tokens
+
+
+def test_url_tokens(tokens):
+    assert {"url:scheme:http", "url:shop.pills.example.com", "url:pills.example.com", "url:example.com"} <= tokens
+    assert {"url:path:cheap", "url:path:offer"} <= tokens
+    assert "url:ip-host" in tokens                  # the HTML link to a bare address
+    assert "url:img.example.com" in tokens          # an image's source
+
+
+def test_mime_structure_and_html(tokens):
+    assert {"mime:multipart/alternative", "mime:text/plain", "mime:text/html", "mime:parts:2"} <= tokens
+    assert {"html:a", "html:img"} <= tokens
+
+
+def test_receiver_side_and_verdict_headers_are_not_learned():
+    found = set(tokenize(b"Delivered-To: me@example.net\nX-Spam-Status: Yes\nX-Keywords: Junk\n"
+                         b"Subject: hi\n\nbody text"))
+    assert not any(t.startswith(("delivered-to", "x-spam", "x-keywords", "header:delivered-to",
+                                 "header:x-spam", "header:x-keywords")) for t in found)
+    assert "header:order:subject" in found
+
+
+def test_tokenize_is_pure():
+    assert tokenize(MESSAGE) == tokenize(MESSAGE)
