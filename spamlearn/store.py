@@ -169,6 +169,19 @@ def read_header(path: Path) -> dict:
 
 
 #: What every reader of a model file relies on (the rest has defaults).
+# Tokenizer options added after model files were first written, and the
+# value that means "as before": a file without one was trained without it
+# and must go on tokenizing that way, not take up today's default (its
+# counts would no longer match its tokens).
+_OPTIONS_BEFORE_THEY_EXISTED = {
+    "cjk_bigrams": False,
+    "header_value_words": 20,
+    "date_zone": False,
+    "message_id_shape": False,
+    "from_address": False,
+    "content_type_raw": False,
+}
+
 _REQUIRED_KEYS = ("n_features", "index", "spam", "ham", "n_spam", "n_ham", "model_params", "tokenizer")
 
 
@@ -196,7 +209,7 @@ def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float 
             raise ModelFileError(
                 f"model file {path} uses tokenizer options this spamlearn ({__version__}) does not "
                 f"know: {', '.join(sorted(unknown))}; it was written by another version")
-        options = TokenizerOptions(**data["tokenizer"])
+        options = TokenizerOptions(**{**_OPTIONS_BEFORE_THEY_EXISTED, **data["tokenizer"]})
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -126,6 +126,22 @@ def test_unknown_tokenizer_options_name_the_version_problem(tmp_path, trained):
         load_classifier(path)
 
 
+def test_a_model_from_before_an_option_existed_tokenizes_as_it_learned(tmp_path, trained):
+    # Options added since (the sender tokens, fewer header-value words)
+    # read as off in an older file, not as today's defaults.
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    data = joblib.load(path)
+    for name in ("header_value_words", "date_zone", "message_id_shape", "from_address", "content_type_raw"):
+        del data["tokenizer"][name]
+    joblib.dump(data, path)
+    options = load_classifier(path).tokenizer.options
+    assert options.header_value_words == 20
+    assert not (options.date_zone or options.message_id_shape or options.from_address
+                or options.content_type_raw)
+    assert trained.tokenizer.options.date_zone      # the file as written keeps today's
+
+
 @pytest.mark.parametrize("change", [{"hash": "blake2b"}, {"format_version": 1}])
 def test_a_model_hashed_with_another_hash_is_refused(tmp_path, trained, change):
     # Its buckets mean other tokens: scoring with it would be noise.
