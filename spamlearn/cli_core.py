@@ -76,18 +76,18 @@ def learn(
             if item.starts_file:    # the bar counts files, as count_files does
                 advance(1)
             if item.error:
-                typer.echo(f"spamlearn: {item.name}: {item.error}", err=True)
+                typer.echo(f"spamlearn: {display_name(item.name)}: {item.error}", err=True)
                 missing += 1
                 continue
             try:
                 outcome = session.learn(item.raw, label)
             except MessageError as exc:
-                typer.echo(f"spamlearn: {item.name}: {exc}", err=True)
+                typer.echo(f"spamlearn: {display_name(item.name)}: {exc}", err=True)
                 errors += 1
                 continue
             counts[outcome.action] += 1
             if state_of(ctx).verbose:
-                typer.echo(f"{item.name}: {outcome.describe()}")
+                typer.echo(f"{display_name(item.name)}: {outcome.describe()}")
             if session.pending >= 1000:
                 session.commit()  # bound what a crash could make us redo
     typer.echo(f"learned {counts[Action.LEARNED]} as {label}, relabelled "
@@ -113,12 +113,12 @@ def forget(
     with store.session(source="cli") as session:
         for item in iter_messages(paths):
             if item.error:
-                typer.echo(f"spamlearn: {item.name}: {item.error}", err=True)
+                typer.echo(f"spamlearn: {display_name(item.name)}: {item.error}", err=True)
                 missing += 1
                 continue
             if not item.raw or item.raw.isspace():
                 # As learn and score say (65); it was counted "not known".
-                typer.echo(f"spamlearn: {item.name}: empty message", err=True)
+                typer.echo(f"spamlearn: {display_name(item.name)}: empty message", err=True)
                 empty += 1
                 continue
             outcome = session.forget(item.raw)

@@ -360,6 +360,20 @@ def test_score_writes_one_line_per_message_whatever_the_file_name(tmp_path, samp
     assert names == [f"{folder}/a\\nb.eml", f"{folder}/caf\\xe9.eml"]
 
 
+def test_learn_and_forget_name_odd_file_names_on_one_line(tmp_path, sample_ham):
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / "a\nb.eml").write_bytes(sample_ham)
+    (folder / "empty\n.eml").write_bytes(b"\n")
+    model = tmp_path / "m.joblib"
+    learned = run("--model", model, "-v", "learn", "--ham", folder)
+    assert learned.exit_code == ExitCode.DATAERR
+    assert f"{folder}/a\\nb.eml: learned as ham" in learned.stdout
+    assert f"spamlearn: {folder}/empty\\n.eml: empty message" in learned.stderr
+    forgot = run("--model", model, "forget", folder)
+    assert f"spamlearn: {folder}/empty\\n.eml: empty message" in forgot.stderr
+
+
 def test_forget_of_an_empty_message_is_a_data_error_as_for_learn(trained_model, tmp_path, sample_ham):
     empty = tmp_path / "empty.eml"
     empty.write_bytes(b"\n")
