@@ -384,7 +384,7 @@ _ID_SHAPE_TABLE = str.maketrans({**{c: "a" for c in "abcdefghijklmnopqrstuvwxyz"
                                  **{c: "A" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"},
                                  **{c: "9" for c in "0123456789"}})
 # The zone at the end of a Date value: "+0200", "-0700 (PDT)", "GMT", "EST".
-_DATE_ZONE_RE = re.compile(r"([+-]\d{4}|\b[A-Z]{2,4}\b)\s*(\(.*\))?\s*$")
+_DATE_ZONE_RE = re.compile(r"([+-]\d{4}|\b[A-Z]{2,4}\b)\s*(\([^()]*\))?\s*$")
 _BOUNDARY_RE = re.compile(r'(boundary\s*=\s*"?)([^";\s]+)', re.I)
 _NON_WORD_EDGES = "\"'()[]{}<>,.;:!?*"
 
@@ -831,7 +831,10 @@ class Tokenizer:
             out.append("message-id:shape:" + _id_shape(value.strip().strip("<>").partition("@")[0]))
 
     def _date_tokens(self, name: str, value: str, out: list[str]) -> None:
-        zone = _DATE_ZONE_RE.search(value.strip())
+        # The zone ends the value: the search looks at the tail only, so a
+        # forged Date of 500 KB costs no more than a real one (the whole
+        # value took 0.44 s at 64 KB of "AB (", growing with its square).
+        zone = _DATE_ZONE_RE.search(value.strip()[-48:])
         out.append("date:zone:" + (zone.group(1) if zone else "none"))
 
     def _mailer_tokens(self, name: str, value: str, out: list[str]) -> None:
