@@ -7,8 +7,10 @@ so an embedding filter can catch one type::
      ├── MessageError          empty, oversized or unreadable input
      ├── ModelError
      │    ├── NotFittedError   scoring with a model that learned nothing
-     │    └── ModelFileError   a model file that is missing, truncated,
-     │                         foreign or of an unknown format version
+     │    ├── ModelFileError   a model file that is missing, truncated,
+     │    │                    foreign or of an unknown format version
+     │    └── BackupError      a backup archive spamlearn did not write, or
+     │                         whose model and ledger disagree
      ├── LedgerError           the learned-message ledger cannot be read,
      │                         written, or disagrees with its model
      ├── StoreBusyError        another learner holds the model's lock
@@ -30,6 +32,7 @@ __all__ = [
     "ModelError",
     "NotFittedError",
     "ModelFileError",
+    "BackupError",
     "LedgerError",
     "StoreBusyError",
     "ConfigError",
@@ -58,6 +61,10 @@ class NotFittedError(ModelError):
 
 class ModelFileError(ModelError):
     """A model file is missing, truncated, foreign or of another version."""
+
+
+class BackupError(ModelError):
+    """A backup archive is not one spamlearn wrote, or its pair disagrees."""
 
 
 class LedgerError(SpamlearnError):

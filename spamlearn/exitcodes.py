@@ -10,7 +10,9 @@ code  meaning
 1     ``filter``: the message is ham
 2     ``filter``: unsure; any command: bad command-line usage
 3     ``filter``: an error (the message is still passed through unchanged)
-65    EX_DATAERR: an input is not a usable message (others were processed)
+65    EX_DATAERR: an input is not a usable message (others were processed);
+      ``restore``: the archive is not a spamlearn backup, or its model
+      and ledger disagree
 66    EX_NOINPUT: an input file or folder does not exist or is unreadable
 69    EX_UNAVAILABLE: the IMAP server cannot be reached (``serve``: the
       address is taken)
@@ -29,6 +31,7 @@ code  meaning
 from __future__ import annotations
 
 from .errors import (
+    BackupError,
     ConfigError,
     ImapAuthError,
     ImapConnectionError,
@@ -64,6 +67,7 @@ _ERROR_CODES: list[tuple[type[BaseException], int]] = [
     (StoreBusyError, ExitCode.TEMPFAIL),
     (ConfigError, ExitCode.CONFIG),
     (MessageError, ExitCode.DATAERR),
+    (BackupError, ExitCode.DATAERR),
     (ImapAuthError, ExitCode.NOPERM),
     (ImapConnectionError, ExitCode.UNAVAILABLE),
     (ImapStateError, ExitCode.PROTOCOL),

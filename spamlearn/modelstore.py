@@ -22,6 +22,8 @@ import dataclasses
 import errno
 import fcntl
 import os
+import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +36,7 @@ from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES
 from .ledger import Ledger, LedgerRow, decode_indices, encode_indices
 from .message import message_digest
-from .store import load_classifier, read_header, save_classifier
+from .store import fsync_dir, load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
 
 __all__ = ["ModelStore", "LearnOutcome", "LearningSession", "Action"]
@@ -193,6 +195,8 @@ class ModelStore:
         self.model_path = Path(model_path)
         self.ledger_path = Path(ledger_path) if ledger_path else ledger_path_for(self.model_path)
         self.lock_path = self.model_path.with_name(self.model_path.name + ".lock")
+        # Present only while ``replace_with`` swaps the pair (see there).
+        self.restore_marker = self.model_path.with_name(self.model_path.name + ".restoring")
         self.n_features = n_features
         self.tokenizer_options = tokenizer_options
         self.ham_cutoff = ham_cutoff
@@ -250,6 +254,10 @@ class ModelStore:
             os.close(fd)  # closing releases the flock
 
     def _open(self) -> tuple[Classifier, Ledger]:
+        if self.restore_marker.exists():
+            raise LedgerError(
+                f"a restore into {self.model_path} was interrupted ({self.restore_marker} is there): "
+                f"its model and ledger may not belong together; run `spamlearn restore` again")
         # The model first: a corrupt one must not leave a new, empty ledger
         # behind, and a trained one whose ledger is gone must not get one
         # that then "does not belong" to it.
@@ -298,6 +306,70 @@ class ModelStore:
     def forget(self, raw: bytes, source: str = "") -> LearnOutcome:
         with self.session(source) as session:
             return session.forget(raw)
+
+    def snapshot(self, folder: Path, model_name: str, ledger_name: str) -> Classifier:
+        """Copy the model and its ledger into ``folder`` as one agreeing pair.
+
+        Under the lock (after the repair any opener makes), so no learner
+        commits between the two copies; the ledger is copied with SQLite's
+        backup API, not as bytes.  Returns the model as copied.
+
+        Raises
+        ------
+        ModelFileError
+            There is no model yet.
+        StoreBusyError, LedgerError
+        """
+        if not self.exists():
+            raise ModelFileError(f"no model at {self.model_path} yet: nothing to back up")
+        with self._lock():
+            classifier, ledger = self._open()
+            try:
+                shutil.copyfile(self.model_path, folder / model_name)
+                target = sqlite3.connect(folder / ledger_name)
+                try:
+                    ledger.connection.backup(target)
+                finally:
+                    target.close()
+            finally:
+                ledger.close()
+        return classifier
+
+    def replace_with(self, model_file: Path, ledger_file: Path) -> None:
+        """Put a model and ledger (checked by the caller) in place of this store's.
+
+        Both files must be on this store's file system; they are renamed
+        into place, so scorers never see a half-written file.  The current
+        pair is kept as ``*.before-restore``.  Two renames cannot be one
+        atomic step, so a marker file stands while they happen: a restore
+        killed between them leaves the marker, and every opener refuses the
+        pair (``_open``) until a restore completes, instead of finding a
+        ledger beside a model it does not belong to, and perhaps "repairing"
+        one with the other's undo record.
+        """
+        with self._lock():
+            marker_fd = os.open(self.restore_marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(marker_fd, f"restoring from {model_file}\n".encode("utf-8", "replace"))
+                os.fsync(marker_fd)
+            finally:
+                os.close(marker_fd)
+            fsync_dir(self.model_path.parent)
+            for current in (self.model_path, self.ledger_path):
+                aside = current.with_name(current.name + ".before-restore")
+                if current.exists():
+                    with contextlib.suppress(FileNotFoundError):
+                        aside.unlink()
+                    try:
+                        os.link(current, aside)     # no moment without a live file
+                    except OSError:
+                        shutil.copy2(current, aside)
+            os.replace(ledger_file, self.ledger_path)
+            os.replace(model_file, self.model_path)
+            fsync_dir(self.ledger_path.parent)
+            fsync_dir(self.model_path.parent)
+            self.restore_marker.unlink()
+            fsync_dir(self.model_path.parent)
 
     def info(self) -> dict:
         """What ``spamlearn info`` shows; never takes the lock."""

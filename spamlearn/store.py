@@ -65,7 +65,7 @@ def _to_dict(classifier: Classifier) -> dict:
     }
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -105,7 +105,7 @@ def save_classifier(classifier: Classifier, path: Path) -> None:
             os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
         tmp_name = None
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

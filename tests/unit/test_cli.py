@@ -39,7 +39,8 @@ def trained_model(model, tmp_path, spam_messages, ham_messages, sample_spam, sam
     return model
 
 
-@pytest.mark.parametrize("command", ["learn", "forget", "score", "filter", "info", "eval", "exit-codes"])
+@pytest.mark.parametrize("command", ["learn", "forget", "score", "filter", "info", "eval", "exit-codes", "backup",
+                                     "restore"])
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.exit_code == 0

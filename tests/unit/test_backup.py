@@ -1,0 +1,182 @@
+"""`spamlearn backup` / `restore`: the model and its ledger as one agreeing pair."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import sqlite3
+import tarfile
+
+import joblib
+import pytest
+from typer.testing import CliRunner
+
+from spamlearn.backup import LEDGER_MEMBER, MODEL_MEMBER, restore_backup
+from spamlearn.cli import ExitCode, app
+from spamlearn.errors import LedgerError
+from spamlearn.modelstore import ModelStore
+
+runner = CliRunner()
+SPAM = "tests/fixtures/sample-spam.eml"
+HAM = "tests/fixtures/sample-ham.eml"
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def model(tmp_path):
+    model = tmp_path / "live" / "model.joblib"
+    assert run("--model", model, "learn", "--spam", SPAM).exit_code == 0
+    assert run("--model", model, "learn", "--ham", HAM).exit_code == 0
+    return model
+
+
+def counts(model) -> tuple[int, int, int]:
+    info = ModelStore(model).info()
+    return info["n_spam"], info["n_ham"], info["revision"]
+
+
+def test_backup_then_restore_brings_back_the_pair(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    made = run("--model", model, "backup", archive)
+    assert made.exit_code == 0, made.output
+    assert "revision 2: 1 spam, 1 ham" in made.output
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == [MODEL_MEMBER, LEDGER_MEMBER]
+    assert run("--model", model, "forget", HAM).exit_code == 0
+    assert counts(model) == (1, 0, 3)
+    restored = run("--model", model, "restore", archive)
+    assert restored.exit_code == 0, restored.output
+    assert counts(model) == (1, 1, 2)
+    assert run("--model", model, "info", "--check").exit_code == 0
+    # The ledger came back too: the ham is known again, so learning it is a no-op.
+    again = run("--model", model, "learn", "--ham", HAM)
+    assert "already known 1" in again.output
+    # The pair that was replaced is kept.
+    kept = model.with_name("model.joblib.before-restore")
+    assert joblib.load(kept)["n_ham"] == 0
+    assert model.with_name("model.ledger.before-restore").exists()
+    assert not model.with_name("model.joblib.restoring").exists()
+
+
+def test_a_gzip_archive_and_standard_output(model, tmp_path):
+    archive = tmp_path / "b.tar.gz"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    with open(archive, "rb") as fh:
+        assert fh.read(2) == b"\x1f\x8b"
+    piped = run("--model", model, "backup", "-")
+    assert piped.exit_code == 0
+    with tarfile.open(fileobj=io.BytesIO(piped.stdout_bytes)) as tar:
+        assert sorted(tar.getnames()) == [MODEL_MEMBER, LEDGER_MEMBER]
+    fresh = tmp_path / "elsewhere" / "m.joblib"       # a new host: nothing there yet
+    result = run("--model", fresh, "restore", archive)
+    assert result.exit_code == 0, result.output
+    assert counts(fresh) == (1, 1, 2)
+    assert not fresh.with_name("m.joblib.before-restore").exists()
+
+
+def test_backup_refuses_without_a_model_or_a_place_to_write(tmp_path, model):
+    nothing = run("--model", tmp_path / "none.joblib", "backup", tmp_path / "b.tar")
+    assert nothing.exit_code == ExitCode.IOERR and "nothing to back up" in nothing.output
+    assert not (tmp_path / "none.ledger").exists()       # no empty ledger left behind
+    folder = run("--model", model, "backup", tmp_path)
+    assert folder.exit_code == ExitCode.USAGE and "is a folder" in folder.output
+    nowhere = run("--model", model, "backup", tmp_path / "no" / "b.tar")
+    assert nowhere.exit_code == ExitCode.IOERR and "no folder" in nowhere.output
+
+
+@pytest.mark.parametrize("content", [b"", b"not a tar archive at all\n" * 40, b"\x1f\x8b\x08garbage"])
+def test_restore_refuses_what_is_not_a_backup_and_changes_nothing(model, tmp_path, content):
+    archive = tmp_path / "x.tar.gz"
+    archive.write_bytes(content)
+    before = model.read_bytes()
+    result = run("--model", model, "restore", archive)
+    assert result.exit_code == ExitCode.DATAERR, result.output
+    assert "not a spamlearn backup" in result.output
+    assert "Traceback" not in result.output
+    assert model.read_bytes() == before
+
+
+def test_restore_refuses_an_archive_without_its_ledger(model, tmp_path):
+    archive = tmp_path / "half.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(model, arcname=MODEL_MEMBER)
+    result = run("--model", model, "restore", archive)
+    assert result.exit_code == ExitCode.DATAERR
+    assert f"no {LEDGER_MEMBER}" in result.output
+
+
+def test_restore_refuses_a_pair_that_disagrees(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    db = sqlite3.connect(unpacked / LEDGER_MEMBER)
+    db.execute("DELETE FROM messages WHERE label = 'ham'")
+    db.commit()
+    db.close()
+    tampered = tmp_path / "tampered.tar"
+    with tarfile.open(tampered, "w") as tar:
+        for name in (MODEL_MEMBER, LEDGER_MEMBER):
+            tar.add(unpacked / name, arcname=name)
+    before = (model.read_bytes(), model.with_name("model.ledger").read_bytes())
+    result = run("--model", model, "restore", tampered)
+    assert result.exit_code == ExitCode.DATAERR
+    assert "disagree" in result.output
+    assert (model.read_bytes(), model.with_name("model.ledger").read_bytes()) == before
+
+
+def test_restore_of_a_missing_archive_is_no_input(model, tmp_path):
+    result = run("--model", model, "restore", tmp_path / "nope.tar")
+    assert result.exit_code == ExitCode.NOINPUT and "no such file" in result.output
+
+
+def test_an_interrupted_restore_is_refused_until_a_restore_completes(model, tmp_path, monkeypatch):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    assert run("--model", model, "forget", HAM).exit_code == 0
+    store = ModelStore(model)
+    real_replace = os.replace
+    calls = []
+
+    def killed_after_the_ledger(src, dst):
+        calls.append(dst)
+        if str(dst) == str(model):
+            raise KeyboardInterrupt("killed between the two renames")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("spamlearn.modelstore.os.replace", killed_after_the_ledger)
+    with pytest.raises(KeyboardInterrupt):
+        restore_backup(store, archive)
+    monkeypatch.undo()
+    # The ledger is the backup's (revision 2), the model still the live one
+    # (revision 3): learners must not go on, nor "repair" one with the other.
+    assert model.with_name("model.joblib.restoring").exists()
+    learn = run("--model", model, "learn", "--spam", HAM)
+    assert learn.exit_code == ExitCode.IOERR and "restore" in learn.output and "interrupted" in learn.output
+    with pytest.raises(LedgerError, match="interrupted"):
+        store.check()
+    assert run("--model", model, "restore", archive).exit_code == 0
+    assert not model.with_name("model.joblib.restoring").exists()
+    assert counts(model) == (1, 1, 2)
+    assert run("--model", model, "info", "--check").exit_code == 0
+
+
+def test_backup_copies_under_the_model_lock(model, tmp_path):
+    # A learner holding the lock (here: this test) makes backup wait, and
+    # give up with "try again later" after the lock timeout: it never
+    # copies a pair in the middle of a commit.
+    fd = os.open(model.with_name("model.joblib.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        result = runner.invoke(app, ["--model", str(model), "backup", str(tmp_path / "b.tar")],
+                               env={"SPAMLEARN_LOCK_TIMEOUT": "0.3"})
+    finally:
+        os.close(fd)
+    assert result.exit_code == ExitCode.TEMPFAIL, result.output
+    assert not (tmp_path / "b.tar").exists()
+    assert run("--model", model, "backup", tmp_path / "b.tar").exit_code == 0
