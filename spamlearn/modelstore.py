@@ -227,16 +227,36 @@ class ModelStore:
                           scan_limit=self.scan_limit)
 
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self, reading: bool = False) -> Iterator[None]:
         try:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o664)
         except OSError as exc:
+            if reading and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                # Only to read (a backup of a read-only copy): flock works on
+                # a descriptor opened for reading, and where even the lock
+                # file cannot be made, no learner can write either.
+                try:
+                    fd = os.open(self.lock_path, os.O_RDONLY)
+                except FileNotFoundError:
+                    yield
+                    return
+                except OSError:
+                    raise ModelFileError(f"cannot open lock file {self.lock_path}: {exc.strerror}") from exc
+                with self._flocked(fd):
+                    yield
+                return
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise ModelFileError(
                     f"cannot learn: the model folder {self.lock_path.parent} is not writable "
                     f"by this user ({exc.strerror})") from exc
             raise ModelFileError(f"cannot create lock file {self.lock_path}: {exc.strerror}") from exc
+        with self._flocked(fd):
+            yield
+
+    @contextlib.contextmanager
+    def _flocked(self, fd: int) -> Iterator[None]:
+        """Hold an exclusive flock on ``fd`` (waiting up to the lock timeout); closes it."""
         try:
             deadline = time.monotonic() + self.lock_timeout
             while True:
@@ -322,7 +342,7 @@ class ModelStore:
         """
         if not self.exists():
             raise ModelFileError(f"no model at {self.model_path} yet: nothing to back up")
-        with self._lock():
+        with self._lock(reading=True):
             classifier, ledger = self._open()
             try:
                 shutil.copyfile(self.model_path, folder / model_name)

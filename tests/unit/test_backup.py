@@ -180,3 +180,17 @@ def test_backup_copies_under_the_model_lock(model, tmp_path):
     assert result.exit_code == ExitCode.TEMPFAIL, result.output
     assert not (tmp_path / "b.tar").exists()
     assert run("--model", model, "backup", tmp_path / "b.tar").exit_code == 0
+
+
+def test_restore_into_a_read_only_folder_says_so_and_changes_nothing(read_only_folder, tmp_path):
+    model = read_only_folder.path / "model.joblib"
+    assert run("--model", model, "learn", "--spam", SPAM).exit_code == 0
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    before = model.read_bytes()
+    read_only_folder.freeze()
+    result = run("--model", model, "restore", archive)
+    assert result.exit_code == ExitCode.IOERR, result.output
+    assert "spamlearn: error:" in result.output and "Traceback" not in result.output
+    assert model.read_bytes() == before
+    assert run("--model", model, "backup", tmp_path / "again.tar").exit_code == 0   # reading still works
