@@ -19,6 +19,7 @@ from .defaults import load_scoring_classifier
 from .errors import MessageError, SpamlearnError
 from .headers import marked_pieces
 from .mailsource import MessageInput, count_files, display_name, iter_messages, read_file, read_stdin
+from .message import has_header_fields
 from .modelstore import Action, ModelStore
 from .reporting import progress
 
@@ -69,7 +70,7 @@ def learn(
     # quietly start an empty model (and create its folder) beside the real one.
     new_model = not store.exists()
     counts = {Action.LEARNED: 0, Action.RELABELLED: 0, Action.ALREADY_KNOWN: 0}
-    errors = missing = 0
+    errors = missing = headerless = 0
     with store.session(source=source) as session, \
             progress(f"learning {label}", count_files(paths)) as advance:
         for item in iter_messages(paths):
@@ -85,6 +86,14 @@ def learn(
                 typer.echo(f"spamlearn: {display_name(item.name)}: {exc}", err=True)
                 errors += 1
                 continue
+            if outcome.action == Action.LEARNED and not has_header_fields(item.raw):
+                # Learned all the same (a hand-typed test message has no
+                # headers either), but said: a folder of attachments or
+                # binaries given by mistake would otherwise go in silently.
+                headerless += 1
+                if headerless <= _FAILURES_NAMED:
+                    typer.echo(f"spamlearn: warning: {display_name(item.name)}: no mail header "
+                               f"fields (not a mail message?); learned as text", err=True)
             counts[outcome.action] += 1
             if state_of(ctx).verbose:
                 typer.echo(f"{display_name(item.name)}: {outcome.describe()}")
@@ -93,6 +102,8 @@ def learn(
     typer.echo(f"learned {counts[Action.LEARNED]} as {label}, relabelled "
                f"{counts[Action.RELABELLED]}, already known {counts[Action.ALREADY_KNOWN]}, "
                f"errors {errors + missing} ({'new model' if new_model else 'model'} {store.model_path})")
+    if headerless > _FAILURES_NAMED:
+        typer.echo(f"spamlearn: warning: {headerless} messages in all had no mail header fields", err=True)
     if missing:
         raise typer.Exit(ExitCode.NOINPUT)
     if errors:

@@ -212,6 +212,7 @@ _FIELD_RE = re.compile(r"([\041-\071\073-\176]+)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*
 # A run of such fields, each ended by its line break (or the end of the text).
 _FIELDS_RUN_RE = re.compile(r"(?:[\041-\071\073-\176]+[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z))*")
 _HEAD_END = re.compile(rb"\n\r?\n")
+_FIRST_FIELD_RE = re.compile(rb"[\041-\071\073-\176]+[ \t]*:")
 _FOLD_RE = re.compile(r"\r?\n")
 
 
@@ -416,6 +417,14 @@ def _leaf(ctype: str, params: dict[str, str], cte: str | None, disposition_raw: 
         leaf.text, decode_notes = decode_bytes(payload, charset)
         leaf.notes = notes + decode_notes
     return leaf
+
+
+def has_header_fields(raw: bytes) -> bool:
+    """Whether ``raw`` starts with a header field (after an mbox "From "
+    line), as every mail message does: False for a text or binary file
+    given by mistake (it would still be learned, as its body alone)."""
+    start = raw.find(b"\n") + 1 if raw.startswith(b"From ") else 0
+    return _FIRST_FIELD_RE.match(raw, start) is not None
 
 
 def parse_message(raw: bytes, scan_limit: int = 512_000) -> ParsedMessage:

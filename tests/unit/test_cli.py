@@ -375,6 +375,23 @@ def test_learn_and_forget_name_odd_file_names_on_one_line(tmp_path, sample_ham):
     assert f"spamlearn: {folder}/empty\\n.eml: empty message" in forgot.stderr
 
 
+def test_learn_warns_about_files_that_are_not_mail(tmp_path, sample_ham):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "mail.eml").write_bytes(sample_ham)
+    (folder / "mbox").write_bytes(b"From someone Tue Aug 27 10:33:40 2002\n" + sample_ham)
+    (folder / "photo.jpg").write_bytes(bytes(range(256)) * 8)
+    model = tmp_path / "m.joblib"
+    result = run("--model", model, "learn", "--ham", folder)
+    assert result.exit_code == 0, result.output
+    assert "learned 2 as ham" in result.stdout     # the mbox holds the same message as mail.eml
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [f"spamlearn: warning: {folder}/photo.jpg: no mail header fields "
+                        "(not a mail message?); learned as text"]
+    again = run("--model", model, "learn", "--ham", folder)   # known now: nothing to warn about
+    assert "warning" not in again.stderr
+
+
 def test_forget_of_an_empty_message_is_a_data_error_as_for_learn(trained_model, tmp_path, sample_ham):
     empty = tmp_path / "empty.eml"
     empty.write_bytes(b"\n")
