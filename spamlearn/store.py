@@ -5,8 +5,10 @@ arrays), never pickled spamlearn or scikit-learn objects, so it loads across
 library versions.  The counts are stored sparsely (the nonzero buckets), so
 the file is a fraction of the in-memory size.
 
-Like every pickle-based format, a model file must come from a trusted
-source: load only files you (or your spamlearn) wrote.
+A model file is a pickle, but it is read with an unpickler that refuses
+every class except the three such a file holds (numpy's ndarray and dtype,
+joblib's array wrapper): a crafted file -- in a backup archive from
+elsewhere, say -- is reported as not a model file instead of running code.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ import time
 import zlib
 from pathlib import Path
 
+import io
+import inspect
+
 import joblib
 import numpy as np
+from joblib.numpy_pickle import NumpyUnpickler
 
 from . import __version__
 from .classifier import Classifier
@@ -119,6 +125,46 @@ def save_classifier(classifier: Classifier, path: Path) -> None:
                 pass
 
 
+class _PlainDataUnpickler(NumpyUnpickler):
+    """joblib's unpickler, refusing every class a model file does not hold."""
+
+    _ALLOWED = frozenset({("joblib.numpy_pickle", "NumpyArrayWrapper"), ("numpy", "dtype"),
+                          ("numpy", "ndarray")})
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"a model file holds no {module}.{name}")
+        return super().find_class(module, name)
+
+
+# joblib 1.4 added ensure_native_byte_order to NumpyUnpickler.__init__.
+_UNPICKLER_TAKES_BYTE_ORDER = "ensure_native_byte_order" in inspect.signature(NumpyUnpickler.__init__).parameters
+# A model file's pickle, decompressed, is at most this big (2**24 buckets
+# all used: 256 MB): a few bytes of zlib must not inflate to all memory.
+_MAX_PICKLE_BYTES = 1 << 30
+
+
+def _load_plain_data(fh, name: str) -> object:
+    """``joblib.load`` for what ``save_classifier`` writes (zlib or plain),
+    with ``_PlainDataUnpickler``."""
+    head = fh.read(1)
+    fh.seek(0)
+    if head == b"\x78":
+        inflate = zlib.decompressobj()
+        pickled = io.BytesIO()
+        while chunk := fh.read(1 << 20):
+            pickled.write(inflate.decompress(chunk, _MAX_PICKLE_BYTES + 1 - pickled.tell()))
+            if pickled.tell() > _MAX_PICKLE_BYTES or inflate.unconsumed_tail:
+                raise ValueError("decompresses to more than a model file can hold")
+        pickled.write(inflate.flush())
+        if not inflate.eof:
+            raise EOFError("compressed data ends early")
+        pickled.seek(0)
+        fh = pickled
+    kwargs = {"ensure_native_byte_order": True} if _UNPICKLER_TAKES_BYTE_ORDER else {}
+    return _PlainDataUnpickler(name, fh, mmap_mode=None, **kwargs).load()
+
+
 def read_header(path: Path) -> dict:
     """Load a model file's dict and check its format; no counts built."""
     path = Path(path)
@@ -131,7 +177,7 @@ def read_header(path: Path) -> dict:
             # joblib writes a zlib stream (0x78) or a plain pickle (0x80).
             if head[0] not in (0x78, 0x80):
                 raise ModelFileError(f"{path} is not a spamlearn model file")
-            data = joblib.load(fh)
+            data = _load_plain_data(fh, str(path))
     except FileNotFoundError as exc:
         raise ModelFileError(f"no model file at {path}") from exc
     except IsADirectoryError as exc:

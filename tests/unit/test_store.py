@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 
 import joblib
 import numpy as np
@@ -151,4 +152,33 @@ def test_a_model_hashed_with_another_hash_is_refused(tmp_path, trained, change):
     data.update(change)
     joblib.dump(data, path)
     with pytest.raises(ModelFileError, match="blake2b"):
+        read_header(path)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("compress", [0, ("zlib", 3)])
+def test_a_crafted_model_file_is_refused_without_running_its_code(tmp_path, compress):
+    # A pickle that calls a function on load (here: creates a file).
+    marker = tmp_path / "it-ran"
+    path = tmp_path / "m.joblib"
+    joblib.dump({"format": "spamlearn-model", "payload": _RunsCode(marker)}, path, compress=compress)
+    with pytest.raises(ModelFileError, match="truncated or corrupt|not a spamlearn model"):
+        read_header(path)
+    assert not marker.exists()
+
+
+def test_a_model_file_that_inflates_without_end_is_refused(tmp_path, monkeypatch):
+    import spamlearn.store as store_module
+
+    monkeypatch.setattr(store_module, "_MAX_PICKLE_BYTES", 1 << 20)
+    path = tmp_path / "m.joblib"
+    path.write_bytes(zlib.compress(b"\x80" + b"\0" * (8 << 20)))
+    with pytest.raises(ModelFileError, match="corrupt"):
         read_header(path)
