@@ -2,35 +2,45 @@
 
 Copying ``model.joblib`` and ``model.ledger`` with ``cp`` while a learner
 runs can catch them at different revisions (or a half-written SQLite
-file); ``write_backup`` copies both under the model's lock.  The archive is
-a plain tar (gzip-compressed when its name ends in ``.gz`` or ``.tgz``)
-with two members, so it can be inspected with ``tar tvf`` and restored by
-hand in an emergency.  ``restore_backup`` checks the pair (the model's
-counts must equal the sum of the ledger's messages) before it replaces
-anything, and keeps the replaced pair as ``*.before-restore``.  The ledger
-also holds the IMAP trainer's and the sieve hook's state, so a restored
-pair goes on where the backup left off.
+file); ``write_backup`` copies both under the model's lock and checks the
+copy (the model's counts must equal the sum of the ledger's messages)
+before it writes the archive.  The archive is a plain tar (compressed as
+its name says: ``.gz``/``.tgz``, ``.bz2``, ``.xz``) with two members, so it
+can be inspected with ``tar tvf`` and restored by hand in an emergency.
+``restore_backup`` reads only those two members, checks the pair, and
+renames both into place, keeping the replaced pair as ``*.before-restore``.
+The ledger also holds the IMAP trainer's and the sieve hook's state, so a
+restored pair goes on where the backup left off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import gzip
 import os
+import shutil
+import sqlite3
 import sys
 import tarfile
 import tempfile
-import zlib
 from pathlib import Path
 
-from .errors import BackupError, SpamlearnError
+from .errors import BackupError, LedgerError, ModelFileError, SpamlearnError
 from .modelstore import ModelStore
 from .store import fsync_dir, read_header
 
-__all__ = ["BackupSummary", "write_backup", "restore_backup", "MODEL_MEMBER", "LEDGER_MEMBER"]
+__all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "MODEL_MEMBER",
+           "LEDGER_MEMBER"]
 
 MODEL_MEMBER = "model.joblib"
 LEDGER_MEMBER = "model.ledger"
+_ASIDE = ".before-restore"
+_SQLITE_MAGIC = b"SQLite format 3\0"
+# What SQLite may leave beside a ledger after a crash: applied to a new
+# file of the same name, they corrupt it.
+_SQLITE_LEFTOVERS = ("-journal", "-wal", "-shm")
+_COMPRESSION = {".gz": "gz", ".tgz": "gz", ".bz2": "bz2", ".tbz": "bz2", ".tbz2": "bz2", ".xz": "xz",
+                ".txz": "xz", ".tar": ""}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,42 +48,65 @@ class BackupSummary:
     revision: int
     n_spam: int
     n_ham: int
+    kept_previous: bool = False
 
     def describe(self) -> str:
         return f"revision {self.revision}: {self.n_spam} spam, {self.n_ham} ham"
 
 
-def _tar_mode(name: str, mode: str) -> str:
-    compressed = name.endswith((".gz", ".tgz"))
-    if mode == "w":
-        return "w:gz" if compressed else "w"
-    return "r:*"
+def archive_compression(name: str) -> str:
+    """tarfile's compression for an archive called ``name`` ("" for none).
+
+    Raises
+    ------
+    ValueError
+        A compression tarfile cannot write (``.zst``, ``.lz4``...).
+    """
+    suffix = Path(name.lower()).suffix
+    if suffix in _COMPRESSION:
+        return _COMPRESSION[suffix]
+    if suffix in (".zst", ".zstd", ".lz4", ".lzma", ".lz", ".z", ".zip"):
+        raise ValueError(f"cannot write {suffix} archives; use .tar, .tar.gz, .tar.bz2 or .tar.xz")
+    return ""
 
 
+# -- backup ----------------------------------------------------------------------------------
 def write_backup(store: ModelStore, destination: Path | None) -> BackupSummary:
     """Write ``store``'s model and ledger as a tar archive to ``destination``
     (``None``: standard output), replacing it atomically.
 
     The lock is held only while the two files are copied to a temporary
-    folder, not while the archive is written to a slow pipe or disk, so
-    learners wait a moment at most.
+    folder, not while the copy is checked or the archive written to a slow
+    pipe or disk, so learners wait a moment at most.
+
+    Raises
+    ------
+    LedgerError
+        The model and ledger disagree (``spamlearn info --check``): an
+        archive of them could not be restored.
     """
     with tempfile.TemporaryDirectory(prefix="spamlearn-backup-") as tmp:
         folder = Path(tmp)
         classifier = store.snapshot(folder, MODEL_MEMBER, LEDGER_MEMBER)
+        problems = ModelStore(folder / MODEL_MEMBER, folder / LEDGER_MEMBER).check()
+        if problems:
+            raise LedgerError(f"{store.model_path} and its ledger disagree ({'; '.join(problems)}): "
+                              f"not backed up; see `spamlearn info --check`")
         summary = BackupSummary(classifier.revision, classifier.model.n_spam_, classifier.model.n_ham_)
         if destination is None:
             with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
                 _add_pair(tar, folder)
             sys.stdout.buffer.flush()
             return summary
-        fd, partial = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+        compression = archive_compression(destination.name)
+        fd, partial = tempfile.mkstemp(prefix=".spamlearn-", suffix=".tmp", dir=destination.parent)
         try:
             with os.fdopen(fd, "wb") as out:
-                with tarfile.open(fileobj=out, mode=_tar_mode(destination.name, "w")) as tar:
+                with tarfile.open(fileobj=out, mode=f"w:{compression}" if compression else "w") as tar:
                     _add_pair(tar, folder)
                 out.flush()
                 os.fsync(out.fileno())
+            os.chmod(partial, 0o600)    # it holds what users' mail taught the model
             os.replace(partial, destination)
             partial = None
             fsync_dir(destination.parent)
@@ -92,40 +125,72 @@ def _add_pair(tar: tarfile.TarFile, folder: Path) -> None:
             tar.addfile(info, fh)
 
 
-def _extract_pair(archive: Path, folder: Path) -> tuple[Path, Path]:
-    """The archive's model and ledger, written into ``folder``.
+# -- restore ---------------------------------------------------------------------------------
+def _member_name(member: tarfile.TarInfo) -> str:
+    return member.name[2:] if member.name.startswith("./") else member.name
 
-    Only the two members by their exact names, as regular files, are read:
-    an archive is never unpacked as a whole (no paths outside ``folder``,
-    links or devices from a tar that someone else made).
+
+def _extract_pair(archive: Path, model_target: Path, ledger_target: Path) -> None:
+    """The archive's model and ledger, written to the two targets.
+
+    Only the two members by their names (``./`` allowed, as ``tar -C dir .``
+    writes), as regular files, are read: an archive is never unpacked as a
+    whole (no paths outside the targets, links or devices from a tar that
+    someone else made).  Each is checked by its first bytes and its size
+    against the free space before it is written.
     """
+    targets = {MODEL_MEMBER: model_target, LEDGER_MEMBER: ledger_target}
+    found: set[str] = set()
     try:
-        with tarfile.open(archive, mode=_tar_mode(archive.name, "r")) as tar:
-            found = {}
+        with tarfile.open(archive, mode="r:*") as tar:
             for member in tar:
-                if member.name in (MODEL_MEMBER, LEDGER_MEMBER) and member.isreg() and member.name not in found:
-                    source = tar.extractfile(member)
-                    target = folder / member.name
-                    with open(target, "wb") as out:
-                        while chunk := source.read(1 << 20):
-                            out.write(chunk)
-                        out.flush()
-                        os.fsync(out.fileno())
-                    found[member.name] = target
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise BackupError(f"{archive} is not a spamlearn backup (not a readable tar archive: {exc})") from None
-    missing = [name for name in (MODEL_MEMBER, LEDGER_MEMBER) if name not in found]
+                name = _member_name(member)
+                if name not in targets:
+                    continue
+                if name in found:
+                    raise BackupError(f"{archive} holds {name} twice: which one is meant is not clear")
+                if not member.isreg() or member.issparse():
+                    raise BackupError(f"{archive}: {name} is not a plain file in the archive")
+                _extract_member(archive, tar, member, name, targets[name])
+                found.add(name)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise BackupError(f"{archive} is not a spamlearn backup (not a readable tar archive: "
+                          f"{first_line})") from None
+    missing = [name for name in targets if name not in found]
     if missing:
         raise BackupError(f"{archive} is not a spamlearn backup: no {' or '.join(missing)} in it")
-    return found[MODEL_MEMBER], found[LEDGER_MEMBER]
+
+
+def _extract_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str,
+                    target: Path) -> None:
+    source = tar.extractfile(member)
+    head = source.read(len(_SQLITE_MAGIC))
+    if (name == LEDGER_MEMBER and head != _SQLITE_MAGIC) or (
+            name == MODEL_MEMBER and (not head or head[0] not in (0x78, 0x80))):
+        raise BackupError(f"{archive} is not a spamlearn backup: its {name} is not "
+                          f"{'a ledger' if name == LEDGER_MEMBER else 'a model file'}")
+    free = shutil.disk_usage(target.parent).free
+    if member.size > free:
+        raise ModelFileError(f"restoring {name} needs {member.size / 1e6:.0f} MB in {target.parent}, "
+                             f"which has {free / 1e6:.0f} MB free")
+    with open(target, "wb") as out:
+        out.write(head)
+        while chunk := source.read(1 << 20):
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def restore_backup(store: ModelStore, archive: Path) -> BackupSummary:
     """Replace ``store``'s model and ledger with the pair in ``archive``.
 
-    The pair is unpacked beside the store's files (so it can be renamed
-    into place) and checked first; nothing is replaced unless the model's
-    counts equal the sum of the ledger's messages.
+    Each file is unpacked beside the one it replaces (so it can be renamed
+    into place, whatever file system each is on) and the pair checked
+    first; nothing is replaced unless the model's counts equal the sum of
+    the ledger's messages.
 
     Raises
     ------
@@ -134,16 +199,146 @@ def restore_backup(store: ModelStore, archive: Path) -> BackupSummary:
     StoreBusyError
         A learner holds the lock for longer than the lock timeout.
     """
-    store.model_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".spamlearn-restore-", dir=store.model_path.parent) as tmp:
-        model_file, ledger_file = _extract_pair(archive, Path(tmp))
-        staged = ModelStore(model_file, ledger_file, lock_timeout=store.lock_timeout)
+    for path in (store.model_path, store.ledger_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        staging = {}
+        for name, path in ((MODEL_MEMBER, store.model_path), (LEDGER_MEMBER, store.ledger_path)):
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".spamlearn-restore-",
+                                                                          dir=path.parent)))
+            staging[name] = folder / name
+        model_file, ledger_file = staging[MODEL_MEMBER], staging[LEDGER_MEMBER]
+        _extract_pair(archive, model_file, ledger_file)
+        header = _check_pair(archive, model_file, ledger_file)
+        kept = _install_pair(store, model_file, ledger_file)
+    return BackupSummary(int(header.get("revision", 0)), int(header["n_spam"]), int(header["n_ham"]), kept)
+
+
+def _check_pair(archive: Path, model_file: Path, ledger_file: Path) -> dict:
+    """The archive's model header, once the pair is known to agree; the
+    staged ledger is left in rollback-journal mode, as spamlearn makes them."""
+    def named(text: str) -> str:     # the archive's names, not the staging folder's
+        return text.replace(str(model_file), f"{archive}:{MODEL_MEMBER}").replace(
+            str(ledger_file), f"{archive}:{LEDGER_MEMBER}")
+
+    try:
+        db = sqlite3.connect(ledger_file, isolation_level=None)
         try:
-            header = read_header(model_file)
-            problems = staged.check()
-        except SpamlearnError as exc:
-            raise BackupError(f"{archive}: {exc}") from None
-        if problems:
-            raise BackupError(f"{archive}: its model and ledger disagree: {'; '.join(problems)}")
-        store.replace_with(model_file, ledger_file)
-    return BackupSummary(int(header.get("revision", 0)), int(header["n_spam"]), int(header["n_ham"]))
+            db.execute("PRAGMA journal_mode=DELETE").fetchall()
+        finally:
+            db.close()
+        header = read_header(model_file)
+        problems = ModelStore(model_file, ledger_file).check()
+    except (SpamlearnError, sqlite3.DatabaseError) as exc:
+        raise BackupError(f"{archive} is not a usable backup: {named(str(exc))}") from None
+    if problems:
+        raise BackupError(f"{archive}: its model and ledger disagree: {'; '.join(problems)}")
+    return header
+
+
+def _install_pair(store: ModelStore, model_file: Path, ledger_file: Path) -> bool:
+    """Rename a checked pair into place under the store's lock; whether the
+    previous pair was kept as ``*.before-restore``.
+
+    Two renames cannot be one atomic step, so a marker file stands while
+    they happen: a restore killed between them leaves it, and every learner
+    refuses the pair (``ModelStore._open``) until a restore completes,
+    instead of finding a ledger beside a model it does not belong to (and
+    perhaps "repairing" one with the other's undo record).  What can fail
+    is done before the marker is written.  A restore resumed after such a
+    kill keeps the ``*.before-restore`` pair of the first attempt, the
+    one that was really there before.
+    """
+    marker = store.restore_marker
+    with store.locked():
+        resuming = os.path.lexists(marker)
+        for staged, current in ((model_file, store.model_path), (ledger_file, store.ledger_path)):
+            _take_over_owner_and_mode(staged, current)
+        _settle_sqlite_leftovers(store.ledger_path)
+        kept = resuming
+        if not resuming:
+            kept = _keep_aside(store)
+        created = _write_marker(marker, model_file)
+        try:
+            for suffix in _SQLITE_LEFTOVERS:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{store.ledger_path}{suffix}")
+            os.replace(ledger_file, store.ledger_path)
+        except BaseException:
+            if created and not resuming:
+                os.unlink(marker)      # nothing replaced yet: the old pair stands
+            raise
+        os.replace(model_file, store.model_path)
+        fsync_dir(store.ledger_path.parent)
+        fsync_dir(store.model_path.parent)
+        os.unlink(marker)
+        fsync_dir(marker.parent)
+    return kept
+
+
+def _take_over_owner_and_mode(staged: Path, current: Path) -> None:
+    """Give a staged file the owner and mode of the file it replaces (a
+    restore run as root must not leave root's files for the mail user's
+    learners), or 0644 if there is none."""
+    try:
+        info = os.stat(current)
+    except FileNotFoundError:
+        os.chmod(staged, 0o644)
+        return
+    os.chmod(staged, info.st_mode & 0o7777)
+    if os.geteuid() == 0:
+        os.chown(staged, info.st_uid, info.st_gid)
+
+
+def _settle_sqlite_leftovers(ledger: Path) -> None:
+    """Let SQLite roll back a hot journal or checkpoint a WAL beside the
+    current ledger, so the copy kept aside is whole; a ledger too damaged
+    for that keeps its leftovers beside the aside copy (``_keep_aside``)."""
+    if not any(os.path.exists(f"{ledger}{suffix}") for suffix in _SQLITE_LEFTOVERS):
+        return
+    with contextlib.suppress(sqlite3.DatabaseError):
+        db = sqlite3.connect(ledger, isolation_level=None)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+            db.execute("PRAGMA journal_mode=DELETE").fetchall()
+        finally:
+            db.close()
+
+
+def _keep_aside(store: ModelStore) -> bool:
+    """Link (or copy) the current model and ledger to ``*.before-restore``,
+    dropping older ones first, so the kept pair is always one pair."""
+    files = [store.model_path, store.ledger_path]
+    files += [Path(f"{store.ledger_path}{suffix}") for suffix in _SQLITE_LEFTOVERS]
+    for current in files:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(current.with_name(current.name + _ASIDE))
+    kept = False
+    for current in files:
+        if not os.path.isfile(current):
+            continue
+        aside = current.with_name(current.name + _ASIDE)
+        try:
+            os.link(current, aside)     # no moment without a live file
+        except OSError:
+            shutil.copy2(current, aside)
+        kept = True
+    return kept
+
+
+def _write_marker(marker: Path, source: Path) -> bool:
+    """Create the marker afresh (never through a link someone planted);
+    False if it was there already (a resumed restore)."""
+    if os.path.lexists(marker):
+        os.unlink(marker)
+        existed = True
+    else:
+        existed = False
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, f"restoring from {source}\n".encode("utf-8", "replace"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(marker.parent)
+    return not existed

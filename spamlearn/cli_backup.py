@@ -2,18 +2,78 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import stat
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .backup import restore_backup, write_backup
+from .backup import archive_compression, restore_backup, write_backup
 from .cli import ExitCode, app, fail, handle_errors, state_of
+from .config import check_user_name
 from .mailsource import display_name
 from .modelstore import ModelStore
 
-UserOption = Annotated[str | None, typer.Option(help="This user's own model (own_model in the config file).")]
+UserOption = Annotated[str | None, typer.Option(
+    help="This user's own model (the user must be listed in [users] own_model).")]
+
+
+@contextlib.contextmanager
+def _terminated_cleanly() -> Iterator[None]:
+    """SIGTERM (cron's `timeout`, systemd) ends the command through the
+    normal unwinding, so temporary copies of the model are removed."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _store(ctx: typer.Context, user: str | None) -> ModelStore:
+    settings = state_of(ctx).settings
+    if user is not None:
+        check_user_name(user, "--user")
+        if not settings.has_own_model(user):
+            # learn --user falls back to the shared model with a note; a
+            # restore must not overwrite the shared model by that route.
+            raise fail(f"{user} has no own model (own_model in the config file); "
+                       f"leave out --user for the shared model", ExitCode.USAGE)
+    return ModelStore.from_settings(settings, user)
+
+
+def _own_files(store: ModelStore) -> set[Path]:
+    files = {store.model_path, store.ledger_path, store.lock_path, store.restore_marker}
+    return {Path(os.path.realpath(f)) for f in files}
+
+
+def _check_destination(destination: Path, store: ModelStore) -> Path:
+    """Where the archive goes (a symbolic link's target), or a usage error."""
+    shown = display_name(str(destination))
+    with contextlib.suppress(FileNotFoundError):
+        mode = os.stat(destination).st_mode
+        if stat.S_ISDIR(mode):
+            raise fail(f"{shown} is a folder; give the archive's file name", ExitCode.USAGE)
+        if not stat.S_ISREG(mode):
+            raise fail(f"{shown} is not a regular file (a device or FIFO?); to write the archive "
+                       f"into a pipe, give - and redirect standard output", ExitCode.USAGE)
+    target = Path(os.path.realpath(destination))
+    if target in _own_files(store):
+        raise fail(f"{shown} is one of the model's own files; write the archive elsewhere",
+                   ExitCode.USAGE)
+    try:
+        archive_compression(target.name)
+    except ValueError as exc:
+        raise fail(f"{shown}: {exc}", ExitCode.USAGE) from None
+    if not target.parent.is_dir():
+        raise fail(f"no folder {display_name(str(target.parent))} for the archive", ExitCode.IOERR)
+    if not os.access(target.parent, os.W_OK):
+        raise fail(f"cannot write in {display_name(str(target.parent))}", ExitCode.IOERR)
+    return target
 
 
 @app.command()
@@ -21,27 +81,28 @@ UserOption = Annotated[str | None, typer.Option(help="This user's own model (own
 def backup(
     ctx: typer.Context,
     destination: Annotated[Path, typer.Argument(
-        help="Archive to write: a tar file (gzip-compressed if it ends in .gz or .tgz), or - for "
-             "standard output.", show_default=False)],
+        help="Archive to write: a tar file, compressed if it ends in .gz/.tgz, .bz2 or .xz; "
+             "- for standard output (plain tar).", show_default=False)],
     user: UserOption = None,
 ) -> None:
     """Write the model and its ledger, as one agreeing pair, to a tar archive.
 
     Safe while learners run (it takes the model's lock for the moment of the
     copy): for cron, where `cp` could catch the two files at different
-    revisions.  The ledger holds the IMAP trainer's state too.
+    revisions.  The pair is checked before the archive is written.  The
+    ledger holds the IMAP trainer's state too.
     """
-    store = ModelStore.from_settings(state_of(ctx).settings, user)
+    store = _store(ctx, user)
     to_stdout = str(destination) == "-"
-    if not to_stdout:
-        if destination.is_dir():
-            raise fail(f"{display_name(str(destination))} is a folder; give the archive's file name",
-                       ExitCode.USAGE)
-        if not destination.parent.is_dir():
-            raise fail(f"no folder {display_name(str(destination.parent))} for the archive", ExitCode.IOERR)
-        if not os.access(destination.parent, os.W_OK):
-            raise fail(f"cannot write in {display_name(str(destination.parent))}", ExitCode.IOERR)
-    summary = write_backup(store, None if to_stdout else destination)
+    target = None if to_stdout else _check_destination(destination, store)
+    with _terminated_cleanly():
+        try:
+            summary = write_backup(store, target)
+        except BrokenPipeError:
+            # Not the quiet success it is for `score | head`: the archive is cut short.
+            with contextlib.suppress(OSError):
+                sys.stdout = None       # nothing more to flush into the closed pipe
+            raise fail("standard output was closed before the archive was complete", ExitCode.IOERR)
     where = "standard output" if to_stdout else display_name(str(destination))
     typer.echo(f"backed up {store.model_path} and its ledger ({summary.describe()}) to {where}",
                err=to_stdout)
@@ -58,16 +119,19 @@ def restore(
     """Replace the model and its ledger with the pair in a backup archive.
 
     The pair is checked first (the model's counts must equal the sum of the
-    ledger's messages); the replaced files are kept as *.before-restore.
-    Learners wait for the lock meanwhile; scorers see the old model or the
-    new, never a half-written one.
+    ledger's messages); the replaced files are kept as *.before-restore,
+    with their owner and mode passed on to the restored ones.  Learners
+    wait for the lock meanwhile; scorers see the old model or the new,
+    never a half-written one.
     """
     if not archive.is_file():
         why = "no such file" if not archive.exists() else "not a regular file"
         raise fail(f"{display_name(str(archive))}: {why}", ExitCode.NOINPUT)
     if not os.access(archive, os.R_OK):
         raise fail(f"{display_name(str(archive))}: cannot be read by this user", ExitCode.NOINPUT)
-    store = ModelStore.from_settings(state_of(ctx).settings, user)
-    summary = restore_backup(store, archive)
+    store = _store(ctx, user)
+    with _terminated_cleanly():
+        summary = restore_backup(store, archive)
+    kept = "; the previous pair is kept as *.before-restore" if summary.kept_previous else ""
     typer.echo(f"restored {store.model_path} and its ledger ({summary.describe()}) from "
-               f"{display_name(str(archive))}; the previous pair is kept as *.before-restore")
+               f"{display_name(str(archive))}{kept}")

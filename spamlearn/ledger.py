@@ -60,8 +60,16 @@ def encode_indices(indices: np.ndarray) -> bytes:
     return zlib.compress(deltas.tobytes(), 1)
 
 
-def decode_indices(blob: bytes) -> np.ndarray:
-    return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.uint32).astype(np.int64))
+def decode_indices(blob: bytes, n_features: int | None = None) -> np.ndarray:
+    """``encode_indices``'s inverse; LedgerError for a blob that is not one
+    (or holds an index outside ``n_features``): a tampered or damaged row."""
+    try:
+        indices = np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.uint32).astype(np.int64))
+    except (zlib.error, ValueError, TypeError) as exc:
+        raise LedgerError(f"a ledger row's feature list is corrupt ({type(exc).__name__})") from None
+    if n_features is not None and len(indices) and indices[-1] >= n_features:
+        raise LedgerError(f"a ledger row's feature list is corrupt (index {indices[-1]} of {n_features})")
+    return indices
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,7 +101,7 @@ class Ledger:
             if version is None:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                  (str(SCHEMA_VERSION),))
-            elif int(version) != SCHEMA_VERSION:
+            elif version != str(SCHEMA_VERSION):
                 raise LedgerError(f"ledger {self.path} has schema version {version}; "
                                   f"this spamlearn reads version {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
@@ -134,9 +142,13 @@ class Ledger:
     @property
     def revision(self) -> int:
         try:
-            return int(self._meta("revision") or 0)
+            value = self._meta("revision") or 0
         except sqlite3.DatabaseError as exc:
             raise self._error("read", exc) from exc
+        try:
+            return int(value)
+        except ValueError:
+            raise LedgerError(f"ledger {self.path} is corrupt (revision {value!r})") from None
 
     def get(self, digest: str) -> LedgerRow | None:
         try:
@@ -147,25 +159,33 @@ class Ledger:
             raise self._error("read", exc) from exc
         return LedgerRow(*row) if row else None
 
+    def _all(self, sql: str) -> list[tuple]:
+        try:
+            return self._db.execute(sql).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._error("read", exc) from exc
+
     def counts(self) -> dict[str, int]:
-        rows = self._db.execute("SELECT label, COUNT(*) FROM messages GROUP BY label").fetchall()
+        rows = self._all("SELECT label, COUNT(*) FROM messages GROUP BY label")
         out = {"ham": 0, "spam": 0}
         out.update({label: n for label, n in rows})
         return out
 
     def last_learned_at(self) -> float | None:
-        row = self._db.execute("SELECT MAX(learned_at) FROM messages").fetchone()
-        return row[0] if row else None
+        rows = self._all("SELECT MAX(learned_at) FROM messages")
+        return rows[0][0] if rows else None
 
     def by_source(self) -> list[tuple[str, str, int, float]]:
         """(source, label, count, last learned) for ``spamlearn info``."""
-        return self._db.execute(
-            "SELECT source, label, COUNT(*), MAX(learned_at) FROM messages "
-            "GROUP BY source, label ORDER BY source, label").fetchall()
+        return self._all("SELECT source, label, COUNT(*), MAX(learned_at) FROM messages "
+                         "GROUP BY source, label ORDER BY source, label")
 
     def rows(self) -> Iterable[LedgerRow]:
-        for row in self._db.execute("SELECT digest, label, learned_at, source, indices FROM messages"):
-            yield LedgerRow(*row)
+        try:
+            for row in self._db.execute("SELECT digest, label, learned_at, source, indices FROM messages"):
+                yield LedgerRow(*row)
+        except sqlite3.DatabaseError as exc:
+            raise self._error("read", exc) from exc
 
     # -- writing ------------------------------------------------------------------
     @contextlib.contextmanager

@@ -85,6 +85,7 @@ class LearningSession:
         self.source = source
         self._pending: dict[str, LedgerRow | None] = {}
         self._state: dict[str, str | None] = {}
+        self._n_features = classifier.model.n_features_in_
 
     # -- lookups ------------------------------------------------------------------------
     def _row(self, digest: str) -> LedgerRow | None:
@@ -132,7 +133,7 @@ class LearningSession:
         previous = None
         if row is not None:
             previous = Label(row.label)
-            self.classifier.unlearn_indices(decode_indices(row.indices), previous)
+            self.classifier.unlearn_indices(decode_indices(row.indices, self._n_features), previous)
         self.classifier.learn_indices(indices, label)
         self._pending[digest] = LedgerRow(digest, label.value, time.time(),
                                           source if source is not None else self.source,
@@ -147,7 +148,7 @@ class LearningSession:
         if row is None:
             return LearnOutcome(digest, Action.NOT_KNOWN)
         previous = Label(row.label)
-        self.classifier.unlearn_indices(decode_indices(row.indices), previous)
+        self.classifier.unlearn_indices(decode_indices(row.indices, self._n_features), previous)
         self._pending[digest] = None
         return LearnOutcome(digest, Action.FORGOTTEN, None, previous)
 
@@ -195,7 +196,7 @@ class ModelStore:
         self.model_path = Path(model_path)
         self.ledger_path = Path(ledger_path) if ledger_path else ledger_path_for(self.model_path)
         self.lock_path = self.model_path.with_name(self.model_path.name + ".lock")
-        # Present only while ``replace_with`` swaps the pair (see there).
+        # Present only while a restore swaps the pair (``spamlearn.backup``).
         self.restore_marker = self.model_path.with_name(self.model_path.name + ".restoring")
         self.n_features = n_features
         self.tokenizer_options = tokenizer_options
@@ -274,7 +275,7 @@ class ModelStore:
             os.close(fd)  # closing releases the flock
 
     def _open(self) -> tuple[Classifier, Ledger]:
-        if self.restore_marker.exists():
+        if os.path.lexists(self.restore_marker):
             raise LedgerError(
                 f"a restore into {self.model_path} was interrupted ({self.restore_marker} is there): "
                 f"its model and ledger may not belong together; run `spamlearn restore` again")
@@ -355,41 +356,12 @@ class ModelStore:
                 ledger.close()
         return classifier
 
-    def replace_with(self, model_file: Path, ledger_file: Path) -> None:
-        """Put a model and ledger (checked by the caller) in place of this store's.
-
-        Both files must be on this store's file system; they are renamed
-        into place, so scorers never see a half-written file.  The current
-        pair is kept as ``*.before-restore``.  Two renames cannot be one
-        atomic step, so a marker file stands while they happen: a restore
-        killed between them leaves the marker, and every opener refuses the
-        pair (``_open``) until a restore completes, instead of finding a
-        ledger beside a model it does not belong to, and perhaps "repairing"
-        one with the other's undo record.
-        """
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock (as a learner does) without opening the pair:
+        for replacing the files whole (``spamlearn.backup``)."""
         with self._lock():
-            marker_fd = os.open(self.restore_marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(marker_fd, f"restoring from {model_file}\n".encode("utf-8", "replace"))
-                os.fsync(marker_fd)
-            finally:
-                os.close(marker_fd)
-            fsync_dir(self.model_path.parent)
-            for current in (self.model_path, self.ledger_path):
-                aside = current.with_name(current.name + ".before-restore")
-                if current.exists():
-                    with contextlib.suppress(FileNotFoundError):
-                        aside.unlink()
-                    try:
-                        os.link(current, aside)     # no moment without a live file
-                    except OSError:
-                        shutil.copy2(current, aside)
-            os.replace(ledger_file, self.ledger_path)
-            os.replace(model_file, self.model_path)
-            fsync_dir(self.ledger_path.parent)
-            fsync_dir(self.model_path.parent)
-            self.restore_marker.unlink()
-            fsync_dir(self.model_path.parent)
+            yield
 
     def info(self) -> dict:
         """What ``spamlearn info`` shows; never takes the lock."""
@@ -431,7 +403,10 @@ class ModelStore:
                 n = {"spam": 0, "ham": 0}
                 for row in ledger.rows():
                     target = spam if row.label == "spam" else ham
-                    target[decode_indices(row.indices)] += 1
+                    try:
+                        target[decode_indices(row.indices, len(spam))] += 1
+                    except LedgerError as exc:
+                        raise LedgerError(f"ledger {self.ledger_path}, message {row.digest}: {exc}") from None
                     n[row.label] += 1
             finally:
                 ledger.close()

@@ -6,6 +6,9 @@ import fcntl
 import io
 import os
 import sqlite3
+import stat
+import subprocess
+import sys
 import tarfile
 
 import joblib
@@ -149,7 +152,7 @@ def test_an_interrupted_restore_is_refused_until_a_restore_completes(model, tmp_
             raise KeyboardInterrupt("killed between the two renames")
         return real_replace(src, dst)
 
-    monkeypatch.setattr("spamlearn.modelstore.os.replace", killed_after_the_ledger)
+    monkeypatch.setattr("spamlearn.backup.os.replace", killed_after_the_ledger)
     with pytest.raises(KeyboardInterrupt):
         restore_backup(store, archive)
     monkeypatch.undo()
@@ -194,3 +197,157 @@ def test_restore_into_a_read_only_folder_says_so_and_changes_nothing(read_only_f
     assert "spamlearn: error:" in result.output and "Traceback" not in result.output
     assert model.read_bytes() == before
     assert run("--model", model, "backup", tmp_path / "again.tar").exit_code == 0   # reading still works
+
+
+def test_backup_refuses_devices_fifos_and_the_models_own_files(model, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in (fifo, "/dev/null"):
+        result = run("--model", model, "backup", target)
+        assert result.exit_code == ExitCode.USAGE and "not a regular file" in result.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    for own in ("model.joblib", "model.ledger", "model.joblib.lock"):
+        before = model.with_name(own).read_bytes()
+        result = run("--model", model, "backup", model.with_name(own))
+        assert result.exit_code == ExitCode.USAGE and "model's own files" in result.output
+        assert model.with_name(own).read_bytes() == before
+    link = tmp_path / "link.tar"
+    link.symlink_to(model)
+    assert run("--model", model, "backup", link).exit_code == ExitCode.USAGE
+    zstd = run("--model", model, "backup", tmp_path / "b.tar.zst")
+    assert zstd.exit_code == ExitCode.USAGE and ".tar.xz" in zstd.output
+
+
+def test_other_compressions_and_hand_made_archives(model, tmp_path):
+    archive = tmp_path / "b.tar.xz"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    with tarfile.open(archive, "r:xz") as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    assert oct(archive.stat().st_mode & 0o777) == "0o600"       # it holds what mail taught
+    by_hand = tmp_path / "by-hand.tar"                           # tar -C unpacked -cf by-hand.tar .
+    with tarfile.open(by_hand, "w") as tar:
+        tar.add(tmp_path / "unpacked", arcname=".")
+    assert run("--model", model, "restore", by_hand).exit_code == 0
+    twice = tmp_path / "twice.tar"
+    with tarfile.open(twice, "w") as tar:
+        for name in (MODEL_MEMBER, LEDGER_MEMBER, MODEL_MEMBER):
+            tar.add(tmp_path / "unpacked" / name, arcname=name)
+    result = run("--model", model, "restore", twice)
+    assert result.exit_code == ExitCode.DATAERR and "twice" in result.output
+
+
+def test_restore_refuses_members_that_are_not_what_they_are_named(model, tmp_path):
+    swapped = tmp_path / "swapped.tar"
+    with tarfile.open(swapped, "w") as tar:
+        tar.add(model, arcname=LEDGER_MEMBER)
+        tar.add(model.with_name("model.ledger"), arcname=MODEL_MEMBER)
+    result = run("--model", model, "restore", swapped)
+    assert result.exit_code == ExitCode.DATAERR and "is not a" in result.output
+
+
+def test_user_restore_needs_the_users_own_model(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    config = tmp_path / "c.toml"
+    config.write_text(f'[model]\npath = "{model}"\n[users]\ndir = "{tmp_path / "users"}"\n'
+                      f'own_model = ["alice"]\n')
+    before = model.read_bytes()
+    for user in ("bob", "../x"):
+        result = run("--config", config, "restore", "--user", user, archive)
+        assert result.exit_code in (ExitCode.USAGE, ExitCode.CONFIG), result.output
+    assert model.read_bytes() == before
+    alice = run("--config", config, "restore", "--user", "alice", archive)
+    assert alice.exit_code == 0, alice.output
+    assert counts(tmp_path / "users" / "alice.joblib") == (1, 1, 2)
+
+
+def test_restore_with_the_ledger_on_another_file_system(model, tmp_path, read_only_folder):
+    # read_only_folder is a tmpfs (as root): another file system, not frozen here.
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    config = tmp_path / "c.toml"
+    config.write_text(f'[model]\npath = "{tmp_path / "m2" / "m.joblib"}"\n'
+                      f'ledger = "{read_only_folder.path / "m.ledger"}"\n')
+    result = run("--config", config, "restore", archive)
+    assert result.exit_code == 0, result.output
+    assert run("--config", config, "info", "--check").exit_code == 0
+    assert not (tmp_path / "m2" / "m.joblib.restoring").exists()
+
+
+def test_restore_keeps_the_replaced_files_owner_and_mode(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    ledger = model.with_name("model.ledger")
+    os.chmod(model, 0o640)
+    os.chmod(ledger, 0o660)
+    if os.geteuid() == 0:
+        os.chown(model, 65534, 65534)
+        os.chown(ledger, 65534, 65534)
+    assert run("--model", model, "restore", archive).exit_code == 0
+    assert oct(model.stat().st_mode & 0o777) == "0o640" and oct(ledger.stat().st_mode & 0o777) == "0o660"
+    if os.geteuid() == 0:
+        assert (model.stat().st_uid, ledger.stat().st_uid) == (65534, 65534)
+
+
+def test_a_planted_link_at_the_marker_is_not_written_through(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    model.with_name("model.joblib.restoring").symlink_to(victim)
+    assert run("--model", model, "learn", "--spam", HAM).exit_code == ExitCode.IOERR   # refused, as interrupted
+    assert run("--model", model, "restore", archive).exit_code == 0
+    assert victim.read_text() == "precious\n"
+    assert not os.path.lexists(model.with_name("model.joblib.restoring"))
+
+
+def test_restore_over_a_ledger_a_crash_left_a_journal_beside(model, tmp_path):
+    # A writer killed mid-transaction leaves a hot journal; applied to the
+    # restored file it would corrupt it.
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    ledger = model.with_name("model.ledger")
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "db.execute('PRAGMA cache_size=1'); db.execute('BEGIN IMMEDIATE')\n"
+        "db.execute(\"UPDATE messages SET source = source || ?\", ('y' * 4000,))\n"
+        "db.execute('DELETE FROM messages WHERE label = \\'ham\\'')\n"
+        "os.kill(os.getpid(), 9)\n"), str(ledger)])
+    assert killed.returncode == -9
+    assert model.with_name("model.ledger-journal").exists()
+    assert run("--model", model, "restore", archive).exit_code == 0
+    assert not model.with_name("model.ledger-journal").exists()
+    assert run("--model", model, "info", "--check").exit_code == 0
+    kept = sqlite3.connect(model.with_name("model.ledger.before-restore"))
+    assert kept.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    kept.close()
+
+
+def test_backup_refuses_a_pair_that_disagrees(model, tmp_path):
+    db = sqlite3.connect(model.with_name("model.ledger"))
+    db.execute("DELETE FROM messages WHERE label = 'ham'")
+    db.commit()
+    db.close()
+    result = run("--model", model, "backup", tmp_path / "b.tar")
+    assert result.exit_code == ExitCode.IOERR and "disagree" in result.output
+    assert not (tmp_path / "b.tar").exists()
+
+
+def test_a_damaged_ledger_row_is_a_clear_error_not_a_crash(model, tmp_path):
+    db = sqlite3.connect(model.with_name("model.ledger"))
+    db.execute("UPDATE messages SET indices = X'00010203' WHERE label = 'ham'")
+    db.commit()
+    db.close()
+    result = run("--model", model, "info", "--check")
+    assert result.exit_code == ExitCode.IOERR and "corrupt" in result.output
+    forget = run("--model", model, "forget", HAM)
+    assert forget.exit_code == ExitCode.IOERR and "corrupt" in forget.output
+
+
+def test_backup_into_a_pipe_closed_early_is_an_error(model, tmp_path):
+    shell = subprocess.run(["bash", "-c", f'"{sys.executable}" -m spamlearn --model "{model}" backup - '
+                            '| true; echo "${PIPESTATUS[0]}"'],
+                           capture_output=True, text=True)
+    assert shell.stdout.strip() == str(ExitCode.IOERR), shell.stderr
+    assert "before the archive was complete" in shell.stderr
