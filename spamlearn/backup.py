@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import lzma
 import os
 import shutil
+import signal
+import stat
 import sqlite3
 import sys
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 from .errors import BackupError, LedgerError, ModelFileError, SpamlearnError
-from .modelstore import ModelStore
+from .modelstore import ModelStore, give_to_folder_owner
 from .store import fsync_dir, read_header
 
 __all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "MODEL_MEMBER",
@@ -153,7 +157,7 @@ def _extract_pair(archive: Path, model_target: Path, ledger_target: Path) -> Non
                     raise BackupError(f"{archive}: {name} is not a plain file in the archive")
                 _extract_member(archive, tar, member, name, targets[name])
                 found.add(name)
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
@@ -174,8 +178,8 @@ def _extract_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo
                           f"{'a ledger' if name == LEDGER_MEMBER else 'a model file'}")
     free = shutil.disk_usage(target.parent).free
     if member.size > free:
-        raise ModelFileError(f"restoring {name} needs {member.size / 1e6:.0f} MB in {target.parent}, "
-                             f"which has {free / 1e6:.0f} MB free")
+        raise ModelFileError(f"{archive}: its {name} says it is {member.size:,} bytes, more than the "
+                             f"{free:,} free beside {target.name} ({target.parent.parent})")
     with open(target, "wb") as out:
         out.write(head)
         while chunk := source.read(1 << 20):
@@ -200,6 +204,11 @@ def restore_backup(store: ModelStore, archive: Path) -> BackupSummary:
         A learner holds the lock for longer than the lock timeout.
     """
     for path in (store.model_path, store.ledger_path):
+        with contextlib.suppress(FileNotFoundError):
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):
+                kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+                raise ModelFileError(f"{path} is {kind}: nothing restored")
         path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         staging = {}
@@ -210,7 +219,7 @@ def restore_backup(store: ModelStore, archive: Path) -> BackupSummary:
         model_file, ledger_file = staging[MODEL_MEMBER], staging[LEDGER_MEMBER]
         _extract_pair(archive, model_file, ledger_file)
         header = _check_pair(archive, model_file, ledger_file)
-        kept = _install_pair(store, model_file, ledger_file)
+        kept = _install_pair(store, model_file, ledger_file, archive)
     return BackupSummary(int(header.get("revision", 0)), int(header["n_spam"]), int(header["n_ham"]), kept)
 
 
@@ -236,44 +245,57 @@ def _check_pair(archive: Path, model_file: Path, ledger_file: Path) -> dict:
     return header
 
 
-def _install_pair(store: ModelStore, model_file: Path, ledger_file: Path) -> bool:
-    """Rename a checked pair into place under the store's lock; whether the
-    previous pair was kept as ``*.before-restore``.
+def _install_pair(store: ModelStore, model_file: Path, ledger_file: Path, archive: Path) -> bool:
+    """Rename a checked pair into place under the store's lock; whether a
+    previous pair is kept as ``*.before-restore``.
 
     Two renames cannot be one atomic step, so a marker file stands while
     they happen: a restore killed between them leaves it, and every learner
     refuses the pair (``ModelStore._open``) until a restore completes,
     instead of finding a ledger beside a model it does not belong to (and
     perhaps "repairing" one with the other's undo record).  What can fail
-    is done before the marker is written.  A restore resumed after such a
-    kill keeps the ``*.before-restore`` pair of the first attempt, the
-    one that was really there before.
+    is done before the marker is written, and SIGTERM, SIGINT and SIGHUP
+    wait until the renames are done.  A restore resumed after a kill keeps
+    a complete ``*.before-restore`` pair of the first attempt (the one that
+    was there before); without one, it keeps what is there now.
     """
     marker = store.restore_marker
     with store.locked():
-        resuming = os.path.lexists(marker)
         for staged, current in ((model_file, store.model_path), (ledger_file, store.ledger_path)):
             _take_over_owner_and_mode(staged, current)
         _settle_sqlite_leftovers(store.ledger_path)
-        kept = resuming
-        if not resuming:
+        resuming = os.path.lexists(marker) and stat.S_ISREG(os.lstat(marker).st_mode)
+        if not resuming and os.path.lexists(marker):
+            os.unlink(marker)      # a link or other thing planted there: never written through
+        kept = _has_aside_pair(store) if resuming else False
+        if not kept:
             kept = _keep_aside(store)
-        created = _write_marker(marker, model_file)
+        blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
         try:
+            if not resuming:
+                _write_marker(marker, archive)
             for suffix in _SQLITE_LEFTOVERS:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{store.ledger_path}{suffix}")
-            os.replace(ledger_file, store.ledger_path)
-        except BaseException:
-            if created and not resuming:
-                os.unlink(marker)      # nothing replaced yet: the old pair stands
-            raise
-        os.replace(model_file, store.model_path)
-        fsync_dir(store.ledger_path.parent)
-        fsync_dir(store.model_path.parent)
-        os.unlink(marker)
-        fsync_dir(marker.parent)
+            try:
+                os.replace(ledger_file, store.ledger_path)
+            except BaseException:
+                if not resuming:
+                    os.unlink(marker)      # nothing replaced yet: the old pair stands
+                raise
+            os.replace(model_file, store.model_path)
+            fsync_dir(store.ledger_path.parent)
+            fsync_dir(store.model_path.parent)
+            os.unlink(marker)
+            fsync_dir(marker.parent)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return kept
+
+
+def _has_aside_pair(store: ModelStore) -> bool:
+    return all(path.with_name(path.name + _ASIDE).is_file() for path in (store.model_path, store.ledger_path))
 
 
 def _take_over_owner_and_mode(staged: Path, current: Path) -> None:
@@ -284,6 +306,9 @@ def _take_over_owner_and_mode(staged: Path, current: Path) -> None:
         info = os.stat(current)
     except FileNotFoundError:
         os.chmod(staged, 0o644)
+        if os.geteuid() == 0:
+            folder = os.stat(current.parent)
+            os.chown(staged, folder.st_uid, folder.st_gid)
         return
     os.chmod(staged, info.st_mode & 0o7777)
     if os.geteuid() == 0:
@@ -313,7 +338,6 @@ def _keep_aside(store: ModelStore) -> bool:
     for current in files:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(current.with_name(current.name + _ASIDE))
-    kept = False
     for current in files:
         if not os.path.isfile(current):
             continue
@@ -322,23 +346,21 @@ def _keep_aside(store: ModelStore) -> bool:
             os.link(current, aside)     # no moment without a live file
         except OSError:
             shutil.copy2(current, aside)
-        kept = True
-    return kept
+    return _has_aside_pair(store)
 
 
-def _write_marker(marker: Path, source: Path) -> bool:
-    """Create the marker afresh (never through a link someone planted);
-    False if it was there already (a resumed restore)."""
-    if os.path.lexists(marker):
-        os.unlink(marker)
-        existed = True
-    else:
-        existed = False
+def _write_marker(marker: Path, archive: Path) -> None:
+    """Create the marker (never through a link: O_EXCL | O_NOFOLLOW), or
+    none at all: one left half-written by a full disk would lock learners
+    out although nothing was replaced."""
     fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
-        os.write(fd, f"restoring from {source}\n".encode("utf-8", "replace"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(marker.parent)
-    return not existed
+        try:
+            os.write(fd, f"restoring from {archive}\n".encode("utf-8", "replace"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(marker.parent)
+    except OSError as exc:
+        os.unlink(marker)
+        raise ModelFileError(f"cannot write {marker} ({exc.strerror}): nothing restored") from exc

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import lzma
 import os
 import signal
 import stat
 import sys
+import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -27,11 +30,13 @@ UserOption = Annotated[str | None, typer.Option(
 def _terminated_cleanly() -> Iterator[None]:
     """SIGTERM (cron's `timeout`, systemd) ends the command through the
     normal unwinding, so temporary copies of the model are removed."""
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    previous = [signal.signal(signum, lambda signum, frame: sys.exit(128 + signum)) for signum in signals]
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in zip(signals, previous):
+            signal.signal(signum, handler)
 
 
 def _store(ctx: typer.Context, user: str | None) -> ModelStore:
@@ -47,23 +52,35 @@ def _store(ctx: typer.Context, user: str | None) -> ModelStore:
 
 
 def _own_files(store: ModelStore) -> set[Path]:
-    files = {store.model_path, store.ledger_path, store.lock_path, store.restore_marker}
+    files = [store.model_path, store.ledger_path, store.lock_path, store.restore_marker]
+    files += [Path(f"{store.ledger_path}{suffix}") for suffix in ("-journal", "-wal", "-shm")]
+    files += [f.with_name(f.name + ".before-restore") for f in (store.model_path, store.ledger_path)]
     return {Path(os.path.realpath(f)) for f in files}
 
 
 def _check_destination(destination: Path, store: ModelStore) -> Path:
     """Where the archive goes (a symbolic link's target), or a usage error."""
     shown = display_name(str(destination))
+    to_pipe = "to write the archive into a pipe or a descriptor, give - and redirect standard output"
+    if os.path.abspath(destination).startswith(("/dev/", "/proc/")):
+        # /dev/stdout, /proc/self/fd/N resolve to whatever file is open there.
+        raise fail(f"{shown}: {to_pipe}", ExitCode.USAGE)
+    existing = False
     with contextlib.suppress(FileNotFoundError):
         mode = os.stat(destination).st_mode
+        existing = True
         if stat.S_ISDIR(mode):
             raise fail(f"{shown} is a folder; give the archive's file name", ExitCode.USAGE)
         if not stat.S_ISREG(mode):
-            raise fail(f"{shown} is not a regular file (a device or FIFO?); to write the archive "
-                       f"into a pipe, give - and redirect standard output", ExitCode.USAGE)
+            raise fail(f"{shown} is not a regular file (a device or FIFO?); {to_pipe}", ExitCode.USAGE)
     target = Path(os.path.realpath(destination))
     if target in _own_files(store):
         raise fail(f"{shown} is one of the model's own files; write the archive elsewhere",
+                   ExitCode.USAGE)
+    if existing and target.stat().st_size and not _is_tar(target):
+        # Overwriting last week's archive is the point; anything else (the
+        # shared model named by mistake) is kept.
+        raise fail(f"{shown} exists and is not a tar archive; remove it or choose another name",
                    ExitCode.USAGE)
     try:
         archive_compression(target.name)
@@ -76,13 +93,20 @@ def _check_destination(destination: Path, store: ModelStore) -> Path:
     return target
 
 
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError):
+        return False
+
+
 @app.command()
 @handle_errors
 def backup(
     ctx: typer.Context,
-    destination: Annotated[Path, typer.Argument(
+    destination: Annotated[str, typer.Argument(
         help="Archive to write: a tar file, compressed if it ends in .gz/.tgz, .bz2 or .xz; "
-             "- for standard output (plain tar).", show_default=False)],
+             "- for standard output (plain tar).", show_default=False, metavar="DESTINATION")],
     user: UserOption = None,
 ) -> None:
     """Write the model and its ledger, as one agreeing pair, to a tar archive.
@@ -93,8 +117,11 @@ def backup(
     ledger holds the IMAP trainer's state too.
     """
     store = _store(ctx, user)
-    to_stdout = str(destination) == "-"
-    target = None if to_stdout else _check_destination(destination, store)
+    to_stdout = destination == "-"
+    if to_stdout and sys.stdout.isatty():
+        raise fail("standard output is a terminal: redirect it, or give the archive's file name",
+                   ExitCode.USAGE)
+    target = None if to_stdout else _check_destination(Path(destination), store)
     with _terminated_cleanly():
         try:
             summary = write_backup(store, target)
@@ -103,7 +130,7 @@ def backup(
             with contextlib.suppress(OSError):
                 sys.stdout = None       # nothing more to flush into the closed pipe
             raise fail("standard output was closed before the archive was complete", ExitCode.IOERR)
-    where = "standard output" if to_stdout else display_name(str(destination))
+    where = "standard output" if to_stdout else display_name(destination)
     typer.echo(f"backed up {store.model_path} and its ledger ({summary.describe()}) to {where}",
                err=to_stdout)
 

@@ -336,6 +336,7 @@ def info(
     store = ModelStore.from_settings(settings, user)
     details = store.info()
     details["config_file"] = str(settings.config_file) if settings.config_file else None
+    details["restore_interrupted"] = os.path.lexists(store.restore_marker)
     try:
         _, scoring_path = load_scoring_classifier(settings, user, state.model_override)
         details["scoring_model"] = str(scoring_path)
@@ -361,6 +362,9 @@ def info(
         for row in details.get("sources", []):
             typer.echo(f"  {row['source'] or '(unnamed)':<40} {row['label']:<5} "
                        f"{row['messages']:>7}  last {_when(row['last_learned_at'])}")
+        if details.get("restore_interrupted"):
+            typer.echo("warning:        a restore was interrupted; learners refuse the pair until "
+                       "`spamlearn restore` is run again")
         if check:
             typer.echo("check:          " + ("ok" if not problems else "; ".join(problems)))
     if problems:

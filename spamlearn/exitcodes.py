@@ -3,29 +3,31 @@
 Exit codes follow sysexits(3), which Postfix's pipe(8) and procmail already
 understand (75 = try again later):
 
-====  ======================================================================
-code  meaning
-====  ======================================================================
-0     success (``filter``: the message is spam, as with bogofilter)
-1     ``filter``: the message is ham
-2     ``filter``: unsure; any command: bad command-line usage
-3     ``filter``: an error (the message is still passed through unchanged)
-65    EX_DATAERR: an input is not a usable message (others were processed);
-      ``restore``: the archive is not a spamlearn backup, or its model
-      and ledger disagree
-66    EX_NOINPUT: an input file or folder does not exist or is unreadable
-69    EX_UNAVAILABLE: the IMAP server cannot be reached (``serve``: the
-      address is taken)
-70    EX_SOFTWARE: an internal error (a bug: please report it)
-74    EX_IOERR: the model file or ledger is missing, corrupt, unwritable
-      (``serve``: no usable model to start with); standard output is
-      closed or cannot be written (``filter``: nor standard input read)
-75    EX_TEMPFAIL: another spamlearn holds the model's lock (or another
-      program the ledger's); retry later
-76    EX_PROTOCOL: the IMAP server answered unexpectedly (missing folder)
-77    EX_NOPERM: the IMAP server refused the login
-78    EX_CONFIG: the configuration file or an option is wrong
-====  ======================================================================
+=====  ======================================================================
+code   meaning
+=====  ======================================================================
+0      success (``filter``: the message is spam, as with bogofilter)
+1      ``filter``: the message is ham
+2      ``filter``: unsure; any command: bad command-line usage
+3      ``filter``: an error (the message is still passed through unchanged)
+65     EX_DATAERR: an input is not a usable message (others were processed);
+       ``restore``: the archive is not a spamlearn backup, or its model
+       and ledger disagree
+66     EX_NOINPUT: an input file or folder does not exist or is unreadable
+69     EX_UNAVAILABLE: the IMAP server cannot be reached (``serve``: the
+       address is taken)
+70     EX_SOFTWARE: an internal error (a bug: please report it)
+74     EX_IOERR: the model file or ledger is missing, corrupt, unwritable
+       (``serve``: no usable model to start with); standard output is
+       closed or cannot be written (``filter``: nor standard input read)
+75     EX_TEMPFAIL: another spamlearn holds the model's lock (or another
+       program the ledger's); retry later
+76     EX_PROTOCOL: the IMAP server answered unexpectedly (missing folder)
+77     EX_NOPERM: the IMAP server refused the login
+78     EX_CONFIG: the configuration file or an option is wrong
+128+N  killed by signal N (143: SIGTERM, from cron's timeout or systemd;
+       ``backup``/``restore`` first remove their temporary copies)
+=====  ======================================================================
 """
 
 from __future__ import annotations

@@ -150,6 +150,11 @@ class Ledger:
         except ValueError:
             raise LedgerError(f"ledger {self.path} is corrupt (revision {value!r})") from None
 
+    def _row(self, row: tuple) -> LedgerRow:
+        if row[1] not in ("spam", "ham"):
+            raise LedgerError(f"ledger {self.path} is corrupt: message {row[0]} has label {row[1]!r}")
+        return LedgerRow(*row)
+
     def get(self, digest: str) -> LedgerRow | None:
         try:
             row = self._db.execute(
@@ -157,7 +162,21 @@ class Ledger:
                 (digest,)).fetchone()
         except sqlite3.DatabaseError as exc:
             raise self._error("read", exc) from exc
-        return LedgerRow(*row) if row else None
+        return self._row(row) if row else None
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's quick check finds wrong with the file, and schema
+        objects spamlearn never makes (a trigger would change rows behind
+        the model's back)."""
+        try:
+            found = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+            extra = self._db.execute("SELECT type, name FROM sqlite_master "
+                                     "WHERE type IN ('trigger', 'view')").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._error("read", exc) from exc
+        problems = [] if found == ["ok"] else [f"the ledger file is damaged ({'; '.join(found[:3])})"]
+        problems += [f"the ledger holds a {kind} ({name}) spamlearn never makes" for kind, name in extra]
+        return problems
 
     def _all(self, sql: str) -> list[tuple]:
         try:
@@ -183,7 +202,7 @@ class Ledger:
     def rows(self) -> Iterable[LedgerRow]:
         try:
             for row in self._db.execute("SELECT digest, label, learned_at, source, indices FROM messages"):
-                yield LedgerRow(*row)
+                yield self._row(row)
         except sqlite3.DatabaseError as exc:
             raise self._error("read", exc) from exc
 

@@ -172,6 +172,17 @@ class LearningSession:
         self._state.clear()
 
 
+def give_to_folder_owner(path: Path) -> None:
+    """Run as root (a restore, a learn by hand), give a file root just made
+    in a folder it does not own to that folder's owner: the mail user's
+    learners must be able to open it afterwards."""
+    if os.geteuid() != 0:
+        return
+    info, folder = os.stat(path), os.stat(path.parent)
+    if info.st_uid == 0 and folder.st_uid != 0:
+        os.chown(path, folder.st_uid, folder.st_gid)
+
+
 class ModelStore:
     """A model file, its ledger and its lock.
 
@@ -195,6 +206,10 @@ class ModelStore:
                  scan_limit: int = 512_000, lock_timeout: float = 60.0):
         self.model_path = Path(model_path)
         self.ledger_path = Path(ledger_path) if ledger_path else ledger_path_for(self.model_path)
+        if os.path.abspath(self.ledger_path) == os.path.abspath(self.model_path):
+            # "--model x.ledger": the ledger beside it would be the model file itself.
+            raise ModelFileError(f"{self.model_path} would be both the model file and its ledger; "
+                                 f"name the model file *.joblib")
         self.lock_path = self.model_path.with_name(self.model_path.name + ".lock")
         # Present only while a restore swaps the pair (``spamlearn.backup``).
         self.restore_marker = self.model_path.with_name(self.model_path.name + ".restoring")
@@ -229,24 +244,27 @@ class ModelStore:
 
     @contextlib.contextmanager
     def _lock(self, reading: bool = False) -> Iterator[None]:
+        if reading:
+            # Only to read (a backup): flock works on a descriptor opened for
+            # reading, so a read-only copy can be backed up; the lock file is
+            # not made here (root making it would lock the mail user's
+            # learners out).  No lock file: no learner has run, and what is
+            # copied is checked anyway.
+            try:
+                fd = os.open(self.lock_path, os.O_RDONLY)
+            except FileNotFoundError:
+                yield
+                return
+            except OSError as exc:
+                raise ModelFileError(f"cannot open lock file {self.lock_path}: {exc.strerror}") from exc
+            with self._flocked(fd):
+                yield
+            return
         try:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o664)
+            give_to_folder_owner(self.lock_path)
         except OSError as exc:
-            if reading and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                # Only to read (a backup of a read-only copy): flock works on
-                # a descriptor opened for reading, and where even the lock
-                # file cannot be made, no learner can write either.
-                try:
-                    fd = os.open(self.lock_path, os.O_RDONLY)
-                except FileNotFoundError:
-                    yield
-                    return
-                except OSError:
-                    raise ModelFileError(f"cannot open lock file {self.lock_path}: {exc.strerror}") from exc
-                with self._flocked(fd):
-                    yield
-                return
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise ModelFileError(
                     f"cannot learn: the model folder {self.lock_path.parent} is not writable "
@@ -352,6 +370,10 @@ class ModelStore:
                     ledger.connection.backup(target)
                 finally:
                     target.close()
+            except (OSError, sqlite3.DatabaseError) as exc:
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise ModelFileError(f"cannot copy the model and ledger into {folder} ({why}); "
+                                     f"set TMPDIR to a folder with room") from exc
             finally:
                 ledger.close()
         return classifier
@@ -393,10 +415,10 @@ class ModelStore:
 
     def check(self) -> list[str]:
         """Compare the model's counts with the ledger; returns the problems found."""
-        problems = []
         with self._lock():
             classifier, ledger = self._open()
             try:
+                problems = ledger.integrity_problems()
                 model = classifier.model
                 spam = np.zeros_like(model.spam_count_)
                 ham = np.zeros_like(model.ham_count_)

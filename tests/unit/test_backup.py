@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from spamlearn.backup import LEDGER_MEMBER, MODEL_MEMBER, restore_backup
 from spamlearn.cli import ExitCode, app
-from spamlearn.errors import LedgerError
+from spamlearn.errors import LedgerError, ModelFileError
 from spamlearn.modelstore import ModelStore
 
 runner = CliRunner()
@@ -202,15 +202,21 @@ def test_restore_into_a_read_only_folder_says_so_and_changes_nothing(read_only_f
 def test_backup_refuses_devices_fifos_and_the_models_own_files(model, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for target in (fifo, "/dev/null"):
+    for target in (fifo, "/dev/null", "/dev/stdout", "/proc/self/fd/1"):
         result = run("--model", model, "backup", target)
-        assert result.exit_code == ExitCode.USAGE and "not a regular file" in result.output
+        assert result.exit_code == ExitCode.USAGE and "give - and redirect" in result.output
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
-    for own in ("model.joblib", "model.ledger", "model.joblib.lock"):
-        before = model.with_name(own).read_bytes()
-        result = run("--model", model, "backup", model.with_name(own))
+    for own in ("model.joblib", "model.ledger", "model.joblib.lock", "model.ledger-journal",
+                "model.joblib.before-restore"):
+        path = model.with_name(own)
+        if not path.exists():
+            path.write_bytes(b"")
+        before = path.read_bytes()
+        result = run("--model", model, "backup", path)
         assert result.exit_code == ExitCode.USAGE and "model's own files" in result.output
-        assert model.with_name(own).read_bytes() == before
+        assert path.read_bytes() == before
+        if not before:
+            path.unlink()
     link = tmp_path / "link.tar"
     link.symlink_to(model)
     assert run("--model", model, "backup", link).exit_code == ExitCode.USAGE
@@ -351,3 +357,109 @@ def test_backup_into_a_pipe_closed_early_is_an_error(model, tmp_path):
                            capture_output=True, text=True)
     assert shell.stdout.strip() == str(ExitCode.IOERR), shell.stderr
     assert "before the archive was complete" in shell.stderr
+
+
+def test_backup_overwrites_an_archive_but_no_other_file(model, tmp_path):
+    archive = tmp_path / "b.tar.gz"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    assert run("--model", model, "backup", archive).exit_code == 0       # last week's, replaced
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me\n")
+    result = run("--model", model, "backup", notes)
+    assert result.exit_code == ExitCode.USAGE and "not a tar archive" in result.output
+    assert notes.read_text() == "keep me\n"
+
+
+def test_restore_refuses_a_model_path_that_is_not_a_file(model, tmp_path, monkeypatch):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    fifo = tmp_path / "fifo.joblib"
+    os.mkfifo(fifo)
+    result = run("--model", fifo, "restore", archive)
+    assert result.exit_code == ExitCode.IOERR and "nothing restored" in result.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    folder = tmp_path / "folder.joblib"
+    folder.mkdir()
+    monkeypatch.setenv("SPAMLEARN_MODEL", str(folder))
+    result = run("restore", archive)
+    assert result.exit_code == ExitCode.IOERR and "is a folder" in result.output
+    assert not os.path.lexists(tmp_path / "folder.joblib.restoring")
+
+
+def test_a_model_named_like_its_ledger_is_refused(tmp_path):
+    result = run("--model", tmp_path / "x.ledger", "learn", "--spam", SPAM)
+    assert result.exit_code == ExitCode.IOERR and "both the model file and its ledger" in result.output
+
+
+def test_the_marker_is_never_left_by_a_failed_write(model, tmp_path, monkeypatch):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    real_write = os.write
+
+    def disk_full(fd, data):
+        if data.startswith(b"restoring from"):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("spamlearn.backup.os.write", disk_full)
+    before = model.read_bytes()
+    with pytest.raises(ModelFileError, match="nothing restored"):
+        restore_backup(ModelStore(model), archive)
+    monkeypatch.undo()
+    assert not os.path.lexists(model.with_name("model.joblib.restoring"))
+    assert model.read_bytes() == before
+    assert run("--model", model, "learn", "--spam", HAM).exit_code == 0
+
+
+def test_a_resumed_restore_keeps_the_pair_from_before_the_first_attempt(model, tmp_path, monkeypatch):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    assert run("--model", model, "learn", "--spam", HAM).exit_code == 0      # relabelled: revision 3
+    real_replace = os.replace
+
+    def killed_after_the_ledger(src, dst):
+        if str(dst) == str(model):
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("spamlearn.backup.os.replace", killed_after_the_ledger)
+    with pytest.raises(KeyboardInterrupt):
+        restore_backup(ModelStore(model), archive)
+    monkeypatch.undo()
+    resumed = run("--model", model, "restore", archive)
+    assert resumed.exit_code == 0 and "kept as *.before-restore" in resumed.output
+    assert joblib.load(model.with_name("model.joblib.before-restore"))["revision"] == 3
+    kept = ModelStore(model.with_name("model.joblib.before-restore"),
+                      model.with_name("model.ledger.before-restore"))
+    assert kept.check() == []                                   # a pair that belongs together
+
+
+def test_an_archive_ledger_with_a_trigger_or_damage_is_refused(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    db = sqlite3.connect(unpacked / LEDGER_MEMBER)
+    db.execute("CREATE TRIGGER t AFTER INSERT ON messages BEGIN DELETE FROM messages; END")
+    db.commit()
+    db.close()
+    tampered = tmp_path / "tampered.tar"
+    with tarfile.open(tampered, "w") as tar:
+        for name in (MODEL_MEMBER, LEDGER_MEMBER):
+            tar.add(unpacked / name, arcname=name)
+    result = run("--model", model, "restore", tampered)
+    assert result.exit_code == ExitCode.DATAERR and "trigger" in result.output
+
+
+def test_a_corrupt_compressed_archive_is_a_data_error(model, tmp_path):
+    for name in ("b.tar.xz", "b.tar.gz"):
+        archive = tmp_path / name
+        assert run("--model", model, "backup", archive).exit_code == 0
+        data = bytearray(archive.read_bytes())
+        for i in range(len(data) // 3, len(data) // 3 + 8):
+            data[i] ^= 0xFF
+        archive.write_bytes(bytes(data))
+        result = run("--model", model, "restore", archive)
+        assert result.exit_code == ExitCode.DATAERR, (name, result.output)
+        assert "internal error" not in result.output
