@@ -174,7 +174,7 @@ def test_stdin_given_twice_is_a_usage_error(command, sample_spam, model):
 def test_exit_codes_prints_the_table():
     result = run("exit-codes")
     assert result.exit_code == 0
-    assert "75     EX_TEMPFAIL" in result.output and "3     ``filter``: an error" in result.output
+    assert "75     EX_TEMPFAIL" in result.output and "3      ``filter``: an error" in result.output
 
 
 def test_an_unexpected_error_is_one_line_and_exit_70(tmp_path):
