@@ -30,7 +30,7 @@ import zlib
 from pathlib import Path
 
 from .errors import BackupError, LedgerError, ModelFileError, SpamlearnError
-from .modelstore import ModelStore, give_to_folder_owner
+from .modelstore import ModelStore
 from .store import fsync_dir, read_header
 
 __all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "MODEL_MEMBER",
@@ -257,7 +257,7 @@ def _install_pair(store: ModelStore, model_file: Path, ledger_file: Path, archiv
     is done before the marker is written, and SIGTERM, SIGINT and SIGHUP
     wait until the renames are done.  A restore resumed after a kill keeps
     a complete ``*.before-restore`` pair of the first attempt (the one that
-    was there before); without one, it keeps what is there now.
+    was there before); without one, it keeps nothing and says so.
     """
     marker = store.restore_marker
     with store.locked():
@@ -267,9 +267,9 @@ def _install_pair(store: ModelStore, model_file: Path, ledger_file: Path, archiv
         resuming = os.path.lexists(marker) and stat.S_ISREG(os.lstat(marker).st_mode)
         if not resuming and os.path.lexists(marker):
             os.unlink(marker)      # a link or other thing planted there: never written through
-        kept = _has_aside_pair(store) if resuming else False
-        if not kept:
-            kept = _keep_aside(store)
+        # Resumed: the pair there now may be half the archive's; only a
+        # complete aside pair from the first attempt is the one from before.
+        kept = _has_aside_pair(store) if resuming else _keep_aside(store)
         blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
         try:

@@ -77,9 +77,12 @@ def _check_destination(destination: Path, store: ModelStore) -> Path:
     if target in _own_files(store):
         raise fail(f"{shown} is one of the model's own files; write the archive elsewhere",
                    ExitCode.USAGE)
-    if existing and target.stat().st_size and not _is_tar(target):
+    if target.name.endswith((".lock", ".restoring", ".before-restore")):
+        raise fail(f"{shown} is named like a model's lock or restore file; write the archive elsewhere",
+                   ExitCode.USAGE)
+    if existing and not (_is_tar(target) if target.stat().st_size else _has_archive_suffix(target.name)):
         # Overwriting last week's archive is the point; anything else (the
-        # shared model named by mistake) is kept.
+        # shared model named by mistake, an empty lock file) is kept.
         raise fail(f"{shown} exists and is not a tar archive; remove it or choose another name",
                    ExitCode.USAGE)
     try:
@@ -91,6 +94,10 @@ def _check_destination(destination: Path, store: ModelStore) -> Path:
     if not os.access(target.parent, os.W_OK):
         raise fail(f"cannot write in {display_name(str(target.parent))}", ExitCode.IOERR)
     return target
+
+
+def _has_archive_suffix(name: str) -> bool:
+    return name.lower().endswith((".tar", ".tgz", ".tbz", ".tbz2", ".txz", ".gz", ".bz2", ".xz"))
 
 
 def _is_tar(path: Path) -> bool:

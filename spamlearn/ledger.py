@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sqlite3
 import time
 import zlib
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LedgerError, SpamlearnError, StoreBusyError
+from .regularfile import hand_to_folder_owner
 
 __all__ = ["Ledger", "LedgerRow", "encode_indices", "decode_indices"]
 
@@ -95,8 +97,15 @@ class Ledger:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            new = not os.path.lexists(self.path)
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             self._db.executescript(_SCHEMA)
+            if new:
+                fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+                try:
+                    hand_to_folder_owner(fd, self.path.parent)
+                finally:
+                    os.close(fd)
             version = self._meta("schema_version")
             if version is None:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",

@@ -24,6 +24,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES
 from .ledger import Ledger, LedgerRow, decode_indices, encode_indices
 from .message import message_digest
+from .regularfile import hand_to_folder_owner
 from .store import fsync_dir, load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
 
@@ -172,17 +174,6 @@ class LearningSession:
         self._state.clear()
 
 
-def give_to_folder_owner(path: Path) -> None:
-    """Run as root (a restore, a learn by hand), give a file root just made
-    in a folder it does not own to that folder's owner: the mail user's
-    learners must be able to open it afterwards."""
-    if os.geteuid() != 0:
-        return
-    info, folder = os.stat(path), os.stat(path.parent)
-    if info.st_uid == 0 and folder.st_uid != 0:
-        os.chown(path, folder.st_uid, folder.st_gid)
-
-
 class ModelStore:
     """A model file, its ledger and its lock.
 
@@ -251,7 +242,7 @@ class ModelStore:
             # learners out).  No lock file: no learner has run, and what is
             # copied is checked anyway.
             try:
-                fd = os.open(self.lock_path, os.O_RDONLY)
+                fd = self._open_lock_file(os.O_RDONLY)
             except FileNotFoundError:
                 yield
                 return
@@ -262,9 +253,15 @@ class ModelStore:
             return
         try:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o664)
-            give_to_folder_owner(self.lock_path)
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o664)
+                hand_to_folder_owner(fd, self.lock_path.parent)    # only a file made here, never an old one
+            except FileExistsError:
+                fd = self._open_lock_file(os.O_RDWR)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ModelFileError(f"lock file {self.lock_path} is a symbolic link; remove it") from exc
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise ModelFileError(
                     f"cannot learn: the model folder {self.lock_path.parent} is not writable "
@@ -272,6 +269,15 @@ class ModelStore:
             raise ModelFileError(f"cannot create lock file {self.lock_path}: {exc.strerror}") from exc
         with self._flocked(fd):
             yield
+
+    def _open_lock_file(self, access: int) -> int:
+        """Open the existing lock file without following a link or blocking
+        on a FIFO planted there; ModelFileError if it is not a plain file."""
+        fd = os.open(self.lock_path, access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ModelFileError(f"lock file {self.lock_path} is not a regular file; remove it")
+        return fd
 
     @contextlib.contextmanager
     def _flocked(self, fd: int) -> Iterator[None]:

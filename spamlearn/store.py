@@ -34,7 +34,7 @@ from .classifier import Classifier
 from .errors import ModelFileError
 from .counts import BayesCounts
 from .features import HASH_NAME
-from .regularfile import NotRegularFileError, open_regular
+from .regularfile import NotRegularFileError, hand_to_folder_owner, open_regular
 from .tokenizer import TokenizerOptions
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_classifier", "load_classifier", "read_header"]
@@ -106,9 +106,17 @@ def save_classifier(classifier: Classifier, path: Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         if path.exists():
-            os.chmod(tmp_name, path.stat().st_mode & 0o777)
+            replaced = path.stat()
+            os.chmod(tmp_name, replaced.st_mode & 0o777)
+            if os.geteuid() == 0 and replaced.st_uid != 0:
+                os.chown(tmp_name, replaced.st_uid, replaced.st_gid)     # root learning by hand
         else:
             os.chmod(tmp_name, 0o644)
+            tmp_fd = os.open(tmp_name, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                hand_to_folder_owner(tmp_fd, path.parent)
+            finally:
+                os.close(tmp_fd)
         os.replace(tmp_name, path)
         tmp_name = None
         fsync_dir(path.parent)
