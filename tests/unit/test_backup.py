@@ -42,6 +42,38 @@ def counts(model) -> tuple[int, int, int]:
     return info["n_spam"], info["n_ham"], info["revision"]
 
 
+def interrupt_restore_after_the_ledger(monkeypatch, model, archive) -> None:
+    """Restore ``archive`` into ``model``, killed between its two renames
+    (the ledger replaced, the model not yet)."""
+    real_replace = os.replace
+
+    def killed_after_the_ledger(src, dst):
+        if str(dst) == str(model):
+            raise KeyboardInterrupt("killed between the two renames")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("spamlearn.backup.os.replace", killed_after_the_ledger)
+    with pytest.raises(KeyboardInterrupt):
+        restore_backup(ModelStore(model), archive)
+    monkeypatch.undo()
+
+
+def with_ledger_changed(archive, tmp_path, sql: str):
+    """A copy of ``archive`` whose ledger had ``sql`` run on it."""
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    db = sqlite3.connect(unpacked / LEDGER_MEMBER)
+    db.execute(sql)
+    db.commit()
+    db.close()
+    tampered = tmp_path / "tampered.tar"
+    with tarfile.open(tampered, "w") as tar:
+        for name in (MODEL_MEMBER, LEDGER_MEMBER):
+            tar.add(unpacked / name, arcname=name)
+    return tampered
+
+
 def test_backup_then_restore_brings_back_the_pair(model, tmp_path):
     archive = tmp_path / "b.tar"
     made = run("--model", model, "backup", archive)
@@ -115,17 +147,7 @@ def test_restore_refuses_an_archive_without_its_ledger(model, tmp_path):
 def test_restore_refuses_a_pair_that_disagrees(model, tmp_path):
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
-    unpacked = tmp_path / "unpacked"
-    with tarfile.open(archive) as tar:
-        tar.extractall(unpacked, filter="data")
-    db = sqlite3.connect(unpacked / LEDGER_MEMBER)
-    db.execute("DELETE FROM messages WHERE label = 'ham'")
-    db.commit()
-    db.close()
-    tampered = tmp_path / "tampered.tar"
-    with tarfile.open(tampered, "w") as tar:
-        for name in (MODEL_MEMBER, LEDGER_MEMBER):
-            tar.add(unpacked / name, arcname=name)
+    tampered = with_ledger_changed(archive, tmp_path, "DELETE FROM messages WHERE label = 'ham'")
     before = (model.read_bytes(), model.with_name("model.ledger").read_bytes())
     result = run("--model", model, "restore", tampered)
     assert result.exit_code == ExitCode.DATAERR
@@ -143,19 +165,7 @@ def test_an_interrupted_restore_is_refused_until_a_restore_completes(model, tmp_
     assert run("--model", model, "backup", archive).exit_code == 0
     assert run("--model", model, "forget", HAM).exit_code == 0
     store = ModelStore(model)
-    real_replace = os.replace
-    calls = []
-
-    def killed_after_the_ledger(src, dst):
-        calls.append(dst)
-        if str(dst) == str(model):
-            raise KeyboardInterrupt("killed between the two renames")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr("spamlearn.backup.os.replace", killed_after_the_ledger)
-    with pytest.raises(KeyboardInterrupt):
-        restore_backup(store, archive)
-    monkeypatch.undo()
+    interrupt_restore_after_the_ledger(monkeypatch, model, archive)
     # The ledger is the backup's (revision 2), the model still the live one
     # (revision 3): learners must not go on, nor "repair" one with the other.
     assert model.with_name("model.joblib.restoring").exists()
@@ -427,17 +437,7 @@ def test_a_resumed_restore_keeps_the_pair_from_before_the_first_attempt(model, t
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
     assert run("--model", model, "learn", "--spam", HAM).exit_code == 0      # relabelled: revision 3
-    real_replace = os.replace
-
-    def killed_after_the_ledger(src, dst):
-        if str(dst) == str(model):
-            raise KeyboardInterrupt
-        return real_replace(src, dst)
-
-    monkeypatch.setattr("spamlearn.backup.os.replace", killed_after_the_ledger)
-    with pytest.raises(KeyboardInterrupt):
-        restore_backup(ModelStore(model), archive)
-    monkeypatch.undo()
+    interrupt_restore_after_the_ledger(monkeypatch, model, archive)
     resumed = run("--model", model, "restore", archive)
     assert resumed.exit_code == 0 and "kept as *.before-restore" in resumed.output
     assert joblib.load(model.with_name("model.joblib.before-restore"))["revision"] == 3
@@ -449,17 +449,8 @@ def test_a_resumed_restore_keeps_the_pair_from_before_the_first_attempt(model, t
 def test_an_archive_ledger_with_a_trigger_or_damage_is_refused(model, tmp_path):
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
-    unpacked = tmp_path / "unpacked"
-    with tarfile.open(archive) as tar:
-        tar.extractall(unpacked, filter="data")
-    db = sqlite3.connect(unpacked / LEDGER_MEMBER)
-    db.execute("CREATE TRIGGER t AFTER INSERT ON messages BEGIN DELETE FROM messages; END")
-    db.commit()
-    db.close()
-    tampered = tmp_path / "tampered.tar"
-    with tarfile.open(tampered, "w") as tar:
-        for name in (MODEL_MEMBER, LEDGER_MEMBER):
-            tar.add(unpacked / name, arcname=name)
+    tampered = with_ledger_changed(
+        archive, tmp_path, "CREATE TRIGGER t AFTER INSERT ON messages BEGIN DELETE FROM messages; END")
     result = run("--model", model, "restore", tampered)
     assert result.exit_code == ExitCode.DATAERR and "trigger" in result.output
 
@@ -480,17 +471,7 @@ def test_a_corrupt_compressed_archive_is_a_data_error(model, tmp_path):
 def test_a_resumed_restore_without_the_first_attempts_pair_keeps_nothing(model, tmp_path, monkeypatch):
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
-    real_replace = os.replace
-
-    def killed_after_the_ledger(src, dst):
-        if str(dst) == str(model):
-            raise KeyboardInterrupt
-        return real_replace(src, dst)
-
-    monkeypatch.setattr("spamlearn.backup.os.replace", killed_after_the_ledger)
-    with pytest.raises(KeyboardInterrupt):
-        restore_backup(ModelStore(model), archive)
-    monkeypatch.undo()
+    interrupt_restore_after_the_ledger(monkeypatch, model, archive)
     for aside in ("model.joblib.before-restore", "model.ledger.before-restore"):
         model.with_name(aside).unlink()
     resumed = run("--model", model, "restore", archive)
