@@ -38,7 +38,7 @@ from .features import DEFAULT_N_FEATURES
 from .ledger import Ledger, LedgerRow, decode_indices, encode_indices
 from .message import message_digest
 from .regularfile import hand_to_folder_owner
-from .store import fsync_dir, load_classifier, read_header, save_classifier
+from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
 
 __all__ = ["ModelStore", "LearnOutcome", "LearningSession", "Action"]
