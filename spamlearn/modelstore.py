@@ -234,7 +234,7 @@ class ModelStore:
                           scan_limit=self.scan_limit)
 
     @contextlib.contextmanager
-    def _lock(self, reading: bool = False) -> Iterator[None]:
+    def _lock(self, reading: bool = False, doing: str = "learn") -> Iterator[None]:
         if reading:
             # Only to read (a backup): flock works on a descriptor opened for
             # reading, so a read-only copy can be backed up; the lock file is
@@ -264,7 +264,7 @@ class ModelStore:
                 raise ModelFileError(f"lock file {self.lock_path} is a symbolic link; remove it") from exc
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise ModelFileError(
-                    f"cannot learn: the model folder {self.lock_path.parent} is not writable "
+                    f"cannot {doing}: the model folder {self.lock_path.parent} is not writable "
                     f"by this user ({exc.strerror})") from exc
             raise ModelFileError(f"cannot create lock file {self.lock_path}: {exc.strerror}") from exc
         with self._flocked(fd):
@@ -388,7 +388,7 @@ class ModelStore:
     def locked(self) -> Iterator[None]:
         """Hold the store's lock (as a learner does) without opening the pair:
         for replacing the files whole (``spamlearn.backup``)."""
-        with self._lock():
+        with self._lock(doing="restore"):
             yield
 
     def info(self) -> dict:
@@ -420,8 +420,11 @@ class ModelStore:
         return out
 
     def check(self) -> list[str]:
-        """Compare the model's counts with the ledger; returns the problems found."""
-        with self._lock():
+        """Compare the model's counts with the ledger; returns the problems found.
+
+        Takes the write lock, since opening may repair a commit that was
+        cut short (the ledger one revision ahead)."""
+        with self._lock(doing="check (it may repair a cut-short commit)"):
             classifier, ledger = self._open()
             try:
                 problems = ledger.integrity_problems()
