@@ -26,6 +26,7 @@ import sqlite3
 import sys
 import tarfile
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -210,6 +211,7 @@ def restore_backup(store: ModelStore, archive: Path) -> BackupSummary:
                 kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
                 raise ModelFileError(f"{path} is {kind}: nothing restored")
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(path.parent)
     with contextlib.ExitStack() as stack:
         staging = {}
         for name, path in ((MODEL_MEMBER, store.model_path), (LEDGER_MEMBER, store.ledger_path)):
@@ -221,6 +223,18 @@ def restore_backup(store: ModelStore, archive: Path) -> BackupSummary:
         header = _check_pair(archive, model_file, ledger_file)
         kept = _install_pair(store, model_file, ledger_file, archive)
     return BackupSummary(int(header.get("revision", 0)), int(header["n_spam"]), int(header["n_ham"]), kept)
+
+
+def _remove_stale_staging(folder: Path, older_than: float = 86_400) -> None:
+    """Remove what a restore killed outright (SIGKILL, a crash) left: whole
+    copies of a model and ledger, in ``.spamlearn-restore-*`` folders a
+    day old (a younger one may be another restore's, still at work)."""
+    now = time.time()
+    for leftover in folder.glob(".spamlearn-restore-*"):
+        with contextlib.suppress(OSError):
+            info = leftover.lstat()
+            if stat.S_ISDIR(info.st_mode) and now - info.st_mtime > older_than:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _check_pair(archive: Path, model_file: Path, ledger_file: Path) -> dict:

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import time
 
 import joblib
 import pytest
@@ -504,3 +505,17 @@ def test_files_root_creates_in_a_users_folder_belong_to_that_user(tmp_path):
     want = folder.stat().st_uid
     for name in ("model.joblib", "model.ledger", "model.joblib.lock"):
         assert (folder / name).stat().st_uid == want, name
+
+
+def test_restore_removes_what_a_killed_restore_left_a_day_ago(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    old = model.parent / ".spamlearn-restore-old"
+    young = model.parent / ".spamlearn-restore-young"
+    for leftover in (old, young):
+        leftover.mkdir()
+        (leftover / MODEL_MEMBER).write_bytes(model.read_bytes())
+    two_days_ago = time.time() - 2 * 86_400
+    os.utime(old, (two_days_ago, two_days_ago))
+    assert run("--model", model, "restore", archive).exit_code == 0
+    assert not old.exists() and young.exists()
