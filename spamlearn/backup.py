@@ -104,6 +104,7 @@ def write_backup(store: ModelStore, destination: Path | None) -> BackupSummary:
             sys.stdout.buffer.flush()
             return summary
         compression = archive_compression(destination.name)
+        # mkstemp makes it 0600, which it keeps: it holds what users' mail taught the model.
         fd, partial = tempfile.mkstemp(prefix=".spamlearn-", suffix=".tmp", dir=destination.parent)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -111,7 +112,6 @@ def write_backup(store: ModelStore, destination: Path | None) -> BackupSummary:
                     _add_pair(tar, folder)
                 out.flush()
                 os.fsync(out.fileno())
-            os.chmod(partial, 0o600)    # it holds what users' mail taught the model
             os.replace(partial, destination)
             partial = None
             fsync_dir(destination.parent)

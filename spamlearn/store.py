@@ -105,18 +105,17 @@ def save_classifier(classifier: Classifier, path: Path) -> None:
             joblib.dump(data, fh, compress=("zlib", 3))
             fh.flush()
             os.fsync(fh.fileno())
-        if path.exists():
-            replaced = path.stat()
-            os.chmod(tmp_name, replaced.st_mode & 0o777)
-            if os.geteuid() == 0 and replaced.st_uid != 0:
-                os.chown(tmp_name, replaced.st_uid, replaced.st_gid)     # root learning by hand
-        else:
-            os.chmod(tmp_name, 0o644)
-            tmp_fd = os.open(tmp_name, os.O_RDONLY | os.O_NOFOLLOW)
-            try:
-                hand_to_folder_owner(tmp_fd, path.parent)
-            finally:
-                os.close(tmp_fd)
+            # Mode and owner by descriptor: the temp file's name is in a
+            # folder the mail user can write, so it could be swapped for a
+            # link before a chmod or chown by name.
+            if path.exists():
+                replaced = path.stat()
+                os.fchmod(fh.fileno(), replaced.st_mode & 0o777)
+                if os.geteuid() == 0 and replaced.st_uid != 0:
+                    os.fchown(fh.fileno(), replaced.st_uid, replaced.st_gid)     # root learning by hand
+            else:
+                os.fchmod(fh.fileno(), 0o644)
+                hand_to_folder_owner(fh.fileno(), path.parent)
         os.replace(tmp_name, path)
         tmp_name = None
         fsync_dir(path.parent)
