@@ -32,10 +32,11 @@ from pathlib import Path
 
 from .errors import BackupError, LedgerError, ModelFileError, SpamlearnError
 from .modelstore import ModelStore
+from .regularfile import hand_to_folder_owner
 from .store import fsync_dir, read_header
 
-__all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "MODEL_MEMBER",
-           "LEDGER_MEMBER"]
+__all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "own_files",
+           "MODEL_MEMBER", "LEDGER_MEMBER"]
 
 MODEL_MEMBER = "model.joblib"
 LEDGER_MEMBER = "model.ledger"
@@ -46,6 +47,15 @@ _SQLITE_MAGIC = b"SQLite format 3\0"
 _SQLITE_LEFTOVERS = ("-journal", "-wal", "-shm")
 _COMPRESSION = {".gz": "gz", ".tgz": "gz", ".bz2": "bz2", ".tbz": "bz2", ".tbz2": "bz2", ".xz": "xz",
                 ".txz": "xz", ".tar": ""}
+
+
+def own_files(store: ModelStore) -> list[Path]:
+    """Every file a store keeps, or a restore leaves, beside its model: none
+    may be overwritten by an archive."""
+    files = [store.model_path, store.ledger_path, store.lock_path, store.restore_marker]
+    files += [Path(f"{store.ledger_path}{suffix}") for suffix in _SQLITE_LEFTOVERS]
+    files += [f.with_name(f.name + _ASIDE) for f in (store.model_path, store.ledger_path)]
+    return files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,9 +330,11 @@ def _take_over_owner_and_mode(staged: Path, current: Path) -> None:
         info = os.stat(current)
     except FileNotFoundError:
         os.chmod(staged, 0o644)
-        if os.geteuid() == 0:
-            folder = os.stat(current.parent)
-            os.chown(staged, folder.st_uid, folder.st_gid)
+        fd = os.open(staged, os.O_RDONLY)
+        try:
+            hand_to_folder_owner(fd, current.parent)
+        finally:
+            os.close(fd)
         return
     os.chmod(staged, info.st_mode & 0o7777)
     if os.geteuid() == 0:

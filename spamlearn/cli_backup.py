@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from .backup import archive_compression, restore_backup, write_backup
+from .backup import archive_compression, own_files, restore_backup, write_backup
 from .cli import ExitCode, app, fail, handle_errors, state_of
 from .config import check_user_name
 from .mailsource import display_name
@@ -51,13 +51,6 @@ def _store(ctx: typer.Context, user: str | None) -> ModelStore:
     return ModelStore.from_settings(settings, user)
 
 
-def _own_files(store: ModelStore) -> set[Path]:
-    files = [store.model_path, store.ledger_path, store.lock_path, store.restore_marker]
-    files += [Path(f"{store.ledger_path}{suffix}") for suffix in ("-journal", "-wal", "-shm")]
-    files += [f.with_name(f.name + ".before-restore") for f in (store.model_path, store.ledger_path)]
-    return {Path(os.path.realpath(f)) for f in files}
-
-
 def _check_destination(destination: Path, store: ModelStore) -> Path:
     """Where the archive goes (a symbolic link's target), or a usage error."""
     shown = display_name(str(destination))
@@ -74,7 +67,7 @@ def _check_destination(destination: Path, store: ModelStore) -> Path:
         if not stat.S_ISREG(mode):
             raise fail(f"{shown} is not a regular file (a device or FIFO?); {to_pipe}", ExitCode.USAGE)
     target = Path(os.path.realpath(destination))
-    if target in _own_files(store):
+    if target in {Path(os.path.realpath(f)) for f in own_files(store)}:
         raise fail(f"{shown} is one of the model's own files; write the archive elsewhere",
                    ExitCode.USAGE)
     if target.name.endswith((".lock", ".restoring", ".before-restore")):
