@@ -267,6 +267,20 @@ Binary naive Bayes over feature presence with chi-squared combining.
     outright (0.0943): evidence of moderate strength blurs the ranking
     where it is hardest, as the strength grid above says.
 
+    2026-11-29, fourth session, five orders against the defaults (0.0651 /
+    0.985): forgetting, a weight of 2**(-age / H) on each learned message
+    (SpamAssassin and DSPAM expire tokens not seen lately), loses at every
+    half-life tried: H = 1,000 messages 0.0913 / 1.387, 3,000 0.0702 /
+    1.090, 10,000 0.0653 / 1.001; these 6,046 messages span one year, and
+    old evidence was still good evidence.  A second model over word pairs
+    only (adjacent or OSB), its log-odds added at weight 0.1 to 1 (0.0750
+    to 0.1180 for adjacent pairs) or deciding inside the unsure band alone
+    (0.074-0.159): worse each way; alone it ranks at 0.77.  Inside the
+    band where both chi-squared tails are significant (log-odds within
+    1e-6 to 1 of 0), ordering by ln Q_h - ln Q_s instead of the exact
+    difference of the tails: 0.0640-0.0688, within the orders' noise, and
+    lam cannot move (the band is ordered, not moved across 0.5).
+
     Attributes
     ----------
     spam_count_, ham_count_ : ndarray of shape (n_features,), uint32
