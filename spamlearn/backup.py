@@ -29,13 +29,14 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import BackupError, LedgerError, ModelFileError, SpamlearnError
 from .modelstore import ModelStore
 from .regularfile import hand_to_folder_owner
 from .store import fsync_dir, read_header
 
-__all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "own_files",
+__all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "archive_label", "own_files",
            "MODEL_MEMBER", "LEDGER_MEMBER"]
 
 MODEL_MEMBER = "model.joblib"
@@ -145,19 +146,34 @@ def _member_name(member: tarfile.TarInfo) -> str:
     return member.name[2:] if member.name.startswith("./") else member.name
 
 
-def _extract_pair(archive: Path, model_target: Path, ledger_target: Path) -> None:
+def _open_archive(source: Path | BinaryIO) -> tarfile.TarFile:
+    # A stream (standard input) is read once, front to back: tarfile's
+    # stream mode, which still detects gzip, bzip2 and xz.
+    if isinstance(source, Path):
+        return tarfile.open(source, mode="r:*")
+    return tarfile.open(fileobj=source, mode="r|*")
+
+
+def archive_label(source: Path | BinaryIO) -> str:
+    """How messages name an archive: its path, or "standard input"."""
+    return str(source) if isinstance(source, Path) else "standard input"
+
+
+def _extract_pair(source: Path | BinaryIO, model_target: Path, ledger_target: Path) -> None:
     """The archive's model and ledger, written to the two targets.
 
     Only the two members by their names (``./`` allowed, as ``tar -C dir .``
     writes), as regular files, are read: an archive is never unpacked as a
     whole (no paths outside the targets, links or devices from a tar that
     someone else made).  Each is checked by its first bytes and its size
-    against the free space before it is written.
+    against the free space before it is written.  The archive is read in
+    one pass, so it may come from a pipe.
     """
+    archive = archive_label(source)
     targets = {MODEL_MEMBER: model_target, LEDGER_MEMBER: ledger_target}
     found: set[str] = set()
     try:
-        with tarfile.open(archive, mode="r:*") as tar:
+        with _open_archive(source) as tar:
             for member in tar:
                 name = _member_name(member)
                 if name not in targets:
@@ -168,10 +184,15 @@ def _extract_pair(archive: Path, model_target: Path, ledger_target: Path) -> Non
                     raise BackupError(f"{archive}: {name} is not a plain file in the archive")
                 _extract_member(archive, tar, member, name, targets[name])
                 found.add(name)
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, TypeError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
-        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, TypeError) and isinstance(source, Path):
+            raise
+        # TypeError: tarfile's stream reader calls ord() on a read that came
+        # back empty when a gzip header is cut short (Python 3.11-3.13).
+        first_line = "cut short" if isinstance(exc, TypeError) else (
+            str(exc).splitlines() or [type(exc).__name__])[0]
         raise BackupError(f"{archive} is not a spamlearn backup (not a readable tar archive: "
                           f"{first_line})") from None
     missing = [name for name in targets if name not in found]
@@ -179,7 +200,7 @@ def _extract_pair(archive: Path, model_target: Path, ledger_target: Path) -> Non
         raise BackupError(f"{archive} is not a spamlearn backup: no {' or '.join(missing)} in it")
 
 
-def _extract_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str,
+def _extract_member(archive: str, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str,
                     target: Path) -> None:
     source = tar.extractfile(member)
     head = source.read(len(_SQLITE_MAGIC))
@@ -199,8 +220,9 @@ def _extract_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo
         os.fsync(out.fileno())
 
 
-def restore_backup(store: ModelStore, archive: Path) -> BackupSummary:
-    """Replace ``store``'s model and ledger with the pair in ``archive``.
+def restore_backup(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
+    """Replace ``store``'s model and ledger with the pair in ``source``, an
+    archive's path or a binary stream (standard input).
 
     Each file is unpacked beside the one it replaces (so it can be renamed
     into place, whatever file system each is on) and the pair checked
@@ -220,8 +242,29 @@ def restore_backup(store: ModelStore, archive: Path) -> BackupSummary:
             if not stat.S_ISREG(mode):
                 kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
                 raise ModelFileError(f"{path} is {kind}: nothing restored")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_staging(path.parent)
+    created = _make_folders([store.model_path.parent, store.ledger_path.parent])
+    for folder in {store.model_path.parent, store.ledger_path.parent}:
+        _remove_stale_staging(folder)
+    try:
+        return _restore_into(store, source)
+    except BaseException:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()      # only if empty: what this restore made
+        raise
+
+
+def _make_folders(folders: list[Path]) -> list[Path]:
+    """Create missing folders, and say which, parents first."""
+    created: list[Path] = []
+    for folder in folders:
+        missing = [f for f in (folder, *folder.parents) if not f.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        created += [f for f in reversed(missing) if f not in created]
+    return created
+
+
+def _restore_into(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
     with contextlib.ExitStack() as stack:
         staging = {}
         for name, path in ((MODEL_MEMBER, store.model_path), (LEDGER_MEMBER, store.ledger_path)):
@@ -229,7 +272,8 @@ def restore_backup(store: ModelStore, archive: Path) -> BackupSummary:
                                                                           dir=path.parent)))
             staging[name] = folder / name
         model_file, ledger_file = staging[MODEL_MEMBER], staging[LEDGER_MEMBER]
-        _extract_pair(archive, model_file, ledger_file)
+        _extract_pair(source, model_file, ledger_file)
+        archive = archive_label(source)
         header = _check_pair(archive, model_file, ledger_file)
         kept = _install_pair(store, model_file, ledger_file, archive)
     return BackupSummary(int(header.get("revision", 0)), int(header["n_spam"]), int(header["n_ham"]), kept)
@@ -247,7 +291,7 @@ def _remove_stale_staging(folder: Path, older_than: float = 86_400) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _check_pair(archive: Path, model_file: Path, ledger_file: Path) -> dict:
+def _check_pair(archive: str, model_file: Path, ledger_file: Path) -> dict:
     """The archive's model header, once the pair is known to agree; the
     staged ledger is left in rollback-journal mode, as spamlearn makes them."""
     def named(text: str) -> str:     # the archive's names, not the staging folder's
@@ -269,7 +313,7 @@ def _check_pair(archive: Path, model_file: Path, ledger_file: Path) -> dict:
     return header
 
 
-def _install_pair(store: ModelStore, model_file: Path, ledger_file: Path, archive: Path) -> bool:
+def _install_pair(store: ModelStore, model_file: Path, ledger_file: Path, archive: str) -> bool:
     """Rename a checked pair into place under the store's lock; whether a
     previous pair is kept as ``*.before-restore``.
 
@@ -375,7 +419,7 @@ def _keep_aside(store: ModelStore) -> bool:
     return _has_aside_pair(store)
 
 
-def _write_marker(marker: Path, archive: Path) -> None:
+def _write_marker(marker: Path, archive: str) -> None:
     """Create the marker (never through a link: O_EXCL | O_NOFOLLOW), or
     none at all: one left half-written by a full disk would lock learners
     out although nothing was replaced."""

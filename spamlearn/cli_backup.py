@@ -139,8 +139,10 @@ def backup(
 @handle_errors
 def restore(
     ctx: typer.Context,
-    archive: Annotated[Path, typer.Argument(help="An archive written by `spamlearn backup`.",
-                                            show_default=False)],
+    archive: Annotated[str, typer.Argument(
+        help="An archive written by `spamlearn backup`; - for standard input "
+             "(plain or compressed tar, read once: `ssh backups cat x.tar.gz | spamlearn restore -`).",
+        show_default=False, metavar="ARCHIVE")],
     user: UserOption = None,
 ) -> None:
     """Replace the model and its ledger with the pair in a backup archive.
@@ -151,14 +153,21 @@ def restore(
     wait for the lock meanwhile; scorers see the old model or the new,
     never a half-written one.
     """
-    if not archive.is_file():
-        why = "no such file" if not archive.exists() else "not a regular file"
-        raise fail(f"{display_name(str(archive))}: {why}", ExitCode.NOINPUT)
-    if not os.access(archive, os.R_OK):
-        raise fail(f"{display_name(str(archive))}: cannot be read by this user", ExitCode.NOINPUT)
+    if archive == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise fail("standard input is a terminal: pipe the archive in, or give its file name",
+                       ExitCode.USAGE)
+        source = sys.stdin.buffer
+    else:
+        source = Path(archive)
+        if not source.is_file():
+            why = "no such file" if not source.exists() else "not a regular file"
+            raise fail(f"{display_name(archive)}: {why}", ExitCode.NOINPUT)
+        if not os.access(source, os.R_OK):
+            raise fail(f"{display_name(archive)}: cannot be read by this user", ExitCode.NOINPUT)
     store = _store(ctx, user)
     with _terminated_cleanly():
-        summary = restore_backup(store, archive)
+        summary = restore_backup(store, source)
     kept = "; the previous pair is kept as *.before-restore" if summary.kept_previous else ""
-    typer.echo(f"restored {store.model_path} and its ledger ({summary.describe()}) from "
-               f"{display_name(str(archive))}{kept}")
+    shown = "standard input" if archive == "-" else display_name(archive)
+    typer.echo(f"restored {store.model_path} and its ledger ({summary.describe()}) from {shown}{kept}")

@@ -519,3 +519,67 @@ def test_restore_removes_what_a_killed_restore_left_a_day_ago(model, tmp_path):
     os.utime(old, (two_days_ago, two_days_ago))
     assert run("--model", model, "restore", archive).exit_code == 0
     assert not old.exists() and young.exists()
+
+
+def test_restore_from_a_pipe(model, tmp_path):
+    # The way an archive comes back from a backup host: ssh host cat x.tar.gz | spamlearn restore -
+    archive = tmp_path / "b.tar.gz"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    fresh = tmp_path / "new-host" / "model.joblib"
+    shell = subprocess.run(["bash", "-c", f'cat "{archive}" | "{sys.executable}" -m spamlearn '
+                            f'--model "{fresh}" restore -'], capture_output=True, text=True)
+    assert shell.returncode == 0, shell.stderr
+    assert "from standard input" in shell.stdout
+    assert counts(fresh) == (1, 1, 2)
+    assert run("--model", fresh, "info", "--check").exit_code == 0
+    # Straight from a backup on the same pipe, plain tar this time.
+    other = tmp_path / "third" / "model.joblib"
+    shell = subprocess.run(["bash", "-c", f'"{sys.executable}" -m spamlearn --model "{model}" backup - '
+                            f'| "{sys.executable}" -m spamlearn --model "{other}" restore -'],
+                           capture_output=True, text=True)
+    assert shell.returncode == 0, shell.stderr
+    assert counts(other) == (1, 1, 2)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x1f\x8b\x08garbage", b"not a tar archive at all\n" * 40])
+def test_restore_from_standard_input_refuses_what_is_not_a_backup(model, content):
+    before = model.read_bytes()
+    result = runner.invoke(app, ["--model", str(model), "restore", "-"], input=content)
+    assert result.exit_code == ExitCode.DATAERR, result.output
+    assert "standard input is not a spamlearn backup" in result.output
+    assert "Traceback" not in result.output
+    assert model.read_bytes() == before
+    assert not model.with_name("model.joblib.before-restore").exists()
+    assert not list(model.parent.glob(".spamlearn-restore-*"))
+
+
+def test_restore_from_a_terminal_is_a_usage_error(model):
+    script = ("import sys, pty, os\n"
+              "pid, fd = pty.fork()\n"
+              "if pid == 0:\n"
+              f"    os.execv(sys.executable, [sys.executable, '-m', 'spamlearn', '--model', {str(model)!r},"
+              " 'restore', '-'])\n"
+              "out = b''\n"
+              "while True:\n"
+              "    try:\n"
+              "        chunk = os.read(fd, 1024)\n"
+              "    except OSError:\n"
+              "        break\n"
+              "    if not chunk:\n"
+              "        break\n"
+              "    out += chunk\n"
+              "_, status = os.waitpid(pid, 0)\n"
+              "print(os.waitstatus_to_exitcode(status)); print(out.decode())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    code, _, output = done.stdout.partition("\n")
+    assert int(code) == ExitCode.USAGE, done.stdout + done.stderr
+    assert "standard input is a terminal" in output
+
+
+def test_a_failed_restore_to_a_new_place_leaves_no_folders_behind(tmp_path):
+    archive = tmp_path / "x.tar"
+    archive.write_bytes(b"not a tar archive at all\n" * 40)
+    fresh = tmp_path / "new" / "deeper" / "model.joblib"
+    result = run("--model", fresh, "restore", archive)
+    assert result.exit_code == ExitCode.DATAERR, result.output
+    assert not (tmp_path / "new").exists()
