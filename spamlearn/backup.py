@@ -46,6 +46,7 @@ _SQLITE_MAGIC = b"SQLite format 3\0"
 # What SQLite may leave beside a ledger after a crash: applied to a new
 # file of the same name, they corrupt it.
 _SQLITE_LEFTOVERS = ("-journal", "-wal", "-shm")
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")      # gzip, bzip2, xz
 _COMPRESSION = {".gz": "gz", ".tgz": "gz", ".bz2": "bz2", ".tbz": "bz2", ".tbz2": "bz2", ".xz": "xz",
                 ".txz": "xz", ".tar": ""}
 
@@ -154,6 +155,17 @@ def _open_archive(source: Path | BinaryIO) -> tarfile.TarFile:
     return tarfile.open(fileobj=source, mode="r|*")
 
 
+def _plain_tar_size(source: Path | BinaryIO) -> int | None:
+    """An uncompressed archive file's size (its members must fit in it), or None."""
+    if not isinstance(source, Path):
+        return None
+    with contextlib.suppress(OSError):
+        with open(source, "rb") as fh:
+            if not fh.read(6).startswith(_COMPRESSED_MAGIC):
+                return os.fstat(fh.fileno()).st_size
+    return None
+
+
 def archive_label(source: Path | BinaryIO) -> str:
     """How messages name an archive: its path, or "standard input"."""
     return str(source) if isinstance(source, Path) else "standard input"
@@ -170,6 +182,7 @@ def _extract_pair(source: Path | BinaryIO, model_target: Path, ledger_target: Pa
     one pass, so it may come from a pipe.
     """
     archive = archive_label(source)
+    plain_size = _plain_tar_size(source)
     targets = {MODEL_MEMBER: model_target, LEDGER_MEMBER: ledger_target}
     found: set[str] = set()
     try:
@@ -182,7 +195,7 @@ def _extract_pair(source: Path | BinaryIO, model_target: Path, ledger_target: Pa
                     raise BackupError(f"{archive} holds {name} twice: which one is meant is not clear")
                 if not member.isreg() or member.issparse():
                     raise BackupError(f"{archive}: {name} is not a plain file in the archive")
-                _extract_member(archive, tar, member, name, targets[name])
+                _extract_member(archive, tar, member, name, targets[name], plain_size)
                 found.add(name)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, TypeError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
@@ -201,13 +214,18 @@ def _extract_pair(source: Path | BinaryIO, model_target: Path, ledger_target: Pa
 
 
 def _extract_member(archive: str, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str,
-                    target: Path) -> None:
+                    target: Path, plain_size: int | None) -> None:
     source = tar.extractfile(member)
     head = source.read(len(_SQLITE_MAGIC))
     if (name == LEDGER_MEMBER and head != _SQLITE_MAGIC) or (
             name == MODEL_MEMBER and (not head or head[0] not in (0x78, 0x80))):
         raise BackupError(f"{archive} is not a spamlearn backup: its {name} is not "
                           f"{'a ledger' if name == LEDGER_MEMBER else 'a model file'}")
+    if plain_size is not None and member.offset_data + member.size > plain_size:
+        # A plain tar holds its members' bytes as they are: a size past its
+        # end is a damaged header (or a cut-short file), not a lack of space.
+        raise BackupError(f"{archive} is damaged or cut short: its {name} says it is "
+                          f"{member.size:,} bytes, past the archive's end")
     free = shutil.disk_usage(target.parent).free
     if member.size > free:
         raise ModelFileError(f"{archive}: its {name} says it is {member.size:,} bytes, more than the "

@@ -583,3 +583,19 @@ def test_a_failed_restore_to_a_new_place_leaves_no_folders_behind(tmp_path):
     result = run("--model", fresh, "restore", archive)
     assert result.exit_code == ExitCode.DATAERR, result.output
     assert not (tmp_path / "new").exists()
+
+
+def test_a_plain_archive_whose_header_claims_too_much_is_damaged_not_a_full_disk(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    raw = bytearray(archive.read_bytes())
+    at = next(i for i in range(0, len(raw), 512) if raw[i:i + 13] == MODEL_MEMBER.encode() + b"\0")
+    raw[at + 124:at + 136] = b"\x80" + (2 ** 60).to_bytes(11, "big")    # size: 1 EiB, GNU base-256
+    raw[at + 148:at + 156] = b" " * 8
+    raw[at + 148:at + 156] = b"%06o\0 " % sum(raw[at:at + 512])        # the header's checksum again
+    archive.write_bytes(bytes(raw))
+    before = model.read_bytes()
+    result = run("--model", model, "restore", archive)
+    assert result.exit_code == ExitCode.DATAERR, result.output
+    assert "damaged or cut short" in result.output and "past the archive's end" in result.output
+    assert model.read_bytes() == before
