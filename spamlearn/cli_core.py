@@ -357,7 +357,11 @@ def info(
         if details["exists"]:
             typer.echo(f"learned:        {details['n_spam']} spam, {details['n_ham']} ham")
             typer.echo(f"size:           {details['size_bytes'] / 1e6:.2f} MB on disk, "
-                       f"{details['used_buckets']} of {details['n_features']} features used")
+                       f"{details['used_buckets']} of {details['n_features']} feature buckets used "
+                       f"({details['buckets_used_pct']:.1f}%)")
+            if details["buckets_used_pct"] >= store.CROWDED_PCT:
+                typer.echo(f"warning:        over {store.CROWDED_PCT:.0f}% of the buckets are in use: hash "
+                           f"collisions blur the scores; see \"A full model\" in the README")
             typer.echo(f"last trained:   {_when(details['trained_at'])} (revision {details['revision']})")
         for row in details.get("sources", []):
             typer.echo(f"  {row['source'] or '(unnamed)':<40} {row['label']:<5} "

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .features import DEFAULT_N_FEATURES
 from .regularfile import irregular_kind
 
 __all__ = [
@@ -77,7 +78,7 @@ def default_data_dir() -> Path:
 #: scan_limit: below 1 KiB not even the headers of most mail are read.
 _RANGES: dict[str, tuple[float, float | None]] = {
     "ham_cutoff": (0.0, 1.0), "spam_cutoff": (0.0, 1.0), "lock_timeout": (0.0, None),
-    "scan_limit": (1024, None), "min_messages": (0, None),
+    "scan_limit": (1024, None), "min_messages": (0, None), "features": (2**16, 2**25),
 }
 
 
@@ -113,6 +114,11 @@ class Settings:
         A trained model is used for scoring once it has learned this many
         spam and this many ham; before that the packaged default model
         (or, for a per-user model, the shared one) answers.
+    features : int
+        Hashed feature buckets of a model created from now on (a model keeps
+        the size it was made with).  2**21 by default: past about a quarter
+        of the buckets used, collisions blur the scores (README, "A full
+        model"); 2**25 is 256 MB of counts in memory.
     lock_timeout : float
         Seconds a learner waits for another one holding the model's lock
         before giving up with exit code 75 (try again later).  A minute
@@ -133,6 +139,7 @@ class Settings:
     spam_cutoff: float = 0.90
     scan_limit: int = 512_000
     min_messages: int = 10
+    features: int = DEFAULT_N_FEATURES
     lock_timeout: float = 60.0
     user_models_dir: Path | None = None
     own_model_users: frozenset[str] = frozenset()
@@ -339,7 +346,8 @@ def source_of(settings: Settings) -> str:
 #: subsystem's table is added here.
 _TABLES = {"model": "[model]", "users": "[users]", "server": "[server]",
            "accounts": "[[accounts]]", "sieve": "[sieve]"}
-_MODEL_KEYS = {"path", "ledger", "ham_cutoff", "spam_cutoff", "scan_limit", "min_messages", "lock_timeout"}
+_MODEL_KEYS = {"path", "ledger", "ham_cutoff", "spam_cutoff", "scan_limit", "min_messages", "features",
+               "lock_timeout"}
 _USERS_KEYS = {"dir", "own_model"}
 
 
@@ -358,7 +366,7 @@ def _model_values(model: Mapping[str, Any], base: Path, where: str) -> dict[str,
     if "ledger" in model:
         values["ledger_path"] = as_path(model["ledger"], f"{where}: [model] ledger", base)
     for key, read in (("ham_cutoff", as_float), ("spam_cutoff", as_float), ("lock_timeout", as_float),
-                      ("scan_limit", as_int), ("min_messages", as_int)):
+                      ("scan_limit", as_int), ("min_messages", as_int), ("features", as_int)):
         if key in model:
             values[key] = read(model[key], f"{where}: [model] {key}")
             _check_range(key, values[key], f"{where}: [model] {key}")

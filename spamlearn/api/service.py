@@ -132,6 +132,9 @@ class Service:
                            {**labels, "label": "spam"}, float(model.classifier.n_spam)))
             gauges.append(("model_messages", "Messages the model in use has learned.",
                            {**labels, "label": "ham"}, float(model.classifier.n_ham)))
+            gauges.append(("model_buckets_used_ratio", "Share of the model's hashed feature buckets in "
+                           "use; past 0.25, collisions blur scores (README: A full model).", labels,
+                           model.classifier.model.buckets_used_ratio()))
         gauges.append(("worker_start_time_seconds", "When the worker answering started (Unix time).",
                        {}, self.started_at))
         return gauges

@@ -68,9 +68,7 @@ def state_key(account: Account, folder: str) -> str:
 def store_for(settings: Settings, account: Account) -> ModelStore:
     """The model an account trains: the user's own, or the shared one."""
     if account.own_model:
-        return ModelStore(settings.user_model_path(account.username), ham_cutoff=settings.ham_cutoff,
-                          spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit,
-                          lock_timeout=settings.lock_timeout)
+        return ModelStore.with_settings(settings, settings.user_model_path(account.username))
     return ModelStore.from_settings(settings)
 
 

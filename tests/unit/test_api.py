@@ -492,6 +492,9 @@ def test_metrics_count_requests_verdicts_learning_and_model_age(settings, sample
     assert 'spamlearn_learn_total{action="already-known"} 1' in text
     assert "spamlearn_parse_failures_total 1" in text
     assert 'spamlearn_model_age_seconds{model="default"}' in text
+    ratio = next(line for line in text.splitlines()
+                 if line.startswith('spamlearn_model_buckets_used_ratio{model="default"} '))
+    assert 0.05 < float(ratio.split()[-1]) < 0.12        # the default model: ~174,000 of 2**21
 
 
 def test_the_openapi_schema_documents_every_endpoint_with_examples(settings):

@@ -400,3 +400,43 @@ def test_forget_of_an_empty_message_is_a_data_error_as_for_learn(trained_model, 
     result = run("--model", trained_model, "forget", empty, message)
     assert result.exit_code == ExitCode.DATAERR
     assert "empty message" in result.output and "forgot 1, not known 0, errors 1" in result.output
+
+
+def _many_words(count: int, seed: int) -> bytes:
+    words = " ".join(f"w{seed}x{i}" for i in range(count))
+    return (f"From: a@example.org\nSubject: words {seed}\n\n{words}\n").encode()
+
+
+def test_a_new_model_takes_its_size_from_the_config_and_keeps_it(tmp_path, sample_spam, sample_ham):
+    config = tmp_path / "spamlearn.toml"
+    model = tmp_path / "model.joblib"
+    config.write_text(f'[model]\npath = "{model}"\nfeatures = 65536\n')
+    (tmp_path / "s.eml").write_bytes(sample_spam)
+    assert run("--config", config, "learn", "--spam", tmp_path / "s.eml").exit_code == 0
+    shown = json.loads(run("--config", config, "info", "--json").output)
+    assert shown["n_features"] == 65536
+    # A model keeps the size it was made with: a changed setting applies to new models only.
+    config.write_text(f'[model]\npath = "{model}"\nfeatures = 131072\n')
+    (tmp_path / "h.eml").write_bytes(sample_ham)
+    assert run("--config", config, "learn", "--ham", tmp_path / "h.eml").exit_code == 0
+    shown = json.loads(run("--config", config, "info", "--json").output)
+    assert (shown["n_features"], shown["n_spam"], shown["n_ham"]) == (65536, 1, 1)
+    config.write_text(f'[model]\npath = "{model}"\nfeatures = 1000\n')
+    refused = run("--config", config, "info")
+    assert refused.exit_code == ExitCode.CONFIG and "features must be between 65536" in refused.output
+
+
+def test_info_warns_when_the_buckets_fill_up(tmp_path):
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[model]\npath = "{tmp_path / "model.joblib"}"\nfeatures = 65536\n')
+    (tmp_path / "a.eml").write_bytes(_many_words(8000, 1))
+    assert run("--config", config, "learn", "--spam", tmp_path / "a.eml").exit_code == 0
+    roomy = run("--config", config, "info")
+    assert roomy.exit_code == 0 and "warning" not in roomy.output
+    assert "feature buckets used (12.2%)" in roomy.output      # 7,963 of 65,536
+    (tmp_path / "b.eml").write_bytes(_many_words(16000, 2))
+    assert run("--config", config, "learn", "--ham", tmp_path / "b.eml").exit_code == 0
+    crowded = run("--config", config, "info")
+    assert crowded.exit_code == 0
+    assert "over 25% of the buckets are in use" in crowded.output
+    assert json.loads(run("--config", config, "info", "--json").output)["buckets_used_pct"] > 25
