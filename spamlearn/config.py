@@ -87,6 +87,10 @@ def _check_range(field: str, value: float, what: str) -> None:
     if value < low or (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"between {low} and {high}"
         raise ConfigError(f"{what} must be {bounds}, got {value!r}")
+    if field == "features" and value & (value - 1):
+        # The bucket is the hash's low bits (a mask, not a modulo).
+        raise ConfigError(f"{what} must be a power of two (2**21 = 2097152, 2**22 = 4194304, "
+                          f"2**23 = 8388608), got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)

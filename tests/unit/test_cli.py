@@ -424,6 +424,9 @@ def test_a_new_model_takes_its_size_from_the_config_and_keeps_it(tmp_path, sampl
     config.write_text(f'[model]\npath = "{model}"\nfeatures = 1000\n')
     refused = run("--config", config, "info")
     assert refused.exit_code == ExitCode.CONFIG and "features must be between 65536" in refused.output
+    config.write_text(f'[model]\npath = "{model}"\nfeatures = 3000000\n')
+    refused = run("--config", config, "info")
+    assert refused.exit_code == ExitCode.CONFIG and "features must be a power of two" in refused.output
 
 
 def test_info_warns_when_the_buckets_fill_up(tmp_path):
