@@ -117,6 +117,10 @@ class Classifier:
     def indices(self, raw: bytes) -> np.ndarray:
         return self.hasher.indices(self.tokens(raw))
 
+    def hashes(self, raw: bytes) -> np.ndarray:
+        """The message's token hashes (``hasher.fold`` gives its indices)."""
+        return self.hasher.hashes(self.tokens(raw))
+
     @property
     def n_spam(self) -> int:
         return self.model.n_spam_

@@ -135,7 +135,7 @@ from . import cli_core  # noqa: E402,F401  (registers learn, forget, score, filt
 from .imap import cli as imap_cli  # noqa: E402,F401  (train, status)
 from .sieve import cli as sieve_cli  # noqa: E402,F401  (sieve print|install|uninstall|drain)
 from . import cli_serve  # noqa: E402,F401  (serve)
-from . import cli_backup  # noqa: E402,F401  (backup, restore)
+from . import cli_backup  # noqa: E402,F401  (backup, restore, resize)
 
 
 def _fd_is_writable(fd: int) -> bool:

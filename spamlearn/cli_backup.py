@@ -1,4 +1,5 @@
-"""``spamlearn backup`` and ``spamlearn restore``: the model and its ledger as one archive."""
+"""Keeping a model pair: ``spamlearn backup`` and ``restore`` (the model and its ledger as one
+archive), ``spamlearn resize`` (its learned messages counted into more buckets)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import typer
 
 from .backup import archive_compression, own_files, restore_backup, write_backup
 from .cli import ExitCode, app, fail, handle_errors, state_of
-from .config import check_user_name
+from .config import check_features, check_user_name
 from .mailsource import display_name
 from .modelstore import ModelStore
 
@@ -171,3 +172,30 @@ def restore(
     kept = "; the previous pair is kept as *.before-restore" if summary.kept_previous else ""
     shown = "standard input" if archive == "-" else display_name(archive)
     typer.echo(f"restored {store.model_path} and its ledger ({summary.describe()}) from {shown}{kept}")
+
+
+@app.command()
+@handle_errors
+def resize(
+    ctx: typer.Context,
+    features: Annotated[int, typer.Option(
+        "--features", help="The new number of feature buckets: a power of two, such as "
+                           "4194304 (2**22) or 8388608 (2**23).", show_default=False)],
+    user: UserOption = None,
+) -> None:
+    """Count the model's learned messages again into another number of feature buckets.
+
+    For a model that `info` says is crowded (hash collisions blur its
+    scores).  Exact: the ledger keeps every learned message's token hashes,
+    so the new model is the one those messages would have made at that
+    size.  A ledger made before 2026-11-29 keeps bucket numbers only; such a
+    model is learned again from the mail instead (README, "A full model").
+    Set `features` in the config file too, for models made later.
+    """
+    check_features(features, "--features")
+    store = _store(ctx, user)
+    before, after = store.resize(features)
+    used = {name: 100 * clf.model.buckets_used_ratio() for name, clf in (("before", before), ("after", after))}
+    typer.echo(f"resized {store.model_path}: {before.model.n_features_in_:,} -> {features:,} buckets, "
+               f"{used['before']:.1f}% -> {used['after']:.1f}% in use "
+               f"({after.n_spam + after.n_ham:,} learned messages counted again from the ledger)")

@@ -82,6 +82,11 @@ _RANGES: dict[str, tuple[float, float | None]] = {
 }
 
 
+def check_features(value: int, what: str) -> None:
+    """ConfigError unless ``value`` is a model size spamlearn accepts."""
+    _check_range("features", value, what)
+
+
 def _check_range(field: str, value: float, what: str) -> None:
     low, high = _RANGES[field]
     if value < low or (high is not None and value > high):

@@ -95,15 +95,32 @@ class TokenHasher:
             pieces = [t.encode("utf-8", "surrogatepass") for t in tokens]
         out = np.fromiter(map(crc32, pieces), dtype=np.int64, count=len(pieces))
         out &= self._mask
-        out.sort()
-        # sort + neighbour test, not np.unique (36 us a call of Python-level
-        # overhead, 0.2 s over the corpus).
-        if len(out) > 1:
-            keep = np.empty(len(out), dtype=bool)
-            keep[0] = True
-            np.not_equal(out[1:], out[:-1], out=keep[1:])
-            out = out[keep]
-        return out
+        return _sorted_unique(out)
+
+    def hashes(self, tokens: Iterable[str]) -> np.ndarray:
+        """Unique 32-bit hashes of ``tokens``, sorted, int64: what the ledger
+        keeps of a learned message, so that its buckets can be worked out
+        again for another ``n_features`` (``fold``)."""
+        return _sorted_unique(np.fromiter(map(token_hash, tokens), dtype=np.int64))
+
+    def fold(self, hashes: np.ndarray) -> np.ndarray:
+        """The bucket indices of ``hashes`` (``indices`` of the same tokens)."""
+        return _sorted_unique(np.asarray(hashes, dtype=np.int64) & self._mask)
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``values`` sorted with repeats dropped, in place.
+
+    sort + neighbour test, not np.unique (36 us a call of Python-level
+    overhead, 0.2 s over the corpus).
+    """
+    values.sort()
+    if len(values) > 1:
+        keep = np.empty(len(values), dtype=bool)
+        keep[0] = True
+        np.not_equal(values[1:], values[:-1], out=keep[1:])
+        values = values[keep]
+    return values
 
 
 def __getattr__(name: str):

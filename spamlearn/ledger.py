@@ -3,9 +3,13 @@
 Every way of learning (CLI, IMAP trainer, Dovecot sieve hook, HTTP service)
 goes through one ledger per model, so a message is never counted twice and
 a relabel unlearns first.  A row holds the message's content digest, its
-label, where it was learned from, and the feature indices it was counted
-under: unlearning subtracts exactly those, even if the tokenizer has changed
-since, so counts can never drift or go negative.
+label, where it was learned from, and the features it was counted under:
+unlearning subtracts exactly those, even if the tokenizer has changed
+since, so counts can never drift or go negative.  A ledger made since
+2026-11-29 keeps each message's 32-bit token hashes (meta
+``feature_hashes = crc32``), from which its buckets follow for any model
+size, so a crowded model can be re-counted into more buckets
+(``ModelStore.resize``); an older one keeps the bucket indices themselves.
 
 The ledger and the model file are two files, so they cannot be written in
 one atomic step.  Instead each commit is numbered: the ledger commits
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LedgerError, SpamlearnError, StoreBusyError
+from .features import TokenHasher
 from .regularfile import hand_to_folder_owner
 
 __all__ = ["Ledger", "LedgerRow", "encode_indices", "decode_indices"]
@@ -110,13 +115,20 @@ class Ledger:
             if version is None:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                  (str(SCHEMA_VERSION),))
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('feature_hashes', 'crc32')")
             elif version != str(SCHEMA_VERSION):
                 raise LedgerError(f"ledger {self.path} has schema version {version}; "
                                   f"this spamlearn reads version {SCHEMA_VERSION}")
+            hashes = self._meta("feature_hashes")
         except sqlite3.DatabaseError as exc:
             raise self._error("open", exc) from exc
         except OSError as exc:
             raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}") from exc
+        if hashes not in (None, "crc32"):
+            raise LedgerError(f"ledger {self.path} keeps features as {hashes!r}; this spamlearn "
+                              f"reads crc32 hashes or bucket indices")
+        #: Rows hold token hashes (True) or the bucket indices of one model size.
+        self.holds_hashes = hashes == "crc32"
 
     def _error(self, what: str, exc: sqlite3.DatabaseError) -> SpamlearnError:
         """A locked file is "try again later" (exit 75), not a broken ledger (74)."""
@@ -163,6 +175,16 @@ class Ledger:
         if row[1] not in ("spam", "ham"):
             raise LedgerError(f"ledger {self.path} is corrupt: message {row[0]} has label {row[1]!r}")
         return LedgerRow(*row)
+
+    def encode_features(self, hashes: np.ndarray, indices: np.ndarray) -> bytes:
+        """A learned message's features as this ledger keeps them."""
+        return encode_indices(hashes if self.holds_hashes else indices)
+
+    def row_indices(self, row: LedgerRow, n_features: int) -> np.ndarray:
+        """The bucket indices ``row`` was counted under in a model of ``n_features``."""
+        if not self.holds_hashes:
+            return decode_indices(row.indices, n_features)
+        return TokenHasher(n_features).fold(decode_indices(row.indices, 2**32))
 
     def get(self, digest: str) -> LedgerRow | None:
         try:

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import json
 import os
 import shutil
 import sqlite3
@@ -33,9 +34,10 @@ import numpy as np
 
 from .classifier import Classifier, Label
 from .config import Settings, ledger_path_for
+from .counts import BayesCounts
 from .errors import LedgerError, ModelFileError, StoreBusyError
-from .features import DEFAULT_N_FEATURES
-from .ledger import Ledger, LedgerRow, decode_indices, encode_indices
+from .features import DEFAULT_N_FEATURES, TokenHasher
+from .ledger import Ledger, LedgerRow
 from .message import message_digest
 from .regularfile import hand_to_folder_owner
 from .store import load_classifier, read_header, save_classifier
@@ -120,26 +122,29 @@ class LearningSession:
 
     # -- changes ------------------------------------------------------------------------
     def learn(self, raw: bytes, label: str | Label, *, source: str | None = None,
-              indices: np.ndarray | None = None) -> LearnOutcome:
+              hashes: np.ndarray | None = None) -> LearnOutcome:
         """Learn ``raw`` as ``label``: a no-op if already so, a relabel if the other way.
 
-        Raises ``MessageError`` for input that is not a message.
+        ``hashes``: the message's token hashes, if the caller has them
+        (``Classifier.hashes``).  Raises ``MessageError`` for input that is
+        not a message.
         """
         label = Label.learnable(label)
         digest = message_digest(raw)
         row = self._row(digest)
         if row is not None and row.label == label.value:
             return LearnOutcome(digest, Action.ALREADY_KNOWN, label, label)
-        if indices is None:
-            indices = self.classifier.indices(raw)
+        if hashes is None:
+            hashes = self.classifier.hashes(raw)
+        indices = self.classifier.hasher.fold(hashes)
         previous = None
         if row is not None:
             previous = Label(row.label)
-            self.classifier.unlearn_indices(decode_indices(row.indices, self._n_features), previous)
+            self.classifier.unlearn_indices(self.ledger.row_indices(row, self._n_features), previous)
         self.classifier.learn_indices(indices, label)
         self._pending[digest] = LedgerRow(digest, label.value, time.time(),
                                           source if source is not None else self.source,
-                                          encode_indices(indices))
+                                          self.ledger.encode_features(hashes, indices))
         action = Action.RELABELLED if previous is not None else Action.LEARNED
         return LearnOutcome(digest, action, label, previous)
 
@@ -150,7 +155,7 @@ class LearningSession:
         if row is None:
             return LearnOutcome(digest, Action.NOT_KNOWN)
         previous = Label(row.label)
-        self.classifier.unlearn_indices(decode_indices(row.indices, self._n_features), previous)
+        self.classifier.unlearn_indices(self.ledger.row_indices(row, self._n_features), previous)
         self._pending[digest] = None
         return LearnOutcome(digest, Action.FORGOTTEN, None, previous)
 
@@ -357,6 +362,56 @@ class ModelStore:
         with self.session(source) as session:
             return session.forget(raw)
 
+    def resize(self, n_features: int) -> tuple[Classifier, Classifier]:
+        """Count the learned messages again into ``n_features`` buckets, from
+        the token hashes the ledger keeps; returns the model before and after.
+
+        For a crowded model (``info`` warns past ``CROWDED_PCT``): buckets
+        cannot be split, but every learned message's hashes are in the
+        ledger, so the larger model is exactly the one those messages
+        would have made at that size.  One commit, as a learn is: the
+        ledger's rows do not change, only its revision and a note of the
+        resize (state ``model:resized``).
+
+        Raises
+        ------
+        ValueError
+            ``n_features`` is not a power of two up to 2**32.
+        LedgerError
+            The ledger keeps bucket indices (made before 2026-11-29), or does
+            not add up to the model.
+        """
+        TokenHasher(n_features)      # the size is checked before anything is locked
+        with self._lock(doing="resize"):
+            if not self.exists():
+                raise ModelFileError(f"{self.model_path} does not exist: nothing to resize")
+            before, ledger = self._open()
+            try:
+                if not ledger.holds_hashes:
+                    raise LedgerError(
+                        f"ledger {self.ledger_path} was made before spamlearn kept token hashes "
+                        f"(2026-11-29): its messages can only be counted in "
+                        f"{before.model.n_features_in_} buckets; learn a new model from the mail "
+                        f"instead (README: A full model)")
+                after = Classifier(BayesCounts(**before.model.params()).init_empty(n_features),
+                                   tokenizer_options=before.tokenizer.options,
+                                   ham_cutoff=before.ham_cutoff, spam_cutoff=before.spam_cutoff,
+                                   scan_limit=before.scan_limit)
+                for row in ledger.rows():
+                    after.learn_indices(ledger.row_indices(row, n_features), Label(row.label))
+                if (after.n_spam, after.n_ham) != (before.n_spam, before.n_ham):
+                    raise LedgerError(f"ledger {self.ledger_path} holds {after.n_spam} spam / "
+                                      f"{after.n_ham} ham, the model {before.n_spam} / {before.n_ham}: "
+                                      f"nothing resized (spamlearn info --check)")
+                after.revision, after.trained_at = before.revision, before.trained_at
+                session = LearningSession(self, after, ledger, "resize")
+                session.set_state("model:resized", json.dumps(
+                    {"from": before.model.n_features_in_, "to": n_features, "at": time.time()}))
+                session.commit()
+            finally:
+                ledger.close()
+        return before, after
+
     def snapshot(self, folder: Path, model_name: str, ledger_name: str) -> Classifier:
         """Copy the model and its ledger into ``folder`` as one agreeing pair.
 
@@ -449,7 +504,7 @@ class ModelStore:
                 for row in ledger.rows():
                     target = spam if row.label == "spam" else ham
                     try:
-                        target[decode_indices(row.indices, len(spam))] += 1
+                        target[ledger.row_indices(row, len(spam))] += 1
                     except LedgerError as exc:
                         raise LedgerError(f"ledger {self.ledger_path}, message {row.digest}: {exc}") from None
                     n[row.label] += 1

@@ -482,7 +482,7 @@ class Trainer:
 
     def _handle(self, session: LearningSession, account: Account, raw: bytes, label: Label,
                 young: bool, counts: FolderReport):
-        """Learn one message; returns "deferred", or (raw, indices) kept for another round."""
+        """Learn one message; returns "deferred", or (raw, hashes) kept for another round."""
         try:
             known = session.known(raw)
             if known is label:
@@ -490,13 +490,14 @@ class Trainer:
                 return None
             if young and known is None:
                 return "deferred"
-            indices = None
+            hashes = None
             if known is None and account.mode != Mode.ALL and self._model_ready(session):
-                indices = session.classifier.indices(raw)
+                hashes = session.classifier.hashes(raw)
+                indices = session.classifier.hasher.fold(hashes)
                 if session.classifier.score_indices(indices).label is label:
                     counts.correct += 1
-                    return (raw, indices)
-            outcome = session.learn(raw, label, indices=indices)
+                    return (raw, hashes)
+            outcome = session.learn(raw, label, hashes=hashes)
         except MessageError as exc:
             log.warning("account %s: a message could not be learned: %s", account.name, exc)
             counts.errors += 1
@@ -519,11 +520,11 @@ class Trainer:
         """Re-score what the model got right with the updated model; learn new mistakes."""
         for _round in range(Mode.MAX_ROUNDS - 1):
             still_right = []
-            for raw, indices in pending:
-                if session.classifier.score_indices(indices).label is label:
-                    still_right.append((raw, indices))
+            for raw, hashes in pending:
+                if session.classifier.score_indices(session.classifier.hasher.fold(hashes)).label is label:
+                    still_right.append((raw, hashes))
                     continue
-                outcome = session.learn(raw, label, indices=indices)
+                outcome = session.learn(raw, label, hashes=hashes)
                 if outcome.action == Action.LEARNED:
                     counts.learned += 1
                     counts.correct -= 1

@@ -40,7 +40,7 @@ def trained_model(model, tmp_path, spam_messages, ham_messages, sample_spam, sam
 
 
 @pytest.mark.parametrize("command", ["learn", "forget", "score", "filter", "info", "eval", "exit-codes", "backup",
-                                     "restore"])
+                                     "restore", "resize"])
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.exit_code == 0

@@ -1,0 +1,116 @@
+"""spamlearn resize: a crowded model counted again into more buckets, from its ledger."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from spamlearn import LedgerError, ModelFileError
+from spamlearn.cli import ExitCode, app
+from spamlearn.ledger import Ledger
+from spamlearn.modelstore import Action, ModelStore
+
+runner = CliRunner()
+
+
+def _messages(spam_messages, ham_messages, sample_spam, sample_ham):
+    numbered = [(f"Subject: note {i}\nFrom: n{i}@example.org\n\nword{i} common text {i * 7}\n".encode(), "ham")
+                for i in range(30)]
+    return ([(m, "spam") for m in spam_messages + [sample_spam]]
+            + [(m, "ham") for m in ham_messages + [sample_ham]] + numbered)
+
+
+def _learn_all(store, messages) -> None:
+    with store.session("test") as session:
+        for raw, label in messages:
+            session.learn(raw, label)
+
+
+def test_resize_makes_the_model_those_messages_make_at_that_size(tmp_path, spam_messages, ham_messages,
+                                                                   sample_spam, sample_ham):
+    messages = _messages(spam_messages, ham_messages, sample_spam, sample_ham)
+    small = ModelStore(tmp_path / "small.joblib", n_features=2**16)
+    _learn_all(small, messages)
+    revision = small.load().revision
+    before, after = small.resize(2**18)
+    assert before.model.n_features_in_ == 2**16 and after.model.n_features_in_ == 2**18
+    direct = ModelStore(tmp_path / "direct.joblib", n_features=2**18)
+    _learn_all(direct, messages)
+    resized, wanted = small.load(), direct.load()
+    assert resized.model.n_features_in_ == 2**18
+    assert np.array_equal(resized.model.spam_count_, wanted.model.spam_count_)
+    assert np.array_equal(resized.model.ham_count_, wanted.model.ham_count_)
+    assert (resized.n_spam, resized.n_ham) == (wanted.n_spam, wanted.n_ham)
+    assert resized.revision == revision + 1
+    assert resized.score(sample_spam).spam_prob == pytest.approx(wanted.score(sample_spam).spam_prob)
+    assert small.check() == []
+    with Ledger(small.ledger_path) as ledger:
+        note = json.loads(ledger.get_state("model:resized"))
+    assert (note["from"], note["to"]) == (2**16, 2**18)
+    # Learning goes on at the new size: a relabel and a forget unlearn exactly.
+    assert small.learn(sample_spam, "ham").action == Action.RELABELLED
+    assert small.forget(sample_ham).action == Action.FORGOTTEN
+    assert small.check() == []
+
+
+def test_a_resize_whose_model_write_fails_changes_nothing(tmp_path, monkeypatch, sample_spam, sample_ham):
+    store = ModelStore(tmp_path / "model.joblib", n_features=2**16)
+    store.learn(sample_spam, "spam")
+    store.learn(sample_ham, "ham")
+    before = store.load()
+
+    def disk_full(*args):
+        raise ModelFileError("cannot write the model: No space left on device")
+
+    monkeypatch.setattr("spamlearn.modelstore.save_classifier", disk_full)
+    with pytest.raises(ModelFileError):
+        store.resize(2**18)
+    monkeypatch.undo()
+    after = store.load()
+    assert after.model.n_features_in_ == 2**16 and after.revision == before.revision
+    assert store.check() == []
+    with Ledger(store.ledger_path) as ledger:
+        assert ledger.revision == before.revision and ledger.get_state("model:resized") is None
+
+
+def test_a_ledger_of_bucket_numbers_cannot_be_resized_but_still_learns(tmp_path, sample_spam, sample_ham):
+    store = ModelStore(tmp_path / "model.joblib", n_features=2**16)
+    with Ledger(store.ledger_path) as ledger:
+        # A ledger made before the hashes: no feature_hashes entry.
+        ledger.connection.execute("DELETE FROM meta WHERE key = 'feature_hashes'")
+    store.learn(sample_spam, "spam")
+    store.learn(sample_ham, "ham")
+    assert store.learn(sample_spam, "ham").action == Action.RELABELLED
+    assert store.check() == []
+    with Ledger(store.ledger_path) as ledger:
+        assert not ledger.holds_hashes
+    before = store.model_path.read_bytes()
+    with pytest.raises(LedgerError, match="made before spamlearn kept token hashes"):
+        store.resize(2**18)
+    assert store.model_path.read_bytes() == before
+    result = runner.invoke(app, ["--model", str(store.model_path), "resize", "--features", str(2**18)])
+    assert result.exit_code == ExitCode.IOERR
+    assert "learn a new model from the mail instead" in result.output
+
+
+def test_resize_on_the_command_line(tmp_path, sample_spam, sample_ham):
+    config = tmp_path / "spamlearn.toml"
+    model = tmp_path / "model.joblib"
+    config.write_text(f'[model]\npath = "{model}"\nfeatures = 65536\n')
+    for path, raw in (("s.eml", sample_spam), ("h.eml", sample_ham)):
+        (tmp_path / path).write_bytes(raw)
+    assert runner.invoke(app, ["--config", str(config), "learn", "--spam", str(tmp_path / "s.eml")]).exit_code == 0
+    assert runner.invoke(app, ["--config", str(config), "learn", "--ham", str(tmp_path / "h.eml")]).exit_code == 0
+    done = runner.invoke(app, ["--config", str(config), "resize", "--features", "1048576"])
+    assert done.exit_code == 0, done.output
+    assert "65,536 -> 1,048,576 buckets" in done.output and "2 learned messages" in done.output
+    shown = json.loads(runner.invoke(app, ["--config", str(config), "info", "--json", "--check"]).output)
+    assert shown["n_features"] == 2**20 and shown["check"] == "ok"
+    odd = runner.invoke(app, ["--config", str(config), "resize", "--features", "3000000"])
+    assert odd.exit_code == ExitCode.CONFIG and "power of two" in odd.output
+    nothing = runner.invoke(app, ["--model", str(tmp_path / "none.joblib"), "resize", "--features", "4194304"])
+    assert nothing.exit_code == ExitCode.IOERR and "nothing to resize" in nothing.output
+    assert not (tmp_path / "none.joblib").exists()
