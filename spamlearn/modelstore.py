@@ -479,6 +479,7 @@ class ModelStore:
             ledger = Ledger(self.ledger_path, busy_timeout=self.lock_timeout)
             try:
                 out["ledger_counts"] = ledger.counts()
+                out["resizable"] = ledger.holds_hashes
                 out["ledger_revision"] = ledger.revision
                 out["sources"] = [
                     {"source": s, "label": lab, "messages": n, "last_learned_at": t}

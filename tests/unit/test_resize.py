@@ -94,6 +94,10 @@ def test_a_ledger_of_bucket_numbers_cannot_be_resized_but_still_learns(tmp_path,
     result = runner.invoke(app, ["--model", str(store.model_path), "resize", "--features", str(2**18)])
     assert result.exit_code == ExitCode.IOERR
     assert "learn a new model from the mail instead" in result.output
+    shown = runner.invoke(app, ["--model", str(store.model_path), "info"]).output
+    assert "(bucket numbers: cannot be resized)" in shown
+    assert json.loads(runner.invoke(app, ["--model", str(store.model_path), "info", "--json"]).output)[
+        "resizable"] is False
 
 
 def test_resize_on_the_command_line(tmp_path, sample_spam, sample_ham):
@@ -108,7 +112,7 @@ def test_resize_on_the_command_line(tmp_path, sample_spam, sample_ham):
     assert done.exit_code == 0, done.output
     assert "65,536 -> 1,048,576 buckets" in done.output and "2 learned messages" in done.output
     shown = json.loads(runner.invoke(app, ["--config", str(config), "info", "--json", "--check"]).output)
-    assert shown["n_features"] == 2**20 and shown["check"] == "ok"
+    assert shown["n_features"] == 2**20 and shown["check"] == "ok" and shown["resizable"] is True
     odd = runner.invoke(app, ["--config", str(config), "resize", "--features", "3000000"])
     assert odd.exit_code == ExitCode.CONFIG and "power of two" in odd.output
     nothing = runner.invoke(app, ["--model", str(tmp_path / "none.joblib"), "resize", "--features", "4194304"])
