@@ -361,8 +361,10 @@ def info(
                        f"{details['used_buckets']} of {details['n_features']} feature buckets used "
                        f"({details['buckets_used_pct']:.1f}%)")
             if details["buckets_used_pct"] >= store.CROWDED_PCT:
+                remedy = (f"`spamlearn resize --features {2 * details['n_features']}` counts it into more"
+                          if details.get("resizable") else "learn a larger model afresh")
                 typer.echo(f"warning:        over {store.CROWDED_PCT:.0f}% of the buckets are in use: hash "
-                           f"collisions blur the scores; see \"A full model\" in the README")
+                           f"collisions blur the scores; {remedy} (README: A full model)")
             typer.echo(f"last trained:   {_when(details['trained_at'])} (revision {details['revision']})")
         for row in details.get("sources", []):
             typer.echo(f"  {row['source'] or '(unnamed)':<40} {row['label']:<5} "

@@ -442,4 +442,5 @@ def test_info_warns_when_the_buckets_fill_up(tmp_path):
     crowded = run("--config", config, "info")
     assert crowded.exit_code == 0
     assert "over 25% of the buckets are in use" in crowded.output
+    assert "spamlearn resize --features 131072" in crowded.output
     assert json.loads(run("--config", config, "info", "--json").output)["buckets_used_pct"] > 25
