@@ -404,8 +404,8 @@ def eval_(
     entries = read_index(index)
     if limit:
         entries = entries[:limit]
-    classifier = Classifier(ham_cutoff=settings.ham_cutoff, spam_cutoff=settings.spam_cutoff,
-                            scan_limit=settings.scan_limit)
+    classifier = Classifier(n_features=settings.features, ham_cutoff=settings.ham_cutoff,
+                            spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit)
     with progress("evaluating", len(entries)) as advance:
         result = run_online(entries, classifier, mode=mode, progress=lambda n: advance(1))
     figures = compute_figures(result)

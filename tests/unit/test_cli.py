@@ -444,3 +444,30 @@ def test_info_warns_when_the_buckets_fill_up(tmp_path):
     assert "over 25% of the buckets are in use" in crowded.output
     assert "spamlearn resize --features 131072" in crowded.output
     assert json.loads(run("--config", config, "info", "--json").output)["buckets_used_pct"] > 25
+
+
+def test_eval_uses_the_configured_model_size(tmp_path, spam_messages, ham_messages, monkeypatch):
+    import spamlearn.evaluate as evaluate
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = []
+    for i, raw in enumerate(spam_messages + ham_messages):
+        (data / f"m{i}").write_bytes(raw)
+        lines.append(f"{'spam' if i < len(spam_messages) else 'ham'} ../data/m{i}")
+    index = tmp_path / "full" / "index"
+    index.parent.mkdir()
+    index.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "spamlearn.toml"
+    config.write_text("[model]\nfeatures = 65536\n")
+    sizes = []
+    real = evaluate.run_online
+
+    def watched(entries, classifier, **kwargs):
+        sizes.append(classifier.model.n_features_in_)
+        return real(entries, classifier, **kwargs)
+
+    monkeypatch.setattr(evaluate, "run_online", watched)
+    result = run("--config", config, "eval", "--index", index, "--json")
+    assert result.exit_code == 0, result.output
+    assert sizes == [65536]
