@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from .classifier import Label
+from .config import MAX_FEATURES
 from .cli import ExitCode, app, fail, handle_errors, state_of
 from .defaults import load_scoring_classifier
 from .errors import MessageError, SpamlearnError
@@ -361,8 +362,13 @@ def info(
                        f"{details['used_buckets']} of {details['n_features']} feature buckets used "
                        f"({details['buckets_used_pct']:.1f}%)")
             if details["buckets_used_pct"] >= store.CROWDED_PCT:
-                remedy = (f"`spamlearn resize --features {2 * details['n_features']}` counts it into more"
-                          if details.get("resizable") else "learn a larger model afresh")
+                larger = 2 * details["n_features"]
+                if larger > MAX_FEATURES:
+                    remedy = "it is the largest size spamlearn makes"
+                elif details.get("resizable"):
+                    remedy = f"`spamlearn resize --features {larger}` counts it into more"
+                else:
+                    remedy = "learn a larger model afresh"
                 typer.echo(f"warning:        over {store.CROWDED_PCT:.0f}% of the buckets are in use: hash "
                            f"collisions blur the scores; {remedy} (README: A full model)")
             typer.echo(f"last trained:   {_when(details['trained_at'])} (revision {details['revision']})")

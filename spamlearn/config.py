@@ -73,12 +73,15 @@ def default_data_dir() -> Path:
     return Path(base) / "spamlearn"
 
 
+#: The largest model size (buckets) a setting may ask for: 256 MB of counts.
+MAX_FEATURES = 2**25
+
 #: The bounds (inclusive; None: none) of the numeric settings, checked where a
 #: value is read so that the message names the file key or the variable.
 #: scan_limit: below 1 KiB not even the headers of most mail are read.
 _RANGES: dict[str, tuple[float, float | None]] = {
     "ham_cutoff": (0.0, 1.0), "spam_cutoff": (0.0, 1.0), "lock_timeout": (0.0, None),
-    "scan_limit": (1024, None), "min_messages": (0, None), "features": (2**16, 2**25),
+    "scan_limit": (1024, None), "min_messages": (0, None), "features": (2**16, MAX_FEATURES),
 }
 
 

@@ -6,10 +6,12 @@ a relabel unlearns first.  A row holds the message's content digest, its
 label, where it was learned from, and the features it was counted under:
 unlearning subtracts exactly those, even if the tokenizer has changed
 since, so counts can never drift or go negative.  A ledger made since
-2026-11-29 keeps each message's 32-bit token hashes (meta
-``feature_hashes = crc32``), from which its buckets follow for any model
-size, so a crowded model can be re-counted into more buckets
-(``ModelStore.resize``); an older one keeps the bucket indices themselves.
+2026-11-29 (schema 2) keeps each message's 32-bit token hashes, from which
+its buckets follow for any model size, so a crowded model can be counted
+again into more buckets (``ModelStore.resize``); an older one (schema 1)
+keeps the bucket indices themselves, and goes on doing so.  The schema
+number tells them apart for older spamlearn too: it refuses a schema 2
+ledger plainly instead of reading hashes as bucket numbers.
 
 The ledger and the model file are two files, so they cannot be written in
 one atomic step.  Instead each commit is numbered: the ledger commits
@@ -38,7 +40,9 @@ from .regularfile import hand_to_folder_owner
 
 __all__ = ["Ledger", "LedgerRow", "encode_indices", "decode_indices"]
 
-SCHEMA_VERSION = 1
+#: The schema of new ledgers; 1 (rows of bucket indices) is still read and written.
+SCHEMA_VERSION = 2
+_SCHEMAS_READ = ("1", "2")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,7 +66,8 @@ CREATE TABLE IF NOT EXISTS undo (
 
 
 def encode_indices(indices: np.ndarray) -> bytes:
-    """Sorted feature indices, delta-coded and compressed (~1 byte each)."""
+    """Sorted feature indices or hashes, delta-coded and compressed (about 2
+    bytes each for the buckets of a 2**21 model, 3 for 32-bit hashes)."""
     deltas = np.diff(np.asarray(indices, dtype=np.int64), prepend=0).astype(np.uint32)
     return zlib.compress(deltas.tobytes(), 1)
 
@@ -115,20 +120,16 @@ class Ledger:
             if version is None:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                                  (str(SCHEMA_VERSION),))
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('feature_hashes', 'crc32')")
-            elif version != str(SCHEMA_VERSION):
+                version = str(SCHEMA_VERSION)
+            elif version not in _SCHEMAS_READ:
                 raise LedgerError(f"ledger {self.path} has schema version {version}; "
-                                  f"this spamlearn reads version {SCHEMA_VERSION}")
-            hashes = self._meta("feature_hashes")
+                                  f"this spamlearn reads versions {' and '.join(_SCHEMAS_READ)}")
         except sqlite3.DatabaseError as exc:
             raise self._error("open", exc) from exc
         except OSError as exc:
             raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}") from exc
-        if hashes not in (None, "crc32"):
-            raise LedgerError(f"ledger {self.path} keeps features as {hashes!r}; this spamlearn "
-                              f"reads crc32 hashes or bucket indices")
-        #: Rows hold token hashes (True) or the bucket indices of one model size.
-        self.holds_hashes = hashes == "crc32"
+        #: Rows hold token hashes (schema 2) or the bucket indices of one model size (1).
+        self.holds_hashes = version == "2"
 
     def _error(self, what: str, exc: sqlite3.DatabaseError) -> SpamlearnError:
         """A locked file is "try again later" (exit 75), not a broken ledger (74)."""

@@ -471,3 +471,14 @@ def test_eval_uses_the_configured_model_size(tmp_path, spam_messages, ham_messag
     result = run("--config", config, "eval", "--index", index, "--json")
     assert result.exit_code == 0, result.output
     assert sizes == [65536]
+
+
+def test_a_crowded_model_of_the_largest_size_is_not_told_to_grow(tmp_path, monkeypatch):
+    monkeypatch.setattr("spamlearn.cli_core.MAX_FEATURES", 65536)     # 2**25 would take 256 MB here
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[model]\npath = "{tmp_path / "model.joblib"}"\nfeatures = 65536\n')
+    (tmp_path / "a.eml").write_bytes(_many_words(24000, 3))
+    assert run("--config", config, "learn", "--spam", tmp_path / "a.eml").exit_code == 0
+    crowded = run("--config", config, "info")
+    assert "over 25% of the buckets are in use" in crowded.output
+    assert "it is the largest size spamlearn makes" in crowded.output and "resize" not in crowded.output

@@ -79,8 +79,8 @@ def test_a_resize_whose_model_write_fails_changes_nothing(tmp_path, monkeypatch,
 def test_a_ledger_of_bucket_numbers_cannot_be_resized_but_still_learns(tmp_path, sample_spam, sample_ham):
     store = ModelStore(tmp_path / "model.joblib", n_features=2**16)
     with Ledger(store.ledger_path) as ledger:
-        # A ledger made before the hashes: no feature_hashes entry.
-        ledger.connection.execute("DELETE FROM meta WHERE key = 'feature_hashes'")
+        # A ledger made before the hashes: schema 1.
+        ledger.connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store.learn(sample_spam, "spam")
     store.learn(sample_ham, "ham")
     assert store.learn(sample_spam, "ham").action == Action.RELABELLED
@@ -118,3 +118,26 @@ def test_resize_on_the_command_line(tmp_path, sample_spam, sample_ham):
     nothing = runner.invoke(app, ["--model", str(tmp_path / "none.joblib"), "resize", "--features", "4194304"])
     assert nothing.exit_code == ExitCode.IOERR and "nothing to resize" in nothing.output
     assert not (tmp_path / "none.joblib").exists()
+
+
+def test_a_ledger_of_an_unknown_schema_is_refused_plainly(tmp_path, sample_spam):
+    store = ModelStore(tmp_path / "model.joblib")
+    store.learn(sample_spam, "spam")
+    with Ledger(store.ledger_path) as ledger:
+        assert ledger.holds_hashes
+        ledger.connection.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    with pytest.raises(LedgerError, match="schema version 3; this spamlearn reads versions 1 and 2"):
+        store.learn(sample_spam, "ham")
+
+
+def test_the_share_of_buckets_in_use_follows_learning(tmp_path, sample_spam, sample_ham):
+    store = ModelStore(tmp_path / "model.joblib", n_features=2**16)
+    store.learn(sample_spam, "spam")
+    with store.session() as session:
+        model = session.classifier.model
+        first = model.buckets_used_ratio()
+        assert first == np.count_nonzero(model.spam_count_ | model.ham_count_) / 2**16
+        session.learn(sample_ham, "ham")
+        assert model.buckets_used_ratio() > first          # not a stale value
+        session.forget(sample_ham)
+        assert model.buckets_used_ratio() == first
