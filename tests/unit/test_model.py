@@ -264,8 +264,14 @@ def test_hasher_indices_are_the_sorted_unique_buckets_of_index(tokens):
     # token when one holds the separator); index() hashes one token.
     from spamlearn.features import TokenHasher
 
+    from spamlearn.features import token_hash
+
     hasher = TokenHasher(2**16)
     assert hasher.indices(tokens).tolist() == sorted({hasher.index(t) for t in tokens})
+    # What the ledger keeps, and the buckets it gives back at any size.
+    assert hasher.hashes(tokens).tolist() == sorted({token_hash(t) for t in tokens})
+    assert hasher.fold(hasher.hashes(tokens)).tolist() == hasher.indices(tokens).tolist()
+    assert TokenHasher(2**20).fold(hasher.hashes(tokens)).tolist() == TokenHasher(2**20).indices(tokens).tolist()
 
 
 def test_confidence_warmup_shrinks_thin_data_scores(spam_messages, ham_messages):
