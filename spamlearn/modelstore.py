@@ -459,6 +459,14 @@ class ModelStore:
     #: with Robinson's s = 0.1 that is a near-certain clue.
     CROWDED_PCT = 25.0
 
+    def crowded_pct(self) -> float | None:
+        """The share (%) of the model's buckets in use if past ``CROWDED_PCT``, else None."""
+        if not self.exists():
+            return None
+        header = read_header(self.model_path)
+        used = 100 * len(header["index"]) / header["n_features"]
+        return used if used >= self.CROWDED_PCT else None
+
     def info(self) -> dict:
         """What ``spamlearn info`` shows; never takes the lock."""
         out: dict = {"model": str(self.model_path), "ledger": str(self.ledger_path),

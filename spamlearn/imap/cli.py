@@ -29,7 +29,7 @@ import typer
 from ..cli import ExitCode, app, handle_errors, state_of
 from ..cli_core import _when
 from ..config import Settings
-from ..errors import ConfigError, StoreBusyError
+from ..errors import ConfigError, SpamlearnError, StoreBusyError
 from ..ledger import Ledger
 from ..reporting import is_interactive
 from .config import load_accounts, parse_duration
@@ -155,10 +155,29 @@ def _one_pass(settings: Settings, names: list[str], stop: _StopFlag, as_json: bo
                     typer.echo(f"spamlearn: error: {line}", err=True)
     _write_last_run(_last_run_path(settings), reports)
     code = max((r.exit_code for r in reports), default=ExitCode.OK)
+    crowded = _crowded_models(settings, accounts)
     if as_json:
         typer.echo(json.dumps({"accounts": [r.as_dict() for r in reports], "exit_code": code,
-                               "stopped": stop()}))
+                               "stopped": stop(), "crowded_models": crowded}))
+    else:
+        for path, used in crowded.items():
+            # In the cron mail an admin reads, not only in `info`, which nobody runs daily.
+            typer.echo(f"warning: model {path} has {used:.0f}% of its feature buckets in use: "
+                       f"collisions blur its scores (spamlearn info; README: A full model)")
     return code
+
+
+def _crowded_models(settings: Settings, accounts: list) -> dict[str, float]:
+    """The models these accounts train that are past ``ModelStore.CROWDED_PCT``."""
+    from .trainer import store_for
+
+    crowded = {}
+    for store in {str(s.model_path): s for s in (store_for(settings, a) for a in accounts)}.values():
+        with contextlib.suppress(SpamlearnError):     # a broken model is reported by the pass itself
+            used = store.crowded_pct()
+            if used is not None:
+                crowded[str(store.model_path)] = round(used, 1)
+    return crowded
 
 
 @app.command()

@@ -500,3 +500,21 @@ def test_until_no_error_mode_learns_each_message_at_most_once(server, tmp_path):
     assert code == 0 and alice["learned_spam"] + alice["correct"] == 6 and alice["learned_spam"] >= 1
     n_spam, _ = model_counts(config)
     assert n_spam == 4 + alice["learned_spam"]
+
+
+def test_a_pass_warns_when_the_model_it_trains_is_crowded(server, tmp_path):
+    words = " ".join(f"w{i}" for i in range(20000))      # 20,000 distinct tokens in 65,536 buckets
+    upload(server, "alice", "Junk", [make_message("spam", 0)[:-2] + words.encode() + b"\r\n"])
+    upload(server, "alice", "INBOX", [make_message("ham", 0)])
+    config = write_config(tmp_path, server, [{"username": "alice"}], model="features = 65536")
+    code, data, _ = train_cli(config)
+    assert code == 0
+    (path, used), = data["crowded_models"].items()
+    assert path == str(tmp_path / "model.joblib") and 25 < used < 35
+    text = CliRunner().invoke(app, ["--config", str(config), "train"])
+    assert text.exit_code == 0
+    assert f"warning: model {path} has {used:.0f}% of its feature buckets in use" in text.stdout
+    roomy = tmp_path / "roomy"      # the same mail, a model of the default size
+    roomy.mkdir()
+    code, data, _ = train_cli(write_config(roomy, server, [{"username": "alice"}]))
+    assert code == 0 and data["crowded_models"] == {}
