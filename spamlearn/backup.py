@@ -102,6 +102,9 @@ def write_backup(store: ModelStore, destination: Path | None) -> BackupSummary:
         The model and ledger disagree (``spamlearn info --check``): an
         archive of them could not be restored.
     """
+    _remove_stale(Path(tempfile.gettempdir()), "spamlearn-backup-*", own_only=True)
+    if destination is not None:
+        _remove_stale(destination.parent, ".spamlearn-*.tmp", own_only=True)
     with tempfile.TemporaryDirectory(prefix="spamlearn-backup-") as tmp:
         folder = Path(tmp)
         classifier = store.snapshot(folder, MODEL_MEMBER, LEDGER_MEMBER)
@@ -262,7 +265,7 @@ def restore_backup(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
                 raise ModelFileError(f"{path} is {kind}: nothing restored")
     created = _make_folders([store.model_path.parent, store.ledger_path.parent])
     for folder in {store.model_path.parent, store.ledger_path.parent}:
-        _remove_stale_staging(folder)
+        _remove_stale(folder, ".spamlearn-restore-*")
     try:
         return _restore_into(store, source)
     except BaseException:
@@ -297,16 +300,22 @@ def _restore_into(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
     return BackupSummary(int(header.get("revision", 0)), int(header["n_spam"]), int(header["n_ham"]), kept)
 
 
-def _remove_stale_staging(folder: Path, older_than: float = 86_400) -> None:
-    """Remove what a restore killed outright (SIGKILL, a crash) left: whole
-    copies of a model and ledger, in ``.spamlearn-restore-*`` folders a
-    day old (a younger one may be another restore's, still at work)."""
+def _remove_stale(folder: Path, pattern: str, own_only: bool = False, older_than: float = 86_400) -> None:
+    """Remove what a backup or restore killed outright (SIGKILL, a crash)
+    left: whole copies of a model and ledger (folders) or a partial archive
+    (a file) matching ``pattern``, a day old (a younger one may be another
+    run's, still at work); with ``own_only``, only this user's (in a
+    shared folder such as /tmp)."""
     now = time.time()
-    for leftover in folder.glob(".spamlearn-restore-*"):
+    for leftover in folder.glob(pattern):
         with contextlib.suppress(OSError):
             info = leftover.lstat()
-            if stat.S_ISDIR(info.st_mode) and now - info.st_mtime > older_than:
-                shutil.rmtree(leftover, ignore_errors=True)
+            if now - info.st_mtime <= older_than or (own_only and info.st_uid != os.geteuid()):
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(leftover, ignore_errors=True)     # never follows a link inside
+            elif stat.S_ISREG(info.st_mode):
+                leftover.unlink()
 
 
 def _check_pair(archive: str, model_file: Path, ledger_file: Path) -> dict:

@@ -521,6 +521,27 @@ def test_restore_removes_what_a_killed_restore_left_a_day_ago(model, tmp_path):
     assert not old.exists() and young.exists()
 
 
+def test_backup_removes_what_a_killed_backup_left_a_day_ago(model, tmp_path, monkeypatch):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    dest = tmp_path / "backups"
+    dest.mkdir()
+    old_copy, young_copy = tmp / "spamlearn-backup-old", tmp / "spamlearn-backup-young"
+    old_partial, young_partial = dest / ".spamlearn-old.tmp", dest / ".spamlearn-young.tmp"
+    for folder in (old_copy, young_copy):
+        folder.mkdir()
+        (folder / MODEL_MEMBER).write_bytes(model.read_bytes())
+    for partial in (old_partial, young_partial):
+        partial.write_bytes(b"half an archive")
+    two_days_ago = time.time() - 2 * 86_400
+    for leftover in (old_copy, old_partial):
+        os.utime(leftover, (two_days_ago, two_days_ago))
+    assert run("--model", model, "backup", dest / "b.tar").exit_code == 0
+    assert not old_copy.exists() and not old_partial.exists()
+    assert young_copy.exists() and young_partial.exists()      # perhaps another run's, at work
+
+
 def test_restore_from_a_pipe(model, tmp_path):
     # The way an archive comes back from a backup host: ssh host cat x.tar.gz | spamlearn restore -
     archive = tmp_path / "b.tar.gz"
