@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import lzma
 import os
+import re
 import shutil
 import signal
 import stat
@@ -46,6 +47,26 @@ _SQLITE_MAGIC = b"SQLite format 3\0"
 # What SQLite may leave beside a ledger after a crash: applied to a new
 # file of the same name, they corrupt it.
 _SQLITE_LEFTOVERS = ("-journal", "-wal", "-shm")
+@dataclasses.dataclass(frozen=True)
+class _Leftover:
+    """A temporary file or folder backup or restore makes (``tempfile``'s
+    names: prefix, 8 characters of [a-z0-9_], suffix)."""
+
+    prefix: str
+    folder: bool
+    suffix: str = ""
+
+    def matches(self, name: str, mode: int) -> bool:
+        shape = re.escape(self.prefix) + "[a-z0-9_]{8}" + re.escape(self.suffix)
+        return (stat.S_ISDIR(mode) if self.folder else stat.S_ISREG(mode)) and bool(re.fullmatch(shape, name))
+
+
+#: What a backup's or restore's temporary folder can hold.
+_COPY_NAMES = frozenset({MODEL_MEMBER, LEDGER_MEMBER} | {LEDGER_MEMBER + x for x in _SQLITE_LEFTOVERS})
+_BACKUP_COPY = _Leftover("spamlearn-backup-", folder=True)               # in $TMPDIR
+_PARTIAL_ARCHIVE = _Leftover(".spamlearn-partial-", folder=False, suffix=".tmp")  # beside the archive
+_RESTORE_STAGING = _Leftover(".spamlearn-restore-", folder=True)         # beside the model
+
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")      # gzip, bzip2, xz
 _COMPRESSION = {".gz": "gz", ".tgz": "gz", ".bz2": "bz2", ".tbz": "bz2", ".tbz2": "bz2", ".xz": "xz",
                 ".txz": "xz", ".tar": ""}
@@ -102,10 +123,10 @@ def write_backup(store: ModelStore, destination: Path | None) -> BackupSummary:
         The model and ledger disagree (``spamlearn info --check``): an
         archive of them could not be restored.
     """
-    _remove_stale(Path(tempfile.gettempdir()), "spamlearn-backup-*", own_only=True)
+    _remove_stale(Path(tempfile.gettempdir()), _BACKUP_COPY, own_only=True)
     if destination is not None:
-        _remove_stale(destination.parent, ".spamlearn-*.tmp", own_only=True)
-    with tempfile.TemporaryDirectory(prefix="spamlearn-backup-") as tmp:
+        _remove_stale(destination.parent, _PARTIAL_ARCHIVE, own_only=True)
+    with tempfile.TemporaryDirectory(prefix=_BACKUP_COPY.prefix) as tmp:
         folder = Path(tmp)
         classifier = store.snapshot(folder, MODEL_MEMBER, LEDGER_MEMBER)
         problems = ModelStore(folder / MODEL_MEMBER, folder / LEDGER_MEMBER).check()
@@ -120,7 +141,8 @@ def write_backup(store: ModelStore, destination: Path | None) -> BackupSummary:
             return summary
         compression = archive_compression(destination.name)
         # mkstemp makes it 0600, which it keeps: it holds what users' mail taught the model.
-        fd, partial = tempfile.mkstemp(prefix=".spamlearn-", suffix=".tmp", dir=destination.parent)
+        fd, partial = tempfile.mkstemp(prefix=_PARTIAL_ARCHIVE.prefix, suffix=_PARTIAL_ARCHIVE.suffix,
+                                       dir=destination.parent)
         try:
             with os.fdopen(fd, "wb") as out:
                 with tarfile.open(fileobj=out, mode=f"w:{compression}" if compression else "w") as tar:
@@ -200,15 +222,17 @@ def _extract_pair(source: Path | BinaryIO, model_target: Path, ledger_target: Pa
                     raise BackupError(f"{archive}: {name} is not a plain file in the archive")
                 _extract_member(archive, tar, member, name, targets[name], plain_size)
                 found.add(name)
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, TypeError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, TypeError, MemoryError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
+        # MemoryError: a pax header claiming a terabyte, which tarfile reads whole.
         if isinstance(exc, TypeError) and isinstance(source, Path):
             raise
         # TypeError: tarfile's stream reader calls ord() on a read that came
         # back empty when a gzip header is cut short (Python 3.11-3.13).
-        first_line = "cut short" if isinstance(exc, TypeError) else (
-            str(exc).splitlines() or [type(exc).__name__])[0]
+        first_line = ("cut short" if isinstance(exc, TypeError) else
+                      "a header claims more than memory holds" if isinstance(exc, MemoryError) else
+                      (str(exc).splitlines() or [type(exc).__name__])[0])
         raise BackupError(f"{archive} is not a spamlearn backup (not a readable tar archive: "
                           f"{first_line})") from None
     missing = [name for name in targets if name not in found]
@@ -263,33 +287,47 @@ def restore_backup(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
             if not stat.S_ISREG(mode):
                 kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
                 raise ModelFileError(f"{path} is {kind}: nothing restored")
-    created = _make_folders([store.model_path.parent, store.ledger_path.parent])
-    for folder in {store.model_path.parent, store.ledger_path.parent}:
-        _remove_stale(folder, ".spamlearn-restore-*")
+    created: list[Path] = []
     try:
+        for folder in (store.model_path.parent, store.ledger_path.parent):
+            _make_folder(folder, created)
+            _remove_stale(folder, _RESTORE_STAGING)
         return _restore_into(store, source)
     except BaseException:
+        # Nothing was restored: take back the folders this restore made
+        # (and the lock file it left in one), so a mistyped path leaves
+        # no trace.  rmdir removes only an empty folder.
+        if store.lock_path.parent in created:
+            with contextlib.suppress(OSError):
+                store.lock_path.unlink()
         for folder in reversed(created):
             with contextlib.suppress(OSError):
-                folder.rmdir()      # only if empty: what this restore made
+                folder.rmdir()
         raise
 
 
-def _make_folders(folders: list[Path]) -> list[Path]:
-    """Create missing folders, and say which, parents first."""
-    created: list[Path] = []
-    for folder in folders:
-        missing = [f for f in (folder, *folder.parents) if not f.exists()]
-        folder.mkdir(parents=True, exist_ok=True)
-        created += [f for f in reversed(missing) if f not in created]
-    return created
+def _make_folder(folder: Path, created: list[Path]) -> None:
+    """Create ``folder`` and its missing parents, one level at a time,
+    adding to ``created`` each that this call made (not one another
+    process made meanwhile: that one is not ours to remove)."""
+    missing = []
+    for level in (folder, *folder.parents):
+        if level.is_dir():
+            break
+        missing.append(level)
+    for level in reversed(missing):
+        try:
+            level.mkdir()
+        except FileExistsError:
+            continue
+        created.append(level)
 
 
 def _restore_into(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
     with contextlib.ExitStack() as stack:
         staging = {}
         for name, path in ((MODEL_MEMBER, store.model_path), (LEDGER_MEMBER, store.ledger_path)):
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".spamlearn-restore-",
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=_RESTORE_STAGING.prefix,
                                                                           dir=path.parent)))
             staging[name] = folder / name
         model_file, ledger_file = staging[MODEL_MEMBER], staging[LEDGER_MEMBER]
@@ -300,21 +338,26 @@ def _restore_into(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
     return BackupSummary(int(header.get("revision", 0)), int(header["n_spam"]), int(header["n_ham"]), kept)
 
 
-def _remove_stale(folder: Path, pattern: str, own_only: bool = False, older_than: float = 86_400) -> None:
+def _remove_stale(folder: Path, kind: _Leftover, own_only: bool = False, older_than: float = 86_400) -> None:
     """Remove what a backup or restore killed outright (SIGKILL, a crash)
-    left: whole copies of a model and ledger (folders) or a partial archive
-    (a file) matching ``pattern``, a day old (a younger one may be another
-    run's, still at work); with ``own_only``, only this user's (in a
-    shared folder such as /tmp)."""
+    left in ``folder``: whole copies of a model and ledger (folders) or a
+    partial archive (a file), named exactly as ``tempfile`` names them, a
+    day old (a younger one may be another run's, still at work); with
+    ``own_only``, only this user's (in a shared folder such as /tmp).
+    Nothing else is touched: not a file or folder of the admin's that
+    merely starts the same way."""
     now = time.time()
-    for leftover in folder.glob(pattern):
+    for leftover in folder.glob(kind.prefix + "*"):
         with contextlib.suppress(OSError):
             info = leftover.lstat()
-            if now - info.st_mtime <= older_than or (own_only and info.st_uid != os.geteuid()):
+            if (not kind.matches(leftover.name, info.st_mode) or now - info.st_mtime <= older_than
+                    or (own_only and info.st_uid != os.geteuid())):
                 continue
-            if stat.S_ISDIR(info.st_mode):
+            if kind.folder and not {p.name for p in leftover.iterdir()} <= _COPY_NAMES:
+                continue        # holds something no backup or restore puts there
+            if kind.folder:
                 shutil.rmtree(leftover, ignore_errors=True)     # never follows a link inside
-            elif stat.S_ISREG(info.st_mode):
+            else:
                 leftover.unlink()
 
 

@@ -155,7 +155,10 @@ def restore(
     never a half-written one.
     """
     if archive == "-":
-        if sys.stdin is None or sys.stdin.isatty():
+        if sys.stdin is None:
+            raise fail("standard input is closed: pipe the archive in, or give its file name",
+                       ExitCode.USAGE)
+        if sys.stdin.isatty():
             raise fail("standard input is a terminal: pipe the archive in, or give its file name",
                        ExitCode.USAGE)
         source = sys.stdin.buffer

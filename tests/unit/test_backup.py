@@ -510,15 +510,23 @@ def test_files_root_creates_in_a_users_folder_belong_to_that_user(tmp_path):
 def test_restore_removes_what_a_killed_restore_left_a_day_ago(model, tmp_path):
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
-    old = model.parent / ".spamlearn-restore-old"
-    young = model.parent / ".spamlearn-restore-young"
+    old = model.parent / ".spamlearn-restore-a1b2c3d4"       # as tempfile names them
+    young = model.parent / ".spamlearn-restore-e5f6g7h8"
     for leftover in (old, young):
         leftover.mkdir()
         (leftover / MODEL_MEMBER).write_bytes(model.read_bytes())
+    # An admin's things that only start the same way are never touched.
+    notes = model.parent / ".spamlearn-restore-notes.txt"
+    notes.write_text("keep me")
+    kept = model.parent / ".spamlearn-restore-20261128"
+    kept.mkdir()
+    (kept / "README").write_text("not a model")
     two_days_ago = time.time() - 2 * 86_400
-    os.utime(old, (two_days_ago, two_days_ago))
+    for path in (old, notes, kept):
+        os.utime(path, (two_days_ago, two_days_ago))
     assert run("--model", model, "restore", archive).exit_code == 0
     assert not old.exists() and young.exists()
+    assert notes.read_text() == "keep me" and (kept / "README").exists()
 
 
 def test_backup_removes_what_a_killed_backup_left_a_day_ago(model, tmp_path, monkeypatch):
@@ -527,19 +535,30 @@ def test_backup_removes_what_a_killed_backup_left_a_day_ago(model, tmp_path, mon
     monkeypatch.setattr("tempfile.tempdir", str(tmp))
     dest = tmp_path / "backups"
     dest.mkdir()
-    old_copy, young_copy = tmp / "spamlearn-backup-old", tmp / "spamlearn-backup-young"
-    old_partial, young_partial = dest / ".spamlearn-old.tmp", dest / ".spamlearn-young.tmp"
+    old_copy, young_copy = tmp / "spamlearn-backup-k2j4_x9q", tmp / "spamlearn-backup-p0o9i8u7"
+    old_partial = dest / ".spamlearn-partial-abcd1234.tmp"
+    young_partial = dest / ".spamlearn-partial-wxyz9876.tmp"
     for folder in (old_copy, young_copy):
         folder.mkdir()
         (folder / MODEL_MEMBER).write_bytes(model.read_bytes())
+        (folder / LEDGER_MEMBER).write_bytes(b"SQLite format 3\0")
     for partial in (old_partial, young_partial):
         partial.write_bytes(b"half an archive")
+    # The admin's own things, named alike, a day old too: none is a leftover.
+    archive_of_monday = tmp / "spamlearn-backup-2026-11-23.tar.gz"
+    archive_of_monday.write_bytes(b"last week's archive")
+    dated_folder = tmp / "spamlearn-backup-20261123"
+    dated_folder.mkdir()
+    (dated_folder / "model.joblib.gz").write_bytes(b"kept by hand")
+    notes = dest / ".spamlearn-notes.tmp"
+    notes.write_text("keep me")
     two_days_ago = time.time() - 2 * 86_400
-    for leftover in (old_copy, old_partial):
+    for leftover in (old_copy, old_partial, archive_of_monday, dated_folder, notes):
         os.utime(leftover, (two_days_ago, two_days_ago))
     assert run("--model", model, "backup", dest / "b.tar").exit_code == 0
     assert not old_copy.exists() and not old_partial.exists()
     assert young_copy.exists() and young_partial.exists()      # perhaps another run's, at work
+    assert archive_of_monday.exists() and (dated_folder / "model.joblib.gz").exists() and notes.exists()
 
 
 def test_restore_from_a_pipe(model, tmp_path):
@@ -619,4 +638,39 @@ def test_a_plain_archive_whose_header_claims_too_much_is_damaged_not_a_full_disk
     result = run("--model", model, "restore", archive)
     assert result.exit_code == ExitCode.DATAERR, result.output
     assert "damaged or cut short" in result.output and "past the archive's end" in result.output
+    assert model.read_bytes() == before
+
+
+def test_a_restore_that_fails_on_its_second_folder_removes_the_first(model, tmp_path, monkeypatch):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    # Not there (so the checks before pass), and no one, root included, can make it.
+    monkeypatch.setenv("SPAMLEARN_LEDGER", "/proc/sys/spamlearn-nowhere/model.ledger")
+    fresh = tmp_path / "new" / "deeper" / "model.joblib"
+    result = run("--model", fresh, "restore", archive)
+    assert result.exit_code == ExitCode.IOERR, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_restore_with_standard_input_closed_says_so(model):
+    shell = subprocess.run(["bash", "-c", f'"{sys.executable}" -m spamlearn --model "{model}" restore - <&-'],
+                           capture_output=True, text=True)
+    assert shell.returncode == ExitCode.USAGE
+    assert "standard input is closed" in shell.stderr
+
+
+def test_a_header_claiming_a_terabyte_is_a_bad_archive_not_a_crash(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    raw = bytearray(archive.read_bytes())
+    assert raw[156:157] == b"x"                                    # the first header is a pax header
+    raw[124:136] = b"\x80" + (10 ** 12).to_bytes(11, "big")       # its size: 1 TB, GNU base-256
+    raw[148:156] = b" " * 8
+    raw[148:156] = b"%06o\0 " % sum(raw[:512])
+    archive.write_bytes(bytes(raw))
+    before = model.read_bytes()
+    result = run("--model", model, "restore", archive)
+    assert result.exit_code == ExitCode.DATAERR, result.output
+    assert "not a spamlearn backup" in result.output
     assert model.read_bytes() == before
