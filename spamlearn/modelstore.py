@@ -463,8 +463,7 @@ class ModelStore:
         """The share (%) of the model's buckets in use if past ``CROWDED_PCT``, else None."""
         if not self.exists():
             return None
-        header = read_header(self.model_path)
-        used = 100 * len(header["index"]) / header["n_features"]
+        used = _buckets_used_pct(read_header(self.model_path))
         return used if used >= self.CROWDED_PCT else None
 
     def info(self) -> dict:
@@ -481,7 +480,7 @@ class ModelStore:
                 format_version=header["format_version"],
                 spamlearn_version=header.get("spamlearn_version"),
                 used_buckets=int(len(header["index"])),
-                buckets_used_pct=round(100 * len(header["index"]) / header["n_features"], 1),
+                buckets_used_pct=round(_buckets_used_pct(header), 1),
             )
         if self.ledger_path.exists():
             ledger = Ledger(self.ledger_path, busy_timeout=self.lock_timeout)
@@ -527,3 +526,6 @@ class ModelStore:
         return problems
 
 
+def _buckets_used_pct(header: dict) -> float:
+    """The share (%) of a model file's buckets some learned message has a token in."""
+    return 100 * len(header["index"]) / header["n_features"]
