@@ -47,6 +47,8 @@ _SQLITE_MAGIC = b"SQLite format 3\0"
 # What SQLite may leave beside a ledger after a crash: applied to a new
 # file of the same name, they corrupt it.
 _SQLITE_LEFTOVERS = ("-journal", "-wal", "-shm")
+
+
 @dataclasses.dataclass(frozen=True)
 class _Leftover:
     """A temporary file or folder backup or restore makes (``tempfile``'s
@@ -225,11 +227,11 @@ def _extract_pair(source: Path | BinaryIO, model_target: Path, ledger_target: Pa
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, TypeError, MemoryError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
+        # TypeError: tarfile's stream reader calls ord() on a read that came
+        # back empty when a gzip header is cut short (Python 3.11-3.13).
         # MemoryError: a pax header claiming a terabyte, which tarfile reads whole.
         if isinstance(exc, TypeError) and isinstance(source, Path):
             raise
-        # TypeError: tarfile's stream reader calls ord() on a read that came
-        # back empty when a gzip header is cut short (Python 3.11-3.13).
         first_line = ("cut short" if isinstance(exc, TypeError) else
                       "a header claims more than memory holds" if isinstance(exc, MemoryError) else
                       (str(exc).splitlines() or [type(exc).__name__])[0])
@@ -294,12 +296,10 @@ def restore_backup(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
             _remove_stale(folder, _RESTORE_STAGING)
         return _restore_into(store, source)
     except BaseException:
-        # Nothing was restored: take back the folders this restore made
-        # (and the lock file it left in one), so a mistyped path leaves
-        # no trace.  rmdir removes only an empty folder.
-        if store.lock_path.parent in created:
-            with contextlib.suppress(OSError):
-                store.lock_path.unlink()
+        # Nothing was restored: take back the folders this restore made, so
+        # a mistyped path leaves no trace.  rmdir removes only an empty
+        # folder: one holding the model's lock file (a failure once the
+        # pair was being installed) stays, since a learner may hold it.
         for folder in reversed(created):
             with contextlib.suppress(OSError):
                 folder.rmdir()
