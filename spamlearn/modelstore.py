@@ -308,7 +308,9 @@ class ModelStore:
         finally:
             os.close(fd)  # closing releases the flock
 
-    def _open(self) -> tuple[Classifier, Ledger]:
+    def _open(self, repair: bool = True) -> tuple[Classifier, Ledger]:
+        """The model and its ledger, agreeing: a commit cut short between its
+        two writes is undone first (``repair``), or reported (LedgerError)."""
         if os.path.lexists(self.restore_marker):
             raise LedgerError(
                 f"a restore into {self.model_path} was interrupted ({self.restore_marker} is there): "
@@ -324,6 +326,11 @@ class ModelStore:
         ledger = Ledger(self.ledger_path, busy_timeout=self.lock_timeout)
         try:
             ledger_revision = ledger.revision
+            if ledger_revision == classifier.revision + 1 and not repair:
+                raise LedgerError(
+                    f"ledger {self.ledger_path} is one commit ahead of model {self.model_path} (a "
+                    f"learner was killed between its two writes): the next learn repairs it, as does "
+                    f"`spamlearn info --check` by a user who can write {self.model_path.parent}")
             if ledger_revision == classifier.revision + 1:
                 # Killed between the ledger commit and the model write.
                 ledger.undo_last(classifier.revision)
@@ -500,9 +507,16 @@ class ModelStore:
         """Compare the model's counts with the ledger; returns the problems found.
 
         Takes the write lock, since opening may repair a commit that was
-        cut short (the ledger one revision ahead)."""
-        with self._lock(doing="check (it may repair a cut-short commit)"):
-            classifier, ledger = self._open()
+        cut short (the ledger one revision ahead).  A user who cannot write
+        the model's folder (a monitoring check, say) gets the same check
+        under the lock taken for reading, and such a commit is reported
+        (LedgerError) instead of repaired."""
+        folder = self.lock_path.parent
+        can_write = not folder.is_dir() or (os.access(folder, os.W_OK) and (
+            not os.path.exists(self.lock_path) or os.access(self.lock_path, os.W_OK)))
+        lock = self._lock(doing="check (it may repair a cut-short commit)") if can_write else self._lock(reading=True)
+        with lock:
+            classifier, ledger = self._open(repair=can_write)
             try:
                 problems = ledger.integrity_problems()
                 model = classifier.model

@@ -202,6 +202,27 @@ def test_read_only_model_folder(read_only_folder, sample_spam, sample_ham):
     assert store.load().n_ham == 1
 
 
+def test_a_user_who_cannot_write_the_folder_can_still_check(read_only_folder, sample_spam, sample_ham):
+    # A monitoring check run as another user: it reads, under the lock taken for reading.
+    store = ModelStore(read_only_folder.path / "m.joblib", n_features=2**16)
+    store.learn(sample_ham, "ham")
+    store.learn(sample_spam, "spam")
+    other = ModelStore(read_only_folder.path / "n.joblib", n_features=2**16)
+    other.learn(sample_spam, "spam")
+    with Ledger(other.ledger_path) as ledger:
+        ledger.commit({}, ledger.revision + 1)        # a learner killed between its two writes
+    read_only_folder.freeze()
+    assert store.check() == []
+    with pytest.raises(LedgerError, match="one commit ahead of model .* the next learn repairs it"):
+        other.check()
+    from typer.testing import CliRunner
+
+    from spamlearn.cli import ExitCode, app
+
+    shown = CliRunner().invoke(app, ["--model", str(store.model_path), "info", "--check"])
+    assert shown.exit_code == 0 and "check:          ok" in shown.output
+
+
 def test_busy_lock_times_out_clearly(tmp_path, sample_spam):
     store = ModelStore(tmp_path / "m.joblib", n_features=2**16, lock_timeout=0.2)
     with store.session():
