@@ -230,7 +230,8 @@ def test_config_file_sets_model_and_cutoffs(tmp_path, trained_model, sample_spam
     assert record["verdict"] == "unsure"
 
 
-def test_eval_on_a_tiny_corpus(tmp_path, spam_messages, ham_messages):
+def _tiny_corpus(tmp_path, spam_messages, ham_messages):
+    """A TREC-layout corpus of the given messages; its index file."""
     data = tmp_path / "data"
     data.mkdir()
     lines = []
@@ -241,6 +242,11 @@ def test_eval_on_a_tiny_corpus(tmp_path, spam_messages, ham_messages):
     index = tmp_path / "full" / "index"
     index.parent.mkdir()
     index.write_text("\n".join(lines) + "\n")
+    return index
+
+
+def test_eval_on_a_tiny_corpus(tmp_path, spam_messages, ham_messages):
+    index = _tiny_corpus(tmp_path, spam_messages, ham_messages)
     results = tmp_path / "results.txt"
     plot = tmp_path / "roc.png"
     result = run("eval", "--index", index, "--json", "--results", results, "--plot", plot)
@@ -451,15 +457,7 @@ def test_info_warns_when_the_buckets_fill_up(tmp_path):
 def test_eval_uses_the_configured_model_size(tmp_path, spam_messages, ham_messages, monkeypatch):
     import spamlearn.evaluate as evaluate
 
-    data = tmp_path / "data"
-    data.mkdir()
-    lines = []
-    for i, raw in enumerate(spam_messages + ham_messages):
-        (data / f"m{i}").write_bytes(raw)
-        lines.append(f"{'spam' if i < len(spam_messages) else 'ham'} ../data/m{i}")
-    index = tmp_path / "full" / "index"
-    index.parent.mkdir()
-    index.write_text("\n".join(lines) + "\n")
+    index = _tiny_corpus(tmp_path, spam_messages, ham_messages)
     config = tmp_path / "spamlearn.toml"
     config.write_text("[model]\nfeatures = 65536\n")
     sizes = []
