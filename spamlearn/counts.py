@@ -302,6 +302,10 @@ Binary naive Bayes over feature presence with chi-squared combining.
     0.984, index order 0.054; both halves a little better) is kept at 10:
     with 20, two messages of each class leave a clear spam unsure (0.88),
     and a new user should see the filter work after a few messages.
+    At most K clues from each side (the K spammiest and the K hammiest, so
+    that a long message's many ordinary words cannot outnumber its pitch)
+    instead of the 200 strongest: K = 30 0.156, 60 0.0952, 100 0.0733, no
+    cap at all 0.0722: worse each time.
 
     Attributes
     ----------
