@@ -34,6 +34,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     min_prob_strength : float, default=0.4
     max_discriminators : int, default=200
     confidence_warmup : int, default=10
+    support_sightings : int, default=50
 
     Attributes
     ----------
@@ -55,12 +56,13 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
 
     def __init__(self, *, unknown_word_strength: float = 0.1, unknown_word_prob: float = 0.55,
                  min_prob_strength: float = 0.4, max_discriminators: int = 200,
-                 confidence_warmup: int = 10):
+                 confidence_warmup: int = 10, support_sightings: int = 50):
         self.unknown_word_strength = unknown_word_strength
         self.unknown_word_prob = unknown_word_prob
         self.min_prob_strength = min_prob_strength
         self.max_discriminators = max_discriminators
         self.confidence_warmup = confidence_warmup
+        self.support_sightings = support_sightings
 
     # -- state ----------------------------------------------------------------
     def _new_counts(self, n_features: int, classes) -> None:

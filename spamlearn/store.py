@@ -250,6 +250,13 @@ def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float 
     data = read_header(path)
     try:
         n_features = int(data["n_features"])
+        # A parameter missing from an older file takes today's default: they
+        # only shape scoring, never what the counts mean.
+        unknown = set(data["model_params"]) - set(BayesCounts.PARAMS)
+        if unknown:
+            raise ModelFileError(
+                f"model file {path} uses model parameters this spamlearn ({__version__}) does not "
+                f"know: {', '.join(sorted(unknown))}; it was written by another version")
         model = BayesCounts(**data["model_params"]).init_empty(n_features)
         index = np.asarray(data["index"], dtype=np.int64)
         model.spam_count_[index] = data["spam"]

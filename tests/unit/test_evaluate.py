@@ -88,10 +88,10 @@ def test_online_protocol_scores_before_learning(tmp_path, spam_messages, ham_mes
     out = run_online(entries, classifier, mode="all")
     assert out.verdicts[0] is Label.UNSURE and out.scores[0] == 0.5, "the first message meets an empty model"
     assert classifier.n_spam == len(spam_messages) and classifier.n_ham == len(ham_messages)
-    # Eight messages are far below the confidence warm-up, where every
-    # score is unsure (an error to train on): turn it off to see right
-    # answers left unlearned.
-    errors_only = Classifier(BayesCounts(confidence_warmup=0).init_empty(2**14))
+    # Eight messages are far below the confidence warm-up, and no clue is
+    # seen more than four times, so every score is unsure (an error to
+    # train on): turn both off to see right answers left unlearned.
+    errors_only = Classifier(BayesCounts(confidence_warmup=0, support_sightings=0).init_empty(2**14))
     out = run_online(entries, errors_only, mode="error")
     assert out.trained == errors_only.n_spam + errors_only.n_ham
     assert out.trained < len(entries)

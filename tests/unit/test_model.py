@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -280,7 +281,7 @@ def test_confidence_warmup_shrinks_thin_data_scores(spam_messages, ham_messages)
     from spamlearn.counts import BayesCounts
 
     def trained(warmup: int) -> Classifier:
-        clf = Classifier(BayesCounts(confidence_warmup=warmup).init_empty(2**16))
+        clf = Classifier(BayesCounts(confidence_warmup=warmup, support_sightings=0).init_empty(2**16))
         for raw in spam_messages[:2]:
             clf.learn(raw, "spam")
         for raw in ham_messages[:3]:
@@ -294,3 +295,33 @@ def test_confidence_warmup_shrinks_thin_data_scores(spam_messages, ham_messages)
     assert trained(2).score(raw).decision == pytest.approx(full)
     with pytest.raises(ValueError, match="confidence_warmup"):
         BayesCounts(confidence_warmup=-1).init_empty(16)
+
+
+def test_clues_seen_rarely_shrink_the_score_toward_unsure(spam_messages, ham_messages):
+    """The log-odds is scaled by sqrt(mean(min(n(w), N)) / N) over the clues,
+    n(w) the messages a clue was seen in; past the warm-up, the smaller of
+    the two factors applies, and well-seen clues keep their full strength."""
+    from spamlearn.counts import BayesCounts
+
+    def trained(support: int, warmup: int = 0) -> Classifier:
+        clf = Classifier(BayesCounts(confidence_warmup=warmup, support_sightings=support).init_empty(2**16))
+        for raw in spam_messages[:3]:
+            clf.learn(raw, "spam")
+        for raw in ham_messages[:3]:
+            clf.learn(raw, "ham")
+        return clf
+
+    raw = spam_messages[0]
+    plain = trained(0).score(raw, explain=True)
+    assert plain.decision > 5
+    seen = [c.spam_count + c.ham_count for c in plain.clues]
+    assert max(seen) <= 6
+    for full in (2, 4, 50):
+        expected = min(1.0, math.sqrt(sum(min(n, full) for n in seen) / len(seen) / full))
+        assert trained(full).score(raw).decision == pytest.approx(plain.decision * expected)
+    assert trained(50).score(raw).decision < plain.decision / 2
+    # Both the warm-up (3 of 10 messages) and the support apply: the smaller wins.
+    both = trained(50, warmup=10).score(raw).decision
+    assert both == pytest.approx(plain.decision * min(0.3, math.sqrt(sum(min(n, 50) for n in seen) / len(seen) / 50)))
+    with pytest.raises(ValueError, match="support_sightings"):
+        BayesCounts(support_sightings=-1).init_empty(16)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from spamlearn import Classifier, ModelFileError
+from spamlearn.counts import BayesCounts
 from spamlearn.store import FORMAT, load_classifier, read_header, save_classifier
 
 
@@ -125,6 +126,29 @@ def test_unknown_tokenizer_options_name_the_version_problem(tmp_path, trained):
     joblib.dump(data, path)
     with pytest.raises(ModelFileError, match="a_future_option.*another version"):
         load_classifier(path)
+
+
+def test_unknown_model_parameters_name_the_version_problem(tmp_path, trained):
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    data = joblib.load(path)
+    data["model_params"]["a_future_parameter"] = 3
+    joblib.dump(data, path)
+    with pytest.raises(ModelFileError, match="a_future_parameter.*another version"):
+        load_classifier(path)
+
+
+def test_a_model_from_before_a_parameter_existed_scores_with_todays_default(tmp_path, trained, sample_spam):
+    # Model parameters only shape scoring: an older file without one takes
+    # the current default and scores as a new file with the same counts.
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    data = joblib.load(path)
+    del data["model_params"]["support_sightings"]
+    joblib.dump(data, path)
+    old = load_classifier(path)
+    assert old.model.support_sightings == BayesCounts().support_sightings
+    assert old.score(sample_spam).decision == trained.score(sample_spam).decision
 
 
 def test_a_model_from_before_an_option_existed_tokenizes_as_it_learned(tmp_path, trained):
