@@ -461,9 +461,10 @@ class ModelStore:
     #: ``info`` warns when this share of a model's buckets is in use.  On
     #: the SpamAssassin corpus, its 184,775 distinct tokens hashed into
     #: fewer buckets (five orders, scripts/bench_fill.py): 8% of them
-    #: used (2**21) (1-ROCA)% 0.0651, 16% 0.0679, 30% 0.0770, 51% 0.0990,
-    #: 75% 0.1331: a token new to the model lands on one seen once, and
-    #: with Robinson's s = 0.1 that is a near-certain clue.
+    #: used (2**21) (1-ROCA)% 0.0617, 16% 0.0641, 30% 0.0717, 51% 0.0924,
+    #: 75% 0.1234 (before support_sightings: 0.0651, 0.0679, 0.0770,
+    #: 0.0990, 0.1331): a token new to the model lands on one seen once,
+    #: and with Robinson's s = 0.1 that is a near-certain clue.
     CROWDED_PCT = 25.0
 
     def crowded_pct(self) -> float | None:
