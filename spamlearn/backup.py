@@ -257,6 +257,9 @@ def _extract_member(archive: str, tar: tarfile.TarFile, member: tarfile.TarInfo,
                           f"{member.size:,} bytes, past the archive's end")
     free = shutil.disk_usage(target.parent).free
     if member.size > free:
+        if plain_size is None and _ends_before(source, min(free, _PROBE_BYTES)):
+            raise BackupError(f"{archive} is damaged or cut short: its {name} says it is "
+                              f"{member.size:,} bytes, but the archive ends first")
         raise ModelFileError(f"{archive}: its {name} says it is {member.size:,} bytes, more than the "
                              f"{free:,} free beside {target.name} ({target.parent.parent})")
     with open(target, "wb") as out:
@@ -265,6 +268,26 @@ def _extract_member(archive: str, tar: tarfile.TarFile, member: tarfile.TarInfo,
             out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
+
+
+#: How far a compressed archive's member is read, when its header claims
+#: more than the free space, to tell a damaged header from a real lack of
+#: space (its size cannot be checked against the file's, as a plain tar's).
+_PROBE_BYTES = 64 << 20
+
+
+def _ends_before(data: BinaryIO, limit: int) -> bool:
+    """Whether ``data`` runs out before ``limit`` bytes (read and dropped)."""
+    seen = 0
+    try:
+        while seen < limit:
+            chunk = data.read(min(1 << 20, limit - seen))
+            if not chunk:
+                return True
+            seen += len(chunk)
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError):
+        return True
+    return False
 
 
 def restore_backup(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:

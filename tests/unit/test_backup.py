@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import fcntl
+import gzip
 import io
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
 import tarfile
 import time
+from pathlib import Path
 
 import joblib
 import pytest
@@ -628,16 +631,59 @@ def test_a_failed_restore_to_a_new_place_leaves_no_folders_behind(tmp_path):
 def test_a_plain_archive_whose_header_claims_too_much_is_damaged_not_a_full_disk(model, tmp_path):
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
+    archive.write_bytes(_claiming_an_exbibyte(archive))
+    before = model.read_bytes()
+    result = run("--model", model, "restore", archive)
+    assert result.exit_code == ExitCode.DATAERR, result.output
+    assert "damaged or cut short" in result.output and "past the archive's end" in result.output
+    assert model.read_bytes() == before
+
+
+def _claiming_an_exbibyte(archive: Path) -> bytes:
+    """The plain tar ``archive`` with its model's header saying 1 EiB."""
     raw = bytearray(archive.read_bytes())
     at = next(i for i in range(0, len(raw), 512) if raw[i:i + 13] == MODEL_MEMBER.encode() + b"\0")
     raw[at + 124:at + 136] = b"\x80" + (2 ** 60).to_bytes(11, "big")    # size: 1 EiB, GNU base-256
     raw[at + 148:at + 156] = b" " * 8
     raw[at + 148:at + 156] = b"%06o\0 " % sum(raw[at:at + 512])        # the header's checksum again
-    archive.write_bytes(bytes(raw))
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("from_stdin", [False, True])
+def test_a_compressed_archive_whose_header_claims_too_much_is_damaged_not_a_full_disk(model, tmp_path,
+                                                                                       from_stdin):
+    plain = tmp_path / "b.tar"
+    assert run("--model", model, "backup", plain).exit_code == 0
+    archive = tmp_path / "b.tar.gz"
+    archive.write_bytes(gzip.compress(_claiming_an_exbibyte(plain)))
     before = model.read_bytes()
+    if from_stdin:
+        done = subprocess.run([sys.executable, "-m", "spamlearn", "--model", str(model), "restore", "-"],
+                              input=archive.read_bytes(), capture_output=True, timeout=120)
+        code, output = done.returncode, (done.stdout + done.stderr).decode()
+    else:
+        result = run("--model", model, "restore", archive)
+        code, output = result.exit_code, result.output
+    assert code == ExitCode.DATAERR, output
+    assert "damaged or cut short" in output and "the archive ends first" in output
+    assert "Traceback" not in output
+    assert model.read_bytes() == before
+
+
+def test_a_compressed_member_larger_than_the_free_space_is_a_lack_of_space(model, tmp_path, monkeypatch):
+    archive = tmp_path / "b.tar.gz"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    before = model.read_bytes()
+    real = shutil.disk_usage
+
+    def almost_full(path):
+        usage = real(path)
+        return usage._replace(free=100) if str(path).startswith(str(model.parent)) else usage
+
+    monkeypatch.setattr("spamlearn.backup.shutil.disk_usage", almost_full)
     result = run("--model", model, "restore", archive)
-    assert result.exit_code == ExitCode.DATAERR, result.output
-    assert "damaged or cut short" in result.output and "past the archive's end" in result.output
+    assert result.exit_code == ExitCode.IOERR, result.output
+    assert "more than the 100 free" in result.output
     assert model.read_bytes() == before
 
 
