@@ -22,16 +22,30 @@ __all__ = ["default_model_path", "choose_model_path", "load_scoring_classifier"]
 DEFAULT_MODEL_NAME = "default.joblib"
 
 
+def _candidates(package_dir: Path) -> list[Path]:
+    """Where the default model may be, for the package installed at ``package_dir``.
+
+    pip writes data files under the prefix it installed into, which is not
+    always ``sys.prefix``: ``pip install --user`` (~/.local), ``--prefix``,
+    and Debian's own pip (/usr/local, while sys.prefix is /usr) put the
+    package in <prefix>/lib/pythonX.Y/site-packages and the model in
+    <prefix>/share, so the package's own place names the prefix.
+    """
+    share = Path("share") / "spamlearn" / "models" / DEFAULT_MODEL_NAME
+    checkout = package_dir.parent
+    candidates = [checkout / "models" / DEFAULT_MODEL_NAME] if (checkout / "pyproject.toml").is_file() else []
+    if len(package_dir.parents) >= 4 and package_dir.parents[2].name == "lib":
+        candidates.append(package_dir.parents[3] / share)
+    candidates.append(Path(sys.prefix) / share)
+    return candidates
+
+
 def default_model_path() -> Path:
     """The packaged default model: in a source checkout, or under <prefix>/share."""
     override = os.environ.get("SPAMLEARN_DEFAULT_MODEL")
     if override:
         return Path(override)
-    candidates = [
-        Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME,
-        Path(sys.prefix) / "share" / "spamlearn" / "models" / DEFAULT_MODEL_NAME,
-    ]
-    for candidate in candidates:
+    for candidate in _candidates(Path(__file__).resolve().parent):
         if candidate.is_file():
             return candidate
     raise ModelFileError("the packaged default model is missing (reinstall spamlearn, or run "
