@@ -24,7 +24,7 @@ from .mailsource import display_name
 from .modelstore import ModelStore
 
 UserOption = Annotated[str | None, typer.Option(
-    help="This user's own model (the user must be listed in [users] own_model).")]
+    help="This user's own model (the user must be listed in \\[users] own_model).")]
 
 
 @contextlib.contextmanager

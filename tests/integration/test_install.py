@@ -18,9 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_prefix_install_scores_with_its_own_default_model(tmp_path):
+    # --ignore-installed: without it pip first uninstalls the spamlearn the
+    # tests run from (an editable install) to put this one in its place.
     prefix = tmp_path / "prefix"
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--prefix",
-                           str(prefix), str(ROOT)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed",
+                           "--prefix", str(prefix), str(ROOT)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     site = prefix / Path(sysconfig.get_path("purelib", vars={"base": ""}).lstrip("/"))
     assert (site / "spamlearn").is_dir(), sorted(str(p) for p in prefix.rglob("spamlearn"))[:5]
