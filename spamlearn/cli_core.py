@@ -388,8 +388,7 @@ def info(
 @handle_errors
 def eval_(
     ctx: typer.Context,
-    index: Annotated[Path, typer.Option(help="TREC index file: lines 'spam|ham PATH'.",
-                                        exists=True, dir_okay=False)],
+    index: Annotated[Path, typer.Option(help="TREC index file: lines 'spam|ham PATH'.")],
     mode: Annotated[str, typer.Option(help="all: train on every message; error: train on "
                                            "errors and unsure only.")] = "all",
     results: Annotated[Path | None, typer.Option(help="Write 'id gold score verdict' lines here.")] = None,

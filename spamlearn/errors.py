@@ -5,6 +5,9 @@ so an embedding filter can catch one type::
 
     SpamlearnError
      ├── MessageError          empty, oversized or unreadable input
+     ├── InputMissingError     a corpus index that does not exist or
+     │                         cannot be read
+     ├── CorpusIndexError      a corpus index not in TREC's form
      ├── ModelError
      │    ├── NotFittedError   scoring with a model that learned nothing
      │    ├── ModelFileError   a model file that is missing, truncated,
@@ -29,6 +32,8 @@ from __future__ import annotations
 __all__ = [
     "SpamlearnError",
     "MessageError",
+    "InputMissingError",
+    "CorpusIndexError",
     "ModelError",
     "NotFittedError",
     "ModelFileError",
@@ -49,6 +54,14 @@ class SpamlearnError(Exception):
 
 class MessageError(SpamlearnError):
     """The input is not a message spamlearn can work with."""
+
+
+class InputMissingError(SpamlearnError):
+    """An input file (a corpus index) does not exist or cannot be read."""
+
+
+class CorpusIndexError(SpamlearnError):
+    """A corpus index is not in TREC's form ("spam PATH" or "ham PATH" per line)."""
 
 
 class ModelError(SpamlearnError):

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .classifier import Classifier, Label
-from .errors import ConfigError, MessageError
+from .errors import ConfigError, CorpusIndexError, InputMissingError, MessageError
 from .regularfile import read_regular
 
 __all__ = ["IndexEntry", "read_index", "OnlineResult", "run_online", "EvalFigures",
@@ -48,7 +48,7 @@ def read_index(index_path: Path) -> list[IndexEntry]:
     try:
         lines = index_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
-        raise ConfigError(f"cannot read index {index_path}: {exc.strerror}") from exc
+        raise InputMissingError(f"cannot read index {index_path}: {exc.strerror}") from exc
     base = index_path.parent
     entries = []
     for number, line in enumerate(lines, 1):
@@ -56,11 +56,12 @@ def read_index(index_path: Path) -> list[IndexEntry]:
             continue
         fields = line.split(None, 1)
         if len(fields) != 2 or fields[0].lower() not in ("spam", "ham"):
-            raise ConfigError(f"{index_path}:{number}: expected 'spam PATH' or 'ham PATH', got {line[:60]!r}")
+            raise CorpusIndexError(
+                f"{index_path}:{number}: expected 'spam PATH' or 'ham PATH', got {line[:60]!r}")
         rel = fields[1].strip()
         entries.append(IndexEntry(Label(fields[0].lower()), base / rel, rel))
     if not entries:
-        raise ConfigError(f"index {index_path} lists no messages")
+        raise CorpusIndexError(f"index {index_path} lists no messages")
     return entries
 
 
@@ -189,7 +190,7 @@ def compute_figures(result: OnlineResult) -> EvalFigures:
     gold = result.gold.astype(bool)
     n_spam, n_ham = int(gold.sum()), int((~gold).sum())
     if n_spam == 0 or n_ham == 0:
-        raise ConfigError("the corpus needs both ham and spam for ROC figures")
+        raise CorpusIndexError("the corpus needs both ham and spam for ROC figures")
     # Area above the ROC curve, ties counted half: the Mann-Whitney U.
     ranks = _average_ranks(result.decisions)
     auc = (ranks[gold].sum() - n_spam * (n_spam + 1) / 2) / (n_spam * n_ham)

@@ -8,12 +8,15 @@ code   meaning
 =====  ======================================================================
 0      success (``filter``: the message is spam, as with bogofilter)
 1      ``filter``: the message is ham
-2      ``filter``: unsure; any command: bad command-line usage
+2      ``filter``: unsure; any command: a command line that cannot be
+       parsed (an unknown option, a missing argument, a value of the
+       wrong type)
 3      ``filter``: an error (the message is still passed through unchanged)
 65     EX_DATAERR: an input is not a usable message (others were processed);
        ``restore``: the archive is not a spamlearn backup, or its model
-       and ledger disagree
-66     EX_NOINPUT: an input file or folder does not exist or is unreadable
+       and ledger disagree; ``eval``: the index is not in TREC's form
+66     EX_NOINPUT: an input file or folder (``eval``: the index) does not
+       exist or is unreadable
 69     EX_UNAVAILABLE: the IMAP server cannot be reached (``serve``: the
        address is taken)
 70     EX_SOFTWARE: an internal error (a bug: please report it)
@@ -24,7 +27,8 @@ code   meaning
        program the ledger's); retry later
 76     EX_PROTOCOL: the IMAP server answered unexpectedly (missing folder)
 77     EX_NOPERM: the IMAP server refused the login
-78     EX_CONFIG: the configuration file or an option is wrong
+78     EX_CONFIG: a setting is wrong, in the configuration file or given as
+       an option (``resize --features 1000``, ``train --every 15x``)
 128+N  killed by signal N (143: SIGTERM, from cron's timeout or systemd;
        ``backup``/``restore`` first remove their temporary copies)
 =====  ======================================================================
@@ -35,9 +39,11 @@ from __future__ import annotations
 from .errors import (
     BackupError,
     ConfigError,
+    CorpusIndexError,
     ImapAuthError,
     ImapConnectionError,
     ImapStateError,
+    InputMissingError,
     LedgerError,
     MessageError,
     ModelError,
@@ -69,6 +75,8 @@ _ERROR_CODES: list[tuple[type[BaseException], int]] = [
     (StoreBusyError, ExitCode.TEMPFAIL),
     (ConfigError, ExitCode.CONFIG),
     (MessageError, ExitCode.DATAERR),
+    (CorpusIndexError, ExitCode.DATAERR),
+    (InputMissingError, ExitCode.NOINPUT),
     (BackupError, ExitCode.DATAERR),
     (ImapAuthError, ExitCode.NOPERM),
     (ImapConnectionError, ExitCode.UNAVAILABLE),

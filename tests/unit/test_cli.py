@@ -261,6 +261,23 @@ def test_eval_on_a_tiny_corpus(tmp_path, spam_messages, ham_messages):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_eval_index_problems_have_the_input_exit_codes(tmp_path, spam_messages):
+    missing = run("eval", "--index", tmp_path / "nowhere")
+    assert missing.exit_code == ExitCode.NOINPUT, missing.output
+    assert "cannot read index" in missing.output and "Traceback" not in missing.output
+    garbled = tmp_path / "garbled"
+    garbled.write_text("garbage line here\n")
+    bad = run("eval", "--index", garbled)
+    assert bad.exit_code == ExitCode.DATAERR, bad.output
+    assert "expected 'spam PATH' or 'ham PATH'" in bad.output
+    (tmp_path / "m").write_bytes(spam_messages[0])
+    one_class = tmp_path / "one-class"
+    one_class.write_text("spam m\n")
+    only_spam = run("eval", "--index", one_class)
+    assert only_spam.exit_code == ExitCode.DATAERR, only_spam.output
+    assert "needs both ham and spam" in only_spam.output
+
+
 def _numbered_message(i: int) -> bytes:
     pitch = b"cheap pills winner prize click" if i % 2 else b"meeting notes for the release review"
     return b"From: a%d@example.com\nSubject: note %d\n\n%s number %d\n" % (i, i, pitch, i)

@@ -9,7 +9,7 @@ import pytest
 
 from spamlearn.counts import BayesCounts
 from spamlearn.classifier import Classifier, Label
-from spamlearn.errors import ConfigError
+from spamlearn.errors import CorpusIndexError, InputMissingError
 from spamlearn.evaluate import (OnlineResult, compute_figures, read_index, roc_points, run_online,
                                 write_results)
 
@@ -72,8 +72,12 @@ def test_read_index_resolves_paths_relative_to_the_index(tmp_path):
 def test_read_index_rejects_bad_lines(tmp_path):
     index = tmp_path / "index"
     index.write_text("spam ../a\nmaybe ../b\n")
-    with pytest.raises(ConfigError, match="index:2"):
+    with pytest.raises(CorpusIndexError, match="index:2"):
         read_index(index)
+    with pytest.raises(InputMissingError, match="cannot read index"):
+        read_index(tmp_path / "nowhere")
+    with pytest.raises(InputMissingError, match="cannot read index"):
+        read_index(tmp_path)
 
 
 def test_online_protocol_scores_before_learning(tmp_path, spam_messages, ham_messages):
