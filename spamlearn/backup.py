@@ -234,7 +234,10 @@ def _extract_pair(source: Path | BinaryIO, model_target: Path, ledger_target: Pa
             raise
         first_line = ("cut short" if isinstance(exc, TypeError) else
                       "a header claims more than memory holds" if isinstance(exc, MemoryError) else
-                      (str(exc).splitlines() or [type(exc).__name__])[0])
+                      (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(": "))
+        if first_line.startswith("file could not be opened successfully"):
+            # tarfile tried each compression in turn; its list says the same.
+            first_line = "neither plain nor gzip, bzip2 or xz compressed"
         raise BackupError(f"{archive} is not a spamlearn backup (not a readable tar archive: "
                           f"{first_line})") from None
     missing = [name for name in targets if name not in found]
