@@ -371,10 +371,65 @@ def test_html_fast_path_reads_flat_tags():
     "<p style='x'>caf\u00e9 non-ASCII falls back to the regex</p>",
 ])
 def test_styled_tag_search_matches_the_regex(html):
+    import re
+
     import spamlearn.html as H
 
+    # The regex it replaces (quadratic on a tag left open), as the reference.
+    styled = re.compile(r"<([a-zA-Z][a-zA-Z0-9:]*)(?=\s)([^<>]*?(?i:style)[^<>]*)>")
     found = [m.group(0) for m in H._styled_tags(html, html.lower())]
-    assert found == [m.group(0) for m in H._STYLED_TAG_RE.finditer(html)]
+    assert found == [m.group(0) for m in styled.finditer(html)]
+    non_ascii = html + "\u00e9"
+    found = [m.group(0) for m in H._styled_tags(non_ascii, non_ascii.lower())]
+    assert found == [m.group(0) for m in styled.finditer(non_ascii)]
+
+
+def test_dropping_head_title_and_script_elements_does_what_the_regexes_did():
+    """``_drop_elements`` against the regexes it replaced, on random markup."""
+    import re
+
+    import spamlearn.html as H
+
+    head_title = re.compile(r"<head(?![a-zA-Z0-9:])[^<>]*>(.*?)</head\s*>|"
+                            r"<title(?![a-zA-Z0-9:])[^<>]*>.*?</title\s*>", re.IGNORECASE | re.DOTALL)
+    script_style = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.DOTALL | re.IGNORECASE)
+    pieces = ["<head>", "</head>", "<HEAD x=1>", "</head >", "<title>", "</TITLE>", "<titles>", "<head",
+              "<script>", "</script>", "<style a>", "</style>", "<SCRIPT", "x", " ", ">", "<", "</scr"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        html = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        seen: list = []
+        got = H._drop_elements(html, H._HEAD_TITLE_OPEN_RE,
+                               lambda name, inner, start, end: seen.append(
+                                   (name, inner if name == "head" else None, start, end)) or "#")
+        want: list = []
+
+        def record(m, want=want):
+            name = "title" if m.group(1) is None else "head"
+            want.append((name, m.group(1), m.start(), m.end()))
+            return "#"
+
+        assert got == head_title.sub(record, html), html
+        assert seen == want, html
+        got = H._drop_elements(html, H._SCRIPT_STYLE_OPEN_RE, lambda name, *_: f"<{name.upper()}>")
+        assert got == script_style.sub(lambda m: f"<{m.group(1).upper()}>", html), html
+
+
+@pytest.mark.parametrize("part", [
+    "<html><body><a " + "style" * 11_990,          # a tag holding "style", never closed
+    "<head>" * 10_000, "</head>" + "<head>" * 9_000, "<title>" * 8_000, "<head>" + "<title>" * 8_000,
+    "<p>x</p><" + "a" * 59_000, "<p>x</p></" + "a" * 59_000,     # a tag name with no ">"
+    "<!" * 29_000, "<?" * 29_000, "<script " * 7_000, "<style " * 8_000, '<p a="' + "x" * 59_000,
+])
+def test_hostile_markup_costs_time_in_proportion_to_its_length(part):
+    """Each of these took 1-73 s a part with backtracking regexes (a message
+    holds eight such parts inside the scan limit); now a few ms."""
+    from spamlearn.html import html_to_text
+
+    for html in (part, part + "\u00e9"):            # the ASCII fast path and the general one
+        started = time.process_time()
+        html_to_text(html)
+        assert time.process_time() - started < 0.5, html[:40]
 
 
 def test_a_header_of_24_000_encoded_words_is_decoded_in_part_and_quickly():
