@@ -52,6 +52,13 @@ def marked_pieces(raw: bytes, verdict: Verdict) -> tuple[bytes, bytes | memoryvi
         if not skipping:
             kept.append(line)
     ours = [f"{name}: {value}".encode("ascii") for name, value in verdict_headers(verdict)]
-    # a headers-only message gets its blank line: keep it a valid one
-    rest = memoryview(raw)[match.start():] if match else newline
-    return newline.join(envelope + ours + kept), rest
+    # A first line that is a continuation (white space in front) stays
+    # first: after our headers it would be folded into the last of them.
+    leading = 0
+    while leading < len(kept) and kept[leading][:1] in (b" ", b"\t"):
+        leading += 1
+    # Nothing added but our lines: a headers-only message (no blank line,
+    # or no newline at its end) stays as it came, so the filtered copy is
+    # the same message to the ledger (message_digest leaves X-Spam-* out).
+    rest = memoryview(raw)[match.start():] if match else b""
+    return newline.join(envelope + kept[:leading] + ours + kept[leading:]), rest

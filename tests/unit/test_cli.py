@@ -208,6 +208,30 @@ def test_verdict_headers_keep_crlf(sample_ham):
     assert b"X-Spam-Flag: NO\r\n" in out and b"\n\n" not in out.replace(b"\r\n", b"")
 
 
+@pytest.mark.parametrize("raw", [
+    b"From: a@b.c\nTo: d@e.f\nSubject: cheap pills\n",          # headers only, no blank line
+    b"Subject: " + b"a" * 5000,                                  # ... nor a newline at the end
+    b"From: a@b.c\rTo: d@e.f\rSubject: test\r\rbody line\r",      # CR alone ends lines
+    b"\tcontinuation first\nSubject: x\n\nbody\n",                # a first line that is folded
+    b"From x@y Mon Sep  2 10:00:00 2002\nSubject: s\n\nbody\n",   # an mbox envelope line
+    b"Subject: x\r\n\r\nbody\r\n", b"Subject: x\n\nbody",
+    b"X-Spam-Flag: NO\n\tfolded\nSubject: a\n\nb\n",             # a forged verdict, folded
+])
+def test_filter_adds_only_its_headers_so_both_copies_are_one_message(raw):
+    from spamlearn.classifier import Label, Verdict
+    from spamlearn.message import message_digest
+
+    out = add_verdict_headers(raw, Verdict(0.99, Label.SPAM, 5.0))
+    assert message_digest(out) == message_digest(raw)
+    ours = [line for line in out.replace(b"\r\n", b"\n").split(b"\n") if line.startswith(b"X-Spam-")]
+    assert len(ours) == 4 and b"X-Spam-Flag: YES" in ours
+    if not raw.startswith(b"X-Spam-"):
+        without = out
+        for line in ours:
+            without = without.replace(line + (b"\r\n" if b"\r\n" in out else b"\n"), b"", 1)
+        assert without == raw
+
+
 def test_missing_input_file_exit_code(trained_model, tmp_path):
     result = run("--model", trained_model, "score", tmp_path / "nope.eml")
     assert result.exit_code == ExitCode.NOINPUT
