@@ -166,14 +166,34 @@ def _mend_closed_stderr() -> None:
         sys.stderr = open(2, "w", closefd=False)
 
 
+#: The root options that take a value (``--config FILE``).
+_VALUE_OPTIONS = frozenset({"--config", "-c", "--model", "-m"})
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The subcommand named in ``args``, read past the root options."""
+    words = iter(args)
+    for word in words:
+        if word in _VALUE_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def main() -> None:
     """Entry point of the ``spamlearn`` console script."""
     _mend_closed_stderr()
     if not _fd_is_writable(1):  # `>&-`: every command's result would be lost
         typer.echo("spamlearn: error: standard output is closed", err=True)
         sys.exit(ExitCode.IOERR)
+    filtering = _command_of(sys.argv[1:]) == "filter"
     try:
         app()
+    except SystemExit as exc:
+        if filtering and exc.code == ExitCode.USAGE and not cli_core.FILTER_STARTED:
+            sys.exit(cli_core.pass_through_stdin(exit_zero="--exit-zero" in sys.argv[1:]))
+        raise
     except SpamlearnError as exc:  # raised outside a command (e.g. in a callback)
         typer.echo(f"spamlearn: error: {exc}", err=True)
         sys.exit(exit_code_for(exc))

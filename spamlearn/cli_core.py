@@ -285,6 +285,33 @@ def _write_filtered(*pieces: bytes | memoryview) -> None:
         raise typer.Exit(ExitCode.IOERR) from None
 
 
+#: Set once ``filter`` runs: an exit code 2 before that is a usage error
+#: (``spamlearn.cli.main`` then passes the message through), after it "unsure".
+FILTER_STARTED = False
+
+
+def pass_through_stdin(exit_zero: bool) -> int:
+    """Copy standard input to standard output as it is; the exit code to use.
+
+    For ``filter`` started with a command line it cannot run with: the
+    caller (procmail, maildrop, a sieve ``filter``) must not receive an
+    empty message, nor read exit code 2 ("unsure") from it.
+    """
+    if sys.stdin is None or sys.stdin.isatty():
+        return ExitCode.USAGE
+    try:
+        raw = read_stdin()
+    except OSError:
+        return ExitCode.IOERR
+    try:
+        _write_filtered(raw)
+    except typer.Exit as exc:
+        return exc.exit_code
+    typer.echo("spamlearn: error: filter did not run (see above); message passed through unchanged",
+               err=True)
+    return ExitCode.OK if exit_zero else ExitCode.FILTER_ERROR
+
+
 @app.command("filter")
 def filter_(
     ctx: typer.Context,
@@ -297,6 +324,8 @@ def filter_(
     Exit code by verdict, as bogofilter: 0 spam, 1 ham, 2 unsure, 3 error.
     On any error the message is passed through unchanged: a filter never loses mail.
     """
+    global FILTER_STARTED
+    FILTER_STARTED = True
     try:
         raw = read_stdin()
     except OSError as exc:

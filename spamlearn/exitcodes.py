@@ -8,10 +8,11 @@ code   meaning
 =====  ======================================================================
 0      success (``filter``: the message is spam, as with bogofilter)
 1      ``filter``: the message is ham
-2      ``filter``: unsure; any command: a command line that cannot be
-       parsed (an unknown option, a missing argument, a value of the
+2      ``filter``: unsure; any other command: a command line that cannot
+       be parsed (an unknown option, a missing argument, a value of the
        wrong type)
-3      ``filter``: an error (the message is still passed through unchanged)
+3      ``filter``: an error, a command line it cannot run with included
+       (the message is still passed through unchanged)
 65     EX_DATAERR: an input is not a usable message (others were processed);
        ``restore``: the archive is not a spamlearn backup, or its model
        and ledger disagree; ``eval``: the index is not in TREC's form

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import mailbox
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -230,6 +232,34 @@ def test_filter_adds_only_its_headers_so_both_copies_are_one_message(raw):
         for line in ours:
             without = without.replace(line + (b"\r\n" if b"\r\n" in out else b"\n"), b"", 1)
         assert without == raw
+
+
+@pytest.mark.parametrize("args, code", [
+    (["filter", "--bogus"], ExitCode.FILTER_ERROR),
+    (["filter", "--bogus", "--exit-zero"], 0),
+    (["--config", "{folder}", "filter"], ExitCode.FILTER_ERROR),
+    (["-v", "--model", "{folder}", "filter"], ExitCode.FILTER_ERROR),
+])
+def test_filter_with_a_command_line_it_cannot_run_passes_the_mail_through(tmp_path, sample_spam, args, code):
+    """A usage error's 2 would read as "unsure" to procmail or a sieve filter,
+    with an empty message: the mail goes through unchanged, exit 3 instead."""
+    args = [a.format(folder=tmp_path) for a in args]
+    done = subprocess.run([sys.executable, "-m", "spamlearn", *args], input=sample_spam,
+                          capture_output=True, timeout=60)
+    assert done.returncode == code, done.stderr
+    assert done.stdout == sample_spam
+    assert b"message passed through unchanged" in done.stderr
+
+
+def test_filter_unsure_is_still_2_with_the_headers_once(tmp_path, trained_model):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[model]\npath = "{trained_model}"\nmin_messages = 1\n'
+                      f'spam_cutoff = 0.999999\nham_cutoff = 0.000001\n')
+    raw = b"Subject: pills\n\nprice\n"
+    done = subprocess.run([sys.executable, "-m", "spamlearn", "--config", str(config), "filter"], input=raw,
+                          capture_output=True, timeout=60)
+    assert done.returncode == ExitCode.FILTER_UNSURE, done.stderr
+    assert done.stdout.count(b"X-Spam-Verdict: unsure") == 1 and done.stdout.endswith(raw)
 
 
 def test_missing_input_file_exit_code(trained_model, tmp_path):
