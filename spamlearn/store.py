@@ -218,7 +218,64 @@ def read_header(path: Path) -> dict:
     missing = [key for key in _REQUIRED_KEYS if key not in data]
     if missing:
         raise ModelFileError(f"model file {path} is corrupt (no {', '.join(missing)})")
+    problem = _field_problem(data)
+    if problem:
+        raise ModelFileError(f"model file {path} is corrupt ({problem})")
     return data
+
+
+#: The largest model a file may describe (the config allows up to 2**25;
+#: 2**28 buckets are already 2 GB of counts).
+_MAX_FILE_FEATURES = 2**28
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _field_problem(data: dict) -> str | None:
+    """What is wrong with a model dict's values, or None.
+
+    A file can have the right keys and still not be a model a learner may
+    save over: a wrong type, a size that would take all memory, counts
+    that are negative, not whole, or more than the messages learned.
+    """
+    n_features, n_spam, n_ham = data["n_features"], data["n_spam"], data["n_ham"]
+    if not _is_int(n_features) or not 1 <= n_features <= _MAX_FILE_FEATURES:
+        return f"n_features is {n_features!r}"
+    for name, count in (("n_spam", n_spam), ("n_ham", n_ham)):
+        if not _is_int(count) or count < 0:
+            return f"{name} is {count!r}"
+    if not _is_int(data.get("revision", 0)) or data.get("revision", 0) < 0:
+        return f"revision is {data.get('revision')!r}"
+    trained_at = data.get("trained_at")
+    if trained_at is not None and not (isinstance(trained_at, (int, float)) and 0 <= trained_at < 1e11):
+        return f"trained_at is {trained_at!r}"
+    if not isinstance(data["model_params"], dict) or not isinstance(data["tokenizer"], dict):
+        return "its parameters are not tables"
+    defaults = {f.name: f.default for f in dataclasses.fields(TokenizerOptions)}
+    for name, value in data["tokenizer"].items():
+        default = defaults.get(name, value)
+        if name == "word_pairs":
+            ok = isinstance(value, (bool, str))
+        else:
+            ok = type(value) is type(default)
+        if not ok:
+            return f"tokenizer option {name} is {value!r}"
+    index, spam, ham = (np.asarray(data[key]) for key in ("index", "spam", "ham"))
+    if index.ndim != 1 or spam.shape != index.shape or ham.shape != index.shape:
+        return "its count arrays do not line up"
+    for name, array in (("index", index), ("spam", spam), ("ham", ham)):
+        if array.dtype.kind not in "iu":
+            return f"{name} holds {array.dtype} values"
+    if len(index):
+        if index[0] < 0 or index[-1] >= n_features or not (np.diff(index.astype(np.int64)) > 0).all():
+            return "its bucket list is out of range or out of order"
+        if spam.min() < 0 or ham.min() < 0:
+            return "negative counts"
+        if spam.max() > n_spam or ham.max() > n_ham:
+            return "a token counted in more messages than were learned"
+    return None
 
 
 #: What every reader of a model file relies on (the rest has defaults).

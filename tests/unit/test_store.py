@@ -128,6 +128,41 @@ def test_unknown_tokenizer_options_name_the_version_problem(tmp_path, trained):
         load_classifier(path)
 
 
+def _with(data: dict, key: str, value) -> dict:
+    data = dict(data)
+    if key.startswith("tokenizer."):
+        data["tokenizer"] = {**data["tokenizer"], key.split(".", 1)[1]: value}
+    else:
+        data[key] = value(data) if callable(value) else value
+    return data
+
+
+@pytest.mark.parametrize("key, value", [
+    ("n_features", 2**33), ("n_features", 0), ("n_features", "big"), ("n_features", True),
+    ("n_spam", "abc"), ("n_spam", -1), ("n_ham", 1.5), ("revision", "abc"), ("revision", -3),
+    ("trained_at", 1e300), ("trained_at", "yesterday"),
+    ("tokenizer.max_word_length", "16"), ("tokenizer.header_names", 1), ("tokenizer.word_pairs", 2),
+    ("model_params", [1, 2]),
+    ("spam", lambda d: -d["spam"].astype(np.int64)),
+    ("spam", lambda d: np.full(len(d["spam"]), np.nan)),
+    ("spam", lambda d: d["spam"] + d["n_spam"] + 1),          # more messages than were learned
+    ("index", lambda d: d["index"][::-1].copy()),            # out of order
+    ("index", lambda d: np.concatenate([d["index"][:1], d["index"][:-1]])),   # a bucket twice
+    ("index", lambda d: d["index"] + d["n_features"]),       # past the last bucket
+    ("ham", lambda d: d["ham"][:-1]),                         # arrays of different lengths
+])
+def test_a_model_file_with_bad_values_is_corrupt_not_a_crash(tmp_path, trained, key, value):
+    """Right keys, wrong values: a clear "corrupt" (exit 74 at the command
+    line), never a MemoryError, an overflow or counts a learner saves over."""
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    joblib.dump(_with(joblib.load(path), key, value), path)
+    with pytest.raises(ModelFileError, match="is corrupt"):
+        load_classifier(path)
+    with pytest.raises(ModelFileError, match="is corrupt"):
+        read_header(path)
+
+
 def test_unknown_model_parameters_name_the_version_problem(tmp_path, trained):
     path = tmp_path / "m.joblib"
     save_classifier(trained, path)
