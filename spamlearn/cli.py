@@ -58,7 +58,8 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 app = typer.Typer(
     name="spamlearn",
-    help="A trainable Bayesian spam classifier for self-hosted mail.",
+    help="A trainable Bayesian spam classifier for self-hosted mail.\n\n"
+         "Exit codes follow sysexits(3); `spamlearn exit-codes` prints them.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -60,8 +60,10 @@ def learn(
     user: Annotated[str | None, typer.Option(help="Train this user's own model, if configured.")] = None,
     source: Annotated[str, typer.Option(help="Where the messages come from, kept in the ledger.")] = "cli",
 ) -> None:
-    """Learn messages as spam or ham (a message learned before is not counted again;
-    one learned with the other label is relabelled)."""
+    """Learn messages as spam or ham.
+
+    A message learned before is not counted again; one learned with the
+    other label is relabelled."""
     if spam == ham:
         raise fail("say --spam or --ham (exactly one)", ExitCode.USAGE)
     _one_stdin(paths)
@@ -408,7 +410,10 @@ def info(
             typer.echo("warning:        a restore was interrupted; learners refuse the pair until "
                        "`spamlearn restore` is run again")
         if check:
-            typer.echo("check:          " + ("ok" if not problems else "; ".join(problems)))
+            nothing = not details["exists"] and not store.ledger_path.exists()
+            typer.echo("check:          " + ("; ".join(problems) if problems else
+                                             "ok (nothing learned yet: no model or ledger there)" if nothing
+                                             else "ok"))
     if problems:
         raise typer.Exit(ExitCode.IOERR)
 

@@ -135,6 +135,14 @@ def test_info_shows_files_counts_and_check(trained_model):
     assert "check:          ok" in result.output
 
 
+def test_info_check_says_when_there_is_nothing_to_check(tmp_path):
+    # A path with no model or ledger (a fresh install, or a typo in a
+    # monitoring check) is not an error, but it is said plainly.
+    result = run("--model", tmp_path / "none" / "m.joblib", "info", "--check")
+    assert result.exit_code == 0, result.output
+    assert "ok (nothing learned yet: no model or ledger there)" in result.output
+
+
 def test_filter_adds_headers_and_exits_by_verdict(trained_model, sample_spam, sample_ham):
     spam = run("--model", trained_model, "filter", input=sample_spam)
     assert spam.exit_code == 0
