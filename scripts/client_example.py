@@ -13,7 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-import httpx
+try:
+    import httpx
+except ImportError:
+    sys.exit("client_example.py needs httpx: pip install httpx (or use client_example.sh, with curl)")
 
 
 def score(client: httpx.Client, raw: bytes, user: str | None = None) -> dict | None:
