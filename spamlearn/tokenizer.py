@@ -365,7 +365,11 @@ _URL_SPLIT_RE = re.compile(r"""((?:https?|ftp)://[^\s<>"'()\[\]{}]+|www\.[a-z0-9
 # "word", far over max_word_length.  Hiragana, katakana, CJK ideographs and
 # Hangul syllables.
 _CJK_RE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
-_EMAIL_RE = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+# Only from the start of a run of address characters: from every position
+# inside a long run ("aaaa...@bbbb", no dot after the "@") the search
+# went to the "@" and back, quadratic (120 KB: 95 s); a match starting
+# inside a run would have matched from its start, so none is lost.
+_EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 _IPV4_RE = re.compile(r"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _RECEIVED_HOST_LOW_RE = re.compile(r"(?:from|by)\s+([a-z0-9][a-z0-9.-]*\.[a-z]{2,})")
 _IPV4_FWD_RE = re.compile(r"((\d{1,3}\.\d{1,3})\.\d{1,3})\.\d{1,3}(?![\d.])")

@@ -444,3 +444,65 @@ def test_a_header_of_24_000_encoded_words_is_decoded_in_part_and_quickly():
     assert subject.startswith("café" * 100)
     assert subject.endswith(word.decode())           # the tail, as written
     assert len(subject) < len(raw)
+
+
+@pytest.mark.parametrize("raw", [
+    b"Subject: x\n\n" + b"a" * 60_000 + b"@" + b"b" * 60_000,            # a long word with an "@"
+    b"Subject: " + b"a" * 60_000 + b"@\n\nhi",
+    b"Content-Type: text/html\n\n<a href=\"mailto:" + b"a" * 59_000 + b"\">x</a>",
+    b"Content-Type: text/plain; charset=punycode\n\na-" + b"99" * 100_000,   # a quadratic codec
+    b"Content-Type: application/octet-stream; name*=punycode''a-" + b"99" * 60_000 + b"\n\nhi",
+    (b"X-A: " + b"=??q? " * 2_666 + b"\n") * 30 + b"\nhi",                # "=?" with no "?=" after it
+    b"Subject: " + b"=?utf-8?q?" * 40_000 + b"\n\nhi",
+])
+def test_hostile_headers_and_words_cost_time_in_proportion(raw):
+    """Each of these took 4-95 s (a regex or a decoder going back over the
+    same text from every position); a message is at most a few hundred ms."""
+    from spamlearn.tokenizer import Tokenizer
+
+    started = time.process_time()
+    Tokenizer().tokenize(parse_message(raw))
+    assert time.process_time() - started < 1.0
+
+
+@pytest.mark.parametrize("raw", [
+    b"Content-Type: text/plain; name*" + b"1" * 5000 + b"=x\n\nhi",      # past int()'s 4,300 digits
+    "Content-Type: text/plain; name*\u00b2=x\n\nhi".encode("latin-1"),  # a digit int() refuses
+])
+def test_odd_rfc2231_section_numbers_are_read_not_a_crash(raw):
+    assert parse_message(raw).parts[0].filename == "x"
+
+
+def test_text_declared_in_a_quadratic_codec_is_read_as_an_unknown_charset():
+    msg = parse_message(b"Content-Type: text/plain; charset=punycode\n\nhello world\n")
+    assert msg.parts[0].text.split() == ["hello", "world"]
+    assert "charset-unknown" in msg.parts[0].notes
+
+
+@pytest.mark.parametrize("value, decoded", [
+    ("=?utf-8?q?caf=C3=A9?=", "caf\u00e9"),
+    ("Re: =?utf-8?b?Y2Fmw6k=?= and more", "Re: caf\u00e9 and more"),
+    ("=?utf-8?q?a?= =?utf-8?q?b?=", "ab"),                       # white space between words dropped
+    ("=?utf-8?q?a?=  =?iso-8859-1?q?b?=", "ab"),
+    ("x =?utf-8?q?a?= y =?utf-8?q?b?= z", "x a y b z"),
+    ("=?utf-8?b?4g==?= =?utf-8?b?gqw=?=", "\u20ac"),              # a character split across two words
+    ("=?utf-8?q?=E2=82?= =?utf-8?q?=AC?=", "\u20ac"),
+    ("=?utf-8?q?a_b?=", "a b"),
+    ("=?utf-8?b?Y2F?=", "ca"),                                    # missing padding added
+    ("=?utf-8?b?!!!?=", ""),                                      # no base64 letters: nothing
+    ("plain =? not encoded ?= text", "plain =? not encoded ?= text"),
+    ("=?iso-2022-jp?B?GyRCJDckOCRfJEgkYiRiJE4lMyVpJVwlbCE8JTclZyVzGyhK?=",
+     "\u3057\u3058\u307f\u3068\u3082\u3082\u306e\u30b3\u30e9\u30dc\u30ec\u30fc\u30b7\u30e7\u30f3"),
+])
+def test_encoded_words_decode_as_the_standard_library_does(value, decoded):
+    import email.header
+
+    from spamlearn.message import decode_header_value
+
+    assert decode_header_value(value) == decoded
+    try:
+        reference = "".join(chunk.decode(charset or "utf-8") if isinstance(chunk, bytes) else chunk
+                            for chunk, charset in email.header.decode_header(value))
+    except email.errors.HeaderParseError:
+        reference = value
+    assert decode_header_value(value) == reference
