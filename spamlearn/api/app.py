@@ -87,7 +87,10 @@ async def _spamlearn_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SpamlearnError)
     status = _status_for(exc)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, StoreBusyError) else None
-    if status >= 500:
+    if isinstance(exc, StoreBusyError):
+        # Busy is not broken: the client is told to retry (Retry-After).
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+    elif status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 

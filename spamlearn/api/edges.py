@@ -110,7 +110,14 @@ def resolve_user(query_user: str | None, request: Request, server: ServerSetting
     and one of them would get the other's verdict or training)."""
     if not server.per_user:
         return None
-    header_user = request.headers.get(server.user_header)
+    header_users = request.headers.getlist(server.user_header)
+    if len(header_users) > 1:
+        # A proxy that appends the header must not be outvoted by the client's own.
+        raise HTTPException(400, f"give {server.user_header} once")
+    header_user = header_users[0] if header_users else None
+    if query_user == "" and header_user:
+        raise HTTPException(400, f"?user= is empty and {server.user_header}: {header_user[:64]} "
+                                 f"is not; give one")
     if query_user and header_user and query_user != header_user:
         raise HTTPException(400, f"?user={query_user[:64]} and {server.user_header}: "
                                  f"{header_user[:64]} disagree; give one")

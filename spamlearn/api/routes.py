@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from ..classifier import Label
 from ..errors import MessageError, SpamlearnError
 from .edges import check_token, read_body, refuse_repeated, resolve_user
+from .scoring import ModelKind
 from .schemas import MESSAGE_BODY, Health, LearnResult, ScoreResult, error_responses
 from .service import Service
 
@@ -135,6 +137,13 @@ async def score_message(request: Request, service: Service) -> Response:
     raw = await read_body(request, service.server.max_body_size)
     user = resolve_user(query.get("user"), request, service.server)
     model = await service.models.for_user(user)
+    if explain and model.kind == ModelKind.USER:
+        # A user's own model holds that user's mail alone: its clue counts
+        # say which words their mail holds, so only a learner reads them.
+        if not service.learn_tokens:
+            raise HTTPException(403, "explain of a user's own model needs the learn token "
+                                     "([server] learn_token_file)")
+        check_token(request, service.learn_tokens)
     classifier = model.classifier
     try:
         if len(raw) <= INLINE_SCORE_BYTES:
@@ -213,7 +222,7 @@ async def learn(
     raw = await read_body(request, service.server.max_body_size)
     user = resolve_user(user, request, service.server)
     try:
-        report = await run_in_threadpool(service.learn, raw, Label(label), user)
+        report = await service.run_learner(service.learn, raw, Label(label), user)
     except MessageError:
         service.metrics.count_parse_failure()
         raise
@@ -244,7 +253,7 @@ async def forget(
         raise HTTPException(400, "send either the message as the body or ?digest=, not both")
     if digest is None and not has_message:
         raise HTTPException(400, "empty message: send the message as the body, or ?digest=")
-    report = await run_in_threadpool(service.forget, digest or raw, user)
+    report = await service.run_learner(service.forget, digest or raw, user)
     service.metrics.count_learn(report.outcome.action)
     service.models.invalidate(report.model_path)
     return JSONResponse(report.as_dict())
@@ -277,4 +286,6 @@ async def metrics(service: Annotated[Service, Depends(require_scorer)]) -> Respo
     parse failures, model reloads, and the age and revision of the models in
     use.  With several workers, the counts of all of them.  Needs the score
     token when one is set."""
+    with contextlib.suppress(SpamlearnError):
+        await service.models.for_user(None)     # the gauges of the model a score would use now
     return PlainTextResponse(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")

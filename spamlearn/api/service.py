@@ -7,11 +7,16 @@ no module-global state, so tests build as many apps as they like.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from ..classifier import Label
 from ..config import Settings
+from ..errors import StoreBusyError
 from ..metrics import Metrics, SnapshotFolder, merge_snapshots, render
 from ..modelstore import LearnOutcome, ModelStore
 from ..server_settings import ServerSettings
@@ -40,6 +45,20 @@ class LearnReport:
                 "model": self.model_path.name, "revision": self.revision, "user": self.user}
 
 
+_T = TypeVar("_T")
+
+#: Learn and forget requests run in at most this many threads per worker,
+#: apart from the pool that scores large messages and reloads models: they
+#: wait for the model's lock (up to learn_lock_timeout) one at a time
+#: anyway, and 120 of them waiting held every thread of the shared pool, so
+#: a 200 kB message took 4 s to score (a helper's review, 2026-11-29).
+LEARN_THREADS = 2
+#: Past this many learn requests waiting for a thread, the next is a 503
+#: with Retry-After at once instead of joining a queue longer than a
+#: client waits.
+LEARNS_WAITING = 16
+
+
 class Service:
     """Settings, the scoring models and the metrics of one worker.
 
@@ -63,6 +82,16 @@ class Service:
         #: Set by the lifespan when several workers serve (``spamlearn.api.balance``).
         self.board: LoadBoard | None = None
         self.started_at = time.time()
+        self._learn_limiter: anyio.CapacityLimiter | None = None   # made in the event loop
+
+    async def run_learner(self, work: Callable[..., _T], *args: Any) -> _T:
+        """``work(*args)`` (a learn or forget) in one of the learners' threads."""
+        if self._learn_limiter is None:
+            self._learn_limiter = anyio.CapacityLimiter(LEARN_THREADS)
+        if self._learn_limiter.statistics().tasks_waiting >= LEARNS_WAITING:
+            raise StoreBusyError(f"{LEARNS_WAITING} learn requests are already waiting for the "
+                                 f"model; try again later")
+        return await anyio.to_thread.run_sync(work, *args, limiter=self._learn_limiter)
 
     # -- authorisation ------------------------------------------------------------------
     @property

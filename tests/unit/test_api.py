@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 
@@ -133,6 +134,25 @@ def test_score_takes_a_users_own_model_when_ready_else_the_shared_one(
     assert nobody["user"] is None and nobody["model"]["kind"] == "shared"
 
 
+def test_explaining_a_users_own_model_needs_the_learn_token(settings, trained, spam_messages, ham_messages):
+    """Its clue counts say which words that user's mail holds."""
+    train(settings.user_model_path("alice"), ham_messages, spam_messages)
+    message = spam_messages[0]
+    explain = {"user": "alice", "explain": "true"}
+    with client_for(settings) as client:
+        anyone = client.post("/score", params=explain, content=message)
+        learner = client.post("/score", params=explain, content=message, headers=LEARNER)
+        plain = client.post("/score", params={"user": "alice"}, content=message)
+        shared = client.post("/score", params={"user": "bob", "explain": "true"}, content=message)
+    with client_for(settings, learn_token=None) as client:
+        no_learning = client.post("/score", params=explain, content=message)
+    assert anyone.status_code == 401
+    assert learner.status_code == 200 and learner.json()["clues"]
+    assert plain.status_code == 200 and "clues" not in plain.json()
+    assert shared.status_code == 200 and shared.json()["model"]["kind"] == "shared" and shared.json()["clues"]
+    assert no_learning.status_code == 403 and "learn token" in no_learning.json()["detail"]
+
+
 def test_per_user_off_ignores_the_user(settings, trained, spam_messages, ham_messages):
     train(settings.user_model_path("alice"), ham_messages, spam_messages)
     with client_for(settings, per_user=False) as client:
@@ -217,7 +237,12 @@ def test_a_parameter_given_twice_or_users_that_disagree_are_a_400(settings, trai
                                headers={"X-Spamlearn-User": "bob"})
         agree = client.post("/score", params={"user": "alice"}, content=sample_spam,
                             headers={"X-Spamlearn-User": "alice"})
+        two_headers = client.post("/score", content=sample_spam,
+                                  headers=[("X-Spamlearn-User", "alice"), ("X-Spamlearn-User", "bob")])
+        empty_and_header = client.post("/score?user=", content=sample_spam, headers={"X-Spamlearn-User": "bob"})
     assert twice.status_code == 400 and "give label once" in twice.json()["detail"]
+    assert two_headers.status_code == 400 and "give X-Spamlearn-User once" in two_headers.json()["detail"]
+    assert empty_and_header.status_code == 400 and "give one" in empty_and_header.json()["detail"]
     assert users.status_code == 400 and "give user once" in users.json()["detail"]
     assert disagree.status_code == 400 and "disagree" in disagree.json()["detail"]
     assert agree.status_code == 200 and agree.json()["user"] == "alice"
@@ -348,6 +373,40 @@ def test_learn_while_another_learner_holds_the_lock_is_a_503_with_retry_after(se
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert "try again later" in response.json()["detail"]
     assert ModelStore.from_settings(settings).info().get("ledger_counts", {}) in ({}, {"spam": 0, "ham": 0})
+
+
+def test_learners_waiting_for_the_lock_leave_large_messages_scored_promptly(settings, trained, sample_spam):
+    """Learn requests queue in their own few threads: 50 of them waiting for
+    the model's lock once held all 40 threads that also score messages past
+    64 KiB (4 s for a 200 kB message).  Past LEARNS_WAITING in the queue, a
+    learn request is turned away at once (503, Retry-After)."""
+    from spamlearn.api import service as service_module
+
+    store = ModelStore.from_settings(settings)
+    big = sample_spam + b"\n" + b"word " * 40_000
+    statuses: list[int] = []
+    with client_for(settings, learn_lock_timeout=10) as client:
+        def learn(i: int) -> None:
+            response = client.post("/learn", params={"label": "spam"}, content=sample_spam + b"%d" % i,
+                                   headers=LEARNER)
+            statuses.append(response.status_code)
+
+        threads = [threading.Thread(target=learn, args=(i,)) for i in range(50)]
+        with store.session(source="cron"):
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 10
+            queued = service_module.LEARN_THREADS + service_module.LEARNS_WAITING
+            while len(statuses) < 50 - queued and time.monotonic() < deadline:
+                time.sleep(0.05)            # the ones turned away at once
+            started = time.monotonic()
+            scored = client.post("/score", content=big, headers={"Content-Type": "message/rfc822"})
+            elapsed = time.monotonic() - started
+        for thread in threads:
+            thread.join(30)
+    assert scored.status_code == 200 and elapsed < 2.0, elapsed
+    assert statuses.count(503) == 50 - queued and statuses.count(200) == queued
+    assert ModelStore.from_settings(settings).check() == []
 
 
 def test_learn_with_a_corrupt_model_or_a_mismatched_ledger_is_a_503(settings, trained, sample_spam):
