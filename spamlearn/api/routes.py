@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -286,6 +285,5 @@ async def metrics(service: Annotated[Service, Depends(require_scorer)]) -> Respo
     parse failures, model reloads, and the age and revision of the models in
     use.  With several workers, the counts of all of them.  Needs the score
     token when one is set."""
-    with contextlib.suppress(SpamlearnError):
-        await service.models.for_user(None)     # the gauges of the model a score would use now
+    await service.models.settled()              # the gauges of the model files as they are now
     return PlainTextResponse(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")

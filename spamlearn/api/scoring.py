@@ -189,6 +189,16 @@ class ScoringModels:
                 raise ModelFileError(slot.error)
         raise ModelFileError("no model to score with (the packaged default model is missing)")
 
+    async def settled(self) -> None:
+        """Check the shared and default models' files now, and wait for any
+        newer version to load (a score would go on with the old one meanwhile)."""
+        for path, kind in self._candidates(None):
+            slot = self._slot(path, kind)
+            slot.checked_at = float("-inf")
+            await self._refresh(slot)
+            if slot.loading is not None:
+                await asyncio.shield(slot.loading)
+
     def invalidate(self, path: Path) -> None:
         """Check ``path`` on the next request (a learn request just changed it)."""
         slot = self._slots.get(path) or self._user_slots.get(path)

@@ -153,6 +153,17 @@ def test_explaining_a_users_own_model_needs_the_learn_token(settings, trained, s
     assert no_learning.status_code == 403 and "learn token" in no_learning.json()["detail"]
 
 
+def test_metrics_show_the_model_a_score_would_use_now(settings, trained, sample_spam):
+    # Learned by cron while no one scored: the gauges follow the file.
+    with client_for(settings) as client:
+        before = client.get("/metrics").text
+        with trained.session(source="cron") as session:
+            session.learn(sample_spam + b"\nanother one", "spam")
+        after = client.get("/metrics").text
+    assert 'spamlearn_model_revision{model="shared"} 1' in before
+    assert 'spamlearn_model_revision{model="shared"} 2' in after
+
+
 def test_per_user_off_ignores_the_user(settings, trained, spam_messages, ham_messages):
     train(settings.user_model_path("alice"), ham_messages, spam_messages)
     with client_for(settings, per_user=False) as client:
