@@ -271,6 +271,10 @@ async def healthz(request: Request) -> Response:
                          "model_errors": service.models.errors()})
 
 
+# Monitors that send HEAD (curl -I, some load balancers) get the same status.
+router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+
+
 @router.get(
     "/metrics", tags=["operations"], response_class=PlainTextResponse, responses={
         **error_responses(401),

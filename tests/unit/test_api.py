@@ -153,6 +153,13 @@ def test_explaining_a_users_own_model_needs_the_learn_token(settings, trained, s
     assert no_learning.status_code == 403 and "learn token" in no_learning.json()["detail"]
 
 
+def test_healthz_answers_head_as_monitors_send_it(settings, trained):
+    with client_for(settings) as client:
+        head = client.head("/healthz")
+        get = client.get("/healthz")
+    assert head.status_code == get.status_code == 200 and head.content == b""
+
+
 def test_metrics_show_the_model_a_score_would_use_now(settings, trained, sample_spam):
     # Learned by cron while no one scored: the gauges follow the file.
     with client_for(settings) as client:
