@@ -275,18 +275,25 @@ def test_hasher_indices_are_the_sorted_unique_buckets_of_index(tokens):
     assert TokenHasher(2**20).fold(hasher.hashes(tokens)).tolist() == TokenHasher(2**20).indices(tokens).tolist()
 
 
+def _learned(spam: list[bytes], ham: list[bytes], **params) -> Classifier:
+    """A classifier over a ``BayesCounts(**params)`` that learned ``spam`` and ``ham``."""
+    from spamlearn.counts import BayesCounts
+
+    clf = Classifier(BayesCounts(**params).init_empty(2**16))
+    for raw in spam:
+        clf.learn(raw, "spam")
+    for raw in ham:
+        clf.learn(raw, "ham")
+    return clf
+
+
 def test_confidence_warmup_shrinks_thin_data_scores(spam_messages, ham_messages):
     """With fewer than ``confidence_warmup`` messages of a class, the log-odds
     is scaled by the share learned; past it, scores are left alone."""
     from spamlearn.counts import BayesCounts
 
     def trained(warmup: int) -> Classifier:
-        clf = Classifier(BayesCounts(confidence_warmup=warmup, support_sightings=0).init_empty(2**16))
-        for raw in spam_messages[:2]:
-            clf.learn(raw, "spam")
-        for raw in ham_messages[:3]:
-            clf.learn(raw, "ham")
-        return clf
+        return _learned(spam_messages[:2], ham_messages[:3], confidence_warmup=warmup, support_sightings=0)
 
     raw = spam_messages[0]
     full = trained(0).score(raw).decision
@@ -304,12 +311,7 @@ def test_clues_seen_rarely_shrink_the_score_toward_unsure(spam_messages, ham_mes
     from spamlearn.counts import BayesCounts
 
     def trained(support: int, warmup: int = 0) -> Classifier:
-        clf = Classifier(BayesCounts(confidence_warmup=warmup, support_sightings=support).init_empty(2**16))
-        for raw in spam_messages[:3]:
-            clf.learn(raw, "spam")
-        for raw in ham_messages[:3]:
-            clf.learn(raw, "ham")
-        return clf
+        return _learned(spam_messages[:3], ham_messages[:3], confidence_warmup=warmup, support_sightings=support)
 
     raw = spam_messages[0]
     plain = trained(0).score(raw, explain=True)

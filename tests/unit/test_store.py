@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -68,12 +69,18 @@ def test_a_joblib_file_of_something_else_is_refused(tmp_path):
         load_classifier(path)
 
 
-def test_another_format_version_is_refused(tmp_path, trained):
+def _saved_changed(tmp_path, classifier: Classifier, change) -> Path:
+    """``classifier`` saved, then its file's dict edited by ``change(data)``."""
     path = tmp_path / "m.joblib"
-    save_classifier(trained, path)
+    save_classifier(classifier, path)
     data = joblib.load(path)
-    data["format_version"] = 99
+    change(data)
     joblib.dump(data, path)
+    return path
+
+
+def test_another_format_version_is_refused(tmp_path, trained):
+    path = _saved_changed(tmp_path, trained, lambda data: data.update(format_version=99))
     with pytest.raises(ModelFileError, match="format version 99"):
         read_header(path)
 
@@ -119,11 +126,7 @@ def test_file_holds_plain_data_only(tmp_path, trained):
 
 
 def test_unknown_tokenizer_options_name_the_version_problem(tmp_path, trained):
-    path = tmp_path / "m.joblib"
-    save_classifier(trained, path)
-    data = joblib.load(path)
-    data["tokenizer"]["a_future_option"] = True
-    joblib.dump(data, path)
+    path = _saved_changed(tmp_path, trained, lambda data: data["tokenizer"].update(a_future_option=True))
     with pytest.raises(ModelFileError, match="a_future_option.*another version"):
         load_classifier(path)
 
@@ -164,11 +167,7 @@ def test_a_model_file_with_bad_values_is_corrupt_not_a_crash(tmp_path, trained, 
 
 
 def test_unknown_model_parameters_name_the_version_problem(tmp_path, trained):
-    path = tmp_path / "m.joblib"
-    save_classifier(trained, path)
-    data = joblib.load(path)
-    data["model_params"]["a_future_parameter"] = 3
-    joblib.dump(data, path)
+    path = _saved_changed(tmp_path, trained, lambda data: data["model_params"].update(a_future_parameter=3))
     with pytest.raises(ModelFileError, match="a_future_parameter.*another version"):
         load_classifier(path)
 
@@ -176,11 +175,10 @@ def test_unknown_model_parameters_name_the_version_problem(tmp_path, trained):
 def test_a_model_from_before_a_parameter_existed_scores_with_todays_default(tmp_path, trained, sample_spam):
     # Model parameters only shape scoring: an older file without one takes
     # the current default and scores as a new file with the same counts.
-    path = tmp_path / "m.joblib"
-    save_classifier(trained, path)
-    data = joblib.load(path)
-    del data["model_params"]["support_sightings"]
-    joblib.dump(data, path)
+    def change(data):
+        del data["model_params"]["support_sightings"]
+
+    path = _saved_changed(tmp_path, trained, change)
     old = load_classifier(path)
     assert old.model.support_sightings == BayesCounts().support_sightings
     assert old.score(sample_spam).decision == trained.score(sample_spam).decision
@@ -189,12 +187,11 @@ def test_a_model_from_before_a_parameter_existed_scores_with_todays_default(tmp_
 def test_a_model_from_before_an_option_existed_tokenizes_as_it_learned(tmp_path, trained):
     # Options added since (the sender tokens, fewer header-value words)
     # read as off in an older file, not as today's defaults.
-    path = tmp_path / "m.joblib"
-    save_classifier(trained, path)
-    data = joblib.load(path)
-    for name in ("header_value_words", "date_zone", "message_id_shape", "from_address", "content_type_raw"):
-        del data["tokenizer"][name]
-    joblib.dump(data, path)
+    def change(data):
+        for name in ("header_value_words", "date_zone", "message_id_shape", "from_address", "content_type_raw"):
+            del data["tokenizer"][name]
+
+    path = _saved_changed(tmp_path, trained, change)
     options = load_classifier(path).tokenizer.options
     assert options.header_value_words == 20
     assert not (options.date_zone or options.message_id_shape or options.from_address
@@ -205,11 +202,7 @@ def test_a_model_from_before_an_option_existed_tokenizes_as_it_learned(tmp_path,
 @pytest.mark.parametrize("change", [{"hash": "blake2b"}, {"format_version": 1}])
 def test_a_model_hashed_with_another_hash_is_refused(tmp_path, trained, change):
     # Its buckets mean other tokens: scoring with it would be noise.
-    path = tmp_path / "m.joblib"
-    save_classifier(trained, path)
-    data = joblib.load(path)
-    data.update(change)
-    joblib.dump(data, path)
+    path = _saved_changed(tmp_path, trained, lambda data: data.update(change))
     with pytest.raises(ModelFileError, match="blake2b"):
         read_header(path)
 
