@@ -14,7 +14,6 @@ from __future__ import annotations
 import binascii
 import codecs
 import dataclasses
-import email.errors
 import email.header
 import email.quoprimime
 import hashlib
@@ -129,9 +128,10 @@ def decode_header_value(value: object) -> str:
         return _unescape_header(text) if not text.isascii() else text
     text = _unescape_header(text)
     if len(text) > _MAX_DECODED_HEADER:
-        # email.header.decode_header's time grows with the square of the
-        # encoded words in one value (0.06 s for 7,500, 1.1 s for 30,000):
-        # decode the front, keep the rest as written.
+        # Decode the front, keep the rest as written.  Set when the standard
+        # library's decoder took time growing with the square of the
+        # encoded words in one value (1.1 s for 30,000); ours is linear,
+        # and the bound stays: no real header comes near it.
         return decode_header_value(text[:_MAX_DECODED_HEADER]) + text[_MAX_DECODED_HEADER:]
     decoded = _decode_encoded_words(text)
     return text if decoded is None else decoded
