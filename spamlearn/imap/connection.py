@@ -211,13 +211,17 @@ class MailServer:
         return out
 
     def bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
-        """Raw messages of ``uids`` (without setting \\Seen); vanished ones are absent."""
+        """Raw messages of ``uids`` (without setting \\Seen); vanished ones are absent,
+        and so are those flagged \\Deleted: a client that moves a message to
+        Junk by COPY and \\Deleted (Thunderbird's default, Outlook) leaves the
+        old copy in INBOX until it expunges, and that copy relabelled the
+        spam the user had just moved as ham (a helper's review, 2026-11-29)."""
         if not uids:
             return {}
         with self._guard(f"fetching messages from folder {self.selected!r}"):
-            answer = self.client.fetch(list(uids), [b"BODY.PEEK[]"])
+            answer = self.client.fetch(list(uids), [b"FLAGS", b"BODY.PEEK[]"])
         return {uid: data[b"BODY[]"] for uid, data in answer.items()
-                if isinstance(data.get(b"BODY[]"), bytes)}
+                if isinstance(data.get(b"BODY[]"), bytes) and _DELETED not in data.get(b"FLAGS", ())}
 
     def close(self) -> None:
         """Log out; on a broken connection just drop the socket."""
@@ -226,6 +230,9 @@ class MailServer:
         except (imaplib.IMAP4.error, OSError):
             with contextlib.suppress(OSError):
                 self.client.shutdown()
+
+
+_DELETED = b"\\Deleted"
 
 
 def _epoch(value: object) -> float:

@@ -177,6 +177,29 @@ def test_move_between_spam_and_ham_relabels_exactly_once(server, tmp_path, sourc
     assert model_counts(config) == after
 
 
+def test_a_move_by_copy_and_deleted_flag_is_spam_not_ham(server, tmp_path):
+    """Thunderbird and Outlook move to Junk by COPY, then \\Deleted on the old
+    copy, expunged later: that copy in INBOX is not the user keeping it."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(2)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    assert train_cli(config)[0] == 0
+    upload(server, "alice", "INBOX", [make_message("spam", 7)])
+    client = server.connect("alice")
+    try:
+        client.select_folder("INBOX")
+        newest = max(client.search("ALL"))
+        client.copy([newest], "Junk")
+        client.add_flags([newest], [b"\\Deleted"])          # not expunged yet
+    finally:
+        client.logout()
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and (alice["learned_spam"], alice["learned_ham"], alice["relabelled"]) == (1, 0, 0)
+    assert model_counts(config) == (3, 2)
+    assert train_cli(config)[0] == 0 and model_counts(config) == (3, 2)
+
+
 def test_copy_into_second_ham_folder_is_not_counted_twice(server, tmp_path):
     upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
     config = write_config(tmp_path, server, [{"username": "alice", "ham_folders": ["INBOX", "Archive"]}])
