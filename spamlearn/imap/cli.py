@@ -99,6 +99,12 @@ class _StopFlag:
     def __init__(self) -> None:
         self.event = threading.Event()
         self._previous: dict[int, object] = {}
+        #: The signal that asked to stop, if one did.
+        self.signal: int | None = None
+
+    def _set(self, sig: int, _frame: object) -> None:
+        self.signal = sig
+        self.event.set()
 
     def __call__(self) -> bool:
         return self.event.is_set()
@@ -106,7 +112,7 @@ class _StopFlag:
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, lambda *_: self.event.set())
+                self._previous[sig] = signal.signal(sig, self._set)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -205,7 +211,14 @@ def train(
         if interval is None:
             with _run_lock(lock, wait):
                 code = _one_pass(settings, account or [], stop, as_json, state.verbose)
-            raise typer.Exit(ExitCode.OK if stop() else code)
+            if stop.signal is not None:
+                # Cut short: what was learned is committed and the next run
+                # goes on from there, but cron (and timeout(1)) must see that
+                # the pass did not finish, as from an unhandled signal.
+                typer.echo(f"spamlearn: train stopped by signal {stop.signal} before the pass "
+                           f"finished (what it learned is kept; the next run goes on)", err=True)
+                raise typer.Exit(128 + stop.signal)
+            raise typer.Exit(code)
         while not stop():
             started = time.monotonic()
             try:

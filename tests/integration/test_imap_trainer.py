@@ -483,6 +483,31 @@ def test_every_mode_stops_cleanly_on_sigterm(server, tmp_path):
     assert model_counts(config) == (3, 0)
 
 
+def test_a_single_pass_cut_short_by_sigterm_exits_143_and_the_next_run_finishes(server, tmp_path):
+    """From cron or systemd: a pass that did not finish must not look like one
+    that did (exit 0); what it learned is kept."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    lock = run_lock_path(load_settings(config))
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)      # so that SIGTERM arrives once the handler is in place
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train", "--wait"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)                   # started, and waiting on our flock
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+    finally:
+        os.close(fd)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert "stopped by signal 15" in err and "Traceback" not in err
+    code, data, _ = train_cli(config)
+    assert code == 0 and model_counts(config) == (3, 0)
+
+
 def test_password_never_appears_in_debug_output(server, tmp_path):
     """-vv logs every IMAP command (imapclient's debug log); LOGIN must be redacted."""
     upload(server, "alice", "Junk", [make_message("spam", 1)])
