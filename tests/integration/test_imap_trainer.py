@@ -517,6 +517,7 @@ def test_password_never_appears_in_debug_output(server, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "LOGIN" in result.stderr  # the debug log is really there...
     assert server.users["alice"] not in result.stdout + result.stderr  # ...without the secret
+    assert "UID FETCH" in result.stderr and "spam number 1" not in result.stderr   # nor the mail
 
 
 def test_stop_request_mid_batch_commits_what_was_done_and_resumes(server, tmp_path):
