@@ -286,7 +286,12 @@ def connect(account: Account, password: str) -> Iterator[MailServer]:
                 with translate_errors(account, "starting TLS (STARTTLS)"):
                     client.starttls(_tls_context(account))
             with translate_errors(account, "logging in"):
-                client.login(account.username, password)
+                if (account.username + password).isascii():
+                    client.login(account.username, password)
+                else:
+                    # LOGIN's quoted strings are ASCII; SASL PLAIN carries
+                    # UTF-8 (RFC 4616), which Dovecot and most servers offer.
+                    client.plain_login(account.username, password)
             log.info("account %s: logged in to %s:%s as %s", account.name, account.host,
                      account.port, account.username)
             server = MailServer(client, account)

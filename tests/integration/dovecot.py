@@ -673,8 +673,12 @@ namespace inbox {{
         if not self.running:
             raise RuntimeError(f"{self!r} is not running")
         client = imapclient.IMAPClient(self.host, self.port, ssl=False, timeout=timeout)
+        secret = self.users[user] if password is None else password
         try:
-            client.login(user, self.users[user] if password is None else password)
+            if (user + secret).isascii():
+                client.login(user, secret)
+            else:
+                client.plain_login(user, secret)     # LOGIN cannot carry UTF-8
         except BaseException:
             client.shutdown()
             raise

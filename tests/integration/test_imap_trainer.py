@@ -322,6 +322,23 @@ def test_wrong_password_fails_that_account_and_trains_the_other(server, tmp_path
     assert model_counts(config, "bob") == (1, 1)
 
 
+def test_a_password_beyond_ascii_logs_in_and_a_wrong_one_is_refused_not_a_crash(server, tmp_path):
+    server.add_user("carol", "p\u00e4ssw\u00f6rd-\u20ac")
+    upload(server, "carol", "Junk", [make_message("spam", 3)])
+    upload(server, "bob", "Junk", [make_message("spam", 2)])
+    config = write_config(tmp_path, server, [{"username": "carol"}, {"username": "bob"}])
+    result = CliRunner().invoke(app, ["--config", str(config), "train"])
+    assert result.exit_code == 0, result.output
+    assert model_counts(config, "carol") == (2, 0)       # one model: carol's and bob's spam
+    (tmp_path / "w").mkdir()
+    wrong = write_config(tmp_path / "w", server, [{"username": "carol", "password": "f\u00e4lsch"},
+                                                  {"username": "bob"}])
+    result = CliRunner().invoke(app, ["--config", str(wrong), "train"])
+    assert result.exit_code == 77 and "refused the login" in result.stderr
+    assert "Traceback" not in result.output and "internal error" not in result.stderr
+    assert any(line.startswith("bob:") for line in result.stdout.splitlines())
+
+
 def test_two_accounts_one_with_its_own_model(server, tmp_path):
     upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
     upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
