@@ -159,7 +159,7 @@ class AccountReport:
             "learned_spam": self.total("learned", "spam"), "learned_ham": self.total("learned", "ham"),
             "relabelled": self.total("relabelled"), "already_known": self.total("already_known"),
             "correct": self.total("correct"), "deferred": self.total("deferred"),
-            "errors": self.message_errors + (1 if self.error else 0),
+            "errors": self.message_errors + (1 if self.error else 0) + sum(1 for f in self.folders if f.error),
             "error": self.error, "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "folders": [dataclasses.asdict(f) for f in self.folders],
@@ -326,7 +326,7 @@ class Trainer:
         for name, problem in missing:
             label = "spam" if name in account.spam_folders else "ham"
             report.folder(name, label).error = problem
-            log.error("%s", problem)
+            log.info("%s", problem)  # in the report: the command line says it once
         plan = [(folder, label) for folder, label in plan if folder not in done]
         # One session reads every folder's state: it also repairs an
         # interrupted commit first, so the state read is the one that counts.
@@ -342,7 +342,7 @@ class Trainer:
                 report.timings["imap"] += time.perf_counter() - started
             except ImapStateError as exc:
                 report.folder(folder, label).error = str(exc)
-                log.error("%s", exc)
+                log.info("%s", exc)  # in the report: the command line says it once
                 done.add(folder)
         self.on_total(sum(len(w[4]) + len(w[5]) for w in work if w))
         for item in work:
@@ -360,7 +360,7 @@ class Trainer:
                                   new, due, report)
             except ImapStateError as exc:
                 report.folder(folder, label).error = str(exc)
-                log.error("%s", exc)
+                log.info("%s", exc)  # in the report: the command line says it once
             if not self.should_stop():
                 done.add(folder)
 

@@ -365,7 +365,11 @@ def test_missing_folder_is_reported_and_the_rest_is_trained(server, tmp_path):
     code, data, stderr = train_cli(config)
     assert code == 76
     assert "alice" in stderr and "'Spam' does not exist" in stderr
-    assert account_of(data, "alice")["learned_ham"] == 1
+    assert account_of(data, "alice")["learned_ham"] == 1 and account_of(data, "alice")["errors"] == 1
+    done = subprocess.run([sys.executable, "-m", "spamlearn", "--config", str(config), "train"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 76 and done.stderr.count("does not exist") == 1, done.stderr
+    assert "errors 1" in done.stdout and "FAILED" in done.stdout
 
 
 def test_special_use_and_patterns_choose_the_folders(server, tmp_path):
