@@ -499,7 +499,8 @@ class Trainer:
                     return (raw, hashes)
             outcome = session.learn(raw, label, hashes=hashes)
         except MessageError as exc:
-            log.warning("account %s: a message could not be learned: %s", account.name, exc)
+            log.warning("account %s: folder %s: a message could not be learned: %s", account.name,
+                        counts.folder, exc)
             counts.errors += 1
             return None
         if outcome.action == Action.RELABELLED:
