@@ -94,7 +94,8 @@ def _write_last_run(path: Path, reports: list[AccountReport]) -> None:
 
 
 class _StopFlag:
-    """SIGTERM/SIGINT set it: the trainer finishes the message in hand, commits, stops."""
+    """SIGTERM/SIGINT set it: the trainer finishes the message in hand, commits, stops;
+    a second signal stops it at once."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -103,6 +104,11 @@ class _StopFlag:
         self.signal: int | None = None
 
     def _set(self, sig: int, _frame: object) -> None:
+        if self.event.is_set():
+            # Asked twice: stop now, wherever it is (a read from a server that
+            # trickles, the wait for the run lock).  Nothing is lost: every
+            # commit survives being cut short, as it survives SIGKILL.
+            raise SystemExit(128 + sig)
         self.signal = sig
         self.event.set()
 

@@ -529,6 +529,30 @@ def test_a_single_pass_cut_short_by_sigterm_exits_143_and_the_next_run_finishes(
     assert code == 0 and model_counts(config) == (3, 0)
 
 
+def test_a_second_sigterm_stops_train_at_once(server, tmp_path):
+    """The first asks for a clean stop after the message in hand; one that
+    never comes (a run waiting for the lock, a server that trickles) is
+    ended by a second."""
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    lock = run_lock_path(load_settings(config))
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)      # held throughout: the run never gets to its pass
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train", "--wait"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert proc.poll() is None      # the first one waits for a clean stop
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        os.close(fd)
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err
+
+
 def test_password_never_appears_in_debug_output(server, tmp_path):
     """-vv logs every IMAP command (imapclient's debug log); LOGIN must be redacted."""
     upload(server, "alice", "Junk", [make_message("spam", 1)])
