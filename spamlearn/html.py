@@ -222,8 +222,9 @@ def _drop_elements(html: str, opening: re.Pattern, replace: Callable[[str, str |
     """Each element that ``opening`` starts, up to its own end tag or, for
     script and style, the end of ``html``, replaced by ``replace(name,
     inner, start, end)``; ``inner`` is the text between the tags (None when
-    the element runs to the end), ``start:end`` the element in ``html``.  What ``re.sub`` with ``<open>(.*?)</name\\s*>`` does,
-    alternatives in the order ``opening`` tries them, but in one pass: an
+    the element runs to the end), ``start:end`` the element in ``html``.
+    What ``re.sub`` with ``<open>(.*?)</name\\s*>`` does, alternatives in
+    the order ``opening`` tries them, but in one pass: an
     end tag is looked for once per element found, and a name whose end tag
     is nowhere after an opening is given up for the rest of ``html``.
     """
@@ -284,11 +285,11 @@ def _prescan(html: str, tokens: list[str], urls: list[str], link_hosts: bool = F
         html = _COMMENT_RE.sub(comment, html)
     lowered = html.lower()
     if "<script" in lowered or "<style" in lowered:
-        def script(name: str) -> str:
+        def script(name: str, *_: object) -> str:
             if name == "script":
                 tokens.append("html:script")
             return " "
-        html = _drop_elements(html, _SCRIPT_STYLE_OPEN_RE, lambda name, *_: script(name))
+        html = _drop_elements(html, _SCRIPT_STYLE_OPEN_RE, script)
         lowered = html.lower()
     if "<a" in lowered or "<img" in lowered:
         for match in _LINK_RE.finditer(html):

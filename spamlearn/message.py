@@ -352,10 +352,9 @@ def _valid_codec(name: str | None) -> bool:
     if not name:
         return True
     try:
-        codecs.lookup(name)
+        return codecs.lookup(name).name not in _SLOW_CODECS
     except LookupError:
         return False
-    return not _slow_codec(name)
 
 
 # Codecs whose decoders take time growing with the square of the input (the
