@@ -19,6 +19,7 @@ from .errors import (  # noqa: E402
     ImapAuthError,
     ImapConnectionError,
     ImapError,
+    ImapPassTimeoutError,
     ImapStateError,
     LedgerError,
     MessageError,
@@ -56,5 +57,5 @@ __all__ = [
     "Tokenizer", "TokenizerOptions", "tokenize",
     "SpamlearnError", "MessageError", "ModelError", "NotFittedError", "ModelFileError",
     "LedgerError", "StoreBusyError", "ConfigError",
-    "ImapError", "ImapConnectionError", "ImapAuthError", "ImapStateError",
+    "ImapError", "ImapConnectionError", "ImapPassTimeoutError", "ImapAuthError", "ImapStateError",
 ]

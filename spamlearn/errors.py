@@ -20,6 +20,7 @@ so an embedding filter can catch one type::
      ├── ConfigError           a bad config file, option or setting
      └── ImapError
           ├── ImapConnectionError  cannot reach, or lost, the server
+          │    └── ImapPassTimeoutError  a pass longer than pass_timeout
           ├── ImapAuthError        the server refused the login
           └── ImapStateError       a folder is missing or unreadable
 
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "ImapError",
     "ImapConnectionError",
+    "ImapPassTimeoutError",
     "ImapAuthError",
     "ImapStateError",
 ]
@@ -98,6 +100,10 @@ class ImapError(SpamlearnError):
 
 class ImapConnectionError(ImapError):
     """The IMAP server cannot be reached, or the connection broke."""
+
+
+class ImapPassTimeoutError(ImapConnectionError):
+    """A pass over one account took longer than its ``pass_timeout`` (not retried)."""
 
 
 class ImapAuthError(ImapError):

@@ -18,8 +18,9 @@ code   meaning
        and ledger disagree; ``eval``: the index is not in TREC's form
 66     EX_NOINPUT: an input file or folder (``eval``: the index) does not
        exist or is unreadable
-69     EX_UNAVAILABLE: the IMAP server cannot be reached (``serve``: the
-       address is taken)
+69     EX_UNAVAILABLE: the IMAP server cannot be reached, or answered so
+       slowly that a ``train`` pass outlived ``pass_timeout`` (``serve``:
+       the address is taken)
 70     EX_SOFTWARE: an internal error (a bug: please report it)
 74     EX_IOERR: the model file or ledger is missing, corrupt, unwritable
        (``serve``: no usable model to start with); standard output is

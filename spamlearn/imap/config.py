@@ -72,7 +72,7 @@ _DEFAULT_PORTS = {Security.TLS: 993, Security.STARTTLS: 143, Security.PLAIN: 143
 _KEYS = {
     "name", "host", "port", "security", "username", "password_file", "password_env",
     "spam_folders", "ham_folders", "ignore_folders", "ham_min_age_days", "mode", "own_model",
-    "allow_plaintext", "ca_file", "timeout", "retries", "retry_delay", "batch_size",
+    "allow_plaintext", "ca_file", "timeout", "pass_timeout", "retries", "retry_delay", "batch_size",
 }
 
 
@@ -103,6 +103,11 @@ class Account:
         Train the user's own model instead of the shared one.
     timeout : float
         Seconds for connecting and for each server answer.
+    pass_timeout : float
+        Seconds one pass over the account may take in all, reconnects
+        included (0: no bound).  A server that trickles its answers never
+        trips ``timeout``; this stops such a pass (exit 69), keeping what
+        it learned, so that it does not hold the run lock for ever.
     retries, retry_delay :
         Reconnect this many times after a dropped connection, waiting
         ``retry_delay * 2**attempt`` seconds, at most an hour.
@@ -126,6 +131,7 @@ class Account:
     allow_plaintext: bool = False
     ca_file: Path | None = None
     timeout: float = 60.0
+    pass_timeout: float = 3600.0
     retries: int = 3
     retry_delay: float = 2.0
     batch_size: int = 200
@@ -290,6 +296,9 @@ def parse_account(table: Mapping[str, Any], index: int = 0, base: Path | None = 
         values["ca_file"] = as_path(table["ca_file"], f"{label}: ca_file", base)
     if "timeout" in table:
         values["timeout"] = float(_number(table["timeout"], f"{label}: timeout", 0.1, maximum=_DAY_SECONDS))
+    if "pass_timeout" in table:
+        values["pass_timeout"] = float(_number(table["pass_timeout"], f"{label}: pass_timeout", 0,
+                                               maximum=7 * _DAY_SECONDS))
     if "retries" in table:
         values["retries"] = _number(table["retries"], f"{label}: retries", 0, integer=True)
     if "retry_delay" in table:

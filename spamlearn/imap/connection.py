@@ -5,6 +5,8 @@ spamlearn's own types, always naming the account:
 
 - cannot connect, TLS handshake or certificate failure, timeout, the
   connection dropped -> ``ImapConnectionError`` (retried by the trainer);
+- the pass outlived its ``pass_timeout`` -> ``ImapPassTimeoutError`` (a
+  kind of ``ImapConnectionError``, not retried);
 - the server refused the login -> ``ImapAuthError`` (not retried: a wrong
   password does not get better, and retrying risks an account lockout);
 - a missing folder or an unexpected answer -> ``ImapStateError``.
@@ -27,8 +29,9 @@ from collections.abc import Iterator, Sequence
 import imapclient
 from imapclient.exceptions import CapabilityError, LoginError
 
-from ..errors import ImapAuthError, ImapConnectionError, ImapStateError
+from ..errors import ImapAuthError, ImapConnectionError, ImapPassTimeoutError, ImapStateError
 from .config import Account, Security
+from .deadline import DeadlinePassed, PassDeadline
 
 __all__ = ["MailServer", "FolderInfo", "FolderStatus", "MessageMeta", "connect", "translate_errors"]
 
@@ -112,11 +115,18 @@ def _redacting(secret: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def translate_errors(account: Account, doing: str) -> Iterator[None]:
-    """Re-raise imapclient/socket/ssl errors as spamlearn's IMAP errors."""
+def translate_errors(account: Account, doing: str,
+                     deadline: PassDeadline | None = None) -> Iterator[None]:
+    """Re-raise imapclient/socket/ssl errors as spamlearn's IMAP errors; with a
+    ``deadline``, the exchange is one that the deadline may cut off."""
     where = f"account {account.name} ({account.host}:{account.port})"
     try:
-        yield
+        with deadline.network() if deadline else contextlib.nullcontext():
+            yield
+    except DeadlinePassed:
+        raise ImapPassTimeoutError(
+            f"{where}: the pass took longer than pass_timeout ({account.pass_timeout:g} s), "
+            f"stopped while {doing} (what it learned is kept; the next run goes on)") from None
     except LoginError as exc:
         raise ImapAuthError(f"{where}: the server refused the login of {account.username} "
                             f"(wrong password?): {_text(exc)}") from exc
@@ -153,15 +163,17 @@ def _decode(value: bytes | str) -> str:
 class MailServer:
     """A logged-in, read-only view of one account's mailbox (see ``connect``)."""
 
-    def __init__(self, client: imapclient.IMAPClient, account: Account):
+    def __init__(self, client: imapclient.IMAPClient, account: Account,
+                 deadline: PassDeadline | None = None):
         self.client = client
         self.account = account
+        self.deadline = deadline
         with self._guard("reading capabilities"):
             self.capabilities = frozenset(_decode(c).upper() for c in client.capabilities())
         self.selected: str | None = None
 
     def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
-        return translate_errors(self.account, doing)
+        return translate_errors(self.account, doing, self.deadline)
 
     @property
     def has_condstore(self) -> bool:
@@ -240,7 +252,12 @@ class MailServer:
                 if isinstance(data.get(b"BODY[]"), bytes) and _DELETED not in data.get(b"FLAGS", ())}
 
     def close(self) -> None:
-        """Log out; on a broken connection just drop the socket."""
+        """Log out; on a broken connection, or past the deadline, just drop the socket."""
+        if self.deadline is not None and self.deadline.expired:
+            # LOGOUT would wait on the very server that was too slow.
+            with contextlib.suppress(OSError):
+                self.client.shutdown()
+            return
         try:
             self.client.logout()
         except (imaplib.IMAP4.error, OSError):
@@ -262,19 +279,24 @@ def _tls_context(account: Account) -> ssl.SSLContext:
 
 
 @contextlib.contextmanager
-def connect(account: Account, password: str) -> Iterator[MailServer]:
+def connect(account: Account, password: str,
+            deadline: PassDeadline | None = None) -> Iterator[MailServer]:
     """Connect, secure and log in; yields a ``MailServer``; logs out on exit.
+
+    Every exchange with the server, from the greeting on, may be cut off by
+    ``deadline``.
 
     Raises
     ------
     ImapConnectionError
-        Unreachable, TLS failure, STARTTLS not offered, timeout.
+        Unreachable, TLS failure, STARTTLS not offered, timeout (its
+        ``ImapPassTimeoutError``: past the deadline).
     ImapAuthError
         The login was refused.
     """
     timeout = imapclient.SocketTimeout(connect=account.timeout, read=account.timeout)
     with _redacting(password):
-        with translate_errors(account, "connecting"):
+        with translate_errors(account, "connecting", deadline):
             if account.security == Security.TLS:
                 client = imapclient.IMAPClient(account.host, account.port, ssl=True,
                                                ssl_context=_tls_context(account), timeout=timeout)
@@ -283,9 +305,9 @@ def connect(account: Account, password: str) -> Iterator[MailServer]:
         client.normalise_times = False  # INTERNALDATE as aware datetimes: ages are exact
         try:
             if account.security == Security.STARTTLS:
-                with translate_errors(account, "starting TLS (STARTTLS)"):
+                with translate_errors(account, "starting TLS (STARTTLS)", deadline):
                     client.starttls(_tls_context(account))
-            with translate_errors(account, "logging in"):
+            with translate_errors(account, "logging in", deadline):
                 if (account.username + password).isascii():
                     client.login(account.username, password)
                 else:
@@ -294,7 +316,7 @@ def connect(account: Account, password: str) -> Iterator[MailServer]:
                     client.plain_login(account.username, password)
             log.info("account %s: logged in to %s:%s as %s", account.name, account.host,
                      account.port, account.username)
-            server = MailServer(client, account)
+            server = MailServer(client, account, deadline)
         except BaseException:
             with contextlib.suppress(OSError):
                 client.shutdown()

@@ -42,6 +42,7 @@ from ..errors import (
     ConfigError,
     ImapAuthError,
     ImapConnectionError,
+    ImapPassTimeoutError,
     ImapStateError,
     LedgerError,
     MessageError,
@@ -52,6 +53,7 @@ from ..exitcodes import exit_code_for
 from ..modelstore import Action, LearningSession, ModelStore
 from .config import Account, Mode
 from .connection import MAX_BATCH_BYTES, FolderInfo, MailServer, MessageMeta, connect
+from .deadline import PassDeadline
 
 __all__ = ["Trainer", "AccountReport", "FolderReport", "FolderState", "resolve_folders",
            "store_for", "state_key"]
@@ -289,29 +291,31 @@ class Trainer:
             report.seconds = time.monotonic() - started
             return report
         done: set[str] = set()
-        for attempt in range(account.retries + 1):
-            report.attempts = attempt + 1
-            try:
-                password = account.password()
-                if not account.password_file_is_private():
-                    log.warning("account %s: password_file %s is readable by every user; "
-                                "chmod 600 it", account.name, account.password_file)
-                with connect(account, password) as server:
-                    self._pass(server, account, store, report, done)
-                break
-            except ImapConnectionError as exc:
-                if attempt >= account.retries or self.should_stop():
+        with PassDeadline(account.pass_timeout) as deadline:
+            for attempt in range(account.retries + 1):
+                report.attempts = attempt + 1
+                try:
+                    password = account.password()
+                    if not account.password_file_is_private():
+                        log.warning("account %s: password_file %s is readable by every user; "
+                                    "chmod 600 it", account.name, account.password_file)
+                    with connect(account, password, deadline) as server:
+                        self._pass(server, account, store, report, done)
+                    break
+                except ImapConnectionError as exc:
+                    if (attempt >= account.retries or self.should_stop()
+                            or isinstance(exc, ImapPassTimeoutError)):
+                        report.error, report.exit_code = str(exc), exit_code_for(exc)
+                        break
+                    # Doubling, up to an hour: with many retries 2**attempt
+                    # alone would overflow time.sleep.
+                    delay = min(account.retry_delay * 2 ** min(attempt, 32), 3600.0)
+                    log.warning("%s; retry %d of %d in %.1f s", exc, attempt + 1, account.retries, delay)
+                    self.sleep(delay)
+                except (ImapAuthError, ImapStateError, ConfigError, StoreBusyError, ModelError,
+                        LedgerError) as exc:
                     report.error, report.exit_code = str(exc), exit_code_for(exc)
                     break
-                # Doubling, up to an hour: with many retries 2**attempt alone
-                # would overflow time.sleep.
-                delay = min(account.retry_delay * 2 ** min(attempt, 32), 3600.0)
-                log.warning("%s; retry %d of %d in %.1f s", exc, attempt + 1, account.retries, delay)
-                self.sleep(delay)
-            except (ImapAuthError, ImapStateError, ConfigError, StoreBusyError, ModelError,
-                    LedgerError) as exc:
-                report.error, report.exit_code = str(exc), exit_code_for(exc)
-                break
         if not report.exit_code:
             codes = [exit_code_for(ImapStateError())] if any(f.error for f in report.folders) else []
             if report.message_errors:

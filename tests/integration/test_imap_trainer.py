@@ -10,11 +10,13 @@ counted twice or lost.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -400,6 +402,78 @@ def test_tls_to_a_plain_port_and_unreachable_server_exit_69(server, tmp_path):
     config = write_config(tmp_path, server, [{"username": "alice", "port": closed, "retries": 1}])
     code, data, stderr = train_cli(config)
     assert code == 69 and "account alice" in stderr and account_of(data, "alice")["errors"] == 1
+
+
+class TricklingProxy:
+    """A relay to the real Dovecot that passes the server's answers on at a
+    trickle (``chunk`` bytes every ``pause`` s) after the first ``fast_bytes``:
+    an overloaded server or a middlebox, which never trips ``timeout``."""
+
+    def __init__(self, target_port: int, fast_bytes: int = 6000, chunk: int = 16, pause: float = 0.05):
+        self.target_port, self.fast_bytes, self.chunk, self.pause = target_port, fast_bytes, chunk, pause
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = [self.listener]
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    def __enter__(self) -> TricklingProxy:
+        self.threads[0].start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
+            for args in ((client, upstream, False), (upstream, client, True)):
+                thread = threading.Thread(target=self._pump, args=args, daemon=True)
+                self.threads.append(thread)
+                thread.start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, trickle: bool) -> None:
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                while data:
+                    size = self.chunk if trickle and sent >= self.fast_bytes else len(data)
+                    sink.sendall(data[:size])
+                    sent, data = sent + size, data[size:]
+                    if trickle and sent > self.fast_bytes:
+                        time.sleep(self.pause)
+        except OSError:
+            pass
+
+
+def test_a_server_that_trickles_is_stopped_at_pass_timeout_and_nothing_is_lost(server, tmp_path):
+    """Each answer comes within ``timeout``, so only ``pass_timeout`` ends the
+    pass (it held the run lock for ever); what it learned stays, once."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(30)])
+    with TricklingProxy(server.port) as proxy:     # ~20 KB at 320 B/s: a minute
+        config = write_config(tmp_path, server, [{"username": "alice", "port": proxy.port,
+                                                  "batch_size": 5, "pass_timeout": 3}])
+        started = time.monotonic()
+        code, data, stderr = train_cli(config)
+        took = time.monotonic() - started
+    learned = account_of(data, "alice")["learned_spam"]
+    assert code == 69 and "longer than pass_timeout (3 s)" in stderr and "Traceback" not in stderr
+    assert took < 10 and learned < 30
+    assert model_counts(config) == (learned, 0)
+
+    config = write_config(tmp_path, server, [{"username": "alice"}])    # straight to Dovecot
+    code, data, _ = train_cli(config)
+    assert code == 0 and account_of(data, "alice")["learned_spam"] == 30 - learned
+    assert model_counts(config) == (30, 0)
 
 
 def test_overlapping_runs_second_exits_75_or_waits(server, tmp_path):

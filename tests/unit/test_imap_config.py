@@ -24,6 +24,7 @@ def test_defaults_are_tls_on_993_with_a_readable_name():
     assert (acc.security, acc.port, acc.name, acc.mode) == (Security.TLS, 993, "alice@mail.example.org", Mode.ALL)
     assert account(security="starttls").port == 143
     assert acc.ignore_folders == ("\\Trash",)
+    assert acc.pass_timeout == 3600.0 and account(pass_timeout=0).pass_timeout == 0.0
 
 
 @pytest.mark.parametrize("changes,message", [
@@ -38,6 +39,8 @@ def test_defaults_are_tls_on_993_with_a_readable_name():
     ({"spam_folders": [], "ham_folders": []}, "give spam_folders and/or ham_folders"),
     ({"ham_folders": ["Junk"]}, "both spam and ham: Junk"),
     ({"ham_min_age_days": -1}, "ham_min_age_days must be >= 0"),
+    ({"pass_timeout": -1}, "pass_timeout must be >= 0"),
+    ({"pass_timeout": 1e12}, "pass_timeout must be <= 604800"),
     ({"own_model": "yes"}, "own_model must be true or false"),
     ({"name": "a b"}, "name must be a word"),
     ({"colour": "red"}, "unknown key"),
