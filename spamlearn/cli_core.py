@@ -431,19 +431,27 @@ def eval_(
                                                      "showing them into this folder.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
     limit: Annotated[int, typer.Option(min=0, help="Use only the first N messages (0: all).")] = 0,
+    features: Annotated[int | None, typer.Option(
+        help="Feature buckets of the model (a power of two).  Default: the configured "
+             "`features`, or more for a corpus large enough to crowd it (64 a message, "
+             "at most 2**25).")] = None,
 ) -> None:
     """Run the TREC Spam Track online protocol over a corpus (from an empty model)."""
     from .classifier import Classifier
-    from .evaluate import compute_figures, read_index, run_online, write_results
+    from .config import check_features
+    from .evaluate import compute_figures, features_for, read_index, run_online, write_results
 
     settings = state_of(ctx).settings
     for option, path, folder in (("--results", results, False), ("--plot", plot, False),
                                  ("--report", report, True)):
         _check_output_path(option, path, folder)
+    if features is not None:
+        check_features(features, "--features")
     entries = read_index(index)
     if limit:
         entries = entries[:limit]
-    classifier = Classifier(n_features=settings.features, ham_cutoff=settings.ham_cutoff,
+    n_features = features or features_for(len(entries), settings.features, MAX_FEATURES)
+    classifier = Classifier(n_features=n_features, ham_cutoff=settings.ham_cutoff,
                             spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit)
     with progress("evaluating", len(entries)) as advance:
         result = run_online(entries, classifier, mode=mode, progress=lambda n: advance(1))
@@ -462,10 +470,11 @@ def eval_(
                      title=f"spamlearn on {index.parent.parent.name or index.name}")
     f = figures
     if as_json:
-        typer.echo(json.dumps(figures.as_dict()))
+        typer.echo(json.dumps({**figures.as_dict(), "n_features": n_features}))
     else:
         typer.echo(
-            f"{f.messages} messages ({f.n_spam} spam, {f.n_ham} ham), mode {mode}: "
+            f"{f.messages} messages ({f.n_spam} spam, {f.n_ham} ham), mode {mode}, "
+            f"2**{n_features.bit_length() - 1} buckets: "
             f"(1-ROCA)% {f.roca_pct:.4f}, lam% {f.lam_pct:.3f}, "
             f"ham misclassified {f.ham_misclassified_pct:.3f}%, spam misclassified "
             f"{f.spam_misclassified_pct:.3f}%, unsure {f.unsure_pct:.2f}%, "

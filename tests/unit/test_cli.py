@@ -552,6 +552,24 @@ def test_eval_uses_the_configured_model_size(tmp_path, spam_messages, ham_messag
     assert sizes == [65536]
 
 
+def test_eval_sizes_the_model_for_the_corpus_unless_told(tmp_path, spam_messages, ham_messages):
+    from spamlearn.evaluate import features_for
+
+    # An online run has nobody to act on "buckets filling up": a corpus
+    # large enough to crowd the configured size gets more, 64 a message.
+    assert features_for(6046, 2**21, 2**25) == 2**21
+    assert features_for(75_000, 2**21, 2**25) == 2**23
+    assert features_for(10**7, 2**21, 2**25) == 2**25
+    assert features_for(75_000, 2**24, 2**25) == 2**24
+    index = _tiny_corpus(tmp_path, spam_messages, ham_messages)
+    shown = json.loads(run("eval", "--index", index, "--json").output)
+    assert shown["n_features"] == 2**21
+    result = run("eval", "--index", index, "--json", "--features", 2**16)
+    assert result.exit_code == 0 and json.loads(result.output)["n_features"] == 2**16
+    wrong = run("eval", "--index", index, "--features", 100_000)
+    assert wrong.exit_code == ExitCode.CONFIG and "power of two" in wrong.output
+
+
 def test_a_crowded_model_of_the_largest_size_is_not_told_to_grow(tmp_path, monkeypatch):
     monkeypatch.setattr("spamlearn.cli_core.MAX_FEATURES", 65536)     # 2**25 would take 256 MB here
     config = tmp_path / "spamlearn.toml"
