@@ -470,10 +470,17 @@ def load_settings(
     path = find_config_file(config_file, env)
     data = _read_toml(path) if path else {}
     values: dict[str, Any] = {"config_file": path}
-    if path is not None:
-        values.update(_file_values(data, path))
-    values.update(_env_values(env))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    layers = [_file_values(data, path) if path is not None else {}, _env_values(env),
+              {k: v for k, v in overrides.items() if v is not None}]
+    for layer in layers:
+        if "model_path" in layer and "ledger_path" not in layer:
+            # A ledger named below belongs to the model named there: a model
+            # given by SPAMLEARN_MODEL or --model (to try one out) paired
+            # with the configured model's ledger, whose revision it did not
+            # match, and the "repair" of that deleted the configured model's
+            # rows (a helper's review, 2026-11-29).  It gets the ledger beside it.
+            values.pop("ledger_path", None)
+        values.update(layer)
     values["sections"] = {k: v for k, v in data.items() if k not in ("model", "users")}
     try:
         return Settings(**values)

@@ -56,6 +56,27 @@ def test_score_falls_back_to_the_default_model(tmp_path):
     assert lines[0][1] == "spam" and lines[1][1] == "ham"
 
 
+def test_trying_a_model_out_leaves_the_configured_ledger_alone(tmp_path, spam_messages, sample_ham):
+    """``--model FILE`` with a config that names its ledger: the trial model
+    paired with that ledger, and the "repair" deleted the configured model's rows."""
+    main = tmp_path / "main"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[model]\npath = "{main / "m.joblib"}"\nledger = "{main / "m.ledger"}"\n')
+    spam = tmp_path / "spam.eml"
+    spam.write_bytes(spam_messages[0])
+    ham = tmp_path / "ham.eml"
+    ham.write_bytes(sample_ham)
+    assert run("--config", config, "learn", "--spam", spam).exit_code == 0
+    trial = tmp_path / "trial.joblib"
+    assert run("--config", config, "--model", trial, "learn", "--ham", ham).exit_code == 0
+    assert (tmp_path / "trial.ledger").exists()
+    for extra in ((), ("--model", trial)):
+        checked = run("--config", config, *extra, "info", "--check")
+        assert checked.exit_code == 0, checked.output
+    forgot = run("--config", config, "forget", spam)
+    assert forgot.exit_code == 0 and "forgot 1" in forgot.output, forgot.output
+
+
 def test_learn_reports_and_is_idempotent(model, tmp_path, sample_spam):
     (tmp_path / "a.eml").write_bytes(sample_spam)
     first = run("--model", model, "learn", "--spam", tmp_path / "a.eml")

@@ -49,6 +49,21 @@ def test_file_then_environment_then_overrides(tmp_path, monkeypatch):
     assert load_settings().config_file == config
 
 
+def test_a_model_named_above_the_file_gets_its_own_ledger_not_the_configured_one(tmp_path):
+    config = write(tmp_path, '[model]\npath = "main/m.joblib"\nledger = "main/m.ledger"\n')
+    assert load_settings(config, env={}).effective_ledger_path == tmp_path / "main" / "m.ledger"
+    trial = tmp_path / "trial.joblib"
+    for settings in (load_settings(config, env={"SPAMLEARN_MODEL": str(trial)}),
+                     load_settings(config, env={}, model_path=trial)):
+        assert settings.effective_ledger_path == tmp_path / "trial.ledger"
+    # A ledger named at the same level as the model, or above it, still counts.
+    both = load_settings(config, env={"SPAMLEARN_MODEL": str(trial), "SPAMLEARN_LEDGER": "/x/l"})
+    assert both.effective_ledger_path == Path("/x/l")
+    assert load_settings(config, env={"SPAMLEARN_LEDGER": "/x/l"}).effective_ledger_path == Path("/x/l")
+    flag = load_settings(config, env={"SPAMLEARN_LEDGER": "/x/l"}, model_path=trial)
+    assert flag.effective_ledger_path == tmp_path / "trial.ledger"
+
+
 @pytest.mark.parametrize("text, message", [
     ("[model]\nham_cutoff = 0.9\nspam_cutoff = 0.2\n", "cutoffs"),
     ("[model]\nscan_limit = 'lots'\n", "scan_limit"),
