@@ -293,12 +293,20 @@ def as_str(value: Any, what: str) -> str:
     return value
 
 
+def expand_path(text: str, what: str) -> Path:
+    """``text`` as a path, with ``~`` and ``~user`` expanded."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:        # ~nosuchuser, or ~ with no HOME and no passwd entry
+        raise ConfigError(f"{what}: cannot find the home folder in {text!r}") from None
+
+
 def as_path(value: Any, what: str, base: Path | None = None) -> Path:
     """A path from a TOML string, relative to ``base`` (the config file's folder)."""
     # A NUL would pass here and raise ValueError at the first open().
     if not isinstance(value, str) or not value or "\0" in value:
         raise ConfigError(f"{what} must be a path (a non-empty string), got {_shown(value)}")
-    path = Path(value).expanduser()
+    path = expand_path(value, what)
     if base is not None and not path.is_absolute():
         path = base / path
     return path
@@ -433,8 +441,8 @@ def _file_values(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
 # -- The environment ----------------------------------------------------------------------------
 
 _ENV = {  # variable: (Settings field, reader)
-    "SPAMLEARN_MODEL": ("model_path", lambda text, what: Path(text).expanduser()),
-    "SPAMLEARN_LEDGER": ("ledger_path", lambda text, what: Path(text).expanduser()),
+    "SPAMLEARN_MODEL": ("model_path", expand_path),
+    "SPAMLEARN_LEDGER": ("ledger_path", expand_path),
     "SPAMLEARN_HAM_CUTOFF": ("ham_cutoff", env_float),
     "SPAMLEARN_SPAM_CUTOFF": ("spam_cutoff", env_float),
     "SPAMLEARN_LOCK_TIMEOUT": ("lock_timeout", env_float),

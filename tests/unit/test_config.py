@@ -244,6 +244,14 @@ def test_bad_environment_values_name_the_variable(variable, value, message):
         load_settings(env={variable: value})
 
 
+def test_a_home_folder_that_does_not_exist_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="SPAMLEARN_MODEL: cannot find the home folder in '~nosuchuser/m'"):
+        load_settings(env={"SPAMLEARN_MODEL": "~nosuchuser/m"})
+    config = write(tmp_path, '[users]\ndir = "~nosuchuser/x"\n')
+    with pytest.raises(ConfigError, match=r"\[users\] dir: cannot find the home folder"):
+        load_settings(config, env={})
+
+
 @pytest.mark.parametrize("variable, value", [
     ("SPAMLEARN_SERVER_RELOAD_INTERVAL", "nan"), ("SPAMLEARN_SERVER_RELOAD_INTERVAL", "inf"),
     ("SPAMLEARN_SERVER_PORT", "8731.0"), ("SPAMLEARN_SERVER_WORKERS", "two"),
