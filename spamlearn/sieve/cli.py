@@ -13,7 +13,7 @@ import typer
 
 from ..cli import ExitCode, app, exit_code_for, fail, handle_errors, state_of
 from ..errors import StoreBusyError
-from .drain import DEFAULT_BATCH, drain_spool
+from .drain import DEFAULT_BATCH, DrainReport, drain_spool
 from .install import install as install_files
 from .install import staged_path, uninstall as uninstall_files
 from .options import SieveOptions
@@ -172,11 +172,13 @@ def _drain_once(queue: Spool, settings, batch_size: int, as_json: bool, quiet: b
     try:
         report = drain_spool(queue, settings, batch_size=batch_size)
     except StoreBusyError:
-        if not quiet:
+        if as_json:     # a JSON reader gets JSON whatever happened
+            typer.echo(json.dumps({**DrainReport().as_dict(), "another_drain_running": True}))
+        elif not quiet:
             typer.echo("sieve drain: another drain is running; it takes the queue")
         return ExitCode.OK
     if as_json:
-        typer.echo(json.dumps(report.as_dict()))
+        typer.echo(json.dumps({**report.as_dict(), "another_drain_running": False}))
     elif report.processed or report.failed or report.errors or not quiet:
         typer.echo(report.summary())
     for error in report.errors:

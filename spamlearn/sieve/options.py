@@ -150,10 +150,12 @@ class SieveOptions:
         refuse_unknown(table, {f.name for f in dataclasses.fields(cls)}, f"{where}unknown key(s) in [sieve]")
         base = settings.config_file.parent if settings.config_file else None
         values = {key: _coerce(key, value, base, f"{where}[sieve] {key}") for key, value in table.items()}
-        # Flags are checked alike, but their messages must not blame the file.
+        # Flags are checked alike, but their messages must not blame the
+        # file, and their relative paths are the shell's: from the folder
+        # the command runs in, not the config file's.
         flags = {key: value for key, value in overrides.items() if value is not None}
         for key, value in flags.items():
-            values[key] = _coerce(key, value, base, f"[sieve] {key}")
+            values[key] = _coerce(key, value, Path.cwd(), f"[sieve] {key}")
         if values.get("http_url") == "":
             values["http_url"] = None
         try:

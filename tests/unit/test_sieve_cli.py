@@ -70,6 +70,20 @@ def test_install_then_uninstall(tmp_path):
     assert (tmp_path / "spool" / "new").is_dir()  # kept for a last drain
 
 
+def test_relative_flag_paths_are_from_the_current_folder_not_the_config_files(tmp_path, monkeypatch):
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    config = config_dir / "spamlearn.toml"
+    config.write_text('[sieve]\nspool = "from-file"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    shown = run("--config", config, "sieve", "print", "--file", "spamlearn-report").output
+    assert f"SPOOL='{config_dir / 'from-file'}'" in shown
+    shown = run("--config", config, "sieve", "print", "--file", "spamlearn-report", "--spool", "mine").output
+    assert f"SPOOL='{work / 'mine'}'" in shown
+
+
 def test_install_unknown_mail_user(tmp_path):
     result = run("sieve", "install", "--dest", tmp_path, "--mail-user", "no-such-user-xyz")
     assert result.exit_code == 78

@@ -297,6 +297,10 @@ def test_one_drain_at_a_time(site, spam_messages):
         result = site.drain_cli()
         assert result.exit_code == 0
         assert "another drain is running" in result.output
+        result = site.drain_cli("--json")
+        assert result.exit_code == 0
+        assert json.loads(result.output) | {"another_drain_running": True} == json.loads(result.output)
+        assert json.loads(result.output)["learned"] == 0
     assert len(list(site.spool.new.iterdir())) == 1
 
 
@@ -307,6 +311,7 @@ def test_cli_json_and_quiet(site, spam_messages):
     result = site.drain_cli("--json")
     assert result.exit_code == 0
     assert json.loads(result.output)["learned"] == 1
+    assert json.loads(result.output)["another_drain_running"] is False
 
 
 def test_cli_missing_spool_is_a_config_error(tmp_path):
