@@ -4,7 +4,7 @@
 require ["vnd.dovecot.pipe", "copy", "imapsieve", "environment", "variables"];
 
 if environment :matches "imap.mailbox" "*" { set "mailbox" "${1}"; }
-if string :matches "${mailbox}" ["Junk", "Trash"] {
+if string :matches "${mailbox}" ["Junk", "Junk/*", "Junk.*", "Trash", "Trash/*", "Trash.*"] {
   stop;
 }
 if environment :matches "imap.user" "*" { set "username" "${1}"; }

@@ -131,8 +131,13 @@ class SieveOptions:
 
     @property
     def skip_folders(self) -> tuple[str, ...]:
-        """Folders a move out of the spam folder into teaches nothing."""
-        return (self.spam_folder, self.trash_folder, *self.not_ham_folders)
+        """Folders a move out of the spam folder into teaches nothing: also
+        the spam and trash folders' subfolders (Junk/2026 is spam filed
+        away, not ham; a helper's review, 2026-11-29), with either of
+        Dovecot's hierarchy separators."""
+        return (self.spam_folder, f"{self.spam_folder}/*", f"{self.spam_folder}.*",
+                self.trash_folder, f"{self.trash_folder}/*", f"{self.trash_folder}.*",
+                *self.not_ham_folders)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> SieveOptions:

@@ -171,6 +171,24 @@ def test_junk_to_trash_learns_nothing(fresh):
     assert message_digest(raw) not in fresh.labels()
 
 
+def test_spam_filed_into_a_junk_subfolder_is_not_ham(fresh):
+    raw = make_message("junk-sub-1")
+    client = fresh.server.connect("alice")
+    try:
+        client.create_folder("Junk/2026")
+        client.append("INBOX", raw)
+        client.select_folder("INBOX")
+        client.move(client.search("ALL"), "Junk")
+        client.select_folder("Junk")
+        client.move(client.search("ALL"), "Junk/2026")
+        assert client.folder_status("Junk/2026", [b"MESSAGES"])[b"MESSAGES"] == 1
+    finally:
+        client.logout()
+    assert fresh.queued() == ["spam,alice"]     # the move into Junk only
+    fresh.drain()
+    assert fresh.labels()[message_digest(raw)] == "spam"
+
+
 def test_multi_message_move_learns_each_once(fresh):
     messages = [make_message(f"multi-{i}") for i in range(3)]
     client = fresh.server.connect("alice")

@@ -27,7 +27,7 @@ def test_print_shows_all_four_files_for_the_given_setup():
     assert out.count("# ==> ") == 4
     assert 'imapsieve_mailbox1_name = "Spam"' in out
     assert "imapsieve_mailbox1_causes = COPY APPEND" in out
-    assert '["Spam", "Deleted Items"]' in out
+    assert '["Spam", "Spam/*", "Spam.*", "Deleted Items", "Deleted Items/*", "Deleted Items.*"]' in out
     assert "SPOOL='/srv/spool'" in out and "HTTP_URL='http://127.0.0.1:8731'" in out
 
 
@@ -51,7 +51,8 @@ def test_config_file_sets_the_defaults(tmp_path):
     config = tmp_path / "spamlearn.toml"
     config.write_text('[sieve]\nspam_folder = "Junk E-mail"\nnot_ham_folders = ["Archive/*"]\n')
     result = run("--config", config, "sieve", "print", "--file", "report-ham.sieve")
-    assert '["Junk E-mail", "Trash", "Archive/*"]' in result.output
+    assert ('["Junk E-mail", "Junk E-mail/*", "Junk E-mail.*", "Trash", "Trash/*", "Trash.*", '
+            '"Archive/*"]') in result.output
 
 
 def test_install_then_uninstall(tmp_path):

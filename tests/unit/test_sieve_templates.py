@@ -43,7 +43,8 @@ def test_defaults_match_the_debian_layout():
 def test_the_ham_script_skips_trash_and_not_ham_folders():
     text = rendered(SieveOptions(trash_folder="Deleted Items",
                                  not_ham_folders=("Trash/*", "Spam Archive")))["report-ham.sieve"]
-    assert 'if string :matches "${mailbox}" ["Junk", "Deleted Items", "Trash/*", "Spam Archive"]' in text
+    assert ('if string :matches "${mailbox}" ["Junk", "Junk/*", "Junk.*", "Deleted Items", '
+            '"Deleted Items/*", "Deleted Items.*", "Trash/*", "Spam Archive"]') in text
     assert 'pipe :copy "spamlearn-report" ["ham", "${username}"];' in text
 
 
