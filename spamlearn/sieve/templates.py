@@ -132,7 +132,8 @@ def render_pipe_program(options: SieveOptions) -> str:
 # so it does not learn: it writes the message into the spool (tmp/, then a
 # rename into new/, so a half-written file is never picked up) and returns in
 # milliseconds; `spamlearn sieve drain` learns from the spool.  With an HTTP
-# URL it posts to `spamlearn serve` instead and spools only if that fails.
+# URL it posts to `spamlearn serve` instead and spools only if that fails, or
+# if messages are already queued: those go first.
 # Dovecot gives it no PATH and only USER, HOME and HOST: absolute paths only.
 # A non-zero exit does not fail the user's move; Dovecot logs it as an Error
 # together with the line this script printed on stderr.
@@ -164,6 +165,15 @@ if ! /bin/cat > "$tmp"; then
   /bin/rm -f "$tmp"
   echo "{PIPE_PROGRAM}: cannot write to $SPOOL/tmp (does the mail user own the spool?)" >&2
   exit 75
+fi
+
+# Messages already queued (the service was down or busy) are older verdicts:
+# posting this one past them would let the drain later undo the user's last
+# move, and after one failed post the rest of a 100-message MOVE would each
+# wait curl's 3 s.  So while the queue is not empty, this one joins it.
+set -- "$SPOOL"/new/*
+if [ -e "$1" ]; then
+  HTTP_URL=''
 fi
 
 if [ -n "$HTTP_URL" ]; then

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -186,3 +187,38 @@ def test_http_mode_spools_when_the_service_is_down(site):
     entries = spool.entries()[0]
     assert [SpoolEntry.parse(e.path).label for e in entries] == ["spam"]
     assert entries[0].read() == MESSAGE
+
+
+def test_http_mode_queues_behind_messages_already_queued(site, learn_endpoint):
+    """A verdict posted past older queued ones would be undone by the next
+    drain (a helper's review: MOVE into Junk while the service was down,
+    back out once it was up, then the drain relabelled it spam again)."""
+    server, handler = learn_endpoint
+    url = f"http://127.0.0.1:{server.server_port}"
+    program, spool = installed(site, http_url=url, http_token_file=_token_file(site))
+    handler.status = 503
+    assert run_pipe(program, "spam").returncode == 0        # refused: queued
+    handler.status = 200
+    result = run_pipe(program, "ham")                      # the service is back; the queue is not empty
+    assert result.returncode == 0 and result.stderr == b""
+    assert len(handler.requests) == 1
+    assert [e.label for e in spool.entries()[0]] == ["spam", "ham"]
+    for entry in spool.entries()[0]:
+        entry.path.unlink()                                 # drained
+    assert run_pipe(program, "spam").returncode == 0
+    assert len(handler.requests) == 2 and spool.entries() == ([], [])
+
+
+def test_after_one_failed_post_the_rest_of_a_move_queues_without_waiting(site):
+    import socket
+
+    with socket.socket() as listener:       # accepts, never answers: curl waits its --max-time
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        program, spool = installed(site, http_url=f"http://127.0.0.1:{listener.getsockname()[1]}")
+        started = time.monotonic()
+        for _ in range(5):
+            assert run_pipe(program, "spam").returncode == 0
+        took = time.monotonic() - started
+    assert len(spool.entries()[0]) == 5
+    assert 2.5 < took < 5.5, took           # one 3 s wait, not five
