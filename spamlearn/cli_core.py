@@ -480,8 +480,9 @@ def eval_(
             f"{f.spam_misclassified_pct:.3f}%, unsure {f.unsure_pct:.2f}%, "
             f"hm at sm=0.1% {f.hm_at_sm_01_pct:.2f}%, {f.messages_per_second:.0f} messages/s")
     if f.unreadable:
-        # Counted in the figures as unsure at 0.5, as TREC does with a
-        # filter's failures; said here so that a broken index is noticed.
+        # Counted in the figures as unsure at 0.5 (ham to lam: not above
+        # 0.5; TREC's tools record a failure as ham at score 0); said here
+        # so that a broken index is noticed.
         for message_id, why in result.failures[:_FAILURES_NAMED]:
             typer.echo(f"spamlearn: {message_id}: {why}", err=True)
         if f.unreadable > _FAILURES_NAMED:

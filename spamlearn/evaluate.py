@@ -6,11 +6,19 @@ only when the verdict was wrong or unsure (``mode="error"``: train on error).
 The figures are those TREC reports:
 
 * (1-ROCA)%: the area above the ROC curve, in percent; ties between a ham
-  and a spam score count half.  Computed from the full-precision log-odds,
-  so scores rounded to 0.0 or 1.0 still rank.
+  and a spam score count half.
 * lam%: the logistic average of the ham and spam misclassification rates of
-  the binary judgement (score >= 0.5 is spam): logit^-1((logit(hm) +
-  logit(sm)) / 2).
+  the binary judgement (score > 0.5 is spam; exactly 0.5, no evidence
+  either way, is ham): logit^-1((logit(hm) + logit(sm)) / 2).
+
+Every figure is computed from the spam probabilities exactly as ``--results``
+writes them, so that anyone (and TREC's tools) gets the same figures from
+that file.  They were computed from the log-odds until 2026-11-29, which
+rank further where a probability has rounded to 1.0 (474 spam of the
+corpus) and decide the side of 0.5 for a few saturated messages whose
+probability is exactly 0.5; on the corpus's index order (1-ROCA)% 0.04846
+-> 0.04845 and lam% 0.693 -> 0.701, figures nobody could recompute from
+the file (a helper's review).
 * at the default cutoffs: ham called spam, spam called ham, and unsure, each
   as a percentage of its class (unsure of all messages).
 * hm% at sm% = 0.1: ham misclassification at the threshold where 0.1% of
@@ -69,8 +77,8 @@ def read_index(index_path: Path) -> list[IndexEntry]:
 class OnlineResult:
     ids: list[str]
     gold: np.ndarray          # 1 = spam
-    scores: np.ndarray        # spam probability
-    decisions: np.ndarray     # log-odds, for ranking
+    scores: np.ndarray        # spam probability: what the figures are computed from
+    decisions: np.ndarray     # log-odds (finer where a probability rounds to 0 or 1)
     verdicts: list[Label]
     seconds: float
     trained: int
@@ -161,13 +169,13 @@ def _read_indices(entry: IndexEntry, classifier: Classifier) -> tuple[np.ndarray
         return None, str(exc)
 
 
-def roc_points(gold: np.ndarray, decisions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_points(gold: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC curve: false-positive rate (ham called spam), true-positive rate, thresholds.
 
     One point per distinct score, highest first, starting at (0, 0).
     """
-    order = np.argsort(-decisions, kind="mergesort")
-    d = decisions[order]
+    order = np.argsort(-scores, kind="mergesort")
+    d = scores[order]
     g = gold[order].astype(bool)
     distinct = np.r_[np.flatnonzero(np.diff(d)), len(d) - 1]
     tp = np.cumsum(g)[distinct]
@@ -214,17 +222,17 @@ def compute_figures(result: OnlineResult) -> EvalFigures:
     if n_spam == 0 or n_ham == 0:
         raise CorpusIndexError("the corpus needs both ham and spam for ROC figures")
     # Area above the ROC curve, ties counted half: the Mann-Whitney U.
-    ranks = _average_ranks(result.decisions)
+    ranks = _average_ranks(result.scores)
     auc = (ranks[gold].sum() - n_spam * (n_spam + 1) / 2) / (n_spam * n_ham)
-    binary_spam = result.decisions > 0
+    binary_spam = result.scores > 0.5
     hm_binary = float((binary_spam & ~gold).sum()) / n_ham
     sm_binary = float((~binary_spam & gold).sum()) / n_spam
     verdicts = np.array([v.value for v in result.verdicts])
     ham_as_spam = float(((verdicts == "spam") & ~gold).sum()) / n_ham
     spam_as_ham = float(((verdicts == "ham") & gold).sum()) / n_spam
     unsure = float((verdicts == "unsure").sum()) / len(verdicts)
-    # hm at sm = 0.1%: the lowest threshold that misses at most 0.1% spam.
-    fpr, tpr, _ = roc_points(result.gold, result.decisions)
+    # hm at sm = 0.1%: the highest threshold that misses at most 0.1% spam.
+    fpr, tpr, _ = roc_points(result.gold, result.scores)
     ok = tpr >= 0.999
     hm_at = float(fpr[ok].min()) if ok.any() else 1.0
     return EvalFigures(
@@ -255,13 +263,13 @@ class LearningCurve:
 
 
 def learning_curve(result: OnlineResult, *, window: int = 500) -> LearningCurve:
-    """Misclassification (TREC's binary judgement, score >= 0.5 is spam) and
+    """Misclassification (TREC's binary judgement, score > 0.5 is spam) and
     unsure rates of an online run, over a moving window of messages."""
     if window < 1:
         raise ConfigError(f"window must be at least 1 message, got {window}")
     n = len(result.gold)
     window = min(window, n) if n else window
-    wrong = ((result.decisions > 0) != result.gold.astype(bool)).astype(np.int64)
+    wrong = ((result.scores > 0.5) != result.gold.astype(bool)).astype(np.int64)
     unsure = np.array([v is Label.UNSURE for v in result.verdicts], dtype=np.int64)
     position = np.arange(1, n + 1)
     seen = np.minimum(position, window)

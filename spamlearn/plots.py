@@ -19,7 +19,6 @@ backend) and no figure is left registered in a global manager.
 from __future__ import annotations
 
 import io
-import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -55,15 +54,10 @@ def _logit_axis(ax, which: str, low: float, high: float) -> None:
     axis.set_minor_locator(NullLocator())
 
 
-def _threshold(prob: float) -> float:
-    """A spam-probability cutoff as a log-odds threshold on ``decisions``."""
-    return math.log(prob / (1 - prob))
-
-
-def error_rates_at(gold: np.ndarray, decisions: np.ndarray, prob: float) -> tuple[float, float]:
+def error_rates_at(gold: np.ndarray, scores: np.ndarray, prob: float) -> tuple[float, float]:
     """(ham misclassified, spam misclassified) when scores >= ``prob`` are spam."""
     spam = gold.astype(bool)
-    called_spam = decisions >= _threshold(prob)
+    called_spam = scores >= prob
     return float(called_spam[~spam].mean()), float((~called_spam[spam]).mean())
 
 
@@ -99,7 +93,7 @@ def roc_figure(result: OnlineResult, *, title: str = "spamlearn", label: str = "
     runs += [(name, run, _OTHER_COLORS[i % len(_OTHER_COLORS)])
              for i, (name, run) in enumerate((others or {}).items())]
     for name, run, color in runs:
-        fpr, tpr, _ = roc_points(run.gold, run.decisions)
+        fpr, tpr, _ = roc_points(run.gold, run.scores)
         roca = compute_figures(run).roca_pct
         ax.step(np.clip(fpr, floor_x, 1 - floor_x), np.clip(1 - tpr, floor_y, 1 - floor_y),
                 where="post", color=color, linewidth=1.6 if run is result else 1.2,
@@ -107,7 +101,7 @@ def roc_figure(result: OnlineResult, *, title: str = "spamlearn", label: str = "
     marks = [(cutoff, name, marker) for cutoff, name, marker in
              ((ham_cutoff, "ham cutoff", "v"), (spam_cutoff, "spam cutoff", "^")) if cutoff is not None]
     for cutoff, name, marker in marks:
-        hm, sm = error_rates_at(result.gold, result.decisions, cutoff)
+        hm, sm = error_rates_at(result.gold, result.scores, cutoff)
         ax.plot([max(hm, floor_x)], [max(sm, floor_y)], marker=marker, color="black", linestyle="none",
                 markersize=8, label=f"spam if score >= {cutoff:g} ({name}): ham {100 * hm:.2f}%, "
                                     f"spam {100 * sm:.2f}%")
@@ -166,7 +160,7 @@ def learning_curve_figure(result: OnlineResult, *, window: int = 500,
     fig = Figure(figsize=(6.4, 4.2), dpi=100)
     ax = fig.add_subplot()
     ax.plot(curve.position, np.clip(curve.misclassified, floor, 1 - floor), color=SPAM_COLOR,
-            label="misclassified (score >= 0.5 is spam)")
+            label="misclassified (score > 0.5 is spam)")
     ax.plot(curve.position, np.clip(curve.unsure, floor, 1 - floor), color="#7f8c8d", linestyle="--",
             label="unsure (between the cutoffs)")
     _logit_axis(ax, "y", floor, 0.9)

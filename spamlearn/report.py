@@ -58,7 +58,7 @@ CAPTIONS = {
 _FIGURE_ROWS = [
     ("messages", "messages", "{}"), ("n_spam", "spam", "{}"), ("n_ham", "ham", "{}"),
     ("roca_pct", "(1-ROCA)%: area above the ROC curve", "{:.4f}"),
-    ("lam_pct", "lam%: logistic average misclassification (score ≥ 0.5 is spam)", "{:.3f}"),
+    ("lam_pct", "lam%: logistic average misclassification (score > 0.5 is spam)", "{:.3f}"),
     ("ham_misclassified_pct", "ham called spam at the cutoffs, %", "{:.3f}"),
     ("spam_misclassified_pct", "spam called ham at the cutoffs, %", "{:.3f}"),
     ("unsure_pct", "unsure, % of all messages", "{:.2f}"),

@@ -344,6 +344,30 @@ def test_eval_on_a_tiny_corpus(tmp_path, spam_messages, ham_messages):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_eval_figures_are_the_ones_its_results_file_gives(tmp_path, spam_messages, ham_messages):
+    """Anyone, and TREC's tools, must get the published figures from --results."""
+    import math
+
+    from sklearn.metrics import roc_auc_score
+
+    index = _tiny_corpus(tmp_path, spam_messages * 3, ham_messages * 3)
+    results = tmp_path / "results.txt"
+    figures = json.loads(run("eval", "--index", index, "--json", "--results", results).output)
+    rows = [line.split() for line in results.read_text().splitlines()]
+    gold = [row[1] == "spam" for row in rows]
+    scores = [float(row[2]) for row in rows]
+    assert figures["roca_pct"] == pytest.approx(100 * (1 - roc_auc_score(gold, scores)), abs=1e-6)
+    assert figures["roca_pct"] < 20 and len(set(scores)) > 5      # it learned: not all ties
+    n_spam, n_ham = sum(gold), len(gold) - sum(gold)
+    hm = sum(s > 0.5 and not g for s, g in zip(scores, gold)) / n_ham
+    sm = sum(s <= 0.5 and g for s, g in zip(scores, gold)) / n_spam
+    hm = min(max(hm, 0.5 / n_ham), 1 - 0.5 / n_ham)         # TREC's nudge by half a message
+    sm = min(max(sm, 0.5 / n_spam), 1 - 0.5 / n_spam)
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    lam = 100 / (1 + math.exp(-(logit(hm) + logit(sm)) / 2))
+    assert figures["lam_pct"] == pytest.approx(lam, abs=1e-6)
+
+
 def test_eval_index_problems_have_the_input_exit_codes(tmp_path, spam_messages):
     missing = run("eval", "--index", tmp_path / "nowhere")
     assert missing.exit_code == ExitCode.NOINPUT, missing.output

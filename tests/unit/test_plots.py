@@ -48,8 +48,8 @@ def result() -> OnlineResult:
 
 def test_error_rates_at_a_cutoff_count_each_class_against_its_own_size():
     r = make_result([0, 0, 0, 0, 1, 1], [0.1, 0.5, 0.95, 0.05, 0.95, 0.3])
-    assert error_rates_at(r.gold, r.decisions, 0.9) == pytest.approx((1 / 4, 1 / 2))
-    assert error_rates_at(r.gold, r.decisions, 0.2) == pytest.approx((2 / 4, 0.0))
+    assert error_rates_at(r.gold, r.scores, 0.9) == pytest.approx((1 / 4, 1 / 2))
+    assert error_rates_at(r.gold, r.scores, 0.2) == pytest.approx((2 / 4, 0.0))
 
 
 def test_roc_figure_draws_the_roc_points_on_logit_axes_with_the_cutoffs_marked(result):
@@ -57,13 +57,13 @@ def test_roc_figure_draws_the_roc_points_on_logit_axes_with_the_cutoffs_marked(r
     ax = fig.axes[0]
     assert ax.get_xscale() == "logit" and ax.get_yscale() == "logit"
     curve, ham_mark, spam_mark = ax.get_lines()
-    fpr, tpr, _ = roc_points(result.gold, result.decisions)
+    fpr, tpr, _ = roc_points(result.gold, result.scores)
     floor_x = 0.5 / (result.gold == 0).sum()
     floor_y = 0.5 / (result.gold == 1).sum()
     np.testing.assert_allclose(curve.get_xdata(), np.clip(fpr, floor_x, 1 - floor_x))
     np.testing.assert_allclose(curve.get_ydata(), np.clip(1 - tpr, floor_y, 1 - floor_y))
     for mark, cutoff in ((ham_mark, 0.2), (spam_mark, 0.9)):
-        hm, sm = error_rates_at(result.gold, result.decisions, cutoff)
+        hm, sm = error_rates_at(result.gold, result.scores, cutoff)
         assert mark.get_xdata()[0] == pytest.approx(max(hm, floor_x))
         assert mark.get_ydata()[0] == pytest.approx(max(sm, floor_y))
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -94,7 +94,7 @@ def test_learning_curve_is_the_trailing_window_rate():
     # wrong: gold spam scored ham (0), ham scored spam (3); unsure: 0 and 1.
     r = make_result([1, 0, 1, 0, 1, 0], [0.4, 0.5, 0.99, 0.01, 0.99, 0.01],
                     verdicts=[Label.UNSURE, Label.UNSURE, Label.SPAM, Label.HAM, Label.SPAM, Label.HAM])
-    r.decisions[3] = 5.0  # a ham scored as spam
+    r.scores[3] = 0.993  # a ham scored as spam
     curve = learning_curve(r, window=2)
     np.testing.assert_allclose(curve.misclassified, [1, 0.5, 0, 0.5, 0.5, 0])
     np.testing.assert_allclose(curve.unsure, [1, 1, 0.5, 0, 0, 0])
