@@ -74,9 +74,9 @@ def run(parsed, golds, ids, setting: str) -> dict:
     scores, decisions, verdicts = np.zeros(n), np.zeros(n), []
     start = time.perf_counter()
     for i, (msg, gold) in enumerate(zip(parsed, golds)):
-        indices = clf.hasher.indices(clf.tokenizer.tokenize(msg))
+        indices, text = clf.hasher.indices_split(*clf.tokenizer.tokenize_split(msg))
         if clf.model.n_learned_:
-            v = clf.score_indices(indices)
+            v = clf.score_indices(indices, text)
             scores[i], decisions[i] = v.spam_prob, v.decision
             verdicts.append(v.label)
         else:

@@ -117,6 +117,14 @@ class Classifier:
     def indices(self, raw: bytes) -> np.ndarray:
         return self.hasher.indices(self.tokens(raw))
 
+    def features(self, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """The message's bucket indices, and the mask of those holding words
+        of its text (what ``score_indices`` weighs against the rest)."""
+        return self._features(self.tokenizer.tokenize_split(parse_message(raw, self.scan_limit)))
+
+    def _features(self, split: tuple[list[str], int]) -> tuple[np.ndarray, np.ndarray]:
+        return self.hasher.indices_split(*split)
+
     def hashes(self, raw: bytes) -> np.ndarray:
         """The message's token hashes (``hasher.fold`` gives its indices)."""
         return self.hasher.hashes(self.tokens(raw))
@@ -149,16 +157,17 @@ class Classifier:
         """
         if self.model.n_learned_ == 0:
             raise NotFittedError("the model has not learned any message yet")
-        tokens = self.tokens(raw)
-        indices = self.hasher.indices(tokens)
-        scored = self.model.score_indices(indices)
+        split = self.tokenizer.tokenize_split(parse_message(raw, self.scan_limit))
+        scored = self.model.score_indices(*self._features(split))
+        tokens = split[0]
         clues: tuple[Clue, ...] = ()
         if explain:
             clues = self._clues(tokens, scored.clue_indices)
         return Verdict(scored.spam_prob, self.verdict_for(scored.spam_prob), scored.decision, clues)
 
-    def score_indices(self, indices: np.ndarray) -> Verdict:
-        scored = self.model.score_indices(indices)
+    def score_indices(self, indices: np.ndarray, text: np.ndarray | None = None) -> Verdict:
+        """Score given ``features()``: indices and, for the family weighting, the text mask."""
+        scored = self.model.score_indices(indices, text)
         return Verdict(scored.spam_prob, self.verdict_for(scored.spam_prob), scored.decision)
 
     def explain(self, raw: bytes) -> list[Clue]:

@@ -11,7 +11,10 @@ chi-squared combining).  So every model runs on every feature set:
   parts: no other headers, HTML markup left as it is, as a first attempt
   with scikit-learn would do it);
 * models: ``ChiSquareNB``, ``MultinomialNB`` and ``ComplementNB``, all with
-  their default parameters.
+  their default parameters.  A presence matrix does not say which columns
+  are words of the text, so ``ChiSquareNB`` here weighs every clue alike:
+  its rows are the model without ``family_balance``; spamlearn's own run
+  (``run_online``) has it.
 
 Protocol.  All runs use the same *chunked* online protocol: the corpus is
 taken in its index order in chunks of ``chunk_size`` messages; each chunk is
@@ -44,7 +47,7 @@ from sklearn.naive_bayes import ComplementNB, MultinomialNB
 from .classifier import Label
 from .errors import ConfigError, MessageError
 from .evaluate import EvalFigures, IndexEntry, OnlineResult, compute_figures
-from .features import DEFAULT_N_FEATURES, MessageVectorizer
+from .features import DEFAULT_N_FEATURES, MessageVectorizer, TokenHasher
 from .message import ParsedMessage, parse_message
 from .model import ChiSquareNB
 from .tokenizer import Tokenizer, TokenizerOptions
@@ -95,12 +98,15 @@ class CorpusFeatures:
     vocabulary: set[str]
     readable: np.ndarray
     seconds: float
+    #: Per message, the mask of its buckets (the row's columns, in order)
+    #: that hold words of its text (``TokenHasher.indices_split``).
+    text_masks: list[np.ndarray]
 
-    def rows(self) -> list[np.ndarray | None]:
-        """Per-message feature indices for ``run_online(features=...)``."""
+    def rows(self) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """Per-message (indices, text mask) for ``run_online(features=...)``."""
         X = self.tokens
-        return [X.indices[X.indptr[i]:X.indptr[i + 1]].astype(np.int64) if ok else None
-                for i, ok in enumerate(self.readable)]
+        return [(X.indices[X.indptr[i]:X.indptr[i + 1]].astype(np.int64), mask) if ok else None
+                for i, (ok, mask) in enumerate(zip(self.readable, self.text_masks))]
 
 
 def load_corpus_features(entries: Sequence[IndexEntry], *, n_features: int = DEFAULT_N_FEATURES,
@@ -123,6 +129,8 @@ def load_corpus_features(entries: Sequence[IndexEntry], *, n_features: int = DEF
                                    scan_limit=scan_limit)
     start = time.perf_counter()
     token_lists: list[list[str]] = []
+    text_masks: list[np.ndarray] = []
+    hasher = TokenHasher(n_features)
     texts: list[str] = []
     readable = np.ones(len(entries), dtype=bool)
     vocabulary: set[str] = set()
@@ -132,9 +140,11 @@ def load_corpus_features(entries: Sequence[IndexEntry], *, n_features: int = DEF
         except (OSError, MessageError):
             readable[i] = False
             token_lists.append([])
+            text_masks.append(np.zeros(0, dtype=bool))
             texts.append("")
             continue
-        tokens = tokenizer.tokenize(parsed)
+        tokens, n_text = tokenizer.tokenize_split(parsed)
+        text_masks.append(hasher.indices_split(tokens, n_text)[1])
         vocabulary.update(tokens)
         token_lists.append(tokens)
         texts.append(plain_text(parsed))
@@ -145,7 +155,7 @@ def load_corpus_features(entries: Sequence[IndexEntry], *, n_features: int = DEF
     matrix = vectorizer.transform(token_lists)
     gold = np.array([entry.gold is Label.SPAM for entry in entries], dtype=np.int8)
     return CorpusFeatures([e.id for e in entries], gold, matrix, texts, vocabulary, readable,
-                          time.perf_counter() - start)
+                          time.perf_counter() - start, text_masks)
 
 
 def plain_word_counts(texts: Iterable[str], n_features: int = 2**20) -> sp.csr_matrix:

@@ -111,13 +111,14 @@ def features_for(n_messages: int, configured: int, largest: int) -> int:
 
 def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str = "all",
                progress: Callable[[int], None] | None = None,
-               features: Sequence[np.ndarray | None] | None = None) -> OnlineResult:
+               features: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None) -> OnlineResult:
     """Classify then learn each message in order.
 
     Messages that cannot be read are scored 0.5 (unsure), and counted.
-    ``features``, if given, holds each entry's feature indices computed
-    beforehand with ``classifier``'s hasher (None: unreadable), so that
-    several runs over one corpus tokenize it once (the notebook does).
+    ``features``, if given, holds each entry's ``Classifier.features`` (its
+    bucket indices and text mask) computed beforehand with ``classifier``'s
+    tokenizer and hasher (None: unreadable), so that several runs over one
+    corpus tokenize it once (the notebook does).
     """
     if mode not in ("all", "error"):
         raise ConfigError(f"mode must be 'all' or 'error', got {mode!r}")
@@ -132,10 +133,10 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
     for i, entry in enumerate(entries):
         gold[i] = entry.gold is Label.SPAM
         if features is not None:
-            indices, why = features[i], "could not be read"
+            found, why = features[i], "could not be read"
         else:
-            indices, why = _read_indices(entry, classifier)
-        if indices is None:
+            found, why = _read_features(entry, classifier)
+        if found is None:
             unreadable += 1
             failures.append((entry.id, why))
             scores[i], decisions[i] = 0.5, 0.0
@@ -143,8 +144,9 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
             if progress is not None:
                 progress(i + 1)  # a progress bar must reach the end past unreadable files too
             continue
+        indices, text = found
         if classifier.model.n_learned_:
-            verdict = classifier.score_indices(indices)
+            verdict = classifier.score_indices(indices, text)
             scores[i], decisions[i] = verdict.spam_prob, verdict.decision
             verdicts.append(verdict.label)
         else:
@@ -159,10 +161,11 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
                         time.perf_counter() - start, trained, unreadable, failures)
 
 
-def _read_indices(entry: IndexEntry, classifier: Classifier) -> tuple[np.ndarray | None, str]:
-    """The message's feature indices, or None and why it cannot be read or parsed."""
+def _read_features(entry: IndexEntry, classifier: Classifier
+                   ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+    """The message's ``Classifier.features``, or None and why it cannot be read or parsed."""
     try:
-        return classifier.indices(read_regular(entry.path)), ""
+        return classifier.features(read_regular(entry.path)), ""
     except OSError as exc:
         return None, exc.strerror or str(exc)
     except MessageError as exc:

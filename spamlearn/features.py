@@ -37,7 +37,7 @@ hashes them, and numpy sorts and de-duplicates the buckets.  measured
 from __future__ import annotations
 
 from binascii import crc32
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -84,6 +84,30 @@ class TokenHasher:
         out = _token_hashes(tokens)
         out &= self._mask
         return _sorted_unique(out)
+
+    def indices_split(self, tokens: Sequence[str], n_tail: int) -> tuple[np.ndarray, np.ndarray]:
+        """``indices(tokens)``, and a mask over them of the buckets the last
+        ``n_tail`` tokens hold (``Tokenizer.tokenize_split``'s words of the
+        text; a bucket both parts hold counts as the tail's).
+
+        One sort of bucket * 2 + (1 if in the tail), keeping the last of
+        each bucket's run: the cost of ``indices`` and two array operations.
+        """
+        out = _token_hashes(tokens)
+        out &= self._mask
+        out <<= 1
+        if n_tail:
+            out[len(out) - n_tail:] |= 1
+        out.sort()
+        if len(out) > 1:
+            buckets = out >> 1
+            last = np.empty(len(out), dtype=bool)
+            last[-1] = True
+            np.not_equal(buckets[:-1], buckets[1:], out=last[:-1])
+            out = out[last]
+        tail = (out & 1).astype(bool)
+        out >>= 1
+        return out, tail
 
     def hashes(self, tokens: Iterable[str]) -> np.ndarray:
         """Unique 32-bit hashes of ``tokens``, sorted, int64: what the ledger

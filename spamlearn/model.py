@@ -35,6 +35,11 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     max_discriminators : int, default=200
     confidence_warmup : int, default=10
     support_sightings : int, default=50
+    family_balance : float, default=0.5
+        (Applies only where the message's text words are known: scoring
+        through ``Classifier``.  A presence matrix does not say which
+        columns are words of the text, so ``predict`` and
+        ``decision_function`` weigh every clue alike.)
 
     Attributes
     ----------
@@ -56,13 +61,15 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
 
     def __init__(self, *, unknown_word_strength: float = 0.1, unknown_word_prob: float = 0.55,
                  min_prob_strength: float = 0.4, max_discriminators: int = 200,
-                 confidence_warmup: int = 10, support_sightings: int = 50):
+                 confidence_warmup: int = 10, support_sightings: int = 50,
+                 family_balance: float = 0.5):
         self.unknown_word_strength = unknown_word_strength
         self.unknown_word_prob = unknown_word_prob
         self.min_prob_strength = min_prob_strength
         self.max_discriminators = max_discriminators
         self.confidence_warmup = confidence_warmup
         self.support_sightings = support_sightings
+        self.family_balance = family_balance
 
     # -- state ----------------------------------------------------------------
     def _new_counts(self, n_features: int, classes) -> None:
@@ -88,8 +95,8 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     def unlearn_indices(self, indices: np.ndarray, is_spam: bool) -> None:
         self.counts_.unlearn_indices(indices, is_spam)
 
-    def score_indices(self, indices: np.ndarray) -> Scored:
-        return self.counts_.score_indices(indices)
+    def score_indices(self, indices: np.ndarray, text: np.ndarray | None = None) -> Scored:
+        return self.counts_.score_indices(indices, text)
 
     def feature_probs(self, indices: np.ndarray) -> np.ndarray:
         return self.counts_.feature_probs(indices)

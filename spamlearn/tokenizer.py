@@ -628,7 +628,16 @@ class Tokenizer:
         return self.tokenize(parse_message(raw, scan_limit))
 
     def tokenize(self, msg: ParsedMessage) -> list[str]:
+        return self.tokenize_split(msg)[0]
+
+    def tokenize_split(self, msg: ParsedMessage) -> tuple[list[str], int]:
+        """The tokens of ``msg``, and how many of them, at the end of the
+        list, are words of its text (what ``_words`` made of the body:
+        words, ``skip:`` and ``email:`` tokens).  The model weighs that
+        family of clues against the rest (headers, subject, URLs,
+        structure): ``BayesCounts.score_indices``."""
         out: list[str] = []
+        text: list[str] = []
         self._header_tokens(msg, out)
         self._structure_tokens(msg, out)
         for part in msg.parts:
@@ -639,13 +648,15 @@ class Tokenizer:
                 out.extend(html.tokens)
                 for url in html.urls:
                     self._url_tokens(url, out)
-                self._text_tokens(html.text, out)
+                self._text_tokens(html.text, out, text)
             else:
-                self._text_tokens(part.text, out)
+                self._text_tokens(part.text, out, text)
         if self.options.drop:
             prefixes = tuple(self.options.drop.split("|"))
             out = [t for t in out if not t.startswith(prefixes)]
-        return out
+            text = [t for t in text if not t.startswith(prefixes)]
+        out.extend(text)
+        return out, len(text)
 
     # -- body -------------------------------------------------------------
     def _words(self, low: str, out: list[str], prefix: str = "", ordered: bool = False) -> list[str]:
@@ -692,7 +703,7 @@ class Tokenizer:
             out.extend(kept)
         return kept
 
-    def _text_tokens(self, text: str, out: list[str]) -> None:
+    def _text_tokens(self, text: str, out: list[str], words_out: list[str]) -> None:
         # One pass over the lowered text: the URL regex splits it into
         # [text, url, text, url, ...] (URL tokens are lower-case anyway).
         # The test is on the original case, as before (same tokens).
@@ -708,7 +719,7 @@ class Tokenizer:
             for url in urls:
                 out.extend(_url_token_tuple(url))
         pairs = self.options.word_pairs
-        words = self._words(text, out, ordered=bool(pairs))
+        words = self._words(text, words_out, ordered=bool(pairs))
         if pairs == "osb":
             # Orthogonal sparse bigrams (CRM114, Rspamd): each word with each
             # of the next four, the distance part of the token.

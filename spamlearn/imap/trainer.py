@@ -497,8 +497,7 @@ class Trainer:
             hashes = None
             if known is None and account.mode != Mode.ALL and self._model_ready(session):
                 hashes = session.classifier.hashes(raw)
-                indices = session.classifier.hasher.fold(hashes)
-                if session.classifier.score_indices(indices).label is label:
+                if session.classifier.score(raw).label is label:
                     counts.correct += 1
                     return (raw, hashes)
             outcome = session.learn(raw, label, hashes=hashes)
@@ -526,7 +525,7 @@ class Trainer:
         for _round in range(Mode.MAX_ROUNDS - 1):
             still_right = []
             for raw, hashes in pending:
-                if session.classifier.score_indices(session.classifier.hasher.fold(hashes)).label is label:
+                if session.classifier.score(raw).label is label:
                     still_right.append((raw, hashes))
                     continue
                 outcome = session.learn(raw, label, hashes=hashes)

@@ -691,9 +691,11 @@ def test_a_restore_that_fails_on_its_second_folder_removes_the_first(model, tmp_
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
     # Not there (so the checks before pass), and no one, root included, can make it.
+    # (Both by the environment: a ledger named below --model is not that model's.)
     monkeypatch.setenv("SPAMLEARN_LEDGER", "/proc/sys/spamlearn-nowhere/model.ledger")
     fresh = tmp_path / "new" / "deeper" / "model.joblib"
-    result = run("--model", fresh, "restore", archive)
+    monkeypatch.setenv("SPAMLEARN_MODEL", str(fresh))
+    result = run("restore", archive)
     assert result.exit_code == ExitCode.IOERR, result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "new").exists()

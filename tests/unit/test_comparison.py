@@ -19,6 +19,7 @@ from spamlearn.comparison import (
     plain_word_counts,
     run_chunked,
 )
+from spamlearn.counts import BayesCounts
 from spamlearn.errors import ConfigError
 from spamlearn.evaluate import read_index, run_online
 from spamlearn.message import parse_message
@@ -56,7 +57,10 @@ def test_corpus_features_are_the_classifiers_own_features(corpus_index):
     assert rows[3] is None and corpus.texts[3] == ""
     for entry, row in zip(entries, rows):
         if row is not None:
-            np.testing.assert_array_equal(row, classifier.indices(entry.path.read_bytes()))
+            indices, text = classifier.features(entry.path.read_bytes())
+            np.testing.assert_array_equal(row[0], indices)
+            np.testing.assert_array_equal(row[1], text)
+            assert row[1].any() and not row[1].all()        # words of the text, and the rest
     assert corpus.gold.tolist() == [int(e.gold is Label.SPAM) for e in entries]
     assert "subject:cheap" in corpus.vocabulary
     assert corpus.texts[0].startswith("Cheap pills online\n")
@@ -73,10 +77,12 @@ def test_run_online_on_cached_features_equals_reading_the_files(corpus_index):
 
 
 def test_chunks_of_one_message_are_the_trec_online_run(corpus_index):
-    """run_chunked with chunk_size=1 is immediate feedback: exactly run_online."""
+    """run_chunked with chunk_size=1 is immediate feedback: exactly run_online
+    (without the family weighting, which a presence matrix cannot carry)."""
     entries = read_index(corpus_index)
     corpus = load_corpus_features(entries, n_features=N_FEATURES)
-    online = run_online(entries, Classifier(n_features=N_FEATURES), features=corpus.rows())
+    unweighted = Classifier(BayesCounts(family_balance=0).init_empty(N_FEATURES))
+    online = run_online(entries, unweighted, features=corpus.rows())
     chunked = run_chunked(ChiSquareNB(), corpus.tokens, corpus.gold, readable=corpus.readable, chunk_size=1)
     np.testing.assert_allclose(chunked.decisions, online.decisions)
     assert chunked.verdicts == online.verdicts

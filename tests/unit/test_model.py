@@ -327,3 +327,32 @@ def test_clues_seen_rarely_shrink_the_score_toward_unsure(spam_messages, ham_mes
     assert both == pytest.approx(plain.decision * min(0.3, math.sqrt(sum(min(n, 50) for n in seen) / len(seen) / 50)))
     with pytest.raises(ValueError, match="support_sightings"):
         BayesCounts(support_sightings=-1).init_empty(16)
+
+
+def test_the_text_and_the_rest_weigh_as_two_families(spam_messages, ham_messages):
+    """Each family's clues weigh n_family ** -family_balance, scaled to add up
+    to the number of clues: a long text's many words no longer outvote the
+    headers one by one, nor the headers a short text."""
+    from spamlearn.counts import BayesCounts, _family_weights
+
+    weights = _family_weights(np.array([True] * 30 + [False] * 6), 36, 0.5)
+    assert weights.sum() == pytest.approx(36)
+    assert weights[0] * math.sqrt(30) == pytest.approx(weights[-1] * math.sqrt(6))
+    assert _family_weights(np.array([True] * 5), 5, 0.5) is None       # one family: plain sums
+    assert np.allclose(_family_weights(np.array([True, False, False]), 3, 0.0), 1.0)
+
+    weighted = _learned(spam_messages, ham_messages, confidence_warmup=0, support_sightings=0)
+    plain = _learned(spam_messages, ham_messages, confidence_warmup=0, support_sightings=0,
+                     family_balance=0)
+    # A spammer's headers over a text of every ham's words: 7 spammy header
+    # clues against 30 hammy words, which outvote them one by one.
+    body = b" ".join(raw.split(b"\n\n", 1)[1].strip() for raw in ham_messages)
+    raw = b"From: deals@pharma.example\nTo: alice@example.org\nSubject: Cheap pills online\n\n" + body
+    indices, text = weighted.features(raw)
+    assert text.any() and not text.all()
+    # The classifier passes the mask; without it (a presence matrix) every clue weighs alike.
+    assert weighted.score(raw).decision == weighted.score_indices(indices, text).decision
+    assert weighted.score_indices(indices).decision == plain.score(raw).decision
+    assert plain.score(raw).decision < -5 < weighted.score(raw).decision < 0
+    with pytest.raises(ValueError, match="family_balance"):
+        BayesCounts(family_balance=2).init_empty(16)

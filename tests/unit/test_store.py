@@ -177,10 +177,12 @@ def test_a_model_from_before_a_parameter_existed_scores_with_todays_default(tmp_
     # the current default and scores as a new file with the same counts.
     def change(data):
         del data["model_params"]["support_sightings"]
+        del data["model_params"]["family_balance"]
 
     path = _saved_changed(tmp_path, trained, change)
     old = load_classifier(path)
     assert old.model.support_sightings == BayesCounts().support_sightings
+    assert old.model.family_balance == BayesCounts().family_balance
     assert old.score(sample_spam).decision == trained.score(sample_spam).decision
 
 

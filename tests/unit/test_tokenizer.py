@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from spamlearn.tokenizer import TokenizerOptions, tokenize
+from spamlearn.tokenizer import Tokenizer, TokenizerOptions, tokenize
 
 MESSAGE = b"""\
 Received: from mail.example.org (mail.example.org [192.0.2.17]) by mx.local with ESMTP id 1
@@ -170,3 +170,23 @@ def test_receiver_side_and_verdict_headers_are_not_learned():
 
 def test_tokenize_is_pure():
     assert tokenize(MESSAGE) == tokenize(MESSAGE)
+
+
+def test_tokenize_split_puts_the_words_of_the_text_last():
+    """The words of the text (``_words``: words, ``skip:``, ``email:``) are the
+    tail; headers, subject, URLs and structure come before; the token list is
+    the one ``tokenize`` gives."""
+    from spamlearn.message import parse_message
+
+    raw = (b"From: Anna <anna@example.org>\nSubject: lunch plans\nContent-Type: text/html\n\n"
+           b"<p>see you at noon, visit <a href='http://shop.example.com/x'>our shop</a> "
+           b"or write a.very.long.name@example.net " + b"z" * 40 + b"</p>")
+    tokenizer = Tokenizer()
+    tokens, n_text = tokenizer.tokenize_split(parse_message(raw))
+    assert tokens == tokenizer.tokenize(parse_message(raw))
+    text, rest = tokens[len(tokens) - n_text:], tokens[:len(tokens) - n_text]
+    assert {"see", "you", "noon,", "shop"} <= set(text)
+    assert any(t.startswith("email:") for t in text) and any(t.startswith("skip:") for t in text)
+    assert all(":" not in t or t.startswith(("email:", "skip:")) for t in text)
+    assert any(t.startswith("subject:") for t in rest) and any(t.startswith("url:") for t in rest)
+    assert not set(text) & set(rest)
