@@ -34,31 +34,57 @@ def marked_pieces(raw: bytes, verdict: Verdict) -> tuple[bytes, bytes | memoryvi
     """``add_verdict_headers`` in two pieces to write one after the other: the
     new header block, and the rest of ``raw`` as a view, not a copy (a 50 MB
     message went through ``filter`` at four times its size in memory)."""
-    newline = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
     match = _HEADER_END.search(raw)
     head = raw[: match.start()] if match else raw
-    lines = head.split(newline) if head else []
+    lines = _header_lines(head)
+    # Our lines end as the message's header lines do.  Read from the header
+    # lines themselves: one CR at the end of a body line (a sender can put
+    # it there) made a whole LF header block one "line", which was then
+    # dropped if it began with X-Spam-, or kept a forged X-Spam-Flag (a
+    # helper's review, 2026-11-29).
+    newline = next((end for _, end in lines if end), b"")
+    if not newline:
+        newline = b"\r\n" if match and match.group().startswith(b"\r") else b"\n"
     envelope = []
-    if lines and lines[0].startswith(b"From "):
+    if lines and lines[0][0].startswith(b"From "):
         envelope = [lines.pop(0)]
     kept = []
     skipping = False
     for line in lines:
-        if line[:1] in (b" ", b"\t"):
+        if line[0][:1] in (b" ", b"\t"):
             if not skipping:
                 kept.append(line)
             continue
-        skipping = line[:7].lower() == b"x-spam-"
+        skipping = line[0][:7].lower() == b"x-spam-"
         if not skipping:
             kept.append(line)
-    ours = [f"{name}: {value}".encode("ascii") for name, value in verdict_headers(verdict)]
+    ours = [(f"{name}: {value}".encode("ascii"), newline) for name, value in verdict_headers(verdict)]
     # A first line that is a continuation (white space in front) stays
     # first: after our headers it would be folded into the last of them.
     leading = 0
-    while leading < len(kept) and kept[leading][:1] in (b" ", b"\t"):
+    while leading < len(kept) and kept[leading][0][:1] in (b" ", b"\t"):
         leading += 1
-    # Nothing added but our lines: a headers-only message (no blank line,
-    # or no newline at its end) stays as it came, so the filtered copy is
-    # the same message to the ledger (message_digest leaves X-Spam-* out).
+    block = envelope + kept[:leading] + ours + kept[leading:]
+    # Every line ends as it did but the block's last, which ends where the
+    # separator (or a headers-only message) takes over.  Nothing added but
+    # our lines: a headers-only message stays as it came, so the filtered
+    # copy is the same message to the ledger (message_digest leaves X-Spam-*
+    # out).
+    out = b"".join(content + (end or newline) for content, end in block[:-1])
+    out += block[-1][0]
     rest = memoryview(raw)[match.start():] if match else b""
-    return newline.join(envelope + kept[:leading] + ours + kept[leading:]), rest
+    return out, rest
+
+
+def _header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
+    """(content, line end) of each line of a header block; the last has no end."""
+    pieces = head.split(b"\n") if head else []
+    lines = []
+    for i, piece in enumerate(pieces):
+        if i == len(pieces) - 1:
+            lines.append((piece, b""))
+        elif piece.endswith(b"\r"):
+            lines.append((piece[:-1], b"\r\n"))
+        else:
+            lines.append((piece, b"\n"))
+    return lines

@@ -239,6 +239,23 @@ def test_verdict_headers_keep_crlf(sample_ham):
     assert b"X-Spam-Flag: NO\r\n" in out and b"\n\n" not in out.replace(b"\r\n", b"")
 
 
+@pytest.mark.parametrize("first", [b"X-Spam-Status: No, score=-2.0\n", b""])
+def test_a_cr_in_the_body_of_an_lf_message_changes_nothing_in_its_headers(first):
+    """The line end is the header lines' own: one CR at the end of a body line
+    (a sender can put it there) made an LF header block one "line", dropped
+    whole if it began with X-Spam-, or kept a forged X-Spam-Flag: NO."""
+    from spamlearn.classifier import Label, Verdict
+
+    raw = (first + b"From: Anna <anna@example.net>\nSubject: dinner\nX-Spam-Flag: NO\n"
+           b"MIME-Version: 1.0\n\nSee you at 7.\r\nAnna\n")
+    out = add_verdict_headers(raw, Verdict(0.99, Label.SPAM, 5.0))
+    head, body = out.split(b"\n\n", 1)
+    assert body == b"See you at 7.\r\nAnna\n"
+    assert head.split(b"\n") == [b"X-Spam-Flag: YES", b"X-Spam-Verdict: spam", b"X-Spam-Probability: 0.9900",
+                                 head.split(b"\n")[3], b"From: Anna <anna@example.net>", b"Subject: dinner",
+                                 b"MIME-Version: 1.0"]
+
+
 @pytest.mark.parametrize("raw", [
     b"From: a@b.c\nTo: d@e.f\nSubject: cheap pills\n",          # headers only, no blank line
     b"Subject: " + b"a" * 5000,                                  # ... nor a newline at the end
