@@ -190,3 +190,13 @@ def test_tokenize_split_puts_the_words_of_the_text_last():
     assert all(":" not in t or t.startswith(("email:", "skip:")) for t in text)
     assert any(t.startswith("subject:") for t in rest) and any(t.startswith("url:") for t in rest)
     assert not set(text) & set(rest)
+
+
+def test_other_filters_verdicts_are_never_learned():
+    """A sender can forge them, and a user may or may not have them."""
+    verdicts = (b"X-Spam: Yes\nX-Spamd-Result: default: False [-1.0 / 15.0]\nX-Spamd-Bar: -\n"
+                b"X-Rspamd-Action: no action\nX-Rspamd-Score: -1.2\nX-Spam-Status: No, score=-2.0\n"
+                b"X-Amavis-Alert: none\nX-SpamBayes-Classification: ham\nX-Bogosity: Ham\n"
+                b"X-MailScanner-SpamCheck: not spam\n")
+    plain = b"From: a@example.org\nSubject: hello\n\nsee you soon\n"
+    assert set(tokenize(verdicts + plain)) == set(tokenize(plain))
