@@ -10,8 +10,9 @@ url=${SPAMLEARN_URL:-http://127.0.0.1:8731}
 message=${1:?usage: $0 message.eml [spam|ham]}
 
 # Score: the raw message is the body. --data-binary keeps it byte for byte
-# (-d would strip the line ends), -f makes an HTTP error a non-zero exit.
-curl -fsS --data-binary "@$message" -H 'Content-Type: message/rfc822' "$url/score"
+# (-d would strip the line ends), -f makes an HTTP error a non-zero exit, and
+# --max-time bounds the wait (a learn may wait learn_lock_timeout, 30 s, for the lock).
+curl -fsS --max-time 5 --data-binary "@$message" -H 'Content-Type: message/rfc822' "$url/score"
 echo
 
 if [ $# -ge 2 ]; then
@@ -20,6 +21,6 @@ if [ $# -ge 2 ]; then
     header=$(mktemp)
     trap 'rm -f "$header"' EXIT
     printf 'Authorization: Bearer %s\n' "$(cat "${SPAMLEARN_LEARN_TOKEN_FILE:?set SPAMLEARN_LEARN_TOKEN_FILE}")" > "$header"
-    curl -fsS --data-binary "@$message" -H "@$header" "$url/learn?label=$2"
+    curl -fsS --max-time 35 --data-binary "@$message" -H "@$header" "$url/learn?label=$2"
     echo
 fi

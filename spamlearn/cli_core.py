@@ -18,7 +18,7 @@ from .config import MAX_FEATURES
 from .cli import ExitCode, app, fail, handle_errors, state_of
 from .defaults import load_scoring_classifier
 from .errors import MessageError, SpamlearnError
-from .headers import marked_pieces
+from .headers import marked_pieces, unmarked_pieces
 from .mailsource import MessageInput, count_files, display_name, iter_messages, read_file, read_stdin
 from .message import has_header_fields
 from .modelstore import Action, ModelStore
@@ -324,7 +324,8 @@ def filter_(
     """Read a message on stdin, write it to stdout with X-Spam-* headers.
 
     Exit code by verdict, as bogofilter: 0 spam, 1 ham, 2 unsure, 3 error.
-    On any error the message is passed through unchanged: a filter never loses mail.
+    On any error the message is passed through (without the X-Spam-* headers it came
+    with, which a sender can forge): a filter never loses mail.
     """
     global FILTER_STARTED
     FILTER_STARTED = True
@@ -342,9 +343,17 @@ def filter_(
         verdict = classifier.score(raw)
         marked = marked_pieces(raw, verdict)
     except Exception as exc:    # whatever went wrong, the mail goes through
-        _write_filtered(raw)
+        try:
+            # Without the sender's X-Spam-* headers: with --exit-zero the
+            # caller cannot tell an error from a verdict, and a forged
+            # "X-Spam-Flag: NO" must not pass for ours.
+            passed = unmarked_pieces(raw)
+            how = "passed through without its X-Spam-* headers"
+        except Exception:
+            passed, how = (raw,), "passed through unchanged"
+        _write_filtered(*passed)
         problem = str(exc) if isinstance(exc, SpamlearnError) else f"{type(exc).__name__}: {exc}"
-        typer.echo(f"spamlearn: error: {problem} (message passed through unchanged)", err=True)
+        typer.echo(f"spamlearn: error: {problem} (message {how})", err=True)
         raise typer.Exit(0 if exit_zero else ExitCode.FILTER_ERROR) from None
     _write_filtered(*marked)
     if exit_zero:

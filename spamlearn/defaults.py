@@ -56,8 +56,12 @@ def _ready(path: Path, min_messages: int) -> bool:
     # Not there yet: not trained yet.  Anything else that is not a readable
     # model (a folder, a FIFO, a corrupt file) is an error, as it is for
     # learn and info; a folder fell back to the default model unnoticed.
-    if not path.exists():
-        return False
+    try:
+        if not path.exists():
+            return False
+    except OSError as exc:     # a folder on the way this user may not enter
+        raise ModelFileError(f"cannot read model {path}: {exc.strerror or exc} (the user "
+                             f"scoring mail must be able to read the model's folder)") from None
     header = read_header(path)
     return header["n_spam"] >= max(min_messages, 1) and header["n_ham"] >= max(min_messages, 1)
 

@@ -12,7 +12,8 @@ code   meaning
        be parsed (an unknown option, a missing argument, a value of the
        wrong type)
 3      ``filter``: an error, a command line it cannot run with included
-       (the message is still passed through unchanged)
+       (the message is still passed through, without the X-Spam-*
+       headers it came with; unchanged if filter could not start)
 65     EX_DATAERR: an input is not a usable message (others were processed);
        ``restore``: the archive is not a spamlearn backup, or its model
        and ledger disagree; ``eval``: the index is not in TREC's form

@@ -11,7 +11,7 @@ import re
 from . import __version__
 from .classifier import Label, Verdict
 
-__all__ = ["add_verdict_headers", "marked_pieces", "verdict_headers"]
+__all__ = ["add_verdict_headers", "marked_pieces", "unmarked_pieces", "verdict_headers"]
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
@@ -34,6 +34,17 @@ def marked_pieces(raw: bytes, verdict: Verdict) -> tuple[bytes, bytes | memoryvi
     """``add_verdict_headers`` in two pieces to write one after the other: the
     new header block, and the rest of ``raw`` as a view, not a copy (a 50 MB
     message went through ``filter`` at four times its size in memory)."""
+    return _rebuilt(raw, [f"{name}: {value}".encode("ascii") for name, value in verdict_headers(verdict)])
+
+
+def unmarked_pieces(raw: bytes) -> tuple[bytes, bytes | memoryview]:
+    """``raw`` without its ``X-Spam-*`` headers, as ``marked_pieces`` gives it:
+    what ``filter`` passes on when it cannot score, so that a sender's
+    ``X-Spam-Flag: NO`` never reaches a sieve rule looking like ours."""
+    return _rebuilt(raw, [])
+
+
+def _rebuilt(raw: bytes, ours: list[bytes]) -> tuple[bytes, bytes | memoryview]:
     match = _HEADER_END.search(raw)
     head = raw[: match.start()] if match else raw
     lines = _header_lines(head)
@@ -58,13 +69,14 @@ def marked_pieces(raw: bytes, verdict: Verdict) -> tuple[bytes, bytes | memoryvi
         skipping = line[0][:7].lower() == b"x-spam-"
         if not skipping:
             kept.append(line)
-    ours = [(f"{name}: {value}".encode("ascii"), newline) for name, value in verdict_headers(verdict)]
     # A first line that is a continuation (white space in front) stays
     # first: after our headers it would be folded into the last of them.
     leading = 0
     while leading < len(kept) and kept[leading][0][:1] in (b" ", b"\t"):
         leading += 1
-    block = envelope + kept[:leading] + ours + kept[leading:]
+    block = envelope + kept[:leading] + [(line, newline) for line in ours] + kept[leading:]
+    if not block:
+        return b"", memoryview(raw)[match.start():] if match else b""
     # Every line ends as it did but the block's last, which ends where the
     # separator (or a headers-only message) takes over.  Nothing added but
     # our lines: a headers-only message stays as it came, so the filtered

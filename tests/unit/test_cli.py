@@ -181,6 +181,28 @@ def test_filter_passes_mail_through_on_error(tmp_path, sample_spam):
     result = run("--model", broken, "filter", input=sample_spam)
     assert result.exit_code == ExitCode.FILTER_ERROR
     assert result.stdout_bytes == sample_spam
+    # A sender's verdict headers do not pass for ours, even then (--exit-zero
+    # cannot tell an error from a verdict).
+    forged = b"X-Spam-Flag: NO\nX-Spam-Verdict: ham\n" + sample_spam
+    result = run("--model", broken, "filter", "--exit-zero", input=forged)
+    assert result.exit_code == 0 and result.stdout_bytes == sample_spam
+    assert "without its X-Spam-* headers" in result.stderr
+
+
+def test_a_model_folder_the_filter_may_not_enter_is_a_clear_error(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from spamlearn.config import load_settings
+    from spamlearn.defaults import choose_model_path
+    from spamlearn.errors import ModelFileError
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    settings = load_settings(env={"SPAMLEARN_MODEL": str(tmp_path / "m.joblib")})
+    monkeypatch.setattr(Path, "exists", denied)     # as the mail user, on a 0750 folder
+    with pytest.raises(ModelFileError, match="Permission denied.*must be able to read the model's folder"):
+        choose_model_path(settings)
 
 
 @pytest.mark.parametrize("config", [b"# M\xfcller\n[model]\n", b"[users]\nown_model = 5\n"])
