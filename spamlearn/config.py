@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import re
@@ -177,13 +178,36 @@ class Settings:
         return self.ledger_path or ledger_path_for(self.model_path)
 
     def has_own_model(self, user: str | None) -> bool:
-        return bool(user) and user in self.own_model_users
+        return self.own_model_name(user) is not None
+
+    def own_model_name(self, user: str | None) -> str | None:
+        """The ``[users] own_model`` name ``user`` stands for: as written, else
+        ignoring case, else without a ``+detail`` (``Alice+lists@example.org``
+        is ``alice@example.org``): an MTA passes the recipient as it was
+        written, and a user's mail went unnoticed to the shared model (a
+        helper's review, 2026-11-29)."""
+        if not user:
+            return None
+        if user in self.own_model_users:
+            return user
+        folded = self._own_models_folded
+        key = user.lower()
+        if key in folded:
+            return folded[key]
+        local, at, domain = key.partition("@")
+        base = local.split("+", 1)[0]
+        return folded.get(base + at + domain) if base and base != local else None
+
+    @functools.cached_property
+    def _own_models_folded(self) -> dict[str, str]:
+        return {name.lower(): name for name in sorted(self.own_model_users)}
 
     def user_model_path(self, user: str) -> Path:
-        """The model file of ``user`` (whether or not it exists yet)."""
+        """The model file of ``user`` (whether or not it exists yet), under the
+        ``own_model`` name it stands for, if any."""
         check_user_name(user)
         base = self.user_models_dir or self.model_path.parent / "users"
-        return base / f"{user}.joblib"
+        return base / f"{self.own_model_name(user) or user}.joblib"
 
     def model_path_for(self, user: str | None) -> Path:
         """The model a user trains: their own if configured, else the shared one."""

@@ -292,3 +292,15 @@ def test_config_dev_null_is_an_empty_config_and_a_folder_or_fifo_is_named(tmp_pa
         find_config_file(env={"SPAMLEARN_CONFIG": str(tmp_path)})
     with pytest.raises(ConfigError, match="does not exist"):
         find_config_file(tmp_path / "missing.toml")
+
+
+def test_an_own_model_user_is_found_as_the_mta_writes_the_recipient(tmp_path):
+    config = write(tmp_path, '[users]\ndir = "u"\nown_model = ["alice@example.org", "Bob"]\n')
+    settings = load_settings(config, env={})
+    for written in ("alice@example.org", "Alice@Example.ORG", "alice+lists@example.org"):
+        assert settings.own_model_name(written) == "alice@example.org"
+        assert settings.user_model_path(written) == tmp_path / "u" / "alice@example.org.joblib"
+    assert settings.own_model_name("bob") == "Bob"
+    for stranger in ("carol@example.org", "alicex@example.org", "+x@example.org", "", None):
+        assert not settings.has_own_model(stranger)
+    assert settings.model_path_for("carol@example.org") == settings.model_path
