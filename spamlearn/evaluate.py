@@ -100,8 +100,8 @@ def features_for(n_messages: int, configured: int, largest: int) -> int:
     SpamAssassin corpus's vocabulary grew as about messages**0.65 (184,772
     distinct tokens after 6,046 messages, 0.56-0.74 between the marks at
     500...6,046), so the 75,000 messages of a TREC corpus would fill about a
-    third of 2**21 buckets, where this corpus scores 15% worse ((1-ROCA)%
-    0.072 against 0.062 at 30% in use: ``scripts/bench_fill.py``).  64
+    third of 2**21 buckets, where this corpus scores 17% worse ((1-ROCA)%
+    0.060 against 0.051 at 30% in use: ``scripts/bench_fill.py``).  64
     buckets a message keep such a run near 10%; for this corpus it asks for
     2**19, so the default 2**21 stands.
     """
