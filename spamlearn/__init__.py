@@ -7,8 +7,11 @@ The public surface::
     clf.learn(raw_spam, "spam"); clf.learn(raw_ham, "ham")
     clf.score(raw).label   # Label.HAM / Label.UNSURE / Label.SPAM
 
-``ModelStore`` adds a model file, its lock and the ledger of learned
-messages; ``default_classifier()`` loads the packaged default model.
+``spamlearn.modelstore.ModelStore`` adds a model file, its lock and the
+ledger of learned messages (learning through it counts each message once);
+``spamlearn.store.load_classifier(spamlearn.defaults.default_model_path())``
+loads the packaged default model.  Messages are bytes (a ``str`` is taken
+as its UTF-8 encoding).
 """
 
 __version__ = "0.1.0"

@@ -89,6 +89,11 @@ class Classifier:
     >>> clf = Classifier(n_features=2**16)
     >>> clf.learn(b"Subject: cheap pills\\n\\nbuy cheap pills now", "spam")
     >>> clf.learn(b"Subject: lunch\\n\\nsee you at lunch tomorrow", "ham")
+    >>> clf.score(b"Subject: pills\\n\\ncheap pills").label   # one of each: too little to say
+    <Label.UNSURE: 'unsure'>
+    >>> for i in range(10):
+    ...     clf.learn(b"Subject: cheap pills %d\\n\\nbuy cheap pills now" % i, "spam")
+    ...     clf.learn(b"Subject: lunch %d\\n\\nsee you at lunch tomorrow" % i, "ham")
     >>> clf.score(b"Subject: pills\\n\\ncheap pills").label
     <Label.SPAM: 'spam'>
     """
@@ -97,7 +102,14 @@ class Classifier:
                  tokenizer_options: TokenizerOptions | None = None, ham_cutoff: float = 0.20,
                  spam_cutoff: float = 0.90, scan_limit: int = 512_000):
         if model is None:
+            TokenHasher(n_features)     # a power of two: refused before any allocation
             model = BayesCounts().init_empty(n_features)
+        classes = getattr(model, "classes_", None)
+        if classes is not None and len(classes) and not _means_spam(classes[-1]):
+            # ChiSquareNB takes its last class as the positive one: fitted on
+            # "junk"/"ok", that is "ok", and spam would be scored as ham.
+            raise ValueError(f"the model's positive (last) class must be spam, 1 or True; "
+                             f"its classes are {list(classes)}")
         self.model = model
         self.hasher = TokenHasher(model.n_features_in_)
         self.tokenizer = Tokenizer(tokenizer_options)
@@ -195,9 +207,13 @@ class Classifier:
         self.learn_indices(self.indices(raw), label)
 
     def unlearn(self, raw: bytes, label: str | Label) -> None:
-        """Exact inverse of ``learn(raw, label)``.
+        """Exact inverse of ``learn(raw, label)``, for a message learned so.
 
-        Raises ``ModelError`` if that message was not learned as ``label``.
+        The counts cannot tell which messages were learned: ``ModelError``
+        is raised only where a count would go below zero, and unlearning a
+        message that was never learned, but whose tokens all were, takes
+        other messages' counts.  Learn and forget through
+        ``spamlearn.modelstore.ModelStore``, whose ledger knows.
         """
         self.unlearn_indices(self.indices(raw), label)
 
@@ -208,3 +224,7 @@ class Classifier:
     def unlearn_indices(self, indices: np.ndarray, label: str | Label) -> None:
         self.model.unlearn_indices(indices, Label.learnable(label) is Label.SPAM)
         self.trained_at = time.time()
+
+
+def _means_spam(label: object) -> bool:
+    return str(label).lower() in ("spam", "1", "true")

@@ -491,6 +491,9 @@ Binary naive Bayes over feature presence with chi-squared combining.
     def init_empty(self, n_features: int) -> BayesCounts:
         """Start with zero counts over ``n_features`` buckets."""
         self.validate_params()
+        if isinstance(n_features, bool) or int(n_features) != n_features or not 0 < n_features <= 2**32:
+            # Checked before two arrays of that size are allocated.
+            raise ValueError(f"n_features must be an integer from 1 to 2**32, got {n_features!r}")
         self._table = self._used_ratio = None
         self.n_features_in_ = int(n_features)
         self.spam_count_ = np.zeros(n_features, dtype=np.uint32)

@@ -501,14 +501,16 @@ def parse_message(raw: bytes, scan_limit: int = 512_000) -> ParsedMessage:
     Parameters
     ----------
     raw : bytes
-        The message as it came off the wire or out of a mailbox.
+        The message as it came off the wire or out of a mailbox (a ``str``
+        is taken as its UTF-8 encoding; a message in another charset must
+        come as bytes).
     scan_limit : int, default=512000
         Bytes read at most; the rest is ignored and ``truncated`` is set.
 
     Raises
     ------
     MessageError
-        The input is empty (or whitespace only), or not bytes.
+        The input is empty (or whitespace only), or neither bytes nor str.
     """
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")

@@ -44,7 +44,9 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (2,)
-        ``[negative, positive]`` labels; the positive one is spam.
+        The labels, sorted; the last is the positive one, read as spam:
+        ham/spam, 0/1 and False/True do that (a ``Classifier`` refuses a
+        model whose last class is anything else).
     counts_ : BayesCounts
     spam_count_, ham_count_ : ndarray of shape (n_features,), uint32
     n_spam_, n_ham_, n_features_in_ : int
@@ -55,7 +57,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     >>> X = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1]])
     >>> y = np.array(["spam", "spam", "ham", "ham"])
     >>> model = ChiSquareNB().fit(X, y)
-    >>> model.predict(np.array([[1, 1, 0, 0]]))[0]
+    >>> str(model.predict(np.array([[1, 1, 0, 0]]))[0])
     'spam'
     """
 
@@ -167,6 +169,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         counts.ham_count_ += np.asarray(presence[~positive].sum(axis=0), dtype=np.uint32).ravel()
         counts.n_spam_ += int(positive.sum())
         counts.n_ham_ += int((~positive).sum())
+        counts._table = counts._used_ratio = None    # caches of the counts before
         return self
 
     def decision_function(self, X) -> np.ndarray:

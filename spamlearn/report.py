@@ -179,7 +179,8 @@ def write_report(result: OnlineResult, directory: Path, classifier: Classifier, 
 <body>
 <h1>{html.escape(title)}</h1>
 <p>The TREC Spam Track online protocol: from an empty model, each message is classified, then
-its label is learned. Lower is better for every rate.</p>
+{"its label is learned" if mode == "all" else "its label is learned if it was misclassified or unsure"}.
+Lower is better for every rate.</p>
 {_figures_table(figures, extra)}
 {sections}
 </body>

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .features import DEFAULT_N_FEATURES, TokenHasher
+from .errors import MessageError
 from .message import parse_message
 from .tokenizer import Tokenizer, TokenizerOptions
 
@@ -47,13 +48,18 @@ class MessageVectorizer(TransformerMixin, BaseEstimator):
         return self
 
     def tokens(self, message: bytes | Sequence[str]) -> list[str]:
-        if isinstance(message, (bytes, bytearray, str)):
+        """A raw message's tokens (bytes, or str as ``parse_message`` takes
+        it), or a list of tokens as it is; anything else is a MessageError."""
+        if isinstance(message, (bytes, bytearray, memoryview, str)):
             tokenizer = Tokenizer(TokenizerOptions(word_pairs=self.word_pairs))
-            raw = message.encode() if isinstance(message, str) else bytes(message)
-            return tokenizer.tokenize(parse_message(raw, self.scan_limit))
-        return list(message)
+            return tokenizer.tokenize(parse_message(message, self.scan_limit))
+        if isinstance(message, (list, tuple)) and all(isinstance(t, str) for t in message):
+            return list(message)
+        raise MessageError(f"a message must be bytes (or a list of tokens), not {type(message).__name__}")
 
     def transform(self, X) -> sp.csr_matrix:
+        if isinstance(X, (bytes, bytearray, str)):
+            raise ValueError("X must be a list of messages, not one message")
         hasher = TokenHasher(self.n_features)
         rows = [hasher.indices(self.tokens(message)) for message in X]
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)

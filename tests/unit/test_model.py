@@ -356,3 +356,23 @@ def test_the_text_and_the_rest_weigh_as_two_families(spam_messages, ham_messages
     assert plain.score(raw).decision < -5 < weighted.score(raw).decision < 0
     with pytest.raises(ValueError, match="family_balance"):
         BayesCounts(family_balance=2).init_empty(16)
+
+
+def test_api_misuse_is_refused_with_a_clear_error(spam_messages, ham_messages):
+    from spamlearn.counts import BayesCounts
+
+    for n in (2**40, -1, 1000):
+        with pytest.raises(ValueError, match="power of two"):
+            Classifier(n_features=n)
+    # Fitted on other labels, ChiSquareNB's positive class is not spam.
+    vectorizer = MessageVectorizer(n_features=2**10)
+    X = vectorizer.transform(spam_messages + ham_messages)
+    odd = ChiSquareNB().fit(X, ["junk"] * len(spam_messages) + ["ok"] * len(ham_messages))
+    with pytest.raises(ValueError, match="positive"):
+        Classifier(odd)
+    fitted = ChiSquareNB().fit(X, ["spam"] * len(spam_messages) + ["ham"] * len(ham_messages))
+    assert fitted.counts_.buckets_used_ratio() > 0
+    before = fitted.counts_.buckets_used_ratio()
+    fitted.partial_fit(vectorizer.transform([b"Subject: new words\n\nzebra quokka axolotl"]), ["ham"])
+    assert fitted.counts_.buckets_used_ratio() > before          # no stale cache
+    assert isinstance(BayesCounts().init_empty(2**10), BayesCounts)
