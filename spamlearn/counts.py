@@ -439,6 +439,13 @@ Binary naive Bayes over feature presence with chi-squared combining.
     subject counted with the text, clue weights by co-occurring counts,
     a stricter strength for the text's clues.  Costs 3 us of scoring a
     message (the mask: one more sort key, ``TokenHasher.indices_split``).
+    With the family known at scoring time, Robinson's s by family came
+    back (the fourth session's idea, dropped then for want of the mask):
+    s_text / s_rest 0.1 / 0.05 0.0493 / 0.871, 0.1 / 0.02 0.0487 / 0.894,
+    0.15 / 0.05 0.0475 / 0.914, 0.2 / 0.05 0.0471 / 0.910, against 0.0515 /
+    0.920; but the halves disagree (A: 0.213 -> 0.222, 0.163, 0.195, lam
+    1.070 -> 1.094, 1.091, 1.123; B: 0.0687 -> 0.0655, 0.0627, 0.0622):
+    two more parameters fitted to one corpus.  Not kept.
 
     Attributes
     ----------
