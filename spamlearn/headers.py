@@ -13,7 +13,12 @@ from .classifier import Label, Verdict
 
 __all__ = ["add_verdict_headers", "marked_pieces", "unmarked_pieces", "verdict_headers"]
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# The blank line that ends the header block; "\r\r" for a message whose
+# lines end in a bare CR (old Mac mail; a helper's review: read as one
+# header line starting "X-Spam-", such a message was dropped whole).
+_HEADER_END = re.compile(rb"\r?\n\r?\n|\r\r")
+_LINE_END = re.compile(rb"(\r\n|\n|\r)")
+_LF_END = re.compile(rb"(\r?\n)")
 
 
 def verdict_headers(verdict: Verdict) -> list[tuple[str, str]]:
@@ -53,9 +58,11 @@ def _rebuilt(raw: bytes, ours: list[bytes]) -> tuple[bytes, bytes | memoryview]:
     # it there) made a whole LF header block one "line", which was then
     # dropped if it began with X-Spam-, or kept a forged X-Spam-Flag (a
     # helper's review, 2026-11-29).
-    newline = next((end for _, end in lines if end), b"")
+    newline = next((end for _, end in lines if end in (b"\n", b"\r\n")), b"")
     if not newline:
-        newline = b"\r\n" if match and match.group().startswith(b"\r") else b"\n"
+        # One line, or bare CRs only: LF, which every reader of the result
+        # (Dovecot, message_digest) takes for a line end.
+        newline = b"\r\n" if match and match.group().startswith(b"\r\n") else b"\n"
     envelope = []
     if lines and lines[0][0].startswith(b"From "):
         envelope = [lines.pop(0)]
@@ -76,7 +83,9 @@ def _rebuilt(raw: bytes, ours: list[bytes]) -> tuple[bytes, bytes | memoryview]:
         leading += 1
     block = envelope + kept[:leading] + [(line, newline) for line in ours] + kept[leading:]
     if not block:
-        return b"", memoryview(raw)[match.start():] if match else b""
+        # Only X-Spam-* headers, all gone: the blank line and the body stay.
+        end = _LINE_END.match(raw, match.start()).end() if match else len(raw)
+        return b"", memoryview(raw)[end:]
     # Every line ends as it did but the block's last, which ends where the
     # separator (or a headers-only message) takes over.  Nothing added but
     # our lines: a headers-only message stays as it came, so the filtered
@@ -89,14 +98,14 @@ def _rebuilt(raw: bytes, ours: list[bytes]) -> tuple[bytes, bytes | memoryview]:
 
 
 def _header_lines(head: bytes) -> list[tuple[bytes, bytes]]:
-    """(content, line end) of each line of a header block; the last has no end."""
-    pieces = head.split(b"\n") if head else []
-    lines = []
-    for i, piece in enumerate(pieces):
-        if i == len(pieces) - 1:
-            lines.append((piece, b""))
-        elif piece.endswith(b"\r"):
-            lines.append((piece[:-1], b"\r\n"))
-        else:
-            lines.append((piece, b"\n"))
-    return lines
+    """(content, line end) of each line of a header block; the last has no end.
+
+    A bare CR ends a line only in a block without any LF (a message whose
+    lines all end in CR): elsewhere it is part of its line, as for Dovecot
+    and ``message_digest``, so that a filtered copy stays the same message.
+    """
+    if b"\n" in head:
+        pieces = _LF_END.split(head)
+    else:
+        pieces = _LINE_END.split(head) if head else []
+    return [(pieces[i], pieces[i + 1] if i + 1 < len(pieces) else b"") for i in range(0, len(pieces), 2)]

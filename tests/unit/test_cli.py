@@ -278,6 +278,25 @@ def test_a_cr_in_the_body_of_an_lf_message_changes_nothing_in_its_headers(first)
                                  b"MIME-Version: 1.0"]
 
 
+def test_a_message_of_bare_cr_lines_loses_only_its_verdict_headers(tmp_path):
+    """Read as one header line starting "X-Spam-", it was dropped whole: the
+    mail went out as our four lines (and empty on the error path)."""
+    from spamlearn.classifier import Label, Verdict
+    from spamlearn.headers import unmarked_pieces
+
+    raw = b"X-Spam-Flag: NO\rFrom: alice@example.org\rSubject: hello\r\rDear friend.\rRegards\r"
+    out = add_verdict_headers(raw, Verdict(0.1, Label.HAM, -2.0))
+    assert out.endswith(b"From: alice@example.org\rSubject: hello\r\rDear friend.\rRegards\r")
+    assert out.count(b"X-Spam-Flag") == 1 and b"X-Spam-Flag: NO\n" in out
+    assert b"".join(unmarked_pieces(raw)) == b"From: alice@example.org\rSubject: hello\r\rDear friend.\rRegards\r"
+    broken = tmp_path / "broken.joblib"
+    broken.write_bytes(b"not a model")
+    result = run("--model", broken, "filter", "--exit-zero", input=raw)
+    assert result.stdout_bytes == b"".join(unmarked_pieces(raw))
+    # Only verdict headers: the blank line and the body stay, byte for byte.
+    assert b"".join(unmarked_pieces(b"X-Spam-Flag: NO\r\n\r\nbody\r\n")) == b"\r\nbody\r\n"
+
+
 @pytest.mark.parametrize("raw", [
     b"From: a@b.c\nTo: d@e.f\nSubject: cheap pills\n",          # headers only, no blank line
     b"Subject: " + b"a" * 5000,                                  # ... nor a newline at the end
