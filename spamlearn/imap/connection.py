@@ -123,10 +123,11 @@ def translate_errors(account: Account, doing: str,
     try:
         with deadline.network() if deadline else contextlib.nullcontext():
             yield
-    except DeadlinePassed:
+    except DeadlinePassed as exc:
+        when = exc.args[0] if exc.args else "while"
         raise ImapPassTimeoutError(
             f"{where}: the pass took longer than pass_timeout ({account.pass_timeout:g} s), "
-            f"stopped while {doing} (what it learned is kept; the next run goes on)") from None
+            f"stopped {when} {doing} (what it learned is kept; the next run goes on)") from None
     except LoginError as exc:
         raise ImapAuthError(f"{where}: the server refused the login of {account.username} "
                             f"(wrong password?): {_text(exc)}") from exc

@@ -31,7 +31,8 @@ __all__ = ["DeadlinePassed", "PassDeadline"]
 
 
 class DeadlinePassed(Exception):
-    """The pass ran past its deadline (turned into ``ImapPassTimeoutError``)."""
+    """The pass ran past its deadline (turned into ``ImapPassTimeoutError``);
+    ``args[0]`` is "while" (an exchange cut off) or "before" (one refused)."""
 
 
 class PassDeadline:
@@ -68,15 +69,21 @@ class PassDeadline:
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
             self._armed = False
 
+    def remaining(self) -> float:
+        """Seconds left (infinite when not armed): a retry's wait is cut to it."""
+        if not self._armed:
+            return float("inf")
+        return max(0.0, self.seconds - (time.monotonic() - self._started))
+
     def _fire(self, _sig: int, _frame: object) -> None:
         self.expired = True
         if self._exchanges:
-            raise DeadlinePassed
+            raise DeadlinePassed("while")
 
     @contextlib.contextmanager
     def network(self) -> Iterator[None]:
         if self.expired:
-            raise DeadlinePassed
+            raise DeadlinePassed("before")
         self._exchanges += 1
         try:
             yield

@@ -311,7 +311,9 @@ class Trainer:
                     # alone would overflow time.sleep.
                     delay = min(account.retry_delay * 2 ** min(attempt, 32), 3600.0)
                     log.warning("%s; retry %d of %d in %.1f s", exc, attempt + 1, account.retries, delay)
-                    self.sleep(delay)
+                    # No longer than the deadline: the reconnect after it
+                    # is then refused at once.
+                    self.sleep(min(delay, deadline.remaining()))
                 except (ImapAuthError, ImapStateError, ConfigError, StoreBusyError, ModelError,
                         LedgerError) as exc:
                     report.error, report.exit_code = str(exc), exit_code_for(exc)

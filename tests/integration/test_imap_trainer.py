@@ -476,6 +476,16 @@ def test_a_server_that_trickles_is_stopped_at_pass_timeout_and_nothing_is_lost(s
     assert model_counts(config) == (30, 0)
 
 
+def test_pass_timeout_also_bounds_the_waits_between_reconnects(server, tmp_path):
+    closed = server.port + 1000
+    config = write_config(tmp_path, server, [{"username": "alice", "port": closed, "retries": 3,
+                                              "retry_delay": 10, "pass_timeout": 2}])
+    started = time.monotonic()
+    code, data, stderr = train_cli(config)
+    assert code == 69 and "longer than pass_timeout (2 s), stopped before connecting" in stderr
+    assert time.monotonic() - started < 6      # not the 10 s wait, nor 10 + 20 + 40
+
+
 def test_overlapping_runs_second_exits_75_or_waits(server, tmp_path):
     upload(server, "alice", "Junk", [make_message("spam", 1)])
     config = write_config(tmp_path, server, [{"username": "alice"}])

@@ -64,3 +64,15 @@ def test_no_deadline_when_zero_or_outside_the_main_thread():
     thread.start()
     thread.join()
     assert armed == [False]
+
+
+def test_the_time_left_bounds_a_wait_and_a_late_exchange_says_before():
+    with PassDeadline(0.3) as deadline:
+        assert 0 < deadline.remaining() <= 0.3
+        time.sleep(min(10, deadline.remaining()))
+        assert deadline.remaining() == 0.0
+        time.sleep(0.1)
+        with pytest.raises(DeadlinePassed, match="before"):
+            with deadline.network():
+                pass
+    assert PassDeadline(0).remaining() == float("inf")
