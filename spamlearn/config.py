@@ -195,12 +195,21 @@ class Settings:
         if key in folded:
             return folded[key]
         local, at, domain = key.partition("@")
-        base = local.split("+", 1)[0]
-        return folded.get(base + at + domain) if base and base != local else None
+        # Without the +detail: after the last "+" first (a configured name
+        # may hold one itself: bob+spam@example.org), then after the first.
+        for base in dict.fromkeys((local.rsplit("+", 1)[0], local.split("+", 1)[0])):
+            if base and base != local and base + at + domain in folded:
+                return folded[base + at + domain]
+        return None
 
     @functools.cached_property
     def _own_models_folded(self) -> dict[str, str]:
-        return {name.lower(): name for name in sorted(self.own_model_users)}
+        """Lower-cased name -> the configured name; names that differ only in
+        case (Alice and alice, both configured) match only as written."""
+        folded: dict[str, str | None] = {}
+        for name in self.own_model_users:
+            folded[name.lower()] = None if name.lower() in folded else name
+        return {key: name for key, name in folded.items() if name is not None}
 
     def user_model_path(self, user: str) -> Path:
         """The model file of ``user`` (whether or not it exists yet), under the
@@ -505,7 +514,8 @@ def load_settings(
     layers = [_file_values(data, path) if path is not None else {}, _env_values(env),
               {k: v for k, v in overrides.items() if v is not None}]
     for layer in layers:
-        if "model_path" in layer and "ledger_path" not in layer:
+        if ("model_path" in layer and "ledger_path" not in layer
+                and layer["model_path"] != values.get("model_path")):
             # A ledger named below belongs to the model named there: a model
             # given by SPAMLEARN_MODEL or --model (to try one out) paired
             # with the configured model's ledger, whose revision it did not

@@ -62,6 +62,9 @@ def test_a_model_named_above_the_file_gets_its_own_ledger_not_the_configured_one
     assert load_settings(config, env={"SPAMLEARN_LEDGER": "/x/l"}).effective_ledger_path == Path("/x/l")
     flag = load_settings(config, env={"SPAMLEARN_LEDGER": "/x/l"}, model_path=trial)
     assert flag.effective_ledger_path == tmp_path / "trial.ledger"
+    # The configured model named again (a unit file that sets it redundantly) keeps its ledger.
+    same = load_settings(config, env={"SPAMLEARN_MODEL": str(tmp_path / "main" / "m.joblib")})
+    assert same.effective_ledger_path == tmp_path / "main" / "m.ledger"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -304,3 +307,9 @@ def test_an_own_model_user_is_found_as_the_mta_writes_the_recipient(tmp_path):
     for stranger in ("carol@example.org", "alicex@example.org", "+x@example.org", "", None):
         assert not settings.has_own_model(stranger)
     assert settings.model_path_for("carol@example.org") == settings.model_path
+    # Names that differ only in case match only as written; a name with a "+".
+    config = write(tmp_path, '[users]\nown_model = ["Alice", "alice", "bob+spam@example.org"]\n')
+    settings = load_settings(config, env={})
+    assert (settings.own_model_name("Alice"), settings.own_model_name("alice")) == ("Alice", "alice")
+    assert settings.own_model_name("ALICE") is None and settings.own_model_name("alice+x") is None
+    assert settings.own_model_name("Bob+Spam+x@example.org") == "bob+spam@example.org"
