@@ -14,7 +14,10 @@ chi-squared combining).  So every model runs on every feature set:
   their default parameters.  A presence matrix does not say which columns
   are words of the text, so ``ChiSquareNB`` here weighs every clue alike:
   its rows are the model without ``family_balance``; spamlearn's own run
-  (``run_online``) has it.
+  (``run_online``) has it.  Every row's figures rank by the log-odds
+  (``compute_figures(by="decisions")``): scikit-learn's probabilities round
+  to 0 or 1 for thousands of messages, and ranked by those it would lose on
+  rounding, not on what it knows.
 
 Protocol.  All runs use the same *chunked* online protocol: the corpus is
 taken in its index order in chunks of ``chunk_size`` messages; each chunk is
@@ -274,7 +277,8 @@ def compare_models(feature_sets: Mapping[str, sp.spmatrix], gold: np.ndarray, *,
         for model_name, make in (models or DEFAULT_MODELS).items():
             result = run_chunked(make(), X, gold, ids=ids, readable=readable, chunk_size=chunk_size,
                                  ham_cutoff=ham_cutoff, spam_cutoff=spam_cutoff)
-            rows.append(ComparisonRow(features_name, model_name, compute_figures(result), result))
+            rows.append(ComparisonRow(features_name, model_name, compute_figures(result, by="decisions"),
+                                      result))
     return rows
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from spamlearn.counts import BayesCounts
 from spamlearn.classifier import Classifier, Label
-from spamlearn.errors import CorpusIndexError, InputMissingError
+from spamlearn.errors import ConfigError, CorpusIndexError, InputMissingError
 from spamlearn.evaluate import (OnlineResult, compute_figures, read_index, roc_points, run_online,
                                 write_results)
 
@@ -114,3 +114,14 @@ def test_results_file_keeps_the_ranking_it_reports(tmp_path):
                                              res.verdicts, 1.0, len(rows)))
     assert from_file.roca_pct == pytest.approx(compute_figures(res).roca_pct)
     assert len(set(scores)) == len(scores)
+
+
+def test_figures_by_the_log_odds_rank_where_probabilities_rounded():
+    gold = np.array([1, 1, 0, 0], dtype=np.int8)
+    decisions = np.array([50.0, 48.0, 45.0, -3.0])        # every spam above every ham
+    scores = np.array([1.0, 1.0, 1.0, 0.047])             # rounded: the ham at 45 ties both spam
+    result = OnlineResult(["a", "b", "c", "d"], gold, scores, decisions, [Label.SPAM] * 4, 1.0, 4)
+    assert compute_figures(result).roca_pct == pytest.approx(100 * (0.5 + 0.5) / 4)
+    assert compute_figures(result, by="decisions").roca_pct == 0.0
+    with pytest.raises(ConfigError):
+        compute_figures(result, by="nonsense")
