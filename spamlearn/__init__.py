@@ -14,7 +14,7 @@ loads the packaged default model.  Messages are bytes (a ``str`` is taken
 as its UTF-8 encoding).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .classifier import Classifier, Clue, Label, Verdict  # noqa: E402
 from .errors import (  # noqa: E402
