@@ -435,6 +435,8 @@ def eval_(
     mode: Annotated[str, typer.Option(help="all: train on every message; error: train on "
                                            "errors and unsure only.")] = "all",
     results: Annotated[Path | None, typer.Option(help="Write 'id gold score verdict' lines here.")] = None,
+    trec_results: Annotated[Path | None, typer.Option(help="Write the run as the TREC jig's result "
+                            "file (file= judge= class= score=) here, for TREC's tools.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the ROC curve as a PNG here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Write the figures as PNGs and an index.html "
                                                      "showing them into this folder.")] = None,
@@ -448,11 +450,12 @@ def eval_(
     """Run the TREC Spam Track online protocol over a corpus (from an empty model)."""
     from .classifier import Classifier
     from .config import check_features
-    from .evaluate import compute_figures, features_for, read_index, run_online, write_results
+    from .evaluate import (compute_figures, features_for, read_index, run_online, write_results,
+                           write_trec_results)
 
     settings = state_of(ctx).settings
-    for option, path, folder in (("--results", results, False), ("--plot", plot, False),
-                                 ("--report", report, True)):
+    for option, path, folder in (("--results", results, False), ("--trec-results", trec_results, False),
+                                 ("--plot", plot, False), ("--report", report, True)):
         _check_output_path(option, path, folder)
     if features is not None:
         check_features(features, "--features")
@@ -467,6 +470,8 @@ def eval_(
     figures = compute_figures(result)
     if results:
         write_results(result, results)
+    if trec_results:
+        write_trec_results(result, trec_results)
     if plot:
         from .plots import save_roc_plot
 

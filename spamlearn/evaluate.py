@@ -39,7 +39,7 @@ from .classifier import Classifier, Label
 from .errors import ConfigError, CorpusIndexError, InputMissingError, MessageError
 from .regularfile import read_regular
 
-__all__ = ["IndexEntry", "read_index", "features_for", "OnlineResult", "run_online", "EvalFigures",
+__all__ = ["IndexEntry", "read_index", "features_for", "write_trec_results", "OnlineResult", "run_online", "EvalFigures",
            "compute_figures", "roc_points", "LearningCurve", "learning_curve"]
 
 
@@ -324,3 +324,18 @@ def write_results(result: OnlineResult, path: Path) -> None:
             fh.write(f"{mid} {'spam' if g else 'ham'} {float(score)!r} {verdict.value}\n")
 
 
+
+
+def write_trec_results(result: OnlineResult, path: Path) -> None:
+    """The same run as the TREC spam filter jig's raw result file, for TREC's
+    own evaluation tools: ``file=ID judge=GOLD class=CLASS score=SCORE``.
+
+    The jig's class is binary: spam when the score is above 0.5, as for
+    lam% here; unsure has no place in it (the three-way verdict is in
+    ``write_results``).  The score is the probability, as there, so that
+    the tools compute the figures ``eval`` reports.
+    """
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for mid, g, score in zip(result.ids, result.gold, result.scores):
+            fh.write(f"file={mid} judge={'spam' if g else 'ham'} class={'spam' if score > 0.5 else 'ham'} "
+                     f"score={float(score)!r}\n")

@@ -409,8 +409,13 @@ def test_eval_figures_are_the_ones_its_results_file_gives(tmp_path, spam_message
     from sklearn.metrics import roc_auc_score
 
     index = _tiny_corpus(tmp_path, spam_messages * 3, ham_messages * 3)
-    results = tmp_path / "results.txt"
-    figures = json.loads(run("eval", "--index", index, "--json", "--results", results).output)
+    results, trec = tmp_path / "results.txt", tmp_path / "trec.txt"
+    figures = json.loads(run("eval", "--index", index, "--json", "--results", results,
+                             "--trec-results", trec).output)
+    jig = [dict(field.split("=", 1) for field in line.split()) for line in trec.read_text().splitlines()]
+    assert [(j["file"], j["judge"], float(j["score"])) for j in jig] == [
+        (row[0], row[1], float(row[2])) for row in (line.split() for line in results.read_text().splitlines())]
+    assert all(j["class"] == ("spam" if float(j["score"]) > 0.5 else "ham") for j in jig)
     rows = [line.split() for line in results.read_text().splitlines()]
     gold = [row[1] == "spam" for row in rows]
     scores = [float(row[2]) for row in rows]
