@@ -170,11 +170,14 @@ fi
 # Messages already queued (the service was down or busy) are older verdicts:
 # posting this one past them would let the drain later undo the user's last
 # move, and after one failed post the rest of a 100-message MOVE would each
-# wait curl's 3 s.  So while the queue is not empty, this one joins it.
-set -- "$SPOOL"/new/*
-if [ -e "$1" ]; then
-  HTTP_URL=''
-fi
+# wait curl's 3 s.  So while the queue is not empty, this one joins it; so
+# too while another pipe's message is in tmp/ (its post may yet fail).
+for queued in "$SPOOL"/new/* "$SPOOL"/tmp/*; do
+  if [ -e "$queued" ] && [ "$queued" != "$tmp" ]; then
+    HTTP_URL=''
+    break
+  fi
+done
 
 if [ -n "$HTTP_URL" ]; then
   token=''

@@ -222,3 +222,19 @@ def test_after_one_failed_post_the_rest_of_a_move_queues_without_waiting(site):
         took = time.monotonic() - started
     assert len(spool.entries()[0]) == 5
     assert 2.5 < took < 5.5, took           # one 3 s wait, not five
+
+
+def test_http_mode_queues_while_another_pipes_message_is_in_flight(site, learn_endpoint):
+    """Another pipe's message in tmp/ may still fail its post and be queued:
+    this newer verdict must not be learned before it."""
+    server, handler = learn_endpoint
+    url = f"http://127.0.0.1:{server.server_port}"
+    program, spool = installed(site, http_url=url, http_token_file=_token_file(site))
+    in_flight = spool.tmp / "1700000000.000000001.4242,spam,alice"
+    in_flight.write_bytes(MESSAGE)
+    assert run_pipe(program, "ham").returncode == 0
+    assert handler.requests == [] and [e.label for e in spool.entries()[0]] == ["ham"]
+    in_flight.unlink()
+    for entry in spool.entries()[0]:
+        entry.path.unlink()
+    assert run_pipe(program, "ham").returncode == 0 and len(handler.requests) == 1
