@@ -132,10 +132,7 @@ class Classifier:
     def features(self, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
         """The message's bucket indices, and the mask of those holding words
         of its text (what ``score_indices`` weighs against the rest)."""
-        return self._features(self.tokenizer.tokenize_split(parse_message(raw, self.scan_limit)))
-
-    def _features(self, split: tuple[list[str], int]) -> tuple[np.ndarray, np.ndarray]:
-        return self.hasher.indices_split(*split)
+        return self.hasher.indices_split(*self.tokenizer.tokenize_split(parse_message(raw, self.scan_limit)))
 
     def hashes(self, raw: bytes) -> np.ndarray:
         """The message's token hashes (``hasher.fold`` gives its indices)."""
@@ -169,9 +166,8 @@ class Classifier:
         """
         if self.model.n_learned_ == 0:
             raise NotFittedError("the model has not learned any message yet")
-        split = self.tokenizer.tokenize_split(parse_message(raw, self.scan_limit))
-        scored = self.model.score_indices(*self._features(split))
-        tokens = split[0]
+        tokens, n_text = self.tokenizer.tokenize_split(parse_message(raw, self.scan_limit))
+        scored = self.model.score_indices(*self.hasher.indices_split(tokens, n_text))
         clues: tuple[Clue, ...] = ()
         if explain:
             clues = self._clues(tokens, scored.clue_indices)

@@ -39,7 +39,8 @@ from .classifier import Classifier, Label
 from .errors import ConfigError, CorpusIndexError, InputMissingError, MessageError
 from .regularfile import read_regular
 
-__all__ = ["IndexEntry", "read_index", "features_for", "write_trec_results", "OnlineResult", "run_online", "EvalFigures",
+__all__ = ["IndexEntry", "read_index", "features_for", "write_trec_results", "OnlineResult", "run_online",
+           "EvalFigures",
            "compute_figures", "roc_points", "LearningCurve", "learning_curve"]
 
 
@@ -97,7 +98,7 @@ def features_for(n_messages: int, configured: int, largest: int) -> int:
 
     An online run starts from an empty model and learns every message, with
     nobody to act on ``info``'s warning that buckets are filling up.  The
-    SpamAssassin corpus's vocabulary grew as about messages**0.65 (184,772
+    SpamAssassin corpus's vocabulary grew as about messages**0.65 (184,734
     distinct tokens after 6,046 messages, 0.56-0.74 between the marks at
     500...6,046), so the 75,000 messages of a TREC corpus would fill about a
     third of 2**21 buckets, where this corpus scores 17% worse ((1-ROCA)%
