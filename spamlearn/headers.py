@@ -13,10 +13,13 @@ from .classifier import Label, Verdict
 
 __all__ = ["add_verdict_headers", "marked_pieces", "unmarked_pieces", "verdict_headers"]
 
-# The blank line that ends the header block; "\r\r" for a message whose
-# lines end in a bare CR (old Mac mail; a helper's review: read as one
-# header line starting "X-Spam-", such a message was dropped whole).
-_HEADER_END = re.compile(rb"\r?\n\r?\n|\r\r")
+# The blank line that ends the header block; "\r\r" only in a message
+# without any LF, whose lines all end in a bare CR (old Mac mail; a helper's
+# review: read as one header line starting "X-Spam-", such a message was
+# dropped whole).  Anywhere else "\r\r" is inside a line: taken as the end
+# of the headers, it hid the forged X-Spam lines after it (a later review).
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_BARE_CR_HEADER_END = re.compile(rb"\r\r")
 _LINE_END = re.compile(rb"(\r\n|\n|\r)")
 _LF_END = re.compile(rb"(\r?\n)")
 
@@ -50,7 +53,7 @@ def unmarked_pieces(raw: bytes) -> tuple[bytes, bytes | memoryview]:
 
 
 def _rebuilt(raw: bytes, ours: list[bytes]) -> tuple[bytes, bytes | memoryview]:
-    match = _HEADER_END.search(raw)
+    match = (_HEADER_END if b"\n" in raw else _BARE_CR_HEADER_END).search(raw)
     head = raw[: match.start()] if match else raw
     lines = _header_lines(head)
     # Our lines end as the message's header lines do.  Read from the header
@@ -83,9 +86,9 @@ def _rebuilt(raw: bytes, ours: list[bytes]) -> tuple[bytes, bytes | memoryview]:
         leading += 1
     block = envelope + kept[:leading] + [(line, newline) for line in ours] + kept[leading:]
     if not block:
-        # Only X-Spam-* headers, all gone: the blank line and the body stay.
-        end = _LINE_END.match(raw, match.start()).end() if match else len(raw)
-        return b"", memoryview(raw)[end:]
+        # Only X-Spam-* headers, all gone: what followed them stays as it
+        # was, separator included (as message_digest reads the original).
+        return b"", memoryview(raw)[match.start():] if match else b""
     # Every line ends as it did but the block's last, which ends where the
     # separator (or a headers-only message) takes over.  Nothing added but
     # our lines: a headers-only message stays as it came, so the filtered

@@ -294,8 +294,29 @@ def test_a_message_of_bare_cr_lines_loses_only_its_verdict_headers(tmp_path):
     broken.write_bytes(b"not a model")
     result = run("--model", broken, "filter", "--exit-zero", input=raw)
     assert result.stdout_bytes == b"".join(unmarked_pieces(raw))
-    # Only verdict headers: the blank line and the body stay, byte for byte.
-    assert b"".join(unmarked_pieces(b"X-Spam-Flag: NO\r\n\r\nbody\r\n")) == b"\r\nbody\r\n"
+    # Only verdict headers: what followed them stays, byte for byte, and the
+    # copy is the same message to the ledger.
+    from spamlearn.message import message_digest
+
+    only = b"X-Spam-Flag: NO\r\n\r\nbody\r\n"
+    assert b"".join(unmarked_pieces(only)) == b"\r\n\r\nbody\r\n"
+    assert message_digest(b"".join(unmarked_pieces(only))) == message_digest(only)
+
+
+@pytest.mark.parametrize("raw", [
+    b"From: spammer@example.com\nSubject: cheap pills\r\r\nX-Spam-Flag: NO\nX-Spam-Verdict: ham\n\nbuy now\n",
+    b"From: a@b\r\r\nX-Spam-Flag: NO\r\r\nSubject: hi\r\r\n\r\r\nbody\r\r\n",     # CRLF made twice
+])
+def test_a_cr_pair_inside_a_header_line_hides_no_forged_header(raw):
+    """"\r\r" ends the headers only in a message without any LF: taken so
+    anywhere, it hid the X-Spam lines after it from the filter."""
+    from spamlearn.classifier import Label, Verdict
+    from spamlearn.headers import unmarked_pieces
+
+    for out in (add_verdict_headers(raw, Verdict(0.99, Label.SPAM, 5.0)), b"".join(unmarked_pieces(raw))):
+        assert b"X-Spam-Flag: NO" not in out and b"X-Spam-Verdict: ham" not in out
+        assert out.endswith(raw[raw.index(b"\n\n"):] if b"\n\n" in raw else raw[raw.index(b"\r\n\r\r\n"):])
+        assert (b"Subject: cheap pills\r" in out) if b"pills" in raw else (b"Subject: hi\r\r" in out)
 
 
 @pytest.mark.parametrize("raw", [
