@@ -171,13 +171,19 @@ fi
 # posting this one past them would let the drain later undo the user's last
 # move, and after one failed post the rest of a 100-message MOVE would each
 # wait curl's 3 s.  So while the queue is not empty, this one joins it; so
-# too while another pipe's message is in tmp/ (its post may yet fail).
-for queued in "$SPOOL"/new/* "$SPOOL"/tmp/*; do
-  if [ -e "$queued" ] && [ "$queued" != "$tmp" ]; then
+# too while another pipe's message has been in tmp/ for less than a minute
+# (its post may yet fail).  Older files there are a killed pipe's leftovers,
+# which the drain removes after a day: they must not turn HTTP mode off.
+for queued in "$SPOOL"/new/*; do
+  if [ -e "$queued" ]; then
     HTTP_URL=''
-    break
   fi
+  break
 done
+if [ -n "$HTTP_URL" ] && [ -n "$(/usr/bin/find "$SPOOL/tmp" -maxdepth 1 -type f -mmin -1 \
+    ! -name "$name" -print 2>/dev/null | /usr/bin/head -n 1)" ]; then
+  HTTP_URL=''
+fi
 
 if [ -n "$HTTP_URL" ]; then
   token=''

@@ -237,4 +237,12 @@ def test_http_mode_queues_while_another_pipes_message_is_in_flight(site, learn_e
     in_flight.unlink()
     for entry in spool.entries()[0]:
         entry.path.unlink()
+    # A killed pipe's leftovers (a file there for more than a minute, a
+    # folder) are not in flight: they must not turn HTTP mode off for the
+    # day the drain takes to remove them.
+    stale = spool.tmp / "1600000000.000000001.4242,spam,alice"
+    stale.write_bytes(MESSAGE)
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    (spool.tmp / "1600000000.000000002.4243,spam,alice").mkdir()
     assert run_pipe(program, "ham").returncode == 0 and len(handler.requests) == 1
+    assert spool.entries()[0] == []
