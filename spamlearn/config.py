@@ -493,6 +493,15 @@ def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def _default_model_path() -> Path:
+    return Settings.__dataclass_fields__["model_path"].default_factory()
+
+
+def _same_file_key(path: Path) -> Path:
+    """``path`` absolute and without ``..``, symlinks resolved where they exist."""
+    return Path(os.path.realpath(path))
+
+
 def load_settings(
     config_file: Path | None = None,
     *,
@@ -513,16 +522,21 @@ def load_settings(
     values: dict[str, Any] = {"config_file": path}
     layers = [_file_values(data, path) if path is not None else {}, _env_values(env),
               {k: v for k, v in overrides.items() if v is not None}]
+    # A ledger belongs to the model named with it (at its level or below):
+    # a model given by SPAMLEARN_MODEL or --model to try one out was paired
+    # with the configured model's ledger, whose revision it did not match,
+    # and the "repair" of that deleted the configured model's rows (a
+    # helper's review, 2026-11-29).  Another model gets the ledger beside it;
+    # the same model, however spelt, keeps the ledger named for it.
+    model = _default_model_path()
+    ledgers: dict[Path, Path] = {}
     for layer in layers:
-        if ("model_path" in layer and "ledger_path" not in layer
-                and layer["model_path"] != values.get("model_path")):
-            # A ledger named below belongs to the model named there: a model
-            # given by SPAMLEARN_MODEL or --model (to try one out) paired
-            # with the configured model's ledger, whose revision it did not
-            # match, and the "repair" of that deleted the configured model's
-            # rows (a helper's review, 2026-11-29).  It gets the ledger beside it.
-            values.pop("ledger_path", None)
-        values.update(layer)
+        model = layer.get("model_path", model)
+        if "ledger_path" in layer:
+            ledgers[_same_file_key(model)] = layer["ledger_path"]
+        values.update({k: v for k, v in layer.items() if k != "ledger_path"})
+    if _same_file_key(model) in ledgers:
+        values["ledger_path"] = ledgers[_same_file_key(model)]
     values["sections"] = {k: v for k, v in data.items() if k not in ("model", "users")}
     try:
         return Settings(**values)

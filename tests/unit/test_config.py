@@ -62,9 +62,13 @@ def test_a_model_named_above_the_file_gets_its_own_ledger_not_the_configured_one
     assert load_settings(config, env={"SPAMLEARN_LEDGER": "/x/l"}).effective_ledger_path == Path("/x/l")
     flag = load_settings(config, env={"SPAMLEARN_LEDGER": "/x/l"}, model_path=trial)
     assert flag.effective_ledger_path == tmp_path / "trial.ledger"
-    # The configured model named again (a unit file that sets it redundantly) keeps its ledger.
-    same = load_settings(config, env={"SPAMLEARN_MODEL": str(tmp_path / "main" / "m.joblib")})
-    assert same.effective_ledger_path == tmp_path / "main" / "m.ledger"
+    # The configured model named again (a unit file that sets it redundantly),
+    # however spelt, keeps its ledger, even past another model named between.
+    for again in (tmp_path / "main" / "m.joblib", tmp_path / "main" / ".." / "main" / "m.joblib"):
+        same = load_settings(config, env={"SPAMLEARN_MODEL": str(again)})
+        assert same.effective_ledger_path == tmp_path / "main" / "m.ledger"
+        back = load_settings(config, env={"SPAMLEARN_MODEL": str(trial)}, model_path=again)
+        assert back.effective_ledger_path == tmp_path / "main" / "m.ledger"
 
 
 @pytest.mark.parametrize("text, message", [
