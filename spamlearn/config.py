@@ -194,12 +194,16 @@ class Settings:
         key = user.lower()
         if key in folded:
             return folded[key]
-        local, at, domain = key.partition("@")
-        # Without the +detail: after the last "+" first (a configured name
-        # may hold one itself: bob+spam@example.org), then after the first.
-        for base in dict.fromkeys((local.rsplit("+", 1)[0], local.split("+", 1)[0])):
-            if base and base != local and base + at + domain in folded:
-                return folded[base + at + domain]
+        # Without a +detail, cut at each "+" from the last (a configured name
+        # may hold one itself: bob+spam@example.org), as written, then folded.
+        local, at, domain = user.partition("@")
+        cuts = [i for i, c in enumerate(local) if c == "+" and i > 0]
+        for cut in reversed(cuts):
+            base = local[:cut] + at + domain
+            if base in self.own_model_users:
+                return base
+            if base.lower() in folded:
+                return folded[base.lower()]
         return None
 
     @functools.cached_property

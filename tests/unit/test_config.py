@@ -315,5 +315,7 @@ def test_an_own_model_user_is_found_as_the_mta_writes_the_recipient(tmp_path):
     config = write(tmp_path, '[users]\nown_model = ["Alice", "alice", "bob+spam@example.org"]\n')
     settings = load_settings(config, env={})
     assert (settings.own_model_name("Alice"), settings.own_model_name("alice")) == ("Alice", "alice")
-    assert settings.own_model_name("ALICE") is None and settings.own_model_name("alice+x") is None
+    assert settings.own_model_name("ALICE") is None and settings.own_model_name("alice+x") == "alice"
     assert settings.own_model_name("Bob+Spam+x@example.org") == "bob+spam@example.org"
+    assert settings.own_model_name("bob+spam+x+y@example.org") == "bob+spam@example.org"
+    assert settings.own_model_name("ALICE+x") is None
