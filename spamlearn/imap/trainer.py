@@ -291,6 +291,7 @@ class Trainer:
             report.seconds = time.monotonic() - started
             return report
         done: set[str] = set()
+        last_error = ""
         with PassDeadline(account.pass_timeout) as deadline:
             for attempt in range(account.retries + 1):
                 report.attempts = attempt + 1
@@ -305,15 +306,18 @@ class Trainer:
                 except ImapConnectionError as exc:
                     if (attempt >= account.retries or self.should_stop()
                             or isinstance(exc, ImapPassTimeoutError)):
-                        report.error, report.exit_code = str(exc), exit_code_for(exc)
+                        error = str(exc)
+                        if isinstance(exc, ImapPassTimeoutError) and last_error:
+                            error += f"; before that: {last_error}"
+                        report.error, report.exit_code = error, exit_code_for(exc)
                         break
-                    # Doubling, up to an hour: with many retries 2**attempt
-                    # alone would overflow time.sleep.
-                    delay = min(account.retry_delay * 2 ** min(attempt, 32), 3600.0)
+                    last_error = str(exc)
+                    # Doubling, up to an hour (with many retries 2**attempt
+                    # alone would overflow time.sleep), and no longer than
+                    # the deadline: the reconnect after it is refused at once.
+                    delay = min(account.retry_delay * 2 ** min(attempt, 32), 3600.0, deadline.remaining())
                     log.warning("%s; retry %d of %d in %.1f s", exc, attempt + 1, account.retries, delay)
-                    # No longer than the deadline: the reconnect after it
-                    # is then refused at once.
-                    self.sleep(min(delay, deadline.remaining()))
+                    self.sleep(delay)
                 except (ImapAuthError, ImapStateError, ConfigError, StoreBusyError, ModelError,
                         LedgerError) as exc:
                     report.error, report.exit_code = str(exc), exit_code_for(exc)

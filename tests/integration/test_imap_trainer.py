@@ -483,6 +483,7 @@ def test_pass_timeout_also_bounds_the_waits_between_reconnects(server, tmp_path)
     started = time.monotonic()
     code, data, stderr = train_cli(config)
     assert code == 69 and "longer than pass_timeout (2 s), stopped before connecting" in stderr
+    assert "before that:" in stderr and "Connection refused" in stderr   # the cause, not only the bound
     assert time.monotonic() - started < 6      # not the 10 s wait, nor 10 + 20 + 40
 
 
