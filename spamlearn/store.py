@@ -314,7 +314,8 @@ def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float 
             raise ModelFileError(
                 f"model file {path} uses model parameters this spamlearn ({__version__}) does not "
                 f"know: {', '.join(sorted(unknown))}; it was written by spamlearn "
-                f"{data.get('spamlearn_version', '?')}: upgrade, or restore a backup made before")
+                f"{data.get('spamlearn_version', '?')}: read it with that version or a later one, "
+                f"or restore a backup made before")
         model = BayesCounts(**data["model_params"]).init_empty(n_features)
         index = np.asarray(data["index"], dtype=np.int64)
         model.spam_count_[index] = data["spam"]
@@ -327,7 +328,8 @@ def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float 
             raise ModelFileError(
                 f"model file {path} uses tokenizer options this spamlearn ({__version__}) does not "
                 f"know: {', '.join(sorted(unknown))}; it was written by spamlearn "
-                f"{data.get('spamlearn_version', '?')}: upgrade, or restore a backup made before")
+                f"{data.get('spamlearn_version', '?')}: read it with that version or a later one, "
+                f"or restore a backup made before")
         options = TokenizerOptions(**{**_OPTIONS_BEFORE_THEY_EXISTED, **data["tokenizer"]})
     except ModelFileError:
         raise
