@@ -10,7 +10,9 @@ has 1-5 ms to spend.
 Hot reload: at most every ``reload_interval`` a request ``stat``s the
 model file; when ``(st_ino, st_mtime_ns, st_size)`` changed, the new file is
 loaded in a worker thread while requests go on with the old classifier, and
-the reference is swapped when the load is complete.  Model files are only
+the reference is swapped when the load is complete; the request that found
+the change waits up to ``RELOAD_WAIT`` for it, so that a retrain is seen at
+once by the next message scored.  Model files are only
 ever replaced by rename (``spamlearn.store.save_classifier``), so a load
 sees either the old file or the new one, never half of one.  A file that
 fails to load is reported (metrics, ``/healthz``, the log) and the old
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -37,6 +40,10 @@ from ..defaults import default_model_path
 from ..errors import ModelFileError
 from ..metrics import Metrics
 from ..store import load_classifier
+
+#: How long the request that finds a model file changed waits for the new
+#: version to load before the old one answers it.
+RELOAD_WAIT = 0.25
 
 __all__ = ["LoadedModel", "ScoringModels", "ModelKind"]
 
@@ -251,6 +258,14 @@ class ScoringModels:
             # Nothing to answer with meanwhile: wait (shielded, so one
             # cancelled request does not cancel the load for the others).
             await asyncio.shield(slot.loading)
+        else:
+            # The request that saw the change waits a little for it: a
+            # model file loads in 15-100 ms, and without the wait the first
+            # score after every retrain came from the model before it (a
+            # helper's review).  A load that takes longer is not waited
+            # for: the old model answers, as before.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(slot.loading), RELOAD_WAIT)
 
     async def _load(self, slot: _Slot, key: FileKey) -> None:
         try:

@@ -482,6 +482,17 @@ def test_a_model_retrained_on_disk_is_picked_up_without_failing_a_request(settin
             assert set(seen) <= {revision - 1, revision}
 
 
+def test_the_first_score_after_a_retrain_comes_from_the_new_model(settings, trained, spam_messages):
+    """The request that finds the file changed waits (briefly) for it to load:
+    the next message after a retrain is scored by the model that learned."""
+    with client_for(settings) as client:
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["revision"] == 1
+        for revision, raw in enumerate(extra_messages(3), start=2):
+            with trained.session(source="cron") as session:
+                session.learn(raw, "spam")
+            assert client.post("/score", content=spam_messages[0]).json()["model"]["revision"] == revision
+
+
 def test_a_corrupt_new_model_file_keeps_the_old_one_answering(settings, trained, spam_messages):
     with client_for(settings) as client:
         assert client.post("/score", content=spam_messages[0]).json()["model"]["revision"] == 1
