@@ -244,7 +244,7 @@ class ModelStore:
                           scan_limit=self.scan_limit)
 
     @contextlib.contextmanager
-    def _lock(self, reading: bool = False, doing: str = "learn") -> Iterator[None]:
+    def _lock(self, reading: bool = False, doing: str = "learn or forget") -> Iterator[None]:
         if reading:
             # Only to read (a backup): flock works on a descriptor opened for
             # reading, so a read-only copy can be backed up; the lock file is

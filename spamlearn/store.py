@@ -197,7 +197,10 @@ def read_header(path: Path) -> dict:
         raise
     except (EOFError, pickle.UnpicklingError, zlib.error, ValueError, KeyError, IndexError,
             AttributeError, ImportError, TypeError, OSError, MemoryError) as exc:
-        raise ModelFileError(f"model file {path} is truncated or corrupt ({type(exc).__name__})") from exc
+        # The kind of failure says something (EOFError: cut short); zlib's
+        # own exception class is just called "error".
+        kind = "compressed data damaged" if isinstance(exc, zlib.error) else type(exc).__name__
+        raise ModelFileError(f"model file {path} is truncated or corrupt ({kind})") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a spamlearn model file")
     version = data.get("format_version")
