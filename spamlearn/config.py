@@ -501,9 +501,14 @@ def _default_model_path() -> Path:
     return Settings.__dataclass_fields__["model_path"].default_factory()
 
 
-def _same_file_key(path: Path) -> Path:
-    """``path`` absolute and without ``..``, symlinks resolved where they exist."""
-    return Path(os.path.realpath(path))
+def _same_file_key(path: Path) -> object:
+    """What makes two names one model file: its inode if it exists (hard
+    links too), else the path made absolute, ``..`` and symlinks resolved."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return Path(os.path.realpath(path))
+    return st.st_dev, st.st_ino
 
 
 def load_settings(
@@ -533,7 +538,7 @@ def load_settings(
     # helper's review, 2026-11-29).  Another model gets the ledger beside it;
     # the same model, however spelt, keeps the ledger named for it.
     model = _default_model_path()
-    ledgers: dict[Path, Path] = {}
+    ledgers: dict[object, Path] = {}
     for layer in layers:
         model = layer.get("model_path", model)
         if "ledger_path" in layer:

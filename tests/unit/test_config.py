@@ -69,6 +69,11 @@ def test_a_model_named_above_the_file_gets_its_own_ledger_not_the_configured_one
         assert same.effective_ledger_path == tmp_path / "main" / "m.ledger"
         back = load_settings(config, env={"SPAMLEARN_MODEL": str(trial)}, model_path=again)
         assert back.effective_ledger_path == tmp_path / "main" / "m.ledger"
+    (tmp_path / "main").mkdir()
+    (tmp_path / "main" / "m.joblib").write_bytes(b"x")
+    os.link(tmp_path / "main" / "m.joblib", tmp_path / "hard.joblib")      # the same file, another name
+    linked = load_settings(config, env={}, model_path=tmp_path / "hard.joblib")
+    assert linked.effective_ledger_path == tmp_path / "main" / "m.ledger"
 
 
 @pytest.mark.parametrize("text, message", [
