@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,9 +40,8 @@ from .classifier import Classifier, Label
 from .errors import ConfigError, CorpusIndexError, InputMissingError, MessageError
 from .regularfile import read_regular
 
-__all__ = ["IndexEntry", "read_index", "features_for", "write_trec_results", "OnlineResult", "run_online",
-           "EvalFigures",
-           "compute_figures", "roc_points", "LearningCurve", "learning_curve"]
+__all__ = ["IndexEntry", "read_index", "features_for", "write_trec_results", "result_id", "OnlineResult",
+           "run_online", "EvalFigures", "compute_figures", "roc_points", "LearningCurve", "learning_curve"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -318,13 +318,25 @@ def write_results(result: OnlineResult, path: Path) -> None:
     with six decimals, 3,600 scores of the corpus run became 0.000000 and
     1,082 became 1.000000, and TREC's tools would have counted those ties
     (measured 2026-11-28: (1-ROCA)% 0.0782 reported, 0.0999 from a
-    six-decimal file, 0.0782 from this one).
+    six-decimal file, 0.0782 from this one).  An id with white space in it
+    is escaped (``result_id``).
     """
     with Path(path).open("w", encoding="utf-8") as fh:
         for mid, g, score, verdict in zip(result.ids, result.gold, result.scores, result.verdicts):
-            fh.write(f"{mid} {'spam' if g else 'ham'} {float(score)!r} {verdict.value}\n")
+            fh.write(f"{result_id(mid)} {'spam' if g else 'ham'} {float(score)!r} {verdict.value}\n")
 
 
+#: What would split or end a result line's id field: white space, and the
+#: escape character itself.
+_ID_UNSAFE_RE = re.compile(r"[%\s]")
+
+
+def result_id(mid: str) -> str:
+    """``mid`` as one whitespace-free field: white space and ``%`` written
+    as their UTF-8 bytes in %XX (URL) escapes, so that ``a b.eml`` reads
+    back as one id (``urllib.parse.unquote``) and not two fields; the ids
+    of a TREC corpus (``../data/inmail.1``) are written as they are."""
+    return _ID_UNSAFE_RE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), mid)
 
 
 def write_trec_results(result: OnlineResult, path: Path) -> None:
@@ -333,12 +345,12 @@ def write_trec_results(result: OnlineResult, path: Path) -> None:
 
     The jig's class is binary: spam when the score is above 0.5, as for
     lam% here; unsure has no place in it (the three-way verdict is in
-    ``write_results``).  The score is the probability, as there, so that
+    ``write_results``).  Ids are escaped as there (``result_id``).  The score is the probability, as there, so that
     the tools compute the (1-ROCA)% and lam% ``eval`` reports (their ham
     and spam misclassification come from the binary class, ``eval``'s from
     the three-way verdict).
     """
     with Path(path).open("w", encoding="utf-8") as fh:
         for mid, g, score in zip(result.ids, result.gold, result.scores):
-            fh.write(f"file={mid} judge={'spam' if g else 'ham'} class={'spam' if score > 0.5 else 'ham'} "
+            fh.write(f"file={result_id(mid)} judge={'spam' if g else 'ham'} class={'spam' if score > 0.5 else 'ham'} "
                      f"score={float(score)!r}\n")

@@ -11,7 +11,7 @@ from spamlearn.counts import BayesCounts
 from spamlearn.classifier import Classifier, Label
 from spamlearn.errors import ConfigError, CorpusIndexError, InputMissingError
 from spamlearn.evaluate import (OnlineResult, compute_figures, read_index, roc_points, run_online,
-                                write_results)
+                                write_results, write_trec_results)
 
 
 def result(gold, decisions, verdicts=None):
@@ -114,6 +114,24 @@ def test_results_file_keeps_the_ranking_it_reports(tmp_path):
                                              res.verdicts, 1.0, len(rows)))
     assert from_file.roca_pct == pytest.approx(compute_figures(res).roca_pct)
     assert len(set(scores)) == len(scores)
+
+
+def test_result_files_keep_an_id_with_white_space_one_field(tmp_path):
+    """A message file named with spaces (a Maildir someone copied from a
+    desktop) must not split its line: TREC's tools read fields by spaces."""
+    from urllib.parse import unquote
+
+    res = result([1, 0, 1], [3.0, -2.0, 1.0])
+    res.ids = ["../data/inmail.1", "Junk/a b\tc.eml", "100% sure\u3000.eml"]
+    write_results(res, tmp_path / "results")
+    write_trec_results(res, tmp_path / "trec")
+    rows = [line.split(" ") for line in (tmp_path / "results").read_text(encoding="utf-8").splitlines()]
+    assert [len(r) for r in rows] == [4, 4, 4]
+    assert rows[0][0] == "../data/inmail.1"                  # a TREC corpus's ids as they are
+    assert [unquote(r[0]) for r in rows] == res.ids
+    jig = [dict(f.split("=", 1) for f in line.split()) for line in (tmp_path / "trec").read_text().splitlines()]
+    assert [unquote(j["file"]) for j in jig] == res.ids
+    assert [j["judge"] for j in jig] == ["spam", "ham", "spam"]
 
 
 def test_figures_by_the_log_odds_rank_where_probabilities_rounded():
