@@ -164,11 +164,22 @@ class LearningSession:
         if not self._pending and not self._state:
             return
         revision = self.classifier.revision + 1
+        model_path = self.store.model_path
+        before = _file_identity(model_path)
         self.ledger.commit(self._pending, revision, self._state)
         self.classifier.revision = revision
         try:
-            save_classifier(self.classifier, self.store.model_path)
+            save_classifier(self.classifier, model_path)
         except BaseException:
+            if _file_identity(model_path) != before:
+                # The new model is in place: an interrupt (Ctrl-C, the
+                # trainer's second signal) came after the rename, in the
+                # folder's fsync.  Undoing the ledger now would leave a
+                # model one revision ahead of it, which nothing can repair
+                # (a helper's review: every later learner then failed).
+                self._pending.clear()
+                self._state.clear()
+                raise
             # The ledger is one ahead of the model on disk: put it back, so
             # the two agree again (a later opener would do the same).
             self.classifier.revision = revision - 1
@@ -177,6 +188,16 @@ class LearningSession:
             raise
         self._pending.clear()
         self._state.clear()
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """Which file ``path`` names now (None: none): a rename puts another
+    inode there, whatever the clock or the size say."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 class ModelStore:

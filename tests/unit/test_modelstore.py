@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from spamlearn import LedgerError, ModelFileError, StoreBusyError
+from spamlearn.classifier import Label
 from spamlearn.ledger import Ledger
 from spamlearn.modelstore import Action, ModelStore
 
@@ -124,6 +125,34 @@ def test_killed_during_model_write_recovers(store, tmp_path, sample_spam, sample
     assert store.load().n_spam == 0
     assert store.learn(sample_spam, "spam").action == Action.LEARNED
     assert store.check() == []
+
+
+@pytest.mark.parametrize("where", ["before the rename", "after the rename"])
+def test_ctrl_c_in_the_model_write_leaves_model_and_ledger_agreeing(store, monkeypatch, sample_spam,
+                                                                     sample_ham, where):
+    """Ctrl-C (or the IMAP trainer's second signal) lands in the model write:
+    before the rename the commit is undone, after it (in the folder's fsync)
+    it stands; either way the pair agrees and the next learner goes on."""
+    import spamlearn.store as st
+
+    store.learn(sample_ham, "ham")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(st.os, "replace", interrupt) if where == "before the rename" else \
+        monkeypatch.setattr(st, "fsync_dir", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        store.learn(sample_spam, "spam")
+    monkeypatch.undo()
+    assert store.check() == []
+    landed = where == "after the rename"
+    assert store.load().n_spam == int(landed)
+    with store.session() as session:
+        assert (session.known(sample_spam) == Label.SPAM) if landed else session.known(sample_spam) is None
+    outcome = store.learn(sample_spam, "spam")
+    assert outcome.action == (Action.ALREADY_KNOWN if landed else Action.LEARNED)
+    assert store.check() == [] and store.load().n_spam == 1
 
 
 def test_full_ledger_disk_loses_nothing(store, sample_spam, sample_ham, spam_messages):
