@@ -175,7 +175,7 @@ class Settings:
 
     @property
     def effective_ledger_path(self) -> Path:
-        return self.ledger_path or ledger_path_for(self.model_path)
+        return self.ledger_path or ledger_path_for(model_file(self.model_path))
 
     def has_own_model(self, user: str | None) -> bool:
         return self.own_model_name(user) is not None
@@ -237,6 +237,14 @@ class Settings:
 
 def ledger_path_for(model_path: Path) -> Path:
     return model_path.with_name(model_path.stem + ".ledger")
+
+
+def model_file(model_path: Path) -> Path:
+    """The file a model name stands for: the one a symlink names (learning
+    replaces that file, so the link stays a link, and takes that file's lock,
+    the one every other name of it takes), else the name itself."""
+    model_path = Path(model_path)
+    return Path(os.path.realpath(model_path)) if model_path.is_symlink() else model_path
 
 
 def _usable_config_file(path: Path, origin: str) -> Path:
@@ -501,14 +509,15 @@ def _default_model_path() -> Path:
     return Settings.__dataclass_fields__["model_path"].default_factory()
 
 
-def _same_file_key(path: Path) -> object:
-    """What makes two names one model file: its inode if it exists (hard
-    links too), else the path made absolute, ``..`` and symlinks resolved."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return Path(os.path.realpath(path))
-    return st.st_dev, st.st_ino
+def _same_file_key(path: Path) -> Path:
+    """What makes two names one model file: the path made absolute, ``..``
+    and symlinks resolved (``ModelStore`` learns into the file a symlink
+    names, under that file's lock).  Not the inode: a hard link is one file
+    only until the next learn replaces the name learned through (a rename
+    cannot keep two names together), and its ledger must not then be the
+    other name's (a helper's review: the next learner under the other name
+    "repaired" the shared ledger and deleted what was learned)."""
+    return Path(os.path.realpath(path))
 
 
 def load_settings(
@@ -538,7 +547,7 @@ def load_settings(
     # helper's review, 2026-11-29).  Another model gets the ledger beside it;
     # the same model, however spelt, keeps the ledger named for it.
     model = _default_model_path()
-    ledgers: dict[object, Path] = {}
+    ledgers: dict[Path, Path] = {}
     for layer in layers:
         model = layer.get("model_path", model)
         if "ledger_path" in layer:

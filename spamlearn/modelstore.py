@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .classifier import Classifier, Label
-from .config import Settings, ledger_path_for
+from .config import Settings, ledger_path_for, model_file
 from .counts import BayesCounts
 from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
@@ -206,8 +206,9 @@ class ModelStore:
     Parameters
     ----------
     model_path : Path
+        A symlink stands for the file it names.
     ledger_path : Path, optional
-        Default: beside the model, ``<stem>.ledger``.
+        Default: beside the model file, ``<stem>.ledger``.
     n_features, tokenizer_options :
         Used only when the model file does not exist yet.
     ham_cutoff, spam_cutoff, scan_limit :
@@ -221,7 +222,10 @@ class ModelStore:
                  tokenizer_options: TokenizerOptions | None = None,
                  ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
                  scan_limit: int = 512_000, lock_timeout: float = 60.0):
-        self.model_path = Path(model_path)
+        # Through a symlink, the file it names: learning "into the link" made
+        # it a file of its own with its own lock, and two learners, one per
+        # name, lost each other's messages (a helper's review).
+        self.model_path = model_file(model_path)
         self.ledger_path = Path(ledger_path) if ledger_path else ledger_path_for(self.model_path)
         if os.path.abspath(self.ledger_path) == os.path.abspath(self.model_path):
             # "--model x.ledger": the ledger beside it would be the model file itself.

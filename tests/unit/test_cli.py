@@ -77,6 +77,41 @@ def test_trying_a_model_out_leaves_the_configured_ledger_alone(tmp_path, spam_me
     assert forgot.exit_code == 0 and "forgot 1" in forgot.output, forgot.output
 
 
+def test_a_model_named_through_a_symlink_or_a_hard_link_loses_nothing(tmp_path, spam_messages, ham_messages):
+    """A symlink is the file it names: one lock, one ledger, and the link
+    stays a link.  A hard link is another model (a learn through it would
+    replace that name only): without a ledger of its own it is refused, and
+    the configured pair is untouched.  (A helper's review: learning through
+    a link split the model, and the next learner deleted what it learned.)"""
+    main = tmp_path / "main"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[model]\npath = "{main / "m.joblib"}"\nledger = "{main / "m.ledger"}"\n')
+    messages = []
+    for i, raw in enumerate(spam_messages[:3] + ham_messages[:3]):
+        messages.append(tmp_path / f"{i}.eml")
+        messages[-1].write_bytes(raw)
+    assert run("--config", config, "learn", "--ham", messages[3]).exit_code == 0
+    link = tmp_path / "link.joblib"
+    link.symlink_to(main / "m.joblib")
+    via_link = run("--config", config, "--model", link, "learn", "--spam", *messages[:3])
+    assert via_link.exit_code == 0 and "learned 3 as spam" in via_link.output, via_link.output
+    assert link.is_symlink() and not (tmp_path / "link.ledger").exists()
+    assert not (tmp_path / "link.joblib.lock").exists()
+    plain = run("--config", config, "learn", "--ham", *messages[4:])
+    assert plain.exit_code == 0 and "learned 2 as ham" in plain.output, plain.output
+    info = run("--config", config, "info", "--check", "--json")
+    assert info.exit_code == 0, info.output
+    details = json.loads(info.output)
+    assert (details["n_spam"], details["n_ham"]) == (3, 3), details
+    hard = tmp_path / "hard.joblib"
+    os.link(main / "m.joblib", hard)
+    before = (main / "m.joblib").read_bytes()
+    refused = run("--config", config, "--model", hard, "learn", "--spam", messages[3])
+    assert refused.exit_code == ExitCode.IOERR and "has no ledger" in refused.output, refused.output
+    assert (main / "m.joblib").read_bytes() == before
+    assert run("--config", config, "info", "--check").exit_code == 0
+
+
 def test_learn_reports_and_is_idempotent(model, tmp_path, sample_spam):
     (tmp_path / "a.eml").write_bytes(sample_spam)
     first = run("--model", model, "learn", "--spam", tmp_path / "a.eml")

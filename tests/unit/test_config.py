@@ -71,9 +71,14 @@ def test_a_model_named_above_the_file_gets_its_own_ledger_not_the_configured_one
         assert back.effective_ledger_path == tmp_path / "main" / "m.ledger"
     (tmp_path / "main").mkdir()
     (tmp_path / "main" / "m.joblib").write_bytes(b"x")
-    os.link(tmp_path / "main" / "m.joblib", tmp_path / "hard.joblib")      # the same file, another name
-    linked = load_settings(config, env={}, model_path=tmp_path / "hard.joblib")
+    (tmp_path / "soft.joblib").symlink_to(tmp_path / "main" / "m.joblib")
+    linked = load_settings(config, env={}, model_path=tmp_path / "soft.joblib")
     assert linked.effective_ledger_path == tmp_path / "main" / "m.ledger"
+    # A hard link is another name that a learn through it would split off
+    # (a rename replaces one name): it is another model, with its own ledger.
+    os.link(tmp_path / "main" / "m.joblib", tmp_path / "hard.joblib")
+    hard = load_settings(config, env={}, model_path=tmp_path / "hard.joblib")
+    assert hard.effective_ledger_path == tmp_path / "hard.ledger"
 
 
 @pytest.mark.parametrize("text, message", [
