@@ -172,11 +172,12 @@ def _load_plain_data(fh, name: str) -> object:
     return _PlainDataUnpickler(name, fh, mmap_mode=None, **kwargs).load()
 
 
-def read_header(path: Path) -> dict:
-    """Load a model file's dict and check its format; no counts built."""
+def read_header(path: Path, content: bytes | None = None) -> dict:
+    """Load a model file's dict and check its format; no counts built.
+    ``content``: the file's bytes, already read (``path`` then only names it)."""
     path = Path(path)
     try:
-        with open_regular(path) as fh:
+        with open_regular(path) if content is None else io.BytesIO(content) as fh:
             head = fh.read(2)
             fh.seek(0)
             if not head:
@@ -299,15 +300,16 @@ _REQUIRED_KEYS = ("n_features", "index", "spam", "ham", "n_spam", "n_ham", "mode
 
 
 def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
-                    scan_limit: int = 512_000) -> Classifier:
-    """Load a model file into a ``Classifier``.
+                    scan_limit: int = 512_000, content: bytes | None = None) -> Classifier:
+    """Load a model file into a ``Classifier`` (from ``content``, its bytes,
+    if the caller has read them).
 
     Raises
     ------
     ModelFileError
         Missing, truncated, foreign, or another format version.
     """
-    data = read_header(path)
+    data = read_header(path, content)
     try:
         n_features = int(data["n_features"])
         # A parameter missing from an older file takes today's default: they

@@ -520,6 +520,50 @@ def test_a_corrupt_new_model_file_keeps_the_old_one_answering(settings, trained,
         assert client.get("/healthz").json()["model_errors"] == {}
 
 
+def test_a_model_replaced_over_and_over_loads_whole_and_without_error(settings, trained, spam_messages):
+    """Learners committing every few ms: every load describes one file (its
+    digest, key and counts agree) and none fails.  It used to read the file
+    twice and give up after five changed reads with an ERROR and a failed
+    reload (a helper's review: 19 of 6,850 reloads)."""
+    import hashlib
+
+    from spamlearn.api.scoring import ModelKind, load_model
+
+    versions = {}
+    for n in range(2):
+        classifier = trained.load()
+        for raw in extra_messages(n + 1):
+            classifier.learn(raw, "spam")
+        staged = settings.model_path.with_name(f"v{n}.joblib")
+        save_classifier(classifier, staged)
+        content = staged.read_bytes()
+        versions[hashlib.sha256(content).hexdigest()[:12]] = (content, classifier.n_spam)
+    contents = [content for content, _ in versions.values()]
+    stop, started = threading.Event(), threading.Event()
+
+    def replace_forever():
+        i = 0
+        while not stop.is_set():
+            staged = settings.model_path.with_name("incoming.tmp")
+            staged.write_bytes(contents[i % 2])
+            os.replace(staged, settings.model_path)
+            started.set()
+            i += 1
+
+    writer = threading.Thread(target=replace_forever)
+    writer.start()
+    try:
+        assert started.wait(10)
+        loads = [load_model(settings.model_path, ModelKind.SHARED, settings) for _ in range(40)]
+    finally:
+        stop.set()
+        writer.join()
+    for loaded in loads:
+        assert loaded.digest in versions
+        assert loaded.classifier.n_spam == versions[loaded.digest][1]
+    assert len({loaded.file_key for loaded in loads}) > 1, "the file was never replaced during the loads"
+
+
 def test_a_corrupt_shared_model_at_startup_fails_the_start(settings):
     settings.model_path.parent.mkdir(parents=True, exist_ok=True)
     settings.model_path.write_bytes(b"\x80 not a model")
