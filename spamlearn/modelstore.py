@@ -369,6 +369,29 @@ class ModelStore:
             raise
         return classifier, ledger
 
+    #: A model write's temp file older than this, found by a learner that
+    #: holds the lock, was left by a writer killed mid-write.
+    STALE_TEMP_SECONDS = 60.0
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete what learners killed while writing the model left
+        (``.<name>.XXXX.tmp``, ``save_classifier``'s temp files, each as large
+        as the model; a helper's kill test found 13).  Only old ones: a
+        writer that does not take the lock (a rebuild by hand) may be at work."""
+        cutoff = time.time() - self.STALE_TEMP_SECONDS
+        prefix = f".{self.model_path.name}."
+        try:
+            with os.scandir(self.model_path.parent) as entries:
+                for entry in entries:
+                    if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                        continue
+                    with contextlib.suppress(OSError):
+                        if entry.is_file(follow_symlinks=False) and \
+                                entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                            os.unlink(entry.path)
+        except OSError:
+            pass        # no folder yet, or not readable: nothing of ours to clean
+
     @contextlib.contextmanager
     def session(self, source: str = "") -> Iterator[LearningSession]:
         """Lock, repair if needed, load, and commit on a clean exit.
@@ -378,6 +401,7 @@ class ModelStore:
         StoreBusyError, ModelFileError, LedgerError
         """
         with self._lock():
+            self._remove_stale_temp_files()
             classifier, ledger = self._open()
             try:
                 session = LearningSession(self, classifier, ledger, source)

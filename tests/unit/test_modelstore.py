@@ -155,6 +155,27 @@ def test_ctrl_c_in_the_model_write_leaves_model_and_ledger_agreeing(store, monke
     assert store.check() == [] and store.load().n_spam == 1
 
 
+def test_a_learner_removes_what_killed_writers_left_and_only_that(store, sample_spam, sample_ham):
+    import os
+    import time
+
+    store.learn(sample_ham, "ham")
+    folder = store.model_path.parent
+    stale = folder / f".{store.model_path.name}.k1ll3d.tmp"
+    fresh = folder / f".{store.model_path.name}.writing.tmp"
+    other = folder / ".other.joblib.k1ll3d.tmp"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"half a model")
+    old = time.time() - 2 * store.STALE_TEMP_SECONDS
+    for path in (stale, other):
+        os.utime(path, (old, old))
+    store.learn(sample_spam, "spam")
+    assert not stale.exists(), "a killed writer's temp file stays for ever"
+    assert fresh.exists(), "a writer may be at work on a fresh one"
+    assert other.exists(), "another model's files are not ours"
+    assert store.check() == []
+
+
 def test_full_ledger_disk_loses_nothing(store, sample_spam, sample_ham, spam_messages):
     store.learn(sample_ham, "ham")
     store.learn(sample_spam, "spam")
