@@ -294,6 +294,10 @@ _OPTIONS_BEFORE_THEY_EXISTED = {
     "message_id_shape": False,
     "from_address": False,
     "content_type_raw": False,
+    "relay_helo": False,
+    "subject_space_run": False,
+    "mailer_id_shape": False,
+    "date_zone_invalid": False,
 }
 
 _REQUIRED_KEYS = ("n_features", "index", "spam", "ham", "n_spam", "n_ham", "model_params", "tokenizer")

@@ -113,6 +113,53 @@ def test_date_zone_can_be_turned_off():
     assert not any(t.startswith("date:") for t in found)
 
 
+@pytest.mark.parametrize(("zone", "invalid"), [
+    ("-1900", True), ("+0760", True), ("+1500", True),
+    ("+0100", False), ("+0545", False), ("+1400", False), ("-0930", False), ("GMT", False),
+])
+def test_a_zone_no_clock_has_is_marked(zone, invalid):
+    found = set(tokenize(f"Date: Tue, 27 Aug 2002 10:33:40 {zone}\n\nbody text".encode()))
+    assert ("date:zone:invalid" in found) == invalid
+
+
+@pytest.mark.parametrize(("received", "token"), [
+    ("from 203.0.113.5 (host.example.net [203.0.113.5]) by mx.local", "received:helo-ip"),
+    ("from [203.0.113.5] (helo [203.0.113.5]) by mx.local", "received:helo-ip"),
+    ("from mccrary-8bnedo4 (pool-7.example.net [198.51.100.7]) by mx.local", "received:helo-nodot"),
+    ("from mail.example.org (mail.example.org [198.51.100.17]) by mx.local", None),
+    ("from localhost (localhost [127.0.0.1]) by mx.local", None),
+    ("from workstation (ws [192.168.1.5]) by mx.local", None),      # a desk in the office
+])
+def test_a_relay_greeting_with_an_address_or_a_bare_name_is_marked(received, token):
+    found = set(tokenize(f"Received: {received}\n\nbody text".encode()))
+    helo = {t for t in found if t.startswith("received:helo-")}
+    assert helo == ({token} if token else set())
+
+
+def test_a_hash_busters_gap_in_the_subject_is_marked():
+    assert "subject:space-run" in set(tokenize(b"Subject: Got Ink?              21846\n\nbody"))
+    assert "subject:space-run" not in set(tokenize(b"Subject: Re:  the  meeting\n\nbody"))
+
+
+def test_the_mailer_is_paired_with_the_message_id_it_made(tokens):
+    assert "mailer:id-shape:foo mailer:9.AaA9" in tokens
+    bare = set(tokenize(b"User-Agent: Mutt/1.4i\n\nbody"))
+    assert "mailer:id-shape:mutt/1.4i:none" in bare
+    assert not any(t.startswith("mailer:") for t in tokenize(b"Subject: hi\n\nbody"))
+
+
+def test_the_spamware_fingerprints_can_be_turned_off():
+    raw = (b"Received: from 203.0.113.5 (h.example.net [203.0.113.5]) by mx\nDate: 1 Jan 2002 -1900\n"
+           b"Subject: Got Ink?              21846\nX-Mailer: Foo 1\n\nbody")
+    on = set(tokenize(raw))
+    assert {"received:helo-ip", "date:zone:invalid", "subject:space-run"} <= on
+    assert any(t.startswith("mailer:id-shape:") for t in on)
+    off = with_options(raw, relay_helo=False, subject_space_run=False, mailer_id_shape=False,
+                       date_zone_invalid=False)
+    assert not {"received:helo-ip", "date:zone:invalid", "subject:space-run"} & off
+    assert not any(t.startswith("mailer:") for t in off)
+
+
 def test_mailer_content_type_and_charsets(tokens):
     assert "x-mailer:foo mailer 1.0" in tokens
     assert "content-type:multipart/alternative" in tokens
