@@ -160,6 +160,20 @@ def test_the_spamware_fingerprints_can_be_turned_off():
     assert not any(t.startswith("mailer:") for t in off)
 
 
+def test_chinese_and_japanese_text_becomes_pairs_of_characters():
+    """Written without spaces, a "word" is a phrase: short or long, it
+    becomes the pairs of neighbouring characters, and any other script in
+    it stays a word of its own."""
+    raw = "Subject: 发票代开\nContent-Type: text/plain; charset=utf-8\n\n代开发票，价格100元 特价 です\n"
+    found = set(tokenize(raw.encode("utf-8")))
+    assert {"cjk:代开", "cjk:开发", "cjk:发票", "cjk:价格", "cjk:特价", "cjk:です", "100"} <= found
+    assert {"subject:cjk:发票", "subject:cjk:代开"} <= found
+    assert not any("代开发票" in t for t in found), "a phrase is not a token"
+    assert not any(t.startswith("skip:") for t in found)
+    off = with_options(raw.encode("utf-8"), cjk_bigrams=False)
+    assert not any(t.startswith("cjk:") for t in off) and "代开发票，价格100元" in off
+
+
 def test_mailer_content_type_and_charsets(tokens):
     assert "x-mailer:foo mailer 1.0" in tokens
     assert "content-type:multipart/alternative" in tokens
