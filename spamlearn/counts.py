@@ -153,8 +153,17 @@ class Scored:
 
     def __init__(self, decision: float, clue_indices: np.ndarray, clue_probs: np.ndarray):
         self.decision = decision
-        self.spam_prob = 1.0 / (1.0 + math.exp(-decision)) if abs(decision) < 700 else (
+        spam_prob = 1.0 / (1.0 + math.exp(-decision)) if abs(decision) < 700 else (
             1.0 if decision > 0 else 0.0)
+        if spam_prob == 0.5 and decision:
+            # A log-odds within ~2e-16 of 0 (both chi-squared tails
+            # saturated, the clues' votes all but cancelling) rounds to
+            # exactly 0.5, which reads as "not spam" even when the clues
+            # said spam: the probability keeps the side of its log-odds,
+            # one float away from 0.5.  measured 2026-11-29, index order:
+            # 4 spam (1-4 an order) were counted as missed that way.
+            spam_prob = math.nextafter(0.5, 1.0 if decision > 0 else 0.0)
+        self.spam_prob = spam_prob
         self.clue_indices = clue_indices
         self.clue_probs = clue_probs
 

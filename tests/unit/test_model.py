@@ -217,6 +217,17 @@ def test_chi2_tails_match_scipy(k, x):
             assert mine < -690, "tails that underflow in scipy stay finite and tiny here"
 
 
+@pytest.mark.parametrize("decision", [1e-17, 3e-200, -1e-17, -3e-200, 0.0, 1e-3, -1e-3])
+def test_a_probability_keeps_the_side_of_its_log_odds(decision):
+    """Clues that all but cancel give a log-odds within a rounding error of
+    0; its probability must not round to 0.5 ("not spam") when it says spam."""
+    from spamlearn.counts import Scored
+
+    prob = Scored(decision, np.zeros(0, dtype=np.int64), np.zeros(0)).spam_prob
+    assert (prob > 0.5) == (decision > 0) and (prob < 0.5) == (decision < 0)
+    assert prob == pytest.approx(1 / (1 + math.exp(-decision)), abs=1e-15)
+
+
 def test_scoring_needs_neither_scikit_learn_nor_scipy():
     import subprocess
     import sys
