@@ -105,6 +105,28 @@ def test_wrong_charset_is_noted_and_text_still_read():
     assert part.text == "Café\n"
 
 
+@pytest.mark.parametrize("charset", ["utf-8", "gb2312", "shift_jis", None])
+@pytest.mark.parametrize("shift", [0, 1, 2])
+def test_a_character_cut_at_the_scan_limit_costs_that_character_only(charset, shift):
+    """The scan limit cuts a long Chinese or Japanese text wherever it falls,
+    often inside a character: the text before the cut is read as what it is,
+    not as "charset-wrong" mojibake."""
+    text = ("請求書の価格は特別です" if charset == "shift_jis" else "发票代开价格优惠") * 20_000
+    declared = f"; charset={charset}" if charset else ""
+    body = text.encode(charset or "utf-8")
+    raw = HEAD + f"Content-Type: text/plain{declared}\n\n".encode() + b"x" * shift + body
+    part = parse_message(raw, scan_limit=100_001).parts[0]
+    assert part.notes == ()
+    assert part.text.startswith("x" * shift + text[:1000])
+    assert len(part.text) > 30_000 and text.startswith(part.text[shift:])
+
+
+def test_a_single_bad_byte_at_the_end_is_still_a_wrong_charset():
+    raw = HEAD + b"Content-Type: text/plain; charset=utf-8\n\nCaf\xe9"
+    part = parse_message(raw).parts[0]
+    assert part.notes == ("charset-wrong",) and part.text == "Café"
+
+
 def test_eight_bit_headers_are_decoded():
     msg = parse_message(b"Subject: caf\xc3\xa9 \xe0 la\nFrom: Ren\xe9 <r@example.org>\n\nbody\n")
     assert msg.header("from") == "René <r@example.org>"          # Latin-1 bytes
