@@ -174,6 +174,28 @@ def test_chinese_and_japanese_text_becomes_pairs_of_characters():
     assert not any(t.startswith("cjk:") for t in off) and "代开发票，价格100元" in off
 
 
+def test_memoised_helpers_do_not_keep_what_a_hostile_message_carries():
+    """A long-lived service must not keep 400 KB Message-IDs, URLs or
+    hosts in its memos: long arguments are worked out each time."""
+    from spamlearn import tokenizer as tk
+
+    memos = (tk._id_shape, tk._domain_and_parents, tk._received_host_tuple, tk._url_token_tuple,
+             tk._address_token_tuple)
+    for memo in memos:
+        memo.cache_clear()
+    huge = "x" * 100_000
+    raw = (f"Message-ID: <{huge}@example.org>\nFrom: {huge}@example.org\n"
+           f"Received: from a{huge}.example.org by mx\n\nsee http://example.com/{huge}\n").encode()
+    long_tokens = set(tokenize(raw))
+    assert any(t.startswith("message-id:shape:") for t in long_tokens)
+    assert any(t.startswith("url:") for t in long_tokens)
+    assert all(memo.cache_info().currsize == 0 for memo in (tk._id_shape, tk._url_token_tuple)), \
+        [memo.cache_info() for memo in memos]
+    assert set(tokenize(raw)) == long_tokens
+    short = set(tokenize(MESSAGE))
+    assert tk._url_token_tuple.cache_info().currsize > 0 and set(tokenize(MESSAGE)) == short
+
+
 def test_mailer_content_type_and_charsets(tokens):
     assert "x-mailer:foo mailer 1.0" in tokens
     assert "content-type:multipart/alternative" in tokens
