@@ -244,7 +244,11 @@ def model_file(model_path: Path) -> Path:
     replaces that file, so the link stays a link, and takes that file's lock,
     the one every other name of it takes), else the name itself."""
     model_path = Path(model_path)
-    return Path(os.path.realpath(model_path)) if model_path.is_symlink() else model_path
+    # os.path.islink, not Path.is_symlink: a folder this user may not
+    # search is "not a link" here, and the store then says what is wrong
+    # with it (is_symlink raised PermissionError, a traceback to the sieve
+    # drain and a 500 from the service; a helper's review).
+    return Path(os.path.realpath(model_path)) if os.path.islink(model_path) else model_path
 
 
 def _usable_config_file(path: Path, origin: str) -> Path:

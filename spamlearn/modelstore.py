@@ -383,7 +383,10 @@ class ModelStore:
         try:
             with os.scandir(self.model_path.parent) as entries:
                 for entry in entries:
-                    if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                    # The middle is mkstemp's random part, which has no dot:
+                    # ".bob.joblib.joblib.XXXX.tmp" is the model bob.joblib's.
+                    if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")
+                            and "." not in entry.name[len(prefix):-len(".tmp")]):
                         continue
                     with contextlib.suppress(OSError):
                         if entry.is_file(follow_symlinks=False) and \

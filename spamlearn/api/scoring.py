@@ -26,6 +26,7 @@ import collections
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import logging
 import os
 import time
@@ -35,7 +36,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from ..classifier import Classifier
-from ..config import Settings
+from ..config import Settings, model_file
 from ..defaults import default_model_path
 from ..errors import ModelFileError
 from ..metrics import Metrics
@@ -214,10 +215,16 @@ class ScoringModels:
                 await asyncio.shield(slot.loading)
 
     def invalidate(self, path: Path) -> None:
-        """Check ``path`` on the next request (a learn request just changed it)."""
-        slot = self._slots.get(path) or self._user_slots.get(path)
-        if slot is not None:
-            slot.checked_at = float("-inf")
+        """Check ``path`` on the next request (a learn request just changed it).
+
+        By the file it names: a learn through a symlinked model name reports
+        the file (``ModelStore.model_path``), while scoring watches the name
+        configured (a helper's review: the next score came from the old
+        model until the reload interval passed)."""
+        target = model_file(path)
+        for slot in itertools.chain(self._slots.values(), self._user_slots.values()):
+            if slot.path == path or model_file(slot.path) == target:
+                slot.checked_at = float("-inf")
 
     def loaded(self) -> list[LoadedModel]:
         slots = list(self._slots.values()) + list(self._user_slots.values())

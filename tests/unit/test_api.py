@@ -453,6 +453,21 @@ def test_a_learned_model_answers_the_next_score_without_waiting(settings, spam_m
     assert after["kind"] == "shared" and after["n_spam"] == 4
 
 
+def test_learning_through_a_symlinked_model_answers_the_next_score_without_waiting(
+        tmp_path, spam_messages, ham_messages):
+    real = tmp_path / "real" / "model.joblib"
+    train(real, spam_messages[:2], ham_messages[:2])
+    link = tmp_path / "model.joblib"
+    link.symlink_to(real)
+    settings = load_settings(model_path=link, min_messages=2)
+    with client_for(settings, reload_interval=3600) as client:
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["revision"] == 1
+        learned = client.post("/learn", params={"label": "spam"}, content=spam_messages[3], headers=LEARNER)
+        assert learned.status_code == 200, learned.text
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["revision"] == 2
+    assert link.is_symlink()
+
+
 # -- hot reload -------------------------------------------------------------------------------
 def wait_for_revision(client, revision, timeout=10.0):
     deadline = time.monotonic() + timeout

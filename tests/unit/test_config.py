@@ -329,3 +329,28 @@ def test_an_own_model_user_is_found_as_the_mta_writes_the_recipient(tmp_path):
     assert settings.own_model_name("Bob+Spam+x@example.org") == "bob+spam@example.org"
     assert settings.own_model_name("bob+spam+x+y@example.org") == "bob+spam@example.org"
     assert settings.own_model_name("ALICE+x") is None
+
+
+def test_a_model_name_in_a_folder_this_user_may_not_search_is_not_an_error_yet(tmp_path, monkeypatch):
+    """Whether a name is a symlink is asked before anything opens it; a
+    folder the user may not search must leave the answer to the store (a
+    clear error there), not raise PermissionError (a traceback to the sieve
+    drain, a 500 from the service)."""
+    from spamlearn.config import model_file
+    from spamlearn.modelstore import ModelStore
+
+    locked = tmp_path / "users" / "bob.joblib"
+
+    def refusing(real):
+        def call(path, *args, **kwargs):
+            if str(path).startswith(str(tmp_path / "users")):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    # As root (CI) the folder itself cannot refuse: both ways of asking do.
+    monkeypatch.setattr(os, "lstat", refusing(os.lstat))
+    monkeypatch.setattr(os, "stat", refusing(os.stat))
+    assert model_file(locked) == locked
+    assert ModelStore(locked).model_path == locked
+    assert load_settings(env={}, model_path=locked).effective_ledger_path == tmp_path / "users" / "bob.ledger"

@@ -164,15 +164,16 @@ def test_a_learner_removes_what_killed_writers_left_and_only_that(store, sample_
     stale = folder / f".{store.model_path.name}.k1ll3d.tmp"
     fresh = folder / f".{store.model_path.name}.writing.tmp"
     other = folder / ".other.joblib.k1ll3d.tmp"
-    for path in (stale, fresh, other):
+    longer = folder / f".{store.model_path.name}.joblib.k1ll3d.tmp"      # the model "<name>.joblib"'s
+    for path in (stale, fresh, other, longer):
         path.write_bytes(b"half a model")
     old = time.time() - 2 * store.STALE_TEMP_SECONDS
-    for path in (stale, other):
+    for path in (stale, other, longer):
         os.utime(path, (old, old))
     store.learn(sample_spam, "spam")
     assert not stale.exists(), "a killed writer's temp file stays for ever"
     assert fresh.exists(), "a writer may be at work on a fresh one"
-    assert other.exists(), "another model's files are not ours"
+    assert other.exists() and longer.exists(), "another model's files are not ours"
     assert store.check() == []
 
 
