@@ -511,13 +511,14 @@ class ModelStore:
             yield
 
     #: ``info`` warns when this share of a model's buckets is in use.  On
-    #: the SpamAssassin corpus, its 184,734 distinct tokens hashed into
-    #: fewer buckets (five orders, scripts/bench_fill.py, with
-    #: family_balance, figures from the scores): 8% of them used (2**21)
-    #: (1-ROCA)% 0.0515, 16% 0.0546, 30% 0.0598, 51% 0.0775, 75% 0.1044
-    #: (before family_balance, from the log-odds: 0.0617, 0.0641, 0.0717,
-    #: 0.0924, 0.1234): a token new to the model lands on one seen once,
-    #: and with Robinson's s = 0.1 that is a near-certain clue.
+    #: the SpamAssassin corpus, its 191,469 distinct tokens hashed into
+    #: fewer buckets (five orders, scripts/bench_fill.py, seventh
+    #: session's tokenizer, figures from the scores): 9% of them used
+    #: (2**21) (1-ROCA)% 0.0505, 17% 0.0529, 31% 0.0590, 52% 0.0763, 77%
+    #: 0.1055 (before family_balance, from the log-odds: 8% 0.0617, 16%
+    #: 0.0641, 30% 0.0717, 51% 0.0924, 75% 0.1234): a token new to the
+    #: model lands on one seen once, and with Robinson's s = 0.1 that is a
+    #: near-certain clue.
     CROWDED_PCT = 25.0
 
     def crowded_pct(self) -> float | None:
