@@ -155,7 +155,7 @@ def render(snapshot: Mapping[str, Any], gauges: Iterable[tuple[str, str, dict[st
 
     name = family("learn_total", "counter",
                   "Learn and forget requests, by what they did (learned, relabelled, already-known, "
-                  "forgotten, not-known).")
+                  "superseded, forgotten, not-known).")
     for action, value in sorted(snapshot["learned"].items()):
         out.append(f"{name}{_labels(action=action)} {value}")
 

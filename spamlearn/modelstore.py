@@ -52,6 +52,9 @@ class Action:
     LEARNED = "learned"
     RELABELLED = "relabelled"
     ALREADY_KNOWN = "already-known"
+    #: A verdict older than the one the ledger holds for the message (a
+    #: request that waited while the user moved the message again).
+    SUPERSEDED = "superseded"
     FORGOTTEN = "forgotten"
     NOT_KNOWN = "not-known"
 
@@ -76,6 +79,8 @@ class LearnOutcome:
             return f"learned as {self.label}"
         if self.action == Action.FORGOTTEN:
             return f"forgotten (was {self.previous})"
+        if self.action == Action.SUPERSEDED:
+            return f"not learned as {self.label}: a later verdict ({self.previous}) is learned"
         return "not known"
 
 
@@ -122,17 +127,34 @@ class LearningSession:
 
     # -- changes ------------------------------------------------------------------------
     def learn(self, raw: bytes, label: str | Label, *, source: str | None = None,
-              hashes: np.ndarray | None = None) -> LearnOutcome:
+              hashes: np.ndarray | None = None, verdict_at: float | None = None) -> LearnOutcome:
         """Learn ``raw`` as ``label``: a no-op if already so, a relabel if the other way.
 
         ``hashes``: the message's token hashes, if the caller has them
-        (``Classifier.hashes``).  Raises ``MessageError`` for input that is
-        not a message.
+        (``Classifier.hashes``).  ``verdict_at``: when the user gave this
+        verdict (a sieve pipe's time stamp), if not now; a verdict older
+        than the one learned for the message is ``SUPERSEDED``, not
+        learned.  The ledger records each row's verdict time.  Raises
+        ``MessageError`` for input that is not a message.
         """
         label = Label.learnable(label)
         digest = message_digest(raw)
         row = self._row(digest)
+        stamped = verdict_at is not None
+        now = time.time()
+        verdict_at = min(float(verdict_at), now) if stamped else now
+        if row is not None and row.learned_at > verdict_at:
+            # A move into Junk whose HTTP request waited for the model's
+            # lock (past curl's 3 s, so the pipe also queued it) must not
+            # land after the move back out, which the drain learned
+            # meanwhile (a helper's review: the wrong label, 1 run in 4).
+            return LearnOutcome(digest, Action.SUPERSEDED, label, Label(row.label))
         if row is not None and row.label == label.value:
+            if stamped and verdict_at > row.learned_at:
+                # The same verdict again, later (out of Junk and back in):
+                # its time must move too, or a request for the move out,
+                # still waiting, would land after it.
+                self._pending[digest] = dataclasses.replace(row, learned_at=verdict_at)
             return LearnOutcome(digest, Action.ALREADY_KNOWN, label, label)
         if hashes is None:
             hashes = self.classifier.hashes(raw)
@@ -142,7 +164,7 @@ class LearningSession:
             previous = Label(row.label)
             self.classifier.unlearn_indices(self.ledger.row_indices(row, self._n_features), previous)
         self.classifier.learn_indices(indices, label)
-        self._pending[digest] = LedgerRow(digest, label.value, time.time(),
+        self._pending[digest] = LedgerRow(digest, label.value, verdict_at,
                                           source if source is not None else self.source,
                                           self.ledger.encode_features(hashes, indices))
         action = Action.RELABELLED if previous is not None else Action.LEARNED

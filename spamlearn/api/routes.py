@@ -208,20 +208,26 @@ async def learn(
     service: Annotated[Service, Depends(require_learner)],
     label: Annotated[Literal["spam", "ham"], Query(description="What the message is.")],
     user: UserQuery = None,
+    at: Annotated[float | None, Query(
+        ge=0, allow_inf_nan=False,
+        description="When the user gave this verdict (Unix time; default: now). A verdict "
+        "older than the one learned for the message is not learned (`superseded`): requests "
+        "that wait for the model must not undo a later move.")] = None,
 ) -> Response:
     """Learn the raw message in the body, through the same ledger as the command line.
 
     The same message learned twice is counted once (`already-known`); one
-    learned before with the other label is unlearned first (`relabelled`).
+    learned before with the other label is unlearned first (`relabelled`);
+    with `at`, a verdict older than the one learned is not (`superseded`).
     Needs the learn token; a wrong or missing one is a 401 and nothing is
     learned.  Waits up to `learn_lock_timeout` for another learner (a cron
     `spamlearn learn`, the sieve hook), then answers 503 with `Retry-After`.
     """
-    refuse_repeated(request, "label", "user")
+    refuse_repeated(request, "label", "user", "at")
     raw = await read_body(request, service.server.max_body_size)
     user = resolve_user(user, request, service.server)
     try:
-        report = await service.run_learner(service.learn, raw, Label(label), user)
+        report = await service.run_learner(service.learn, raw, Label(label), user, at)
     except MessageError:
         service.metrics.count_parse_failure()
         raise

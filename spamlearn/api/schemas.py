@@ -72,7 +72,8 @@ class LearnResult(BaseModel):
         "model": "model.joblib", "revision": 43, "user": None}]})
 
     action: str = Field(description="`learned`, `relabelled` (it was learned with the other label, "
-                                    "which was unlearned first), `already-known`, `forgotten` or "
+                                    "which was unlearned first), `already-known`, `superseded` (a "
+                                    "verdict older than the one learned, see `at`), `forgotten` or "
                                     "`not-known`.")
     digest: str = Field(description="The message's identity: SHA-256 of its bytes (line ends "
                                     "normalised, X-Spam-* headers ignored).")

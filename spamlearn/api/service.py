@@ -118,15 +118,16 @@ class Service:
         return ModelStore.from_settings(self.settings, user,
                                         lock_timeout=self.server.learn_lock_timeout)
 
-    def learn(self, raw: bytes, label: Label, user: str | None) -> LearnReport:
-        """Learn through the ledger: once per message; a relabel unlearns first.
+    def learn(self, raw: bytes, label: Label, user: str | None, verdict_at: float | None = None) -> LearnReport:
+        """Learn through the ledger: once per message; a relabel unlearns first;
+        a verdict older than the one learned is superseded (``verdict_at``).
 
         Raises ``MessageError``, ``StoreBusyError``, ``ModelFileError``,
         ``LedgerError``; nothing is saved then.
         """
         store = self._store(user)
         with store.session(source=self._source(user)) as session:
-            outcome = session.learn(raw, label)
+            outcome = session.learn(raw, label, verdict_at=verdict_at)
         return LearnReport(outcome, store.model_path, session.classifier.revision, user)
 
     def forget(self, raw_or_digest: bytes | str, user: str | None) -> LearnReport:

@@ -78,6 +78,8 @@ class DrainReport:
             self.learned += 1
         elif action == Action.RELABELLED:
             self.relabelled += 1
+        elif action == Action.SUPERSEDED:
+            self.superseded += 1
         else:
             self.already_known += 1
 
@@ -212,7 +214,10 @@ def _drain_batch(spool: Spool, settings: Settings, batch: Sequence[SpoolEntry],
             if raw is None:
                 continue
             try:
-                outcome = session.learn(raw, entry.label, source=SOURCE_PREFIX + entry.user)
+                # The time the pipe ran: an HTTP request for an older move,
+                # still waiting for the model, cannot land after this one.
+                outcome = session.learn(raw, entry.label, source=SOURCE_PREFIX + entry.user,
+                                        verdict_at=entry.given_at)
             except MessageError as exc:  # e.g. an empty file: nothing was learned from it
                 _set_aside(spool, entry.path, f"not a message: {exc}", report)
                 continue
@@ -222,7 +227,7 @@ def _drain_batch(spool: Spool, settings: Settings, batch: Sequence[SpoolEntry],
     report.learned += counts.learned
     report.relabelled += counts.relabelled
     report.already_known += counts.already_known
-    report.superseded += len(done) - len(to_learn)
+    report.superseded += counts.superseded + len(done) - len(to_learn)
     report.models.add(str(store.model_path))
     if on_committed is not None:
         on_committed(done)

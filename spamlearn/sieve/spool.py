@@ -74,6 +74,11 @@ class SpoolEntry:
         return cls(int(match["seconds"]), int(match["nanos"]), int(match["pid"]),
                    Label(match["label"]), match["user"], path)
 
+    @property
+    def given_at(self) -> float:
+        """When the pipe ran, i.e. when the user moved the message (Unix time)."""
+        return self.seconds + self.nanos / 1e9
+
     def read(self) -> bytes:
         """The queued message; ``NotRegularFileError`` if the name is no longer a regular file.
 

@@ -196,7 +196,8 @@ if [ -n "$HTTP_URL" ]; then
       /usr/bin/curl --config - --silent --show-error --fail --output /dev/null \\
         --connect-timeout 1 --max-time 3 \\
         --header 'Content-Type: message/rfc822' --data-binary "@$tmp" \\
-        --url-query "label=$label" --url-query "user=$user" "$HTTP_URL/learn"; then
+        --url-query "label=$label" --url-query "user=$user" --url-query "at=$stamp" \\
+        "$HTTP_URL/learn"; then
     /bin/rm -f "$tmp"
     exit 0
   fi

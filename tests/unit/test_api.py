@@ -344,6 +344,26 @@ def test_learn_counts_a_message_once_and_a_relabel_unlearns_first(settings, samp
     assert store.info()["sources"][0]["source"] == "http"
 
 
+def test_learn_with_the_time_of_the_verdict_lands_in_the_order_users_gave_them(settings, sample_spam):
+    """The sieve pipe sends ?at= (when the user moved the message): a request
+    that waited for the model must not undo a later move."""
+    with client_for(settings) as client:
+        later = client.post("/learn", params={"label": "ham", "at": "1700000100.5"}, content=sample_spam,
+                            headers=LEARNER)
+        assert later.status_code == 200 and later.json()["action"] == "learned", later.text
+        older = client.post("/learn", params={"label": "spam", "at": "1700000099.25"}, content=sample_spam,
+                            headers=LEARNER)
+        assert older.status_code == 200, older.text
+        assert (older.json()["action"], older.json()["previous"]) == ("superseded", "ham")
+        assert "superseded" in client.get("/metrics").text
+        newer = client.post("/learn", params={"label": "spam"}, content=sample_spam, headers=LEARNER)
+        assert newer.json()["action"] == "relabelled"
+        for bad in ("yesterday", "-1", "nan", "inf"):
+            refused = client.post("/learn", params={"label": "spam", "at": bad}, content=sample_spam,
+                                  headers=LEARNER)
+            assert refused.status_code in (400, 422), (bad, refused.text)
+
+
 def test_learn_for_a_user_trains_their_own_model(settings, sample_spam):
     with client_for(settings) as client:
         alice = client.post("/learn", params={"label": "spam", "user": "alice"}, content=sample_spam,
@@ -664,7 +684,7 @@ def test_the_openapi_schema_documents_every_endpoint_with_examples(settings):
                    for code, r in responses.items() if code.startswith(("4", "5")) and code != "422")
     documented = {p["name"] for p in paths["/score"]["post"]["parameters"]}
     assert documented == {"explain", "user", "X-Spamlearn-User"}
-    assert {p["name"] for p in paths["/learn"]["post"]["parameters"]} == {"label", "user"}
+    assert {p["name"] for p in paths["/learn"]["post"]["parameters"]} == {"label", "user", "at"}
     assert schema["components"]["schemas"]["ScoreResult"]["examples"]
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 

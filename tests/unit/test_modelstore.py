@@ -177,6 +177,32 @@ def test_a_learner_removes_what_killed_writers_left_and_only_that(store, sample_
     assert store.check() == []
 
 
+def test_a_verdict_older_than_the_one_learned_is_superseded(store, sample_spam, sample_ham):
+    """Verdicts land in the order users gave them, not the order they
+    arrive: a request that waited (for the lock, past its client's patience)
+    must not undo the user's later move."""
+    store.learn(sample_ham, "ham")
+    with store.session() as session:
+        assert session.learn(sample_spam, "spam", verdict_at=1000.0).action == Action.LEARNED
+    with store.session() as session:
+        stale = session.learn(sample_spam, "ham", verdict_at=999.0)
+        assert (stale.action, stale.label, stale.previous) == (Action.SUPERSEDED, Label.HAM, Label.SPAM)
+        assert "later verdict" in stale.describe()
+        # The same verdict again, later: its time moves, so a move out given
+        # between the two cannot land after it.
+        assert session.learn(sample_spam, "spam", verdict_at=2000.0).action == Action.ALREADY_KNOWN
+    with store.session() as session:
+        assert session.learn(sample_spam, "ham", verdict_at=1500.0).action == Action.SUPERSEDED
+        assert session.learn(sample_spam, "ham", verdict_at=2500.0).action == Action.RELABELLED
+        # Now (no time given) is later than any verdict of the past.
+        assert session.learn(sample_spam, "spam").action == Action.RELABELLED
+        # A time in the future counts as now: it cannot lock out later verdicts.
+        assert session.learn(sample_spam, "ham", verdict_at=1e12).action == Action.RELABELLED
+    assert store.learn(sample_spam, "spam").action == Action.RELABELLED
+    clf = store.load()
+    assert (clf.n_spam, clf.n_ham) == (1, 1) and store.check() == []
+
+
 def test_full_ledger_disk_loses_nothing(store, sample_spam, sample_ham, spam_messages):
     store.learn(sample_ham, "ham")
     store.learn(sample_spam, "spam")

@@ -125,6 +125,26 @@ def test_sieve_and_the_command_line_share_one_ledger(site, spam_messages, tmp_pa
     assert site.store().info()["n_spam"] == 1
 
 
+def test_a_queued_verdict_older_than_the_one_learned_is_superseded(site, spam_messages):
+    """HTTP mode: the move into Junk waited past curl's patience (so it was
+    also queued); the move back out was learned; the queued copy, older,
+    must not undo it, and the ledger keeps the time the user gave each
+    verdict, not the time a drain got to it."""
+    stale = site.queue(spam_messages[0], "spam")
+    stale_at = SpoolEntry.parse(stale).given_at
+    with site.store().session(source="http:alice") as session:
+        session.learn(spam_messages[0], "ham", verdict_at=stale_at + 0.5)   # the later move out
+    report = drain_spool(site.spool, site.settings)
+    assert (report.learned, report.relabelled, report.superseded) == (0, 0, 1), report.summary()
+    assert site.labels()[message_digest(spam_messages[0])] == "ham"
+    fresh = site.queue(spam_messages[0], "spam")
+    fresh_at = SpoolEntry.parse(fresh).given_at
+    assert fresh_at > stale_at + 0.5
+    assert drain_spool(site.spool, site.settings).relabelled == 1
+    with Ledger(site.store().ledger_path) as ledger:
+        assert ledger.get(message_digest(spam_messages[0])).learned_at == pytest.approx(fresh_at)
+
+
 def test_files_it_cannot_use_go_to_failed_with_a_reason(site, spam_messages):
     site.queue(b"", "spam")  # a pipe that got nothing
     stray = site.spool.new / "not-ours"
