@@ -39,7 +39,7 @@ from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
 from .message import message_digest
-from .regularfile import hand_to_folder_owner
+from .regularfile import hand_to_folder_owner, make_folders
 from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
 
@@ -309,7 +309,7 @@ class ModelStore:
                 yield
             return
         try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(self.lock_path.parent)
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                              0o664)

@@ -71,6 +71,36 @@ def read_regular(path: str | Path, follow_symlinks: bool = True) -> bytes:
         return fh.read()
 
 
+def make_folders(folder: Path) -> None:
+    """``folder.mkdir(parents=True, exist_ok=True)``; run as root, each
+    folder made is given to the owner of the nearest one that was there:
+    a first learn for a user's own model by root (a drain or a learn by
+    hand) made ``users/`` root's, and every later learner of the mail user
+    failed on it (a helper's review)."""
+    folder = Path(folder)
+    missing = []
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        missing.append(existing)
+        existing = existing.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or not missing:
+        return
+    owner = os.stat(existing)
+    if owner.st_uid == 0:
+        return
+    for made in missing:
+        try:
+            fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue                      # made by another process meanwhile, or swapped: leave it
+        try:
+            if os.fstat(fd).st_uid == 0:
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+        finally:
+            os.close(fd)
+
+
 def hand_to_folder_owner(fd: int, folder: Path) -> None:
     """Run as root (a learn or restore by hand), give a file root has just
     created in a folder it does not own to that folder's owner: the mail

@@ -145,6 +145,29 @@ def test_a_queued_verdict_older_than_the_one_learned_is_superseded(site, spam_me
         assert ledger.get(message_digest(spam_messages[0])).learned_at == pytest.approx(fresh_at)
 
 
+def test_a_drain_run_by_root_leaves_what_it_makes_to_the_drain_user(site, spam_messages, tmp_path):
+    """Root running the drain once (as the README's command would be typed)
+    must not lock the drain user out: the drain's lock file and a user's
+    first own-model folder and files go to the owners of their folders.
+    (Not root: everything made is the user's own, as before.)"""
+    owner = (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    os.chown(tmp_path, *owner)
+    for folder in (site.spool.root, *site.spool.root.iterdir()):
+        os.chown(folder, *owner)
+    site.queue(spam_messages[0], "spam", user="bob")       # bob has his own model
+    old_umask = os.umask(0o022)             # a root shell's: 0660 would come out 0640
+    try:
+        report = drain_spool(site.spool, site.settings)
+    finally:
+        os.umask(old_umask)
+    assert report.learned == 1, report.summary()
+    lock = os.stat(site.spool.lock_path)
+    assert (lock.st_uid, lock.st_gid, stat.S_IMODE(lock.st_mode)) == (*owner, 0o660)
+    store = site.store("bob")
+    for made in (store.model_path.parent, store.model_path, store.ledger_path, store.lock_path):
+        assert os.stat(made).st_uid == owner[0], made
+
+
 def test_files_it_cannot_use_go_to_failed_with_a_reason(site, spam_messages):
     site.queue(b"", "spam")  # a pipe that got nothing
     stray = site.spool.new / "not-ours"
