@@ -142,6 +142,13 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
         model = await service.models.for_user(None)
         log.info("scoring with %s (%s, revision %s, digest %s)", model.path, model.kind,
                  model.classifier.revision, model.digest)
+        if not server.per_user and settings.own_model_users:
+            # The sieve pipe's HTTP mode sends every verdict with its user;
+            # this service then trains the shared model with them, while the
+            # spool it falls back to trains the users' own (a helper's review).
+            log.warning("per_user = false: learn requests train the shared model, also for the users "
+                        "with a model of their own ([users] own_model: %s); the sieve spool and the "
+                        "command line train theirs", ", ".join(sorted(settings.own_model_users)[:5]))
         if freeze_gc:
             # Everything alive now (modules, the app, the first model) lives
             # as long as the worker: out of the collector's sight, a full
