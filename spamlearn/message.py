@@ -87,7 +87,7 @@ def decode_bytes(data: bytes, declared: str | None) -> tuple[str, tuple[str, ...
     Falls back to UTF-8, then Latin-1, which decodes every byte.
     """
     notes: tuple[str, ...] = ()
-    if declared and _slow_codec(declared):
+    if declared and not _text_codec(declared):
         notes = ("charset-unknown",)
     elif declared:
         try:
@@ -374,12 +374,7 @@ def _params(value: str) -> tuple[str, dict[str, str]]:
 
 
 def _valid_codec(name: str | None) -> bool:
-    if not name:
-        return True
-    try:
-        return codecs.lookup(name).name not in _SLOW_CODECS
-    except LookupError:
-        return False
+    return not name or _text_codec(name)
 
 
 # Codecs whose decoders take time growing with the square of the input (the
@@ -389,11 +384,18 @@ def _valid_codec(name: str | None) -> bool:
 _SLOW_CODECS = frozenset({"punycode", "idna"})
 
 
-def _slow_codec(name: str) -> bool:
+def _text_codec(name: str) -> bool:
+    """Whether ``name`` is a charset to decode text with: a text encoding
+    Python knows, and not a slow one.  Not base64, hex or zlib (bytes to
+    bytes: "'base64' is not a text encoding"), nor a name with a NUL in it
+    (``codecs.lookup`` raises ValueError): both came from a crafted
+    ``charset*=`` parameter and stopped every IMAP training run at that
+    message (a helper's review)."""
     try:
-        return codecs.lookup(name).name in _SLOW_CODECS
-    except LookupError:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError, TypeError):
         return False
+    return getattr(info, "_is_text_encoding", True) and info.name not in _SLOW_CODECS
 
 
 def _transfer_decode(body: bytes, encoding: str | None) -> tuple[bytes, tuple[str, ...]]:
@@ -512,6 +514,20 @@ def has_header_fields(raw: bytes) -> bool:
 
 
 def parse_message(raw: bytes, scan_limit: int = 512_000) -> ParsedMessage:
+    """Parse raw message bytes (``_parse``); any failure of the parser itself
+    on hostile input is this message's ``MessageError``, not the caller's
+    crash: one crafted message must not stop a training run, a filter or a
+    drain for every message after it (a helper's review found two).
+    """
+    try:
+        return _parse(raw, scan_limit)
+    except MessageError:
+        raise
+    except (ValueError, LookupError, TypeError, IndexError, KeyError, UnicodeError, RecursionError) as exc:
+        raise MessageError(f"cannot parse this message ({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _parse(raw: bytes, scan_limit: int) -> ParsedMessage:
     """Parse raw message bytes.
 
     A small iterative MIME walker of our own, not the ``email`` package:

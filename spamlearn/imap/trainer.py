@@ -500,18 +500,29 @@ class Trainer:
                 return None
             if young and known is None:
                 return "deferred"
-            hashes = None
+            # The message is read (parsed, tokenized) here, before anything
+            # is counted: a failure on it below leaves the model untouched.
+            hashes = session.classifier.hashes(raw)
             if known is None and account.mode != Mode.ALL and self._model_ready(session):
-                hashes = session.classifier.hashes(raw)
                 if session.classifier.score(raw).label is label:
                     counts.correct += 1
                     return (raw, hashes)
-            outcome = session.learn(raw, label, hashes=hashes)
         except MessageError as exc:
             log.warning("account %s: folder %s: a message could not be learned: %s", account.name,
                         counts.folder, exc)
             counts.errors += 1
             return None
+        except (ValueError, LookupError, TypeError, IndexError, KeyError, UnicodeError, RecursionError) as exc:
+            # A tokenizer or parser bug on one crafted message: that message
+            # is an error, the pass goes on (a crash here rolled the batch
+            # back and met the same message on every later run, and the
+            # accounts after it were never trained; a helper's review).
+            log.error("account %s: folder %s: a message could not be learned (internal error, "
+                      "please report: %s: %s)", account.name, counts.folder, type(exc).__name__, exc,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            counts.errors += 1
+            return None
+        outcome = session.learn(raw, label, hashes=hashes)
         if outcome.action == Action.RELABELLED:
             counts.relabelled += 1
         elif outcome.action == Action.LEARNED:

@@ -306,6 +306,25 @@ def test_connection_dropped_mid_pass_is_retried_within_the_run(server, tmp_path)
     assert model_counts(config) == (20, 0)
 
 
+def test_crafted_charset_parameters_are_learned_and_every_account_is_trained(server, tmp_path):
+    """Plain-ASCII messages any server delivers, whose charset parameters
+    crashed the parser (a NUL in the name, a bytes-to-bytes codec) and so
+    stopped every run at them, the accounts after unread: now an unknown
+    charset, like any other."""
+    crafted = [b"Subject: x\r\nContent-Type: text/plain; charset*=''%00\r\n\r\nbody one\r\n",
+               b"Subject: y\r\nContent-Type: text/plain; name*=base64''%41; charset=hex\r\n\r\nbody two\r\n"]
+    upload(server, "alice", "INBOX", [make_message("ham", 1), *crafted, make_message("ham", 2)])
+    upload(server, "bob", "Junk", [make_message("spam", 3)])
+    config = write_config(tmp_path, server, [{"username": "alice"}, {"username": "bob"}])
+
+    code, data, stderr = train_cli(config)
+
+    assert code == 0, stderr
+    alice = account_of(data, "alice")
+    assert (alice["learned_ham"], alice["errors"]) == (4, 0), alice
+    assert account_of(data, "bob")["learned_spam"] == 1
+
+
 def test_wrong_password_fails_that_account_and_trains_the_other(server, tmp_path):
     upload(server, "alice", "Junk", [make_message("spam", 1)])
     upload(server, "bob", "Junk", [make_message("spam", 2)])

@@ -528,3 +528,28 @@ def test_encoded_words_decode_as_the_standard_library_does(value, decoded):
     except email.errors.HeaderParseError:
         reference = value
     assert decode_header_value(value) == reference
+
+
+@pytest.mark.parametrize("raw", [
+    b"Subject: x\r\nContent-Type: text/plain; charset*=''%00\r\n\r\nbody\r\n",
+    b"Subject: x\r\nContent-Type: text/plain; name*=base64''%41\r\n\r\nbody\r\n",
+    b"Subject: x\r\nContent-Type: text/plain; charset=base64\r\n\r\nbody\r\n",
+    b"Subject: =?hex?q?abc?= =?a\x00b?q?d?=\r\n\r\nbody\r\n",
+])
+def test_a_charset_that_is_no_text_codec_is_an_unknown_charset(raw):
+    """A NUL in a charset name (codecs.lookup: ValueError) or a bytes-to-bytes
+    codec (base64, hex) crashed the parser; they are unknown charsets."""
+    message = parse_message(raw)
+    assert len(message.parts) == 1 and "body" in (message.parts[0].text or "body")
+    assert message.header("subject")
+
+
+def test_a_parser_failure_is_that_message_s_error_not_the_caller_s_crash(monkeypatch):
+    import spamlearn.message as message_module
+
+    def broken(*args):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(message_module, "_split_head", broken)
+    with pytest.raises(MessageError, match="cannot parse this message.*ValueError: a bug"):
+        parse_message(b"Subject: x\n\nbody\n")
