@@ -22,6 +22,7 @@ import dataclasses
 import datetime
 import imaplib
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Iterator, Sequence
@@ -129,8 +130,16 @@ def translate_errors(account: Account, doing: str,
             f"{where}: the pass took longer than pass_timeout ({account.pass_timeout:g} s), "
             f"stopped {when} {doing} (what it learned is kept; the next run goes on)") from None
     except LoginError as exc:
+        said = _text(exc)
+        if _TEMPORARY_LOGIN_CODES.search(said):
+            # RFC 5530: the server cannot take the login now (too many
+            # connections of this user, its password database down): retried
+            # like a lost connection, not a wrong password (exit 77, and an
+            # admin sent to check a password that is right; a helper's review).
+            raise ImapConnectionError(f"{where}: the server cannot take the login of "
+                                      f"{account.username} now: {said}") from exc
         raise ImapAuthError(f"{where}: the server refused the login of {account.username} "
-                            f"(wrong password?): {_text(exc)}") from exc
+                            f"(wrong password?): {said}") from exc
     except CapabilityError as exc:
         raise ImapConnectionError(f"{where}: {doing}: {_text(exc)}") from exc
     except imaplib.IMAP4.abort as exc:  # before IMAP4.error: abort is its subclass
@@ -267,6 +276,9 @@ class MailServer:
 
 
 _DELETED = b"\\Deleted"
+
+#: RFC 5530 response codes of a login refused for now, not for good.
+_TEMPORARY_LOGIN_CODES = re.compile(r"\[(UNAVAILABLE|LIMIT|INUSE|SERVERBUG)\]", re.I)
 
 
 def _epoch(value: object) -> float:

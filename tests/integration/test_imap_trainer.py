@@ -325,6 +325,26 @@ def test_crafted_charset_parameters_are_learned_and_every_account_is_trained(ser
     assert account_of(data, "bob")["learned_spam"] == 1
 
 
+def test_a_login_refused_for_now_is_a_connection_failure_not_a_wrong_password(server, tmp_path):
+    """Dovecot refuses a user's eleventh connection ([LIMIT], RFC 5530): a
+    phone, a desktop client and webmail reach that.  Retried as a lost
+    connection (exit 69 once retries run out), never "wrong password?" (77)."""
+    upload(server, "alice", "Junk", [make_message("spam", 1)])
+    config = write_config(tmp_path, server, [{"username": "alice", "retries": 0}])
+    clients = []
+    try:
+        for _ in range(10):             # Dovecot's mail_max_userip_connections
+            clients.append(server.connect("alice"))
+        code, _, stderr = train_cli(config)
+    finally:
+        for client in clients:
+            client.logout()
+    assert code == 69, stderr
+    assert "cannot take the login" in stderr and "[LIMIT]" in stderr and "wrong password" not in stderr
+    code, data, _ = train_cli(config)
+    assert code == 0 and account_of(data, "alice")["learned_spam"] == 1
+
+
 def test_wrong_password_fails_that_account_and_trains_the_other(server, tmp_path):
     upload(server, "alice", "Junk", [make_message("spam", 1)])
     upload(server, "bob", "Junk", [make_message("spam", 2)])
