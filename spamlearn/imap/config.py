@@ -187,15 +187,19 @@ class Account:
             if pattern.startswith("\\"):
                 if pattern.lower() in (f.lower() for f in flags):
                     return True
-            elif pattern == folder or (_is_pattern(pattern) and fnmatch.fnmatchcase(folder, pattern)):
+            elif pattern == folder or (is_folder_pattern(pattern) and
+                                       fnmatch.fnmatchcase(folder, pattern.replace("[", "[[]"))):
                 return True
             elif pattern.upper() == "INBOX" and folder.upper() == "INBOX":
                 return True  # INBOX is case-insensitive (RFC 3501 5.1)
         return False
 
 
-def _is_pattern(name: str) -> bool:
-    return any(c in name for c in "*?[")
+def is_folder_pattern(name: str) -> bool:
+    """Whether a folder spec is a pattern: ``*`` and ``?`` are wildcards,
+    ``[`` is a letter ("[Gmail]/Spam" is Gmail's folder, not a class that
+    also matched "G/Spam"; a helper's review)."""
+    return not name.startswith("\\") and ("*" in name or "?" in name)
 
 
 def _str_list(value: Any, what: str) -> tuple[str, ...]:

@@ -51,6 +51,8 @@ _META_CHUNK = 1000
 class FolderInfo:
     name: str
     flags: tuple[str, ...]
+    #: The server's hierarchy delimiter for this name ("/" or "."; None: flat).
+    delimiter: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -194,11 +196,11 @@ class MailServer:
         with self._guard("listing folders"):
             listed = self.client.list_folders()
         out = []
-        for flags, _sep, name in listed:
+        for flags, sep, name in listed:
             flags = tuple(_decode(f) for f in flags)
             if {"\\noselect", "\\nonexistent"} & {f.lower() for f in flags}:
                 continue
-            out.append(FolderInfo(_decode(name), flags))
+            out.append(FolderInfo(_decode(name), flags, _decode(sep) if sep else None))
         return out
 
     def status(self, folder: str) -> FolderStatus:

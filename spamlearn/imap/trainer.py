@@ -51,7 +51,7 @@ from ..errors import (
 )
 from ..exitcodes import exit_code_for
 from ..modelstore import Action, LearningSession, ModelStore
-from .config import Account, Mode
+from .config import Account, Mode, is_folder_pattern
 from .connection import MAX_BATCH_BYTES, FolderInfo, MailServer, MessageMeta, connect
 from .deadline import PassDeadline
 
@@ -191,31 +191,46 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
     Precedence: a folder named literally in spam_folders/ham_folders, then
     ignore_folders, then spam patterns/SPECIAL-USE, then ham patterns (so
     ``ham_folders = ["*"]`` with ``spam_folders = ["\\\\Junk"]`` does what it says).
+    A ham pattern never takes a folder below a spam or ignored folder
+    (``Junk/Phishing``, ``Trash/2025``), nor anything while no spam folder
+    is found: the real spam folder would be among what it takes.
     """
-    def literal(pattern: str) -> bool:
-        return not pattern.startswith("\\") and not any(c in pattern for c in "*?[")
-
-    plan: list[tuple[str, str]] = []
-    for info in folders:
-        label = None
-        for wanted, names in (("spam", account.spam_folders), ("ham", account.ham_folders)):
-            if account.matches([n for n in names if literal(n)], info.name):
-                label = wanted
-        if label is None and not account.matches(account.ignore_folders, info.name, info.flags):
-            if account.matches(account.spam_folders, info.name, info.flags):
-                label = "spam"
-            elif account.matches(account.ham_folders, info.name, info.flags):
-                label = "ham"
-        if label:
-            plan.append((info.name, label))
     missing = []
     for pattern in (*account.spam_folders, *account.ham_folders):
         if pattern.startswith("\\"):
             if not any(account.matches([pattern], f.name, f.flags) for f in folders):
                 missing.append((pattern, f"account {account.name}: no folder has the "
                                          f"SPECIAL-USE flag {pattern}"))
-        elif literal(pattern) and not any(account.matches([pattern], f.name) for f in folders):
+        elif not is_folder_pattern(pattern) and not any(account.matches([pattern], f.name) for f in folders):
             missing.append((pattern, f"account {account.name}: folder {pattern!r} does not exist"))
+
+    literal = {"spam": [n for n in account.spam_folders if not n.startswith("\\") and not is_folder_pattern(n)],
+               "ham": [n for n in account.ham_folders if not n.startswith("\\") and not is_folder_pattern(n)]}
+    labels: dict[str, str | None] = {}
+    fenced: list[tuple[str, str | None]] = []    # spam and ignored folders: (name, delimiter)
+    for info in folders:
+        label = None
+        for wanted in ("spam", "ham"):
+            if account.matches(literal[wanted], info.name):
+                label = wanted
+        ignored = label is None and account.matches(account.ignore_folders, info.name, info.flags)
+        if label is None and not ignored and account.matches(account.spam_folders, info.name, info.flags):
+            label = "spam"
+        if ignored or label == "spam":
+            fenced.append((info.name, info.delimiter))
+        labels[info.name] = label
+    # No spam folder found at all (a SPECIAL-USE flag the server does not
+    # set, a name misspelt): "*" would take the real one as ham.
+    spam_missing = bool(account.spam_folders) and "spam" not in labels.values()
+    plan: list[tuple[str, str]] = []
+    for info in folders:
+        label = labels[info.name]
+        if label is None and not spam_missing and account.matches(account.ham_folders, info.name, info.flags) \
+                and not account.matches(account.ignore_folders, info.name, info.flags) \
+                and not any(delimiter and info.name.startswith(name + delimiter) for name, delimiter in fenced):
+            label = "ham"
+        if label:
+            plan.append((info.name, label))
     # spam folders first: a pass stopped early has then learned the corrections first
     plan.sort(key=lambda item: (item[1] != "spam", item[0]))
     return plan, missing

@@ -128,6 +128,38 @@ def test_resolve_folders_reports_missing_folders_and_special_use():
     assert "folder 'Spam' does not exist" in missing[0][1]
 
 
+def test_a_ham_pattern_takes_nothing_below_junk_or_trash_nor_anything_without_a_spam_folder():
+    """(A helper's review: Junk/Phishing and Trash/2025 were learned as ham
+    with the documented spam_folders = ["\\Junk"], ham_folders = ["*"]; and a
+    server without the flag had its real spam folder trained as ham.)"""
+    folders = [FolderInfo("INBOX", (), "/"), FolderInfo("Junk", ("\\Junk",), "/"),
+               FolderInfo("Junk/Phishing", (), "/"), FolderInfo("Trash", ("\\Trash",), "/"),
+               FolderInfo("Trash/2025", (), "/"), FolderInfo("Junkyard", (), "/"),
+               FolderInfo("Archive", (), "/")]
+    acc = account(spam_folders=["\\Junk"], ham_folders=["*"], ignore_folders=["\\Trash"])
+    plan, missing = resolve_folders(acc, folders)
+    assert plan == [("Junk", "spam"), ("Archive", "ham"), ("INBOX", "ham"), ("Junkyard", "ham")]
+    assert missing == []
+    unflagged = [FolderInfo("INBOX", (), "/"), FolderInfo("Spam", (), "/"), FolderInfo("Archive", (), "/")]
+    plan, missing = resolve_folders(acc, unflagged)
+    assert plan == [] and [name for name, _ in missing] == ["\\Junk"]
+    named = account(spam_folders=["\\Junk", "Spam"], ham_folders=["INBOX", "*"])
+    assert resolve_folders(named, unflagged)[0] == [("Spam", "spam"), ("Archive", "ham"), ("INBOX", "ham")]
+    literal_ham = account(spam_folders=["\\Junk"], ham_folders=["INBOX", "*"])
+    assert resolve_folders(literal_ham, unflagged)[0] == [("INBOX", "ham")]    # named: still trained
+
+
+def test_brackets_in_a_folder_name_are_letters_not_a_pattern():
+    folders = [FolderInfo("[Gmail]/Spam", (), "/"), FolderInfo("G/Spam", (), "/"), FolderInfo("INBOX", (), "/")]
+    acc = account(spam_folders=["[Gmail]/Spam"], ham_folders=["INBOX"])
+    plan, missing = resolve_folders(acc, folders)
+    assert plan == [("[Gmail]/Spam", "spam"), ("INBOX", "ham")] and missing == []
+    typo = account(spam_folders=["[Gmail]/Junk"], ham_folders=["INBOX"])
+    assert [name for name, _ in resolve_folders(typo, folders)[1]] == ["[Gmail]/Junk"]
+    wild = account(spam_folders=["[Gmail]/*"], ham_folders=["INBOX"])
+    assert resolve_folders(wild, folders)[0] == [("[Gmail]/Spam", "spam"), ("INBOX", "ham")]
+
+
 def test_folder_state_round_trips_and_survives_damage(caplog):
     state = FolderState(uidvalidity=7, last_uid=42, uidnext=43, highestmodseq=9,
                         deferred={40: 1.5e9, 41: 1.6e9}, updated_at=1.7e9)
