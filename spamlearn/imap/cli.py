@@ -150,7 +150,11 @@ def _one_pass(settings: Settings, names: list[str], stop: _StopFlag, as_json: bo
         if stop():
             break
         with _bar(is_interactive() and not as_json) as (set_total, advance):
-            trainer = Trainer(settings, should_stop=stop, progress=advance, on_total=set_total)
+            # The waits between reconnects end at a SIGTERM: one signal
+            # stopped the trainer only once a wait of up to an hour was
+            # over, and systemd killed it first (a helper's review).
+            trainer = Trainer(settings, should_stop=stop, sleep=stop.event.wait, progress=advance,
+                              on_total=set_total)
             report = trainer.train_account(account)
         reports.append(report)
         if not as_json:

@@ -258,7 +258,8 @@ class Trainer:
     progress : callable, optional
         ``progress(n)`` after each message handled.
     clock, sleep : callables
-        ``time.time`` and ``time.sleep`` unless a test says otherwise.
+        ``time.time`` and ``time.sleep`` unless a test says otherwise; the
+        command line's ``sleep`` wakes up when it is asked to stop.
     """
 
     def __init__(self, settings: Settings, *,
@@ -333,6 +334,11 @@ class Trainer:
                     delay = min(account.retry_delay * 2 ** min(attempt, 32), 3600.0, deadline.remaining())
                     log.warning("%s; retry %d of %d in %.1f s", exc, attempt + 1, account.retries, delay)
                     self.sleep(delay)
+                    if self.should_stop():
+                        # Asked to stop while waiting to reconnect: nothing is
+                        # in hand, so stop now, not after the wait.
+                        report.error, report.exit_code = str(exc), exit_code_for(exc)
+                        break
                 except (ImapAuthError, ImapStateError, ConfigError, StoreBusyError, ModelError,
                         LedgerError) as exc:
                     report.error, report.exit_code = str(exc), exit_code_for(exc)

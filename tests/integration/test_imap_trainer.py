@@ -443,6 +443,26 @@ def test_tls_to_a_plain_port_and_unreachable_server_exit_69(server, tmp_path):
     assert code == 69 and "account alice" in stderr and account_of(data, "alice")["errors"] == 1
 
 
+def test_one_sigterm_ends_the_wait_between_reconnects(server, tmp_path):
+    """systemd stops the unit with one SIGTERM and kills it 60 s later: the
+    trainer must not sit out a long wait to reconnect first."""
+    closed = server.port + 1000
+    config = write_config(tmp_path, server, [{"username": "alice", "port": closed, "retries": 5,
+                                              "retry_delay": 30}])
+    proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)                         # in its first 30 s wait by now
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert time.monotonic() - sent < 5, "it waited out the reconnect delay"
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert "retry 1 of 5" in err and "Traceback" not in err
+
+
 class TricklingProxy:
     """A relay to the real Dovecot that passes the server's answers on at a
     trickle (``chunk`` bytes every ``pause`` s) after the first ``fast_bytes``:
