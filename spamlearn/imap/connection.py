@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 import imapclient
 from imapclient.exceptions import CapabilityError, LoginError
 
-from ..errors import ImapAuthError, ImapConnectionError, ImapPassTimeoutError, ImapStateError
+from ..errors import ConfigError, ImapAuthError, ImapConnectionError, ImapPassTimeoutError, ImapStateError
 from .config import Account, Security
 from .deadline import DeadlinePassed, PassDeadline
 
@@ -147,8 +147,8 @@ def translate_errors(account: Account, doing: str,
     except imaplib.IMAP4.abort as exc:  # before IMAP4.error: abort is its subclass
         raise ImapConnectionError(f"{where}: connection lost while {doing}: {_text(exc)}") from exc
     except ssl.SSLCertVerificationError as exc:
-        raise ImapConnectionError(f"{where}: TLS certificate not trusted: {exc.verify_message} "
-                                  f"(set ca_file for a private CA)") from exc
+        hint = "" if account.ca_file else " (set ca_file for a private CA)"
+        raise ImapConnectionError(f"{where}: TLS certificate not trusted: {exc.verify_message}{hint}") from exc
     except ssl.SSLError as exc:
         raise ImapConnectionError(f"{where}: TLS failure while {doing}: {exc.reason or exc}") from exc
     except (TimeoutError, socket.timeout) as exc:
@@ -290,7 +290,14 @@ def _epoch(value: object) -> float:
 
 
 def _tls_context(account: Account) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
+    """The TLS settings; a ``ca_file`` that cannot be read or holds no
+    certificate is the config's error (78), named, not a connection failure
+    retried for minutes (69; a helper's review)."""
+    try:
+        return ssl.create_default_context(cafile=str(account.ca_file) if account.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise ConfigError(f"account {account.name}: ca_file {account.ca_file}: {reason}") from exc
 
 
 @contextlib.contextmanager
@@ -308,20 +315,23 @@ def connect(account: Account, password: str,
         ``ImapPassTimeoutError``: past the deadline).
     ImapAuthError
         The login was refused.
+    ConfigError
+        ``ca_file`` cannot be read or holds no certificate.
     """
     timeout = imapclient.SocketTimeout(connect=account.timeout, read=account.timeout)
+    context = _tls_context(account) if account.security in (Security.TLS, Security.STARTTLS) else None
     with _redacting(password):
         with translate_errors(account, "connecting", deadline):
             if account.security == Security.TLS:
                 client = imapclient.IMAPClient(account.host, account.port, ssl=True,
-                                               ssl_context=_tls_context(account), timeout=timeout)
+                                               ssl_context=context, timeout=timeout)
             else:
                 client = imapclient.IMAPClient(account.host, account.port, ssl=False, timeout=timeout)
         client.normalise_times = False  # INTERNALDATE as aware datetimes: ages are exact
         try:
             if account.security == Security.STARTTLS:
                 with translate_errors(account, "starting TLS (STARTTLS)", deadline):
-                    client.starttls(_tls_context(account))
+                    client.starttls(context)
             with translate_errors(account, "logging in", deadline):
                 if (account.username + password).isascii():
                     client.login(account.username, password)

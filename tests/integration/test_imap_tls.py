@@ -61,3 +61,29 @@ def test_untrusted_certificate_is_a_clear_tls_failure(tls_server, tmp_path):
     code, data, stderr = train_cli(config)
     assert code == 69
     assert "account alice" in stderr and "TLS certificate not trusted" in stderr and "ca_file" in stderr
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_a_ca_file_that_cannot_serve_is_a_config_error_naming_it(tls_server, tmp_path, content):
+    """Missing or not PEM: the config is wrong (78, at once), not the network
+    (69, retried for minutes with "No such file or directory while connecting")."""
+    ca_file = tmp_path / "ca.pem"
+    if content is not None:
+        ca_file.write_bytes(content)
+    config = write_config(tmp_path, tls_server, [{"username": "alice", "port": tls_server.tls_port,
+                                                  "security": "tls", "ca_file": str(ca_file), "retries": 3,
+                                                  "retry_delay": 5}])
+    code, data, stderr = train_cli(config)
+    assert code == 78, stderr
+    assert f"ca_file {ca_file}" in stderr and "retry" not in stderr
+
+
+def test_a_certificate_a_given_ca_file_does_not_trust_gives_no_ca_file_hint(tls_server, tmp_path):
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=other", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(other)], check=True, capture_output=True)
+    config = write_config(tmp_path, tls_server, [{"username": "alice", "port": tls_server.tls_port,
+                                                  "security": "tls", "ca_file": str(other), "retries": 0}])
+    code, _, stderr = train_cli(config)
+    assert code == 69 and "TLS certificate not trusted" in stderr and "set ca_file" not in stderr
