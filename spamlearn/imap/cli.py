@@ -30,6 +30,7 @@ from ..cli import ExitCode, app, handle_errors, state_of
 from ..cli_core import _when
 from ..config import Settings
 from ..errors import ConfigError, SpamlearnError, StoreBusyError
+from ..exitcodes import exit_code_for
 from ..ledger import Ledger
 from ..reporting import is_interactive
 from .config import load_accounts, parse_duration
@@ -219,8 +220,16 @@ def train(
     lock = run_lock_path(settings)
     with _StopFlag() as stop:
         if interval is None:
-            with _run_lock(lock, wait):
-                code = _one_pass(settings, account or [], stop, as_json, state.verbose)
+            try:
+                with _run_lock(lock, wait):
+                    code = _one_pass(settings, account or [], stop, as_json, state.verbose)
+            except StoreBusyError as exc:
+                if as_json:
+                    # A script reading --json must get its object on every
+                    # exit it can recover from (a helper's review).
+                    typer.echo(json.dumps({"accounts": [], "exit_code": exit_code_for(exc), "stopped": False,
+                                           "crowded_models": {}, "error": str(exc)}))
+                raise
             if stop.signal is not None:
                 # Cut short: what was learned is committed and the next run
                 # goes on from there, but cron (and timeout(1)) must see that

@@ -556,6 +556,8 @@ def test_overlapping_runs_second_exits_75_or_waits(server, tmp_path):
     try:
         result = CliRunner().invoke(app, ["--config", str(config), "train"])
         assert result.exit_code == 75 and "another `spamlearn train`" in result.stderr
+        code, data, stderr = train_cli(config)          # --json: its object on this exit too
+        assert code == 75 and data["exit_code"] == 75 and "another `spamlearn train`" in data["error"]
         threading.Timer(0.5, os.close, [fd]).start()
         started = time.monotonic()
         result = CliRunner().invoke(app, ["--config", str(config), "train", "--wait"])
