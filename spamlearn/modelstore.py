@@ -143,11 +143,14 @@ class LearningSession:
         stamped = verdict_at is not None
         now = time.time()
         verdict_at = min(float(verdict_at), now) if stamped else now
-        if row is not None and row.learned_at > verdict_at:
+        if stamped and row is not None and row.learned_at > verdict_at:
             # A move into Junk whose HTTP request waited for the model's
             # lock (past curl's 3 s, so the pipe also queued it) must not
             # land after the move back out, which the drain learned
             # meanwhile (a helper's review: the wrong label, 1 run in 4).
+            # Only a verdict given with its time can be stale: one given now
+            # (the command line, the IMAP trainer) is the latest, whatever
+            # a clock stepped back would say.
             return LearnOutcome(digest, Action.SUPERSEDED, label, Label(row.label))
         if row is not None and row.label == label.value:
             if stamped and verdict_at > row.learned_at:

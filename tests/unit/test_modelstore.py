@@ -196,11 +196,27 @@ def test_a_verdict_older_than_the_one_learned_is_superseded(store, sample_spam, 
         assert session.learn(sample_spam, "ham", verdict_at=2500.0).action == Action.RELABELLED
         # Now (no time given) is later than any verdict of the past.
         assert session.learn(sample_spam, "spam").action == Action.RELABELLED
+
         # A time in the future counts as now: it cannot lock out later verdicts.
         assert session.learn(sample_spam, "ham", verdict_at=1e12).action == Action.RELABELLED
     assert store.learn(sample_spam, "spam").action == Action.RELABELLED
     clf = store.load()
     assert (clf.n_spam, clf.n_ham) == (1, 1) and store.check() == []
+
+
+def test_a_verdict_given_now_is_never_stale_even_when_the_clock_steps_back(store, monkeypatch, sample_spam,
+                                                                           sample_ham):
+    import spamlearn.modelstore as ms
+
+    store.learn(sample_ham, "ham")
+    monkeypatch.setattr(ms.time, "time", lambda: 2_000_000_000.0)
+    with store.session() as session:
+        assert session.learn(sample_spam, "spam", verdict_at=1_999_999_999.0).action == Action.LEARNED
+    monkeypatch.setattr(ms.time, "time", lambda: 1_999_999_990.0)      # NTP stepped it back
+    with store.session() as session:
+        assert session.learn(sample_spam, "ham").action == Action.RELABELLED      # the IMAP trainer, say
+        assert session.learn(sample_spam, "spam", verdict_at=1_999_999_980.0).action == Action.SUPERSEDED
+    assert store.check() == []
 
 
 def test_full_ledger_disk_loses_nothing(store, sample_spam, sample_ham, spam_messages):
