@@ -503,6 +503,30 @@ def _id_shape(text: str, limit: int = 20) -> str:
     return _SHAPE_SQUEEZE_RE.sub(r"\1", text.translate(_ID_SHAPE_TABLE))[:limit]
 
 
+def _relay_helo_token(received: str) -> str | None:
+    """``received:helo-ip`` / ``received:helo-nodot`` for a lowered Received
+    value "from HELO (rdns [ip]) ..." whose relay has a public address and
+    greeted with an address literal or a bare machine name; else None."""
+    end = received.find(" ", 5)
+    helo = received[5:end]
+    # Most relays greet with a name with dots: the rest only for the others.
+    if not helo or ("." in helo and helo[-1] not in "0123456789]") or helo == "localhost":
+        return None
+    # "(rdns [1.2.3.4])", "(ident@rdns [1.2.3.4])", "([1.2.3.4])" right
+    # after it: the relay's address is the last word.
+    if not received.startswith("(", end + 1):
+        return None
+    inside = received[end + 2:received.find(")", end)].split()
+    if not 0 < len(inside) <= 2:
+        return None
+    ip = inside[-1].strip("[]")
+    if not _IPV4_ASCII_RE.fullmatch(ip) or _PRIVATE_IP_RE.match(ip):
+        return None
+    if "." not in helo:
+        return "received:helo-nodot"
+    return "received:helo-ip" if _IP_LITERAL_RE.fullmatch(helo) else None
+
+
 def _cjk_bigrams(words: Iterable[str], out: list[str], prefix: str) -> list[str]:
     """``cjk:`` tokens for each pair of neighbouring Chinese, Japanese or
     Korean characters in ``words`` (a lone character for a run of one),
@@ -873,22 +897,9 @@ class Tokenizer:
         for host in _RECEIVED_HOST_LOW_RE.findall(low):
             out.extend(_received_host_tuple(host))
         if self.options.relay_helo and low.startswith("from "):
-            # Most relays greet with a name with dots: the regex only for
-            # the others (an address literal, a bare machine name).
-            end = low.find(" ", 5)
-            helo = low[5:end]
-            if helo and ("." not in helo or helo[-1] in "0123456789]") and helo != "localhost":
-                # "(rdns [1.2.3.4])", "(ident@rdns [1.2.3.4])", "([1.2.3.4])"
-                # right after it: the relay's address is the last word.
-                if low.startswith("(", end + 1):
-                    inside = low[end + 2:low.find(")", end)].split()
-                    if 0 < len(inside) <= 2:
-                        ip = inside[-1].strip("[]")
-                        if _IPV4_ASCII_RE.fullmatch(ip) and not _PRIVATE_IP_RE.match(ip):
-                            if "." not in helo:
-                                out.append("received:helo-nodot")
-                            elif _IP_LITERAL_RE.fullmatch(helo):
-                                out.append("received:helo-ip")
+            token = _relay_helo_token(low)
+            if token:
+                out.append(token)
         for match in _ipv4_matches(value):
             out.extend(_received_ip_tuple(match.group(1), match.group(2)))
 
