@@ -33,6 +33,7 @@ from __future__ import annotations
 __all__ = [
     "SpamlearnError",
     "MessageError",
+    "READING_FAILURES",
     "InputMissingError",
     "CorpusIndexError",
     "ModelError",
@@ -56,6 +57,12 @@ class SpamlearnError(Exception):
 
 class MessageError(SpamlearnError):
     """The input is not a message spamlearn can work with."""
+
+
+#: What a bug in reading one hostile message raises (the parser, the
+#: tokenizer): made that message's error where one message must not stop
+#: the rest (``parse_message``, the IMAP trainer).
+READING_FAILURES = (ValueError, LookupError, TypeError, IndexError, KeyError, UnicodeError, RecursionError)
 
 
 class InputMissingError(SpamlearnError):

@@ -20,7 +20,7 @@ import hashlib
 import re
 import urllib.parse
 
-from .errors import MessageError
+from .errors import READING_FAILURES, MessageError
 
 __all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "decode_bytes"]
 
@@ -523,7 +523,7 @@ def parse_message(raw: bytes, scan_limit: int = 512_000) -> ParsedMessage:
         return _parse(raw, scan_limit)
     except MessageError:
         raise
-    except (ValueError, LookupError, TypeError, IndexError, KeyError, UnicodeError, RecursionError) as exc:
+    except READING_FAILURES as exc:
         raise MessageError(f"cannot parse this message ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 

@@ -44,6 +44,7 @@ from ..errors import (
     ImapConnectionError,
     ImapPassTimeoutError,
     ImapStateError,
+    READING_FAILURES,
     LedgerError,
     MessageError,
     ModelError,
@@ -533,7 +534,7 @@ class Trainer:
                         counts.folder, exc)
             counts.errors += 1
             return None
-        except (ValueError, LookupError, TypeError, IndexError, KeyError, UnicodeError, RecursionError) as exc:
+        except READING_FAILURES as exc:
             # A tokenizer or parser bug on one crafted message: that message
             # is an error, the pass goes on (a crash here rolled the batch
             # back and met the same message on every later run, and the
