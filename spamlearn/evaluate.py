@@ -345,12 +345,14 @@ def write_trec_results(result: OnlineResult, path: Path) -> None:
 
     The jig's class is binary: spam when the score is above 0.5, as for
     lam% here; unsure has no place in it (the three-way verdict is in
-    ``write_results``).  Ids are escaped as there (``result_id``).  The score is the probability, as there, so that
+    ``write_results``).  Ids are escaped as there (``result_id``).  The score
+    is the probability, as there, so that
     the tools compute the (1-ROCA)% and lam% ``eval`` reports (their ham
     and spam misclassification come from the binary class, ``eval``'s from
     the three-way verdict).
     """
     with Path(path).open("w", encoding="utf-8") as fh:
         for mid, g, score in zip(result.ids, result.gold, result.scores):
-            fh.write(f"file={result_id(mid)} judge={'spam' if g else 'ham'} class={'spam' if score > 0.5 else 'ham'} "
+            fh.write(f"file={result_id(mid)} judge={'spam' if g else 'ham'} "
+                     f"class={'spam' if score > 0.5 else 'ham'} "
                      f"score={float(score)!r}\n")

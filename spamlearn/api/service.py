@@ -118,7 +118,8 @@ class Service:
         return ModelStore.from_settings(self.settings, user,
                                         lock_timeout=self.server.learn_lock_timeout)
 
-    def learn(self, raw: bytes, label: Label, user: str | None, verdict_at: float | None = None) -> LearnReport:
+    def learn(self, raw: bytes, label: Label, user: str | None,
+              verdict_at: float | None = None) -> LearnReport:
         """Learn through the ledger: once per message; a relabel unlearns first;
         a verdict older than the one learned is superseded (``verdict_at``).
 

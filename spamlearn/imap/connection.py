@@ -148,7 +148,8 @@ def translate_errors(account: Account, doing: str,
         raise ImapConnectionError(f"{where}: connection lost while {doing}: {_text(exc)}") from exc
     except ssl.SSLCertVerificationError as exc:
         hint = "" if account.ca_file else " (set ca_file for a private CA)"
-        raise ImapConnectionError(f"{where}: TLS certificate not trusted: {exc.verify_message}{hint}") from exc
+        raise ImapConnectionError(f"{where}: TLS certificate not trusted: "
+                                  f"{exc.verify_message}{hint}") from exc
     except ssl.SSLError as exc:
         raise ImapConnectionError(f"{where}: TLS failure while {doing}: {exc.reason or exc}") from exc
     except (TimeoutError, socket.timeout) as exc:

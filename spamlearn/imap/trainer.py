@@ -39,12 +39,12 @@ from collections.abc import Callable, Sequence
 from ..classifier import Label
 from ..config import Settings
 from ..errors import (
+    READING_FAILURES,
     ConfigError,
     ImapAuthError,
     ImapConnectionError,
     ImapPassTimeoutError,
     ImapStateError,
-    READING_FAILURES,
     LedgerError,
     MessageError,
     ModelError,
@@ -205,8 +205,10 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
         elif not is_folder_pattern(pattern) and not any(account.matches([pattern], f.name) for f in folders):
             missing.append((pattern, f"account {account.name}: folder {pattern!r} does not exist"))
 
-    literal = {"spam": [n for n in account.spam_folders if not n.startswith("\\") and not is_folder_pattern(n)],
-               "ham": [n for n in account.ham_folders if not n.startswith("\\") and not is_folder_pattern(n)]}
+    def named(names: Sequence[str]) -> list[str]:
+        return [n for n in names if not n.startswith("\\") and not is_folder_pattern(n)]
+
+    literal = {"spam": named(account.spam_folders), "ham": named(account.ham_folders)}
     labels: dict[str, str | None] = {}
     fenced: list[tuple[str, str | None]] = []    # spam and ignored folders: (name, delimiter)
     for info in folders:
@@ -226,9 +228,10 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
     plan: list[tuple[str, str]] = []
     for info in folders:
         label = labels[info.name]
-        if label is None and not spam_missing and account.matches(account.ham_folders, info.name, info.flags) \
-                and not account.matches(account.ignore_folders, info.name, info.flags) \
-                and not any(delimiter and info.name.startswith(name + delimiter) for name, delimiter in fenced):
+        below_fence = any(sep and info.name.startswith(name + sep) for name, sep in fenced)
+        if label is None and not spam_missing and not below_fence \
+                and account.matches(account.ham_folders, info.name, info.flags) \
+                and not account.matches(account.ignore_folders, info.name, info.flags):
             label = "ham"
         if label:
             plan.append((info.name, label))

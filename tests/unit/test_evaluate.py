@@ -129,7 +129,8 @@ def test_result_files_keep_an_id_with_white_space_one_field(tmp_path):
     assert [len(r) for r in rows] == [4, 4, 4]
     assert rows[0][0] == "../data/inmail.1"                  # a TREC corpus's ids as they are
     assert [unquote(r[0]) for r in rows] == res.ids
-    jig = [dict(f.split("=", 1) for f in line.split()) for line in (tmp_path / "trec").read_text().splitlines()]
+    lines = (tmp_path / "trec").read_text().splitlines()
+    jig = [dict(f.split("=", 1) for f in line.split()) for line in lines]
     assert [unquote(j["file"]) for j in jig] == res.ids
     assert [j["judge"] for j in jig] == ["spam", "ham", "spam"]
 

@@ -150,7 +150,7 @@ def test_a_ham_pattern_takes_nothing_below_junk_or_trash_nor_anything_without_a_
 
 
 def test_brackets_in_a_folder_name_are_letters_not_a_pattern():
-    folders = [FolderInfo("[Gmail]/Spam", (), "/"), FolderInfo("G/Spam", (), "/"), FolderInfo("INBOX", (), "/")]
+    folders = [FolderInfo(name, (), "/") for name in ("[Gmail]/Spam", "G/Spam", "INBOX")]
     acc = account(spam_folders=["[Gmail]/Spam"], ham_folders=["INBOX"])
     plan, missing = resolve_folders(acc, folders)
     assert plan == [("[Gmail]/Spam", "spam"), ("INBOX", "ham")] and missing == []
