@@ -84,6 +84,10 @@ class LearnOutcome:
         return "not known"
 
 
+#: How far ahead of this host's clock a verdict's time stamp is believed.
+_CLOCK_LEAD = 300.0
+
+
 class LearningSession:
     """Learn and forget under the store's lock; ``commit`` saves both files."""
 
@@ -142,7 +146,10 @@ class LearningSession:
         row = self._row(digest)
         stamped = verdict_at is not None
         now = time.time()
-        verdict_at = min(float(verdict_at), now) if stamped else now
+        # A stamp from a clock a little ahead of ours (Dovecot on another
+        # host) keeps its order among its own; one far ahead cannot lock
+        # later verdicts out.
+        verdict_at = min(float(verdict_at), now + _CLOCK_LEAD) if stamped else now
         if stamped and row is not None and row.learned_at > verdict_at:
             # A move into Junk whose HTTP request waited for the model's
             # lock (past curl's 3 s, so the pipe also queued it) must not

@@ -225,6 +225,13 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
     # No spam folder found at all (a SPECIAL-USE flag the server does not
     # set, a name misspelt): "*" would take the real one as ham.
     spam_missing = bool(account.spam_folders) and "spam" not in labels.values()
+    skipped = [h for h in account.ham_folders if h.startswith("\\") or is_folder_pattern(h)]
+    if spam_missing and skipped:
+        # Said, not silent: a spam pattern that matches nothing left a run
+        # that trained nothing and exited 0 (a helper's review).
+        specs = ", ".join(account.spam_folders)
+        missing.append((specs, f"account {account.name}: no folder is a spam folder ({specs}), "
+                               f"so the ham folders {', '.join(skipped)} are not trained either"))
     plan: list[tuple[str, str]] = []
     for info in folders:
         label = labels[info.name]
@@ -468,6 +475,11 @@ class Trainer:
             if self.should_stop():
                 return
             t0 = time.perf_counter()
+            # When the trainer saw the folder: the time of its verdicts, so
+            # that a user's move made while it waited for the model's lock
+            # (a sieve verdict, stamped later) is not undone by this older
+            # reading (a helper's review).
+            seen_at = self.clock()
             raws = server.bodies([m.uid for m in batch])
             t1 = time.perf_counter()
             counts = FolderReport(folder, label.value)
@@ -492,13 +504,13 @@ class Trainer:
                     if raw is None:  # expunged meanwhile: nothing to learn
                         continue
                     young = not is_due and min_age > 0 and now - meta.arrived < min_age
-                    kept = self._handle(session, account, raw, label, young, counts)
+                    kept = self._handle(session, account, raw, label, young, counts, seen_at)
                     if kept == "deferred":
                         state.deferred[meta.uid] = meta.arrived
                     elif kept is not None:
                         pending.append(kept)
                 if pending and account.mode == Mode.UNTIL_NO_ERROR:
-                    self._until_no_error(session, pending, label, counts)
+                    self._until_no_error(session, pending, label, counts, seen_at)
                 counts.deferred = len(state.deferred)
                 if number == len(batches) and not self.should_stop():
                     state.uidnext = max(state.uidnext, uidnext)  # the folder is done
@@ -516,7 +528,7 @@ class Trainer:
                 self.on_batch(account, folder, committed)
 
     def _handle(self, session: LearningSession, account: Account, raw: bytes, label: Label,
-                young: bool, counts: FolderReport):
+                young: bool, counts: FolderReport, seen_at: float):
         """Learn one message; returns "deferred", or (raw, hashes) kept for another round."""
         try:
             known = session.known(raw)
@@ -547,7 +559,7 @@ class Trainer:
                       exc_info=log.isEnabledFor(logging.DEBUG))
             counts.errors += 1
             return None
-        outcome = session.learn(raw, label, hashes=hashes)
+        outcome = session.learn(raw, label, hashes=hashes, verdict_at=seen_at)
         if outcome.action == Action.RELABELLED:
             counts.relabelled += 1
         elif outcome.action == Action.LEARNED:
@@ -562,7 +574,7 @@ class Trainer:
         return session.classifier.n_spam >= need and session.classifier.n_ham >= need
 
     def _until_no_error(self, session: LearningSession, pending: list, label: Label,
-                        counts: FolderReport) -> None:
+                        counts: FolderReport, seen_at: float) -> None:
         """Re-score what the model got right with the updated model; learn new mistakes."""
         for _round in range(Mode.MAX_ROUNDS - 1):
             still_right = []
@@ -570,7 +582,7 @@ class Trainer:
                 if session.classifier.score(raw).label is label:
                     still_right.append((raw, hashes))
                     continue
-                outcome = session.learn(raw, label, hashes=hashes)
+                outcome = session.learn(raw, label, hashes=hashes, verdict_at=seen_at)
                 if outcome.action == Action.LEARNED:
                     counts.learned += 1
                     counts.correct -= 1

@@ -345,6 +345,26 @@ def test_a_login_refused_for_now_is_a_connection_failure_not_a_wrong_password(se
     assert code == 0 and account_of(data, "alice")["learned_spam"] == 1
 
 
+def test_a_users_move_made_while_the_trainer_waited_is_not_undone_by_its_older_reading(server, tmp_path):
+    """The trainer reads INBOX at T; the user moves the message to Junk at
+    T + 5 and the sieve pipe's verdict (stamped T + 5) is learned while the
+    trainer waits for the model; the trainer's ham, as of T, must not land
+    after it."""
+    ham = make_message("ham", 1)
+    upload(server, "alice", "INBOX", [ham])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    read_at = time.time() - 60
+    with store_for(settings, account).session(source="sieve:alice") as session:
+        session.learn(ham, "spam", verdict_at=read_at + 5)
+    report = Trainer(settings, clock=lambda: read_at).train_account(account)
+    assert report.exit_code == 0, report.error
+    inbox = next(f for f in report.folders if f.folder == "INBOX")
+    assert (inbox.learned, inbox.relabelled) == (0, 0)
+    assert model_counts(config) == (1, 0)          # still the user's spam
+
+
 def test_wrong_password_fails_that_account_and_trains_the_other(server, tmp_path):
     upload(server, "alice", "Junk", [make_message("spam", 1)])
     upload(server, "bob", "Junk", [make_message("spam", 2)])

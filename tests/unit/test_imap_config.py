@@ -124,8 +124,9 @@ def test_resolve_folders_reports_missing_folders_and_special_use():
     acc = account(spam_folders=["Spam", "\\Junk"], ham_folders=["inbox", "Nope/*"])
     plan, missing = resolve_folders(acc, [FolderInfo("INBOX", ())])
     assert plan == [("INBOX", "ham")]  # INBOX is case-insensitive; a pattern may match nothing
-    assert [name for name, _ in missing] == ["Spam", "\\Junk"]
+    assert [name for name, _ in missing][:2] == ["Spam", "\\Junk"]
     assert "folder 'Spam' does not exist" in missing[0][1]
+    assert "ham folders Nope/* are not trained either" in missing[2][1]       # no spam folder found
 
 
 def test_a_ham_pattern_takes_nothing_below_junk_or_trash_nor_anything_without_a_spam_folder():
@@ -142,7 +143,11 @@ def test_a_ham_pattern_takes_nothing_below_junk_or_trash_nor_anything_without_a_
     assert missing == []
     unflagged = [FolderInfo("INBOX", (), "/"), FolderInfo("Spam", (), "/"), FolderInfo("Archive", (), "/")]
     plan, missing = resolve_folders(acc, unflagged)
-    assert plan == [] and [name for name, _ in missing] == ["\\Junk"]
+    assert plan == [] and [name for name, _ in missing] == ["\\Junk", "\\Junk"]
+    assert "ham folders * are not trained either" in missing[1][1]
+    pattern = account(spam_folders=["Spam*"], ham_folders=["*"])
+    plan, missing = resolve_folders(pattern, [FolderInfo("Junk", (), "/"), FolderInfo("INBOX", (), "/")])
+    assert plan == [] and "no folder is a spam folder (Spam*)" in missing[0][1]
     named = account(spam_folders=["\\Junk", "Spam"], ham_folders=["INBOX", "*"])
     assert resolve_folders(named, unflagged)[0] == [("Spam", "spam"), ("Archive", "ham"), ("INBOX", "ham")]
     literal_ham = account(spam_folders=["\\Junk"], ham_folders=["INBOX", "*"])

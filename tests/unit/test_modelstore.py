@@ -7,12 +7,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 from spamlearn import LedgerError, ModelFileError, StoreBusyError
 from spamlearn.classifier import Label
 from spamlearn.ledger import Ledger
+from spamlearn.message import message_digest
 from spamlearn.modelstore import Action, ModelStore
 
 
@@ -197,8 +199,10 @@ def test_a_verdict_older_than_the_one_learned_is_superseded(store, sample_spam, 
         # Now (no time given) is later than any verdict of the past.
         assert session.learn(sample_spam, "spam").action == Action.RELABELLED
 
-        # A time in the future counts as now: it cannot lock out later verdicts.
+        # A time far in the future counts as a few minutes from now: it cannot
+        # lock later verdicts out for long.
         assert session.learn(sample_spam, "ham", verdict_at=1e12).action == Action.RELABELLED
+        assert session._row(message_digest(sample_spam)).learned_at < time.time() + 301
     assert store.learn(sample_spam, "spam").action == Action.RELABELLED
     clf = store.load()
     assert (clf.n_spam, clf.n_ham) == (1, 1) and store.check() == []
