@@ -80,9 +80,12 @@ class LoadedModel:
 
 def _file_key(path: Path) -> FileKey | None:
     try:
-        st = os.stat(path)
+        return _key_of(os.stat(path))
     except FileNotFoundError:
         return None
+
+
+def _key_of(st: os.stat_result) -> FileKey:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
@@ -120,7 +123,7 @@ def load_model(path: Path, kind: str, settings: Settings) -> LoadedModel:
         # per-user models: up to max_user_models of them, each would
         # double its memory for the traffic of one mailbox.
         classifier.model.freeze_scoring()
-    return LoadedModel(classifier, path, kind, (st.st_ino, st.st_mtime_ns, st.st_size), digest, time.time())
+    return LoadedModel(classifier, path, kind, _key_of(st), digest, time.time())
 
 
 class _Slot:
