@@ -36,7 +36,7 @@ import numpy as np
 
 from .errors import LedgerError, SpamlearnError, StoreBusyError
 from .features import TokenHasher
-from .regularfile import hand_to_folder_owner
+from .regularfile import hand_to_folder_owner, make_folders
 
 __all__ = ["Ledger", "LedgerRow", "encode_indices", "decode_indices"]
 
@@ -106,7 +106,7 @@ class Ledger:
         an admin's ``sqlite3`` shell or a backup that holds a transaction)."""
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(self.path.parent)
             new = not os.path.lexists(self.path)
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             self._db.executescript(_SCHEMA)

@@ -34,7 +34,7 @@ from .classifier import Classifier
 from .errors import ModelFileError
 from .counts import BayesCounts
 from .features import HASH_NAME
-from .regularfile import NotRegularFileError, hand_to_folder_owner, open_regular
+from .regularfile import NotRegularFileError, hand_to_folder_owner, make_folders, open_regular
 from .tokenizer import TokenizerOptions
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_classifier", "load_classifier", "read_header"]
@@ -97,7 +97,7 @@ def save_classifier(classifier: Classifier, path: Path) -> None:
     data = _to_dict(classifier)
     tmp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(path.parent)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             # zlib level 3: 6x smaller than raw for a trained model, and
