@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 from .errors import BackupError, LedgerError, ModelFileError, SpamlearnError
 from .modelstore import ModelStore
-from .regularfile import hand_to_folder_owner
+from .regularfile import hand_to_folder_owner, make_folders
 from .store import fsync_dir, read_header
 
 __all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "archive_label", "own_files",
@@ -64,7 +64,8 @@ class _Leftover:
 
 
 #: What a backup's or restore's temporary folder can hold.
-_COPY_NAMES = frozenset({MODEL_MEMBER, LEDGER_MEMBER} | {LEDGER_MEMBER + x for x in _SQLITE_LEFTOVERS})
+_COPY_NAMES = frozenset({MODEL_MEMBER, LEDGER_MEMBER, MODEL_MEMBER + ".lock"}
+                        | {LEDGER_MEMBER + x for x in _SQLITE_LEFTOVERS})   # the lock: its check's
 _BACKUP_COPY = _Leftover("spamlearn-backup-", folder=True)               # in $TMPDIR
 _PARTIAL_ARCHIVE = _Leftover(".spamlearn-partial-", folder=False, suffix=".tmp")  # beside the archive
 _RESTORE_STAGING = _Leftover(".spamlearn-restore-", folder=True)         # beside the model
@@ -333,20 +334,9 @@ def restore_backup(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
 
 
 def _make_folder(folder: Path, created: list[Path]) -> None:
-    """Create ``folder`` and its missing parents, one level at a time,
-    adding to ``created`` each that this call made (not one another
-    process made meanwhile: that one is not ours to remove)."""
-    missing = []
-    for level in (folder, *folder.parents):
-        if level.is_dir():
-            break
-        missing.append(level)
-    for level in reversed(missing):
-        try:
-            level.mkdir()
-        except FileExistsError:
-            continue
-        created.append(level)
+    """Create ``folder`` and its missing parents (handed to the owner above
+    when root makes them), adding to ``created`` each that this call made."""
+    created.extend(make_folders(folder))
 
 
 def _restore_into(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:

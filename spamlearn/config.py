@@ -513,7 +513,7 @@ def _default_model_path() -> Path:
     return Settings.__dataclass_fields__["model_path"].default_factory()
 
 
-def _same_file_key(path: Path) -> Path:
+def model_file_key(path: Path) -> Path:
     """What makes two names one model file: the path made absolute, ``..``
     and symlinks resolved (``ModelStore`` learns into the file a symlink
     names, under that file's lock).  Not the inode: a hard link is one file
@@ -555,10 +555,10 @@ def load_settings(
     for layer in layers:
         model = layer.get("model_path", model)
         if "ledger_path" in layer:
-            ledgers[_same_file_key(model)] = layer["ledger_path"]
+            ledgers[model_file_key(model)] = layer["ledger_path"]
         values.update({k: v for k, v in layer.items() if k != "ledger_path"})
-    if _same_file_key(model) in ledgers:
-        values["ledger_path"] = ledgers[_same_file_key(model)]
+    if model_file_key(model) in ledgers:
+        values["ledger_path"] = ledgers[model_file_key(model)]
     values["sections"] = {k: v for k, v in data.items() if k not in ("model", "users")}
     try:
         return Settings(**values)

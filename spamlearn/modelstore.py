@@ -23,6 +23,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .classifier import Classifier, Label
-from .config import Settings, ledger_path_for, model_file
+from .config import Settings, ledger_path_for, model_file, model_file_key
 from .counts import BayesCounts
 from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
@@ -83,6 +84,9 @@ class LearnOutcome:
             return f"not learned as {self.label}: a later verdict ({self.previous}) is learned"
         return "not known"
 
+
+#: The random part of a ``tempfile.mkstemp`` name.
+_MKSTEMP_PART = re.compile(r"[a-z0-9_]{8}")
 
 #: How far ahead of this host's clock a verdict's time stamp is believed.
 _CLOCK_LEAD = 300.0
@@ -282,7 +286,9 @@ class ModelStore:
     def with_settings(cls, settings: Settings, model_path: Path, **kwargs) -> ModelStore:
         """The store of ``model_path`` with the settings' cutoffs, limits and
         size for a new model (the shared model's ledger, if that is the one)."""
-        ledger = settings.ledger_path if model_path == settings.model_path else None
+        # Compared as files: another name of the shared model keeps its ledger.
+        same = model_file_key(model_path) == model_file_key(settings.model_path)
+        ledger = settings.ledger_path if same else None
         kwargs.setdefault("lock_timeout", settings.lock_timeout)
         return cls(model_path, ledger, ham_cutoff=settings.ham_cutoff, spam_cutoff=settings.spam_cutoff,
                    scan_limit=settings.scan_limit, n_features=settings.features, **kwargs)
@@ -415,10 +421,11 @@ class ModelStore:
         try:
             with os.scandir(self.model_path.parent) as entries:
                 for entry in entries:
-                    # The middle is mkstemp's random part, which has no dot:
-                    # ".bob.joblib.joblib.XXXX.tmp" is the model bob.joblib's.
-                    if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")
-                            and "." not in entry.name[len(prefix):-len(".tmp")]):
+                    # The middle is mkstemp's random part, eight of [a-z0-9_]:
+                    # ".bob.joblib.joblib.XXXX.tmp" is the model bob.joblib's,
+                    # ".model.joblib.weekly.tmp" an admin's.
+                    if not _MKSTEMP_PART.fullmatch(entry.name[len(prefix):-len(".tmp")]) \
+                            or not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
                         continue
                     with contextlib.suppress(OSError):
                         if entry.is_file(follow_symlinks=False) and \

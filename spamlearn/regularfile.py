@@ -71,34 +71,40 @@ def read_regular(path: str | Path, follow_symlinks: bool = True) -> bytes:
         return fh.read()
 
 
-def make_folders(folder: Path) -> None:
-    """``folder.mkdir(parents=True, exist_ok=True)``; run as root, each
-    folder made is given to the owner of the nearest one that was there:
-    a first learn for a user's own model by root (a drain or a learn by
-    hand) made ``users/`` root's, and every later learner of the mail user
-    failed on it (a helper's review)."""
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents, one level at a time; returns
+    those this call made (not one another process made meanwhile: that one
+    is not ours to remove).  Run as root, each is given to the owner of the
+    nearest folder that was there: a first learn or restore for a user's
+    own model by root (a drain, a command by hand) made ``users/`` root's,
+    and every later learner of the mail user failed on it (a helper's
+    review)."""
     folder = Path(folder)
     missing = []
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        missing.append(existing)
-        existing = existing.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or not missing:
-        return
-    owner = os.stat(existing)
-    if owner.st_uid == 0:
-        return
-    for made in missing:
+    for level in (folder, *folder.parents):
+        if level.is_dir():
+            break
+        missing.append(level)
+    created = []
+    for level in reversed(missing):
         try:
-            fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            continue                      # made by another process meanwhile, or swapped: leave it
-        try:
-            if os.fstat(fd).st_uid == 0:
-                os.fchown(fd, owner.st_uid, owner.st_gid)
-        finally:
-            os.close(fd)
+            level.mkdir()
+        except FileExistsError:
+            continue
+        created.append(level)
+    if created and os.geteuid() == 0:
+        owner = os.stat(missing[-1].parent)
+        if owner.st_uid != 0:
+            for made in created:
+                try:
+                    fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                except OSError:
+                    continue              # swapped meanwhile: leave it
+                try:
+                    os.fchown(fd, owner.st_uid, owner.st_gid)
+                finally:
+                    os.close(fd)
+    return created
 
 
 def hand_to_folder_owner(fd: int, folder: Path) -> None:

@@ -180,3 +180,19 @@ def test_redactor_scrubs_the_password_from_log_records():
     record = logging.LogRecord("imapclient", logging.DEBUG, __file__, 1, "> LOGIN alice %s", ("hunter2",), None)
     assert _Redactor("hunter2").filter(record)
     assert "hunter2" not in record.getMessage() and "********" in record.getMessage()
+
+
+def test_the_run_lock_made_by_root_is_the_model_folders_owners(tmp_path):
+    """A `spamlearn train` run once by root by hand must not lock the mail
+    user's cron runs out of the run lock (a helper's review: exit 78 after)."""
+    import os
+
+    from spamlearn.imap.cli import _run_lock
+
+    owner = (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    os.chown(tmp_path, *owner)
+    lock = tmp_path / "models" / ".spamlearn-train-0123456789ab.lock"
+    with _run_lock(lock, wait=False):
+        pass
+    for made in (lock.parent, lock):
+        assert (made.stat().st_uid, made.stat().st_gid) == owner, made

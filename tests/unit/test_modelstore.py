@@ -163,19 +163,20 @@ def test_a_learner_removes_what_killed_writers_left_and_only_that(store, sample_
 
     store.learn(sample_ham, "ham")
     folder = store.model_path.parent
-    stale = folder / f".{store.model_path.name}.k1ll3d.tmp"
-    fresh = folder / f".{store.model_path.name}.writing.tmp"
-    other = folder / ".other.joblib.k1ll3d.tmp"
-    longer = folder / f".{store.model_path.name}.joblib.k1ll3d.tmp"      # the model "<name>.joblib"'s
-    for path in (stale, fresh, other, longer):
+    stale = folder / f".{store.model_path.name}.k1ll3d_x.tmp"            # mkstemp's shape
+    fresh = folder / f".{store.model_path.name}.writing1.tmp"
+    other = folder / ".other.joblib.k1ll3d_x.tmp"
+    longer = folder / f".{store.model_path.name}.joblib.k1ll3d_x.tmp"      # the model "<name>.joblib"'s
+    admins = folder / f".{store.model_path.name}.weekly.tmp"               # not mkstemp's
+    for path in (stale, fresh, other, longer, admins):
         path.write_bytes(b"half a model")
     old = time.time() - 2 * store.STALE_TEMP_SECONDS
-    for path in (stale, other, longer):
+    for path in (stale, other, longer, admins):
         os.utime(path, (old, old))
     store.learn(sample_spam, "spam")
     assert not stale.exists(), "a killed writer's temp file stays for ever"
     assert fresh.exists(), "a writer may be at work on a fresh one"
-    assert other.exists() and longer.exists(), "another model's files are not ours"
+    assert other.exists() and longer.exists() and admins.exists(), "another model's or an admin's files"
     assert store.check() == []
 
 
@@ -355,3 +356,19 @@ def test_concurrent_learners_lose_nothing(tmp_path, spam_messages, ham_messages)
 def test_envelope_line_does_not_change_identity(store, sample_spam):
     store.learn(b"From spammer@example.net  Mon Sep  2 03:14:15 2002\n" + sample_spam, "spam")
     assert store.learn(sample_spam.replace(b"\n", b"\r\n"), "spam").action == Action.ALREADY_KNOWN
+
+
+def test_another_name_of_the_shared_model_keeps_its_configured_ledger(tmp_path):
+    """users/alice.joblib -> ../model.joblib with [model] ledger set: the
+    store pairs the configured ledger with every name of that file (a
+    helper's review: it looked for model.ledger beside it, and a restore
+    wrote a second ledger there)."""
+    from spamlearn.config import load_settings
+
+    lib = tmp_path / "lib"
+    (lib / "users").mkdir(parents=True)
+    settings = load_settings(env={}, model_path=lib / "model.joblib", ledger_path=tmp_path / "led" / "shared.ledger")
+    (lib / "users" / "alice.joblib").symlink_to("../model.joblib")
+    for name in (lib / "model.joblib", lib / "users" / "alice.joblib", lib / "users" / ".." / "model.joblib"):
+        assert ModelStore.with_settings(settings, name).ledger_path == tmp_path / "led" / "shared.ledger", name
+    assert ModelStore.with_settings(settings, lib / "other.joblib").ledger_path == lib / "other.ledger"
