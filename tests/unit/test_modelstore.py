@@ -367,8 +367,9 @@ def test_another_name_of_the_shared_model_keeps_its_configured_ledger(tmp_path):
 
     lib = tmp_path / "lib"
     (lib / "users").mkdir(parents=True)
-    settings = load_settings(env={}, model_path=lib / "model.joblib", ledger_path=tmp_path / "led" / "shared.ledger")
+    shared = tmp_path / "led" / "shared.ledger"
+    settings = load_settings(env={}, model_path=lib / "model.joblib", ledger_path=shared)
     (lib / "users" / "alice.joblib").symlink_to("../model.joblib")
     for name in (lib / "model.joblib", lib / "users" / "alice.joblib", lib / "users" / ".." / "model.joblib"):
-        assert ModelStore.with_settings(settings, name).ledger_path == tmp_path / "led" / "shared.ledger", name
+        assert ModelStore.with_settings(settings, name).ledger_path == shared, name
     assert ModelStore.with_settings(settings, lib / "other.joblib").ledger_path == lib / "other.ledger"
