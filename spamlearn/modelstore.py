@@ -40,7 +40,7 @@ from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
 from .message import message_digest
-from .regularfile import hand_to_folder_owner, make_folders
+from .regularfile import create_lock_file, make_folders
 from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
 
@@ -326,11 +326,8 @@ class ModelStore:
             return
         try:
             make_folders(self.lock_path.parent)
-            try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o664)
-                hand_to_folder_owner(fd, self.lock_path.parent)    # only a file made here, never an old one
-            except FileExistsError:
+            fd = create_lock_file(self.lock_path, 0o664, self.lock_path.parent)
+            if fd is None:
                 fd = self._open_lock_file(os.O_RDWR)
         except OSError as exc:
             if exc.errno == errno.ELOOP:

@@ -107,6 +107,26 @@ def make_folders(folder: Path) -> list[Path]:
     return created
 
 
+def create_lock_file(path: Path, mode: int, owner_folder: Path, exact_mode: bool = False) -> int | None:
+    """Create the lock file ``path`` (never through a link) and return its
+    descriptor; None if it exists already.  Run as root, the new file goes
+    to the owner of ``owner_folder`` (``hand_to_folder_owner``): root
+    running a learner once must not lock the mail user out.  ``exact_mode``:
+    ``mode`` whatever the umask."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        return None
+    try:
+        if exact_mode:
+            os.fchmod(fd, mode)
+        hand_to_folder_owner(fd, owner_folder)      # only a file made here, never an old one
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def hand_to_folder_owner(fd: int, folder: Path) -> None:
     """Run as root (a learn or restore by hand), give a file root has just
     created in a folder it does not own to that folder's owner: the mail

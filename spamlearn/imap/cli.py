@@ -32,7 +32,7 @@ from ..config import Settings
 from ..errors import ModelFileError, SpamlearnError, StoreBusyError
 from ..exitcodes import exit_code_for
 from ..ledger import Ledger
-from ..regularfile import hand_to_folder_owner, make_folders
+from ..regularfile import create_lock_file, make_folders
 from ..reporting import is_interactive
 from .config import load_accounts, parse_duration
 
@@ -61,12 +61,10 @@ def _run_lock(path: Path, wait: bool) -> Iterator[None]:
     """flock ``path``; StoreBusyError at once if held (unless ``wait``)."""
     try:
         make_folders(path.parent)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            # Made here: the folder owner's (a run by root by hand must not
-            # lock the mail user's cron runs out; a helper's review).
-            hand_to_folder_owner(fd, path.parent)
-        except FileExistsError:
+        # Made here, the folder owner's: a run by root by hand must not lock
+        # the mail user's cron runs out (a helper's review).
+        fd = create_lock_file(path, 0o600, path.parent)
+        if fd is None:
             fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise ModelFileError(f"cannot create the run lock {path}: {exc.strerror}") from exc

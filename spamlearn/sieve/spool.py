@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..classifier import Label
 from ..errors import ConfigError, StoreBusyError
-from ..regularfile import hand_to_folder_owner, irregular_kind, read_regular
+from ..regularfile import create_lock_file, irregular_kind, read_regular
 from .options import USER_NAME_RE
 
 __all__ = ["Spool", "SpoolEntry", "SPOOL_SUBDIRS"]
@@ -207,18 +207,12 @@ class Spool:
 
         Raises ``StoreBusyError`` when another drain holds it past ``timeout``.
         """
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o660)
-        except FileExistsError:
+        # Readable and writable by the spool's owner and group whoever ran
+        # first, whatever the umask (a drain run once by root left it root's,
+        # 0640, and every later drain failed on it; a helper's review).
+        fd = create_lock_file(self.lock_path, 0o660, self.root, exact_mode=True)
+        if fd is None:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-        else:
-            # Made here: readable and writable by the spool's owner and group
-            # whoever ran first, whatever the umask (a drain run once by
-            # root left it root's, 0640, and every later drain failed on
-            # it; a helper's review).
-            os.fchmod(fd, 0o660)
-            hand_to_folder_owner(fd, self.root)
         try:
             deadline = time.monotonic() + timeout
             while True:
