@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import corpus_index  # noqa: E402
 
 
-
 def parse_setting(text: str) -> tuple[dict, dict, int, float, float]:
     tok, model, nf, ham_cut, spam_cut = {}, {}, DEFAULT_N_FEATURES, 0.20, 0.90
     if text != "base":

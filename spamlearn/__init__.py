@@ -37,7 +37,6 @@ from .message import ParsedMessage, message_digest, parse_message  # noqa: E402
 from .tokenizer import Tokenizer, TokenizerOptions, tokenize  # noqa: E402
 
 
-
 def __getattr__(name: str):
     # The scikit-learn faces load on first use: scoring and the command
     # line never import scikit-learn (1.4 s of start-up here).

@@ -22,8 +22,8 @@ import os
 import re
 import shutil
 import signal
-import stat
 import sqlite3
+import stat
 import sys
 import tarfile
 import tempfile

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
+from .counts import BayesCounts
 from .errors import NotFittedError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .message import parse_message
-from .counts import BayesCounts
 from .tokenizer import Tokenizer, TokenizerOptions
 
 __all__ = ["Label", "Verdict", "Clue", "Classifier"]

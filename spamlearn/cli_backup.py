@@ -130,7 +130,7 @@ def backup(
             # Not the quiet success it is for `score | head`: the archive is cut short.
             with contextlib.suppress(OSError):
                 sys.stdout = None       # nothing more to flush into the closed pipe
-            raise fail("standard output was closed before the archive was complete", ExitCode.IOERR)
+            raise fail("standard output was closed before the archive was complete", ExitCode.IOERR) from None
     where = "standard output" if to_stdout else display_name(destination)
     typer.echo(f"backed up {store.model_path} and its ledger ({summary.describe()}) to {where}",
                err=to_stdout)

@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 
 from .classifier import Label
-from .config import MAX_FEATURES
 from .cli import ExitCode, app, fail, handle_errors, state_of
+from .config import MAX_FEATURES
 from .defaults import load_scoring_classifier
 from .errors import MessageError, SpamlearnError
 from .headers import marked_pieces, unmarked_pieces
@@ -450,8 +450,14 @@ def eval_(
     """Run the TREC Spam Track online protocol over a corpus (from an empty model)."""
     from .classifier import Classifier
     from .config import check_features
-    from .evaluate import (compute_figures, features_for, read_index, run_online, write_results,
-                           write_trec_results)
+    from .evaluate import (
+        compute_figures,
+        features_for,
+        read_index,
+        run_online,
+        write_results,
+        write_trec_results,
+    )
 
     settings = state_of(ctx).settings
     for option, path, folder in (("--results", results, False), ("--trec-results", trec_results, False),

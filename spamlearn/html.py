@@ -18,7 +18,6 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 
-
 __all__ = ["HtmlContent", "html_to_text"]
 
 # lxml: measured 2026-11-28 on the 999 prescanned HTML parts of the

@@ -211,8 +211,4 @@ def count_files(paths: Sequence[str | Path]) -> int | None:
     """How many files there are to read (for a progress bar); None with stdin."""
     if any(str(p) == "-" for p in paths):
         return None
-    total = 0
-    for item in paths:
-        for entry in _expand(Path(item)):
-            total += 1
-    return total
+    return sum(1 for item in paths for _ in _expand(Path(item)))

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import inspect
+import io
 import os
 import pickle
 import tempfile
@@ -22,17 +24,14 @@ import time
 import zlib
 from pathlib import Path
 
-import io
-import inspect
-
 import joblib
 import numpy as np
 from joblib.numpy_pickle import NumpyUnpickler
 
 from . import __version__
 from .classifier import Classifier
-from .errors import ModelFileError
 from .counts import BayesCounts
+from .errors import ModelFileError
 from .features import HASH_NAME
 from .regularfile import NotRegularFileError, hand_to_folder_owner, make_folders, open_regular
 from .tokenizer import TokenizerOptions

@@ -8,8 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .features import DEFAULT_N_FEATURES, TokenHasher
 from .errors import MessageError
+from .features import DEFAULT_N_FEATURES, TokenHasher
 from .message import parse_message
 from .tokenizer import Tokenizer, TokenizerOptions
 

@@ -16,8 +16,8 @@ from starlette.requests import ClientDisconnect
 
 from ..config import USER_NAME_RE
 from ..metrics import Metrics
-from .balance import LoadBoard
 from ..server_settings import ServerSettings
+from .balance import LoadBoard
 
 __all__ = ["check_token", "read_body", "refuse_repeated", "resolve_user", "TimingMiddleware", "ENDPOINTS"]
 

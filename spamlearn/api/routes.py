@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from ..classifier import Label
 from ..errors import MessageError, SpamlearnError
 from .edges import check_token, read_body, refuse_repeated, resolve_user
-from .scoring import ModelKind
 from .schemas import MESSAGE_BODY, Health, LearnResult, ScoreResult, error_responses
+from .scoring import ModelKind
 from .service import Service
 
 __all__ = ["router", "score_message", "ScoreFastPath"]

@@ -148,7 +148,7 @@ def _bar(enabled: bool) -> Iterator[tuple]:
 
 def _one_pass(settings: Settings, names: list[str], stop: _StopFlag, as_json: bool,
               verbose: int) -> int:
-    from .trainer import Trainer    # imapclient and ssl only when training
+    from .trainer import Trainer  # imapclient and ssl only when training
 
     accounts = load_accounts(settings, names)
     reports = []

@@ -164,7 +164,7 @@ def translate_errors(account: Account, doing: str,
 
 def _text(exc: BaseException) -> str:
     text = str(exc)
-    if text.startswith("b'") or text.startswith('b"'):
+    if text.startswith(("b'", 'b"')):
         text = text[2:-1]
     return text or type(exc).__name__
 

@@ -15,7 +15,8 @@ from ..cli import ExitCode, app, exit_code_for, fail, handle_errors, state_of
 from ..errors import StoreBusyError
 from .drain import DEFAULT_BATCH, DrainReport, drain_spool
 from .install import install as install_files
-from .install import staged_path, uninstall as uninstall_files
+from .install import staged_path
+from .install import uninstall as uninstall_files
 from .options import SieveOptions
 from .spool import Spool
 from .templates import render_files

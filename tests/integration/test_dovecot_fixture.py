@@ -3,12 +3,11 @@
 import hashlib
 import socket
 
+import dovecot as dovecot_module
 import imapclient
 import pytest
-from imapclient.exceptions import LoginError
-
-import dovecot as dovecot_module
 from dovecot import DovecotServer, ImapsieveRule, SieveSetup
+from imapclient.exceptions import LoginError
 
 USERS = {"alice": "alice-pw"}  # for the tests' own servers
 

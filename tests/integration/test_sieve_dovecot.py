@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
+from dovecot import DovecotServer
 from typer.testing import CliRunner
 
-from dovecot import DovecotServer
 from spamlearn.cli import app
 from spamlearn.config import load_settings
 from spamlearn.ledger import Ledger

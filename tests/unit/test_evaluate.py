@@ -7,11 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from spamlearn.counts import BayesCounts
 from spamlearn.classifier import Classifier, Label
+from spamlearn.counts import BayesCounts
 from spamlearn.errors import ConfigError, CorpusIndexError, InputMissingError
-from spamlearn.evaluate import (OnlineResult, compute_figures, read_index, roc_points, run_online,
-                                write_results, write_trec_results)
+from spamlearn.evaluate import (
+    OnlineResult,
+    compute_figures,
+    read_index,
+    roc_points,
+    run_online,
+    write_results,
+    write_trec_results,
+)
 
 
 def result(gold, decisions, verdicts=None):

@@ -274,9 +274,7 @@ def test_frozen_scoring_gives_the_same_scores_until_the_model_learns(rng):
 def test_hasher_indices_are_the_sorted_unique_buckets_of_index(tokens):
     # indices() hashes the joined tokens split apart again (and token by
     # token when one holds the separator); index() hashes one token.
-    from spamlearn.features import TokenHasher
-
-    from spamlearn.features import token_hash
+    from spamlearn.features import TokenHasher, token_hash
 
     hasher = TokenHasher(2**16)
     assert hasher.indices(tokens).tolist() == sorted({hasher.index(t) for t in tokens})

@@ -315,7 +315,7 @@ def test_a_user_who_cannot_write_the_folder_can_still_check(read_only_folder, sa
         other.check()
     from typer.testing import CliRunner
 
-    from spamlearn.cli import ExitCode, app
+    from spamlearn.cli import app
 
     shown = CliRunner().invoke(app, ["--model", str(store.model_path), "info", "--check"])
     assert shown.exit_code == 0 and "check:          ok" in shown.output
