@@ -22,7 +22,7 @@ import urllib.parse
 
 from .errors import READING_FAILURES, MessageError
 
-__all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "decode_bytes"]
+__all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "legacy_message_digest", "decode_bytes"]
 
 #: Parts nested deeper than this are not walked.  Real mail rarely nests
 #: beyond 4 (a forwarded message with attachments); 20 is generous and
@@ -214,20 +214,46 @@ def _decode_encoded_words(text: str) -> str | None:
 _CRLF = re.compile(rb"\r\n")
 
 
+#: Headers that delivery writes for each recipient (a final hop's ``Received
+#: ... for <user>``, Postfix's ``Delivered-To`` and ``X-Original-To``, the
+#: envelope sender as ``Return-Path``), and our own ``X-Spam-*`` verdict.
+_NOT_THE_MESSAGE_RE = re.compile(
+    rb"(?:x-spam-|(?:received|delivered-to|x-original-to|return-path|x-envelope-to|envelope-to"
+    rb"|x-delivered-to)[ \t]*:)", re.IGNORECASE)
+
+#: Up to 0.2.0 only our own ``X-Spam-*`` headers were left out
+#: (``legacy_message_digest``).
+_VERDICT_HEADER_RE = re.compile(rb"x-spam-", re.IGNORECASE)
+
+
 def message_digest(raw: bytes) -> str:
     """The identity of a message: SHA-256 of its bytes, line ends normalised.
 
     The same message reaches spamlearn with LF line ends from a Maildir file
-    and with CRLF from IMAP or a Dovecot pipe; our own ``X-Spam-*`` headers
-    are left out so a filtered copy and the original are one message, and
-    so is an mbox envelope line (``From sender date``), which procmail and
-    mbox archives add and IMAP never shows.  Trailing newlines do not count.
-
-    The body is hashed in place (a memoryview), not sliced and joined: for a
-    50 MB message the straightforward ``head + sep + body.rstrip()`` made
-    three copies of it.  The digests are the same bit for bit (the ledger
-    keys on them; ``test_digest_matches_the_reference_definition``).
+    and with CRLF from IMAP or a Dovecot pipe; the headers its delivery
+    writes (``Received``, ``Delivered-To``, ``X-Original-To``,
+    ``Return-Path``...) and our own ``X-Spam-*`` headers are left out, so
+    the copies one delivery gives several users of a shared model are one
+    message (SpamAssassin's Bayes keys on the Message-ID, Rspamd on the
+    content, for the same reason), and so is a filtered copy and the
+    original; an mbox envelope line (``From sender date``), which procmail
+    and mbox archives add and IMAP never shows, too.  Trailing newlines do
+    not count.
     """
+    return _digest(raw, _NOT_THE_MESSAGE_RE)
+
+
+def legacy_message_digest(raw: bytes) -> str:
+    """The digest ledgers written by 0.2.0 and earlier keyed messages on: the same,
+    but only ``X-Spam-*`` headers left out (every delivery copy its own)."""
+    return _digest(raw, _VERDICT_HEADER_RE)
+
+
+def _digest(raw: bytes, skipped: re.Pattern[bytes]) -> str:
+    # The body is hashed in place (a memoryview), not sliced and joined: for
+    # a 50 MB message the straightforward ``head + sep + body.rstrip()``
+    # made three copies of it.  The digests are the same bit for bit (the
+    # ledger keys on them; ``test_digest_matches_the_reference_definition``).
     data = _CRLF.sub(b"\n", raw) if b"\r\n" in raw else raw
     start = 0
     if data.startswith(b"From "):
@@ -236,19 +262,17 @@ def message_digest(raw: bytes) -> str:
     blank = data.find(b"\n\n", start)
     head_end = blank if blank >= 0 else len(data)
     head = data[start:head_end]
-    if b"x-spam-" in head.lower():
-        kept = []
-        skipping = False
-        for line in head.split(b"\n"):
-            if line[:1] in (b" ", b"\t"):
-                if not skipping:
-                    kept.append(line)
-                continue
-            skipping = line.lower().startswith(b"x-spam-")
+    kept = []
+    skipping = False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
             if not skipping:
                 kept.append(line)
-        head = b"\n".join(kept)
-    digest = hashlib.sha256(head)
+            continue
+        skipping = skipped.match(line) is not None
+        if not skipping:
+            kept.append(line)
+    digest = hashlib.sha256(b"\n".join(kept))
     if blank >= 0:
         digest.update(b"\n\n")
         body_start = blank + 2

@@ -39,7 +39,7 @@ from .counts import BayesCounts
 from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
-from .message import message_digest
+from .message import legacy_message_digest, message_digest
 from .regularfile import create_lock_file, make_folders
 from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
@@ -110,10 +110,22 @@ class LearningSession:
             return self._pending[digest]
         return self.ledger.get(digest)
 
+    def _key(self, raw_or_digest: bytes | str) -> str:
+        """The ledger key of a message: its digest, or the digest a ledger
+        of 0.2.0 or earlier learned it under (``legacy_message_digest``), so
+        that a message learned then is not counted again now."""
+        if isinstance(raw_or_digest, str):
+            return raw_or_digest
+        digest = message_digest(raw_or_digest)
+        if self._row(digest) is None:
+            legacy = legacy_message_digest(raw_or_digest)
+            if legacy != digest and self._row(legacy) is not None:
+                return legacy
+        return digest
+
     def known(self, raw_or_digest: bytes | str) -> Label | None:
         """The label a message is learned as, or None."""
-        digest = raw_or_digest if isinstance(raw_or_digest, str) else message_digest(raw_or_digest)
-        row = self._row(digest)
+        row = self._row(self._key(raw_or_digest))
         return Label(row.label) if row else None
 
     def get_state(self, key: str) -> str | None:
@@ -146,7 +158,7 @@ class LearningSession:
         ``MessageError`` for input that is not a message.
         """
         label = Label.learnable(label)
-        digest = message_digest(raw)
+        digest = self._key(raw)
         row = self._row(digest)
         stamped = verdict_at is not None
         now = time.time()
@@ -186,7 +198,7 @@ class LearningSession:
 
     def forget(self, raw_or_digest: bytes | str) -> LearnOutcome:
         """Unlearn a message, whatever it was learned as."""
-        digest = raw_or_digest if isinstance(raw_or_digest, str) else message_digest(raw_or_digest)
+        digest = self._key(raw_or_digest)
         row = self._row(digest)
         if row is None:
             return LearnOutcome(digest, Action.NOT_KNOWN)

@@ -400,6 +400,27 @@ def test_a_password_beyond_ascii_logs_in_and_a_wrong_one_is_refused_not_a_crash(
     assert any(line.startswith("bob:") for line in result.stdout.splitlines())
 
 
+def test_one_delivery_to_two_users_of_the_shared_model_counts_once(server, tmp_path):
+    """The copies Dovecot's LMTP gives alice and bob differ only in the
+    headers delivery writes for each: one message to a shared model."""
+    def delivered(user: str, raw: bytes) -> bytes:
+        return (f"Return-Path: <bounce@example.net>\r\nDelivered-To: {user}@example.org\r\n"
+                f"Received: from mx.example.org\r\n\tby mail.example.org (Dovecot) with LMTP\r\n"
+                f"\tfor <{user}@example.org>; Sat, 28 Nov 2026 10:00:00 +0000\r\n").encode() + raw
+    spam, ham = make_message("spam", 1, "campaign"), make_message("ham", 1, "all-hands")
+    for user in ("alice", "bob"):
+        upload(server, user, "Junk", [delivered(user, spam)])
+        upload(server, user, "INBOX", [delivered(user, ham)])
+    config = write_config(tmp_path, server, [{"username": "alice"}, {"username": "bob"}])
+
+    code, data, _ = train_cli(config)
+
+    assert code == 0
+    assert model_counts(config) == (1, 1)
+    assert account_of(data, "alice")["learned_spam"] == account_of(data, "alice")["learned_ham"] == 1
+    assert account_of(data, "bob")["already_known"] == 2
+
+
 def test_two_accounts_one_with_its_own_model(server, tmp_path):
     upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
     upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])

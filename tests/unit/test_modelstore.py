@@ -373,3 +373,44 @@ def test_another_name_of_the_shared_model_keeps_its_configured_ledger(tmp_path):
     for name in (lib / "model.joblib", lib / "users" / "alice.joblib", lib / "users" / ".." / "model.joblib"):
         assert ModelStore.with_settings(settings, name).ledger_path == shared, name
     assert ModelStore.with_settings(settings, lib / "other.joblib").ledger_path == lib / "other.ledger"
+
+
+def _delivered_to(user: bytes, raw: bytes) -> bytes:
+    return (b"Return-Path: <bounce@example.net>\nDelivered-To: " + user + b"\nReceived: from mx.example.org"
+            b"\n\tby mail.example.org (Dovecot) with LMTP\n\tfor <" + user + b">; Sat, 28 Nov 2026 10:00:00 +0000\n"
+            + raw)
+
+
+def test_the_copies_one_delivery_gave_several_users_count_once(store, sample_spam, sample_ham):
+    store.learn(sample_ham, "ham")
+    assert store.learn(_delivered_to(b"alice@example.org", sample_spam), "spam").action == Action.LEARNED
+    assert store.learn(_delivered_to(b"bob@example.org", sample_spam), "spam").action == Action.ALREADY_KNOWN
+    assert store.learn(_delivered_to(b"carol@example.org", sample_spam), "ham").action == Action.RELABELLED
+    clf = store.load()
+    assert (clf.n_spam, clf.n_ham) == (0, 2)
+    assert store.check() == []
+
+
+def test_a_message_a_0_2_ledger_learned_is_not_counted_again(store, monkeypatch, sample_spam,
+                                                                   sample_ham):
+    import spamlearn.modelstore as modelstore
+    from spamlearn.message import legacy_message_digest
+
+    copy = _delivered_to(b"alice@example.org", sample_spam)
+    assert legacy_message_digest(copy) != message_digest(copy)
+    with monkeypatch.context() as old_version:
+        old_version.setattr(modelstore, "message_digest", legacy_message_digest)
+        store.learn(sample_ham, "ham")
+        old = store.learn(copy, "spam")
+    assert old.digest == legacy_message_digest(copy)
+    # The same copy again, by the digest of today: the row of then is found.
+    again = store.learn(copy, "spam")
+    assert (again.action, again.digest) == (Action.ALREADY_KNOWN, old.digest)
+    assert store.load().n_spam == 1
+    relabel = store.learn(copy, "ham")
+    assert (relabel.action, relabel.digest) == (Action.RELABELLED, old.digest)
+    assert (store.load().n_spam, store.load().n_ham) == (0, 2)
+    assert store.forget(copy).action == Action.FORGOTTEN
+    assert store.forget(copy).action == Action.NOT_KNOWN
+    assert (store.load().n_spam, store.load().n_ham) == (0, 1)
+    assert store.check() == []
