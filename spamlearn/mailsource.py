@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import mailbox
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterator, Sequence
@@ -114,6 +115,19 @@ def _file_or_why(path: Path, mode: int) -> Path | tuple[Path, str]:
     return path if stat.S_ISREG(mode) else (path, "not a regular file")
 
 
+#: A line an mbox writer quoted (mboxrd: ``>From `` for ``From ``, ``>>From ``
+#: for ``>From ``...), so that it could not be read as the next envelope.
+_QUOTED_FROM_RE = re.compile(rb"^>(>*From )", re.MULTILINE)
+
+
+def _unquoted(raw: bytes) -> bytes:
+    """A message from an mbox as it was before the mbox writer quoted its
+    ``From `` lines: the same message, with the same digest, as its copy in
+    a Maildir or over IMAP (neither the ``mailbox`` module nor the one-message
+    fast path below undoes the quoting)."""
+    return _QUOTED_FROM_RE.sub(rb"\1", raw) if b">From " in raw else raw
+
+
 def messages_in_file(name: str, data: bytes) -> Iterator[MessageInput]:
     """The messages in one file's bytes: the file itself, or each of an mbox's."""
     if not data.startswith(b"From "):
@@ -123,7 +137,7 @@ def messages_in_file(name: str, data: bytes) -> Iterator[MessageInput]:
         # One message with its envelope line, as many archives (and the
         # SpamAssassin corpus) store mail: the From_ line is not part of
         # the message, and the mbox parser costs 10x a plain read.
-        yield MessageInput(name, raw=data.partition(b"\n")[2])
+        yield MessageInput(name, raw=_unquoted(data.partition(b"\n")[2]))
         return
     try:
         box = mailbox.mbox(name, create=False)
@@ -133,21 +147,55 @@ def messages_in_file(name: str, data: bytes) -> Iterator[MessageInput]:
         return
     try:
         if len(keys) == 1:
-            yield MessageInput(name, raw=box.get_bytes(keys[0]))
+            yield MessageInput(name, raw=_unquoted(box.get_bytes(keys[0])))
             return
         for number, key in enumerate(keys, 1):
-            yield MessageInput(f"{name}#{number}", raw=box.get_bytes(key), number=number)
+            yield MessageInput(f"{name}#{number}", raw=_unquoted(box.get_bytes(key)), number=number)
     finally:
         box.close()
 
 
 def read_file(name: str) -> list[MessageInput]:
-    """The messages of the file ``name`` (read once), or its read error."""
+    """The messages of the file ``name`` (read once), or its read error.
+
+    A Maildir message that is gone from where it was listed was most likely
+    renamed by the mail server meanwhile (``new/`` to ``cur/`` when a client
+    opens the folder, a flag change in ``cur/``): it is read under its new
+    name, and passed over if it is gone for good (expunged).
+    """
+    for _ in range(3):
+        try:
+            data = read_regular(name)
+        except FileNotFoundError as exc:
+            moved = _maildir_new_name(Path(name))
+            if moved is None:
+                return [] if _in_maildir(Path(name)) else [MessageInput(name, error=_why(exc))]
+            name = str(moved)
+            continue
+        except OSError as exc:
+            return [MessageInput(name, error=_why(exc))]
+        return list(messages_in_file(name, data))
+    return []
+
+
+def _in_maildir(path: Path) -> bool:
+    return path.parent.name in ("cur", "new") and _is_maildir(path.parent.parent)
+
+
+def _maildir_new_name(path: Path) -> Path | None:
+    """Where the Maildir message listed as ``path`` is now: the file in
+    ``cur/`` with the same unique name (the part before ``:2,flags``)."""
+    if not _in_maildir(path):
+        return None
+    unique = path.name.partition(":")[0]
     try:
-        data = read_regular(name)
-    except OSError as exc:
-        return [MessageInput(name, error=_why(exc))]
-    return list(messages_in_file(name, data))
+        with os.scandir(path.parent.parent / "cur") as entries:
+            for entry in entries:
+                if entry.name.partition(":")[0] == unique and entry.path != str(path):
+                    return Path(entry.path)
+    except OSError:
+        pass
+    return None
 
 
 def _read_file(path: Path, lazy: bool = False) -> Iterator[MessageInput]:

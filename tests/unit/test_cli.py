@@ -139,6 +139,56 @@ def test_learn_from_mbox_and_maildir(model, tmp_path, spam_messages, ham_message
     assert "learned 4 as ham" in run("--model", model, "learn", "--ham", tmp_path / "Maildir").output
 
 
+@pytest.mark.parametrize("others", [0, 1], ids=["alone in its mbox", "one of two"])
+def test_a_message_from_an_mbox_is_the_same_message_as_its_maildir_copy(model, tmp_path, others):
+    """An mbox writer quotes body lines that start with "From " (">From ");
+    read back, the message must be the one the Maildir holds, or it is
+    counted twice, as ham and as spam at once."""
+    quoted = (b"From: alice@example.org\nSubject: lunch\nMessage-ID: <1@x>\n\nHi Bob,\n"
+              b"From what I hear the place is good.\n")
+    maildir = mailbox.Maildir(tmp_path / "Maildir")
+    maildir.add(quoted)
+    box = mailbox.mbox(tmp_path / "export.mbox")
+    for raw in [quoted] + [b"From: carol@example.org\nSubject: other\n\nhello\n"] * others:
+        box.add(raw)
+    box.close()
+    assert b"\n>From what" in (tmp_path / "export.mbox").read_bytes()
+    assert "learned 1 as ham" in run("--model", model, "learn", "--ham", tmp_path / "Maildir").output
+    result = run("--model", model, "learn", "--spam", tmp_path / "export.mbox")
+    assert "relabelled 1" in result.output, result.output
+    assert "forgot 1" in run("--model", model, "forget", tmp_path / "Maildir").output
+
+
+def test_a_maildir_the_mail_server_renames_during_a_learn_is_learned_whole(model, tmp_path, monkeypatch,
+                                                                          spam_messages):
+    """Dovecot moves new/ to cur/ when a client opens the folder, and
+    renames a file in cur/ when its flags change: a learn that listed the
+    old names reads the new ones, and a message expunged meanwhile is no
+    error."""
+    import spamlearn.mailsource as mailsource
+
+    maildir = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    for n, raw in enumerate(spam_messages[:3]):
+        (maildir / "new" / f"17000000{n}.M1P1.host").write_bytes(raw)
+    (maildir / "cur" / "170000009.M9P9.host:2,").write_bytes(spam_messages[3])
+    read = mailsource.read_regular
+
+    def renamed_before_the_first_read(name):
+        if (maildir / "new" / "170000000.M1P1.host").exists():     # the listing is done: rename now
+            os.rename(maildir / "new" / "170000000.M1P1.host", maildir / "cur" / "170000000.M1P1.host:2,S")
+            os.rename(maildir / "new" / "170000001.M1P1.host", maildir / "cur" / "170000001.M1P1.host")
+            os.rename(maildir / "cur" / "170000009.M9P9.host:2,", maildir / "cur" / "170000009.M9P9.host:2,RS")
+            os.unlink(maildir / "new" / "170000002.M1P1.host")         # expunged
+        return read(name)
+
+    monkeypatch.setattr(mailsource, "read_regular", renamed_before_the_first_read)
+    result = run("--model", model, "learn", "--spam", maildir)
+    assert result.exit_code == 0, result.output
+    assert "learned 3 as spam" in result.output and "errors 0" in result.output
+
+
 def test_learn_progress_counts_files_not_the_messages_of_an_mbox(model, tmp_path, monkeypatch,
                                                                  spam_messages):
     """The bar's total is the number of files; a four-message mbox and one
