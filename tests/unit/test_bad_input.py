@@ -315,6 +315,23 @@ def test_closed_stdout_is_an_io_error(tmp_path):
     assert result.stderr.strip() == b"spamlearn: error: standard output is closed"
 
 
+@pytest.mark.parametrize("exit_zero", [[], ["--exit-zero"]])
+def test_a_filter_whose_reader_leaves_mid_message_fails_whatever_exit_zero_says(tmp_path, exit_zero):
+    """The reader takes one byte of a 200 KB message and leaves: the rest
+    cannot be passed on, and the caller must not take the cut copy for the
+    mail (BufferedWriter.write returned short then, without an error)."""
+    raw = b"From: a@example.org\nSubject: s\n\n" + b"word " * 40_000
+    proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "filter", *exit_zero], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdin.write(raw)
+    proc.stdin.close()
+    assert proc.stdout.read(1) == b"X"          # its X-Spam headers come first
+    proc.stdout.close()
+    with proc.stderr:
+        assert proc.wait(timeout=60) == ExitCode.IOERR
+        assert b"cannot write the message to standard output" in proc.stderr.read()
+
+
 def test_closed_stderr_keeps_the_exit_code(tmp_path):
     """Errors then go nowhere, but cron and Postfix still get the right code (it was 1)."""
     assert _with_closed([2], "score", tmp_path / "missing.eml").returncode == ExitCode.NOINPUT
