@@ -510,7 +510,7 @@ def eval_(
         # 0.5; TREC's tools record a failure as ham at score 0); said here
         # so that a broken index is noticed.
         for message_id, why in result.failures[:_FAILURES_NAMED]:
-            typer.echo(f"spamlearn: {message_id}: {why}", err=True)
+            typer.echo(f"spamlearn: {display_name(message_id)}: {why}", err=True)
         if f.unreadable > _FAILURES_NAMED:
             typer.echo(f"spamlearn: ... and {f.unreadable - _FAILURES_NAMED} more", err=True)
         typer.echo(f"spamlearn: {f.unreadable} of {f.messages} messages could not be read or "

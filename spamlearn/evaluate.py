@@ -55,7 +55,9 @@ def read_index(index_path: Path) -> list[IndexEntry]:
     """Read a TREC index (``spam ../data/inmail.1`` per line)."""
     index_path = Path(index_path)
     try:
-        lines = index_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        # surrogateescape: a file name that is not UTF-8 (Latin-1 from an
+        # old archive) must name the very file, not one with U+FFFD in it.
+        lines = index_path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     except OSError as exc:
         raise InputMissingError(f"cannot read index {index_path}: {exc.strerror}") from exc
     base = index_path.parent
@@ -327,8 +329,10 @@ def write_results(result: OnlineResult, path: Path) -> None:
 
 
 #: What would split or end a result line's id field: white space, and the
-#: escape character itself.
-_ID_UNSAFE_RE = re.compile(r"[%\s]")
+#: escape character itself; and the bytes of a file name that are not
+#: UTF-8 (``read_index`` keeps them as lone surrogates), which a UTF-8
+#: result file cannot hold.
+_ID_UNSAFE_RE = re.compile(r"[%\s\udc80-\udcff]")
 
 
 def result_id(mid: str) -> str:
@@ -336,7 +340,8 @@ def result_id(mid: str) -> str:
     as their UTF-8 bytes in %XX (URL) escapes, so that ``a b.eml`` reads
     back as one id (``urllib.parse.unquote``) and not two fields; the ids
     of a TREC corpus (``../data/inmail.1``) are written as they are."""
-    return _ID_UNSAFE_RE.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), mid)
+    return _ID_UNSAFE_RE.sub(
+        lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8", "surrogateescape")), mid)
 
 
 def write_trec_results(result: OnlineResult, path: Path) -> None:

@@ -538,6 +538,21 @@ def test_eval_figures_are_the_ones_its_results_file_gives(tmp_path, spam_message
     assert figures["lam_pct"] == pytest.approx(lam, abs=1e-6)
 
 
+def test_eval_reads_an_index_naming_files_that_are_not_utf8(tmp_path, spam_messages, ham_messages):
+    """A Latin-1 file name in the index names that file (it read as U+FFFD,
+    "No such file", and the message went into the figures as a 0.5)."""
+    from urllib.parse import unquote_to_bytes
+
+    index = _tiny_corpus(tmp_path, spam_messages, ham_messages)
+    os.rename(tmp_path / "data" / "m0", os.fsencode(tmp_path / "data") + b"/caf\xe9")
+    index.write_bytes(index.read_bytes().replace(b"../data/m0\n", b"../data/caf\xe9\n"))
+    results = tmp_path / "results.txt"
+    result = run("eval", "--index", index, "--json", "--results", results)
+    assert result.exit_code == 0, result.output
+    first = results.read_text(encoding="utf-8").splitlines()[0].split()
+    assert unquote_to_bytes(first[0]) == b"../data/caf\xe9" and first[1] == "spam"
+
+
 def test_eval_index_problems_have_the_input_exit_codes(tmp_path, spam_messages):
     missing = run("eval", "--index", tmp_path / "nowhere")
     assert missing.exit_code == ExitCode.NOINPUT, missing.output
