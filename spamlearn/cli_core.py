@@ -69,13 +69,15 @@ def learn(
     _one_stdin(paths)
     label = Label.SPAM if spam else Label.HAM
     store = _store(ctx, user)
-    # Said in the summary, because a mistyped model path would otherwise
-    # quietly start an empty model (and create its folder) beside the real one.
-    new_model = not store.exists()
     counts = {Action.LEARNED: 0, Action.RELABELLED: 0, Action.ALREADY_KNOWN: 0}
     errors = missing = headerless = 0
     with store.session(source=source) as session, \
             progress(f"learning {label}", count_files(paths)) as advance:
+        # Said in the summary, because a mistyped model path would otherwise
+        # quietly start an empty model (and create its folder) beside the
+        # real one.  Looked at under the lock: learners started together
+        # each said "new model" when it was only the first's.
+        new_model = not store.exists()
         for item in iter_messages(paths):
             if item.starts_file:    # the bar counts files, as count_files does
                 advance(1)

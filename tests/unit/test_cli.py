@@ -665,6 +665,32 @@ def test_learn_says_when_it_starts_a_new_model(tmp_path):
     assert f"(new model {model})" in first.output and f"(model {model})" in again.output
 
 
+def test_a_learner_that_waited_for_the_first_does_not_say_new_model(tmp_path, sample_spam):
+    """Learners started together on a fresh path: only the one that made
+    the model says so."""
+    import threading
+
+    from spamlearn.modelstore import ModelStore
+
+    model = tmp_path / "m.joblib"
+    holding, release = threading.Event(), threading.Event()
+
+    def first_learner():
+        with ModelStore(model).session() as session:
+            session.learn(sample_spam, "spam")
+            holding.set()
+            release.wait(10)
+
+    first = threading.Thread(target=first_learner)
+    first.start()
+    assert holding.wait(10)
+    threading.Timer(0.5, release.set).start()       # the CLI learner is waiting for the lock by then
+    second = run("--model", model, "learn", "--ham", "tests/fixtures/sample-ham.eml")
+    first.join()
+    assert second.exit_code == 0, second.output
+    assert f"(model {model})" in second.output
+
+
 def test_score_writes_one_line_per_message_whatever_the_file_name(tmp_path, sample_ham):
     folder = tmp_path / "mail"
     folder.mkdir()
