@@ -286,7 +286,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         # Decoded here rather than by tomllib.load, whose UnicodeDecodeError
         # is not a TOMLDecodeError and would escape as a traceback.
-        text = raw.decode("utf-8")
+        # A byte-order mark first (Windows Notepad's UTF-8) is no TOML,
+        # but nothing else in the file is wrong: read past it.
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
         raise ConfigError(f"config file {path}: line {line}: byte 0x{raw[exc.start]:02x} is not UTF-8 "
@@ -564,3 +566,9 @@ def load_settings(
         return Settings(**values)
     except TypeError as exc:
         raise ConfigError(str(exc)) from exc
+    except ConfigError as exc:
+        # A check of values together (the cutoffs' order) cannot say which
+        # layer set them; the file, if any, is where an admin looks first.
+        if path is None or str(path) in str(exc):
+            raise
+        raise ConfigError(f"config file {path} (or the environment): {exc}") from None

@@ -120,6 +120,19 @@ def test_a_file_that_is_not_utf8_names_the_file_and_line(tmp_path):
         load_settings(path)
 
 
+def test_a_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "spamlearn.toml"
+    path.write_bytes(b"\xef\xbb\xbf[model]\nspam_cutoff = 0.95\n")     # Windows Notepad's UTF-8
+    assert load_settings(path, env={}).spam_cutoff == 0.95
+
+
+def test_cutoffs_out_of_order_name_the_config_file(tmp_path):
+    path = tmp_path / "spamlearn.toml"
+    path.write_text("[model]\nham_cutoff = 0.5\nspam_cutoff = 0.4\n")
+    with pytest.raises(ConfigError, match=f"config file {re.escape(str(path))} .*ham_cutoff <= spam_cutoff"):
+        load_settings(path, env={})
+
+
 @pytest.mark.parametrize("value", ["5", "[[1]]", '"alice"', "{ alice = true }", '["a b"]', '["../x"]',
                                    '[".hidden"]', '[""]'])
 def test_own_model_must_be_a_list_of_user_names(tmp_path, value):
