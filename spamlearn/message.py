@@ -211,7 +211,6 @@ def _decode_encoded_words(text: str) -> str | None:
     return "".join(out)
 
 
-_CRLF = re.compile(rb"\r\n")
 
 
 #: Headers that delivery writes for each recipient (a final hop's ``Received
@@ -254,7 +253,10 @@ def _digest(raw: bytes, skipped: re.Pattern[bytes]) -> str:
     # a 50 MB message the straightforward ``head + sep + body.rstrip()``
     # made three copies of it.  The digests are the same bit for bit (the
     # ledger keys on them; ``test_digest_matches_the_reference_definition``).
-    data = _CRLF.sub(b"\n", raw) if b"\r\n" in raw else raw
+    # bytes.replace, not re.sub: the same bytes, but re.sub built a list of
+    # every piece between two CRLFs first (learning a 60 MB CRLF message
+    # took 556 MB).
+    data = raw.replace(b"\r\n", b"\n") if b"\r\n" in raw else raw
     start = 0
     if data.startswith(b"From "):
         newline = data.find(b"\n")
