@@ -71,14 +71,17 @@ def read_regular(path: str | Path, follow_symlinks: bool = True) -> bytes:
         return fh.read()
 
 
-def make_folders(folder: Path) -> list[Path]:
+def make_folders(folder: Path, mode: int | None = None) -> list[Path]:
     """Create ``folder`` and its missing parents, one level at a time; returns
     those this call made (not one another process made meanwhile: that one
     is not ours to remove).  Run as root, each is given to the owner of the
     nearest folder that was there: a first learn or restore for a user's
     own model by root (a drain, a command by hand) made ``users/`` root's,
     and every later learner of the mail user failed on it (a helper's
-    review)."""
+    review).  ``mode``: what the folders made get, whatever the umask (an
+    admin's umask 027 made the sieve install's folders 0750 root:root,
+    which Dovecot's mail user could not enter: every move into Junk went
+    unlearned, a helper's review)."""
     folder = Path(folder)
     missing = []
     for level in (folder, *folder.parents):
@@ -92,18 +95,24 @@ def make_folders(folder: Path) -> list[Path]:
         except FileExistsError:
             continue
         created.append(level)
+    owner = None
     if created and os.geteuid() == 0:
-        owner = os.stat(missing[-1].parent)
-        if owner.st_uid != 0:
-            for made in created:
-                try:
-                    fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-                except OSError:
-                    continue              # swapped meanwhile: leave it
-                try:
-                    os.fchown(fd, owner.st_uid, owner.st_gid)
-                finally:
-                    os.close(fd)
+        nearest = os.stat(missing[-1].parent)
+        owner = nearest if nearest.st_uid != 0 else None
+    if mode is None and owner is None:
+        return created
+    for made in created:
+        try:
+            fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue              # swapped meanwhile: leave it
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            if owner is not None:
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+        finally:
+            os.close(fd)
     return created
 
 

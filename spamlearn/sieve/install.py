@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..regularfile import make_folders
 from .options import SieveOptions
 from .spool import Spool
 from .templates import CONF_NAME, RenderedFile, render_files
@@ -26,7 +27,9 @@ def staged_path(path: Path, dest: Path | None) -> Path:
 
 
 def _write_atomically(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # 0755 whatever the umask: Dovecot's mail user must reach the scripts
+    # and run the pipe program (see ``make_folders``).
+    make_folders(path.parent, mode=0o755)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as fh:

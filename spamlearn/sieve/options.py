@@ -42,10 +42,17 @@ _BAD_FOLDER_RE = re.compile(r'["\\\x00-\x1f\x7f]|\$\{')
 _URL_RE = re.compile(r"https?://[A-Za-z0-9.:\[\]_-]+(/[A-Za-z0-9._~/-]*)?")
 
 
-def _check_folder(name: str, what: str) -> str:
+def _check_folder(name: str, what: str, pattern: bool = False) -> str:
+    """``name`` if it can be pasted into Dovecot's config and a Sieve string;
+    ``pattern``: may hold wildcards (the not-ham folders are Sieve
+    ``:matches`` patterns; the spam and trash folders are names: Dovecot
+    reads ``*`` and ``?`` in ``imapsieve_mailboxN_name`` as wildcards even
+    quoted, and a spam folder ``*`` made every move anywhere spam)."""
     if not name or _BAD_FOLDER_RE.search(name) or name != name.strip():
         raise ConfigError(f"invalid {what} {name!r}: no quotes, backslashes, '${{', control "
                           "characters or surrounding spaces")
+    if not pattern and any(c in name for c in "*?%"):
+        raise ConfigError(f"invalid {what} {name!r}: one folder's name, without the wildcards * ? %")
     return name
 
 
@@ -111,7 +118,7 @@ class SieveOptions:
         _check_folder(self.spam_folder, "spam folder")
         _check_folder(self.trash_folder, "trash folder")
         for name in self.not_ham_folders:
-            _check_folder(name, "not-ham folder")
+            _check_folder(name, "not-ham folder", pattern=True)
         if self.spam_folder in (self.trash_folder, *self.not_ham_folders):
             raise ConfigError(f"the spam folder {self.spam_folder!r} cannot also be a trash "
                               "or not-ham folder")

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..classifier import Label
 from ..errors import ConfigError, StoreBusyError
-from ..regularfile import create_lock_file, irregular_kind, read_regular
+from ..regularfile import create_lock_file, irregular_kind, make_folders, read_regular
 from .options import USER_NAME_RE
 
 __all__ = ["Spool", "SpoolEntry", "SPOOL_SUBDIRS"]
@@ -113,8 +113,11 @@ class Spool:
         and ``group_gid`` the group the drain runs as, so that both can read,
         write and delete without either being root.
         """
+        # The folders above the spool 0755 whatever the umask: the mail
+        # user must reach it (see ``make_folders``).
+        make_folders(self.root.parent, mode=0o755)
         for folder in (self.root, *(self.root / sub for sub in SPOOL_SUBDIRS)):
-            folder.mkdir(mode=0o770, parents=True, exist_ok=True)
+            folder.mkdir(mode=0o770, exist_ok=True)
             if owner_uid is not None or group_gid is not None:
                 os.chown(folder, -1 if owner_uid is None else owner_uid,
                          -1 if group_gid is None else group_gid)

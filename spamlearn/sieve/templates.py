@@ -34,7 +34,7 @@ class RenderedFile:
 
 def _conf_value(name: str) -> str:
     # Dovecot strips the quotes; they keep "Junk E-mail" one value.
-    return name if name == "*" else f'"{name}"'
+    return f'"{name}"'
 
 
 def _sieve_list(names: tuple[str, ...]) -> str:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
+import pytest
 from typer.testing import CliRunner
 
-from spamlearn.cli import app
+from spamlearn.cli import ExitCode, app
+from spamlearn.sieve import SieveOptions, install
 
 runner = CliRunner()
 
@@ -83,6 +88,32 @@ def test_relative_flag_paths_are_from_the_current_folder_not_the_config_files(tm
     assert f"SPOOL='{config_dir / 'from-file'}'" in shown
     shown = run("--config", config, "sieve", "print", "--file", "spamlearn-report", "--spool", "mine").output
     assert f"SPOOL='{work / 'mine'}'" in shown
+
+
+def test_install_makes_folders_the_mail_user_can_enter_whatever_the_umask(tmp_path):
+    """An admin's umask 027 made the new folders 0750 root:root: Dovecot's
+    mail user could not read the scripts nor run the pipe program, and
+    every move into Junk went unlearned (a helper's review)."""
+    options = SieveOptions(spool=tmp_path / "var/spool/spamlearn", conf_dir=tmp_path / "conf.d",
+                           sieve_dir=tmp_path / "sieve/spamlearn", pipe_bin_dir=tmp_path / "lib/sieve-pipe")
+    old = os.umask(0o027)
+    try:
+        install(options, compile_scripts=False)
+    finally:
+        os.umask(old)
+    for folder in (options.sieve_dir, options.sieve_dir.parent, options.pipe_bin_dir,
+                   options.pipe_bin_dir.parent, options.spool.parent, options.spool.parent.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, (folder, oct(folder.stat().st_mode))
+    assert stat.S_IMODE(options.spool.stat().st_mode) == 0o2770
+
+
+@pytest.mark.parametrize("flag", ["--spam-folder", "--trash-folder"])
+@pytest.mark.parametrize("name", ["*", "Junk*", "Sp?m", "%"])
+def test_a_spam_or_trash_folder_with_wildcards_is_refused(flag, name):
+    """Dovecot reads them as wildcards: a spam folder '*' made every move spam."""
+    result = runner.invoke(app, ["sieve", "print", flag, name])
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert "without the wildcards" in result.output
 
 
 def test_install_unknown_mail_user(tmp_path):
