@@ -100,7 +100,8 @@ def shuffled(items: list, seed: int) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", default=None, help="TREC index (default: the unpacked SpamAssassin corpus)")
+    parser.add_argument("--index", default=None,
+                        help="TREC index (default: the unpacked SpamAssassin corpus)")
     parser.add_argument("--orders", type=int, default=1,
                         help="the index order plus N-1 seeded shuffles; prints the mean")
     parser.add_argument("settings", nargs="+")

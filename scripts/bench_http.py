@@ -175,7 +175,8 @@ def run_level(server: ServeProcess, bodies: list[bytes], clients: int, warmup: f
     latencies.sort()
     n = len(latencies)
     return {
-        "clients": clients, "requests": n, "errors": len(errors), "first_error": errors[0] if errors else None,
+        "clients": clients, "requests": n, "errors": len(errors),
+        "first_error": errors[0] if errors else None,
         "requests_per_s": n / measured,
         "p50_ms": 1000 * latencies[n // 2], "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))],
         "mean_ms": 1000 * statistics.fmean(latencies),

@@ -79,7 +79,8 @@ def main() -> None:
         print(f"{stage:9s} {seconds:7.2f} s CPU  {n / seconds if seconds else float('inf'):9,.0f} msg/s"
               f"  {first[stage]:7.2f} s CPU")
     front = best["parse"] + best["tokenize"] + best["hash"] + best["score"]
-    print(f"parse+tokenize+score  {n / front:,.0f} msg/CPU-s;  whole loop  {n / sum(best.values()):,.0f} msg/CPU-s"
+    print(f"parse+tokenize+score  {n / front:,.0f} msg/CPU-s;  "
+          f"whole loop  {n / sum(best.values()):,.0f} msg/CPU-s"
           f"  (first pass {n / sum(first.values()):,.0f})")
 
 

@@ -49,8 +49,8 @@ def main() -> None:
             lines = proc.stdout.count(b"\n")
             assert lines == n, (lines, n)
             best = min(best, elapsed)
-        print(f"spamlearn score --jobs {jobs}: {n / best:,.0f} messages/s ({best:.2f} s, best of {args.repeat}; "
-              f"{cpu:.2f} s CPU)")
+        print(f"spamlearn score --jobs {jobs}: {n / best:,.0f} messages/s "
+              f"({best:.2f} s, best of {args.repeat}; {cpu:.2f} s CPU)")
 
 
 if __name__ == "__main__":

@@ -34,11 +34,13 @@ Rebuilt by `python scripts/build_default_model.py` (which also wrote this card).
 | | |
 | --- | --- |
 | built | {date} with spamlearn {version} |
-| data | the Apache SpamAssassin public corpus (`../shared/corpora/spamassassin-public.tar.gz`): {n_spam} spam, {n_ham} ham, collected 2002-2003 |
+| data | the Apache SpamAssassin public corpus (`../shared/corpora/spamassassin-public.tar.gz`): \
+{n_spam} spam, {n_ham} ham, collected 2002-2003 |
 | file | {size:.2f} MB on disk, SHA-256 `{sha}`; {buckets:,} of {n_features:,} hashed feature buckets used |
 | model | `BayesCounts` / `ChiSquareNB`: {params} |
 | tokenizer | {tokenizer} |
-| cutoffs | ham below {ham_cutoff}, spam at or above {spam_cutoff} (spamlearn's defaults; the model does not fix them) |
+| cutoffs | ham below {ham_cutoff}, spam at or above {spam_cutoff} \
+(spamlearn's defaults; the model does not fix them) |
 
 ## Figures
 
@@ -47,7 +49,8 @@ same corpus (from an empty model, each message classified, then learned):
 
 | (1-ROCA)% | lam% | ham called spam | spam called ham | unsure | hm% at sm 0.1% |
 | --- | --- | --- | --- | --- | --- |
-| {roca_pct:.4f} | {lam_pct:.3f} | {ham_misclassified_pct:.3f}% | {spam_misclassified_pct:.3f}% | {unsure_pct:.2f}% | {hm_at_sm_01_pct:.2f}% |
+| {roca_pct:.4f} | {lam_pct:.3f} | {ham_misclassified_pct:.3f}% | {spam_misclassified_pct:.3f}% \
+| {unsure_pct:.2f}% | {hm_at_sm_01_pct:.2f}% |
 
 ## Limits
 

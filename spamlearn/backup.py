@@ -37,8 +37,8 @@ from .modelstore import ModelStore
 from .regularfile import hand_to_folder_owner, make_folders
 from .store import fsync_dir, read_header
 
-__all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "archive_label", "own_files",
-           "MODEL_MEMBER", "LEDGER_MEMBER"]
+__all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "archive_label",
+           "own_files", "MODEL_MEMBER", "LEDGER_MEMBER"]
 
 MODEL_MEMBER = "model.joblib"
 LEDGER_MEMBER = "model.ledger"

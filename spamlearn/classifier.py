@@ -1,9 +1,10 @@
 """The facade other filters embed: raw bytes in, a ``Verdict`` out.
 
 ``Classifier`` ties the parser, the tokenizer, the feature hasher and the
-``BayesCounts`` model (the numbers behind ``ChiSquareNB``) together and applies the ham/unsure/spam cutoffs.  It
-holds no file or lock: saving, loading and the learned-message ledger live in
-``spamlearn.store`` and ``spamlearn.modelstore``.
+``BayesCounts`` model (the numbers behind ``ChiSquareNB``) together and
+applies the ham/unsure/spam cutoffs.  It holds no file or lock: saving,
+loading and the learned-message ledger live in ``spamlearn.store`` and
+``spamlearn.modelstore``.
 """
 
 from __future__ import annotations

@@ -198,7 +198,8 @@ def resize(
     check_features(features, "--features")
     store = _store(ctx, user)
     before, after = store.resize(features)
-    used = {name: 100 * clf.model.buckets_used_ratio() for name, clf in (("before", before), ("after", after))}
+    used = {name: 100 * clf.model.buckets_used_ratio()
+            for name, clf in (("before", before), ("after", after))}
     typer.echo(f"resized {store.model_path}: {before.model.n_features_in_:,} -> {features:,} buckets, "
                f"{used['before']:.1f}% -> {used['after']:.1f}% in use "
                f"({after.n_spam + after.n_ham:,} learned messages counted again from the ledger)")

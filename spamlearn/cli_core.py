@@ -400,7 +400,8 @@ def info(
         typer.echo(json.dumps(details, indent=2, default=str))
     else:
         typer.echo(f"config file:    {details['config_file'] or '(none)'}")
-        typer.echo(f"model file:     {details['model']}" + ("" if details["exists"] else "  (not created yet)"))
+        typer.echo(f"model file:     {details['model']}"
+                   + ("" if details["exists"] else "  (not created yet)"))
         old_ledger = "  (bucket numbers: cannot be resized)" if details.get("resizable") is False else ""
         typer.echo(f"ledger:         {details['ledger']}{old_ledger}")
         typer.echo(f"scores with:    {details.get('scoring_model', details.get('scoring_model_error'))}")

@@ -18,7 +18,8 @@ from .classifier import Classifier, Clue
 __all__ = ["strongest_clues"]
 
 
-def strongest_clues(classifier: Classifier, tokens: Iterable[str], n: int = 20) -> tuple[list[Clue], list[Clue]]:
+def strongest_clues(classifier: Classifier, tokens: Iterable[str],
+                    n: int = 20) -> tuple[list[Clue], list[Clue]]:
     """The ``n`` strongest spam clues and ``n`` strongest ham clues among ``tokens``.
 
     Strength is the model's own smoothed token probability f(w): Robinson's

@@ -56,7 +56,8 @@ from .model import ChiSquareNB
 from .tokenizer import Tokenizer, TokenizerOptions
 
 __all__ = ["CorpusFeatures", "load_corpus_features", "plain_text", "plain_word_counts",
-           "drop_empty_columns", "run_chunked", "ComparisonRow", "compare_models", "DEFAULT_MODELS", "comparison_table"]
+           "drop_empty_columns", "run_chunked", "ComparisonRow", "compare_models", "DEFAULT_MODELS",
+           "comparison_table"]
 
 #: The models compared, each a factory for a fresh, empty estimator.
 DEFAULT_MODELS: dict[str, Callable[[], object]] = {

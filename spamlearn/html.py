@@ -67,8 +67,8 @@ MAX_HTML_CHARS = 60_000
 
 # Tags BeautifulSoup still has to see: those it removes with their text
 # (head, title, noscript) and those the evidence pass reads.
-_SOUP_TAGS: frozenset[str] = frozenset({"form", "input", "iframe", "object", "embed", "applet", "map", "area", "base",
-                        "head", "title", "noscript"})
+_SOUP_TAGS: frozenset[str] = frozenset({"form", "input", "iframe", "object", "embed", "applet", "map", "area",
+                                        "base", "head", "title", "noscript"})
 # Work per part stays linear in its length, whatever the markup:
 # * a tag's name is matched possessively (``*+``): its letters are also
 #   the attributes' ``[^<>]``, and with no ">" to end the tag, every
@@ -80,7 +80,8 @@ _SOUP_TAGS: frozenset[str] = frozenset({"form", "input", "iframe", "object", "em
 _TAG_RE = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:]*+)([^<>]*)>")
 _COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _SCRIPT_STYLE_OPEN_RE = re.compile(r"<(script|style)\b[^>]*>", re.IGNORECASE)
-_CLOSE_RES = {name: re.compile(rf"</{name}\s*>", re.IGNORECASE) for name in ("script", "style", "head", "title")}
+_CLOSE_RES = {name: re.compile(rf"</{name}\s*>", re.IGNORECASE)
+              for name in ("script", "style", "head", "title")}
 _ATTR_RE = re.compile(r"""(?<![-\w])(href|src|width|height)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""",
                       re.IGNORECASE)
 # Loose supersets of ``_is_hidden``'s tests, on the raw attribute text.
@@ -217,7 +218,8 @@ def _styled_tags(html: str, lowered: str) -> Iterator[re.Match]:
         hit = find("style", hit + 5)
 
 
-def _drop_elements(html: str, opening: re.Pattern, replace: Callable[[str, str | None, int, int], str]) -> str:
+def _drop_elements(html: str, opening: re.Pattern,
+                   replace: Callable[[str, str | None, int, int], str]) -> str:
     """Each element that ``opening`` starts, up to its own end tag or, for
     script and style, the end of ``html``, replaced by ``replace(name,
     inner, start, end)``; ``inner`` is the text between the tags (None when

@@ -107,7 +107,8 @@ def _expand(path: Path, seen: set[tuple[int, int]] | None = None) -> Iterator[Pa
             else:
                 yield (Path(entry.path), "not a regular file")
         except OSError as exc:
-            yield (Path(entry.path), f"broken symbolic link: {_why(exc)}" if entry.is_symlink() else _why(exc))
+            yield (Path(entry.path),
+                   f"broken symbolic link: {_why(exc)}" if entry.is_symlink() else _why(exc))
 
 
 def _file_or_why(path: Path, mode: int) -> Path | tuple[Path, str]:

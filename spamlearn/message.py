@@ -22,7 +22,8 @@ import urllib.parse
 
 from .errors import READING_FAILURES, MessageError
 
-__all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "legacy_message_digest", "decode_bytes"]
+__all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "legacy_message_digest",
+           "decode_bytes"]
 
 #: Parts nested deeper than this are not walked.  Real mail rarely nests
 #: beyond 4 (a forwarded message with attachments); 20 is generous and

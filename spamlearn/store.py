@@ -144,7 +144,8 @@ class _PlainDataUnpickler(NumpyUnpickler):
 
 
 # joblib 1.4 added ensure_native_byte_order to NumpyUnpickler.__init__.
-_UNPICKLER_TAKES_BYTE_ORDER = "ensure_native_byte_order" in inspect.signature(NumpyUnpickler.__init__).parameters
+_UNPICKLER_TAKES_BYTE_ORDER = ("ensure_native_byte_order"
+                               in inspect.signature(NumpyUnpickler.__init__).parameters)
 # A model file's pickle, decompressed, is at most this big (2**24 buckets
 # all used: 256 MB): a few bytes of zlib must not inflate to all memory.
 _MAX_PICKLE_BYTES = 1 << 30

@@ -953,7 +953,8 @@ class Tokenizer:
         if opts.message_id_shape and msg.header("message-id") is None:
             out.append("header:no-message-id")
 
-    def _header_rule(self, name: str) -> tuple[bool, str | None, Callable[[str, str, list[str]], None] | None]:
+    def _header_rule(self, name: str) -> tuple[bool, str | None,
+                                               Callable[[str, str, list[str]], None] | None]:
         """What ``_header_tokens`` does with a header called ``name`` (not Received):
         whether it counts at all (in the header order too), its ``header:``
         token, and the method that reads its value."""

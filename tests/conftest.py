@@ -20,16 +20,24 @@ def make_message(subject: str, body: str, sender: str = "someone@example.org",
 
 
 SPAMMY = [
-    make_message("Cheap pills online", "Buy cheap viagra pills now, best price guaranteed", "deals@pharma.example"),
-    make_message("You won a prize", "Claim your lottery prize money now, click the link", "winner@lotto.example"),
-    make_message("Make money fast", "Earn money from home fast, guaranteed income, click now", "rich@cash.example"),
-    make_message("Free offer inside", "Free trial offer, limited time, buy now and save money", "offers@deals.example"),
+    make_message("Cheap pills online", "Buy cheap viagra pills now, best price guaranteed",
+                 "deals@pharma.example"),
+    make_message("You won a prize", "Claim your lottery prize money now, click the link",
+                 "winner@lotto.example"),
+    make_message("Make money fast", "Earn money from home fast, guaranteed income, click now",
+                 "rich@cash.example"),
+    make_message("Free offer inside", "Free trial offer, limited time, buy now and save money",
+                 "offers@deals.example"),
 ]
 HAMMY = [
-    make_message("Meeting tomorrow", "Can we move the project meeting to ten tomorrow morning?", "bob@work.example"),
-    make_message("Re: build failure", "The build fails on Debian because the test data is missing", "dev@lists.example"),
-    make_message("Lunch on Friday", "Would you like to have lunch with the team on Friday?", "carol@work.example"),
-    make_message("Patch review", "I reviewed your patch for the parser, two small comments inline", "dev@lists.example"),
+    make_message("Meeting tomorrow", "Can we move the project meeting to ten tomorrow morning?",
+                 "bob@work.example"),
+    make_message("Re: build failure", "The build fails on Debian because the test data is missing",
+                 "dev@lists.example"),
+    make_message("Lunch on Friday", "Would you like to have lunch with the team on Friday?",
+                 "carol@work.example"),
+    make_message("Patch review", "I reviewed your patch for the parser, two small comments inline",
+                 "dev@lists.example"),
 ]
 
 

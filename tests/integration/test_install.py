@@ -21,8 +21,9 @@ def test_a_prefix_install_scores_with_its_own_default_model(tmp_path):
     # --ignore-installed: without it pip first uninstalls the spamlearn the
     # tests run from (an editable install) to put this one in its place.
     prefix = tmp_path / "prefix"
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed",
-                           "--prefix", str(prefix), str(ROOT)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                           "--ignore-installed", "--prefix", str(prefix), str(ROOT)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     site = prefix / Path(sysconfig.get_path("purelib", vars={"base": ""}).lstrip("/"))
     assert (site / "spamlearn").is_dir(), sorted(str(p) for p in prefix.rglob("spamlearn"))[:5]
@@ -32,7 +33,8 @@ def test_a_prefix_install_scores_with_its_own_default_model(tmp_path):
            "HOME": str(tmp_path)}
     env.pop("SPAMLEARN_DEFAULT_MODEL", None)
     command = [sys.executable, "-m", "spamlearn", "--config", str(config)]
-    info = subprocess.run(command + ["info"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    info = subprocess.run(command + ["info"], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120)
     assert info.returncode == 0, info.stdout + info.stderr
     assert str(prefix / "share" / "spamlearn" / "models" / "default.joblib") in info.stdout
     scored = subprocess.run(command + ["score", str(ROOT / "tests" / "fixtures" / "sample-spam.eml")],

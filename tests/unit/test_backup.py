@@ -315,7 +315,8 @@ def test_a_planted_link_at_the_marker_is_not_written_through(model, tmp_path):
     victim = tmp_path / "victim.conf"
     victim.write_text("precious\n")
     model.with_name("model.joblib.restoring").symlink_to(victim)
-    assert run("--model", model, "learn", "--spam", HAM).exit_code == ExitCode.IOERR   # refused, as interrupted
+    # refused, as interrupted
+    assert run("--model", model, "learn", "--spam", HAM).exit_code == ExitCode.IOERR
     assert run("--model", model, "restore", archive).exit_code == 0
     assert victim.read_text() == "precious\n"
     assert not os.path.lexists(model.with_name("model.joblib.restoring"))

@@ -27,7 +27,8 @@ def spamlearn(*args, input: bytes = b"", env_extra=None):
 
 def nested(depth: int) -> bytes:
     head = b"From: a@example.org\nSubject: deep\nMIME-Version: 1.0\n"
-    opening = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(depth))
+    opening = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i)
+                       for i in range(depth))
     closing = b"".join(b"\n--b%d--\n" % i for i in reversed(range(depth)))
     return head + opening + b"Content-Type: text/plain\n\nhello from the bottom\n" + closing
 
@@ -39,7 +40,8 @@ TRUNCATED_MULTIPART = (b"From: a@example.org\nSubject: cut\nMIME-Version: 1.0\n"
 UNKNOWN_CHARSET = (b"From: a@example.org\nSubject: =?x-klingon?Q?Qapla=27?=\nMIME-Version: 1.0\n"
                    b"Content-Type: text/plain; charset=x-klingon\n\nnuqneH \xe4\xf6\xfc\n")
 WRONG_CHARSET = (b"From: a@example.org\nSubject: caf\xe9\nMIME-Version: 1.0\n"
-                 b"Content-Type: text/plain; charset=utf-8\n\nCaf\xe9 cr\xe8me br\xfbl\xe9e, \xe0 bient\xf4t\n")
+                 b"Content-Type: text/plain; charset=utf-8\n\n"
+                 b"Caf\xe9 cr\xe8me br\xfbl\xe9e, \xe0 bient\xf4t\n")
 
 SCORABLE = {
     "lone header line": b"Subject: hello",
@@ -117,7 +119,8 @@ def test_model_file_of_another_format_version(tmp_path):
     data = joblib.load(model)
     data["format_version"] = 99
     joblib.dump(data, model)
-    for args in (("score", "tests/fixtures/sample-spam.eml"), ("learn", "--ham", "tests/fixtures/sample-ham.eml")):
+    for args in (("score", "tests/fixtures/sample-spam.eml"),
+                 ("learn", "--ham", "tests/fixtures/sample-ham.eml")):
         result = spamlearn("--model", model, *args)
         assert result.returncode == ExitCode.IOERR
         assert "format version 99" in result.stderr.decode()
@@ -254,7 +257,8 @@ def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_read(tmp_path, 
 
     monkeypatch.setattr(mailsource.os, "scandir", scandir)
     found = list(mailsource.iter_messages([bad, good]))
-    assert [(m.name, m.error) for m in found if m.error] == [(str(bad), "cannot list folder: Permission denied")]
+    assert ([(m.name, m.error) for m in found if m.error]
+            == [(str(bad), "cannot list folder: Permission denied")])
     assert [m.name for m in found if m.raw] == [str(good / "a.eml")]
 
 
@@ -321,8 +325,8 @@ def test_a_filter_whose_reader_leaves_mid_message_fails_whatever_exit_zero_says(
     cannot be passed on, and the caller must not take the cut copy for the
     mail (BufferedWriter.write returned short then, without an error)."""
     raw = b"From: a@example.org\nSubject: s\n\n" + b"word " * 40_000
-    proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "filter", *exit_zero], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "filter", *exit_zero], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdin.write(raw)
     proc.stdin.close()
     assert proc.stdout.read(1) == b"X"          # its X-Spam headers come first

@@ -41,8 +41,8 @@ def trained_model(model, tmp_path, spam_messages, ham_messages, sample_spam, sam
     return model
 
 
-@pytest.mark.parametrize("command", ["learn", "forget", "score", "filter", "info", "eval", "exit-codes", "backup",
-                                     "restore", "resize"])
+@pytest.mark.parametrize("command", ["learn", "forget", "score", "filter", "info", "eval", "exit-codes",
+                                     "backup", "restore", "resize"])
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.exit_code == 0
@@ -124,7 +124,8 @@ def test_learn_reports_and_is_idempotent(model, tmp_path, sample_spam):
 
 def test_learn_needs_exactly_one_label(model, sample_spam):
     assert run("--model", model, "learn", "-", input=sample_spam).exit_code == ExitCode.USAGE
-    assert run("--model", model, "learn", "--spam", "--ham", "-", input=sample_spam).exit_code == ExitCode.USAGE
+    assert run("--model", model, "learn", "--spam", "--ham", "-",
+               input=sample_spam).exit_code == ExitCode.USAGE
 
 
 def test_learn_from_mbox_and_maildir(model, tmp_path, spam_messages, ham_messages):
@@ -179,7 +180,8 @@ def test_a_maildir_the_mail_server_renames_during_a_learn_is_learned_whole(model
         if (maildir / "new" / "170000000.M1P1.host").exists():     # the listing is done: rename now
             os.rename(maildir / "new" / "170000000.M1P1.host", maildir / "cur" / "170000000.M1P1.host:2,S")
             os.rename(maildir / "new" / "170000001.M1P1.host", maildir / "cur" / "170000001.M1P1.host")
-            os.rename(maildir / "cur" / "170000009.M9P9.host:2,", maildir / "cur" / "170000009.M9P9.host:2,RS")
+            os.rename(maildir / "cur" / "170000009.M9P9.host:2,",
+                      maildir / "cur" / "170000009.M9P9.host:2,RS")
             os.unlink(maildir / "new" / "170000002.M1P1.host")         # expunged
         return read(name)
 
@@ -474,7 +476,8 @@ def test_config_file_sets_model_and_cutoffs(tmp_path, trained_model, sample_spam
     config = tmp_path / "spamlearn.toml"
     config.write_text(f'[model]\npath = "{trained_model}"\nmin_messages = 1\nspam_cutoff = 0.999999\n'
                       f'ham_cutoff = 0.000001\n')
-    record = json.loads(run("--config", config, "score", "--json", "-", input=b"Subject: pills\n\nprice").output)
+    record = json.loads(run("--config", config, "score", "--json", "-",
+                            input=b"Subject: pills\n\nprice").output)
     assert record["verdict"] == "unsure"
 
 
@@ -521,7 +524,8 @@ def test_eval_figures_are_the_ones_its_results_file_gives(tmp_path, spam_message
                              "--trec-results", trec).output)
     jig = [dict(field.split("=", 1) for field in line.split()) for line in trec.read_text().splitlines()]
     rows = [line.split() for line in results.read_text().splitlines()]
-    assert [(j["file"], j["judge"], float(j["score"])) for j in jig] == [(r[0], r[1], float(r[2])) for r in rows]
+    assert ([(j["file"], j["judge"], float(j["score"])) for j in jig]
+            == [(r[0], r[1], float(r[2])) for r in rows])
     assert all(j["class"] == ("spam" if float(j["score"]) > 0.5 else "ham") for j in jig)
     rows = [line.split() for line in results.read_text().splitlines()]
     gold = [row[1] == "spam" for row in rows]

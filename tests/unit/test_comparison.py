@@ -116,7 +116,8 @@ def test_compare_models_runs_every_model_on_every_feature_set(corpus_index):
     words = plain_word_counts(corpus.texts, n_features=2**12)
     rows = compare_models({"tokens": corpus.tokens, "words": words}, corpus.gold, readable=corpus.readable,
                           chunk_size=2)
-    assert [(r.features, r.model) for r in rows] == [(f, m) for f in ("tokens", "words") for m in DEFAULT_MODELS]
+    assert ([(r.features, r.model) for r in rows]
+            == [(f, m) for f in ("tokens", "words") for m in DEFAULT_MODELS])
     for row in rows:
         assert math.isfinite(row.figures.roca_pct) and 0 <= row.figures.roca_pct <= 100
         assert row.figures.messages == len(entries)
@@ -129,7 +130,8 @@ def test_compare_models_runs_every_model_on_every_feature_set(corpus_index):
 def test_plain_text_is_the_subject_and_the_text_parts_as_they_are():
     raw = (b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\nMIME-Version: 1.0\n"
            b"Content-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\nhello\n"
-           b"--b\nContent-Type: text/html\n\n<p>hi <b>there</b></p>\n--b\nContent-Type: image/png\n\nxx\n--b--\n")
+           b"--b\nContent-Type: text/html\n\n<p>hi <b>there</b></p>\n"
+           b"--b\nContent-Type: image/png\n\nxx\n--b--\n")
     text = plain_text(parse_message(raw))
     assert text.splitlines()[0] == "Grüße"
     assert "hello" in text and "<b>there</b>" in text and "xx" not in text

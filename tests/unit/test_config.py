@@ -99,7 +99,8 @@ def test_missing_explicit_file(tmp_path):
 
 
 def test_per_user_models(tmp_path):
-    config = write(tmp_path, '[model]\npath = "/srv/m.joblib"\n[users]\ndir = "/srv/users"\nown_model = ["alice"]\n'
+    config = write(tmp_path, '[model]\npath = "/srv/m.joblib"\n'
+                             '[users]\ndir = "/srv/users"\nown_model = ["alice"]\n'
                              '[[accounts]]\nusername = "bob"\nown_model = true\n'
                              '[[accounts]]\nusername = "carol"\n')
     settings = load_settings(config)

@@ -66,7 +66,8 @@ def test_digest_matches_the_reference_definition():
 def delivered(to: bytes, raw: bytes = MESSAGE) -> bytes:
     """``raw`` as Postfix and Dovecot's LMTP deliver it to ``to``."""
     return (b"Return-Path: <bounce@example.net>\nDelivered-To: " + to + b"\nReceived: from mx.example.org\n"
-            b"\tby mail.example.org (Dovecot) with LMTP\n\tfor <" + to + b">; Sat, 28 Nov 2026 10:00:00 +0000\n"
+            b"\tby mail.example.org (Dovecot) with LMTP\n"
+            b"\tfor <" + to + b">; Sat, 28 Nov 2026 10:00:00 +0000\n"
             b"X-Original-To: " + to + b"\nReceived: from relay.example.net by mx.example.org\n" + raw)
 
 

@@ -172,7 +172,8 @@ def test_multipart_without_its_start_boundary_is_read_as_text():
 
 
 def nested(depth: int) -> bytes:
-    opening = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(depth))
+    opening = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i)
+                       for i in range(depth))
     closing = b"".join(b"\n--b%d--\n" % i for i in reversed(range(depth)))
     return HEAD + opening + b"Content-Type: text/plain\n\nhello from the bottom\n" + closing
 
@@ -319,7 +320,8 @@ def test_html_fast_path_matches_tree_pass(html, monkeypatch):
     assert sorted(fast.urls) == sorted(tree.urls)
 
 
-@pytest.mark.parametrize("html,fast", [(h, True) for h in _HTML_FAST_CASES] + [(h, False) for h in _HTML_TREE_CASES])
+@pytest.mark.parametrize("html,fast",
+                         [(h, True) for h in _HTML_FAST_CASES] + [(h, False) for h in _HTML_TREE_CASES])
 def test_html_fast_path_takes_these(html, fast):
     import spamlearn.html as H
 

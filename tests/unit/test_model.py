@@ -281,7 +281,8 @@ def test_hasher_indices_are_the_sorted_unique_buckets_of_index(tokens):
     # What the ledger keeps, and the buckets it gives back at any size.
     assert hasher.hashes(tokens).tolist() == sorted({token_hash(t) for t in tokens})
     assert hasher.fold(hasher.hashes(tokens)).tolist() == hasher.indices(tokens).tolist()
-    assert TokenHasher(2**20).fold(hasher.hashes(tokens)).tolist() == TokenHasher(2**20).indices(tokens).tolist()
+    assert (TokenHasher(2**20).fold(hasher.hashes(tokens)).tolist()
+            == TokenHasher(2**20).indices(tokens).tolist())
 
 
 def _learned(spam: list[bytes], ham: list[bytes], **params) -> Classifier:
@@ -320,7 +321,8 @@ def test_clues_seen_rarely_shrink_the_score_toward_unsure(spam_messages, ham_mes
     from spamlearn.counts import BayesCounts
 
     def trained(support: int, warmup: int = 0) -> Classifier:
-        return _learned(spam_messages[:3], ham_messages[:3], confidence_warmup=warmup, support_sightings=support)
+        return _learned(spam_messages[:3], ham_messages[:3], confidence_warmup=warmup,
+                        support_sightings=support)
 
     raw = spam_messages[0]
     plain = trained(0).score(raw, explain=True)
@@ -333,7 +335,8 @@ def test_clues_seen_rarely_shrink_the_score_toward_unsure(spam_messages, ham_mes
     assert trained(50).score(raw).decision < plain.decision / 2
     # Both the warm-up (3 of 10 messages) and the support apply: the smaller wins.
     both = trained(50, warmup=10).score(raw).decision
-    assert both == pytest.approx(plain.decision * min(0.3, math.sqrt(sum(min(n, 50) for n in seen) / len(seen) / 50)))
+    assert both == pytest.approx(plain.decision
+                                 * min(0.3, math.sqrt(sum(min(n, 50) for n in seen) / len(seen) / 50)))
     with pytest.raises(ValueError, match="support_sightings"):
         BayesCounts(support_sightings=-1).init_empty(16)
 

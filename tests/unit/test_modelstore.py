@@ -121,7 +121,8 @@ def test_killed_during_model_write_recovers(store, tmp_path, sample_spam, sample
     store.learn(sample_ham, "ham")
     message = tmp_path / "spam.eml"
     message.write_bytes(sample_spam)
-    proc = subprocess.run([sys.executable, "-c", _KILL_DURING_MODEL_WRITE, str(store.model_path), str(message)])
+    proc = subprocess.run([sys.executable, "-c", _KILL_DURING_MODEL_WRITE, str(store.model_path),
+                           str(message)])
     assert proc.returncode == 9
     assert store.check() == []
     assert store.load().n_spam == 0
@@ -377,7 +378,8 @@ def test_another_name_of_the_shared_model_keeps_its_configured_ledger(tmp_path):
 
 def _delivered_to(user: bytes, raw: bytes) -> bytes:
     return (b"Return-Path: <bounce@example.net>\nDelivered-To: " + user + b"\nReceived: from mx.example.org"
-            b"\n\tby mail.example.org (Dovecot) with LMTP\n\tfor <" + user + b">; Sat, 28 Nov 2026 10:00:00 +0000\n"
+            b"\n\tby mail.example.org (Dovecot) with LMTP\n"
+            b"\tfor <" + user + b">; Sat, 28 Nov 2026 10:00:00 +0000\n"
             + raw)
 
 

@@ -33,7 +33,8 @@ def make_result(gold, scores, verdicts=None) -> OnlineResult:
         decisions = np.log(scores) - np.log1p(-scores)
     if verdicts is None:
         verdicts = [Label.SPAM if s >= 0.9 else Label.HAM if s < 0.2 else Label.UNSURE for s in scores]
-    return OnlineResult([f"m{i}" for i in range(len(gold))], gold, scores, decisions, verdicts, 1.0, len(gold))
+    return OnlineResult([f"m{i}" for i in range(len(gold))], gold, scores, decisions, verdicts, 1.0,
+                        len(gold))
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ runner = CliRunner()
 
 
 def _messages(spam_messages, ham_messages, sample_spam, sample_ham):
-    numbered = [(f"Subject: note {i}\nFrom: n{i}@example.org\n\nword{i} common text {i * 7}\n".encode(), "ham")
+    numbered = [(f"Subject: note {i}\nFrom: n{i}@example.org\n\n"
+                 f"word{i} common text {i * 7}\n".encode(), "ham")
                 for i in range(30)]
     return ([(m, "spam") for m in spam_messages + [sample_spam]]
             + [(m, "ham") for m in ham_messages + [sample_ham]] + numbered)
@@ -106,8 +107,10 @@ def test_resize_on_the_command_line(tmp_path, sample_spam, sample_ham):
     config.write_text(f'[model]\npath = "{model}"\nfeatures = 65536\n')
     for path, raw in (("s.eml", sample_spam), ("h.eml", sample_ham)):
         (tmp_path / path).write_bytes(raw)
-    assert runner.invoke(app, ["--config", str(config), "learn", "--spam", str(tmp_path / "s.eml")]).exit_code == 0
-    assert runner.invoke(app, ["--config", str(config), "learn", "--ham", str(tmp_path / "h.eml")]).exit_code == 0
+    assert runner.invoke(app, ["--config", str(config), "learn", "--spam",
+                               str(tmp_path / "s.eml")]).exit_code == 0
+    assert runner.invoke(app, ["--config", str(config), "learn", "--ham",
+                               str(tmp_path / "h.eml")]).exit_code == 0
     done = runner.invoke(app, ["--config", str(config), "resize", "--features", "1048576"])
     assert done.exit_code == 0, done.output
     assert "65,536 -> 1,048,576 buckets" in done.output and "2 learned messages" in done.output
@@ -115,7 +118,8 @@ def test_resize_on_the_command_line(tmp_path, sample_spam, sample_ham):
     assert shown["n_features"] == 2**20 and shown["check"] == "ok" and shown["resizable"] is True
     odd = runner.invoke(app, ["--config", str(config), "resize", "--features", "3000000"])
     assert odd.exit_code == ExitCode.CONFIG and "power of two" in odd.output
-    nothing = runner.invoke(app, ["--model", str(tmp_path / "none.joblib"), "resize", "--features", "4194304"])
+    nothing = runner.invoke(app, ["--model", str(tmp_path / "none.joblib"), "resize", "--features",
+                                  "4194304"])
     assert nothing.exit_code == ExitCode.IOERR and "nothing to resize" in nothing.output
     assert not (tmp_path / "none.joblib").exists()
 

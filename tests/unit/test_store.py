@@ -192,7 +192,8 @@ def test_a_model_from_before_an_option_existed_tokenizes_as_it_learned(tmp_path,
     # Options added since (the sender tokens, fewer header-value words)
     # read as off in an older file, not as today's defaults.
     def change(data):
-        for name in ("header_value_words", "date_zone", "message_id_shape", "from_address", "content_type_raw"):
+        for name in ("header_value_words", "date_zone", "message_id_shape", "from_address",
+                     "content_type_raw"):
             del data["tokenizer"][name]
 
     path = _saved_changed(tmp_path, trained, change)

@@ -57,7 +57,8 @@ def test_subject_words_pairs_and_punctuation(tokens):
 
 
 def test_sender_names_domains_and_address(tokens):
-    assert {"from:name:jane", "from:name:doe", "from:domain:mail.example.org", "from:domain:example.org"} <= tokens
+    assert {"from:name:jane", "from:name:doe", "from:domain:mail.example.org",
+            "from:domain:example.org"} <= tokens
     assert "from:addr:jane.doe42@mail.example.org" in tokens
     assert "from:local:a.a9" in tokens              # the shape of "jane.doe42"
     assert {"to:domain:example.net", "to:no-real-name", "to:count:1"} <= tokens
@@ -223,7 +224,8 @@ def test_other_headers_give_their_first_words(tokens):
 
 def test_header_order_names_the_first_headers(tokens):
     order = [t for t in tokens if t.startswith("header:order:")]
-    assert order == ["header:order:from>to>subject>date>message-id>x-mailer>x-auth-info>authentication-results"]
+    assert order == ["header:order:from>to>subject>date>message-id>x-mailer>x-auth-info>"
+                     "authentication-results"]
 
 
 def test_authentication_results_and_list_headers(tokens):
@@ -232,7 +234,8 @@ def test_authentication_results_and_list_headers(tokens):
 
 
 def test_url_tokens(tokens):
-    assert {"url:scheme:http", "url:shop.pills.example.com", "url:pills.example.com", "url:example.com"} <= tokens
+    assert {"url:scheme:http", "url:shop.pills.example.com", "url:pills.example.com",
+            "url:example.com"} <= tokens
     assert {"url:path:cheap", "url:path:offer"} <= tokens
     assert "url:ip-host" in tokens                  # the HTML link to a bare address
     assert "url:img.example.com" in tokens          # an image's source
