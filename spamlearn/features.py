@@ -41,7 +41,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["TokenHasher", "MessageVectorizer", "DEFAULT_N_FEATURES", "HASH_NAME", "token_hash"]
+# MessageVectorizer comes from __getattr__ below, on first use (scikit-learn).
+__all__ = ["TokenHasher", "MessageVectorizer", "DEFAULT_N_FEATURES", "HASH_NAME", "token_hash"]  # noqa: F822
 
 DEFAULT_N_FEATURES = 2**21
 

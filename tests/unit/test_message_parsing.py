@@ -424,7 +424,7 @@ def test_dropping_head_title_and_script_elements_does_what_the_regexes_did():
         html = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
         seen: list = []
         got = H._drop_elements(html, H._HEAD_TITLE_OPEN_RE,
-                               lambda name, inner, start, end: seen.append(
+                               lambda name, inner, start, end, seen=seen: seen.append(
                                    (name, inner if name == "head" else None, start, end)) or "#")
         want: list = []
 
