@@ -111,6 +111,11 @@ class Classifier:
             # "junk"/"ok", that is "ok", and spam would be scored as ham.
             raise ValueError(f"the model's positive (last) class must be spam, 1 or True; "
                              f"its classes are {list(classes)}")
+        if not hasattr(model, "n_features_in_"):
+            # An estimator not fitted yet (ChiSquareNB()): it has no counts to
+            # score with nor a size to hash into.
+            raise NotFittedError(f"{type(model).__name__} is not fitted yet: fit it first, or give "
+                                 f"Classifier no model to start an empty one")
         self.model = model
         self.hasher = TokenHasher(model.n_features_in_)
         self.tokenizer = Tokenizer(tokenizer_options)

@@ -547,10 +547,13 @@ Binary naive Bayes over feature presence with chi-squared combining.
         if not 0 <= self.family_balance <= 1:
             raise ValueError(f"family_balance must be in [0, 1], got {self.family_balance!r}")
 
-    #: Robinson's f(w) for every bucket, set by ``freeze_scoring``; valid
-    #: while (n_spam_, n_ham_) equals ``_table_key``.
-    _table: np.ndarray | None = None
-    _table_key: tuple[int, int] | None = None
+    #: How many times the counts have changed (``counts_changed``).
+    _changes: int = 0
+    #: Robinson's f(w) for every bucket, set by ``freeze_scoring``, with the
+    #: ``_changes`` it was computed at: used only while that still holds.
+    #: One attribute, so that a thread scoring never pairs a table with
+    #: the key of another.
+    _frozen: tuple[np.ndarray, int] | None = None
 
     def init_empty(self, n_features: int) -> BayesCounts:
         """Start with zero counts over ``n_features`` buckets."""
@@ -558,13 +561,23 @@ Binary naive Bayes over feature presence with chi-squared combining.
         if isinstance(n_features, bool) or int(n_features) != n_features or not 0 < n_features <= 2**32:
             # Checked before two arrays of that size are allocated.
             raise ValueError(f"n_features must be an integer from 1 to 2**32, got {n_features!r}")
-        self._table = self._used_ratio = None
         self.n_features_in_ = int(n_features)
         self.spam_count_ = np.zeros(n_features, dtype=np.uint32)
         self.ham_count_ = np.zeros(n_features, dtype=np.uint32)
         self.n_spam_ = 0
         self.n_ham_ = 0
+        self.counts_changed()
         return self
+
+    def counts_changed(self) -> None:
+        """Drop what was derived from the counts; call after changing them.
+
+        After, not before: ``freeze_scoring`` in another thread notes the
+        number of changes before it reads the counts, so a table read from
+        counts half changed is never taken for current (a helper's review:
+        16 of 600 races installed a table older than the counts)."""
+        self._used_ratio = None
+        self._changes += 1
 
     @property
     def n_learned_(self) -> int:
@@ -586,17 +599,16 @@ Binary naive Bayes over feature presence with chi-squared combining.
 
     def learn_indices(self, indices: np.ndarray, is_spam: bool) -> None:
         """Count one message given by its unique feature indices."""
-        self._table = self._used_ratio = None
         counts = self.spam_count_ if is_spam else self.ham_count_
         counts[indices] += 1
         if is_spam:
             self.n_spam_ += 1
         else:
             self.n_ham_ += 1
+        self.counts_changed()
 
     def unlearn_indices(self, indices: np.ndarray, is_spam: bool) -> None:
         """Exact inverse of ``learn_indices``; refuses to go below zero."""
-        self._table = self._used_ratio = None
         counts = self.spam_count_ if is_spam else self.ham_count_
         total = self.n_spam_ if is_spam else self.n_ham_
         if total <= 0 or (len(indices) and counts[indices].min() == 0):
@@ -606,12 +618,13 @@ Binary naive Bayes over feature presence with chi-squared combining.
             self.n_spam_ -= 1
         else:
             self.n_ham_ -= 1
+        self.counts_changed()
 
     def feature_probs(self, indices: np.ndarray) -> np.ndarray:
         """Robinson's f(w) for each feature index."""
-        table = self._table
-        if table is not None and self._table_key == (self.n_spam_, self.n_ham_):
-            return table[indices]
+        frozen = self._frozen
+        if frozen is not None and frozen[1] == self._changes:
+            return frozen[0][indices]
         return self._probs(self.spam_count_[indices], self.ham_count_[indices])
 
     def _probs(self, spam: np.ndarray, ham: np.ndarray) -> np.ndarray:
@@ -644,10 +657,10 @@ Binary naive Bayes over feature presence with chi-squared combining.
         Scoring then looks each feature's probability up instead of
         deriving it from the counts (the same numbers, bit for bit: the
         same element-wise arithmetic).  Learning or unlearning drops the
-        table, and it is ignored once the message counts move, so a model
+        table, and it is ignored once the counts move, so a model
         that learns after this still scores from its counts.
         """
-        self._table = None
+        changes = self._changes
         # Only the used buckets (~170,000 of 2**21 in the default model) are
         # computed; the rest get f of a never-seen feature, from the same
         # function.  measured 2026-11-28, default model: 50-150 ms for all
@@ -656,8 +669,7 @@ Binary naive Bayes over feature presence with chi-squared combining.
         zero = np.zeros(1, dtype=self.spam_count_.dtype)
         table = np.full(self.n_features_in_, self._probs(zero, zero)[0])
         table[used] = self._probs(self.spam_count_[used], self.ham_count_[used])
-        self._table = table
-        self._table_key = (self.n_spam_, self.n_ham_)
+        self._frozen = (table, changes)
 
     def score_indices(self, indices: np.ndarray, text: np.ndarray | None = None) -> Scored:
         """Score one message given by its unique feature indices.

@@ -42,7 +42,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 # MessageVectorizer comes from __getattr__ below, on first use (scikit-learn).
-__all__ = ["TokenHasher", "MessageVectorizer", "DEFAULT_N_FEATURES", "HASH_NAME", "token_hash"]  # noqa: F822
+__all__ = ["TokenHasher", "MessageVectorizer", "DEFAULT_N_FEATURES", "HASH_NAME", "MAX_BUCKETS",  # noqa: F822
+           "token_hash"]
 
 DEFAULT_N_FEATURES = 2**21
 
@@ -50,7 +51,10 @@ DEFAULT_N_FEATURES = 2**21
 #: hash is refused (spamlearn.store).
 HASH_NAME = "crc32"
 
-_MAX_FEATURES = 2**32
+#: The most buckets a model may have: what a model file may describe
+#: (``spamlearn.store``; 2**28 buckets are already 2 GB of counts).  The
+#: config allows up to 2**25.
+MAX_BUCKETS = 2**28
 
 
 def token_hash(token: str) -> int:
@@ -64,12 +68,12 @@ class TokenHasher:
     Parameters
     ----------
     n_features : int, default=2**21
-        Number of buckets; a power of two, at most 2**32.
+        Number of buckets; a power of two, at most ``MAX_BUCKETS`` (2**28).
     """
 
     def __init__(self, n_features: int = DEFAULT_N_FEATURES):
-        if n_features <= 0 or n_features & (n_features - 1) or n_features > _MAX_FEATURES:
-            raise ValueError(f"n_features must be a power of two up to 2**32, got {n_features}")
+        if n_features <= 0 or n_features & (n_features - 1) or n_features > MAX_BUCKETS:
+            raise ValueError(f"n_features must be a power of two up to 2**28, got {n_features}")
         self.n_features = n_features
         self._mask = n_features - 1
 

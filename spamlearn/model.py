@@ -169,7 +169,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         counts.ham_count_ += np.asarray(presence[~positive].sum(axis=0), dtype=np.uint32).ravel()
         counts.n_spam_ += int(positive.sum())
         counts.n_ham_ += int((~positive).sum())
-        counts._table = counts._used_ratio = None    # caches of the counts before
+        counts.counts_changed()
         return self
 
     def decision_function(self, X) -> np.ndarray:

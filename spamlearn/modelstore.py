@@ -22,6 +22,7 @@ import dataclasses
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -91,6 +92,10 @@ _MKSTEMP_PART = re.compile(r"[a-z0-9_]{8}")
 #: How far ahead of this host's clock a verdict's time stamp is believed.
 _CLOCK_LEAD = 300.0
 
+#: A message digest (``message_digest``): what ``forget`` and ``known`` take
+#: in place of the message.
+_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+
 
 class LearningSession:
     """Learn and forget under the store's lock; ``commit`` saves both files."""
@@ -113,9 +118,13 @@ class LearningSession:
     def _key(self, raw_or_digest: bytes | str) -> str:
         """The ledger key of a message: its digest, or the digest a ledger
         of 0.2.0 or earlier learned it under (``legacy_message_digest``), so
-        that a message learned then is not counted again now."""
+        that a message learned then is not counted again now.  A str is a
+        digest if it looks like one (``forget``, ``known``), else the
+        message's text."""
         if isinstance(raw_or_digest, str):
-            return raw_or_digest
+            if _DIGEST_RE.fullmatch(raw_or_digest):
+                return raw_or_digest
+            raw_or_digest = raw_or_digest.encode("utf-8", "surrogateescape")
         digest = message_digest(raw_or_digest)
         if self._row(digest) is None:
             legacy = legacy_message_digest(raw_or_digest)
@@ -146,7 +155,7 @@ class LearningSession:
         return len(self._pending) + len(self._state)
 
     # -- changes ------------------------------------------------------------------------
-    def learn(self, raw: bytes, label: str | Label, *, source: str | None = None,
+    def learn(self, raw: bytes | str, label: str | Label, *, source: str | None = None,
               hashes: np.ndarray | None = None, verdict_at: float | None = None) -> LearnOutcome:
         """Learn ``raw`` as ``label``: a no-op if already so, a relabel if the other way.
 
@@ -158,9 +167,15 @@ class LearningSession:
         ``MessageError`` for input that is not a message.
         """
         label = Label.learnable(label)
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")   # as Classifier takes a str: never a digest
+        stamped = verdict_at is not None
+        if stamped and not math.isfinite(verdict_at):
+            # Checked here, not by the ledger's NOT NULL at commit time,
+            # which failed the whole session's work with a ledger error.
+            raise ValueError(f"verdict_at must be a finite time, got {verdict_at!r}")
         digest = self._key(raw)
         row = self._row(digest)
-        stamped = verdict_at is not None
         now = time.time()
         # A stamp from a clock a little ahead of ours (Dovecot on another
         # host) keeps its order among its own; one far ahead cannot lock
@@ -176,10 +191,12 @@ class LearningSession:
             # a clock stepped back would say.
             return LearnOutcome(digest, Action.SUPERSEDED, label, Label(row.label))
         if row is not None and row.label == label.value:
-            if stamped and verdict_at > row.learned_at:
-                # The same verdict again, later (out of Junk and back in):
-                # its time must move too, or a request for the move out,
-                # still waiting, would land after it.
+            if verdict_at > row.learned_at:
+                # The same verdict again, later (out of Junk and back in, or
+                # an admin's `learn --spam` of it): its time must move too,
+                # or a verdict given before it, still queued, would land
+                # after it (a helper's review: a move out of Junk queued at
+                # T1, `learn --spam` at T2, the drain made it ham).
                 self._pending[digest] = dataclasses.replace(row, learned_at=verdict_at)
             return LearnOutcome(digest, Action.ALREADY_KNOWN, label, label)
         if hashes is None:
@@ -483,7 +500,7 @@ class ModelStore:
         Raises
         ------
         ValueError
-            ``n_features`` is not a power of two up to 2**32.
+            ``n_features`` is not a power of two up to 2**28.
         LedgerError
             The ledger keeps bucket indices (made before 2026-11-29), or does
             not add up to the model.

@@ -32,7 +32,7 @@ from . import __version__
 from .classifier import Classifier
 from .counts import BayesCounts
 from .errors import ModelFileError
-from .features import HASH_NAME
+from .features import HASH_NAME, MAX_BUCKETS
 from .regularfile import NotRegularFileError, hand_to_folder_owner, make_folders, open_regular
 from .tokenizer import TokenizerOptions
 
@@ -93,6 +93,12 @@ def save_classifier(classifier: Classifier, path: Path) -> None:
         if any, is then left untouched.
     """
     path = Path(path)
+    if classifier.model.n_features_in_ > _MAX_FILE_FEATURES:
+        # Refused before anything is written: the file would be one no
+        # load accepts (a library's resize to 2**29 replaced a working model
+        # with it, a helper's review).
+        raise ModelFileError(f"cannot write {path}: {classifier.model.n_features_in_} buckets is more "
+                             f"than a model file may hold (2**28)")
     data = _to_dict(classifier)
     tmp_name = None
     try:
@@ -228,9 +234,8 @@ def read_header(path: Path, content: bytes | None = None) -> dict:
     return data
 
 
-#: The largest model a file may describe (the config allows up to 2**25;
-#: 2**28 buckets are already 2 GB of counts).
-_MAX_FILE_FEATURES = 2**28
+#: The largest model a file may describe.
+_MAX_FILE_FEATURES = MAX_BUCKETS
 
 
 def _is_int(value: object) -> bool:

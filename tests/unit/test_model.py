@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from spamlearn import ChiSquareNB, Classifier, Label, MessageVectorizer, NotFittedError
+from spamlearn.counts import BayesCounts
 from spamlearn.errors import ModelError
 
 X_TOY = np.array([
@@ -388,3 +389,36 @@ def test_api_misuse_is_refused_with_a_clear_error(spam_messages, ham_messages):
     fitted.partial_fit(vectorizer.transform([b"Subject: new words\n\nzebra quokka axolotl"]), ["ham"])
     assert fitted.counts_.buckets_used_ratio() > before          # no stale cache
     assert isinstance(BayesCounts().init_empty(2**10), BayesCounts)
+
+
+def test_an_unfitted_estimator_is_refused_by_the_classifier_with_not_fitted():
+    with pytest.raises(NotFittedError, match="not fitted"):
+        Classifier(ChiSquareNB())
+
+
+def test_a_table_frozen_while_another_thread_learns_is_never_taken_for_current():
+    """freeze_scoring reads the counts while a learner (another thread of an
+    embedding filter) changes them: the table it leaves must either match
+    the counts or be ignored.  The learner's turn is forced into the middle
+    of the table's computation, where a thread switch put it (a helper's
+    review: 16 of 600 races left a table older than the counts in use)."""
+    rng = np.random.default_rng(5)
+    model = BayesCounts().init_empty(2**12)
+    for _ in range(50):
+        model.learn_indices(np.unique(rng.integers(0, 2**12, 40)), bool(rng.integers(2)))
+    learned = np.unique(rng.integers(0, 2**12, 60))
+    probs = model._probs
+    turns = []
+
+    def probs_with_a_learner_between(spam, ham):
+        out = probs(spam, ham)
+        if not turns:                       # the other thread's turn, once
+            turns.append(model.learn_indices(learned, True))
+        return out
+
+    model._probs = probs_with_a_learner_between
+    model.freeze_scoring()
+    del model._probs
+    assert turns, "the learner ran during freeze_scoring"
+    fresh = model._probs(model.spam_count_[learned], model.ham_count_[learned])
+    assert np.array_equal(model.feature_probs(learned), fresh)

@@ -416,3 +416,39 @@ def test_a_message_a_0_2_ledger_learned_is_not_counted_again(store, monkeypatch,
     assert store.forget(copy).action == Action.NOT_KNOWN
     assert (store.load().n_spam, store.load().n_ham) == (0, 1)
     assert store.check() == []
+
+
+def test_the_same_verdict_given_now_outdates_one_queued_before_it(store, sample_spam, sample_ham):
+    """A move out of Junk queued at T1, then `learn --spam` of the message
+    (already spam) at T2: the queued ham verdict is older and must not
+    land (the drain made it ham)."""
+    store.learn(sample_ham, "ham")
+    with store.session() as session:
+        assert session.learn(sample_spam, "spam", verdict_at=time.time() - 60).action == Action.LEARNED
+    queued_at = time.time() - 30
+    assert store.learn(sample_spam, "spam").action == Action.ALREADY_KNOWN     # now, no time given
+    with store.session(source="sieve") as session:
+        assert session.learn(sample_spam, "ham", verdict_at=queued_at).action == Action.SUPERSEDED
+    assert store.load().n_spam == 1 and store.check() == []
+
+
+def test_a_message_given_as_text_is_the_message_never_a_ledger_key(store, sample_spam, sample_ham):
+    text = sample_spam.decode("utf-8")
+    with store.session() as session:
+        assert session.learn(text, "spam").action == Action.LEARNED
+        assert session.learn(sample_spam, "spam").action == Action.ALREADY_KNOWN
+        assert session.known(text) == Label.SPAM
+        # A digest is taken as one where a message or its digest may be given.
+        assert session.known(message_digest(sample_spam)) == Label.SPAM
+    store.learn(sample_ham, "ham")
+    assert (store.load().n_spam, store.load().n_ham) == (1, 1) and store.check() == []
+
+
+@pytest.mark.parametrize("when", [float("nan"), float("inf"), float("-inf")])
+def test_a_verdict_time_that_is_no_time_is_refused_and_the_session_keeps_its_work(store, sample_spam,
+                                                                                  sample_ham, when):
+    with store.session() as session:
+        session.learn(sample_ham, "ham")
+        with pytest.raises(ValueError, match="finite"):
+            session.learn(sample_spam, "spam", verdict_at=when)
+    assert store.load().n_ham == 1 and store.load().n_spam == 0 and store.check() == []

@@ -145,3 +145,14 @@ def test_the_share_of_buckets_in_use_follows_learning(tmp_path, sample_spam, sam
         assert model.buckets_used_ratio() > first          # not a stale value
         session.forget(sample_ham)
         assert model.buckets_used_ratio() == first
+
+
+def test_a_size_no_model_file_may_hold_is_refused_before_anything_changes(tmp_path, sample_spam, sample_ham):
+    """2**29 buckets passed the hasher but no load accepts such a file: the
+    resize replaced a working model with one that could never be read."""
+    store = ModelStore(tmp_path / "model.joblib", n_features=2**16)
+    store.learn(sample_spam, "spam")
+    store.learn(sample_ham, "ham")
+    with pytest.raises(ValueError, match="2\\*\\*28"):
+        store.resize(2**29)
+    assert store.check() == [] and store.load().model.n_features_in_ == 2**16
