@@ -106,6 +106,10 @@ class LearningSession:
         self.ledger = ledger
         self.source = source
         self._pending: dict[str, LedgerRow | None] = {}
+        #: Rows whose verdict time alone moved (the same verdict again):
+        #: the ledger's to keep, with no change to the model.
+        self._times: dict[str, LedgerRow] = {}
+        self._model_replaced = False
         self._state: dict[str, str | None] = {}
         self._n_features = classifier.model.n_features_in_
 
@@ -113,6 +117,8 @@ class LearningSession:
     def _row(self, digest: str) -> LedgerRow | None:
         if digest in self._pending:
             return self._pending[digest]
+        if digest in self._times:
+            return self._times[digest]
         return self.ledger.get(digest)
 
     def _key(self, raw_or_digest: bytes | str) -> str:
@@ -150,9 +156,14 @@ class LearningSession:
         """
         self._state[key] = value
 
+    def model_replaced(self) -> None:
+        """Say that the session's model changed other than by ``learn`` and
+        ``forget`` (``ModelStore.resize``): the next commit writes it."""
+        self._model_replaced = True
+
     @property
     def pending(self) -> int:
-        return len(self._pending) + len(self._state)
+        return len(self._pending) + len(self._state) + len(self._times)
 
     # -- changes ------------------------------------------------------------------------
     def learn(self, raw: bytes | str, label: str | Label, *, source: str | None = None,
@@ -197,7 +208,11 @@ class LearningSession:
                 # or a verdict given before it, still queued, would land
                 # after it (a helper's review: a move out of Junk queued at
                 # T1, `learn --spam` at T2, the drain made it ham).
-                self._pending[digest] = dataclasses.replace(row, learned_at=verdict_at)
+                moved = dataclasses.replace(row, learned_at=verdict_at)
+                if digest in self._pending:
+                    self._pending[digest] = moved
+                else:
+                    self._times[digest] = moved
             return LearnOutcome(digest, Action.ALREADY_KNOWN, label, label)
         if hashes is None:
             hashes = self.classifier.hashes(raw)
@@ -207,6 +222,7 @@ class LearningSession:
             previous = Label(row.label)
             self.classifier.unlearn_indices(self.ledger.row_indices(row, self._n_features), previous)
         self.classifier.learn_indices(indices, label)
+        self._times.pop(digest, None)
         self._pending[digest] = LedgerRow(digest, label.value, verdict_at,
                                           source if source is not None else self.source,
                                           self.ledger.encode_features(hashes, indices))
@@ -221,17 +237,27 @@ class LearningSession:
             return LearnOutcome(digest, Action.NOT_KNOWN)
         previous = Label(row.label)
         self.classifier.unlearn_indices(self.ledger.row_indices(row, self._n_features), previous)
+        self._times.pop(digest, None)
         self._pending[digest] = None
         return LearnOutcome(digest, Action.FORGOTTEN, None, previous)
 
     def commit(self) -> None:
         """Save the ledger, then the model (a checkpoint; the session goes on)."""
-        if not self._pending and not self._state:
+        if not self._pending and not self._model_replaced:
+            if self._times or self._state:
+                # Nothing the model counts has changed (a verdict given
+                # again, an IMAP folder's position): the ledger alone, at
+                # the model's revision, and the model file stays as it is
+                # (no revision for the service to reload for nothing).
+                self.ledger.commit(self._times, self.classifier.revision, self._state)
+                self._times.clear()
+                self._state.clear()
             return
         revision = self.classifier.revision + 1
         model_path = self.store.model_path
         before = _file_identity(model_path)
-        self.ledger.commit(self._pending, revision, self._state)
+        self.ledger.commit({**self._times, **self._pending}, revision, self._state)
+        self._times.clear()
         self.classifier.revision = revision
         try:
             save_classifier(self.classifier, model_path)
@@ -253,6 +279,7 @@ class LearningSession:
             raise
         self._pending.clear()
         self._state.clear()
+        self._model_replaced = False
 
 
 def _file_identity(path: Path) -> tuple[int, int, int] | None:
@@ -529,6 +556,7 @@ class ModelStore:
                                       f"nothing resized (spamlearn info --check)")
                 after.revision, after.trained_at = before.revision, before.trained_at
                 session = LearningSession(self, after, ledger, "resize")
+                session.model_replaced()
                 session.set_state("model:resized", json.dumps(
                     {"from": before.model.n_features_in_, "to": n_features, "at": time.time()}))
                 session.commit()

@@ -452,3 +452,23 @@ def test_a_verdict_time_that_is_no_time_is_refused_and_the_session_keeps_its_wor
         with pytest.raises(ValueError, match="finite"):
             session.learn(sample_spam, "spam", verdict_at=when)
     assert store.load().n_ham == 1 and store.load().n_spam == 0 and store.check() == []
+
+
+def test_a_verdict_given_again_moves_its_time_in_the_ledger_alone(store, sample_spam, sample_ham):
+    """Nothing the model counts changes: its file and revision stay, so the
+    HTTP service has nothing to reload (the time still lands, and a crash
+    cannot part the two)."""
+    store.learn(sample_ham, "ham")
+    with store.session() as session:
+        session.learn(sample_spam, "spam", verdict_at=time.time() - 60)
+    before = store.model_path.stat()
+    revision = store.load().revision
+    with store.session() as session:
+        assert session.learn(sample_spam, "spam").action == Action.ALREADY_KNOWN
+        session.set_state("imap:alice:INBOX", "1:42")
+    after = store.model_path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert store.load().revision == revision and store.check() == []
+    with store.session() as session:
+        assert session._row(message_digest(sample_spam)).learned_at > time.time() - 5
+        assert session.get_state("imap:alice:INBOX") == "1:42"
