@@ -142,25 +142,39 @@ class Account:
         Raises
         ------
         ConfigError
-            The file is missing or unreadable, or the variable is unset.
+            The file is missing, unreadable or not UTF-8, or the variable is
+            unset or not UTF-8.
         """
-        env = os.environ if env is None else env
         if self.password_env is not None:
-            value = env.get(self.password_env)
-            if not value:
-                raise ConfigError(f"account {self.name}: environment variable "
-                                  f"{self.password_env} (password_env) is not set")
-            return value
+            return self._password_from_env(os.environ if env is None else env)
         assert self.password_file is not None  # parse_account guarantees one of the two
+        return self._password_from_file(self.password_file)
+
+    def _password_from_env(self, env: Mapping[str, str]) -> str:
+        value = env.get(self.password_env or "")
+        if not value:
+            raise ConfigError(f"account {self.name}: environment variable "
+                              f"{self.password_env} (password_env) is not set")
+        return value
+
+    def _password_from_file(self, path: Path) -> str:
         try:
-            text = self.password_file.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"account {self.name}: cannot read password_file "
-                              f"{self.password_file}: {exc.strerror}") from exc
+                              f"{path}: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            # An editor that saved Latin-1 ("p\xe4ss"): guessing the charset
+            # would send a password the user may never have typed, and the
+            # crash it was stopped the run, the accounts after it untrained
+            # (a helper's review).  Not "from exc": its text shows a byte of
+            # the password and where it is.
+            raise ConfigError(f"account {self.name}: password_file {path} is not UTF-8; "
+                              f"save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
         # Only the line end an editor adds is dropped: a password may have spaces.
         value = text.rstrip("\r\n")
         if not value:
-            raise ConfigError(f"account {self.name}: password_file {self.password_file} is empty")
+            raise ConfigError(f"account {self.name}: password_file {path} is empty")
         return value
 
     def password_file_is_private(self) -> bool:

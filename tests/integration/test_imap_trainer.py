@@ -78,6 +78,16 @@ def train_cli(config: Path, *args: str):
     return result.exit_code, data, result.stderr
 
 
+def train_command(config: Path, *args: str, env: dict[str, str] | None = None):
+    """As ``train_cli``, but the real command in a process: its own exit codes
+    (CliRunner makes an internal error exit 1, not 70)."""
+    result = subprocess.run([sys.executable, "-m", "spamlearn", "--config", str(config), "train",
+                             "--json", *args], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **(env or {})})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.returncode, (json.loads(lines[-1]) if lines else None), result.stderr
+
+
 def account_of(data: dict, name: str) -> dict:
     return next(a for a in data["accounts"] if a["account"] == name)
 
@@ -398,6 +408,16 @@ def test_a_password_beyond_ascii_logs_in_and_a_wrong_one_is_refused_not_a_crash(
     assert result.exit_code == 77 and "refused the login" in result.stderr
     assert "Traceback" not in result.output and "internal error" not in result.stderr
     assert any(line.startswith("bob:") for line in result.stdout.splitlines())
+
+
+def test_a_password_file_not_in_utf8_fails_that_account_not_the_run(server, tmp_path):
+    upload(server, "bob", "Junk", [make_message("spam", 1)])
+    (tmp_path / "alice.secret").write_bytes(b"p\xe4ss\n")          # Latin-1, as many editors save it
+    config = write_config(tmp_path, server, [{"username": "alice"}, {"username": "bob"}])
+    code, data, stderr = train_command(config)
+    assert code == 78, stderr
+    assert "alice.secret is not UTF-8" in account_of(data, "alice")["error"]
+    assert account_of(data, "bob")["learned_spam"] == 1
 
 
 def test_one_delivery_to_two_users_of_the_shared_model_counts_once(server, tmp_path):

@@ -73,6 +73,14 @@ def test_password_comes_from_env_or_file_and_is_never_in_the_repr(tmp_path):
         account(password_env=None, password_file=str(tmp_path / "missing")).password()
 
 
+def test_a_password_file_not_in_utf8_is_a_config_error_that_shows_no_byte_of_it(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_bytes(b"p\xe4ss\n")       # Latin-1, as many editors save it
+    with pytest.raises(ConfigError, match="password_file .* is not UTF-8") as caught:
+        account(password_env=None, password_file=str(secret)).password()
+    assert "xe4" not in str(caught.value) and caught.value.__cause__ is None
+
+
 def test_load_accounts_from_a_config_file(tmp_path):
     config = tmp_path / "spamlearn.toml"
     config.write_text('[[accounts]]\nname = "a"\nhost = "h"\nusername = "u"\npassword_file = "pw"\n'
