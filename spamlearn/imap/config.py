@@ -155,6 +155,14 @@ class Account:
         if not value:
             raise ConfigError(f"account {self.name}: environment variable "
                               f"{self.password_env} (password_env) is not set")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes that are not UTF-8 reach os.environ as lone surrogates
+            # (PEP 383), which no login can send: it crashed the run at the
+            # login (70), the accounts after it untrained (a reviewer's finding).
+            raise ConfigError(f"account {self.name}: environment variable {self.password_env} "
+                              f"(password_env) is not UTF-8") from None
         return value
 
     def _password_from_file(self, path: Path) -> str:

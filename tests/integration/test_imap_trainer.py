@@ -420,6 +420,19 @@ def test_a_password_file_not_in_utf8_fails_that_account_not_the_run(server, tmp_
     assert account_of(data, "bob")["learned_spam"] == 1
 
 
+def test_a_password_env_not_in_utf8_fails_that_account_not_the_run(server, tmp_path):
+    upload(server, "bob", "Junk", [make_message("spam", 1)])
+    config = write_config(tmp_path, server, [{"username": "alice", "password_env": "ALICE_PW"},
+                                             {"username": "bob"}])
+    config.write_text(config.read_text().replace(
+        f'password_file = "{tmp_path / "alice.secret"}"\n', "", 1))
+    latin1 = b"p\xe4ss".decode("utf-8", "surrogateescape")      # ALICE_PW=$(printf 'p\xe4ss')
+    code, data, stderr = train_command(config, env={"ALICE_PW": latin1})
+    assert code == 78, stderr
+    assert "ALICE_PW (password_env) is not UTF-8" in account_of(data, "alice")["error"]
+    assert account_of(data, "bob")["learned_spam"] == 1
+
+
 def test_one_delivery_to_two_users_of_the_shared_model_counts_once(server, tmp_path):
     """The copies Dovecot's LMTP gives alice and bob differ only in the
     headers delivery writes for each: one message to a shared model."""

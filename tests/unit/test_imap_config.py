@@ -81,6 +81,13 @@ def test_a_password_file_not_in_utf8_is_a_config_error_that_shows_no_byte_of_it(
     assert "xe4" not in str(caught.value) and caught.value.__cause__ is None
 
 
+def test_a_password_env_not_in_utf8_is_a_config_error_naming_the_variable():
+    latin1 = b"p\xe4ss".decode("utf-8", "surrogateescape")      # as os.environ holds it
+    with pytest.raises(ConfigError, match=r"ALICE_PW \(password_env\) is not UTF-8") as caught:
+        account().password({"ALICE_PW": latin1})
+    assert "xe4" not in str(caught.value) and caught.value.__cause__ is None
+
+
 def test_load_accounts_from_a_config_file(tmp_path):
     config = tmp_path / "spamlearn.toml"
     config.write_text('[[accounts]]\nname = "a"\nhost = "h"\nusername = "u"\npassword_file = "pw"\n'
