@@ -6,7 +6,8 @@ the same config never overlap: the second exits at once with code 75
 (EX_TEMPFAIL; cron simply tries again next time) unless ``--wait``.  With
 several accounts every account is processed and the exit code is the
 highest of theirs (77 wrong password, 69 unreachable or TLS failure, 76
-missing folder, 78 bad account config, 65 unparseable messages).
+missing folder, 78 bad account config, 65 unparseable messages, 70 a bug in
+that account's pass).
 """
 
 from __future__ import annotations

@@ -335,6 +335,25 @@ def test_crafted_charset_parameters_are_learned_and_every_account_is_trained(ser
     assert account_of(data, "bob")["learned_spam"] == 1
 
 
+def test_a_bug_in_one_accounts_pass_is_its_error_and_the_next_account_is_trained(server, tmp_path):
+    """Whatever a pass raises (here: a bug after alice's first commit) is that
+    account's error, exit 70, with what it committed kept and counted."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(10)])
+    upload(server, "bob", "INBOX", [make_message("ham", 1)])
+    config = write_config(tmp_path, server, [{"username": "alice", "batch_size": 5}, {"username": "bob"}])
+    settings = load_settings(config)
+
+    def bug_in_alices_pass(account, _folder, _done):
+        if account.name == "alice":
+            raise RuntimeError("a bug")
+
+    alice, bob = Trainer(settings, on_batch=bug_in_alices_pass).train(load_accounts(settings))
+    assert alice.exit_code == 70 and "internal error" in alice.error and "RuntimeError: a bug" in alice.error
+    assert alice.total("learned") == 5 and alice.model == str(tmp_path / "model.joblib")
+    assert bob.exit_code == 0 and bob.total("learned") == 1
+    assert model_counts(config) == (5, 1)
+
+
 def test_a_login_refused_for_now_is_a_connection_failure_not_a_wrong_password(server, tmp_path):
     """Dovecot refuses a user's eleventh connection ([LIMIT], RFC 5530): a
     phone, a desktop client and webmail reach that.  Retried as a lost
