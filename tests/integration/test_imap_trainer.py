@@ -124,6 +124,45 @@ def model_counts(config: Path, user: str | None = None) -> tuple[int, int]:
     return info["n_spam"], info["n_ham"]
 
 
+@contextlib.contextmanager
+def scripted_server(greeting: bytes, answers: dict[bytes, bytes] | None = None):
+    """A server on 127.0.0.1 that greets with ``greeting`` and answers each
+    command by name (``{tag}`` filled in), hanging up at any other (at once
+    after a BYE greeting, as RFC 3501 says); yields (port, connections so far)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    connections = []
+
+    def talk(conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(greeting)
+            if greeting.startswith(b"* BYE"):
+                return
+            for line in lines:
+                tag, command = (line.split() + [b"", b""])[:2]
+                if command.upper() not in (answers or {}):
+                    return
+                conn.sendall(answers[command.upper()].replace(b"{tag}", tag))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(1)
+            # A thread each: a client that has not yet closed its last
+            # connection must not keep the next one from its greeting.
+            threading.Thread(target=talk, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1], connections
+    finally:
+        listener.close()
+
+
 @pytest.fixture
 def server(clean_mailboxes):
     yield clean_mailboxes
@@ -534,6 +573,26 @@ def test_tls_to_a_plain_port_and_unreachable_server_exit_69(server, tmp_path):
     config = write_config(tmp_path, server, [{"username": "alice", "port": closed, "retries": 1}])
     code, data, stderr = train_cli(config)
     assert code == 69 and "account alice" in stderr and account_of(data, "alice")["errors"] == 1
+
+
+def test_a_server_that_turns_the_connection_away_is_unreachable_and_retried(server, tmp_path):
+    """RFC 3501's way to say "not now" before the login (a BYE greeting; a
+    NO to STARTTLS) was taken for a missing folder (76), never retried."""
+    shutting_down = b"* BYE [UNAVAILABLE] Server shutting down, try again later\r\n"
+    with scripted_server(shutting_down) as (port, connections):
+        config = write_config(tmp_path, server, [{"username": "alice", "port": port, "retries": 2}])
+        code, data, stderr = train_command(config)
+    assert code == 69, stderr
+    assert len(connections) == 3 and account_of(data, "alice")["error"].endswith(shutting_down[2:-2].decode())
+
+    no_tls_now = {b"CAPABILITY": b"* CAPABILITY IMAP4rev1 STARTTLS\r\n{tag} OK done\r\n",
+                  b"STARTTLS": b"{tag} NO [UNAVAILABLE] TLS is not available now\r\n"}
+    with scripted_server(b"* OK ready\r\n", no_tls_now) as (port, connections):
+        config = write_config(tmp_path, server, [{"username": "alice", "port": port, "retries": 1,
+                                                  "security": "starttls"}])
+        code, data, stderr = train_command(config)
+    assert code == 69, stderr
+    assert len(connections) == 2 and "starting TLS" in account_of(data, "alice")["error"]
 
 
 def test_one_sigterm_ends_the_wait_between_reconnects(server, tmp_path):
