@@ -209,7 +209,7 @@ def train(
     ctx: typer.Context,
     account: AccountOption = None,
     every: Annotated[str | None, typer.Option(help="Keep running: a pass every DURATION "
-                     "(e.g. 15m, 1h). SIGTERM stops after the message in hand.")] = None,
+                     "(e.g. 15m, 1h; at most 366d). SIGTERM stops after the message in hand.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="If another run of this config is "
                     "going on, wait for it instead of exiting with code 75.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per pass.")] = False,

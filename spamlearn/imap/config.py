@@ -375,6 +375,11 @@ def load_accounts(settings: Settings, names: Sequence[str] = ()) -> list[Account
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+#: The longest duration (``train --every``): a year, and a leap day.  Far
+#: past any schedule, and far below ``threading.TIMEOUT_MAX`` (292 years on
+#: Linux), past which the wait after the first pass raised OverflowError: a
+#: daemon that died (70) after one pass (a reviewer's finding).
+MAX_DURATION_DAYS = 366
 
 
 def parse_duration(text: str) -> float:
@@ -383,14 +388,15 @@ def parse_duration(text: str) -> float:
     Raises
     ------
     ConfigError
-        Not a duration, or zero.
+        Not a duration, zero, or longer than ``MAX_DURATION_DAYS``.
     """
     match = _DURATION.match(text or "")
     if not match:
         raise ConfigError(f"not a duration: {text!r} (examples: 30s, 15m, 2h)")
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if not math.isfinite(seconds):  # 400 digits make inf
-        raise ConfigError(f"duration too long: {text!r}")
+    # not finite: 400 digits make inf
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_DAYS * _DAY_SECONDS:
+        raise ConfigError(f"duration too long: {text!r} (at most {MAX_DURATION_DAYS}d)")
     if seconds <= 0:
         raise ConfigError(f"duration must be positive: {text!r}")
     return seconds
