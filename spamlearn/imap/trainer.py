@@ -342,6 +342,10 @@ class Trainer:
         except (ModelError, LedgerError) as exc:
             report.error, report.exit_code = str(exc), exit_code_for(exc)
             return
+        if not account.password_file_is_private():
+            # Once a pass, not once per reconnect (it was said retries + 1 times).
+            log.warning("account %s: password_file %s is readable by every user; chmod 600 it",
+                        account.name, account.password_file)
         done: set[str] = set()
         last_error = ""
         with PassDeadline(account.pass_timeout) as deadline:
@@ -349,9 +353,6 @@ class Trainer:
                 report.attempts = attempt + 1
                 try:
                     password = account.password()
-                    if not account.password_file_is_private():
-                        log.warning("account %s: password_file %s is readable by every user; "
-                                    "chmod 600 it", account.name, account.password_file)
                     with connect(account, password, deadline) as server:
                         self._pass(server, account, store, report, done)
                     break

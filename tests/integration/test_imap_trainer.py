@@ -595,6 +595,18 @@ def test_a_server_that_turns_the_connection_away_is_unreachable_and_retried(serv
     assert len(connections) == 2 and "starting TLS" in account_of(data, "alice")["error"]
 
 
+def test_a_world_readable_password_file_is_warned_of_once_not_per_reconnect(server, tmp_path, caplog):
+    config = write_config(tmp_path, server, [{"username": "alice", "port": server.port + 1000, "retries": 2}])
+    (tmp_path / "alice.secret").chmod(0o644)
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    report = Trainer(settings).train_account(account)
+    assert report.exit_code == 69 and report.attempts == 3
+    warning = (f"account alice: password_file {tmp_path / 'alice.secret'} is readable by every user; "
+               f"chmod 600 it")
+    assert [r.getMessage() for r in caplog.records].count(warning) == 1
+
+
 def test_one_sigterm_ends_the_wait_between_reconnects(server, tmp_path):
     """systemd stops the unit with one SIGTERM and kills it 60 s later: the
     trainer must not sit out a long wait to reconnect first."""
