@@ -6,7 +6,8 @@ the same config never overlap: the second exits at once with code 75
 (EX_TEMPFAIL; cron simply tries again next time) unless ``--wait``.  With
 several accounts every account is processed and the exit code is the
 highest of theirs (77 wrong password, 69 unreachable or TLS failure, 76
-missing folder, 78 bad account config, 65 unparseable messages).
+missing folder, 78 bad account config, 65 unparseable messages, 70 a bug in
+that account's pass).
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def train(
     ctx: typer.Context,
     account: AccountOption = None,
     every: Annotated[str | None, typer.Option(help="Keep running: a pass every DURATION "
-                     "(e.g. 15m, 1h). SIGTERM stops after the message in hand.")] = None,
+                     "(e.g. 15m, 1h; at most 366d). SIGTERM stops after the message in hand.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="If another run of this config is "
                     "going on, wait for it instead of exiting with code 75.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per pass.")] = False,

@@ -142,25 +142,47 @@ class Account:
         Raises
         ------
         ConfigError
-            The file is missing or unreadable, or the variable is unset.
+            The file is missing, unreadable or not UTF-8, or the variable is
+            unset or not UTF-8.
         """
-        env = os.environ if env is None else env
         if self.password_env is not None:
-            value = env.get(self.password_env)
-            if not value:
-                raise ConfigError(f"account {self.name}: environment variable "
-                                  f"{self.password_env} (password_env) is not set")
-            return value
+            return self._password_from_env(os.environ if env is None else env)
         assert self.password_file is not None  # parse_account guarantees one of the two
+        return self._password_from_file(self.password_file)
+
+    def _password_from_env(self, env: Mapping[str, str]) -> str:
+        value = env.get(self.password_env or "")
+        if not value:
+            raise ConfigError(f"account {self.name}: environment variable "
+                              f"{self.password_env} (password_env) is not set")
         try:
-            text = self.password_file.read_text(encoding="utf-8")
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes that are not UTF-8 reach os.environ as lone surrogates
+            # (PEP 383), which no login can send: it crashed the run at the
+            # login (70), the accounts after it untrained (a reviewer's finding).
+            raise ConfigError(f"account {self.name}: environment variable {self.password_env} "
+                              f"(password_env) is not UTF-8") from None
+        return value
+
+    def _password_from_file(self, path: Path) -> str:
+        try:
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"account {self.name}: cannot read password_file "
-                              f"{self.password_file}: {exc.strerror}") from exc
+                              f"{path}: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            # An editor that saved Latin-1 ("p\xe4ss"): guessing the charset
+            # would send a password the user may never have typed, and the
+            # crash it was stopped the run, the accounts after it untrained
+            # (a helper's review).  Not "from exc": its text shows a byte of
+            # the password and where it is.
+            raise ConfigError(f"account {self.name}: password_file {path} is not UTF-8; "
+                              f"save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
         # Only the line end an editor adds is dropped: a password may have spaces.
         value = text.rstrip("\r\n")
         if not value:
-            raise ConfigError(f"account {self.name}: password_file {self.password_file} is empty")
+            raise ConfigError(f"account {self.name}: password_file {path} is empty")
         return value
 
     def password_file_is_private(self) -> bool:
@@ -353,6 +375,11 @@ def load_accounts(settings: Settings, names: Sequence[str] = ()) -> list[Account
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+#: The longest duration (``train --every``): a year, and a leap day.  Far
+#: past any schedule, and far below ``threading.TIMEOUT_MAX`` (292 years on
+#: Linux), past which the wait after the first pass raised OverflowError: a
+#: daemon that died (70) after one pass (a reviewer's finding).
+MAX_DURATION_DAYS = 366
 
 
 def parse_duration(text: str) -> float:
@@ -361,14 +388,15 @@ def parse_duration(text: str) -> float:
     Raises
     ------
     ConfigError
-        Not a duration, or zero.
+        Not a duration, zero, or longer than ``MAX_DURATION_DAYS``.
     """
     match = _DURATION.match(text or "")
     if not match:
         raise ConfigError(f"not a duration: {text!r} (examples: 30s, 15m, 2h)")
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if not math.isfinite(seconds):  # 400 digits make inf
-        raise ConfigError(f"duration too long: {text!r}")
+    # not finite: 400 digits make inf
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_DAYS * _DAY_SECONDS:
+        raise ConfigError(f"duration too long: {text!r} (at most {MAX_DURATION_DAYS}d)")
     if seconds <= 0:
         raise ConfigError(f"duration must be positive: {text!r}")
     return seconds

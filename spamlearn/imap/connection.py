@@ -3,7 +3,8 @@
 Every server and socket error is translated here, at the boundary, into
 spamlearn's own types, always naming the account:
 
-- cannot connect, TLS handshake or certificate failure, timeout, the
+- cannot connect, turned away before the login (a ``BYE`` greeting, a NO
+  to STARTTLS), TLS handshake or certificate failure, timeout, the
   connection dropped -> ``ImapConnectionError`` (retried by the trainer);
 - the pass outlived its ``pass_timeout`` -> ``ImapPassTimeoutError`` (a
   kind of ``ImapConnectionError``, not retried);
@@ -30,7 +31,14 @@ from collections.abc import Iterator, Sequence
 import imapclient
 from imapclient.exceptions import CapabilityError, LoginError
 
-from ..errors import ConfigError, ImapAuthError, ImapConnectionError, ImapPassTimeoutError, ImapStateError
+from ..errors import (
+    ConfigError,
+    ImapAuthError,
+    ImapConnectionError,
+    ImapError,
+    ImapPassTimeoutError,
+    ImapStateError,
+)
 from .config import Account, Security
 from .deadline import DeadlinePassed, PassDeadline
 
@@ -118,10 +126,15 @@ def _redacting(secret: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def translate_errors(account: Account, doing: str,
-                     deadline: PassDeadline | None = None) -> Iterator[None]:
+def translate_errors(account: Account, doing: str, deadline: PassDeadline | None = None,
+                     refused: type[ImapError] = ImapStateError) -> Iterator[None]:
     """Re-raise imapclient/socket/ssl errors as spamlearn's IMAP errors; with a
-    ``deadline``, the exchange is one that the deadline may cut off."""
+    ``deadline``, the exchange is one that the deadline may cut off.
+
+    ``refused`` is what the server's refusal (NO, BAD, a BYE greeting) becomes:
+    an unexpected answer (76) once in session, but a connection failure (69,
+    retried) while the connection is being set up (see ``connect``).
+    """
     where = f"account {account.name} ({account.host}:{account.port})"
     try:
         with deadline.network() if deadline else contextlib.nullcontext():
@@ -159,7 +172,7 @@ def translate_errors(account: Account, doing: str,
     except OSError as exc:
         raise ImapConnectionError(f"{where}: {exc.strerror or exc} while {doing}") from exc
     except imaplib.IMAP4.error as exc:
-        raise ImapStateError(f"{where}: {doing}: the server said: {_text(exc)}") from exc
+        raise refused(f"{where}: {doing}: the server said: {_text(exc)}") from exc
 
 
 def _text(exc: BaseException) -> str:
@@ -321,8 +334,13 @@ def connect(account: Account, password: str,
     """
     timeout = imapclient.SocketTimeout(connect=account.timeout, read=account.timeout)
     context = _tls_context(account) if account.security in (Security.TLS, Security.STARTTLS) else None
+    # A server may turn a connection away before the login: a greeting of
+    # "* BYE [UNAVAILABLE] shutting down, try again later" (RFC 3501 7.1.5),
+    # a NO to STARTTLS.  imaplib raises its plain error for both, which was
+    # reported as a missing folder (76) and never retried (a reviewer's finding).
+    turned_away = ImapConnectionError
     with _redacting(password):
-        with translate_errors(account, "connecting", deadline):
+        with translate_errors(account, "connecting", deadline, refused=turned_away):
             if account.security == Security.TLS:
                 client = imapclient.IMAPClient(account.host, account.port, ssl=True,
                                                ssl_context=context, timeout=timeout)
@@ -331,7 +349,7 @@ def connect(account: Account, password: str,
         client.normalise_times = False  # INTERNALDATE as aware datetimes: ages are exact
         try:
             if account.security == Security.STARTTLS:
-                with translate_errors(account, "starting TLS (STARTTLS)", deadline):
+                with translate_errors(account, "starting TLS (STARTTLS)", deadline, refused=turned_away):
                     client.starttls(context)
             with translate_errors(account, "logging in", deadline):
                 if (account.username + password).isascii():

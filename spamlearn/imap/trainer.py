@@ -50,7 +50,7 @@ from ..errors import (
     ModelError,
     StoreBusyError,
 )
-from ..exitcodes import exit_code_for
+from ..exitcodes import ExitCode, exit_code_for
 from ..modelstore import Action, LearningSession, ModelStore
 from .config import Account, Mode, is_folder_pattern
 from .connection import MAX_BATCH_BYTES, FolderInfo, MailServer, MessageMeta, connect
@@ -299,14 +299,40 @@ class Trainer:
         return reports
 
     def train_account(self, account: Account) -> AccountReport:
-        """One pass over one account, reconnecting after a dropped connection."""
+        """One pass over one account, reconnecting after a dropped connection.
 
+        Every failure is the report's, a bug's too (exit 70): an account's
+        failure must not stop the accounts after it, nor an ``--every``
+        trainer, nor the run's summary and ``--json`` object.
+        """
         started = time.monotonic()
+        report = AccountReport(account.name, "?")
+        try:
+            self._train_account(account, report)
+        except Exception as exc:
+            # The safety net under the errors foreseen below (a password
+            # file in Latin-1 once ended the whole run here, the accounts
+            # after it untrained and `status` showing their last run as
+            # if current; a reviewer's finding).  Whatever was committed
+            # stays, and so do its counts in the report.
+            self._report_internal_error(account, report, exc)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _report_internal_error(self, account: Account, report: AccountReport, exc: Exception) -> None:
+        if log.isEnabledFor(logging.INFO):  # -v, as for an internal error of any command
+            log.exception("account %s: internal error", account.name)
+        report.error = (f"account {account.name}: internal error (a bug, please report it; -v shows "
+                        f"the traceback): {type(exc).__name__}: {exc}")
+        report.exit_code = ExitCode.SOFTWARE
+
+    def _train_account(self, account: Account, report: AccountReport) -> None:
         try:
             store = store_for(self.settings, account)
         except ConfigError as exc:
-            return AccountReport(account.name, "?", error=str(exc), exit_code=exit_code_for(exc))
-        report = AccountReport(account.name, str(store.model_path))
+            report.error, report.exit_code = str(exc), exit_code_for(exc)
+            return
+        report.model = str(store.model_path)
         try:
             # A corrupt model or ledger, found before the network: otherwise
             # an unreachable server was retried for minutes and reported
@@ -315,8 +341,11 @@ class Trainer:
             store.info()
         except (ModelError, LedgerError) as exc:
             report.error, report.exit_code = str(exc), exit_code_for(exc)
-            report.seconds = time.monotonic() - started
-            return report
+            return
+        if not account.password_file_is_private():
+            # Once a pass, not once per reconnect (it was said retries + 1 times).
+            log.warning("account %s: password_file %s is readable by every user; chmod 600 it",
+                        account.name, account.password_file)
         done: set[str] = set()
         last_error = ""
         with PassDeadline(account.pass_timeout) as deadline:
@@ -324,9 +353,6 @@ class Trainer:
                 report.attempts = attempt + 1
                 try:
                     password = account.password()
-                    if not account.password_file_is_private():
-                        log.warning("account %s: password_file %s is readable by every user; "
-                                    "chmod 600 it", account.name, account.password_file)
                     with connect(account, password, deadline) as server:
                         self._pass(server, account, store, report, done)
                     break
@@ -359,8 +385,6 @@ class Trainer:
             if report.message_errors:
                 codes.append(exit_code_for(MessageError()))
             report.exit_code = max(codes, default=0)
-        report.seconds = time.monotonic() - started
-        return report
 
     def _pass(self, server: MailServer, account: Account, store: ModelStore,
               report: AccountReport, done: set[str]) -> None:

@@ -78,6 +78,16 @@ def train_cli(config: Path, *args: str):
     return result.exit_code, data, result.stderr
 
 
+def train_command(config: Path, *args: str, env: dict[str, str] | None = None):
+    """As ``train_cli``, but the real command in a process: its own exit codes
+    (CliRunner makes an internal error exit 1, not 70)."""
+    result = subprocess.run([sys.executable, "-m", "spamlearn", "--config", str(config), "train",
+                             "--json", *args], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **(env or {})})
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.returncode, (json.loads(lines[-1]) if lines else None), result.stderr
+
+
 def account_of(data: dict, name: str) -> dict:
     return next(a for a in data["accounts"] if a["account"] == name)
 
@@ -112,6 +122,45 @@ def model_counts(config: Path, user: str | None = None) -> tuple[int, int]:
     assert store.check() == []
     info = store.info()
     return info["n_spam"], info["n_ham"]
+
+
+@contextlib.contextmanager
+def scripted_server(greeting: bytes, answers: dict[bytes, bytes] | None = None):
+    """A server on 127.0.0.1 that greets with ``greeting`` and answers each
+    command by name (``{tag}`` filled in), hanging up at any other (at once
+    after a BYE greeting, as RFC 3501 says); yields (port, connections so far)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    connections = []
+
+    def talk(conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(greeting)
+            if greeting.startswith(b"* BYE"):
+                return
+            for line in lines:
+                tag, command = (line.split() + [b"", b""])[:2]
+                if command.upper() not in (answers or {}):
+                    return
+                conn.sendall(answers[command.upper()].replace(b"{tag}", tag))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(1)
+            # A thread each: a client that has not yet closed its last
+            # connection must not keep the next one from its greeting.
+            threading.Thread(target=talk, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1], connections
+    finally:
+        listener.close()
 
 
 @pytest.fixture
@@ -325,6 +374,25 @@ def test_crafted_charset_parameters_are_learned_and_every_account_is_trained(ser
     assert account_of(data, "bob")["learned_spam"] == 1
 
 
+def test_a_bug_in_one_accounts_pass_is_its_error_and_the_next_account_is_trained(server, tmp_path):
+    """Whatever a pass raises (here: a bug after alice's first commit) is that
+    account's error, exit 70, with what it committed kept and counted."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(10)])
+    upload(server, "bob", "INBOX", [make_message("ham", 1)])
+    config = write_config(tmp_path, server, [{"username": "alice", "batch_size": 5}, {"username": "bob"}])
+    settings = load_settings(config)
+
+    def bug_in_alices_pass(account, _folder, _done):
+        if account.name == "alice":
+            raise RuntimeError("a bug")
+
+    alice, bob = Trainer(settings, on_batch=bug_in_alices_pass).train(load_accounts(settings))
+    assert alice.exit_code == 70 and "internal error" in alice.error and "RuntimeError: a bug" in alice.error
+    assert alice.total("learned") == 5 and alice.model == str(tmp_path / "model.joblib")
+    assert bob.exit_code == 0 and bob.total("learned") == 1
+    assert model_counts(config) == (5, 1)
+
+
 def test_a_login_refused_for_now_is_a_connection_failure_not_a_wrong_password(server, tmp_path):
     """Dovecot refuses a user's eleventh connection ([LIMIT], RFC 5530): a
     phone, a desktop client and webmail reach that.  Retried as a lost
@@ -398,6 +466,29 @@ def test_a_password_beyond_ascii_logs_in_and_a_wrong_one_is_refused_not_a_crash(
     assert result.exit_code == 77 and "refused the login" in result.stderr
     assert "Traceback" not in result.output and "internal error" not in result.stderr
     assert any(line.startswith("bob:") for line in result.stdout.splitlines())
+
+
+def test_a_password_file_not_in_utf8_fails_that_account_not_the_run(server, tmp_path):
+    upload(server, "bob", "Junk", [make_message("spam", 1)])
+    (tmp_path / "alice.secret").write_bytes(b"p\xe4ss\n")          # Latin-1, as many editors save it
+    config = write_config(tmp_path, server, [{"username": "alice"}, {"username": "bob"}])
+    code, data, stderr = train_command(config)
+    assert code == 78, stderr
+    assert "alice.secret is not UTF-8" in account_of(data, "alice")["error"]
+    assert account_of(data, "bob")["learned_spam"] == 1
+
+
+def test_a_password_env_not_in_utf8_fails_that_account_not_the_run(server, tmp_path):
+    upload(server, "bob", "Junk", [make_message("spam", 1)])
+    config = write_config(tmp_path, server, [{"username": "alice", "password_env": "ALICE_PW"},
+                                             {"username": "bob"}])
+    config.write_text(config.read_text().replace(
+        f'password_file = "{tmp_path / "alice.secret"}"\n', "", 1))
+    latin1 = b"p\xe4ss".decode("utf-8", "surrogateescape")      # ALICE_PW=$(printf 'p\xe4ss')
+    code, data, stderr = train_command(config, env={"ALICE_PW": latin1})
+    assert code == 78, stderr
+    assert "ALICE_PW (password_env) is not UTF-8" in account_of(data, "alice")["error"]
+    assert account_of(data, "bob")["learned_spam"] == 1
 
 
 def test_one_delivery_to_two_users_of_the_shared_model_counts_once(server, tmp_path):
@@ -482,6 +573,38 @@ def test_tls_to_a_plain_port_and_unreachable_server_exit_69(server, tmp_path):
     config = write_config(tmp_path, server, [{"username": "alice", "port": closed, "retries": 1}])
     code, data, stderr = train_cli(config)
     assert code == 69 and "account alice" in stderr and account_of(data, "alice")["errors"] == 1
+
+
+def test_a_server_that_turns_the_connection_away_is_unreachable_and_retried(server, tmp_path):
+    """RFC 3501's way to say "not now" before the login (a BYE greeting; a
+    NO to STARTTLS) was taken for a missing folder (76), never retried."""
+    shutting_down = b"* BYE [UNAVAILABLE] Server shutting down, try again later\r\n"
+    with scripted_server(shutting_down) as (port, connections):
+        config = write_config(tmp_path, server, [{"username": "alice", "port": port, "retries": 2}])
+        code, data, stderr = train_command(config)
+    assert code == 69, stderr
+    assert len(connections) == 3 and account_of(data, "alice")["error"].endswith(shutting_down[2:-2].decode())
+
+    no_tls_now = {b"CAPABILITY": b"* CAPABILITY IMAP4rev1 STARTTLS\r\n{tag} OK done\r\n",
+                  b"STARTTLS": b"{tag} NO [UNAVAILABLE] TLS is not available now\r\n"}
+    with scripted_server(b"* OK ready\r\n", no_tls_now) as (port, connections):
+        config = write_config(tmp_path, server, [{"username": "alice", "port": port, "retries": 1,
+                                                  "security": "starttls"}])
+        code, data, stderr = train_command(config)
+    assert code == 69, stderr
+    assert len(connections) == 2 and "starting TLS" in account_of(data, "alice")["error"]
+
+
+def test_a_world_readable_password_file_is_warned_of_once_not_per_reconnect(server, tmp_path, caplog):
+    config = write_config(tmp_path, server, [{"username": "alice", "port": server.port + 1000, "retries": 2}])
+    (tmp_path / "alice.secret").chmod(0o644)
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    report = Trainer(settings).train_account(account)
+    assert report.exit_code == 69 and report.attempts == 3
+    warning = (f"account alice: password_file {tmp_path / 'alice.secret'} is readable by every user; "
+               f"chmod 600 it")
+    assert [r.getMessage() for r in caplog.records].count(warning) == 1
 
 
 def test_one_sigterm_ends_the_wait_between_reconnects(server, tmp_path):

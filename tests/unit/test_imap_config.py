@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
+from spamlearn.cli import app
 from spamlearn.config import load_settings
 from spamlearn.errors import ConfigError
 from spamlearn.imap import FolderState, load_accounts, parse_account, parse_duration, resolve_folders
@@ -73,6 +75,21 @@ def test_password_comes_from_env_or_file_and_is_never_in_the_repr(tmp_path):
         account(password_env=None, password_file=str(tmp_path / "missing")).password()
 
 
+def test_a_password_file_not_in_utf8_is_a_config_error_that_shows_no_byte_of_it(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_bytes(b"p\xe4ss\n")       # Latin-1, as many editors save it
+    with pytest.raises(ConfigError, match="password_file .* is not UTF-8") as caught:
+        account(password_env=None, password_file=str(secret)).password()
+    assert "xe4" not in str(caught.value) and caught.value.__cause__ is None
+
+
+def test_a_password_env_not_in_utf8_is_a_config_error_naming_the_variable():
+    latin1 = b"p\xe4ss".decode("utf-8", "surrogateescape")      # as os.environ holds it
+    with pytest.raises(ConfigError, match=r"ALICE_PW \(password_env\) is not UTF-8") as caught:
+        account().password({"ALICE_PW": latin1})
+    assert "xe4" not in str(caught.value) and caught.value.__cause__ is None
+
+
 def test_load_accounts_from_a_config_file(tmp_path):
     config = tmp_path / "spamlearn.toml"
     config.write_text('[[accounts]]\nname = "a"\nhost = "h"\nusername = "u"\npassword_file = "pw"\n'
@@ -95,7 +112,7 @@ def test_load_accounts_from_a_config_file(tmp_path):
 
 
 @pytest.mark.parametrize("text,seconds", [("90", 90), ("30s", 30), ("15m", 900), ("2h", 7200),
-                                          ("1d", 86400), ("1.5m", 90)])
+                                          ("1d", 86400), ("1.5m", 90), ("366d", 366 * 86400)])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -104,6 +121,24 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_refuses_nonsense(text):
     with pytest.raises(ConfigError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["367d", "8785h", "1000000d", pytest.param("9" * 400, id="inf")])
+def test_parse_duration_refuses_what_no_wait_could_last(text):
+    with pytest.raises(ConfigError, match=r"duration too long: .* \(at most 366d\)"):
+        parse_duration(text)
+
+
+def test_train_every_too_long_is_refused_before_any_pass(tmp_path, monkeypatch):
+    """``--every 1000000d`` ran a pass, then overflowed threading.Event.wait (70)."""
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[model]\npath = "{tmp_path / "m.joblib"}"\n[[accounts]]\nhost = "127.0.0.1"\n'
+                      f'security = "plain"\nport = 1\nretries = 0\nusername = "x"\n'
+                      f'password_env = "X_PW"\nspam_folders = ["Junk"]\n')
+    monkeypatch.setenv("X_PW", "x")
+    result = CliRunner().invoke(app, ["--config", str(config), "train", "--every", "1000000d"])
+    assert result.exit_code == 78, result.output
+    assert "duration too long" in result.stderr and "x@127.0.0.1:" not in result.output  # no pass
 
 
 FOLDERS = [FolderInfo("INBOX", ()), FolderInfo("Junk", ("\\Junk",)), FolderInfo("Trash", ("\\Trash",)),
