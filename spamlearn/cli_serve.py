@@ -54,6 +54,32 @@ def _check_can_listen(host: str, port: int) -> None:
             raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", ExitCode.UNAVAILABLE) from None
 
 
+def _supervise_workers(config: Any) -> bool:
+    """Run uvicorn's multi-process supervisor until it stops; True if told to (SIGTERM, SIGINT).
+
+    ``uvicorn.run`` returns alike either way, but uvicorn also stops every
+    worker by itself when a replacement for one that died fails to start:
+    ``serve`` exited 0 then, and systemd's ``Restart=on-failure`` left the
+    service down (a helper's review).
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        told_to_stop = False
+
+        def handle_int(self) -> None:
+            self.told_to_stop = True
+            super().handle_int()
+
+        def handle_term(self) -> None:
+            self.told_to_stop = True
+            super().handle_term()
+
+    supervisor = Supervisor(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    return supervisor.told_to_stop
+
+
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -119,5 +145,9 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="spamlearn-metrics-") as metrics_dir:
         os.environ.update(worker_environment(settings.config_file, state.model_override, overrides,
                                              Path(metrics_dir)))
-        uvicorn.run("spamlearn.api.app:app_from_environment", factory=True, workers=server.workers,
-                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, **common)
+        told_to_stop = _supervise_workers(uvicorn.Config(
+            "spamlearn.api.app:app_from_environment", factory=True, workers=server.workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, **common))
+    if not told_to_stop:
+        raise fail("a worker failed to start (see the log above) and uvicorn stopped the others",
+                   ExitCode.UNAVAILABLE)

@@ -607,6 +607,22 @@ def test_a_corrupt_shared_model_at_startup_fails_the_start(settings):
             pass
 
 
+def test_a_worker_started_degraded_answers_503_until_a_good_model_appears(
+        settings, spam_messages, ham_messages):
+    """A worker of a multi-process server (its parent checked the model) that
+    starts while the file is bad: 503, not a failed start, which made uvicorn
+    stop every worker."""
+    settings.model_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.model_path.write_bytes(b"\x80 not a model")
+    with TestClient(create_app(settings, server(), start_degraded=True)) as client:
+        assert client.get("/healthz").status_code == 503
+        assert client.post("/score", content=spam_messages[0]).status_code == 503
+        settings.model_path.unlink()
+        train(settings.model_path, spam_messages, ham_messages)
+        assert client.get("/healthz").status_code == 200
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "shared"
+
+
 def test_a_removed_model_falls_back_to_the_default(settings, trained, spam_messages):
     with client_for(settings) as client:
         assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "shared"
