@@ -12,9 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from .cli import ExitCode, app, fail, handle_errors, state_of
-from .defaults import choose_model_path
+from .defaults import load_scoring_classifier
 from .server_settings import load_server_settings
-from .store import read_header
 
 #: Seconds uvicorn lets requests in flight finish after SIGTERM, so a learn
 #: request that is writing the model completes instead of being cut off.
@@ -122,7 +121,10 @@ def serve(
         "max_body_size": max_body_size, "access_log": access_log}.items() if value is not None}
     server = load_server_settings(settings, **overrides)
     # Fail now, with exit code 74, rather than in every worker's startup.
-    read_header(choose_model_path(settings, explicit=state.model_override))
+    # The whole load, as a worker does it: the header alone passed a model
+    # from a newer spamlearn (an unknown tokenizer option), and each worker
+    # then failed with a traceback (exit 3 with one worker, 0 with several).
+    load_scoring_classifier(settings, explicit=state.model_override)
     _check_can_listen(server.host, server.port)
 
     scoring = "open" if not server.score_token else "bearer token"

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import socket
 
+import joblib
 import pytest
 from typer.testing import CliRunner
 
+from spamlearn import __version__
 from spamlearn.cli import ExitCode, app
 from spamlearn.config import load_settings
 from spamlearn.errors import ConfigError
+from spamlearn.modelstore import ModelStore
 from spamlearn.server_settings import (
     DEFAULT_PORT,
     ServerSettings,
     default_workers,
     load_server_settings,
 )
+from spamlearn.store import read_header
 
 TOKEN = "0123456789abcdef0123"
 
@@ -163,6 +167,31 @@ def test_serve_with_a_corrupt_model_exits_74(tmp_path):
     model.write_bytes(b"\x80 not a model")
     result = runner.invoke(app, ["--model", str(model), "serve", "--workers", "1"])
     assert result.exit_code == ExitCode.IOERR and "corrupt" in result.output
+
+
+def test_serve_with_a_model_that_only_the_full_load_refuses_exits_74_with_one_line(
+        tmp_path, spam_messages, ham_messages):
+    """A model from a newer spamlearn (a tokenizer option unknown here) has a
+    header that reads well: the start-up check passed it, and the worker
+    failed with a traceback (exit 3; 0 with several workers)."""
+    model = tmp_path / "model.joblib"
+    store = ModelStore(model, n_features=2**16)
+    with store.session(source="test") as session:
+        for raw in spam_messages:
+            session.learn(raw, "spam")
+        for raw in ham_messages:
+            session.learn(raw, "ham")
+    newer = read_header(model)
+    newer["tokenizer"]["bogus_option"] = 1
+    joblib.dump(newer, model, compress=("zlib", 3))      # as save_classifier writes it
+    path = tmp_path / "spamlearn.toml"
+    path.write_text(f'[model]\npath = "{model}"\nmin_messages = 2\n')
+    result = runner.invoke(app, ["--config", str(path), "serve", "--workers", "1", "--port", "0"])
+    assert result.exit_code == ExitCode.IOERR, result.output
+    assert result.output.strip().splitlines() == [
+        f"spamlearn: error: model file {model} uses tokenizer options this spamlearn "
+        f"({__version__}) does not know: bogus_option; it was written by spamlearn "
+        f"{__version__}: read it with that version or a later one, or restore a backup made before"]
 
 
 def test_serve_with_an_unknown_log_level_is_a_usage_error():
