@@ -263,13 +263,19 @@ class ModelStore:
         Applied to the classifiers this store loads.
     lock_timeout : float, default=60
         Seconds to wait for another learner before ``StoreBusyError``.
+    lock_deadline : float, optional
+        A ``time.monotonic()`` past which the lock is no longer waited for
+        (one try), in place of ``lock_timeout`` from now: for a request
+        that has already spent part of its time in a queue (the HTTP
+        service's learners).
     """
 
     def __init__(self, model_path: Path, ledger_path: Path | None = None, *,
                  n_features: int = DEFAULT_N_FEATURES,
                  tokenizer_options: TokenizerOptions | None = None,
                  ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
-                 scan_limit: int = 512_000, lock_timeout: float = 60.0):
+                 scan_limit: int = 512_000, lock_timeout: float = 60.0,
+                 lock_deadline: float | None = None):
         # Through a symlink, the file it names: learning "into the link" made
         # it a file of its own with its own lock, and two learners, one per
         # name, lost each other's messages (a helper's review).
@@ -288,6 +294,7 @@ class ModelStore:
         self.spam_cutoff = spam_cutoff
         self.scan_limit = scan_limit
         self.lock_timeout = lock_timeout
+        self.lock_deadline = lock_deadline
 
     @classmethod
     def from_settings(cls, settings: Settings, user: str | None = None, **kwargs) -> ModelStore:
@@ -365,7 +372,9 @@ class ModelStore:
     def _flocked(self, fd: int) -> Iterator[None]:
         """Hold an exclusive flock on ``fd`` (waiting up to the lock timeout); closes it."""
         try:
-            deadline = time.monotonic() + self.lock_timeout
+            deadline = self.lock_deadline
+            if deadline is None:
+                deadline = time.monotonic() + self.lock_timeout
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -117,6 +117,8 @@ class ServerSettings:
         Seconds a learn request waits for another learner's lock before 503
         with Retry-After: long enough for a cron pass to commit its batch,
         shorter than the CLI's minute, which an HTTP client would not wait.
+        Counted from the request's admission: its time queued for one of
+        the learner threads is part of it.
     access_log : bool, default=False
         One log line per request.  Off: a busy MX makes thousands a minute,
         and ``/metrics`` already counts them.

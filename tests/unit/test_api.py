@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
 import warnings
 
+import anyio
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
 from spamlearn.api import create_app
 from spamlearn.api.schemas import Health, LearnResult, ScoreResult
+from spamlearn.api.service import ClientGone
 from spamlearn.config import load_settings
 from spamlearn.errors import ModelFileError
 from spamlearn.message import message_digest
@@ -445,6 +448,51 @@ def test_learners_waiting_for_the_lock_leave_large_messages_scored_promptly(sett
     assert scored.status_code == 200 and elapsed < 2.0, elapsed
     assert statuses.count(503) == 50 - queued and statuses.count(200) == queued
     assert ModelStore.from_settings(settings).check() == []
+
+
+def test_a_queued_learn_waits_no_longer_than_learn_lock_timeout(settings, trained, spam_messages,
+                                                                ham_messages):
+    """The wait is counted from when the request is admitted: it was counted
+    from when a learner thread took it, and 8 requests behind 2 threads, with
+    the lock held by another, waited up to 4 times the timeout (a reviewer's
+    test; 9 times with more of them)."""
+    lock = os.open(f"{settings.model_path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    took: list[tuple[float, int]] = []
+    try:
+        with client_for(settings, learn_lock_timeout=0.5) as client:
+            def learn(raw: bytes) -> None:
+                started = time.monotonic()
+                response = client.post("/learn", params={"label": "ham"}, content=raw, headers=LEARNER)
+                took.append((time.monotonic() - started, response.status_code))
+
+            threads = [threading.Thread(target=learn, args=(raw,)) for raw in spam_messages + ham_messages]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        os.close(lock)
+    assert {status for _, status in took} == {503}
+    assert max(seconds for seconds, _ in took) < 1.0, sorted(took)
+
+
+def test_a_queued_learn_whose_client_left_is_dropped_before_learning(settings):
+    """Its turn comes after the client gave up (curl --max-time): nobody reads
+    the answer, so the learn, and another's wait behind it, is not done."""
+    service = create_app(settings, server()).state.service
+    done: list[str] = []
+
+    async def gone() -> bool:
+        return True
+
+    def work(*args, lock_deadline):
+        done.append("learned")
+
+    with pytest.raises(ClientGone):
+        anyio.run(lambda: service.run_learner(work, client_gone=gone))
+    anyio.run(lambda: service.run_learner(work))
+    assert done == ["learned"]
 
 
 def test_learn_with_a_corrupt_model_or_a_mismatched_ledger_is_a_503(settings, trained, sample_spam):
