@@ -27,6 +27,7 @@ import re
 import shutil
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,6 +269,10 @@ class ModelStore:
         (one try), in place of ``lock_timeout`` from now: for a request
         that has already spent part of its time in a queue (the HTTP
         service's learners).
+    stop_waiting : threading.Event, optional
+        Once set, a wait for the lock ends at once with ``StoreBusyError``:
+        the HTTP service stopping (SIGTERM) turns its waiting learn
+        requests away instead of letting uvicorn cancel them.
     """
 
     def __init__(self, model_path: Path, ledger_path: Path | None = None, *,
@@ -275,7 +280,7 @@ class ModelStore:
                  tokenizer_options: TokenizerOptions | None = None,
                  ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
                  scan_limit: int = 512_000, lock_timeout: float = 60.0,
-                 lock_deadline: float | None = None):
+                 lock_deadline: float | None = None, stop_waiting: threading.Event | None = None):
         # Through a symlink, the file it names: learning "into the link" made
         # it a file of its own with its own lock, and two learners, one per
         # name, lost each other's messages (a helper's review).
@@ -295,6 +300,7 @@ class ModelStore:
         self.scan_limit = scan_limit
         self.lock_timeout = lock_timeout
         self.lock_deadline = lock_deadline
+        self.stop_waiting = stop_waiting if stop_waiting is not None else threading.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings, user: str | None = None, **kwargs) -> ModelStore:
@@ -380,11 +386,14 @@ class ModelStore:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if self.stop_waiting.is_set():
+                        raise StoreBusyError(f"{self.lock_path} is held by another spamlearn process "
+                                             f"and this service is stopping; try again later") from None
                     if time.monotonic() >= deadline:
                         raise StoreBusyError(
                             f"another spamlearn process has held {self.lock_path} for "
                             f"{self.lock_timeout:.0f} s; try again later") from None
-                    time.sleep(0.05)
+                    self.stop_waiting.wait(0.05)
             yield
         finally:
             os.close(fd)  # closing releases the flock

@@ -20,7 +20,9 @@ import gc
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,41 @@ async def _publish_metrics(service: Service) -> None:
             log.warning("cannot write metrics snapshot: %s", exc)
 
 
+#: What uvicorn stops a worker on; it finishes the requests in flight first.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _on_stop_signal(callback: Callable[[], None]) -> contextlib.ExitStack:
+    """Call ``callback`` too when the process is told to stop; close the
+    returned stack to undo it.
+
+    uvicorn tells the app of a stop only once every request in flight has
+    ended, or been cancelled at ``timeout_graceful_shutdown``: learn
+    requests waiting for the model's lock (``learn_lock_timeout``, as long)
+    were cancelled, a 500 and a CancelledError traceback each (a reviewer's
+    SIGTERM).  So the signal handler uvicorn installs (with
+    ``signal.signal``, to restore the previous one after) is chained.  Only
+    in the main thread, where signals arrive: not under TestClient.
+    """
+    undo = contextlib.ExitStack()
+    if threading.current_thread() is not threading.main_thread():
+        return undo
+    for number in _STOP_SIGNALS:
+        previous = signal.getsignal(number)
+
+        def chained(signum: int, frame: Any, previous: Any = previous) -> None:
+            callback()
+            if callable(previous):
+                previous(signum, frame)
+            else:       # SIG_DFL or SIG_IGN: do what it would have done
+                signal.signal(signum, previous)
+                signal.raise_signal(signum)
+
+        signal.signal(number, chained)
+        undo.callback(signal.signal, number, previous)
+    return undo
+
+
 async def _load_first_model(service: Service, start_degraded: bool) -> None:
     try:
         model = await service.models.for_user(None)
@@ -164,6 +201,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _load_first_model(service, start_degraded)
+        stop_watch = _on_stop_signal(service.stopping.set)
         if not server.per_user and settings.own_model_users:
             # The sieve pipe's HTTP mode sends every verdict with its user;
             # this service then trains the shared model with them, while the
@@ -187,6 +225,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
         try:
             yield
         finally:
+            stop_watch.close()
             if service.board is not None:
                 service.board.close()
                 service.board = None

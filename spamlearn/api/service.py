@@ -7,6 +7,7 @@ no module-global state, so tests build as many apps as they like.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -92,6 +93,9 @@ class Service:
         self._learn_turns: anyio.Semaphore | None = None
         self._learn_threads: anyio.CapacityLimiter | None = None
         self._learns_admitted = 0       # running or waiting for a learner's thread
+        #: Set when the worker is told to stop: learn requests waiting for the
+        #: model's lock then answer 503 at once (``ModelStore.stop_waiting``).
+        self.stopping = threading.Event()
 
     async def run_learner(self, work: Callable[..., _T], *args: Any,
                           client_gone: Callable[[], Awaitable[bool]] | None = None) -> _T:
@@ -147,7 +151,7 @@ class Service:
     # -- learning (blocking: run in a thread) ---------------------------------------------
     def _store(self, user: str | None, lock_deadline: float | None) -> ModelStore:
         return ModelStore.from_settings(self.settings, user, lock_timeout=self.server.learn_lock_timeout,
-                                        lock_deadline=lock_deadline)
+                                        lock_deadline=lock_deadline, stop_waiting=self.stopping)
 
     def learn(self, raw: bytes, label: Label, user: str | None,
               verdict_at: float | None = None, *, lock_deadline: float | None = None) -> LearnReport:

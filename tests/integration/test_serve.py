@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import os
 import shutil
 import signal
@@ -374,3 +375,42 @@ def test_a_worker_that_cannot_start_stops_the_service_with_a_failing_exit(tmp_pa
     assert code == 69, log
     assert "cannot start a worker" in log and "bogus_key" in log and "Traceback" not in log
     assert "a worker failed to start" in log
+
+
+def test_learns_waiting_for_the_lock_at_sigterm_answer_503_not_500(tmp_path):
+    """SIGTERM while learn requests wait for a lock another learner holds:
+    their wait (learn_lock_timeout, 30 s) is as long as uvicorn's graceful
+    shutdown, so they held the stop for 28 s here, or, when the timing fell
+    the other way, were cancelled: a 500 each, with a CancelledError
+    traceback in the log (a reviewer's).  They now stop waiting and answer
+    503 with Retry-After, at once."""
+    config, store, env = write_deployment(tmp_path)
+    server = ServeProcess(config, tmp_path / "serve.log", env).start()
+    answers: list[httpx.Response] = []
+
+    def learn(n: int) -> None:
+        answers.append(httpx.post(f"{server.url}/learn", params={"label": "spam"}, headers=LEARNER,
+                                  content=make_message(f"Waiting {n}", "cheap pills"), timeout=60))
+
+    lock = os.open(store.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        wait_for_both_workers(server)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        threads = [threading.Thread(target=learn, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)                 # all of them in, waiting for the lock
+        server.process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        for thread in threads:
+            thread.join(60)
+        answered_in = time.monotonic() - stopped
+        code = server.process.wait(60)
+    finally:
+        os.close(lock)
+        server.stop()
+    log = server.log.read_text()
+    assert sorted(r.status_code for r in answers) == [503] * 6, [r.text for r in answers]
+    assert all(r.headers["Retry-After"] and "stopping" in r.json()["detail"] for r in answers)
+    assert answered_in < 5, answered_in
+    assert code == 0 and "Traceback" not in log and "CancelledError" not in log, log
