@@ -101,6 +101,7 @@ def test_a_token_in_a_file_others_can_read_is_refused(tmp_path):
     ("[server]\nper_user = \"perhaps\"\n", "true or false"),
     ("[server]\nlisten = \"x\"\n", "unknown key"),
     ("[server]\nlearn_token = \"short\"\n", "at least 16"),
+    ("[server]\nscore_token = \"caf\u00e9-0123456789abcdef\"\n", "score_token must be printable ASCII"),
     ("[server]\nlearn_token_file = \"missing.token\"\n", "missing.token"),
     ("server = 3\n", "must be a table"),
 ])
@@ -192,6 +193,20 @@ def test_serve_with_a_model_that_only_the_full_load_refuses_exits_74_with_one_li
         f"spamlearn: error: model file {model} uses tokenizer options this spamlearn "
         f"({__version__}) does not know: bogus_option; it was written by spamlearn "
         f"{__version__}: read it with that version or a later one, or restore a backup made before"]
+
+
+def test_serve_with_a_token_that_is_not_ascii_exits_78_without_showing_it(tmp_path):
+    """Starlette reads the Authorization header as latin-1 and curl sends
+    UTF-8: a token with an "é" was accepted, and no request could ever
+    present it."""
+    token = "s\u00e9same-0123456789abcdef"
+    missing = tmp_path / "missing.joblib"       # checked after the settings: it must not come to that
+    result = runner.invoke(app, ["--model", str(missing), "serve", "--workers", "1"],
+                           env={"SPAMLEARN_SERVER_LEARN_TOKEN": token})
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert result.output.strip().splitlines() == [
+        "spamlearn: error: SPAMLEARN_SERVER_LEARN_TOKEN must be printable ASCII, as HTTP header "
+        "values are (e.g. from `openssl rand -hex 24`)"]
 
 
 def test_serve_with_an_unknown_log_level_is_a_usage_error():
