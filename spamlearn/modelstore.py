@@ -239,6 +239,11 @@ class LearningSession:
         self._state.clear()
 
 
+def _seconds(value: float) -> str:
+    """30 -> "30 s", 0.5 -> "0.5 s": a wait under a second read "0 s"."""
+    return f"{value:.2f}".rstrip("0").rstrip(".") + " s"
+
+
 def _file_identity(path: Path) -> tuple[int, int, int] | None:
     """Which file ``path`` names now (None: none): a rename puts another
     inode there, whatever the clock or the size say."""
@@ -392,7 +397,7 @@ class ModelStore:
                     if time.monotonic() >= deadline:
                         raise StoreBusyError(
                             f"another spamlearn process has held {self.lock_path} for "
-                            f"{self.lock_timeout:.0f} s; try again later") from None
+                            f"{_seconds(self.lock_timeout)}; try again later") from None
                     self.stop_waiting.wait(0.05)
             yield
         finally:

@@ -276,6 +276,18 @@ def test_a_form_upload_is_a_415_with_the_right_way_to_send(settings, sample_spam
     assert response.status_code == 415 and "--data-binary" in response.json()["detail"]
 
 
+def test_a_body_without_line_breaks_sent_as_a_form_is_a_415_that_says_what_is_wrong(settings):
+    """64 NUL bytes sent with curl --data-binary (a form's content type, by
+    curl's default) were told to "send it with curl --data-binary"."""
+    with client_for(settings) as client:
+        response = client.post("/score", content=b"\0" * 64,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 415
+    assert response.json()["detail"] == (
+        "the body has no line break, so it is no mail message: if it is a file sent with "
+        "curl -d, which removes them, send it with --data-binary @message.eml")
+
+
 def test_a_score_token_closes_scoring_and_metrics(settings, sample_spam):
     with client_for(settings, score_token=SCORE_TOKEN) as client:
         anonymous = client.post("/score", content=sample_spam)
@@ -412,7 +424,7 @@ def test_learn_while_another_learner_holds_the_lock_is_a_503_with_retry_after(se
     with client_for(settings, learn_lock_timeout=0.2) as client, store.session(source="cron"):
         response = client.post("/learn", params={"label": "spam"}, content=sample_spam, headers=LEARNER)
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
-    assert "try again later" in response.json()["detail"]
+    assert response.json()["detail"].endswith(".lock for 0.2 s; try again later"), "not 0 s"
     assert ModelStore.from_settings(settings).info().get("ledger_counts", {}) in ({}, {"spam": 0, "ham": 0})
 
 
