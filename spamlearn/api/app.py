@@ -184,7 +184,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
         before starting them: uvicorn takes a replacement worker that
         fails to start for a broken app and stops every worker, so one
         worker killed while the file on disk was bad took the whole
-        service down, with exit 0 (a helper's review).
+        service down, with exit 0 (a reviewer's kill -9).
 
     Returns
     -------

@@ -53,6 +53,7 @@ _T = TypeVar("_T")
 class ClientGone(Exception):
     """The client of a queued learn request closed its connection before its turn."""
 
+
 #: Learn and forget requests run in at most this many threads per worker,
 #: apart from the pool that scores large messages and reloads models: they
 #: wait for the model's lock (up to learn_lock_timeout) one at a time
@@ -103,10 +104,12 @@ class Service:
 
         The deadline is ``learn_lock_timeout`` from now, when the request
         is admitted, not from when a thread takes it: a request queued
-        behind others that each waited for the model's lock waited up to 9
-        times as long, where the README promises ``learn_lock_timeout``
-        (a reviewer measured 4.5 s with 0.5).  Whatever remains when a
-        thread is free is what the lock is waited for; nothing: one try.
+        behind others, each waiting the timeout out for the model's lock,
+        waited up to ``(LEARN_THREADS + LEARNS_WAITING) / LEARN_THREADS``
+        = 9 times as long, where the README promises ``learn_lock_timeout`` (a
+        reviewer's test: 8 requests, 0.5 s, the last answered after 2.0 s).
+        Whatever remains when a thread is free is what the lock is waited
+        for; nothing: one try.
 
         Raises
         ------
