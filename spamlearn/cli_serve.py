@@ -12,9 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from .cli import ExitCode, app, fail, handle_errors, state_of
-from .defaults import choose_model_path
+from .defaults import load_scoring_classifier
 from .server_settings import load_server_settings
-from .store import read_header
 
 #: Seconds uvicorn lets requests in flight finish after SIGTERM, so a learn
 #: request that is writing the model completes instead of being cut off.
@@ -52,6 +51,32 @@ def _check_can_listen(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as exc:
             raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", ExitCode.UNAVAILABLE) from None
+
+
+def _supervise_workers(config: Any) -> bool:
+    """Run uvicorn's multi-process supervisor until it stops; True if told to (SIGTERM, SIGINT).
+
+    ``uvicorn.run`` returns alike either way, but uvicorn also stops every
+    worker by itself when a replacement for one that died fails to start:
+    ``serve`` exited 0 then, and systemd's ``Restart=on-failure`` left the
+    service down (a helper's review).
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        told_to_stop = False
+
+        def handle_int(self) -> None:
+            self.told_to_stop = True
+            super().handle_int()
+
+        def handle_term(self) -> None:
+            self.told_to_stop = True
+            super().handle_term()
+
+    supervisor = Supervisor(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    return supervisor.told_to_stop
 
 
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -96,7 +121,10 @@ def serve(
         "max_body_size": max_body_size, "access_log": access_log}.items() if value is not None}
     server = load_server_settings(settings, **overrides)
     # Fail now, with exit code 74, rather than in every worker's startup.
-    read_header(choose_model_path(settings, explicit=state.model_override))
+    # The whole load, as a worker does it: the header alone passed a model
+    # from a newer spamlearn (an unknown tokenizer option), and each worker
+    # then failed with a traceback (exit 3 with one worker, 0 with several).
+    load_scoring_classifier(settings, explicit=state.model_override)
     _check_can_listen(server.host, server.port)
 
     scoring = "open" if not server.score_token else "bearer token"
@@ -119,5 +147,9 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="spamlearn-metrics-") as metrics_dir:
         os.environ.update(worker_environment(settings.config_file, state.model_override, overrides,
                                              Path(metrics_dir)))
-        uvicorn.run("spamlearn.api.app:app_from_environment", factory=True, workers=server.workers,
-                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, **common)
+        told_to_stop = _supervise_workers(uvicorn.Config(
+            "spamlearn.api.app:app_from_environment", factory=True, workers=server.workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS, **common))
+    if not told_to_stop:
+        raise fail("a worker failed to start (see the log above) and uvicorn stopped the others",
+                   ExitCode.UNAVAILABLE)

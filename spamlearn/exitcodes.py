@@ -21,7 +21,8 @@ code   meaning
        exist or is unreadable
 69     EX_UNAVAILABLE: the IMAP server cannot be reached, or answered so
        slowly that a ``train`` pass outlived ``pass_timeout`` (``serve``:
-       the address is taken)
+       the address is taken, or a worker could not start and uvicorn
+       stopped the others)
 70     EX_SOFTWARE: an internal error (a bug: please report it)
 74     EX_IOERR: the model file or ledger is missing, corrupt, unwritable
        (``serve``: no usable model to start with); standard output is

@@ -28,6 +28,7 @@ import re
 import shutil
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -282,6 +283,11 @@ class LearningSession:
         self._model_replaced = False
 
 
+def _seconds(value: float) -> str:
+    """30 -> "30 s", 0.5 -> "0.5 s": a wait under a second read "0 s"."""
+    return f"{value:.2f}".rstrip("0").rstrip(".") + " s"
+
+
 def _file_identity(path: Path) -> tuple[int, int, int] | None:
     """Which file ``path`` names now (None: none): a rename puts another
     inode there, whatever the clock or the size say."""
@@ -307,13 +313,23 @@ class ModelStore:
         Applied to the classifiers this store loads.
     lock_timeout : float, default=60
         Seconds to wait for another learner before ``StoreBusyError``.
+    lock_deadline : float, optional
+        A ``time.monotonic()`` past which the lock is no longer waited for
+        (one try), in place of ``lock_timeout`` from now: for a request
+        that has already spent part of its time in a queue (the HTTP
+        service's learners).
+    stop_waiting : threading.Event, optional
+        Once set, a wait for the lock ends at once with ``StoreBusyError``:
+        the HTTP service stopping (SIGTERM) turns its waiting learn
+        requests away instead of letting uvicorn cancel them.
     """
 
     def __init__(self, model_path: Path, ledger_path: Path | None = None, *,
                  n_features: int = DEFAULT_N_FEATURES,
                  tokenizer_options: TokenizerOptions | None = None,
                  ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
-                 scan_limit: int = 512_000, lock_timeout: float = 60.0):
+                 scan_limit: int = 512_000, lock_timeout: float = 60.0,
+                 lock_deadline: float | None = None, stop_waiting: threading.Event | None = None):
         # Through a symlink, the file it names: learning "into the link" made
         # it a file of its own with its own lock, and two learners, one per
         # name, lost each other's messages (a helper's review).
@@ -332,6 +348,8 @@ class ModelStore:
         self.spam_cutoff = spam_cutoff
         self.scan_limit = scan_limit
         self.lock_timeout = lock_timeout
+        self.lock_deadline = lock_deadline
+        self.stop_waiting = stop_waiting if stop_waiting is not None else threading.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings, user: str | None = None, **kwargs) -> ModelStore:
@@ -409,17 +427,22 @@ class ModelStore:
     def _flocked(self, fd: int) -> Iterator[None]:
         """Hold an exclusive flock on ``fd`` (waiting up to the lock timeout); closes it."""
         try:
-            deadline = time.monotonic() + self.lock_timeout
+            deadline = self.lock_deadline
+            if deadline is None:
+                deadline = time.monotonic() + self.lock_timeout
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if self.stop_waiting.is_set():
+                        raise StoreBusyError(f"{self.lock_path} is held by another spamlearn process "
+                                             f"and this service is stopping; try again later") from None
                     if time.monotonic() >= deadline:
                         raise StoreBusyError(
                             f"another spamlearn process has held {self.lock_path} for "
-                            f"{self.lock_timeout:.0f} s; try again later") from None
-                    time.sleep(0.05)
+                            f"{_seconds(self.lock_timeout)}; try again later") from None
+                    self.stop_waiting.wait(0.05)
             yield
         finally:
             os.close(fd)  # closing releases the flock

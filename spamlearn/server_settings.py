@@ -50,6 +50,8 @@ DEFAULT_MAX_BODY_SIZE = 25 * 1024 * 1024
 MIN_TOKEN_LENGTH = 16
 #: An HTTP field name (RFC 9110 "token"); any other never matches a request header.
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: What a bearer token may hold: visible ASCII, no spaces.
+_PRINTABLE_ASCII_RE = re.compile(r"[!-~]+")
 
 _KEYS = {
     "host", "port", "workers", "learn_token", "learn_token_file", "score_token", "score_token_file",
@@ -117,6 +119,8 @@ class ServerSettings:
         Seconds a learn request waits for another learner's lock before 503
         with Retry-After: long enough for a cron pass to commit its batch,
         shorter than the CLI's minute, which an HTTP client would not wait.
+        Counted from the request's admission: its time queued for one of
+        the learner threads is part of it.
     access_log : bool, default=False
         One log line per request.  Off: a busy MX makes thousands a minute,
         and ``/metrics`` already counts them.
@@ -161,6 +165,12 @@ class ServerSettings:
             if token is not None and (len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token)):
                 raise _Invalid(name, f"must be at least {MIN_TOKEN_LENGTH} characters "
                                      f"without spaces (e.g. from `openssl rand -hex 24`)")
+            if token is not None and not _PRINTABLE_ASCII_RE.fullmatch(token):
+                # Starlette reads header values as latin-1, curl sends the
+                # bytes it is given (UTF-8): "é" arrives as "Ã©", and such a
+                # token was accepted here but could never authenticate.
+                raise _Invalid(name, "must be printable ASCII, as HTTP header values are "
+                                     "(e.g. from `openssl rand -hex 24`)")
 
     @property
     def learning_enabled(self) -> bool:

@@ -20,7 +20,9 @@ import gc
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from ..errors import (
     LedgerError,
     MessageError,
     ModelError,
+    ModelFileError,
     SpamlearnError,
     StoreBusyError,
 )
@@ -104,9 +107,57 @@ async def _publish_metrics(service: Service) -> None:
             log.warning("cannot write metrics snapshot: %s", exc)
 
 
+#: What uvicorn stops a worker on; it finishes the requests in flight first.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _on_stop_signal(callback: Callable[[], None]) -> contextlib.ExitStack:
+    """Call ``callback`` too when the process is told to stop; close the
+    returned stack to undo it.
+
+    uvicorn tells the app of a stop only once every request in flight has
+    ended, or been cancelled at ``timeout_graceful_shutdown``: learn
+    requests waiting for the model's lock (``learn_lock_timeout``, as long)
+    were cancelled, a 500 and a CancelledError traceback each (a reviewer's
+    SIGTERM).  So the signal handler uvicorn installs (with
+    ``signal.signal``, to restore the previous one after) is chained.  Only
+    in the main thread, where signals arrive: not under TestClient.
+    """
+    undo = contextlib.ExitStack()
+    if threading.current_thread() is not threading.main_thread():
+        return undo
+    for number in _STOP_SIGNALS:
+        previous = signal.getsignal(number)
+
+        def chained(signum: int, frame: Any, previous: Any = previous) -> None:
+            callback()
+            if callable(previous):
+                previous(signum, frame)
+            else:       # SIG_DFL or SIG_IGN: do what it would have done
+                signal.signal(signum, previous)
+                signal.raise_signal(signum)
+
+        signal.signal(number, chained)
+        undo.callback(signal.signal, number, previous)
+    return undo
+
+
+async def _load_first_model(service: Service, start_degraded: bool) -> None:
+    try:
+        model = await service.models.for_user(None)
+    except ModelFileError as exc:
+        if not start_degraded:
+            raise
+        log.error("starting without a model (/score and /healthz answer 503 until %s loads): %s",
+                  service.settings.model_path, exc)
+        return
+    log.info("scoring with %s (%s, revision %s, digest %s)", model.path, model.kind,
+             model.classifier.revision, model.digest)
+
+
 def create_app(settings: Settings, server: ServerSettings | None = None, *,
                metrics_dir: Path | None = None, freeze_gc: bool = False,
-               exact_model: bool = False) -> FastAPI:
+               exact_model: bool = False, start_degraded: bool = False) -> FastAPI:
     """Build the service's app.
 
     Parameters
@@ -125,13 +176,23 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
     exact_model : bool, default=False
         ``settings.model_path`` came from ``--model``: it scores every
         request as it is, with no fallback to the default model.
+    start_degraded : bool, default=False
+        A model that does not load at startup is logged, and the app
+        starts all the same, answering 503 on ``/score`` and ``/healthz``
+        until a good file appears (as after a failed reload).  For the
+        workers of a multi-process server, whose parent checked the model
+        before starting them: uvicorn takes a replacement worker that
+        fails to start for a broken app and stops every worker, so one
+        worker killed while the file on disk was bad took the whole
+        service down, with exit 0 (a reviewer's kill -9).
 
     Returns
     -------
     FastAPI
         Its lifespan loads the model for scoring (startup fails with
-        ``ModelFileError`` if there is none), so a broken model is found
-        when the service starts, not by the first mail.
+        ``ModelFileError`` if there is none, unless ``start_degraded``),
+        so a broken model is found when the service starts, not by the
+        first mail.
     """
     if server is None:
         server = load_server_settings(settings)
@@ -139,9 +200,8 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = await service.models.for_user(None)
-        log.info("scoring with %s (%s, revision %s, digest %s)", model.path, model.kind,
-                 model.classifier.revision, model.digest)
+        await _load_first_model(service, start_degraded)
+        stop_watch = _on_stop_signal(service.stopping.set)
         if not server.per_user and settings.own_model_users:
             # The sieve pipe's HTTP mode sends every verdict with its user;
             # this service then trains the shared model with them, while the
@@ -165,6 +225,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
         try:
             yield
         finally:
+            stop_watch.close()
             if service.board is not None:
                 service.board.close()
                 service.board = None
@@ -210,13 +271,28 @@ def app_from_environment() -> FastAPI:
     ConfigError
         ``SPAMLEARN_SERVE_ARGS`` is missing: this is meant to be started
         by ``spamlearn serve``.
+    SystemExit
+        With uvicorn's ``STARTUP_FAILURE``, after logging why, when the
+        settings no longer load.
     """
     raw = os.environ.get(SERVE_ARGS_ENV)
     if not raw:
         raise ConfigError(f"${SERVE_ARGS_ENV} is not set: start the service with `spamlearn serve`")
     args = json.loads(raw)
-    settings = load_settings(Path(args["config"]) if args["config"] else None,
-                             model_path=Path(args["model"]) if args["model"] else None)
-    server = load_server_settings(settings, **args["server"])
+    try:
+        settings = load_settings(Path(args["config"]) if args["config"] else None,
+                                 model_path=Path(args["model"]) if args["model"] else None)
+        server = load_server_settings(settings, **args["server"])
+    except SpamlearnError as exc:
+        # The parent read the same settings when it started: they changed
+        # since (an edit, a token file removed), and a worker replacing one
+        # that died cannot start.  Raised, the error was a traceback and
+        # uvicorn tried again every 1.5 s for ever; as a startup failure,
+        # uvicorn stops the service and `serve` exits non-zero, so that a
+        # restart (systemd) reports the setting in one line.
+        from uvicorn.config import STARTUP_FAILURE
+
+        log.error("cannot start a worker: %s", exc)
+        raise SystemExit(STARTUP_FAILURE) from None
     return create_app(settings, server, metrics_dir=Path(args["metrics_dir"]), freeze_gc=True,
-                      exact_model=bool(args["model"]))
+                      exact_model=bool(args["model"]), start_degraded=True)

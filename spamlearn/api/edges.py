@@ -89,9 +89,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     if content_type.startswith("application/x-www-form-urlencoded") and b"\n" not in body and body:
         # `curl -d @message.eml`: curl dropped the line breaks, so the message
         # would be scored, or learned, mangled.  (The content type alone says
-        # nothing: --data-binary sends the same one, unless told otherwise.)
-        raise HTTPException(415, "the message has no line breaks: send it with curl --data-binary "
-                                 "@message.eml (-d removes them)")
+        # nothing: --data-binary sends the same one, unless told otherwise;
+        # and a body that never had a line break, 64 NUL bytes sent with
+        # --data-binary, was told to use --data-binary: the answer says both.)
+        raise HTTPException(415, "the body has no line break, so it is no mail message: if it is a "
+                                 "file sent with curl -d, which removes them, send it with "
+                                 "--data-binary @message.eml")
     return body
 
 

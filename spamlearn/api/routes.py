@@ -17,7 +17,7 @@ from ..errors import MessageError, SpamlearnError
 from .edges import check_token, read_body, refuse_repeated, resolve_user
 from .schemas import MESSAGE_BODY, Health, LearnResult, ScoreResult, error_responses
 from .scoring import ModelKind
-from .service import Service
+from .service import ClientGone, LearnReport, Service
 
 __all__ = ["router", "score_message", "ScoreFastPath"]
 
@@ -198,6 +198,19 @@ class ScoreFastPath:
         await response(scope, receive, send)
 
 
+async def run_learner(request: Request, service: Service, work: Callable[..., LearnReport],
+                      *args: Any) -> LearnReport:
+    """``service.run_learner``, dropping a request whose client hung up while it queued."""
+    try:
+        return await service.run_learner(work, *args, client_gone=request.is_disconnected)
+    except ClientGone:
+        # A client that gave up waiting (curl --max-time): it reads no
+        # answer, and may send the verdict again, newer (the sieve pipe's
+        # spool), so learning it now would only cost another's wait.
+        raise HTTPException(400, "the client closed the connection while the request waited "
+                                 "for the model: nothing learned") from None
+
+
 @router.post(
     "/learn", tags=["learning"], response_model=LearnResult, openapi_extra=MESSAGE_BODY,
     responses=error_responses(400, 401, 403, 413, 415, 503),
@@ -227,7 +240,7 @@ async def learn(
     raw = await read_body(request, service.server.max_body_size)
     user = resolve_user(user, request, service.server)
     try:
-        report = await service.run_learner(service.learn, raw, Label(label), user, at)
+        report = await run_learner(request, service, service.learn, raw, Label(label), user, at)
     except MessageError:
         service.metrics.count_parse_failure()
         raise
@@ -258,7 +271,7 @@ async def forget(
         raise HTTPException(400, "send either the message as the body or ?digest=, not both")
     if digest is None and not has_message:
         raise HTTPException(400, "empty message: send the message as the body, or ?digest=")
-    report = await service.run_learner(service.forget, digest or raw, user)
+    report = await run_learner(request, service, service.forget, digest or raw, user)
     service.metrics.count_learn(report.outcome.action)
     service.models.invalidate(report.model_path)
     return JSONResponse(report.as_dict())

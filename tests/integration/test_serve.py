@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,10 +39,8 @@ HAMMY = [make_message("Meeting tomorrow", "Can we move the project meeting to te
          make_message("Lunch on Friday", "Lunch with the team on Friday?", "carol@work.example")]
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
-    """A config, a trained shared model, and the service running on them with 2 workers."""
-    base = tmp_path_factory.mktemp("serve")
+def write_deployment(base: Path, workers: int = 2) -> tuple[Path, ModelStore, dict[str, str]]:
+    """In ``base``: a config, a learn token file, a trained shared model, and an environment."""
     token_file = base / "learn.token"
     token_file.write_text(TOKEN + "\n")
     token_file.chmod(0o600)
@@ -48,14 +48,21 @@ def deployment(tmp_path_factory):
     config.write_text(
         '[model]\npath = "model.joblib"\nmin_messages = 2\n\n'
         f'[server]\nlearn_token_file = "learn.token"\nmax_body_size = {MAX_BODY}\n'
-        'reload_interval = 0.2\nworkers = 2\n')
+        f'reload_interval = 0.2\nworkers = {workers}\n')
     store = ModelStore(base / "model.joblib", n_features=2**18)
     with store.session(source="setup") as session:
         for raw in SPAMMY:
             session.learn(raw, "spam")
         for raw in HAMMY:
             session.learn(raw, "ham")
-    env = clean_environment(base / "home")
+    return config, store, clean_environment(base / "home")
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """A config, a trained shared model, and the service running on them with 2 workers."""
+    base = tmp_path_factory.mktemp("serve")
+    config, store, env = write_deployment(base)
     server = ServeProcess(config, base / "serve.log", env).start()
     try:
         yield server, store, config, env
@@ -291,3 +298,119 @@ def test_the_example_clients_work(service, store, deployment, tmp_path):
                              "--learn", "spam"], env=client_env, capture_output=True, text=True)
     assert python.returncode == 0, python.stderr
     assert "already-known" in python.stdout and "revision" in python.stdout
+
+
+def replace_file(path: Path, content: bytes) -> None:
+    """Put ``content`` at ``path`` as a writer would: a new file renamed over it."""
+    incoming = path.with_name("incoming.tmp")
+    incoming.write_bytes(content)
+    os.replace(incoming, path)
+
+
+def health_statuses(server: ServeProcess, until, timeout: float = 90.0) -> list[int]:
+    """GET /healthz, each on a new connection (either worker may take it), until
+    ``until(statuses)`` holds, the service exits or ``timeout`` passes."""
+    statuses: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.process.poll() is None and not until(statuses):
+        try:
+            statuses.append(httpx.get(f"{server.url}/healthz", timeout=5).status_code)
+        except httpx.TransportError:
+            statuses.append(0)
+        time.sleep(0.05)
+    return statuses
+
+
+def wait_for_both_workers(server: ServeProcess, timeout: float = 90.0) -> None:
+    """Until /healthz has answered from two processes (``start`` waits for one)."""
+    pids: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(pids) < 2:
+        assert time.monotonic() < deadline, f"one worker only: {pids}"
+        pids.add(httpx.get(f"{server.url}/healthz", timeout=5).json()["pid"])
+        time.sleep(0.05)
+
+
+def test_a_worker_replaced_while_the_model_file_is_corrupt_starts_without_it(tmp_path):
+    """The running workers keep their model when the file goes bad; one of
+    them killed, its replacement cannot load it.  uvicorn took that for a
+    broken app and stopped the service, with exit 0: systemd's
+    Restart=on-failure did not start it again.  Now the replacement answers
+    503 until a good file appears."""
+    config, store, env = write_deployment(tmp_path)
+    server = ServeProcess(config, tmp_path / "serve.log", env).start()
+    try:
+        wait_for_both_workers(server)
+        good = store.model_path.read_bytes()
+        replace_file(store.model_path, b"\x80 not a model")
+        assert {score(server.url).status_code for _ in range(10)} == {200}
+        os.kill(httpx.get(f"{server.url}/healthz").json()["pid"], signal.SIGKILL)
+        statuses = health_statuses(server, lambda seen: 503 in seen)
+        assert server.process.poll() is None, server.log.read_text()
+        assert 503 in statuses, statuses[-20:]
+        replace_file(store.model_path, good)
+        statuses = health_statuses(server, lambda seen: seen[-30:] == [200] * 30)
+        assert statuses[-30:] == [200] * 30, statuses[-30:]
+    finally:
+        code = server.stop()
+    assert code == 0, server.log.read_text()
+    assert "starting without a model" in server.log.read_text()
+
+
+def test_a_worker_that_cannot_start_stops_the_service_with_a_failing_exit(tmp_path):
+    """The config file broken after the start, then a worker killed: its
+    replacement cannot start, and uvicorn stops the others.  `serve`
+    exited 0 then (systemd's Restart=on-failure left it down), and a worker
+    that raised was replaced every 1.5 s for ever, a traceback each time."""
+    config, _, env = write_deployment(tmp_path)
+    server = ServeProcess(config, tmp_path / "serve.log", env).start()
+    try:
+        wait_for_both_workers(server)
+        config.write_text(config.read_text() + "bogus_key = 1\n")
+        os.kill(httpx.get(f"{server.url}/healthz").json()["pid"], signal.SIGKILL)
+        code = server.process.wait(60)
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert code == 69, log
+    assert "cannot start a worker" in log and "bogus_key" in log and "Traceback" not in log
+    assert "a worker failed to start" in log
+
+
+def test_learns_waiting_for_the_lock_at_sigterm_answer_503_not_500(tmp_path):
+    """SIGTERM while learn requests wait for a lock another learner holds:
+    their wait (learn_lock_timeout, 30 s) is as long as uvicorn's graceful
+    shutdown, so they held the stop for 28 s here, or, when the timing fell
+    the other way, were cancelled: a 500 each, with a CancelledError
+    traceback in the log (a reviewer's).  They now stop waiting and answer
+    503 with Retry-After, at once."""
+    config, store, env = write_deployment(tmp_path)
+    server = ServeProcess(config, tmp_path / "serve.log", env).start()
+    answers: list[httpx.Response] = []
+
+    def learn(n: int) -> None:
+        answers.append(httpx.post(f"{server.url}/learn", params={"label": "spam"}, headers=LEARNER,
+                                  content=make_message(f"Waiting {n}", "cheap pills"), timeout=60))
+
+    lock = os.open(store.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        wait_for_both_workers(server)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        threads = [threading.Thread(target=learn, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)                 # all of them in, waiting for the lock
+        server.process.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        for thread in threads:
+            thread.join(60)
+        answered_in = time.monotonic() - stopped
+        code = server.process.wait(60)
+    finally:
+        os.close(lock)
+        server.stop()
+    log = server.log.read_text()
+    assert sorted(r.status_code for r in answers) == [503] * 6, [r.text for r in answers]
+    assert all(r.headers["Retry-After"] and "stopping" in r.json()["detail"] for r in answers)
+    assert answered_in < 5, answered_in
+    assert code == 0 and "Traceback" not in log and "CancelledError" not in log, log

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
 import warnings
 
+import anyio
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
 from spamlearn.api import create_app
 from spamlearn.api.schemas import Health, LearnResult, ScoreResult
+from spamlearn.api.service import ClientGone
 from spamlearn.config import load_settings
 from spamlearn.errors import ModelFileError
 from spamlearn.message import message_digest
@@ -273,6 +276,18 @@ def test_a_form_upload_is_a_415_with_the_right_way_to_send(settings, sample_spam
     assert response.status_code == 415 and "--data-binary" in response.json()["detail"]
 
 
+def test_a_body_without_line_breaks_sent_as_a_form_is_a_415_that_says_what_is_wrong(settings):
+    """64 NUL bytes sent with curl --data-binary (a form's content type, by
+    curl's default) were told to "send it with curl --data-binary"."""
+    with client_for(settings) as client:
+        response = client.post("/score", content=b"\0" * 64,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 415
+    assert response.json()["detail"] == (
+        "the body has no line break, so it is no mail message: if it is a file sent with "
+        "curl -d, which removes them, send it with --data-binary @message.eml")
+
+
 def test_a_score_token_closes_scoring_and_metrics(settings, sample_spam):
     with client_for(settings, score_token=SCORE_TOKEN) as client:
         anonymous = client.post("/score", content=sample_spam)
@@ -409,7 +424,7 @@ def test_learn_while_another_learner_holds_the_lock_is_a_503_with_retry_after(se
     with client_for(settings, learn_lock_timeout=0.2) as client, store.session(source="cron"):
         response = client.post("/learn", params={"label": "spam"}, content=sample_spam, headers=LEARNER)
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
-    assert "try again later" in response.json()["detail"]
+    assert response.json()["detail"].endswith(".lock for 0.2 s; try again later"), "not 0 s"
     assert ModelStore.from_settings(settings).info().get("ledger_counts", {}) in ({}, {"spam": 0, "ham": 0})
 
 
@@ -445,6 +460,51 @@ def test_learners_waiting_for_the_lock_leave_large_messages_scored_promptly(sett
     assert scored.status_code == 200 and elapsed < 2.0, elapsed
     assert statuses.count(503) == 50 - queued and statuses.count(200) == queued
     assert ModelStore.from_settings(settings).check() == []
+
+
+def test_a_queued_learn_waits_no_longer_than_learn_lock_timeout(settings, trained, spam_messages,
+                                                                ham_messages):
+    """The wait is counted from when the request is admitted: it was counted
+    from when a learner thread took it, and 8 requests behind 2 threads, with
+    the lock held by another, waited up to 4 times the timeout (a reviewer's
+    test; 9 times with more of them)."""
+    lock = os.open(f"{settings.model_path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    took: list[tuple[float, int]] = []
+    try:
+        with client_for(settings, learn_lock_timeout=0.5) as client:
+            def learn(raw: bytes) -> None:
+                started = time.monotonic()
+                response = client.post("/learn", params={"label": "ham"}, content=raw, headers=LEARNER)
+                took.append((time.monotonic() - started, response.status_code))
+
+            threads = [threading.Thread(target=learn, args=(raw,)) for raw in spam_messages + ham_messages]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        os.close(lock)
+    assert {status for _, status in took} == {503}
+    assert max(seconds for seconds, _ in took) < 1.0, sorted(took)
+
+
+def test_a_queued_learn_whose_client_left_is_dropped_before_learning(settings):
+    """Its turn comes after the client gave up (curl --max-time): nobody reads
+    the answer, so the learn, and another's wait behind it, is not done."""
+    service = create_app(settings, server()).state.service
+    done: list[str] = []
+
+    async def gone() -> bool:
+        return True
+
+    def work(*args, lock_deadline):
+        done.append("learned")
+
+    with pytest.raises(ClientGone):
+        anyio.run(lambda: service.run_learner(work, client_gone=gone))
+    anyio.run(lambda: service.run_learner(work))
+    assert done == ["learned"]
 
 
 def test_learn_with_a_corrupt_model_or_a_mismatched_ledger_is_a_503(settings, trained, sample_spam):
@@ -605,6 +665,22 @@ def test_a_corrupt_shared_model_at_startup_fails_the_start(settings):
     with pytest.raises(ModelFileError, match="corrupt"):
         with client_for(settings):
             pass
+
+
+def test_a_worker_started_degraded_answers_503_until_a_good_model_appears(
+        settings, spam_messages, ham_messages):
+    """A worker of a multi-process server (its parent checked the model) that
+    starts while the file is bad: 503, not a failed start, which made uvicorn
+    stop every worker."""
+    settings.model_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.model_path.write_bytes(b"\x80 not a model")
+    with TestClient(create_app(settings, server(), start_degraded=True)) as client:
+        assert client.get("/healthz").status_code == 503
+        assert client.post("/score", content=spam_messages[0]).status_code == 503
+        settings.model_path.unlink()
+        train(settings.model_path, spam_messages, ham_messages)
+        assert client.get("/healthz").status_code == 200
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "shared"
 
 
 def test_a_removed_model_falls_back_to_the_default(settings, trained, spam_messages):

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import socket
 
+import joblib
 import pytest
 from typer.testing import CliRunner
 
+from spamlearn import __version__
 from spamlearn.cli import ExitCode, app
 from spamlearn.config import load_settings
 from spamlearn.errors import ConfigError
+from spamlearn.modelstore import ModelStore
 from spamlearn.server_settings import (
     DEFAULT_PORT,
     ServerSettings,
     default_workers,
     load_server_settings,
 )
+from spamlearn.store import read_header
 
 TOKEN = "0123456789abcdef0123"
 
@@ -97,6 +101,7 @@ def test_a_token_in_a_file_others_can_read_is_refused(tmp_path):
     ("[server]\nper_user = \"perhaps\"\n", "true or false"),
     ("[server]\nlisten = \"x\"\n", "unknown key"),
     ("[server]\nlearn_token = \"short\"\n", "at least 16"),
+    ("[server]\nscore_token = \"caf\u00e9-0123456789abcdef\"\n", "score_token must be printable ASCII"),
     ("[server]\nlearn_token_file = \"missing.token\"\n", "missing.token"),
     ("server = 3\n", "must be a table"),
 ])
@@ -163,6 +168,45 @@ def test_serve_with_a_corrupt_model_exits_74(tmp_path):
     model.write_bytes(b"\x80 not a model")
     result = runner.invoke(app, ["--model", str(model), "serve", "--workers", "1"])
     assert result.exit_code == ExitCode.IOERR and "corrupt" in result.output
+
+
+def test_serve_with_a_model_that_only_the_full_load_refuses_exits_74_with_one_line(
+        tmp_path, spam_messages, ham_messages):
+    """A model from a newer spamlearn (a tokenizer option unknown here) has a
+    header that reads well: the start-up check passed it, and the worker
+    failed with a traceback (exit 3; 0 with several workers)."""
+    model = tmp_path / "model.joblib"
+    store = ModelStore(model, n_features=2**16)
+    with store.session(source="test") as session:
+        for raw in spam_messages:
+            session.learn(raw, "spam")
+        for raw in ham_messages:
+            session.learn(raw, "ham")
+    newer = read_header(model)
+    newer["tokenizer"]["bogus_option"] = 1
+    joblib.dump(newer, model, compress=("zlib", 3))      # as save_classifier writes it
+    path = tmp_path / "spamlearn.toml"
+    path.write_text(f'[model]\npath = "{model}"\nmin_messages = 2\n')
+    result = runner.invoke(app, ["--config", str(path), "serve", "--workers", "1", "--port", "0"])
+    assert result.exit_code == ExitCode.IOERR, result.output
+    assert result.output.strip().splitlines() == [
+        f"spamlearn: error: model file {model} uses tokenizer options this spamlearn "
+        f"({__version__}) does not know: bogus_option; it was written by spamlearn "
+        f"{__version__}: read it with that version or a later one, or restore a backup made before"]
+
+
+def test_serve_with_a_token_that_is_not_ascii_exits_78_without_showing_it(tmp_path):
+    """Starlette reads the Authorization header as latin-1 and curl sends
+    UTF-8: a token with an "é" was accepted, and no request could ever
+    present it."""
+    token = "s\u00e9same-0123456789abcdef"
+    missing = tmp_path / "missing.joblib"       # checked after the settings: it must not come to that
+    result = runner.invoke(app, ["--model", str(missing), "serve", "--workers", "1"],
+                           env={"SPAMLEARN_SERVER_LEARN_TOKEN": token})
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert result.output.strip().splitlines() == [
+        "spamlearn: error: SPAMLEARN_SERVER_LEARN_TOKEN must be printable ASCII, as HTTP header "
+        "values are (e.g. from `openssl rand -hex 24`)"]
 
 
 def test_serve_with_an_unknown_log_level_is_a_usage_error():

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -328,6 +329,19 @@ def test_busy_lock_times_out_clearly(tmp_path, sample_spam):
         other = ModelStore(tmp_path / "m.joblib", n_features=2**16, lock_timeout=0.2)
         with pytest.raises(StoreBusyError, match="another spamlearn process"):
             other.learn(sample_spam, "spam")
+
+
+def test_a_wait_for_the_lock_ends_at_once_when_told_to_stop(tmp_path, sample_spam):
+    """The HTTP service's SIGTERM: its learners stop waiting (30 s by default)."""
+    store = ModelStore(tmp_path / "m.joblib", n_features=2**16)
+    stop = threading.Event()
+    waiting = ModelStore(tmp_path / "m.joblib", n_features=2**16, lock_timeout=30, stop_waiting=stop)
+    with store.session():
+        threading.Timer(0.2, stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(StoreBusyError, match="stopping"):
+            waiting.learn(sample_spam, "spam")
+    assert time.monotonic() - started < 1.0
 
 
 def _learn_in_process(args):
