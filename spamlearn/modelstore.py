@@ -83,6 +83,8 @@ class LearnOutcome:
         if self.action == Action.FORGOTTEN:
             return f"forgotten (was {self.previous})"
         if self.action == Action.SUPERSEDED:
+            if self.previous is None:
+                return f"not learned as {self.label}: the message was forgotten after this verdict"
             return f"not learned as {self.label}: a later verdict ({self.previous}) is learned"
         return "not known"
 
@@ -96,6 +98,10 @@ _CLOCK_LEAD = 300.0
 #: A message digest (``message_digest``): what ``forget`` and ``known`` take
 #: in place of the message.
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+
+#: Ledger state key (+ digest) of when a message was forgotten: a verdict
+#: given before that, still queued, must not learn it back.
+_FORGOTTEN = "forgotten:"
 
 
 class LearningSession:
@@ -202,6 +208,12 @@ class LearningSession:
             # (the command line, the IMAP trainer) is the latest, whatever
             # a clock stepped back would say.
             return LearnOutcome(digest, Action.SUPERSEDED, label, Label(row.label))
+        if stamped and row is None:
+            forgotten = self.get_state(_FORGOTTEN + digest)
+            if forgotten is not None and float(forgotten) > verdict_at:
+                # Learned, then forgotten (an admin's `forget`): a move into
+                # Junk made before that, queued, would learn it back.
+                return LearnOutcome(digest, Action.SUPERSEDED, label, None)
         if row is not None and row.label == label.value:
             if verdict_at > row.learned_at:
                 # The same verdict again, later (out of Junk and back in, or
@@ -240,6 +252,7 @@ class LearningSession:
         self.classifier.unlearn_indices(self.ledger.row_indices(row, self._n_features), previous)
         self._times.pop(digest, None)
         self._pending[digest] = None
+        self.set_state(_FORGOTTEN + digest, repr(time.time()))
         return LearnOutcome(digest, Action.FORGOTTEN, None, previous)
 
     def commit(self) -> None:

@@ -486,3 +486,17 @@ def test_a_verdict_given_again_moves_its_time_in_the_ledger_alone(store, sample_
     with store.session() as session:
         assert session._row(message_digest(sample_spam)).learned_at > time.time() - 5
         assert session.get_state("imap:alice:INBOX") == "1:42"
+
+
+def test_a_verdict_queued_before_a_forget_does_not_learn_the_message_back(store, sample_spam, sample_ham):
+    store.learn(sample_ham, "ham")
+    store.learn(sample_spam, "spam")
+    queued_at = time.time() - 1                    # a move into Junk, queued while the service was busy
+    assert store.forget(sample_spam).action == Action.FORGOTTEN
+    with store.session(source="sieve") as session:
+        outcome = session.learn(sample_spam, "spam", verdict_at=queued_at)
+        assert (outcome.action, outcome.previous) == (Action.SUPERSEDED, None)
+        assert "forgotten after this verdict" in outcome.describe()
+        # A verdict given after the forget is learned, as one given now is.
+        assert session.learn(sample_spam, "ham", verdict_at=time.time()).action == Action.LEARNED
+    assert (store.load().n_spam, store.load().n_ham) == (0, 2) and store.check() == []
