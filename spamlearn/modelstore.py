@@ -104,6 +104,23 @@ _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 _FORGOTTEN = "forgotten:"
 
 
+#: A line an mbox writer quotes (``From `` after any ``>``).
+_FROM_LINE_RE = re.compile(rb"^(>*From )", re.MULTILINE)
+
+
+def _legacy_digests(raw: bytes) -> Iterator[str]:
+    """The digests 0.2.0 and earlier may have learned ``raw`` under: its
+    legacy digest, and, for a message read from an mbox file (whose
+    ``>From `` quoting is undone now, ``mailsource``), the legacy digest of
+    the quoted lines the file held then (a helper's review: the 58 such
+    files of the SpamAssassin corpus were counted a second time)."""
+    yield legacy_message_digest(raw)
+    if b"From " in raw:
+        quoted = _FROM_LINE_RE.sub(rb">\1", raw)
+        if quoted != raw:
+            yield legacy_message_digest(quoted)
+
+
 class LearningSession:
     """Learn and forget under the store's lock; ``commit`` saves both files."""
 
@@ -128,7 +145,7 @@ class LearningSession:
             return self._times[digest]
         return self.ledger.get(digest)
 
-    def _key(self, raw_or_digest: bytes | str) -> str:
+    def key(self, raw_or_digest: bytes | str) -> str:
         """The ledger key of a message: its digest, or the digest a ledger
         of 0.2.0 or earlier learned it under (``legacy_message_digest``), so
         that a message learned then is not counted again now.  A str is a
@@ -140,14 +157,14 @@ class LearningSession:
             raw_or_digest = raw_or_digest.encode("utf-8", "surrogateescape")
         digest = message_digest(raw_or_digest)
         if self._row(digest) is None:
-            legacy = legacy_message_digest(raw_or_digest)
-            if legacy != digest and self._row(legacy) is not None:
-                return legacy
+            for legacy in _legacy_digests(raw_or_digest):
+                if legacy != digest and self._row(legacy) is not None:
+                    return legacy
         return digest
 
     def known(self, raw_or_digest: bytes | str) -> Label | None:
         """The label a message is learned as, or None."""
-        row = self._row(self._key(raw_or_digest))
+        row = self._row(self.key(raw_or_digest))
         return Label(row.label) if row else None
 
     def get_state(self, key: str) -> str | None:
@@ -192,7 +209,7 @@ class LearningSession:
             # Checked here, not by the ledger's NOT NULL at commit time,
             # which failed the whole session's work with a ledger error.
             raise ValueError(f"verdict_at must be a finite time, got {verdict_at!r}")
-        digest = self._key(raw)
+        digest = self.key(raw)
         row = self._row(digest)
         now = time.time()
         # A stamp from a clock a little ahead of ours (Dovecot on another
@@ -244,7 +261,7 @@ class LearningSession:
 
     def forget(self, raw_or_digest: bytes | str) -> LearnOutcome:
         """Unlearn a message, whatever it was learned as."""
-        digest = self._key(raw_or_digest)
+        digest = self.key(raw_or_digest)
         row = self._row(digest)
         if row is None:
             return LearnOutcome(digest, Action.NOT_KNOWN)

@@ -34,7 +34,6 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import MessageError, SpamlearnError
-from ..message import message_digest
 from ..modelstore import Action, ModelStore
 from .spool import Spool, SpoolEntry
 
@@ -181,9 +180,15 @@ def _read(spool: Spool, entry: SpoolEntry, report: DrainReport) -> bytes | None:
         return None
 
 
-def _latest_per_message(spool: Spool, batch: Sequence[SpoolEntry],
-                        report: DrainReport) -> tuple[list[tuple[SpoolEntry, str]], list[SpoolEntry]]:
-    """The last entry per message (by digest) to learn, and every readable entry to delete."""
+def _latest_per_message(spool: Spool, batch: Sequence[SpoolEntry], report: DrainReport,
+                        key: Callable[[bytes], str]) -> tuple[list[tuple[SpoolEntry, str]], list[SpoolEntry]]:
+    """The last entry per message to learn, and every readable entry to delete.
+
+    ``key``: the session's ledger key of a message (``LearningSession.key``),
+    not the bare digest: a ledger from before the digest left delivery
+    headers out holds each user's copy of a delivery as a message of its
+    own, and one user's move out of Junk was dropped as the other's
+    duplicate (a helper's review)."""
     latest: dict[str, SpoolEntry] = {}
     done: list[SpoolEntry] = []
     for entry in batch:
@@ -191,7 +196,7 @@ def _latest_per_message(spool: Spool, batch: Sequence[SpoolEntry],
         if raw is None:
             continue
         try:
-            digest = message_digest(raw)
+            digest = key(raw)
         except MessageError as exc:
             _set_aside(spool, entry.path, f"not a message: {exc}", report)
             continue
@@ -204,9 +209,9 @@ def _drain_batch(spool: Spool, settings: Settings, batch: Sequence[SpoolEntry],
                  report: DrainReport,
                  on_committed: Callable[[list[SpoolEntry]], None] | None) -> None:
     store = ModelStore.from_settings(settings, batch[0].user)
-    to_learn, done = _latest_per_message(spool, batch, report)
     counts = DrainReport()
     with store.session(source="sieve") as session:
+        to_learn, done = _latest_per_message(spool, batch, report, session.key)
         for entry, _digest in sorted(to_learn, key=lambda pair: pair[0]):
             # Read again rather than held since the first pass, to bound the
             # memory a batch takes; it may have changed since.

@@ -160,6 +160,32 @@ def test_a_message_from_an_mbox_is_the_same_message_as_its_maildir_copy(model, t
     assert "forgot 1" in run("--model", model, "forget", tmp_path / "Maildir").output
 
 
+def test_a_file_with_quoted_from_lines_a_0_2_version_learned_is_known_after_the_upgrade(model, tmp_path,
+                                                                                        monkeypatch):
+    """Before, the quoted lines went into the digest as they were (the 58
+    such files of the SpamAssassin corpus were learned a second time)."""
+    import spamlearn.mailsource as mailsource
+    import spamlearn.modelstore as modelstore
+    from spamlearn.message import legacy_message_digest
+
+    single = tmp_path / "00042.eml"             # one message with its envelope line, as the corpus has
+    single.write_bytes(b"From spammer@example.net  Mon Sep  2 03:14:15 2002\nFrom: s@example.net\n"
+                       b"Subject: deal\n\nHello,\n>From the desk of the director: act now\n")
+    box = mailbox.mbox(tmp_path / "two.mbox")
+    for n in (1, 2):
+        box.add(b"From: a%d@example.org\nSubject: memo\n\nFrom the desk of %d: lunch\n" % (n, n))
+    box.close()
+    with monkeypatch.context() as old_version:
+        old_version.setattr(mailsource, "_unquoted", lambda raw: raw)
+        old_version.setattr(modelstore, "message_digest", legacy_message_digest)
+        assert "learned 3 as spam" in run("--model", model, "learn", "--spam", single, tmp_path / "two.mbox").output
+    again = run("--model", model, "learn", "--spam", single, tmp_path / "two.mbox")
+    assert "learned 0 as spam" in again.output and "already known 3" in again.output, again.output
+    relabel = run("--model", model, "learn", "--ham", tmp_path / "two.mbox")
+    assert "relabelled 2" in relabel.output, relabel.output
+    assert "1 spam, 2 ham" in run("--model", model, "info").output
+
+
 def test_a_maildir_the_mail_server_renames_during_a_learn_is_learned_whole(model, tmp_path, monkeypatch,
                                                                           spam_messages):
     """Dovecot moves new/ to cur/ when a client opens the folder, and

@@ -384,3 +384,32 @@ def test_watch_drains_as_messages_arrive_and_stops_on_sigterm(site, spam_message
         out, err = watcher.communicate(timeout=30)
     assert watcher.returncode == 0, err
     assert "learned 1" in out
+
+
+def test_two_users_copies_learned_apart_by_a_0_2_ledger_are_each_relabelled(tmp_path, monkeypatch,
+                                                                           sample_spam, sample_ham):
+    """A shared model whose older ledger learned carol's and dave's copies of
+    one delivery as two spam; both move theirs out of Junk: both are ham
+    now (the drain took one for the other's duplicate, a helper's review)."""
+    import spamlearn.modelstore as modelstore
+    from spamlearn.message import legacy_message_digest
+
+    def delivered(user: bytes) -> bytes:
+        return (b"Return-Path: <bounce@example.net>\nDelivered-To: " + user + b"\nReceived: from mx by "
+                b"mail (Dovecot) with LMTP\n\tfor <" + user + b">; Sat, 28 Nov 2026\n" + sample_spam)
+
+    site = Site(tmp_path)
+    store = site.store()
+    carol, dave = delivered(b"carol@example.org"), delivered(b"dave@example.org")
+    with monkeypatch.context() as old_version:
+        old_version.setattr(modelstore, "message_digest", legacy_message_digest)
+        with store.session() as session:
+            for raw, label in ((sample_ham, "ham"), (carol, "spam"), (dave, "spam")):
+                session.learn(raw, label)
+    assert store.load().n_spam == 2
+    site._clock = int(time.time()) + 5
+    site.queue(carol, "ham", "carol")
+    site.queue(dave, "ham", "dave")
+    drain_spool(site.spool, site.settings)
+    assert (store.load().n_spam, store.load().n_ham) == (0, 3)
+    assert store.check() == []
