@@ -502,7 +502,13 @@ Binary naive Bayes over feature presence with chi-squared combining.
     class): alone 0.32 / 1.21 on the index order; deciding where the
     log-odds is within 1e-6, 1e-2 or 0.5 of 0: 0.0504 / 0.916, 0.0526 /
     0.951, 0.0810 / 1.028; its per-byte log-ratio added at 1, 5 or 20:
-    0.0572 / 0.954, 0.0767 / 1.029, 0.1183 / 1.088.  Not kept.
+    0.0572 / 0.954, 0.0767 / 1.029, 0.1183 / 1.088.  Not kept.  Robinson's
+    x by family (text / rest, against 0.55 / 0.55): 0.5 / 0.55 0.0526 /
+    0.878, 0.55 / 0.5 0.0499 / 0.865, 0.55 / 0.45 0.0493 / 0.843 on the
+    five orders, but on fifteen fresh orders (seeds 5-19) 0.0645 / 0.996
+    against 0.0646 / 1.002 (better on 8 of 15), the 2002 half worse on 15
+    of 15 (0.1847 -> 0.2188), the 2003 half on 10: the five orders' gain was
+    their own.  Not kept.
 
     Attributes
     ----------
