@@ -41,6 +41,7 @@ from .counts import BayesCounts
 from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
+from .mailsource import mbox_quoted
 from .message import legacy_message_digest, message_digest
 from .regularfile import create_lock_file, make_folders
 from .store import load_classifier, read_header, save_classifier
@@ -104,10 +105,6 @@ _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 _FORGOTTEN = "forgotten:"
 
 
-#: A line an mbox writer quotes (``From `` after any ``>``).
-_FROM_LINE_RE = re.compile(rb"^(>*From )", re.MULTILINE)
-
-
 def _legacy_digests(raw: bytes) -> Iterator[str]:
     """The digests 0.2.0 and earlier may have learned ``raw`` under: its
     legacy digest, and, for a message read from an mbox file (whose
@@ -115,10 +112,9 @@ def _legacy_digests(raw: bytes) -> Iterator[str]:
     the quoted lines the file held then (a helper's review: the 58 such
     files of the SpamAssassin corpus were counted a second time)."""
     yield legacy_message_digest(raw)
-    if b"From " in raw:
-        quoted = _FROM_LINE_RE.sub(rb">\1", raw)
-        if quoted != raw:
-            yield legacy_message_digest(quoted)
+    quoted = mbox_quoted(raw)
+    if quoted != raw:
+        yield legacy_message_digest(quoted)
 
 
 class LearningSession:

@@ -176,7 +176,7 @@ def test_a_file_with_quoted_from_lines_a_0_2_version_learned_is_known_after_the_
         box.add(b"From: a%d@example.org\nSubject: memo\n\nFrom the desk of %d: lunch\n" % (n, n))
     box.close()
     with monkeypatch.context() as old_version:
-        old_version.setattr(mailsource, "_unquoted", lambda raw: raw)
+        old_version.setattr(mailsource, "mbox_unquoted", lambda raw: raw)
         old_version.setattr(modelstore, "message_digest", legacy_message_digest)
         assert "learned 3 as spam" in run("--model", model, "learn", "--spam", single, tmp_path / "two.mbox").output
     again = run("--model", model, "learn", "--spam", single, tmp_path / "two.mbox")
