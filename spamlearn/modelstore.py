@@ -158,6 +158,36 @@ class LearningSession:
                     return legacy
         return digest
 
+    def _resolve(self, raw: bytes) -> tuple[str, LedgerRow | None]:
+        """The message's digest and its row, rows of 0.2.0 or earlier joined
+        to it first: one learned under the digest of these very bytes then
+        moves to today's digest, or, if another copy has a row there already
+        (bob's copy, learned after the upgrade, of what alice's was before
+        it), its counts go: the two copies are one message now.  Acted on
+        where the message is learned or forgotten, so that a relabel or a
+        forget reaches the row of then (a helper's review: bob's move out of
+        Junk relabelled alice's new row and left bob's old one spam)."""
+        digest = message_digest(raw)
+        row = self._row(digest)
+        for legacy in _legacy_digests(raw):
+            old = self._row(legacy) if legacy != digest else None
+            if old is None:
+                continue
+            self._times.pop(legacy, None)
+            self._pending[legacy] = None
+            if row is None:
+                row = self._pending[digest] = dataclasses.replace(old, digest=digest)
+            else:
+                self.classifier.unlearn_indices(self.ledger.row_indices(old, self._n_features),
+                                                Label(old.label))
+        return digest, row
+
+    def _forgotten_since(self, raw: bytes, digest: str) -> float | None:
+        """When the message was last forgotten, if it was (``forget`` by the
+        message or by a digest of it, of today or of 0.2.0)."""
+        times = [self.get_state(_FORGOTTEN + key) for key in (digest, *_legacy_digests(raw))]
+        return max((float(t) for t in times if t is not None), default=None)
+
     def known(self, raw_or_digest: bytes | str) -> Label | None:
         """The label a message is learned as, or None."""
         row = self._row(self.key(raw_or_digest))
@@ -205,8 +235,7 @@ class LearningSession:
             # Checked here, not by the ledger's NOT NULL at commit time,
             # which failed the whole session's work with a ledger error.
             raise ValueError(f"verdict_at must be a finite time, got {verdict_at!r}")
-        digest = self.key(raw)
-        row = self._row(digest)
+        digest, row = self._resolve(raw)
         now = time.time()
         # A stamp from a clock a little ahead of ours (Dovecot on another
         # host) keeps its order among its own; one far ahead cannot lock
@@ -222,8 +251,8 @@ class LearningSession:
             # a clock stepped back would say.
             return LearnOutcome(digest, Action.SUPERSEDED, label, Label(row.label))
         if stamped and row is None:
-            forgotten = self.get_state(_FORGOTTEN + digest)
-            if forgotten is not None and float(forgotten) > verdict_at:
+            forgotten = self._forgotten_since(raw, digest)
+            if forgotten is not None and forgotten > verdict_at:
                 # Learned, then forgotten (an admin's `forget`): a move into
                 # Junk made before that, queued, would learn it back.
                 return LearnOutcome(digest, Action.SUPERSEDED, label, None)
@@ -257,8 +286,12 @@ class LearningSession:
 
     def forget(self, raw_or_digest: bytes | str) -> LearnOutcome:
         """Unlearn a message, whatever it was learned as."""
-        digest = self.key(raw_or_digest)
-        row = self._row(digest)
+        if isinstance(raw_or_digest, str) and _DIGEST_RE.fullmatch(raw_or_digest):
+            digest, row = raw_or_digest, self._row(raw_or_digest)
+        else:
+            raw = raw_or_digest.encode("utf-8", "surrogateescape") if isinstance(raw_or_digest, str) \
+                else raw_or_digest
+            digest, row = self._resolve(raw)
         if row is None:
             return LearnOutcome(digest, Action.NOT_KNOWN)
         previous = Label(row.label)

@@ -419,17 +419,58 @@ def test_a_message_a_0_2_ledger_learned_is_not_counted_again(store, monkeypatch,
         store.learn(sample_ham, "ham")
         old = store.learn(copy, "spam")
     assert old.digest == legacy_message_digest(copy)
-    # The same copy again, by the digest of today: the row of then is found.
+    # The same copy again: the row of then is found, and moves to today's
+    # digest, where the other users' copies of the delivery will find it.
     again = store.learn(copy, "spam")
-    assert (again.action, again.digest) == (Action.ALREADY_KNOWN, old.digest)
+    assert (again.action, again.digest) == (Action.ALREADY_KNOWN, message_digest(copy))
     assert store.load().n_spam == 1
-    relabel = store.learn(copy, "ham")
-    assert (relabel.action, relabel.digest) == (Action.RELABELLED, old.digest)
+    bobs = _delivered_to(b"bob@example.org", sample_spam)
+    relabel = store.learn(bobs, "ham")
+    assert (relabel.action, relabel.digest) == (Action.RELABELLED, message_digest(copy))
     assert (store.load().n_spam, store.load().n_ham) == (0, 2)
     assert store.forget(copy).action == Action.FORGOTTEN
     assert store.forget(copy).action == Action.NOT_KNOWN
     assert (store.load().n_spam, store.load().n_ham) == (0, 1)
     assert store.check() == []
+
+
+def test_a_0_2_row_of_a_copy_joins_the_row_another_copy_made_since(store, monkeypatch, sample_spam,
+                                                                   sample_ham):
+    """0.2 learned alice's copy; bob's copy of the same delivery was learned
+    after the upgrade.  Alice's move out of Junk reaches her row of then, and
+    the two rows become the message's one (a helper's review: bob's row was
+    relabelled, alice's left spam: one message counted as both)."""
+    import spamlearn.modelstore as modelstore
+    from spamlearn.message import legacy_message_digest
+
+    alices, bobs = (_delivered_to(user, sample_spam) for user in (b"alice@example.org", b"bob@example.org"))
+    with monkeypatch.context() as old_version:
+        old_version.setattr(modelstore, "message_digest", legacy_message_digest)
+        store.learn(sample_ham, "ham")
+        store.learn(alices, "spam")
+    assert store.learn(bobs, "spam").action == Action.LEARNED       # not known under today's digest yet
+    assert store.load().n_spam == 2
+    relabel = store.learn(alices, "ham")
+    assert (relabel.action, relabel.digest) == (Action.RELABELLED, message_digest(alices))
+    assert (store.load().n_spam, store.load().n_ham) == (0, 2) and store.check() == []
+    assert store.forget(alices).action == Action.FORGOTTEN
+    assert (store.load().n_spam, store.load().n_ham) == (0, 1) and store.check() == []
+
+
+def test_forgetting_a_0_2_row_stops_a_verdict_queued_before_it(store, monkeypatch, sample_spam, sample_ham):
+    import spamlearn.modelstore as modelstore
+    from spamlearn.message import legacy_message_digest
+
+    alices = _delivered_to(b"alice@example.org", sample_spam)
+    with monkeypatch.context() as old_version:
+        old_version.setattr(modelstore, "message_digest", legacy_message_digest)
+        store.learn(sample_ham, "ham")
+        old = store.learn(alices, "spam")
+    queued_at = time.time() - 60
+    assert store.forget(old.digest).action == Action.FORGOTTEN          # by the digest 0.2 gave
+    with store.session(source="sieve") as session:
+        assert session.learn(alices, "spam", verdict_at=queued_at).action == Action.SUPERSEDED
+    assert store.load().n_spam == 0 and store.check() == []
 
 
 def test_the_same_verdict_given_now_outdates_one_queued_before_it(store, sample_spam, sample_ham):
