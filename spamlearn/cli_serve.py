@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,6 +55,18 @@ def _check_can_listen(host: str, port: int) -> None:
             raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", ExitCode.UNAVAILABLE) from None
 
 
+@contextlib.contextmanager
+def _strict_worker_start() -> Iterator[None]:
+    """Workers started meanwhile fail to start on a model that does not load."""
+    from .api.app import STRICT_START_ENV
+
+    os.environ[STRICT_START_ENV] = "1"   # spawned workers inherit the environment
+    try:
+        yield
+    finally:
+        del os.environ[STRICT_START_ENV]
+
+
 def _supervise_workers(config: Any) -> bool:
     """Run uvicorn's multi-process supervisor until it stops; True if told to (SIGTERM, SIGINT).
 
@@ -73,6 +87,12 @@ def _supervise_workers(config: Any) -> bool:
         def handle_term(self) -> None:
             self.told_to_stop = True
             super().handle_term()
+
+        def handle_hup(self) -> None:
+            # uvicorn replaces the workers one by one and, when a
+            # replacement does not start, keeps the old worker and stops.
+            with _strict_worker_start():
+                super().handle_hup()
 
     supervisor = Supervisor(config, sockets=[config.bind_socket()])
     supervisor.run()

@@ -46,11 +46,16 @@ from .edges import TimingMiddleware
 from .routes import ScoreFastPath, router
 from .service import Service
 
-__all__ = ["create_app", "app_from_environment", "worker_environment", "SERVE_ARGS_ENV"]
+__all__ = ["create_app", "app_from_environment", "worker_environment", "SERVE_ARGS_ENV",
+           "STRICT_START_ENV"]
 
 log = logging.getLogger("spamlearn.serve")
 
 SERVE_ARGS_ENV = "SPAMLEARN_SERVE_ARGS"
+#: Set by ``spamlearn serve``'s supervisor while it starts workers to
+#: replace running ones (SIGHUP): a worker that cannot load the model then
+#: fails to start, rather than start degraded (see ``app_from_environment``).
+STRICT_START_ENV = "SPAMLEARN_SERVE_STRICT_START"
 #: Seconds a client should wait before retrying a learn request that found
 #: the model locked: a cron pass commits within seconds.
 RETRY_AFTER_SECONDS = 5
@@ -294,5 +299,12 @@ def app_from_environment() -> FastAPI:
 
         log.error("cannot start a worker: %s", exc)
         raise SystemExit(STARTUP_FAILURE) from None
+    # A worker that replaces one that died starts degraded: failing, it
+    # would make uvicorn stop the whole service.  One that replaces a
+    # running worker (SIGHUP) must fail instead: uvicorn then keeps the
+    # old worker, which scores with the model it has, and aborts the
+    # restart.  Degraded, it retired every good worker for one answering
+    # 503 (a reviewer's SIGHUP with a corrupt file on disk).
     return create_app(settings, server, metrics_dir=Path(args["metrics_dir"]), freeze_gc=True,
-                      exact_model=bool(args["model"]), start_degraded=True)
+                      exact_model=bool(args["model"]),
+                      start_degraded=not os.environ.get(STRICT_START_ENV))

@@ -357,6 +357,39 @@ def test_a_worker_replaced_while_the_model_file_is_corrupt_starts_without_it(tmp
     assert "starting without a model" in server.log.read_text()
 
 
+def wait_for_log(server: ServeProcess, *texts: str, timeout: float = 90.0) -> str | None:
+    """The first of ``texts`` the service logs, waiting for one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = server.log.read_text()
+        found = [text for text in texts if text in log]
+        if found or time.monotonic() > deadline or server.process.poll() is not None:
+            return found[0] if found else None
+        time.sleep(0.2)
+
+
+def test_sighup_while_the_model_file_is_corrupt_keeps_the_workers_that_score(tmp_path):
+    """uvicorn restarts the workers on SIGHUP, each replacement started
+    before the worker it replaces is stopped.  The replacements started
+    degraded (as for a worker that died), so the good workers were retired
+    for ones answering 503 to everything (a reviewer's SIGHUP); a
+    replacement that fails to start makes uvicorn keep the old workers."""
+    config, store, env = write_deployment(tmp_path)
+    server = ServeProcess(config, tmp_path / "serve.log", env).start()
+    try:
+        wait_for_both_workers(server)
+        replace_file(store.model_path, b"\x80 not a model")
+        assert {score(server.url).status_code for _ in range(10)} == {200}
+        server.process.send_signal(signal.SIGHUP)
+        outcome = wait_for_log(server, "aborting the restart", "starting without a model")
+        statuses = health_statuses(server, lambda seen: len(seen) >= 30)
+    finally:
+        code = server.stop()
+    log = server.log.read_text()
+    assert outcome == "aborting the restart" and statuses == [200] * 30, (statuses, log)
+    assert code == 0, log
+
+
 def test_a_worker_that_cannot_start_stops_the_service_with_a_failing_exit(tmp_path):
     """The config file broken after the start, then a worker killed: its
     replacement cannot start, and uvicorn stops the others.  `serve`
