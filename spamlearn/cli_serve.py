@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import typer
 
 from .cli import ExitCode, app, fail, handle_errors, state_of
-from .defaults import load_scoring_classifier
 from .server_settings import load_server_settings
 
 #: Seconds uvicorn lets requests in flight finish after SIGTERM, so a learn
@@ -129,7 +128,7 @@ def serve(
     """
     import uvicorn
 
-    from .api.app import create_app, worker_environment
+    from .api.app import check_first_model, create_app, worker_environment
 
     log_level = log_level.lower()
     if log_level not in _LOG_LEVELS:
@@ -144,7 +143,7 @@ def serve(
     # The whole load, as a worker does it: the header alone passed a model
     # from a newer spamlearn (an unknown tokenizer option), and each worker
     # then failed with a traceback (exit 3 with one worker, 0 with several).
-    load_scoring_classifier(settings, explicit=state.model_override)
+    check_first_model(settings, server, exact_model=state.model_override is not None)
     _check_can_listen(server.host, server.port)
 
     scoring = "open" if not server.score_token else "bearer token"

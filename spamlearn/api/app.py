@@ -46,8 +46,8 @@ from .edges import TimingMiddleware
 from .routes import ScoreFastPath, router
 from .service import Service
 
-__all__ = ["create_app", "app_from_environment", "worker_environment", "SERVE_ARGS_ENV",
-           "STRICT_START_ENV"]
+__all__ = ["create_app", "app_from_environment", "worker_environment", "check_first_model",
+           "SERVE_ARGS_ENV", "STRICT_START_ENV"]
 
 log = logging.getLogger("spamlearn.serve")
 
@@ -158,6 +158,31 @@ async def _load_first_model(service: Service, start_degraded: bool) -> None:
         return
     log.info("scoring with %s (%s, revision %s, digest %s)", model.path, model.kind,
              model.classifier.revision, model.digest)
+
+
+def check_first_model(settings: Settings, server: ServerSettings, *, exact_model: bool = False) -> None:
+    """Load the model a worker starts with, as its lifespan does, and let it go.
+
+    The same choice and load, not ``load_scoring_classifier``'s: that
+    passes over a shared model below ``min_messages`` from its header alone,
+    and a worker, loading it whole to count, refused a file only the full
+    load rejects (a traceback and exit 3; every worker degraded with
+    several; a reviewer's 2 spam / 2 ham model from a newer spamlearn).
+
+    Raises
+    ------
+    ModelFileError
+        A worker would not start: what its lifespan would raise.
+    """
+    service = Service(settings, server, exact_model=exact_model)
+    # Quiet: the caller reports the error, and the "cannot load" line
+    # ScoringModels logs (to this same logger) said it once more.
+    quiet = log.disabled
+    log.disabled = True
+    try:
+        asyncio.run(service.models.for_user(None))
+    finally:
+        log.disabled = quiet
 
 
 def create_app(settings: Settings, server: ServerSettings | None = None, *,

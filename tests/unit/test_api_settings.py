@@ -170,12 +170,9 @@ def test_serve_with_a_corrupt_model_exits_74(tmp_path):
     assert result.exit_code == ExitCode.IOERR and "corrupt" in result.output
 
 
-def test_serve_with_a_model_that_only_the_full_load_refuses_exits_74_with_one_line(
-        tmp_path, spam_messages, ham_messages):
-    """A model from a newer spamlearn (a tokenizer option unknown here) has a
-    header that reads well: the start-up check passed it, and the worker
-    failed with a traceback (exit 3; 0 with several workers)."""
-    model = tmp_path / "model.joblib"
+def write_newer_model(model, spam_messages, ham_messages):
+    """A model from a newer spamlearn: a tokenizer option unknown here, in a
+    header that reads well; only the full load refuses it."""
     store = ModelStore(model, n_features=2**16)
     with store.session(source="test") as session:
         for raw in spam_messages:
@@ -185,14 +182,30 @@ def test_serve_with_a_model_that_only_the_full_load_refuses_exits_74_with_one_li
     newer = read_header(model)
     newer["tokenizer"]["bogus_option"] = 1
     joblib.dump(newer, model, compress=("zlib", 3))      # as save_classifier writes it
+
+
+@pytest.mark.parametrize("min_messages", [
+    2,
+    # Below min_messages: the check read the header alone and passed over
+    # it to the default model, while the worker loaded it whole to count
+    # its messages, and refused it (a reviewer's 2 spam / 2 ham model).
+    5,
+])
+def test_serve_with_a_model_that_only_the_full_load_refuses_exits_74_with_one_line(
+        tmp_path, spam_messages, ham_messages, min_messages, caplog):
+    """The start-up check passed it, and the worker failed with a traceback
+    (exit 3; every worker degraded, or exit 0, with several)."""
+    model = tmp_path / "model.joblib"
+    write_newer_model(model, spam_messages, ham_messages)
     path = tmp_path / "spamlearn.toml"
-    path.write_text(f'[model]\npath = "{model}"\nmin_messages = 2\n')
+    path.write_text(f'[model]\npath = "{model}"\nmin_messages = {min_messages}\n')
     result = runner.invoke(app, ["--config", str(path), "serve", "--workers", "1", "--port", "0"])
     assert result.exit_code == ExitCode.IOERR, result.output
     assert result.output.strip().splitlines() == [
         f"spamlearn: error: model file {model} uses tokenizer options this spamlearn "
         f"({__version__}) does not know: bogus_option; it was written by spamlearn "
         f"{__version__}: read it with that version or a later one, or restore a backup made before"]
+    assert "cannot load" not in caplog.text, "the error once, not logged too"
 
 
 def test_serve_with_a_token_that_is_not_ascii_exits_78_without_showing_it(tmp_path):
