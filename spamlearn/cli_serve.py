@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import socket
 import tempfile
@@ -14,7 +15,10 @@ from typing import Annotated, Any
 import typer
 
 from .cli import ExitCode, app, fail, handle_errors, state_of
+from .errors import SpamlearnError
 from .server_settings import load_server_settings
+
+log = logging.getLogger("spamlearn.serve")
 
 #: Seconds uvicorn lets requests in flight finish after SIGTERM, so a learn
 #: request that is writing the model completes instead of being cut off.
@@ -66,6 +70,23 @@ def _strict_worker_start() -> Iterator[None]:
         del os.environ[STRICT_START_ENV]
 
 
+def _new_worker_would_start() -> bool:
+    """Check, before a SIGHUP restart, that a new worker would start; if
+    not, say why in one line: the workers go on as they are.
+
+    uvicorn would find out by starting one, which fails with the
+    lifespan's traceback, and then stop the restart all the same.
+    """
+    from .api.app import check_new_worker
+
+    try:
+        check_new_worker()
+    except SpamlearnError as exc:
+        log.error("SIGHUP: the workers are not restarted, a new one would not start: %s", exc)
+        return False
+    return True
+
+
 def _supervise_workers(config: Any) -> bool:
     """Run uvicorn's multi-process supervisor until it stops; True if told to (SIGTERM, SIGINT).
 
@@ -88,8 +109,11 @@ def _supervise_workers(config: Any) -> bool:
             super().handle_term()
 
         def handle_hup(self) -> None:
+            if not _new_worker_would_start():
+                return
             # uvicorn replaces the workers one by one and, when a
-            # replacement does not start, keeps the old worker and stops.
+            # replacement does not start (the file went bad since the
+            # check), keeps the old worker and stops.
             with _strict_worker_start():
                 super().handle_hup()
 

@@ -47,7 +47,7 @@ from .routes import ScoreFastPath, router
 from .service import Service
 
 __all__ = ["create_app", "app_from_environment", "worker_environment", "check_first_model",
-           "SERVE_ARGS_ENV", "STRICT_START_ENV"]
+           "check_new_worker", "SERVE_ARGS_ENV", "STRICT_START_ENV"]
 
 log = logging.getLogger("spamlearn.serve")
 
@@ -293,6 +293,33 @@ def worker_environment(config_file: Path | None, model: Path | None,
     return {SERVE_ARGS_ENV: json.dumps(args)}
 
 
+def _serve_args() -> dict[str, Any]:
+    raw = os.environ.get(SERVE_ARGS_ENV)
+    if not raw:
+        raise ConfigError(f"${SERVE_ARGS_ENV} is not set: start the service with `spamlearn serve`")
+    return json.loads(raw)
+
+
+def _worker_settings(args: dict[str, Any]) -> tuple[Settings, ServerSettings]:
+    settings = load_settings(Path(args["config"]) if args["config"] else None,
+                             model_path=Path(args["model"]) if args["model"] else None)
+    return settings, load_server_settings(settings, **args["server"])
+
+
+def check_new_worker() -> None:
+    """What a worker started now would do with its settings and first model
+    (``SPAMLEARN_SERVE_ARGS``, read again), without starting one.
+
+    Raises
+    ------
+    SpamlearnError
+        It would not start: its settings or its model do not load.
+    """
+    args = _serve_args()
+    settings, server = _worker_settings(args)
+    check_first_model(settings, server, exact_model=bool(args["model"]))
+
+
 def app_from_environment() -> FastAPI:
     """The app of one worker process (uvicorn's ``--factory`` target).
 
@@ -305,14 +332,9 @@ def app_from_environment() -> FastAPI:
         With uvicorn's ``STARTUP_FAILURE``, after logging why, when the
         settings no longer load.
     """
-    raw = os.environ.get(SERVE_ARGS_ENV)
-    if not raw:
-        raise ConfigError(f"${SERVE_ARGS_ENV} is not set: start the service with `spamlearn serve`")
-    args = json.loads(raw)
+    args = _serve_args()
     try:
-        settings = load_settings(Path(args["config"]) if args["config"] else None,
-                                 model_path=Path(args["model"]) if args["model"] else None)
-        server = load_server_settings(settings, **args["server"])
+        settings, server = _worker_settings(args)
     except SpamlearnError as exc:
         # The parent read the same settings when it started: they changed
         # since (an edit, a token file removed), and a worker replacing one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -12,7 +13,8 @@ import anyio
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
 
-from spamlearn.api import create_app
+from spamlearn.api import app_from_environment, create_app
+from spamlearn.api.app import STRICT_START_ENV, worker_environment
 from spamlearn.api.schemas import Health, LearnResult, ScoreResult
 from spamlearn.api.service import ClientGone
 from spamlearn.config import load_settings
@@ -681,6 +683,27 @@ def test_a_worker_started_degraded_answers_503_until_a_good_model_appears(
         train(settings.model_path, spam_messages, ham_messages)
         assert client.get("/healthz").status_code == 200
         assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "shared"
+
+
+@pytest.mark.parametrize("restarting, starts", [(False, True), (True, False)])
+def test_a_worker_started_by_a_restart_fails_on_a_model_that_does_not_load(
+        tmp_path, monkeypatch, restarting, starts):
+    """A worker that replaces a running one (SIGHUP) must fail to start, so
+    that uvicorn keeps the old worker: degraded, it took the place of one
+    that scored (a reviewer's SIGHUP made every request a 503)."""
+    model = tmp_path / "model.joblib"
+    model.write_bytes(b"\x80 not a model")
+    monkeypatch.setenv("SPAMLEARN_SERVER_LEARN_TOKEN", LEARN_TOKEN)
+    for name, value in worker_environment(None, model, {"workers": 2}, tmp_path / "metrics").items():
+        monkeypatch.setenv(name, value)
+    if restarting:
+        monkeypatch.setenv(STRICT_START_ENV, "1")
+    (tmp_path / "metrics").mkdir()
+    with contextlib.ExitStack() as stack:
+        if not starts:
+            stack.enter_context(pytest.raises(ModelFileError, match="corrupt"))
+        with TestClient(app_from_environment()) as client:
+            assert client.get("/healthz").status_code == 503
 
 
 def test_a_removed_model_falls_back_to_the_default(settings, trained, spam_messages):
