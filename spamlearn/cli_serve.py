@@ -6,6 +6,7 @@ import contextlib
 import copy
 import logging
 import os
+import signal
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -122,6 +123,42 @@ def _supervise_workers(config: Any) -> bool:
     return supervisor.told_to_stop
 
 
+def _serve_in_this_process(config: Any) -> None:
+    """Serve with one worker, this process, until SIGTERM or SIGINT; SIGHUP
+    is logged and ignored.  As with several workers, and exit 0 when told to stop.
+
+    uvicorn stops on SIGTERM and SIGINT, then raises the signal again for
+    the handler it found: the default one killed the process (143, where
+    the supervisor of several exits 0).  SIGHUP, a restart for the
+    supervisor, killed it at once, requests in flight dropped, and systemd
+    counts a death by SIGHUP as clean: ``Restart=on-failure`` left it down.
+    """
+    from uvicorn import Server
+    from uvicorn.config import STARTUP_FAILURE
+
+    server = Server(config)
+
+    def stop(signum: int, frame: Any) -> None:
+        # uvicorn's own handler is in place while it serves; this one
+        # takes the signal it raises again once stopped (or one that
+        # arrives before it starts).
+        server.should_exit = True
+
+    def hang_up(signum: int, frame: Any) -> None:
+        log.warning("SIGHUP ignored: one worker serves, and is not restarted (the model file is "
+                    "reloaded when it changes; restart the service to read changed settings)")
+
+    handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: hang_up}
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
+    try:
+        server.run()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)   # as uvicorn.run: the log says why
+
+
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -148,7 +185,9 @@ def serve(
     Tokens are never taken from the command line (ps would show them): set
     learn_token_file / score_token_file in the config file's server table, or
     SPAMLEARN_SERVER_LEARN_TOKEN.
-    Stop it with SIGTERM or Ctrl-C: requests in flight are finished first.
+    Stop it with SIGTERM or Ctrl-C (exit 0): requests in flight are finished
+    first.  SIGHUP restarts the workers, if a new one would start (with one
+    worker: ignored).
     """
     import uvicorn
 
@@ -184,8 +223,8 @@ def serve(
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
     if server.workers == 1:
-        uvicorn.run(create_app(settings, server, freeze_gc=True,
-                               exact_model=state.model_override is not None), **common)
+        _serve_in_this_process(uvicorn.Config(create_app(
+            settings, server, freeze_gc=True, exact_model=state.model_override is not None), **common))
         return
     with tempfile.TemporaryDirectory(prefix="spamlearn-metrics-") as metrics_dir:
         os.environ.update(worker_environment(settings.config_file, state.model_override, overrides,

@@ -34,7 +34,8 @@ code   meaning
 78     EX_CONFIG: a setting is wrong, in the configuration file or given as
        an option (``resize --features 1000``, ``train --every 15x``)
 128+N  killed by signal N (143: SIGTERM, from cron's timeout or systemd;
-       ``backup``/``restore`` first remove their temporary copies)
+       ``serve`` stops gracefully and exits 0; ``backup``/``restore``
+       first remove their temporary copies)
 =====  ======================================================================
 """
 

@@ -420,6 +420,31 @@ def test_a_worker_that_cannot_start_stops_the_service_with_a_failing_exit(tmp_pa
     assert "a worker failed to start" in log
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sighup_does_not_stop_the_service_and_a_stop_signal_exits_0(tmp_path, workers, stop_signal):
+    """With one worker, uvicorn raised SIGTERM again once stopped, and the
+    process died of it (143; 0 with several workers), and SIGHUP killed it
+    at once: requests in flight dropped, and systemd counts a death by
+    SIGHUP as clean, so Restart=on-failure left it down."""
+    config, _, env = write_deployment(tmp_path, workers=workers)
+    server = ServeProcess(config, tmp_path / "serve.log", env).start()
+    try:
+        server.process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        statuses = health_statuses(server, lambda seen: len(seen) >= 20)
+        assert statuses == [200] * 20, statuses
+        server.process.send_signal(stop_signal)
+        code = server.process.wait(40)
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert code == 0, log
+    assert "Traceback" not in log
+    if workers == 1:
+        assert log.count("SIGHUP ignored: one worker serves") == 1, log
+
+
 def test_learns_waiting_for_the_lock_at_sigterm_answer_503_not_500(tmp_path):
     """SIGTERM while learn requests wait for a lock another learner holds:
     their wait (learn_lock_timeout, 30 s) is as long as uvicorn's graceful
