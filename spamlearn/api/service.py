@@ -97,6 +97,8 @@ class Service:
         #: Set when the worker is told to stop: learn requests waiting for the
         #: model's lock then answer 503 at once (``ModelStore.stop_waiting``).
         self.stopping = threading.Event()
+        #: The model file error a request logged last (``app._new_model_error``).
+        self.model_error_logged: str | None = None
 
     async def run_learner(self, work: Callable[..., _T], *args: Any,
                           client_gone: Callable[[], Awaitable[bool]] | None = None) -> _T:

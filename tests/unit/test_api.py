@@ -685,6 +685,26 @@ def test_a_worker_started_degraded_answers_503_until_a_good_model_appears(
         assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "shared"
 
 
+def test_a_worker_without_a_model_logs_its_error_once_not_per_request(
+        settings, spam_messages, caplog):
+    """Every /score and /healthz of a degraded worker fails the same way:
+    an ERROR line each, where a failed reload logs once."""
+    settings.model_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.model_path.write_bytes(b"\x80 not a model")
+    with TestClient(create_app(settings, server(), start_degraded=True)) as client:
+        for _ in range(5):
+            assert client.post("/score", content=spam_messages[0]).status_code == 503
+            assert client.get("/healthz").status_code == 503
+        settings.model_path.unlink()
+        settings.model_path.mkdir()         # another error: said once too
+        for _ in range(5):
+            assert client.post("/score", content=spam_messages[0]).status_code == 503
+    logged = [r.getMessage() for r in caplog.records
+              if r.levelname == "ERROR" and r.getMessage().startswith(("POST /score", "GET /healthz"))]
+    assert len(logged) == 2, logged
+    assert "corrupt" in logged[0] and "a folder" in logged[1]
+
+
 @pytest.mark.parametrize("restarting, starts", [(False, True), (True, False)])
 def test_a_worker_started_by_a_restart_fails_on_a_model_that_does_not_load(
         tmp_path, monkeypatch, restarting, starts):
