@@ -495,8 +495,10 @@ class ModelStore:
                     break
                 except BlockingIOError:
                     if self.stop_waiting.is_set():
-                        raise StoreBusyError(f"{self.lock_path} is held by another spamlearn process "
-                                             f"and this service is stopping; try again later") from None
+                        # Not "another process": in the service, the holder
+                        # is as often a learn request of its own.
+                        raise StoreBusyError(f"{self.lock_path} is held by another learner and this "
+                                             f"service is stopping; try again later") from None
                     if time.monotonic() >= deadline:
                         raise StoreBusyError(
                             f"another spamlearn process has held {self.lock_path} for "
