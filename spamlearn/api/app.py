@@ -225,7 +225,8 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
     start_degraded : bool, default=False
         A model that does not load at startup is logged, and the app
         starts all the same, answering 503 on ``/score`` and ``/healthz``
-        until a good file appears (as after a failed reload).  For the
+        until a good file appears (after a failed reload, a worker goes on
+        with the model it had; this one has none).  For the
         workers of a multi-process server, whose parent checked the model
         before starting them: uvicorn takes a replacement worker that
         fails to start for a broken app and stops every worker, so one
