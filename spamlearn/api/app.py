@@ -132,6 +132,41 @@ async def _publish_metrics(service: Service) -> None:
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+class _ChainedHandler:
+    """A signal handler that calls ``callback``, then the handler it replaced."""
+
+    def __init__(self, callback: Callable[[], None], previous: Any):
+        self.callback = callback
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.callback()
+        if callable(self.previous):
+            self.previous(signum, frame)
+        else:       # SIG_DFL or SIG_IGN: do what it would have done
+            signal.signal(signum, self.previous)
+            signal.raise_signal(signum)
+
+    def remove(self, number: int) -> None:
+        """Take this handler out of ``number``'s chain, wherever it is now.
+
+        Put back as it was found only while it is still the one installed:
+        two apps' lifespans in one process that end in the order they
+        began left the first app's handler in place (a reviewer's
+        script), its stale callback called on every later SIGTERM.
+        """
+        current = signal.getsignal(number)
+        if current is self:
+            signal.signal(number, self.previous)
+            return
+        while isinstance(current, _ChainedHandler):
+            if current.previous is self:
+                current.previous = self.previous
+                return
+            current = current.previous
+        self.callback = lambda: None    # replaced outright: at least call nothing stale
+
+
 def _on_stop_signal(callback: Callable[[], None]) -> contextlib.ExitStack:
     """Call ``callback`` too when the process is told to stop; close the
     returned stack to undo it.
@@ -148,18 +183,9 @@ def _on_stop_signal(callback: Callable[[], None]) -> contextlib.ExitStack:
     if threading.current_thread() is not threading.main_thread():
         return undo
     for number in _STOP_SIGNALS:
-        previous = signal.getsignal(number)
-
-        def chained(signum: int, frame: Any, previous: Any = previous) -> None:
-            callback()
-            if callable(previous):
-                previous(signum, frame)
-            else:       # SIG_DFL or SIG_IGN: do what it would have done
-                signal.signal(signum, previous)
-                signal.raise_signal(signum)
-
-        signal.signal(number, chained)
-        undo.callback(signal.signal, number, previous)
+        handler = _ChainedHandler(callback, signal.getsignal(number))
+        signal.signal(number, handler)
+        undo.callback(handler.remove, number)
     return undo
 
 

@@ -857,3 +857,38 @@ def test_the_fast_path_answers_as_the_route_does(settings, trained, sample_spam,
     assert taken and all(route is not None for route in taken)
     assert [status for status, _, _ in fast] == [200, 200, 422, 400, 400, 401, 401, 413, 415]
     assert fast == routed
+
+
+def test_stop_signal_handlers_come_off_whatever_order_two_lifespans_end_in(settings):
+    """Two apps in one process whose lifespans overlap and end in the order
+    they began: the first's handler was put back over the second's, and
+    SIGTERM was left to the first app's stale handler (a reviewer's script)."""
+    import asyncio
+    import signal
+
+    first, second = create_app(settings, server()), create_app(settings, server())
+    reached: list[str] = []
+
+    def before(signum, frame):
+        reached.append("original")
+
+    original = signal.signal(signal.SIGTERM, before)
+    try:
+        async def overlap() -> None:
+            lifespans = [app.router.lifespan_context(app) for app in (first, second)]
+            for lifespan in lifespans:
+                await lifespan.__aenter__()
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+            await lifespans[0].__aexit__(None, None, None)
+            first.state.service.stopping.clear()
+            second.state.service.stopping.clear()
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+            await lifespans[1].__aexit__(None, None, None)
+
+        asyncio.run(overlap())
+        assert reached == ["original", "original"]
+        assert not first.state.service.stopping.is_set(), "the first app's handler is gone"
+        assert second.state.service.stopping.is_set()
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGTERM, original)
