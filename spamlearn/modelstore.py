@@ -746,7 +746,8 @@ class ModelStore:
         folder = self.lock_path.parent
         can_write = not folder.is_dir() or (os.access(folder, os.W_OK) and (
             not os.path.exists(self.lock_path) or os.access(self.lock_path, os.W_OK)))
-        lock = self._lock(doing="check (it may repair a cut-short commit)") if can_write else self._lock(reading=True)
+        lock = (self._lock(doing="check (it may repair a cut-short commit)") if can_write
+                else self._lock(reading=True))
         with lock:
             classifier, ledger = self._open(repair=can_write)
             try:

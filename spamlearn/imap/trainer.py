@@ -162,7 +162,8 @@ class AccountReport:
             "learned_spam": self.total("learned", "spam"), "learned_ham": self.total("learned", "ham"),
             "relabelled": self.total("relabelled"), "already_known": self.total("already_known"),
             "correct": self.total("correct"), "deferred": self.total("deferred"),
-            "errors": self.message_errors + (1 if self.error else 0) + sum(1 for f in self.folders if f.error),
+            "errors": (self.message_errors + (1 if self.error else 0)
+                       + sum(1 for f in self.folders if f.error)),
             "error": self.error, "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "folders": [dataclasses.asdict(f) for f in self.folders],

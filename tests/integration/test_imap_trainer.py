@@ -824,7 +824,8 @@ def test_a_single_pass_cut_short_by_sigterm_exits_143_and_the_next_run_finishes(
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)      # so that SIGTERM arrives once the handler is in place
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train", "--wait"],
+        proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train",
+                                 "--wait"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(3)                   # started, and waiting on our flock
         assert proc.poll() is None
@@ -849,7 +850,8 @@ def test_a_second_sigterm_stops_train_at_once(server, tmp_path):
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)      # held throughout: the run never gets to its pass
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train", "--wait"],
+        proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train",
+                                 "--wait"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(3)
         assert proc.poll() is None

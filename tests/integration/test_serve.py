@@ -35,7 +35,8 @@ SPAMMY = [make_message("Cheap pills online", "Buy cheap pills now, best price", 
           make_message("You won a prize", "Claim your lottery prize money now", "win@lotto.example"),
           make_message("Make money fast", "Earn money from home fast, click now", "rich@cash.example")]
 HAMMY = [make_message("Meeting tomorrow", "Can we move the project meeting to ten?", "bob@work.example"),
-         make_message("Re: build failure", "The build fails on Debian: test data missing", "dev@lists.example"),
+         make_message("Re: build failure", "The build fails on Debian: test data missing",
+                      "dev@lists.example"),
          make_message("Lunch on Friday", "Lunch with the team on Friday?", "carol@work.example")]
 
 

@@ -262,7 +262,8 @@ def test_a_parameter_given_twice_or_users_that_disagree_are_a_400(settings, trai
                             headers={"X-Spamlearn-User": "alice"})
         two_headers = client.post("/score", content=sample_spam,
                                   headers=[("X-Spamlearn-User", "alice"), ("X-Spamlearn-User", "bob")])
-        empty_and_header = client.post("/score?user=", content=sample_spam, headers={"X-Spamlearn-User": "bob"})
+        empty_and_header = client.post("/score?user=", content=sample_spam,
+                                       headers={"X-Spamlearn-User": "bob"})
     assert twice.status_code == 400 and "give label once" in twice.json()["detail"]
     assert two_headers.status_code == 400 and "give X-Spamlearn-User once" in two_headers.json()["detail"]
     assert empty_and_header.status_code == 400 and "give one" in empty_and_header.json()["detail"]
@@ -293,7 +294,8 @@ def test_a_body_without_line_breaks_sent_as_a_form_is_a_415_that_says_what_is_wr
 def test_a_score_token_closes_scoring_and_metrics(settings, sample_spam):
     with client_for(settings, score_token=SCORE_TOKEN) as client:
         anonymous = client.post("/score", content=sample_spam)
-        scorer = client.post("/score", content=sample_spam, headers={"Authorization": f"Bearer {SCORE_TOKEN}"})
+        scorer = client.post("/score", content=sample_spam,
+                             headers={"Authorization": f"Bearer {SCORE_TOKEN}"})
         learner = client.post("/score", content=sample_spam, headers=LEARNER)
         metrics_anonymous = client.get("/metrics")
         metrics = client.get("/metrics", headers={"Authorization": f"Bearer {SCORE_TOKEN}"})

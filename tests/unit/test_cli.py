@@ -178,7 +178,8 @@ def test_a_file_with_quoted_from_lines_a_0_2_version_learned_is_known_after_the_
     with monkeypatch.context() as old_version:
         old_version.setattr(mailsource, "mbox_unquoted", lambda raw: raw)
         old_version.setattr(modelstore, "message_digest", legacy_message_digest)
-        assert "learned 3 as spam" in run("--model", model, "learn", "--spam", single, tmp_path / "two.mbox").output
+        learned = run("--model", model, "learn", "--spam", single, tmp_path / "two.mbox")
+        assert "learned 3 as spam" in learned.output
     again = run("--model", model, "learn", "--spam", single, tmp_path / "two.mbox")
     assert "learned 0 as spam" in again.output and "already known 3" in again.output, again.output
     relabel = run("--model", model, "learn", "--ham", tmp_path / "two.mbox")

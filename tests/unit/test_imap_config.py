@@ -23,7 +23,8 @@ def account(**changes):
 
 def test_defaults_are_tls_on_993_with_a_readable_name():
     acc = account()
-    assert (acc.security, acc.port, acc.name, acc.mode) == (Security.TLS, 993, "alice@mail.example.org", Mode.ALL)
+    assert (acc.security, acc.port, acc.name, acc.mode) == (Security.TLS, 993, "alice@mail.example.org",
+                                                            Mode.ALL)
     assert account(security="starttls").port == 143
     assert acc.ignore_folders == ("\\Trash",)
     assert acc.pass_timeout == 3600.0 and account(pass_timeout=0).pass_timeout == 0.0
@@ -142,7 +143,8 @@ def test_train_every_too_long_is_refused_before_any_pass(tmp_path, monkeypatch):
 
 
 FOLDERS = [FolderInfo("INBOX", ()), FolderInfo("Junk", ("\\Junk",)), FolderInfo("Trash", ("\\Trash",)),
-           FolderInfo("Archive", ("\\Archive",)), FolderInfo("Lists/python", ()), FolderInfo("Sent", ("\\Sent",))]
+           FolderInfo("Archive", ("\\Archive",)), FolderInfo("Lists/python", ()),
+           FolderInfo("Sent", ("\\Sent",))]
 
 
 def test_resolve_folders_precedence_literal_ignore_spam_ham():
@@ -212,7 +214,8 @@ def test_folder_state_round_trips_and_survives_damage(caplog):
 def test_redactor_scrubs_the_password_from_log_records():
     import logging
 
-    record = logging.LogRecord("imapclient", logging.DEBUG, __file__, 1, "> LOGIN alice %s", ("hunter2",), None)
+    record = logging.LogRecord("imapclient", logging.DEBUG, __file__, 1, "> LOGIN alice %s", ("hunter2",),
+                               None)
     assert _Redactor("hunter2").filter(record)
     assert "hunter2" not in record.getMessage() and "********" in record.getMessage()
 
