@@ -197,6 +197,7 @@ async def _load_first_model(service: Service, start_degraded: bool) -> None:
             raise
         log.error("starting without a model (/score and /healthz answer 503 until %s loads): %s",
                   service.settings.model_path, exc)
+        service.model_error_logged = str(exc)     # said: not again at the first 503
         return
     log.info("scoring with %s (%s, revision %s, digest %s)", model.path, model.kind,
              model.classifier.revision, model.digest)
@@ -375,8 +376,14 @@ def app_from_environment() -> FastAPI:
     why, when the settings no longer load.
     """
     args = _serve_args()
+    strict = bool(os.environ.get(STRICT_START_ENV))
     try:
         settings, server = _worker_settings(args)
+        if strict:
+            # Checked before the app: failing in its lifespan, the worker
+            # logged a traceback and four ERROR lines for the one the
+            # README promises (a reviewer's file gone bad mid-restart).
+            check_first_model(settings, server, exact_model=bool(args["model"]))
     except SpamlearnError as exc:
         # The parent read the same settings when it started: they changed
         # since (an edit, a token file removed), and a worker replacing one
@@ -392,7 +399,8 @@ def app_from_environment() -> FastAPI:
         # os._exit, not SystemExit: while the interpreter shut down, a health
         # ping uvicorn's supervisor sent went unanswered, and it waited its
         # full WORKER_HEALTHCHECK_SECONDS (60 s) before it saw the worker gone
-        # and stopped, SIGTERM included (1 run in 6 of the test below).
+        # and stopped, SIGTERM included (1 run in 6 of test_serve.py's
+        # test_a_worker_that_cannot_start_stops_the_service_with_a_failing_exit).
         os._exit(STARTUP_FAILURE)
     # A worker that replaces one that died starts degraded: failing, it
     # would make uvicorn stop the whole service.  One that replaces a
@@ -402,4 +410,4 @@ def app_from_environment() -> FastAPI:
     # 503 (a reviewer's SIGHUP with a corrupt file on disk).
     return create_app(settings, server, metrics_dir=Path(args["metrics_dir"]), freeze_gc=True,
                       exact_model=bool(args["model"]),
-                      start_degraded=not os.environ.get(STRICT_START_ENV))
+                      start_degraded=not strict)
