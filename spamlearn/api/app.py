@@ -15,6 +15,7 @@ the same settings the parent validated.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import json
@@ -223,9 +224,22 @@ def check_first_model(settings: Settings, server: ServerSettings, *, exact_model
     quiet = log.disabled
     log.disabled = True
     try:
-        asyncio.run(service.models.for_user(None))
+        _run_to_the_end(lambda: service.models.for_user(None))
     finally:
         log.disabled = quiet
+
+
+def _run_to_the_end(make_coroutine) -> None:
+    """Run a coroutine to its end from sync code, in an event loop or not: a
+    worker's app factory runs inside uvicorn's loop, where asyncio.run
+    refuses (a thread gets a loop of its own)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(make_coroutine())
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
 def create_app(settings: Settings, server: ServerSettings | None = None, *,
