@@ -117,6 +117,15 @@ def _legacy_digests(raw: bytes) -> Iterator[str]:
         yield legacy_message_digest(quoted)
 
 
+def _as_message(raw: bytes | str) -> bytes:
+    """A message given as text, as its bytes (as ``Classifier`` takes it)."""
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+
+
+def _is_digest(raw_or_digest: bytes | str) -> bool:
+    return isinstance(raw_or_digest, str) and _DIGEST_RE.fullmatch(raw_or_digest) is not None
+
+
 class LearningSession:
     """Learn and forget under the store's lock; ``commit`` saves both files."""
 
@@ -147,13 +156,12 @@ class LearningSession:
         that a message learned then is not counted again now.  A str is a
         digest if it looks like one (``forget``, ``known``), else the
         message's text."""
-        if isinstance(raw_or_digest, str):
-            if _DIGEST_RE.fullmatch(raw_or_digest):
-                return raw_or_digest
-            raw_or_digest = raw_or_digest.encode("utf-8", "surrogateescape")
-        digest = message_digest(raw_or_digest)
+        if _is_digest(raw_or_digest):
+            return raw_or_digest
+        raw = _as_message(raw_or_digest)
+        digest = message_digest(raw)
         if self._row(digest) is None:
-            for legacy in _legacy_digests(raw_or_digest):
+            for legacy in _legacy_digests(raw):
                 if legacy != digest and self._row(legacy) is not None:
                     return legacy
         return digest
@@ -228,8 +236,7 @@ class LearningSession:
         ``MessageError`` for input that is not a message.
         """
         label = Label.learnable(label)
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8", "surrogateescape")   # as Classifier takes a str: never a digest
+        raw = _as_message(raw)      # a str is the message's text here, never a digest
         stamped = verdict_at is not None
         if stamped and not math.isfinite(verdict_at):
             # Checked here, not by the ledger's NOT NULL at commit time,
@@ -286,12 +293,10 @@ class LearningSession:
 
     def forget(self, raw_or_digest: bytes | str) -> LearnOutcome:
         """Unlearn a message, whatever it was learned as."""
-        if isinstance(raw_or_digest, str) and _DIGEST_RE.fullmatch(raw_or_digest):
+        if _is_digest(raw_or_digest):
             digest, row = raw_or_digest, self._row(raw_or_digest)
         else:
-            raw = raw_or_digest.encode("utf-8", "surrogateescape") if isinstance(raw_or_digest, str) \
-                else raw_or_digest
-            digest, row = self._resolve(raw)
+            digest, row = self._resolve(_as_message(raw_or_digest))
         if row is None:
             return LearnOutcome(digest, Action.NOT_KNOWN)
         previous = Label(row.label)
