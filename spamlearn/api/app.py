@@ -373,9 +373,15 @@ def check_new_worker() -> None:
     SpamlearnError
         It would not start: its settings or its model do not load.
     """
-    args = _serve_args()
+    _checked_worker_settings(_serve_args())
+
+
+def _checked_worker_settings(args: dict[str, Any]) -> tuple[Settings, ServerSettings]:
+    """``_worker_settings``, and the first model loaded as a worker's
+    lifespan would load it (``check_first_model``)."""
     settings, server = _worker_settings(args)
     check_first_model(settings, server, exact_model=bool(args["model"]))
+    return settings, server
 
 
 def app_from_environment() -> FastAPI:
@@ -387,17 +393,16 @@ def app_from_environment() -> FastAPI:
         ``SPAMLEARN_SERVE_ARGS`` is missing: this is meant to be started
         by ``spamlearn serve``.
     The process exits with uvicorn's ``STARTUP_FAILURE``, after logging
-    why, when the settings no longer load.
+    why, when the settings no longer load (or, started by a SIGHUP
+    restart, its model does not).
     """
     args = _serve_args()
     strict = bool(os.environ.get(STRICT_START_ENV))
     try:
-        settings, server = _worker_settings(args)
-        if strict:
-            # Checked before the app: failing in its lifespan, the worker
-            # logged a traceback and four ERROR lines for the one the
-            # README promises (a reviewer's file gone bad mid-restart).
-            check_first_model(settings, server, exact_model=bool(args["model"]))
+        # A strict worker's model is checked before the app: failing in its
+        # lifespan, it logged a traceback and four ERROR lines for the one
+        # the README promises (a reviewer's file gone bad mid-restart).
+        settings, server = (_checked_worker_settings if strict else _worker_settings)(args)
     except SpamlearnError as exc:
         # The parent read the same settings when it started: they changed
         # since (an edit, a token file removed), and a worker replacing one
