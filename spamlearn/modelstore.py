@@ -105,16 +105,16 @@ _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 _FORGOTTEN = "forgotten:"
 
 
-def _legacy_digests(raw: bytes) -> Iterator[str]:
+def _legacy_digests(raw: bytes) -> tuple[str, ...]:
     """The digests 0.2.0 and earlier may have learned ``raw`` under: its
     legacy digest, and, for a message read from an mbox file (whose
     ``>From `` quoting is undone now, ``mailsource``), the legacy digest of
     the quoted lines the file held then (a helper's review: the 58 such
     files of the SpamAssassin corpus were counted a second time)."""
-    yield legacy_message_digest(raw)
     quoted = mbox_quoted(raw)
-    if quoted != raw:
-        yield legacy_message_digest(quoted)
+    if quoted == raw:
+        return (legacy_message_digest(raw),)
+    return legacy_message_digest(raw), legacy_message_digest(quoted)
 
 
 def _as_message(raw: bytes | str) -> bytes:
@@ -166,8 +166,8 @@ class LearningSession:
                     return legacy
         return digest
 
-    def _resolve(self, raw: bytes) -> tuple[str, LedgerRow | None]:
-        """The message's digest and its row, rows of 0.2.0 or earlier joined
+    def _resolve(self, raw: bytes) -> tuple[str, LedgerRow | None, tuple[str, ...]]:
+        """The message's digest, its row and its legacy digests, rows of 0.2.0 or earlier joined
         to it first: one learned under the digest of these very bytes then
         moves to today's digest, or, if another copy has a row there already
         (bob's copy, learned after the upgrade, of what alice's was before
@@ -177,7 +177,8 @@ class LearningSession:
         Junk relabelled alice's new row and left bob's old one spam)."""
         digest = message_digest(raw)
         row = self._row(digest)
-        for legacy in _legacy_digests(raw):
+        legacies = _legacy_digests(raw)
+        for legacy in legacies:
             old = self._row(legacy) if legacy != digest else None
             if old is None:
                 continue
@@ -188,12 +189,12 @@ class LearningSession:
             else:
                 self.classifier.unlearn_indices(self.ledger.row_indices(old, self._n_features),
                                                 Label(old.label))
-        return digest, row
+        return digest, row, legacies
 
-    def _forgotten_since(self, raw: bytes, digest: str) -> float | None:
+    def _forgotten_since(self, digests: tuple[str, ...]) -> float | None:
         """When the message was last forgotten, if it was (``forget`` by the
-        message or by a digest of it, of today or of 0.2.0)."""
-        times = [self.get_state(_FORGOTTEN + key) for key in (digest, *_legacy_digests(raw))]
+        message or by a digest of it, of today or of 0.2.0: ``digests``)."""
+        times = [self.get_state(_FORGOTTEN + key) for key in digests]
         return max((float(t) for t in times if t is not None), default=None)
 
     def known(self, raw_or_digest: bytes | str) -> Label | None:
@@ -242,7 +243,7 @@ class LearningSession:
             # Checked here, not by the ledger's NOT NULL at commit time,
             # which failed the whole session's work with a ledger error.
             raise ValueError(f"verdict_at must be a finite time, got {verdict_at!r}")
-        digest, row = self._resolve(raw)
+        digest, row, legacies = self._resolve(raw)
         now = time.time()
         # A stamp from a clock a little ahead of ours (Dovecot on another
         # host) keeps its order among its own; one far ahead cannot lock
@@ -258,7 +259,7 @@ class LearningSession:
             # a clock stepped back would say.
             return LearnOutcome(digest, Action.SUPERSEDED, label, Label(row.label))
         if stamped and row is None:
-            forgotten = self._forgotten_since(raw, digest)
+            forgotten = self._forgotten_since((digest, *legacies))
             if forgotten is not None and forgotten > verdict_at:
                 # Learned, then forgotten (an admin's `forget`): a move into
                 # Junk made before that, queued, would learn it back.
@@ -296,7 +297,7 @@ class LearningSession:
         if _is_digest(raw_or_digest):
             digest, row = raw_or_digest, self._row(raw_or_digest)
         else:
-            digest, row = self._resolve(_as_message(raw_or_digest))
+            digest, row, _ = self._resolve(_as_message(raw_or_digest))
         if row is None:
             return LearnOutcome(digest, Action.NOT_KNOWN)
         previous = Label(row.label)
