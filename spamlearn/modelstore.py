@@ -506,8 +506,9 @@ class ModelStore:
                         raise StoreBusyError(f"{self.lock_path} is held by another learner and this "
                                              f"service is stopping; try again later") from None
                     if time.monotonic() >= deadline:
+                        # "Learner", not "process": see above.
                         raise StoreBusyError(
-                            f"another spamlearn process has held {self.lock_path} for "
+                            f"another learner has held {self.lock_path} for "
                             f"{_seconds(self.lock_timeout)}; try again later") from None
                     self.stop_waiting.wait(0.05)
             yield

@@ -133,7 +133,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
               "send the raw message as the request body, not as a form upload"),
         503: ("The model is being written by another learner for too long (with `Retry-After`), "
               "or the model file or ledger cannot be used.",
-              "another spamlearn process has held model.joblib.lock for 30 s; try again later"),
+              "another learner has held model.joblib.lock for 30 s; try again later"),
     }
     return {status: {"model": ErrorBody, "description": meaning[status][0],
                      "content": {"application/json": {"example": {"detail": meaning[status][1]}}}}

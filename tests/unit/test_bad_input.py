@@ -162,7 +162,7 @@ def test_busy_model_exits_with_tempfail(tmp_path):
         result = spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml",
                            env_extra={"SPAMLEARN_LOCK_TIMEOUT": "0.3"})
     assert result.returncode == ExitCode.TEMPFAIL, result.stderr
-    assert "another spamlearn process" in result.stderr.decode()
+    assert "another learner has held" in result.stderr.decode()
     assert_clean_stderr(result)
 
 

@@ -327,7 +327,7 @@ def test_busy_lock_times_out_clearly(tmp_path, sample_spam):
     store = ModelStore(tmp_path / "m.joblib", n_features=2**16, lock_timeout=0.2)
     with store.session():
         other = ModelStore(tmp_path / "m.joblib", n_features=2**16, lock_timeout=0.2)
-        with pytest.raises(StoreBusyError, match="another spamlearn process"):
+        with pytest.raises(StoreBusyError, match="another learner has held"):
             other.learn(sample_spam, "spam")
 
 
