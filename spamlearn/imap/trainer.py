@@ -233,6 +233,13 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
         specs = ", ".join(account.spam_folders)
         missing.append((specs, f"account {account.name}: no folder is a spam folder ({specs}), "
                                f"so the ham folders {', '.join(skipped)} are not trained either"))
+    elif spam_missing and any(is_folder_pattern(p) for p in account.spam_folders):
+        # A spam pattern that matches nothing, beside named ham folders: the
+        # ham was trained and the run said nothing of the spam it never saw
+        # (exit 0; a helper's review).  Named folders say so above.
+        specs = ", ".join(account.spam_folders)
+        missing.append((specs, f"account {account.name}: no folder is a spam folder ({specs}), "
+                               f"so no spam is learned"))
     plan: list[tuple[str, str]] = []
     for info in folders:
         label = labels[info.name]

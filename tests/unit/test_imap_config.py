@@ -189,6 +189,12 @@ def test_a_ham_pattern_takes_nothing_below_junk_or_trash_nor_anything_without_a_
     assert resolve_folders(named, unflagged)[0] == [("Spam", "spam"), ("Archive", "ham"), ("INBOX", "ham")]
     literal_ham = account(spam_folders=["\\Junk"], ham_folders=["INBOX", "*"])
     assert resolve_folders(literal_ham, unflagged)[0] == [("INBOX", "ham")]    # named: still trained
+    # a spam pattern matching nothing beside named ham folders: said too (it passed silently)
+    named_ham = account(spam_folders=["Spam*"], ham_folders=["INBOX"])
+    plan, missing = resolve_folders(named_ham, [FolderInfo("Junk", (), "/"), FolderInfo("INBOX", (), "/")])
+    assert plan == [("INBOX", "ham")]
+    assert [problem for _, problem in missing] == [
+        "account alice@mail.example.org: no folder is a spam folder (Spam*), so no spam is learned"]
 
 
 def test_brackets_in_a_folder_name_are_letters_not_a_pattern():
