@@ -199,8 +199,13 @@ class LearningSession:
 
     def known(self, raw_or_digest: bytes | str) -> Label | None:
         """The label a message is learned as, or None."""
-        row = self._row(self.key(raw_or_digest))
+        row = self.learned(raw_or_digest)
         return Label(row.label) if row else None
+
+    def learned(self, raw_or_digest: bytes | str) -> LedgerRow | None:
+        """The ledger row of a message (label, when, by whom), this session's
+        changes included, or None."""
+        return self._row(self.key(raw_or_digest))
 
     def get_state(self, key: str) -> str | None:
         if key in self._state:
@@ -249,23 +254,30 @@ class LearningSession:
         # host) keeps its order among its own; one far ahead cannot lock
         # later verdicts out.
         verdict_at = min(float(verdict_at), now + _CLOCK_LEAD) if stamped else now
-        if stamped and row is not None and row.learned_at > verdict_at:
+        # A row's or a forget's time further ahead than any stamp can be
+        # was written while this host's clock ran fast, and it has been set
+        # back since (NTP at boot, a VM restored): it orders nothing, or a
+        # user's move out of Junk made after it was SUPERSEDED, and the IMAP
+        # trainer, past that message's UID, never saw it again (a helper's
+        # review: a clock 10 minutes fast for one pass lost the correction).
+        believed = now + _CLOCK_LEAD
+        if stamped and row is not None and verdict_at < row.learned_at <= believed:
             # A move into Junk whose HTTP request waited for the model's
             # lock (past curl's 3 s, so the pipe also queued it) must not
             # land after the move back out, which the drain learned
             # meanwhile (a helper's review: the wrong label, 1 run in 4).
             # Only a verdict given with its time can be stale: one given now
-            # (the command line, the IMAP trainer) is the latest, whatever
+            # (the command line, HTTP without ``at``) is the latest, whatever
             # a clock stepped back would say.
             return LearnOutcome(digest, Action.SUPERSEDED, label, Label(row.label))
         if stamped and row is None:
             forgotten = self._forgotten_since((digest, *legacies))
-            if forgotten is not None and forgotten > verdict_at:
+            if forgotten is not None and verdict_at < forgotten <= believed:
                 # Learned, then forgotten (an admin's `forget`): a move into
                 # Junk made before that, queued, would learn it back.
                 return LearnOutcome(digest, Action.SUPERSEDED, label, None)
         if row is not None and row.label == label.value:
-            if verdict_at > row.learned_at:
+            if verdict_at > row.learned_at or row.learned_at > believed:
                 # The same verdict again, later (out of Junk and back in, or
                 # an admin's `learn --spam` of it): its time must move too,
                 # or a verdict given before it, still queued, would land

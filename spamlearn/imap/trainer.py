@@ -52,6 +52,7 @@ from ..errors import (
 )
 from ..exitcodes import ExitCode, exit_code_for
 from ..modelstore import Action, LearningSession, ModelStore
+from ..sieve.drain import SOURCE_PREFIX as SIEVE_SOURCE_PREFIX
 from .config import Account, Mode, is_folder_pattern
 from .connection import MAX_BATCH_BYTES, FolderInfo, MailServer, MessageMeta, connect
 from .deadline import PassDeadline
@@ -563,11 +564,16 @@ class Trainer:
                 young: bool, counts: FolderReport, seen_at: float):
         """Learn one message; returns "deferred", or (raw, hashes) kept for another round."""
         try:
-            known = session.known(raw)
+            row = session.learned(raw)
+            known = Label(row.label) if row else None
             if known is label:
                 counts.already_known += 1
                 return None
-            if young and known is None:
+            if young and (known is None or not self._own_verdict(account, row.source)):
+                # A young message known the other way is a rescue only if
+                # this user gave that verdict: in a shared model, bob's
+                # untouched copy of a campaign alice junked was learned as
+                # ham at once, min age or not (a helper's review).
                 return "deferred"
             # The message is read (parsed, tokenized) here, before anything
             # is counted: a failure on it below leaves the model untouched.
@@ -599,6 +605,12 @@ class Trainer:
         else:
             counts.already_known += 1
         return None
+
+    def _own_verdict(self, account: Account, source: str) -> bool:
+        """Whether a ledger row's source is this account's own verdict: its
+        folders here, or its moves through the sieve or the HTTP service."""
+        return (source.startswith(self._source(account, ""))
+                or source in (f"{SIEVE_SOURCE_PREFIX}{account.username}", f"http:{account.username}"))
 
     def _model_ready(self, session: LearningSession) -> bool:
         """Train-on-error needs a model that can err; before that, learn everything."""

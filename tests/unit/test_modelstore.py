@@ -221,9 +221,34 @@ def test_a_verdict_given_now_is_never_stale_even_when_the_clock_steps_back(store
         assert session.learn(sample_spam, "spam", verdict_at=1_999_999_999.0).action == Action.LEARNED
     monkeypatch.setattr(ms.time, "time", lambda: 1_999_999_990.0)      # NTP stepped it back
     with store.session() as session:
-        assert session.learn(sample_spam, "ham").action == Action.RELABELLED      # the IMAP trainer, say
+        assert session.learn(sample_spam, "ham").action == Action.RELABELLED      # the command line, say
         assert session.learn(sample_spam, "spam", verdict_at=1_999_999_980.0).action == Action.SUPERSEDED
     assert store.check() == []
+
+
+def test_a_stamped_verdict_is_not_superseded_by_a_time_from_a_clock_that_ran_fast(store, monkeypatch,
+                                                                                  sample_spam, sample_ham):
+    """The IMAP trainer stamps its verdicts with when it read the folder: a
+    pass made while the clock ran 10 minutes fast dated its rows then, and
+    after NTP set the clock back, the user's move out of Junk was
+    SUPERSEDED by them and never seen again (a helper's review)."""
+    import spamlearn.modelstore as ms
+
+    fast = 2_000_000_600.0
+    monkeypatch.setattr(ms.time, "time", lambda: fast)
+    with store.session() as session:
+        session.learn(sample_ham, "ham", verdict_at=fast)
+        session.learn(sample_spam, "spam", verdict_at=fast)
+        session.forget(sample_ham)
+    monkeypatch.setattr(ms.time, "time", lambda: 2_000_000_000.0)      # set back by 10 minutes
+    with store.session() as session:
+        moved = session.learn(sample_spam, "ham", verdict_at=2_000_000_060.0)
+        assert moved.action == Action.RELABELLED
+        assert session.learn(sample_ham, "ham", verdict_at=2_000_000_060.0).action == Action.LEARNED
+        # Within the lead a stamp is believed: a queued verdict older than it still loses.
+        assert session.learn(sample_spam, "spam", verdict_at=2_000_000_030.0).action == Action.SUPERSEDED
+    clf = store.load()
+    assert (clf.n_spam, clf.n_ham) == (0, 2) and store.check() == []
 
 
 def test_full_ledger_disk_loses_nothing(store, sample_spam, sample_ham, spam_messages):

@@ -1,0 +1,77 @@
+"""Whose verdict and when: the IMAP trainer's labels against a real Dovecot,
+where several users share one model or the clock has been set back."""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import pytest
+
+from spamlearn.config import load_settings
+from spamlearn.imap import Trainer, load_accounts
+
+from test_imap_trainer import (account_of, make_message, model_counts, move, server,  # noqa: F401
+                               train_cli, upload, write_config)
+
+pytestmark = pytest.mark.integration
+
+LONG_AGO = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=10)
+
+
+def delivered(user: str, raw: bytes) -> bytes:
+    """``raw`` as the delivery to ``user`` writes it (headers the digest leaves out)."""
+    return (f"Return-Path: <bounce@example.net>\r\nDelivered-To: {user}@example.org\r\n"
+            f"Received: from mx.example.org\r\n\tby mail.example.org (Dovecot) with LMTP\r\n"
+            f"\tfor <{user}@example.org>; Sat, 28 Nov 2026 10:00:00 +0000\r\n").encode() + raw
+
+
+def test_another_users_young_copy_of_a_junked_message_waits_like_any_young_ham(server, tmp_path):
+    """One campaign to alice and bob on a shared model, ham_min_age_days = 3:
+    alice junked hers, bob has not looked at his yet.  Bob's copy was taken
+    for a rescue and turned alice's spam into ham at once (a helper's review)."""
+    campaign = make_message("spam", 1, "campaign")
+    upload(server, "alice", "INBOX", [make_message("ham", i, "a") for i in range(2)], when=LONG_AGO)
+    upload(server, "bob", "INBOX", [make_message("ham", i, "b") for i in range(2)], when=LONG_AGO)
+    upload(server, "alice", "Junk", [delivered("alice", campaign)])
+    upload(server, "bob", "INBOX", [delivered("bob", campaign)])
+    config = write_config(tmp_path, server, [{"username": "alice", "ham_min_age_days": 3},
+                                             {"username": "bob", "ham_min_age_days": 3}])
+    code, data, _ = train_cli(config)
+    assert code == 0
+    bob = account_of(data, "bob")
+    assert (bob["relabelled"], bob["deferred"]) == (0, 1)
+    assert model_counts(config) == (1, 4)
+
+
+def test_a_users_own_move_out_of_junk_is_still_learned_at_once(server, tmp_path):
+    """The rescue itself: alice's move of a young spam out of her Junk."""
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)], when=LONG_AGO)
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(2)])
+    config = write_config(tmp_path, server, [{"username": "alice", "ham_min_age_days": 3}])
+    assert train_cli(config)[0] == 0 and model_counts(config) == (2, 2)
+    move(server, "alice", "Junk", "INBOX")
+    code, data, _ = train_cli(config)
+    assert (code, account_of(data, "alice")["relabelled"]) == (0, 1)
+    assert model_counts(config) == (1, 3)
+
+
+def test_a_correction_after_the_clock_was_set_back_is_learned(server, tmp_path, monkeypatch):
+    """A pass made while the host's clock ran 10 minutes fast dated its
+    verdicts then; after NTP set the clock back, the user's move out of Junk
+    was SUPERSEDED by them and, its UID passed, never seen again (a helper's
+    review)."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(2)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 600)
+    assert Trainer(settings, clock=time.time).train_account(account).exit_code == 0
+    monkeypatch.setattr(time, "time", real)
+    assert model_counts(config) == (2, 2)
+    move(server, "alice", "Junk", "INBOX")
+    report = Trainer(settings).train_account(account)
+    assert (report.exit_code, report.total("relabelled")) == (0, 1)
+    assert model_counts(config) == (1, 3)
