@@ -83,10 +83,12 @@ def _check_destination(destination: Path, store: ModelStore) -> Path:
         archive_compression(target.name)
     except ValueError as exc:
         raise fail(f"{shown}: {exc}", ExitCode.USAGE) from None
+    # USAGE, as for every output path refused before anything is done
+    # (`eval --plot`): 74 says the model is at fault (a helper's review).
     if not target.parent.is_dir():
-        raise fail(f"no folder {display_name(str(target.parent))} for the archive", ExitCode.IOERR)
+        raise fail(f"no folder {display_name(str(target.parent))} for the archive", ExitCode.USAGE)
     if not os.access(target.parent, os.W_OK):
-        raise fail(f"cannot write in {display_name(str(target.parent))}", ExitCode.IOERR)
+        raise fail(f"cannot write in {display_name(str(target.parent))}", ExitCode.USAGE)
     return target
 
 
