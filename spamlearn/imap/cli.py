@@ -16,6 +16,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import math
 import json
 import os
 import signal
@@ -182,12 +183,37 @@ def _one_pass(settings: Settings, names: list[str], stop: _StopFlag, as_json: bo
     if as_json:
         typer.echo(json.dumps({"accounts": [r.as_dict() for r in reports], "exit_code": code,
                                "stopped": stop(), "crowded_models": crowded}))
-    else:
-        for path, used in crowded.items():
-            # In the cron mail an admin reads, not only in `info`, which nobody runs daily.
-            typer.echo(f"warning: model {path} has {used:.0f}% of its feature buckets in use: "
-                       f"collisions blur its scores (spamlearn info; README: A full model)")
+    for path, used in _due_warnings(run_lock_path(settings).with_suffix(".crowded"), crowded):
+        # In the cron mail an admin reads, not only in `info`, which nobody
+        # runs daily: so on stderr (the shipped crontab sends stdout to
+        # syslog; a helper's review), and once a day, not every 15 minutes.
+        typer.echo(f"warning: model {path} has {used:.0f}% of its feature buckets in use: "
+                   f"collisions blur its scores (spamlearn info; README: A full model)", err=True)
     return code
+
+
+#: How often a pass repeats the warning that a model is crowded.
+CROWDED_WARNING_EVERY = 86400.0
+
+
+def _due_warnings(state: Path, crowded: dict[str, float]) -> list[tuple[str, float]]:
+    """The crowded models not warned of in the last day; remembers them in
+    ``state`` (if it cannot, every pass warns: better twice than never)."""
+    warned: dict[str, float] = {}
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        warned = {str(k): float(v) for k, v in json.loads(state.read_text()).items()}
+    now = time.time()
+    due = [(path, used) for path, used in crowded.items()
+           if not 0 <= now - warned.get(path, -math.inf) < CROWDED_WARNING_EVERY]
+    if due:
+        warned.update((path, now) for path, _ in due)
+        tmp = state.with_name(state.name + f".{os.getpid()}.tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(json.dumps({p: t for p, t in warned.items() if p in crowded}))
+            os.replace(tmp, state)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return due
 
 
 def _crowded_models(settings: Settings, accounts: list) -> dict[str, float]:
