@@ -205,6 +205,11 @@ class ScoringModels:
                 # The file exists but never loaded: say so, rather than quietly
                 # scoring with a fallback the admin does not expect.
                 raise ModelFileError(slot.error)
+        if self.exact_model:
+            # --model names the one file to use: the default is no candidate,
+            # and "the packaged default model is missing" sent the admin the
+            # wrong way (a helper's review).
+            raise ModelFileError(f"no model file at {self.settings.model_path}")
         raise ModelFileError("no model to score with (the packaged default model is missing)")
 
     async def settled(self) -> None:

@@ -122,6 +122,17 @@ def test_an_exact_model_scores_every_request_however_little_it_has_learned(
     assert fallback["model"]["kind"] == "default"
 
 
+def test_an_exact_model_that_does_not_exist_is_named_not_the_default(settings):
+    """`serve --model /missing.joblib` said "the packaged default model is
+    missing", which it was not (a helper's review)."""
+    from spamlearn.api.app import check_first_model
+
+    assert not settings.model_path.exists()
+    with pytest.raises(ModelFileError, match=f"no model file at {settings.model_path}"):
+        check_first_model(settings, server(), exact_model=True)
+    check_first_model(settings, server())       # without --model, the default answers
+
+
 def test_score_takes_a_users_own_model_when_ready_else_the_shared_one(
         settings, trained, spam_messages, ham_messages):
     # alice's own model learned the opposite labels, so the answers tell the models apart
