@@ -24,6 +24,7 @@ from .errors import (  # noqa: E402
     ImapError,
     ImapPassTimeoutError,
     ImapStateError,
+    ImapStoppedError,
     LedgerError,
     MessageError,
     ModelError,
@@ -60,4 +61,5 @@ __all__ = [
     "SpamlearnError", "MessageError", "ModelError", "NotFittedError", "ModelFileError",
     "LedgerError", "StoreBusyError", "ConfigError",
     "ImapError", "ImapConnectionError", "ImapPassTimeoutError", "ImapAuthError", "ImapStateError",
+    "ImapStoppedError",
 ]

@@ -20,7 +20,8 @@ so an embedding filter can catch one type::
      ├── ConfigError           a bad config file, option or setting
      └── ImapError
           ├── ImapConnectionError  cannot reach, or lost, the server
-          │    └── ImapPassTimeoutError  a pass longer than pass_timeout
+          │    ├── ImapPassTimeoutError  a pass longer than pass_timeout
+          │    └── ImapStoppedError      an exchange cut off by SIGTERM
           ├── ImapAuthError        the server refused the login
           └── ImapStateError       a folder is missing or unreadable
 
@@ -46,6 +47,7 @@ __all__ = [
     "ImapError",
     "ImapConnectionError",
     "ImapPassTimeoutError",
+    "ImapStoppedError",
     "ImapAuthError",
     "ImapStateError",
 ]
@@ -111,6 +113,11 @@ class ImapConnectionError(ImapError):
 
 class ImapPassTimeoutError(ImapConnectionError):
     """A pass over one account took longer than its ``pass_timeout`` (not retried)."""
+
+
+class ImapStoppedError(ImapConnectionError):
+    """An exchange with the server cut off because the trainer was asked to
+    stop (SIGTERM, SIGINT): not retried."""
 
 
 class ImapAuthError(ImapError):

@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -110,6 +110,8 @@ class _StopFlag:
         self._previous: dict[int, object] = {}
         #: The signal that asked to stop, if one did.
         self.signal: int | None = None
+        #: Ends the account's exchange with the server in progress (``Trainer(on_pass=...)``).
+        self.cut_off: Callable[[], None] | None = None
 
     def _set(self, sig: int, _frame: object) -> None:
         if self.event.is_set():
@@ -119,6 +121,13 @@ class _StopFlag:
             raise SystemExit(128 + sig)
         self.signal = sig
         self.event.set()
+        if self.cut_off is not None:
+            # Nothing is in hand during a wait for the server: a stalled
+            # connect or read ends now, not when `timeout` runs out.
+            self.cut_off()
+
+    def on_pass(self, cut_off: Callable[[], None] | None) -> None:
+        self.cut_off = cut_off
 
     def __call__(self) -> bool:
         return self.event.is_set()
@@ -162,7 +171,7 @@ def _one_pass(settings: Settings, names: list[str], stop: _StopFlag, as_json: bo
             # stopped the trainer only once a wait of up to an hour was
             # over, and systemd killed it first (a helper's review).
             trainer = Trainer(settings, should_stop=stop, sleep=stop.event.wait, progress=advance,
-                              on_total=set_total)
+                              on_total=set_total, on_pass=stop.on_pass)
             report = trainer.train_account(account)
         reports.append(report)
         if not as_json:

@@ -38,6 +38,7 @@ from ..errors import (
     ImapError,
     ImapPassTimeoutError,
     ImapStateError,
+    ImapStoppedError,
 )
 from .config import Account, Security
 from .deadline import DeadlinePassed, PassDeadline
@@ -141,6 +142,9 @@ def translate_errors(account: Account, doing: str, deadline: PassDeadline | None
             yield
     except DeadlinePassed as exc:
         when = exc.args[0] if exc.args else "while"
+        if when == "stopped":
+            raise ImapStoppedError(f"{where}: stopped by a signal while {doing} (what it learned is "
+                                   f"kept; the next run goes on)") from None
         raise ImapPassTimeoutError(
             f"{where}: the pass took longer than pass_timeout ({account.pass_timeout:g} s), "
             f"stopped {when} {doing} (what it learned is kept; the next run goes on)") from None

@@ -32,7 +32,8 @@ __all__ = ["DeadlinePassed", "PassDeadline"]
 
 class DeadlinePassed(Exception):
     """The pass ran past its deadline (turned into ``ImapPassTimeoutError``);
-    ``args[0]`` is "while" (an exchange cut off) or "before" (one refused)."""
+    ``args[0]`` is "while" (an exchange cut off) or "before" (one refused),
+    or "stopped" (``cut_off``: the pass was asked to stop)."""
 
 
 class PassDeadline:
@@ -45,6 +46,8 @@ class PassDeadline:
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.expired = False
+        #: Ended by ``cut_off``, not by the clock.
+        self.stopped = False
         self._exchanges = 0
         self._armed = False
         self._previous: object = None
@@ -80,10 +83,20 @@ class PassDeadline:
         if self._exchanges:
             raise DeadlinePassed("while")
 
+    def cut_off(self) -> None:
+        """End the pass now, as if its time were up (a SIGTERM's handler
+        calls it): an exchange in progress is cut off at once, the next one
+        refused; a commit in progress is not interrupted.  A stalled connect
+        or read held a SIGTERM until ``timeout`` ran out (60 s, systemd's
+        TimeoutStopSec: killed instead of stopping; a helper's review)."""
+        self.stopped = self.expired = True
+        if self._exchanges:
+            raise DeadlinePassed("stopped")
+
     @contextlib.contextmanager
     def network(self) -> Iterator[None]:
         if self.expired:
-            raise DeadlinePassed("before")
+            raise DeadlinePassed("stopped" if self.stopped else "before")
         self._exchanges += 1
         try:
             yield

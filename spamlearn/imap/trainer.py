@@ -30,11 +30,12 @@ the folder is rescanned and the ledger recognises what it already knows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ..classifier import Label
 from ..config import Settings
@@ -277,6 +278,10 @@ class Trainer:
         done and returns (SIGTERM in ``--every`` mode).
     progress : callable, optional
         ``progress(n)`` after each message handled.
+    on_pass : callable, optional
+        ``on_pass(cut_off)`` as an account's pass starts, ``on_pass(None)``
+        as it ends: ``cut_off()``, called from a signal handler, ends the
+        exchange with the server in progress at once (``PassDeadline.cut_off``).
     clock, sleep : callables
         ``time.time`` and ``time.sleep`` unless a test says otherwise; the
         command line's ``sleep`` wakes up when it is asked to stop.
@@ -287,6 +292,7 @@ class Trainer:
                  should_stop: Callable[[], bool] | None = None,
                  progress: Callable[[int], None] | None = None,
                  on_total: Callable[[int], None] | None = None,
+                 on_pass: Callable[[Callable[[], None] | None], None] | None = None,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
@@ -294,6 +300,7 @@ class Trainer:
         self.should_stop = should_stop or (lambda: False)
         self.progress = progress or (lambda n: None)
         self.on_total = on_total or (lambda n: None)
+        self.on_pass = on_pass or (lambda cut_off: None)
         self.clock = clock
         self.sleep = sleep
 
@@ -357,7 +364,7 @@ class Trainer:
                         account.name, account.password_file)
         done: set[str] = set()
         last_error = ""
-        with PassDeadline(account.pass_timeout) as deadline:
+        with PassDeadline(account.pass_timeout) as deadline, self._cut_off_by(deadline):
             for attempt in range(account.retries + 1):
                 report.attempts = attempt + 1
                 try:
@@ -394,6 +401,14 @@ class Trainer:
             if report.message_errors:
                 codes.append(exit_code_for(MessageError()))
             report.exit_code = max(codes, default=0)
+
+    @contextlib.contextmanager
+    def _cut_off_by(self, deadline: PassDeadline) -> Iterator[None]:
+        self.on_pass(deadline.cut_off)
+        try:
+            yield
+        finally:
+            self.on_pass(None)
 
     def _pass(self, server: MailServer, account: Account, store: ModelStore,
               report: AccountReport, done: set[str]) -> None:

@@ -627,6 +627,37 @@ def test_one_sigterm_ends_the_wait_between_reconnects(server, tmp_path):
     assert "retry 1 of 5" in err and "Traceback" not in err
 
 
+def test_one_sigterm_ends_a_stalled_exchange_with_the_server(tmp_path):
+    """A server that accepts and never answers: the connect waited out its
+    ``timeout`` (60 s by default, systemd's TimeoutStopSec) before the one
+    SIGTERM systemd sends was acted on (a helper's review)."""
+    with scripted_server(b"") as (port, connections):
+        secret = tmp_path / "alice.secret"
+        secret.write_text("x\n")
+        secret.chmod(0o600)
+        config = tmp_path / "spamlearn.toml"
+        config.write_text(f'[model]\npath = "{tmp_path / "model.joblib"}"\n[[accounts]]\nname = "alice"\n'
+                          f'host = "127.0.0.1"\nport = {port}\nsecurity = "plain"\nusername = "alice"\n'
+                          f'password_file = "{secret}"\nspam_folders = ["Junk"]\nham_folders = ["INBOX"]\n'
+                          f'timeout = 30\nretries = 0\n')
+        proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while not connections and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert connections, "train never connected"
+            time.sleep(0.5)                     # waiting for the greeting by now
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=40)
+        finally:
+            proc.kill()
+    assert time.monotonic() - sent < 5, "it waited for the socket's timeout"
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert "stopped by a signal while" in err and "Traceback" not in err
+
+
 class TricklingProxy:
     """A relay to the real Dovecot that passes the server's answers on at a
     trickle (``chunk`` bytes every ``pause`` s) after the first ``fast_bytes``:
