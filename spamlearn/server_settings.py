@@ -185,14 +185,18 @@ class ServerSettings:
 
 
 def _check_private(path: Path, what: str) -> None:
-    """Refuse a secret in a file others can read."""
+    """Refuse a secret in a file its group or others can read (the sieve
+    guide's 0640 copy for the mail user must not be the service's own)."""
     try:
         mode = path.stat().st_mode
     except OSError as exc:
         raise ConfigError(f"{what} {path}: {exc.strerror}") from exc
     if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(f"{what} {path} holds a token but is readable by others "
-                          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it")
+        # "Its group" said: an admin's root:spamlearn 0640 read as "not
+        # readable by others" (a helper's review).
+        raise ConfigError(f"{what} {path} holds a token but is readable by its group or others "
+                          f"(mode {stat.S_IMODE(mode):o}); chmod 600 it, owned by the user "
+                          f"the service runs as")
 
 
 def _read_token_file(value: Any, base: Path | None, what: str) -> str:

@@ -83,11 +83,15 @@ def test_a_token_never_shows_in_the_settings_repr(tmp_path):
 def test_a_token_in_a_file_others_can_read_is_refused(tmp_path):
     secret(tmp_path, "learn.token", TOKEN, mode=0o644)
     settings = config(tmp_path, '[server]\nlearn_token_file = "learn.token"\n')
-    with pytest.raises(ConfigError, match="readable by others.*chmod 600"):
+    with pytest.raises(ConfigError, match="readable by its group or others.*chmod 600"):
         load_server_settings(settings, env={})
     open_config = config(tmp_path, f'[server]\nlearn_token = "{TOKEN}"\n', mode=0o644)
-    with pytest.raises(ConfigError, match="config file .* readable by others"):
+    with pytest.raises(ConfigError, match="config file .* readable by its group or others"):
         load_server_settings(open_config, env={})
+    secret(tmp_path, "group.token", TOKEN, mode=0o640)       # root:spamlearn 0640: refused too
+    grouped = config(tmp_path, '[server]\nlearn_token_file = "group.token"\n')
+    with pytest.raises(ConfigError, match=r"group\.token holds a token but is readable by its group"):
+        load_server_settings(grouped, env={})
     private = config(tmp_path, f'[server]\nlearn_token = "{TOKEN}"\n', mode=0o600)
     assert load_server_settings(private, env={}).learn_token == TOKEN
 
