@@ -6,36 +6,46 @@ understand (75 = try again later):
 =====  ======================================================================
 code   meaning
 =====  ======================================================================
-0      success (``filter``: the message is spam, as with bogofilter)
-1      ``filter``: the message is ham
-2      ``filter``: unsure; any other command: a command line that cannot
-       be parsed (an unknown option, a missing argument, a value of the
-       wrong type)
-3      ``filter``: an error, a command line it cannot run with included
-       (the message is still passed through, without the X-Spam-*
-       headers it came with; unchanged if filter could not start)
-65     EX_DATAERR: an input is not a usable message (others were processed);
-       ``restore``: the archive is not a spamlearn backup, or its model
-       and ledger disagree; ``eval``: the index is not in TREC's form
+0      success (``filter``: spam, as bogofilter; with ``--exit-zero``,
+       always)
+1      ``filter``: ham
+2      ``filter``: unsure; any other command: a command line that cannot be
+       parsed (an unknown option, a missing argument, a value of the wrong
+       type or outside the range its ``--help`` gives, such as ``serve
+       --port 99999``), or that is refused before anything is done
+       (``learn`` without ``--spam`` or ``--ham``, ``backup --user`` naming
+       someone without an own model, an output path that is a folder or not
+       writable)
+3      ``filter``: error (the message is passed through, without any
+       ``X-Spam-*`` header it came with; unchanged if ``filter`` could not
+       even start), a command line it cannot run with included
+65     EX_DATAERR: an input is not a usable message (the others were
+       processed); ``restore``: the archive is not a spamlearn backup, or
+       its model and ledger disagree; ``eval``: the index is not in TREC's
+       form
 66     EX_NOINPUT: an input file or folder (``eval``: the index) does not
        exist or is unreadable
 69     EX_UNAVAILABLE: the IMAP server cannot be reached, or answered so
        slowly that a ``train`` pass outlived ``pass_timeout`` (``serve``:
        the address is taken, or a worker could not start and uvicorn
        stopped the others)
-70     EX_SOFTWARE: an internal error (a bug: please report it)
-74     EX_IOERR: the model file or ledger is missing, corrupt, unwritable
-       (``serve``: no usable model to start with); standard output is
-       closed or cannot be written (``filter``: nor standard input read)
+70     EX_SOFTWARE: internal error (a bug)
+74     EX_IOERR: the model file or ledger is missing, corrupt or not
+       writable (``serve``: no usable model to start with); standard output
+       is closed or cannot be written (``filter``: nor standard input read)
 75     EX_TEMPFAIL: another spamlearn holds the model's lock (or another
-       program the ledger's); retry later
-76     EX_PROTOCOL: the IMAP server answered unexpectedly (missing folder)
+       program the ledger's): retry later
+76     EX_PROTOCOL: the IMAP server answered unexpectedly (e.g. a missing
+       folder)
 77     EX_NOPERM: the IMAP server refused the login
-78     EX_CONFIG: a setting is wrong, in the configuration file or given as
-       an option (``resize --features 1000``, ``train --every 15x``)
-128+N  killed by signal N (143: SIGTERM, from cron's timeout or systemd;
-       ``serve`` stops gracefully and exits 0; ``backup``/``restore``
-       first remove their temporary copies)
+78     EX_CONFIG: a setting is wrong, in the configuration file, the
+       environment, or given as an option whose value spamlearn checks
+       itself (``resize --features 1000``, ``train --every 15x``)
+128+N  killed by signal N (143: SIGTERM, from cron's ``timeout`` or
+       systemd; ``serve`` stops gracefully and exits 0; ``backup`` and
+       ``restore`` first remove their temporary copies; a single ``train``
+       pass first commits what it learned, and the next run goes on from
+       there; what SIGKILL left, the next run removes once a day old)
 =====  ======================================================================
 """
 

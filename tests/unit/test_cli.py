@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import mailbox
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -341,7 +343,33 @@ def test_stdin_given_twice_is_a_usage_error(command, sample_spam, model):
 def test_exit_codes_prints_the_table():
     result = run("exit-codes")
     assert result.exit_code == 0
-    assert "75     EX_TEMPFAIL" in result.output and "3      ``filter``: an error" in result.output
+    assert "75     EX_TEMPFAIL" in result.output and "3      ``filter``: error" in result.output
+
+
+def _exit_code_rows(lines: list[str]) -> dict[str, str]:
+    rows: dict[str, str] = {}
+    code = ""
+    for line in lines:
+        if line[:1].strip():
+            code, line = line[:7].strip(), line[7:]
+        rows[code] = (rows.get(code, "") + " " + line.strip()).strip()
+    return {c: re.sub(r"^EX_[A-Z]+: ", "", " ".join(m.replace("``", "`").split())) for c, m in rows.items()}
+
+
+def test_exit_codes_prints_the_readmes_table():
+    """Two copies of one table drifted apart (a helper's review: the
+    command left out half of what the README says of 2, 78 and 128+N)."""
+    printed = run("exit-codes").output.splitlines()
+    printed = [line for line in printed[3:] if not line.startswith("=====")]
+    readme = (Path(__file__).parents[2] / "README.md").read_text().splitlines()
+    first = readme.index("| code | meaning |") + 2
+    table = []
+    for line in readme[first:]:
+        if not line.startswith("|"):
+            break
+        code, meaning = line.strip().strip("|").split("|", 1)
+        table.append(f"{code.strip():<7}{meaning.strip()}")
+    assert _exit_code_rows(printed) == _exit_code_rows(table)
 
 
 def test_an_unexpected_error_is_one_line_and_exit_70(tmp_path):
