@@ -332,8 +332,8 @@ def filter_(
     """Read a message on stdin, write it to stdout with X-Spam-* headers.
 
     Exit code by verdict, as bogofilter: 0 spam, 1 ham, 2 unsure, 3 error.
-    On any error the message is passed through (without the X-Spam-* headers it came
-    with, which a sender can forge): a filter never loses mail.
+    On any error the message is passed through (without the X-Spam-* headers
+    it came with, which a sender can forge): a filter never loses mail.
     """
     global FILTER_STARTED
     FILTER_STARTED = True

@@ -188,8 +188,11 @@ _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 @handle_errors
 def serve(
     ctx: typer.Context,
+    # No $SPAMLEARN_SERVER_HOST here: at 80 columns the help column is 17
+    # wide, and a word longer than that was cut off (a helper's review).
     host: Annotated[str | None, typer.Option(help="Address to listen on. Default: 127.0.0.1 "
-                    "(or server.host in the config file, or $SPAMLEARN_SERVER_HOST).")] = None,
+                    "(or server.host in the config file, or its variable in the environment: "
+                    "README).")] = None,
     port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port. Default: 8731.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes. "
                        "Default: one per core, at most 4.")] = None,
