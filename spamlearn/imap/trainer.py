@@ -115,7 +115,7 @@ class FolderReport:
     already_known: int = 0
     correct: int = 0      # mode error: the model already said so; not learned
     deferred: int = 0     # younger than ham_min_age_days; left for a later pass
-    errors: int = 0       # messages that could not be parsed
+    errors: int = 0       # messages that could not be parsed, or read from the server
     error: str | None = None
     rescanned: bool = False
 
@@ -505,7 +505,7 @@ class Trainer:
             # (a sieve verdict, stamped later) is not undone by this older
             # reading (a helper's review).
             seen_at = self.clock()
-            raws = server.bodies([m.uid for m in batch])
+            fetched = server.bodies([m.uid for m in batch])
             t1 = time.perf_counter()
             counts = FolderReport(folder, label.value)
             with store.session(source=self._source(account, folder)) as session:
@@ -525,7 +525,10 @@ class Trainer:
                         state.last_uid = meta.uid
                     elif not is_due:
                         continue
-                    raw = raws.get(meta.uid)
+                    if meta.uid in fetched.unreadable:
+                        self._pass_by(account, folder, meta.uid, fetched.unreadable[meta.uid], counts)
+                        continue
+                    raw = fetched.raw.get(meta.uid)
                     if raw is None:  # expunged meanwhile: nothing to learn
                         continue
                     young = not is_due and min_age > 0 and now - meta.arrived < min_age
@@ -551,6 +554,14 @@ class Trainer:
             committed += len(batch)
             if self.on_batch is not None:
                 self.on_batch(account, folder, committed)
+
+    def _pass_by(self, account: Account, folder: str, uid: int, why: str, counts: FolderReport) -> None:
+        """A message the server cannot give is an error once, then left behind:
+        fetching it again on every run kept the whole account from being
+        trained (a helper's review)."""
+        log.warning("account %s: folder %s: message UID %d cannot be read from the server; it is "
+                    "passed by and never learned (%s)", account.name, folder, uid, why)
+        counts.errors += 1
 
     def _handle(self, session: LearningSession, account: Account, raw: bytes, label: Label,
                 young: bool, counts: FolderReport, seen_at: float):

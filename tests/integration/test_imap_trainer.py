@@ -336,23 +336,28 @@ def test_server_killed_mid_pass_then_rerun_loses_and_doubles_nothing(server, tmp
     assert model_counts(config) == (30, 10)
 
 
-def test_connection_dropped_mid_pass_is_retried_within_the_run(server, tmp_path):
+@pytest.mark.parametrize("restart_at,attempts", [(10, 1), (20, 2)])
+def test_connection_dropped_mid_pass_is_retried_within_the_run(server, tmp_path, restart_at, attempts):
+    """Between two batches of Junk, the next body FETCH logs in again by itself
+    (bodies narrows a failed FETCH); after Junk's last batch, INBOX's EXAMINE
+    fails and the pass reconnects (a second attempt)."""
     upload(server, "alice", "Junk", [make_message("spam", i) for i in range(20)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
     config = write_config(tmp_path, server, [{"username": "alice", "batch_size": 5, "retries": 3}])
     settings = load_settings(config)
     (account,) = load_accounts(settings)
     restarted = []
 
-    def restart_once(_account, _folder, done):
-        if done == 10 and not restarted:
+    def restart_once(_account, folder, done):
+        if folder == "Junk" and done == restart_at and not restarted:
             restarted.append(True)
             server.kill()
             server.start()
 
     report = Trainer(settings, on_batch=restart_once).train_account(account)
-    assert report.exit_code == 0 and report.error is None and report.attempts == 2
-    assert report.total("learned") == 20
-    assert model_counts(config) == (20, 0)
+    assert report.exit_code == 0 and report.error is None and report.attempts == attempts
+    assert report.total("learned") == 23 and report.message_errors == 0
+    assert model_counts(config) == (20, 3)
 
 
 def test_crafted_charset_parameters_are_learned_and_every_account_is_trained(server, tmp_path):
