@@ -417,14 +417,14 @@ class Trainer:
                 return
             if item is None:
                 continue
-            folder, label, state, uidnext, new, due = item
+            folder, label, state, uidnext, new, matured = item
             try:
                 if server.examine(folder) != state.uidvalidity:
                     log.warning("account %s: folder %s changed identity (UIDVALIDITY) during the "
                                 "pass; it is rescanned next time", account.name, folder)
                     continue
                 self._sync_folder(server, account, store, folder, Label(label), state, uidnext,
-                                  new, due, report)
+                                  new, matured, report)
             except ImapStateError as exc:
                 report.folder(folder, label).error = str(exc)
                 log.info("%s", exc)  # in the report: the command line says it once
@@ -459,8 +459,19 @@ class Trainer:
             state = FolderState(uidvalidity=uidvalidity)
             due = []
         state.highestmodseq = status.highestmodseq
+        matured = self._matured(server, state, due)
         new = server.metadata(server.uids_after(state.last_uid))
-        return folder, label, state, status.uidnext, new, due
+        return folder, label, state, status.uidnext, new, matured
+
+    def _matured(self, server: MailServer, state: FolderState, due: list[int]) -> list[MessageMeta]:
+        """The deferred messages now old enough, sized as new ones are: sized as
+        nothing, they were fetched whole, past the 32 MB bound of a batch (12
+        ham of 6 MB in one FETCH of 72 MB; a helper's review).  Those expunged
+        meanwhile are forgotten."""
+        metas = server.metadata(due)
+        for uid in set(due) - {m.uid for m in metas}:
+            del state.deferred[uid]
+        return metas
 
     def _source(self, account: Account, folder: str) -> str:
         return f"imap:{account.name}/{folder}"
@@ -481,14 +492,14 @@ class Trainer:
 
     def _sync_folder(self, server: MailServer, account: Account, store: ModelStore, folder: str,
                      label: Label, state: FolderState, uidnext: int, new: list[MessageMeta],
-                     due: list[int], report: AccountReport) -> None:
+                     matured: list[MessageMeta], report: AccountReport) -> None:
         key = state_key(account, folder)
         folder_report = report.folder(folder, label.value)
         min_age = account.ham_min_age_days * _DAY if label is Label.HAM else 0.0
         now = self.clock()
         # Matured deferred messages first (they are older), then new arrivals.
-        work = [MessageMeta(uid, 0, 0.0) for uid in due] + list(new)
-        if not work:  # UIDNEXT moved but the messages are gone again: remember that
+        work = list(matured) + list(new)
+        if not work:  # the new or matured messages are gone again: remember that
             with store.session(source=self._source(account, folder)) as session:
                 state.updated_at = now
                 state.uidnext = max(state.uidnext, uidnext)

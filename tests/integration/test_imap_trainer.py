@@ -30,7 +30,9 @@ from spamlearn.cli import app
 from spamlearn.config import load_settings
 from spamlearn.defaults import choose_model_path
 from spamlearn.imap import Trainer, load_accounts, store_for
+from spamlearn.imap import trainer as trainer_module
 from spamlearn.imap.cli import run_lock_path
+from spamlearn.imap.connection import MailServer
 
 pytestmark = pytest.mark.integration
 
@@ -761,6 +763,36 @@ def test_ham_min_age_waits_for_young_ham_but_relabels_rescued_spam_at_once(serve
     later = Trainer(settings, clock=lambda: time.time() + 4 * 86400).train_account(account)
     assert later.exit_code == 0 and later.total("learned", "ham") == 1 and later.total("deferred") == 0
     assert model_counts(config) == (0, 3)
+
+
+def test_matured_ham_is_fetched_in_batches_of_the_byte_bound(server, tmp_path, monkeypatch):
+    """Deferred ham fetched once old enough keeps to the batch's byte bound
+    (it was sized as 0 bytes: 12 ham of 6 MB came in one FETCH of 72 MB;
+    a helper's review).  The bound is lowered to keep the messages small."""
+    padding = "\r\n" + "x" * 76
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(2)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) + (padding * 50).encode() for i in range(6)])
+    config = write_config(tmp_path, server, [{"username": "alice", "ham_min_age_days": 3}])
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    bound = 10_000  # two of the ~4.3 kB ham a batch
+    monkeypatch.setattr(trainer_module, "MAX_BATCH_BYTES", bound)
+    fetched = []
+    bodies = MailServer.bodies
+
+    def counting(self, uids):
+        answer = bodies(self, uids)
+        fetched.append(sum(len(raw) for raw in answer.raw.values()))
+        return answer
+
+    monkeypatch.setattr(MailServer, "bodies", counting)
+    first = Trainer(settings).train_account(account)
+    assert first.exit_code == 0 and first.total("deferred") == 6 and model_counts(config) == (2, 0)
+    fetched.clear()
+    later = Trainer(settings, clock=lambda: time.time() + 4 * 86400).train_account(account)
+    assert later.exit_code == 0 and later.total("learned", "ham") == 6 and later.total("deferred") == 0
+    assert len(fetched) == 3 and max(fetched) <= bound
+    assert model_counts(config) == (2, 6)
 
 
 def test_train_on_error_learns_only_mistakes(server, tmp_path):
