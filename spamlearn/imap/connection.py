@@ -80,6 +80,7 @@ class MessageMeta:
     uid: int
     size: int
     arrived: float  # INTERNALDATE, epoch seconds
+    deleted: bool = False  # flagged \\Deleted
 
 
 @dataclasses.dataclass
@@ -88,6 +89,8 @@ class Bodies:
     of its fields."""
 
     raw: dict[int, bytes] = dataclasses.field(default_factory=dict)
+    #: flagged \\Deleted: not in ``raw`` (see ``MailServer.bodies``)
+    deleted: set[int] = dataclasses.field(default_factory=set)
     #: uid -> the server's error, for messages it failed to give on their own
     unreadable: dict[int, str] = dataclasses.field(default_factory=dict)
 
@@ -269,25 +272,27 @@ class MailServer:
         return sorted(u for u in uids if u > last_uid)
 
     def metadata(self, uids: Sequence[int]) -> list[MessageMeta]:
-        """Size and arrival time of ``uids`` (those still there), in UID order."""
+        """Size, arrival time and \\Deleted flag of ``uids`` (those still there), in UID order."""
         out = []
         for start in range(0, len(uids), _META_CHUNK):
             chunk = list(uids[start:start + _META_CHUNK])
             with self._guard(f"reading folder {self.selected!r}"):
-                answer = self.client.fetch(chunk, [b"RFC822.SIZE", b"INTERNALDATE"])
+                answer = self.client.fetch(chunk, [b"RFC822.SIZE", b"INTERNALDATE", b"FLAGS"])
             for uid, data in answer.items():
                 if b"RFC822.SIZE" not in data:  # an unsolicited FETCH (flags) of another UID
                     continue
-                out.append(MessageMeta(uid, int(data[b"RFC822.SIZE"]), _epoch(data.get(b"INTERNALDATE"))))
+                out.append(MessageMeta(uid, int(data[b"RFC822.SIZE"]), _epoch(data.get(b"INTERNALDATE")),
+                                       _DELETED in data.get(b"FLAGS", ())))
         out.sort(key=lambda m: m.uid)
         return out
 
     def bodies(self, uids: Sequence[int]) -> Bodies:
         """Raw messages of ``uids`` (without setting \\Seen); vanished ones are absent,
-        and so are those flagged \\Deleted: a client that moves a message to
-        Junk by COPY and \\Deleted (Thunderbird's default, Outlook) leaves the
-        old copy in INBOX until it expunges, and that copy relabelled the
-        spam the user had just moved as ham (a helper's review, 2026-11-29).
+        and those flagged \\Deleted are only named (``deleted``): a client that
+        moves a message to Junk by COPY and \\Deleted (Thunderbird's default,
+        Outlook) leaves the old copy in INBOX until it expunges, and that copy
+        relabelled the spam the user had just moved as ham (a helper's review,
+        2026-11-29).
 
         A FETCH the server fails is narrowed down by halves, on a new login
         after each failure, to the messages it cannot give (``unreadable``).
@@ -308,7 +313,7 @@ class MailServer:
 
     def _fetch_narrowing(self, uids: list[int], fetched: Bodies) -> None:
         try:
-            fetched.raw.update(self._fetch_bodies(uids))
+            self._fetch_bodies(uids, fetched)
             return
         except ImapPassTimeoutError:
             raise
@@ -322,7 +327,7 @@ class MailServer:
             return
         # Once more on its own: one dropped connection is not a bad message.
         try:
-            fetched.raw.update(self._fetch_bodies(uids))
+            self._fetch_bodies(uids, fetched)
             return
         except ImapPassTimeoutError:
             raise
@@ -332,11 +337,16 @@ class MailServer:
         if self._still_there(uids[0]):  # RFC 2180 4.1.2: a server may say NO for an expunged one
             fetched.unreadable[uids[0]] = str(failure)
 
-    def _fetch_bodies(self, uids: list[int]) -> dict[int, bytes]:
+    def _fetch_bodies(self, uids: list[int], fetched: Bodies) -> None:
         with self._guard(f"fetching messages from folder {self.selected!r}"):
             answer = self.client.fetch(uids, [b"FLAGS", b"BODY.PEEK[]"])
-        return {uid: data[b"BODY[]"] for uid, data in answer.items()
-                if isinstance(data.get(b"BODY[]"), bytes) and _DELETED not in data.get(b"FLAGS", ())}
+        for uid, data in answer.items():
+            if not isinstance(data.get(b"BODY[]"), bytes):  # an unsolicited FETCH (flags)
+                continue
+            if _DELETED in data.get(b"FLAGS", ()):
+                fetched.deleted.add(uid)
+            else:
+                fetched.raw[uid] = data[b"BODY[]"]
 
     def _still_there(self, uid: int) -> bool:
         with self._guard(f"searching folder {self.selected!r}"):
