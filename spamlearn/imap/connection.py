@@ -14,6 +14,9 @@ spamlearn's own types, always naming the account:
 
 Folders are opened with EXAMINE (read-only) and bodies fetched with
 ``BODY.PEEK[]``, so the trainer can neither set ``\\Seen`` nor expunge.
+
+A body FETCH the server fails while it still takes a new login is
+narrowed down to the messages it cannot give (``MailServer.bodies``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import imapclient
 from imapclient.exceptions import CapabilityError, LoginError
@@ -43,7 +46,8 @@ from ..errors import (
 from .config import Account, Security
 from .deadline import DeadlinePassed, PassDeadline
 
-__all__ = ["MailServer", "FolderInfo", "FolderStatus", "MessageMeta", "connect", "translate_errors"]
+__all__ = ["MailServer", "Bodies", "FolderInfo", "FolderStatus", "MessageMeta", "connect",
+           "translate_errors"]
 
 log = logging.getLogger("spamlearn.imap")
 
@@ -77,6 +81,19 @@ class MessageMeta:
     uid: int
     size: int
     arrived: float  # INTERNALDATE, epoch seconds
+    deleted: bool = False  # flagged \\Deleted
+
+
+@dataclasses.dataclass
+class Bodies:
+    """What a body FETCH gave: raw messages by UID; vanished ones are in none
+    of its fields."""
+
+    raw: dict[int, bytes] = dataclasses.field(default_factory=dict)
+    #: flagged \\Deleted: not in ``raw`` (see ``MailServer.bodies``)
+    deleted: set[int] = dataclasses.field(default_factory=set)
+    #: uid -> the server's error, for messages it failed to give on their own
+    unreadable: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 class _Redactor(logging.Filter):
@@ -194,13 +211,16 @@ class MailServer:
     """A logged-in, read-only view of one account's mailbox (see ``connect``)."""
 
     def __init__(self, client: imapclient.IMAPClient, account: Account,
-                 deadline: PassDeadline | None = None):
+                 deadline: PassDeadline | None = None,
+                 log_in: Callable[[], imapclient.IMAPClient] | None = None):
         self.client = client
         self.account = account
         self.deadline = deadline
+        self._log_in = log_in
         with self._guard("reading capabilities"):
             self.capabilities = frozenset(_decode(c).upper() for c in client.capabilities())
         self.selected: str | None = None
+        self.uidvalidity = 0
 
     def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return translate_errors(self.account, doing, self.deadline)
@@ -242,10 +262,11 @@ class MailServer:
             answer = self.client.select_folder(folder, readonly=True)
         self.selected = folder
         try:
-            return int(answer[b"UIDVALIDITY"])
+            self.uidvalidity = int(answer[b"UIDVALIDITY"])
         except (KeyError, ValueError) as exc:
             raise ImapStateError(f"account {self.account.name}: folder {folder!r} has no "
                                  f"UIDVALIDITY") from exc
+        return self.uidvalidity
 
     def uids_after(self, last_uid: int) -> list[int]:
         """UIDs above ``last_uid`` in the selected folder, ascending."""
@@ -255,31 +276,104 @@ class MailServer:
         return sorted(u for u in uids if u > last_uid)
 
     def metadata(self, uids: Sequence[int]) -> list[MessageMeta]:
-        """Size and arrival time of ``uids`` (those still there), in UID order."""
+        """Size, arrival time and \\Deleted flag of ``uids`` (those still there), in UID order."""
         out = []
         for start in range(0, len(uids), _META_CHUNK):
             chunk = list(uids[start:start + _META_CHUNK])
             with self._guard(f"reading folder {self.selected!r}"):
-                answer = self.client.fetch(chunk, [b"RFC822.SIZE", b"INTERNALDATE"])
+                answer = self.client.fetch(chunk, [b"RFC822.SIZE", b"INTERNALDATE", b"FLAGS"])
             for uid, data in answer.items():
                 if b"RFC822.SIZE" not in data:  # an unsolicited FETCH (flags) of another UID
                     continue
-                out.append(MessageMeta(uid, int(data[b"RFC822.SIZE"]), _epoch(data.get(b"INTERNALDATE"))))
+                out.append(MessageMeta(uid, int(data[b"RFC822.SIZE"]), _epoch(data.get(b"INTERNALDATE")),
+                                       _DELETED in data.get(b"FLAGS", ())))
         out.sort(key=lambda m: m.uid)
         return out
 
-    def bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
+    def bodies(self, uids: Sequence[int]) -> Bodies:
         """Raw messages of ``uids`` (without setting \\Seen); vanished ones are absent,
-        and so are those flagged \\Deleted: a client that moves a message to
-        Junk by COPY and \\Deleted (Thunderbird's default, Outlook) leaves the
-        old copy in INBOX until it expunges, and that copy relabelled the
-        spam the user had just moved as ham (a helper's review, 2026-11-29)."""
-        if not uids:
-            return {}
+        and those flagged \\Deleted are only named (``deleted``): a client that
+        moves a message to Junk by COPY and \\Deleted (Thunderbird's default,
+        Outlook) leaves the old copy in INBOX until it expunges, and that copy
+        relabelled the spam the user had just moved as ham (a helper's review,
+        2026-11-29).
+
+        A FETCH the server fails is narrowed down by halves, on a new login
+        after each failure, to the messages it cannot give (``unreadable``).
+        Dovecot answers a whole batch with an internal error and BYE for one
+        message file it cannot open, and that one message stopped the
+        account's training on every run (a helper's review).
+
+        Raises
+        ------
+        ImapConnectionError
+            The FETCH failed and the server cannot be logged in to again
+            (an outage, not a bad message: nothing is given up).
+        """
+        fetched = Bodies()
+        if uids:
+            self._fetch_narrowing(list(uids), fetched)
+        return fetched
+
+    def _fetch_narrowing(self, uids: list[int], fetched: Bodies) -> None:
+        try:
+            self._fetch_bodies(uids, fetched)
+            return
+        except ImapPassTimeoutError:
+            raise
+        except (ImapConnectionError, ImapStateError) as exc:
+            self._reconnect_after(exc)
+            failure = exc
+        if len(uids) > 1:
+            half = len(uids) // 2
+            self._fetch_narrowing(uids[:half], fetched)
+            self._fetch_narrowing(uids[half:], fetched)
+            return
+        # Once more on its own: one dropped connection is not a bad message.
+        try:
+            self._fetch_bodies(uids, fetched)
+            return
+        except ImapPassTimeoutError:
+            raise
+        except (ImapConnectionError, ImapStateError) as exc:
+            self._reconnect_after(exc)
+            failure = exc
+        if self._still_there(uids[0]):  # RFC 2180 4.1.2: a server may say NO for an expunged one
+            fetched.unreadable[uids[0]] = str(failure)
+
+    def _fetch_bodies(self, uids: list[int], fetched: Bodies) -> None:
         with self._guard(f"fetching messages from folder {self.selected!r}"):
-            answer = self.client.fetch(list(uids), [b"FLAGS", b"BODY.PEEK[]"])
-        return {uid: data[b"BODY[]"] for uid, data in answer.items()
-                if isinstance(data.get(b"BODY[]"), bytes) and _DELETED not in data.get(b"FLAGS", ())}
+            answer = self.client.fetch(uids, [b"FLAGS", b"BODY.PEEK[]"])
+        for uid, data in answer.items():
+            if not isinstance(data.get(b"BODY[]"), bytes):  # an unsolicited FETCH (flags)
+                continue
+            if _DELETED in data.get(b"FLAGS", ()):
+                fetched.deleted.add(uid)
+            else:
+                fetched.raw[uid] = data[b"BODY[]"]
+
+    def _still_there(self, uid: int) -> bool:
+        with self._guard(f"searching folder {self.selected!r}"):
+            return uid in self.client.search([b"UID", str(uid).encode()])
+
+    def _reconnect_after(self, failure: ImapError) -> None:
+        """A new session on the same folder in place of one a failed command
+        ended (or left in doubt); raises ``failure`` if there is none to be had."""
+        if self._log_in is None or self.selected is None:
+            raise failure
+        with contextlib.suppress(OSError):
+            self.client.shutdown()
+        try:
+            self.client = self._log_in()
+        except ImapPassTimeoutError:
+            raise
+        except ImapError as exc:
+            log.info("%s", exc)
+            raise failure from None  # what went wrong first is what the user needs to hear
+        before = self.uidvalidity
+        if self.examine(self.selected) != before:
+            raise ImapStateError(f"account {self.account.name}: folder {self.selected!r} changed "
+                                 f"identity (UIDVALIDITY) during the pass; it is rescanned next time")
 
     def close(self) -> None:
         """Log out; on a broken connection, or past the deadline, just drop the socket."""
@@ -324,7 +418,8 @@ def connect(account: Account, password: str,
     """Connect, secure and log in; yields a ``MailServer``; logs out on exit.
 
     Every exchange with the server, from the greeting on, may be cut off by
-    ``deadline``.
+    ``deadline``.  The server logs in again the same way when it must
+    reconnect (see ``MailServer.bodies``).
 
     Raises
     ------
@@ -336,35 +431,11 @@ def connect(account: Account, password: str,
     ConfigError
         ``ca_file`` cannot be read or holds no certificate.
     """
-    timeout = imapclient.SocketTimeout(connect=account.timeout, read=account.timeout)
-    context = _tls_context(account) if account.security in (Security.TLS, Security.STARTTLS) else None
-    # A server may turn a connection away before the login: a greeting of
-    # "* BYE [UNAVAILABLE] shutting down, try again later" (RFC 3501 7.1.5),
-    # a NO to STARTTLS.  imaplib raises its plain error for both, which was
-    # reported as a missing folder (76) and never retried (a reviewer's finding).
-    turned_away = ImapConnectionError
     with _redacting(password):
-        with translate_errors(account, "connecting", deadline, refused=turned_away):
-            if account.security == Security.TLS:
-                client = imapclient.IMAPClient(account.host, account.port, ssl=True,
-                                               ssl_context=context, timeout=timeout)
-            else:
-                client = imapclient.IMAPClient(account.host, account.port, ssl=False, timeout=timeout)
-        client.normalise_times = False  # INTERNALDATE as aware datetimes: ages are exact
+        client = _log_in(account, password, deadline)
         try:
-            if account.security == Security.STARTTLS:
-                with translate_errors(account, "starting TLS (STARTTLS)", deadline, refused=turned_away):
-                    client.starttls(context)
-            with translate_errors(account, "logging in", deadline):
-                if (account.username + password).isascii():
-                    client.login(account.username, password)
-                else:
-                    # LOGIN's quoted strings are ASCII; SASL PLAIN carries
-                    # UTF-8 (RFC 4616), which Dovecot and most servers offer.
-                    client.plain_login(account.username, password)
-            log.info("account %s: logged in to %s:%s as %s", account.name, account.host,
-                     account.port, account.username)
-            server = MailServer(client, account, deadline)
+            server = MailServer(client, account, deadline,
+                                log_in=lambda: _log_in(account, password, deadline))
         except BaseException:
             with contextlib.suppress(OSError):
                 client.shutdown()
@@ -373,3 +444,39 @@ def connect(account: Account, password: str,
             yield server
         finally:
             server.close()
+
+
+def _log_in(account: Account, password: str, deadline: PassDeadline | None) -> imapclient.IMAPClient:
+    """A client connected, secured and logged in (see ``connect``)."""
+    timeout = imapclient.SocketTimeout(connect=account.timeout, read=account.timeout)
+    context = _tls_context(account) if account.security in (Security.TLS, Security.STARTTLS) else None
+    # A server may turn a connection away before the login: a greeting of
+    # "* BYE [UNAVAILABLE] shutting down, try again later" (RFC 3501 7.1.5),
+    # a NO to STARTTLS.  imaplib raises its plain error for both, which was
+    # reported as a missing folder (76) and never retried (a reviewer's finding).
+    turned_away = ImapConnectionError
+    with translate_errors(account, "connecting", deadline, refused=turned_away):
+        if account.security == Security.TLS:
+            client = imapclient.IMAPClient(account.host, account.port, ssl=True,
+                                           ssl_context=context, timeout=timeout)
+        else:
+            client = imapclient.IMAPClient(account.host, account.port, ssl=False, timeout=timeout)
+    client.normalise_times = False  # INTERNALDATE as aware datetimes: ages are exact
+    try:
+        if account.security == Security.STARTTLS:
+            with translate_errors(account, "starting TLS (STARTTLS)", deadline, refused=turned_away):
+                client.starttls(context)
+        with translate_errors(account, "logging in", deadline):
+            if (account.username + password).isascii():
+                client.login(account.username, password)
+            else:
+                # LOGIN's quoted strings are ASCII; SASL PLAIN carries
+                # UTF-8 (RFC 4616), which Dovecot and most servers offer.
+                client.plain_login(account.username, password)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            client.shutdown()
+        raise
+    log.info("account %s: logged in to %s:%s as %s", account.name, account.host,
+             account.port, account.username)
+    return client

@@ -18,7 +18,7 @@ The rules (see ``docs/imap-trainer.md`` for the reasoning):
 - ``mode``: see ``spamlearn.imap.config.Mode``.
 
 Incremental: per folder the ledger keeps ``{uidvalidity, last_uid,
-uidnext, highestmodseq, deferred}`` (``LearningSession.set_state``), saved
+uidnext, highestmodseq, deferred, deleted}`` (``LearningSession.set_state``), saved
 in the same transaction as the messages learned with it.  A pass asks
 STATUS first and skips a folder whose UIDNEXT has not moved, so an idle
 mailbox costs one round trip per folder; otherwise it fetches UIDs above
@@ -55,7 +55,7 @@ from ..exitcodes import ExitCode, exit_code_for
 from ..modelstore import Action, LearningSession, ModelStore
 from ..sieve.drain import SOURCE_PREFIX as SIEVE_SOURCE_PREFIX
 from .config import Account, Mode, is_folder_pattern
-from .connection import MAX_BATCH_BYTES, FolderInfo, MailServer, MessageMeta, connect
+from .connection import MAX_BATCH_BYTES, FolderInfo, FolderStatus, MailServer, MessageMeta, connect
 from .deadline import PassDeadline
 
 __all__ = ["Trainer", "AccountReport", "FolderReport", "FolderState", "resolve_folders",
@@ -64,6 +64,10 @@ __all__ = ["Trainer", "AccountReport", "FolderReport", "FolderState", "resolve_f
 log = logging.getLogger("spamlearn.imap")
 
 _DAY = 86400.0
+#: \\Deleted UIDs a folder's state keeps watching for an undelete.  Clients
+#: expunge them soon (on leaving the folder, at exit); a user who never
+#: does must not grow the state, rewritten at every commit, without end.
+MAX_WATCHED_DELETED = 1000
 
 
 def state_key(account: Account, folder: str) -> str:
@@ -87,10 +91,14 @@ class FolderState:
     highestmodseq: int | None = None
     deferred: dict[int, float] = dataclasses.field(default_factory=dict)  # uid -> arrival
     updated_at: float | None = None
+    #: UIDs below last_uid flagged \\Deleted when seen: looked at again on
+    #: later passes, learned once undeleted, forgotten once expunged.
+    deleted: set[int] = dataclasses.field(default_factory=set)
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["deferred"] = sorted([uid, t] for uid, t in self.deferred.items())
+        data["deleted"] = sorted(self.deleted)
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -100,6 +108,7 @@ class FolderState:
         try:
             data = json.loads(text)
             data["deferred"] = {int(uid): float(t) for uid, t in data.get("deferred", [])}
+            data["deleted"] = {int(uid) for uid in data.get("deleted", [])}  # not in older states
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
             # A rescan is safe (the ledger stops double counting), so a
@@ -117,7 +126,7 @@ class FolderReport:
     already_known: int = 0
     correct: int = 0      # mode error: the model already said so; not learned
     deferred: int = 0     # younger than ham_min_age_days; left for a later pass
-    errors: int = 0       # messages that could not be parsed
+    errors: int = 0       # messages that could not be parsed, or read from the server
     error: str | None = None
     rescanned: bool = False
 
@@ -440,14 +449,14 @@ class Trainer:
                 return
             if item is None:
                 continue
-            folder, label, state, uidnext, new, due = item
+            folder, label, state, uidnext, new, again = item
             try:
                 if server.examine(folder) != state.uidvalidity:
                     log.warning("account %s: folder %s changed identity (UIDVALIDITY) during the "
                                 "pass; it is rescanned next time", account.name, folder)
                     continue
                 self._sync_folder(server, account, store, folder, Label(label), state, uidnext,
-                                  new, due, report)
+                                  new, again, report)
             except ImapStateError as exc:
                 report.folder(folder, label).error = str(exc)
                 log.info("%s", exc)  # in the report: the command line says it once
@@ -469,7 +478,8 @@ class Trainer:
         now = self.clock()
         min_age = account.ham_min_age_days * _DAY if label == "ham" else 0.0
         due = sorted(uid for uid, arrived in state.deferred.items() if now - arrived >= min_age)
-        if status.uidvalidity == state.uidvalidity and status.uidnext <= state.uidnext and not due:
+        if status.uidvalidity == state.uidvalidity and status.uidnext <= state.uidnext and not due \
+                and not self._flags_may_have_changed(status, state):
             report.folder(folder, label).deferred = len(state.deferred)
             return None
         uidvalidity = server.examine(folder)
@@ -482,8 +492,39 @@ class Trainer:
             state = FolderState(uidvalidity=uidvalidity)
             due = []
         state.highestmodseq = status.highestmodseq
+        again = self._look_again(server, state, due)
         new = server.metadata(server.uids_after(state.last_uid))
-        return folder, label, state, status.uidnext, new, due
+        return folder, label, state, status.uidnext, new, again
+
+    @staticmethod
+    def _flags_may_have_changed(status: FolderStatus, state: FolderState) -> bool:
+        """Whether a watched \\Deleted message may have been undeleted: with
+        CONDSTORE, only if the folder's HIGHESTMODSEQ moved, so that an idle
+        folder holding \\Deleted messages still costs one round trip."""
+        if not state.deleted:
+            return False
+        return status.highestmodseq is None or status.highestmodseq != state.highestmodseq
+
+    def _look_again(self, server: MailServer, state: FolderState, due: list[int]) -> list[MessageMeta]:
+        """Of the matured deferred and the watched \\Deleted messages, those to
+        fetch now, sized as new ones are (sized as nothing, matured ham was
+        fetched whole, past the 32 MB bound of a batch: 12 ham of 6 MB in one
+        FETCH of 72 MB; a helper's review).  The state forgets the expunged
+        and watches the \\Deleted, a matured ham among them too (it was
+        dropped, and never learned once undeleted; a helper's review)."""
+        uids = sorted(set(due) | state.deleted)
+        metas = server.metadata(uids)
+        for uid in set(uids) - {m.uid for m in metas}:
+            state.deferred.pop(uid, None)
+            state.deleted.discard(uid)
+        again = []
+        for meta in metas:
+            if meta.deleted:
+                state.deferred.pop(meta.uid, None)
+                state.deleted.add(meta.uid)
+            else:
+                again.append(meta)
+        return again
 
     def _source(self, account: Account, folder: str) -> str:
         return f"imap:{account.name}/{folder}"
@@ -504,14 +545,14 @@ class Trainer:
 
     def _sync_folder(self, server: MailServer, account: Account, store: ModelStore, folder: str,
                      label: Label, state: FolderState, uidnext: int, new: list[MessageMeta],
-                     due: list[int], report: AccountReport) -> None:
+                     again: list[MessageMeta], report: AccountReport) -> None:
         key = state_key(account, folder)
         folder_report = report.folder(folder, label.value)
         min_age = account.ham_min_age_days * _DAY if label is Label.HAM else 0.0
         now = self.clock()
-        # Matured deferred messages first (they are older), then new arrivals.
-        work = [MessageMeta(uid, 0, 0.0) for uid in due] + list(new)
-        if not work:  # UIDNEXT moved but the messages are gone again: remember that
+        # Matured deferred and undeleted messages first (they are older), then new arrivals.
+        work = list(again) + list(new)
+        if not work:  # the new or matured messages are gone again: remember that
             with store.session(source=self._source(account, folder)) as session:
                 state.updated_at = now
                 state.uidnext = max(state.uidnext, uidnext)
@@ -528,7 +569,7 @@ class Trainer:
             # (a sieve verdict, stamped later) is not undone by this older
             # reading (a helper's review).
             seen_at = self.clock()
-            raws = server.bodies([m.uid for m in batch])
+            fetched = server.bodies([m.uid for m in batch if not m.deleted])
             t1 = time.perf_counter()
             counts = FolderReport(folder, label.value)
             with store.session(source=self._source(account, folder)) as session:
@@ -543,12 +584,20 @@ class Trainer:
                         break
                     self.progress(1)
                     is_due = meta.uid in state.deferred
+                    looked_again = is_due or meta.uid in state.deleted
                     state.deferred.pop(meta.uid, None)
+                    state.deleted.discard(meta.uid)
                     if meta.uid > state.last_uid:
                         state.last_uid = meta.uid
-                    elif not is_due:
+                    elif not looked_again:
                         continue
-                    raw = raws.get(meta.uid)
+                    if meta.deleted or meta.uid in fetched.deleted:
+                        state.deleted.add(meta.uid)  # not now; learned if undeleted
+                        continue
+                    if meta.uid in fetched.unreadable:
+                        self._pass_by(account, folder, meta.uid, fetched.unreadable[meta.uid], counts)
+                        continue
+                    raw = fetched.raw.get(meta.uid)
                     if raw is None:  # expunged meanwhile: nothing to learn
                         continue
                     young = not is_due and min_age > 0 and now - meta.arrived < min_age
@@ -560,6 +609,7 @@ class Trainer:
                 if pending and account.mode == Mode.UNTIL_NO_ERROR:
                     self._until_no_error(session, pending, label, counts, seen_at)
                 counts.deferred = len(state.deferred)
+                self._bound_watched(account, folder, state)
                 if number == len(batches) and not self.should_stop():
                     state.uidnext = max(state.uidnext, uidnext)  # the folder is done
                 state.updated_at = self.clock()
@@ -574,6 +624,23 @@ class Trainer:
             committed += len(batch)
             if self.on_batch is not None:
                 self.on_batch(account, folder, committed)
+
+    def _bound_watched(self, account: Account, folder: str, state: FolderState) -> None:
+        excess = len(state.deleted) - MAX_WATCHED_DELETED
+        if excess <= 0:
+            return
+        state.deleted = set(sorted(state.deleted)[excess:])
+        log.warning("account %s: folder %s: the %d oldest messages flagged \\Deleted are no longer "
+                    "watched (it keeps %d); if undeleted, they are not learned (expunge the folder)",
+                    account.name, folder, excess, MAX_WATCHED_DELETED)
+
+    def _pass_by(self, account: Account, folder: str, uid: int, why: str, counts: FolderReport) -> None:
+        """A message the server cannot give is an error once, then left behind:
+        fetching it again on every run kept the whole account from being
+        trained (a helper's review)."""
+        log.warning("account %s: folder %s: message UID %d cannot be read from the server; it is "
+                    "passed by and never learned (%s)", account.name, folder, uid, why)
+        counts.errors += 1
 
     def _handle(self, session: LearningSession, account: Account, raw: bytes, label: Label,
                 young: bool, counts: FolderReport, seen_at: float):

@@ -29,8 +29,11 @@ from typer.testing import CliRunner
 from spamlearn.cli import app
 from spamlearn.config import load_settings
 from spamlearn.defaults import choose_model_path
-from spamlearn.imap import Trainer, load_accounts, store_for
+from spamlearn.imap import FolderState, Trainer, load_accounts, store_for
+from spamlearn.imap import trainer as trainer_module
 from spamlearn.imap.cli import run_lock_path
+from spamlearn.imap.connection import MailServer
+from spamlearn.imap.trainer import state_key
 
 pytestmark = pytest.mark.integration
 
@@ -336,23 +339,28 @@ def test_server_killed_mid_pass_then_rerun_loses_and_doubles_nothing(server, tmp
     assert model_counts(config) == (30, 10)
 
 
-def test_connection_dropped_mid_pass_is_retried_within_the_run(server, tmp_path):
+@pytest.mark.parametrize("restart_at,attempts", [(10, 1), (20, 2)])
+def test_connection_dropped_mid_pass_is_retried_within_the_run(server, tmp_path, restart_at, attempts):
+    """Between two batches of Junk, the next body FETCH logs in again by itself
+    (bodies narrows a failed FETCH); after Junk's last batch, INBOX's EXAMINE
+    fails and the pass reconnects (a second attempt)."""
     upload(server, "alice", "Junk", [make_message("spam", i) for i in range(20)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
     config = write_config(tmp_path, server, [{"username": "alice", "batch_size": 5, "retries": 3}])
     settings = load_settings(config)
     (account,) = load_accounts(settings)
     restarted = []
 
-    def restart_once(_account, _folder, done):
-        if done == 10 and not restarted:
+    def restart_once(_account, folder, done):
+        if folder == "Junk" and done == restart_at and not restarted:
             restarted.append(True)
             server.kill()
             server.start()
 
     report = Trainer(settings, on_batch=restart_once).train_account(account)
-    assert report.exit_code == 0 and report.error is None and report.attempts == 2
-    assert report.total("learned") == 20
-    assert model_counts(config) == (20, 0)
+    assert report.exit_code == 0 and report.error is None and report.attempts == attempts
+    assert report.total("learned") == 23 and report.message_errors == 0
+    assert model_counts(config) == (20, 3)
 
 
 def test_crafted_charset_parameters_are_learned_and_every_account_is_trained(server, tmp_path):
@@ -787,6 +795,120 @@ def test_ham_min_age_waits_for_young_ham_but_relabels_rescued_spam_at_once(serve
     later = Trainer(settings, clock=lambda: time.time() + 4 * 86400).train_account(account)
     assert later.exit_code == 0 and later.total("learned", "ham") == 1 and later.total("deferred") == 0
     assert model_counts(config) == (0, 3)
+
+
+def test_matured_ham_is_fetched_in_batches_of_the_byte_bound(server, tmp_path, monkeypatch):
+    """Deferred ham fetched once old enough keeps to the batch's byte bound
+    (it was sized as 0 bytes: 12 ham of 6 MB came in one FETCH of 72 MB;
+    a helper's review).  The bound is lowered to keep the messages small."""
+    padding = "\r\n" + "x" * 76
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(2)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) + (padding * 50).encode() for i in range(6)])
+    config = write_config(tmp_path, server, [{"username": "alice", "ham_min_age_days": 3}])
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    bound = 10_000  # two of the ~4.3 kB ham a batch
+    monkeypatch.setattr(trainer_module, "MAX_BATCH_BYTES", bound)
+    fetched = []
+    bodies = MailServer.bodies
+
+    def counting(self, uids):
+        answer = bodies(self, uids)
+        fetched.append(sum(len(raw) for raw in answer.raw.values()))
+        return answer
+
+    monkeypatch.setattr(MailServer, "bodies", counting)
+    first = Trainer(settings).train_account(account)
+    assert first.exit_code == 0 and first.total("deferred") == 6 and model_counts(config) == (2, 0)
+    fetched.clear()
+    later = Trainer(settings, clock=lambda: time.time() + 4 * 86400).train_account(account)
+    assert later.exit_code == 0 and later.total("learned", "ham") == 6 and later.total("deferred") == 0
+    assert len(fetched) == 3 and max(fetched) <= bound
+    assert model_counts(config) == (2, 6)
+
+
+def folder_state(config: Path, folder: str) -> FolderState:
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    with store_for(settings, account).session() as session:
+        return FolderState.from_json(session.get_state(state_key(account, folder)), folder)
+
+
+def flag_deleted(server, user: str, folder: str, positions, deleted: bool = True) -> list[int]:
+    """Set (or clear) \\Deleted on the messages at ``positions`` of ``folder``; their UIDs."""
+    client = server.connect(user)
+    try:
+        client.select_folder(folder)
+        uids = [sorted(client.search("ALL"))[n] for n in positions]
+        (client.add_flags if deleted else client.remove_flags)(uids, [b"\\Deleted"])
+    finally:
+        client.logout()
+    return uids
+
+
+def test_a_deleted_message_undeleted_later_is_learned_and_forgotten_once_expunged(server, tmp_path,
+                                                                                  monkeypatch):
+    """\\Deleted when a pass sees it, the message is not learned then, but
+    watched: undeleted, a later pass learns it; expunged, the state forgets
+    it (it was passed by for good; a helper's review)."""
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)])
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    undone, expunged = flag_deleted(server, "alice", "Junk", [1, 2])   # a slip; a move by copy
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    assert train_cli(config)[0] == 0 and model_counts(config) == (1, 2)
+    assert folder_state(config, "Junk").deleted == {undone, expunged}
+    opened = []
+    examine = MailServer.examine
+    monkeypatch.setattr(MailServer, "examine", lambda self, folder: opened.append(folder)
+                        or examine(self, folder))
+    assert train_cli(config)[0] == 0 and model_counts(config) == (1, 2)
+    assert opened == []  # nothing changed: HIGHESTMODSEQ says so, no folder is opened
+
+    flag_deleted(server, "alice", "Junk", [1], deleted=False)
+    code, data, _ = train_cli(config)
+    assert code == 0 and account_of(data, "alice")["learned_spam"] == 1
+    assert model_counts(config) == (2, 2) and folder_state(config, "Junk").deleted == {expunged}
+
+    client = server.connect("alice")
+    client.select_folder("Junk")
+    client.expunge()
+    client.logout()
+    code, data, _ = train_cli(config)
+    assert code == 0 and model_counts(config) == (2, 2)
+    assert folder_state(config, "Junk").deleted == set()
+
+
+def test_the_deleted_messages_watched_are_bounded(server, tmp_path, monkeypatch, caplog):
+    """A user who never expunges must not grow the folder's state without end."""
+    monkeypatch.setattr(trainer_module, "MAX_WATCHED_DELETED", 2)
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)])
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(4)])
+    uids = flag_deleted(server, "alice", "Junk", [0, 1, 2])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    assert train_cli(config)[0] == 0 and model_counts(config) == (1, 2)
+    assert folder_state(config, "Junk").deleted == set(uids[1:])   # the newest kept
+    assert "the 1 oldest messages flagged \\Deleted are no longer watched" in caplog.text
+
+
+def test_a_ham_deleted_the_day_it_matures_is_learned_once_undeleted(server, tmp_path):
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=10)
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(2)], when=old)
+    upload(server, "alice", "INBOX", [make_message("ham", 1)])   # young: waits
+    config = write_config(tmp_path, server, [{"username": "alice", "ham_min_age_days": 3}])
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    assert Trainer(settings).train_account(account).total("deferred") == 1
+    later = Trainer(settings, clock=lambda: time.time() + 4 * 86400)
+
+    (uid,) = flag_deleted(server, "alice", "INBOX", [0])
+    report = later.train_account(account)
+    assert report.exit_code == 0 and report.total("learned", "ham") == 0
+    assert report.total("deferred") == 0 and folder_state(config, "INBOX").deleted == {uid}
+
+    flag_deleted(server, "alice", "INBOX", [0], deleted=False)
+    report = later.train_account(account)
+    assert report.exit_code == 0 and report.total("learned", "ham") == 1
+    assert model_counts(config) == (2, 1) and folder_state(config, "INBOX").deleted == set()
 
 
 def test_train_on_error_learns_only_mistakes(server, tmp_path):

@@ -210,8 +210,13 @@ def test_brackets_in_a_folder_name_are_letters_not_a_pattern():
 
 def test_folder_state_round_trips_and_survives_damage(caplog):
     state = FolderState(uidvalidity=7, last_uid=42, uidnext=43, highestmodseq=9,
-                        deferred={40: 1.5e9, 41: 1.6e9}, updated_at=1.7e9)
+                        deferred={40: 1.5e9, 41: 1.6e9}, updated_at=1.7e9, deleted={38, 12})
     assert FolderState.from_json(state.to_json(), "x") == state
+    # written before the trainer watched \Deleted messages: no "deleted" key
+    older = ('{"uidvalidity":7,"last_uid":42,"uidnext":43,"highestmodseq":9,'
+             '"deferred":[[40,1.5e9]],"updated_at":1.7e9}')
+    assert FolderState.from_json(older, "x") == FolderState(7, 42, 43, 9, {40: 1.5e9}, 1.7e9)
+    assert "unreadable" not in caplog.text
     assert FolderState.from_json(None, "x") == FolderState()
     assert FolderState.from_json("{not json", "acct Junk") == FolderState()  # rescan: safe
     assert "acct Junk: unreadable folder state" in caplog.text
