@@ -207,6 +207,12 @@ def _decode(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+#: Errors that end the pass, never narrowed down nor retried: its time is
+#: up, or it was asked to stop (a SIGTERM during a FETCH was taken for a
+#: bad message and the batch split on new logins).
+_ENDS_THE_PASS = (ImapPassTimeoutError, ImapStoppedError)
+
+
 class MailServer:
     """A logged-in, read-only view of one account's mailbox (see ``connect``)."""
 
@@ -319,7 +325,7 @@ class MailServer:
         try:
             self._fetch_bodies(uids, fetched)
             return
-        except ImapPassTimeoutError:
+        except _ENDS_THE_PASS:
             raise
         except (ImapConnectionError, ImapStateError) as exc:
             self._reconnect_after(exc)
@@ -333,7 +339,7 @@ class MailServer:
         try:
             self._fetch_bodies(uids, fetched)
             return
-        except ImapPassTimeoutError:
+        except _ENDS_THE_PASS:
             raise
         except (ImapConnectionError, ImapStateError) as exc:
             self._reconnect_after(exc)
@@ -365,7 +371,7 @@ class MailServer:
             self.client.shutdown()
         try:
             self.client = self._log_in()
-        except ImapPassTimeoutError:
+        except _ENDS_THE_PASS:
             raise
         except ImapError as exc:
             log.info("%s", exc)

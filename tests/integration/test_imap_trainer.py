@@ -738,6 +738,34 @@ def test_a_server_that_trickles_is_stopped_at_pass_timeout_and_nothing_is_lost(s
     assert model_counts(config) == (30, 0)
 
 
+def test_one_sigterm_ends_a_slow_fetch_and_keeps_what_was_learned(server, tmp_path):
+    """A FETCH at a trickle when systemd stops the unit: the exchange ends at
+    once (not taken for a message the server cannot give: no new logins to
+    narrow it down), and the batches committed before it stay, once."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(30)])
+    with TricklingProxy(server.port) as proxy:
+        config = write_config(tmp_path, server, [{"username": "alice", "port": proxy.port,
+                                                  "batch_size": 5}])
+        proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "-v", "--config", str(config), "train"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(4)                         # in a trickling FETCH by now
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert time.monotonic() - sent < 5, "the slow FETCH went on"
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert "stopped by a signal while fetching" in err and "Traceback" not in err
+    assert err.count("logged in to") == 1, "a stop is not a reason to log in again"
+    n_spam, _ = model_counts(config)
+    assert n_spam < 30
+    code, data, _ = train_cli(write_config(tmp_path, server, [{"username": "alice"}]))
+    assert code == 0 and account_of(data, "alice")["learned_spam"] == 30 - n_spam
+    assert model_counts(config) == (30, 0)
+
+
 def test_pass_timeout_also_bounds_the_waits_between_reconnects(server, tmp_path):
     closed = server.port + 1000
     config = write_config(tmp_path, server, [{"username": "alice", "port": closed, "retries": 3,
