@@ -16,8 +16,8 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import math
 import json
+import math
 import os
 import signal
 import threading

@@ -36,6 +36,13 @@ def clean_mailboxes(dovecot):
     return dovecot
 
 
+@pytest.fixture
+def server(clean_mailboxes):
+    """The Dovecot with empty mailboxes, whose log must show no error by the end."""
+    yield clean_mailboxes
+    assert clean_mailboxes.errors() == []
+
+
 @pytest.fixture(scope="session")
 def spamassassin_index(tmp_path_factory):
     """The SpamAssassin corpus unpacked once per session into a temporary folder

@@ -166,12 +166,6 @@ def scripted_server(greeting: bytes, answers: dict[bytes, bytes] | None = None):
         listener.close()
 
 
-@pytest.fixture
-def server(clean_mailboxes):
-    yield clean_mailboxes
-    assert clean_mailboxes.errors() == []
-
-
 def test_first_pass_learns_spam_and_ham_and_never_marks_seen(server, tmp_path):
     upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
     upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(4)])

@@ -7,12 +7,10 @@ import datetime
 import time
 
 import pytest
+from test_imap_trainer import account_of, make_message, model_counts, move, train_cli, upload, write_config
 
 from spamlearn.config import load_settings
 from spamlearn.imap import Trainer, load_accounts
-
-from test_imap_trainer import (account_of, make_message, model_counts, move, server,  # noqa: F401
-                               train_cli, upload, write_config)
 
 pytestmark = pytest.mark.integration
 
