@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from .counts import BayesCounts, Scored
+from .counts import BayesCounts, Scored, spam_prob_of
 
 __all__ = ["ChiSquareNB", "Scored"]
 
@@ -180,12 +180,16 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
                          for i in range(X.shape[0])])
 
     def predict_proba(self, X) -> np.ndarray:
-        decision = self.decision_function(X)
-        with np.errstate(over="ignore"):
-            spam = 1.0 / (1.0 + np.exp(-decision))
+        """Probability of each class for each row, columns in ``classes_`` order.
+
+        The spam column is on the side of 0.5 that ``predict`` chose
+        (``spam_prob_of``), so its argmax is ``predict``'s class.
+        """
+        spam = np.array([spam_prob_of(d) for d in self.decision_function(X)], dtype=np.float64)
         return np.column_stack([1.0 - spam, spam])
 
     def predict_log_proba(self, X) -> np.ndarray:
+        """Log of ``predict_proba`` (-inf where a probability is 0)."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 

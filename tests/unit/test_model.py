@@ -229,6 +229,31 @@ def test_a_probability_keeps_the_side_of_its_log_odds(decision):
     assert prob == pytest.approx(1 / (1 + math.exp(-decision)), abs=1e-15)
 
 
+def _cancelling_clues_model() -> ChiSquareNB:
+    """Seven spam-only and seven ham-only features whose chi-squared votes
+    all but cancel: the log-odds of all fourteen present is 8.5e-17 (found
+    by a search over the two counts), which 1 / (1 + exp(-d)) rounds to 0.5."""
+    model = ChiSquareNB().init_empty(14)
+    counts = model.counts_
+    counts.n_spam_ = counts.n_ham_ = 1000
+    counts.spam_count_[:7] = 270
+    counts.ham_count_[7:] = 330
+    counts.counts_changed()
+    return model
+
+
+def test_predict_proba_keeps_the_side_of_predict():
+    """A helper's review: predict said spam and predict_proba [0.5, 0.5] (ham by argmax)."""
+    model = _cancelling_clues_model()
+    X = np.ones((1, 14))
+    decision = model.decision_function(X)[0]
+    assert 0 < decision < 1e-16 and 1 / (1 + math.exp(-decision)) == 0.5, "the test's premise"
+    predicted = model.predict(X)
+    assert list(predicted) == ["spam"]
+    assert list(model.classes_[model.predict_proba(X).argmax(axis=1)]) == list(predicted)
+    assert list(model.classes_[model.predict_log_proba(X).argmax(axis=1)]) == list(predicted)
+
+
 def test_scoring_needs_neither_scikit_learn_nor_scipy():
     import subprocess
     import sys
