@@ -136,7 +136,11 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         if len(classes) != 2:
             raise ValueError(f"ChiSquareNB is a binary classifier and needs both classes; "
                              f"got {len(classes)} class(es)")
-        self.counts_ = None
+        # Everything is checked before the counts are replaced: a fit that
+        # fails must leave the model it was called on as it was (a
+        # helper's review: 4 rows and 3 labels left it empty, calling
+        # every message ham).
+        _check_lengths(X, y)
         BayesCounts(**self.get_params()).validate_params()
         self._new_counts(X.shape[1], classes)
         return self._count(X, y)
@@ -153,6 +157,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
             classes = np.unique(np.asarray(classes))
             if len(classes) != 2:
                 raise ValueError("ChiSquareNB needs exactly two classes")
+            _check_lengths(X, y)     # before: a failed first call must leave it unfitted
             self._new_counts(X.shape[1], classes)
         unknown = set(np.unique(y).tolist()) - set(self.classes_.tolist())
         if unknown:
@@ -160,8 +165,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         return self._count(X, y)
 
     def _count(self, X, y):
-        if X.shape[0] != len(y):
-            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")
+        _check_lengths(X, y)
         positive = np.asarray(y) == self.classes_[-1]
         presence = X.astype(bool).astype(np.uint32)
         counts = self.counts_
@@ -204,3 +208,8 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         tags.classifier_tags.poor_score = True
         return tags
+
+
+def _check_lengths(X, y) -> None:
+    if X.shape[0] != len(y):
+        raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")

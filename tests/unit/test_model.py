@@ -118,6 +118,35 @@ def test_invalid_parameters_rejected_at_fit(params, message):
         ChiSquareNB(**params).fit(X_TOY, Y_TOY)
 
 
+@pytest.mark.parametrize("X, y, params", [
+    (X_TOY, Y_TOY[:5], {}),                          # 6 rows, 5 labels
+    (X_TOY, Y_TOY, {"unknown_word_prob": 1.5}),      # a parameter out of range
+])
+def test_a_failed_fit_keeps_the_fitted_model(X, y, params):
+    """A helper's review: a fit with 4 rows and 3 labels raised, and left the
+    model empty (n_learned_ 0, every message ham, no NotFittedError)."""
+    model = ChiSquareNB().fit(X_TOY, Y_TOY)
+    before = model.decision_function(X_TOY)
+    for name, value in params.items():
+        setattr(model, name, value)
+    with pytest.raises(ValueError):
+        model.fit(X, y)
+    assert model.n_learned_ == len(Y_TOY)
+    np.testing.assert_array_equal(model.decision_function(X_TOY), before)
+
+
+def test_a_failed_first_partial_fit_leaves_the_model_unfitted():
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    model = ChiSquareNB()
+    with pytest.raises(ValueError, match="rows"):
+        model.partial_fit(X_TOY, Y_TOY[:5], classes=["ham", "spam"])
+    with pytest.raises(SklearnNotFittedError):
+        model.predict(X_TOY)
+    model.partial_fit(X_TOY, Y_TOY, classes=["ham", "spam"])   # still the first call
+    assert model.n_learned_ == len(Y_TOY)
+
+
 def test_rejects_negative_and_one_class_input():
     with pytest.raises(ValueError, match="Negative"):
         ChiSquareNB().fit(-X_TOY, Y_TOY)
