@@ -42,7 +42,7 @@ from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
 from .mailsource import mbox_quoted
-from .message import legacy_message_digest, message_digest
+from .message import legacy_message_digest, message_bytes, message_digest
 from .regularfile import create_lock_file, make_folders
 from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
@@ -118,8 +118,11 @@ def _legacy_digests(raw: bytes) -> tuple[str, ...]:
 
 
 def _as_message(raw: bytes | str) -> bytes:
-    """A message given as text, as its bytes (as ``Classifier`` takes it)."""
-    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    """A message as its bytes, taken as ``Classifier`` takes it (``message_bytes``):
+    anything else, or an empty message, is a MessageError here too (a
+    helper's review: a memoryview or None failed with AttributeError, and
+    ``forget(b"")`` said "not known" where ``learn(b"")`` said "empty")."""
+    return message_bytes(raw)
 
 
 def _is_digest(raw_or_digest: bytes | str) -> bool:

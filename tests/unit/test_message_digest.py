@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from spamlearn.errors import MessageError
 from spamlearn.message import legacy_message_digest, message_digest
 
 MESSAGE = b"From: a@example.org\nSubject: hi\n\nbody line\n"
@@ -86,3 +87,15 @@ def test_the_copies_of_one_delivery_to_several_users_are_one_message():
 def test_long_runs_of_trailing_newlines(trailing):
     raw = MESSAGE.rstrip(b"\n") + b"\n" * trailing
     assert message_digest(raw) == reference_digest(raw) == message_digest(MESSAGE)
+
+
+@pytest.mark.parametrize("digest", [message_digest, legacy_message_digest])
+def test_a_digest_takes_every_form_of_a_message_classifier_takes(digest):
+    """A helper's review: message_digest("Subject: a\\n\\nb") raised TypeError."""
+    forms = [MESSAGE, bytearray(MESSAGE), memoryview(MESSAGE), MESSAGE.decode()]
+    assert len({digest(raw) for raw in forms}) == 1
+    latin1 = b"Subject: caf\xe9\n\nbody"
+    assert digest(latin1.decode("utf-8", "surrogateescape")) == digest(latin1)
+    for other in (None, 12, ["Subject: a"]):
+        with pytest.raises(MessageError, match="must be bytes or str"):
+            digest(other)
