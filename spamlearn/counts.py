@@ -565,6 +565,20 @@ Binary naive Bayes over feature presence with chi-squared combining.
         if not 0 <= self.family_balance <= 1:
             raise ValueError(f"family_balance must be in [0, 1], got {self.family_balance!r}")
 
+    def set_params(self, **params) -> BayesCounts:
+        """Change scoring parameters, all checked first (nothing changes if
+        one is wrong); the next score uses them."""
+        unknown = set(params) - set(self.PARAMS)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {sorted(unknown)}; the parameters are "
+                             f"{', '.join(self.PARAMS)}")
+        BayesCounts(**{**self.params(), **params}).validate_params()
+        for name, value in params.items():
+            setattr(self, name, value)
+        # freeze_scoring's f(w) table was computed with the old s and x.
+        self._frozen = None
+        return self
+
     #: How many times the counts have changed (``counts_changed``).
     _changes: int = 0
     #: Robinson's f(w) for every bucket, set by ``freeze_scoring``, with the

@@ -85,6 +85,22 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         self._new_counts(n_features, classes)
         return self
 
+    def set_params(self, **params) -> ChiSquareNB:
+        """Set parameters (scikit-learn's API); a fitted model scores and
+        learns with them from now on.
+
+        On a fitted model they are checked first (ValueError; nothing
+        changes) and passed to ``counts_``, which scores: they used to
+        reach only the estimator's attributes, which is what a saved model
+        file carries, so the model reloaded scored differently from the one
+        in memory (a helper's review).  An unfitted model checks them at
+        ``fit``, as scikit-learn's estimators do.
+        """
+        counts = getattr(self, "counts_", None)
+        if counts is not None:
+            counts.set_params(**{**self.get_params(), **params})
+        return super().set_params(**params)
+
     spam_count_ = property(lambda self: self.counts_.spam_count_)
     ham_count_ = property(lambda self: self.counts_.ham_count_)
     n_spam_ = property(lambda self: self.counts_.n_spam_)

@@ -107,6 +107,38 @@ def test_get_set_params_and_clone():
     assert clone(model).unknown_word_strength == 1.0
 
 
+def test_set_params_on_a_fitted_model_scores_as_the_saved_file_does(tmp_path, rng):
+    """A helper's review: set_params reached the estimator's attributes (and
+    so the saved file) but not its counts, so the model reloaded scored
+    differently from the one in memory."""
+    from spamlearn.store import load_classifier, save_classifier
+
+    X = (rng.random((60, 64)) < 0.3).astype(int)      # Classifier hashes into a power of two
+    y = np.where(rng.random(60) < 0.5, "spam", "ham")
+    y[:2] = ["spam", "ham"]
+    params = {"max_discriminators": 3, "min_prob_strength": 0.1, "unknown_word_prob": 0.4}
+    model = ChiSquareNB().fit(X[:50], y[:50])
+    model.set_params(max_discriminators=3, min_prob_strength=0.1)
+    model.partial_fit(X[50:], y[50:])
+    model.counts_.freeze_scoring()        # a table made with the old x must go too
+    model.set_params(unknown_word_prob=0.4)
+    expected = ChiSquareNB(**params).fit(X, y).decision_function(X)
+    np.testing.assert_array_equal(model.decision_function(X), expected)
+    save_classifier(Classifier(model), tmp_path / "model.joblib")
+    again = load_classifier(tmp_path / "model.joblib").model
+    rows = [np.flatnonzero(row) for row in X]
+    assert [again.score_indices(r).decision for r in rows] == list(expected)
+
+
+def test_set_params_on_a_fitted_model_refuses_bad_values_and_changes_nothing():
+    model = ChiSquareNB().fit(X_TOY, Y_TOY)
+    before = model.decision_function(X_TOY)
+    with pytest.raises(ValueError, match="min_prob_strength"):
+        model.set_params(max_discriminators=3, min_prob_strength=0.7)
+    assert model.get_params()["max_discriminators"] == 200 and model.counts_.max_discriminators == 200
+    np.testing.assert_array_equal(model.decision_function(X_TOY), before)
+
+
 @pytest.mark.parametrize("params, message", [
     ({"unknown_word_strength": 0}, "unknown_word_strength"),
     ({"unknown_word_prob": 1.5}, "unknown_word_prob"),
