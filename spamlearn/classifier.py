@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
+import numbers
 import time
 
 import numpy as np
@@ -83,7 +85,10 @@ class Classifier:
         Size of the hashed feature space of a new model.
     tokenizer_options : TokenizerOptions, optional
     ham_cutoff, spam_cutoff : float, default=0.20, 0.90
+        Scores below ``ham_cutoff`` are ham, at or above ``spam_cutoff``
+        spam; 0 <= ham_cutoff <= spam_cutoff <= 1 (ValueError otherwise).
     scan_limit : int, default=512000
+        Bytes of a message read at most (>= 1; ValueError otherwise).
 
     Examples
     --------
@@ -102,6 +107,11 @@ class Classifier:
     def __init__(self, model: BayesCounts | None = None, *, n_features: int = DEFAULT_N_FEATURES,
                  tokenizer_options: TokenizerOptions | None = None, ham_cutoff: float = 0.20,
                  spam_cutoff: float = 0.90, scan_limit: int = 512_000):
+        # Checked here, not where they are used (a helper's review): a nan
+        # cutoff made p = 1.0 "unsure", crossed cutoffs were taken, and a
+        # scan_limit of None made every message a MessageError.
+        _check_cutoffs(ham_cutoff, spam_cutoff)
+        _check_scan_limit(scan_limit)
         if model is None:
             TokenHasher(n_features)     # a power of two: refused before any allocation
             model = BayesCounts().init_empty(n_features)
@@ -226,6 +236,23 @@ class Classifier:
     def unlearn_indices(self, indices: np.ndarray, label: str | Label) -> None:
         self.model.unlearn_indices(indices, Label.learnable(label) is Label.SPAM)
         self.trained_at = time.time()
+
+
+def _check_cutoffs(ham_cutoff: float, spam_cutoff: float) -> None:
+    """ValueError unless 0 <= ham_cutoff <= spam_cutoff <= 1 (as ``Settings`` requires)."""
+    for name, value in (("ham_cutoff", ham_cutoff), ("spam_cutoff", spam_cutoff)):
+        # nan compares false with everything, so it passes a range check.
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not 0 <= ham_cutoff <= spam_cutoff <= 1:
+        raise ValueError(f"cutoffs must satisfy 0 <= ham_cutoff <= spam_cutoff <= 1, "
+                         f"got ham_cutoff={ham_cutoff} spam_cutoff={spam_cutoff}")
+
+
+def _check_scan_limit(scan_limit: int) -> None:
+    # -1 is not "no limit": as a slice bound it dropped the message's last byte.
+    if isinstance(scan_limit, bool) or not isinstance(scan_limit, numbers.Integral) or scan_limit < 1:
+        raise ValueError(f"scan_limit must be a whole number of bytes >= 1, got {scan_limit!r}")
 
 
 def _means_spam(label: object) -> bool:

@@ -226,6 +226,31 @@ def test_one_class_learned_is_unsure_not_confident(sample_spam, sample_ham):
     assert clf.score(sample_spam).label is Label.SPAM
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"scan_limit": None}, "scan_limit"),
+    ({"scan_limit": -1}, "scan_limit"),
+    ({"scan_limit": 0}, "scan_limit"),
+    ({"scan_limit": 1000.5}, "scan_limit"),
+    ({"ham_cutoff": 0.95, "spam_cutoff": 0.1}, "ham_cutoff <= spam_cutoff"),
+    ({"spam_cutoff": float("nan")}, "spam_cutoff must be a finite number"),
+    ({"ham_cutoff": None}, "ham_cutoff must be a finite number"),
+    ({"spam_cutoff": 1.5}, "<= 1"),
+    ({"ham_cutoff": -0.1}, "0 <= ham_cutoff"),
+])
+def test_classifier_refuses_arguments_it_cannot_score_with(arguments, message):
+    """A helper's review: scan_limit=None made every score a MessageError,
+    -1 dropped each message's last byte, a nan spam_cutoff scored p = 1.0
+    "unsure", and crossed cutoffs were taken."""
+    with pytest.raises(ValueError, match=message):
+        Classifier(n_features=2**10, **arguments)
+
+
+def test_classifier_takes_cutoffs_at_the_ends_and_a_numpy_scan_limit():
+    clf = Classifier(n_features=2**10, ham_cutoff=0, spam_cutoff=1, scan_limit=np.int64(4096))
+    assert (clf.ham_cutoff, clf.spam_cutoff, clf.scan_limit) == (0, 1, 4096)
+    Classifier(n_features=2**10, ham_cutoff=0.5, spam_cutoff=0.5)
+
+
 def test_classifier_learn_unlearn_is_exact_inverse(sample_spam, sample_ham):
     clf = Classifier(n_features=2**16)
     clf.learn(sample_ham, "ham")
