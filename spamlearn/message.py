@@ -23,7 +23,7 @@ import urllib.parse
 from .errors import READING_FAILURES, MessageError
 
 __all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "legacy_message_digest",
-           "message_bytes", "decode_bytes"]
+           "bare_head_digest", "message_bytes", "decode_bytes"]
 
 #: Parts nested deeper than this are not walked.  Real mail rarely nests
 #: beyond 4 (a forwarded message with attachments); 20 is generous and
@@ -269,19 +269,40 @@ def message_digest(raw: bytes) -> str:
     content, for the same reason), and so is a filtered copy and the
     original; an mbox envelope line (``From sender date``), which procmail
     and mbox archives add and IMAP never shows, too.  Trailing newlines do
-    not count.  ``raw`` is any form ``message_bytes`` takes (MessageError
-    for anything else).
+    not count: a message without a blank line (headers only) is the one
+    with a blank line and an empty body.  ``raw`` is any form
+    ``message_bytes`` takes (MessageError for anything else).
     """
-    return _digest(message_bytes(raw, allow_empty=True), _NOT_THE_MESSAGE_RE)
+    return _digest(message_bytes(raw, allow_empty=True), _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=True)
+
+
+def bare_head_digest(raw: bytes) -> str | None:
+    """The digest a message without a blank line was keyed on until
+    2026-11-29, when its trailing newlines counted (a helper's review:
+    ``Subject: a`` with no newline, one or two was three messages); None for
+    a message with a blank line, whose digest did not change."""
+    raw = message_bytes(raw, allow_empty=True)
+    if _has_blank_line(raw):
+        return None
+    return _digest(raw, _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=False)
 
 
 def legacy_message_digest(raw: bytes) -> str:
     """The digest ledgers written by 0.2.0 and earlier keyed messages on: the same,
-    but only ``X-Spam-*`` headers left out (every delivery copy its own)."""
-    return _digest(message_bytes(raw, allow_empty=True), _VERDICT_HEADER_RE)
+    but only ``X-Spam-*`` headers left out (every delivery copy its own), and
+    a message's trailing newlines counted where it has no blank line."""
+    return _digest(message_bytes(raw, allow_empty=True), _VERDICT_HEADER_RE, bare_head_as_empty_body=False)
 
 
-def _digest(raw: bytes, skipped: re.Pattern[bytes]) -> str:
+def _has_blank_line(raw: bytes) -> bool:
+    """Whether ``raw``, line ends normalised, has a blank line after its
+    envelope line, as ``_digest`` finds it: without the normalised copy,
+    since each CRLF of a blank line is either side of a newline."""
+    start = raw.find(b"\n") + 1 if raw.startswith(b"From ") else 0
+    return raw.find(b"\n\n", start) >= 0 or raw.find(b"\n\r\n", start) >= 0
+
+
+def _digest(raw: bytes, skipped: re.Pattern[bytes], *, bare_head_as_empty_body: bool) -> str:
     # The body is hashed in place (a memoryview), not sliced and joined: for
     # a 50 MB message the straightforward ``head + sep + body.rstrip()``
     # made three copies of it.  The digests are the same bit for bit (the
@@ -296,6 +317,8 @@ def _digest(raw: bytes, skipped: re.Pattern[bytes]) -> str:
         start = newline + 1 if newline >= 0 else len(data)
     blank = data.find(b"\n\n", start)
     head_end = blank if blank >= 0 else len(data)
+    if blank < 0 and bare_head_as_empty_body:
+        head_end = _end_without_newlines(data, start)
     head = data[start:head_end]
     kept = []
     skipping = False
@@ -313,6 +336,8 @@ def _digest(raw: bytes, skipped: re.Pattern[bytes]) -> str:
         body_start = blank + 2
         body_end = _end_without_newlines(data, body_start)
         digest.update(memoryview(data)[body_start:body_end])
+    elif bare_head_as_empty_body:
+        digest.update(b"\n\n")
     return digest.hexdigest()
 
 

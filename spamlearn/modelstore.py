@@ -42,7 +42,7 @@ from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
 from .mailsource import mbox_quoted
-from .message import legacy_message_digest, message_bytes, message_digest
+from .message import bare_head_digest, legacy_message_digest, message_bytes, message_digest
 from .regularfile import create_lock_file, make_folders
 from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
@@ -110,11 +110,15 @@ def _legacy_digests(raw: bytes) -> tuple[str, ...]:
     legacy digest, and, for a message read from an mbox file (whose
     ``>From `` quoting is undone now, ``mailsource``), the legacy digest of
     the quoted lines the file held then (a helper's review: the 58 such
-    files of the SpamAssassin corpus were counted a second time)."""
+    files of the SpamAssassin corpus were counted a second time); and, for
+    a message without a blank line, its digest until 2026-11-29
+    (``bare_head_digest``: its trailing newlines counted then)."""
     quoted = mbox_quoted(raw)
-    if quoted == raw:
-        return (legacy_message_digest(raw),)
-    return legacy_message_digest(raw), legacy_message_digest(quoted)
+    digests = (legacy_message_digest(raw),)
+    if quoted != raw:
+        digests += (legacy_message_digest(quoted),)
+    bare = bare_head_digest(raw)
+    return digests if bare is None else (*digests, bare)
 
 
 def _as_message(raw: bytes | str) -> bytes:

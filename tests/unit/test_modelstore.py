@@ -502,6 +502,33 @@ def test_forgetting_a_0_2_row_stops_a_verdict_queued_before_it(store, monkeypatc
     assert store.load().n_spam == 0 and store.check() == []
 
 
+def test_a_header_only_message_learned_under_its_digest_of_before_is_not_counted_again(
+        store, monkeypatch, sample_ham):
+    """A message without a blank line was keyed with its trailing newlines
+    until 2026-11-29; its row of then is found (and moves to today's digest)."""
+    import spamlearn.modelstore as modelstore
+    from spamlearn.message import bare_head_digest, legacy_message_digest
+
+    # Delivered-To: the digest of 0.2.0, which kept it, is not this one.
+    header_only = (b"Delivered-To: alice@example.org\nFrom: a@example.org\nSubject: cheap pills now\n"
+                   b"Message-ID: <1@example.org>\n")
+    assert len({bare_head_digest(header_only), message_digest(header_only),
+                legacy_message_digest(header_only)}) == 3
+    with monkeypatch.context() as old_version:
+        old_version.setattr(modelstore, "message_digest",
+                            lambda raw: bare_head_digest(raw) or message_digest(raw))
+        store.learn(sample_ham, "ham")
+        old = store.learn(header_only, "spam")
+    assert old.digest == bare_head_digest(header_only)
+    again = store.learn(header_only, "spam")
+    assert (again.action, again.digest) == (Action.ALREADY_KNOWN, message_digest(header_only))
+    assert store.load().n_spam == 1
+    # Its forms with more or fewer newlines are that message now.
+    assert store.learn(header_only + b"\n", "ham").action == Action.RELABELLED
+    assert store.forget(header_only.rstrip(b"\n")).action == Action.FORGOTTEN
+    assert (store.load().n_spam, store.load().n_ham) == (0, 1) and store.check() == []
+
+
 def test_the_same_verdict_given_now_outdates_one_queued_before_it(store, sample_spam, sample_ham):
     """A move out of Junk queued at T1, then `learn --spam` of the message
     (already spam) at T2: the queued ham verdict is older and must not
