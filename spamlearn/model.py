@@ -162,7 +162,8 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         return self._count(X, y)
 
     def partial_fit(self, X, y, classes=None):
-        """Learn more messages; ``classes`` is required on the first call."""
+        """Learn more messages; ``classes`` is required on the first call, and
+        if given again must be the same (ValueError otherwise)."""
         first = not hasattr(self, "classes_")
         X = self._rows(X, reset=first)
         y = np.asarray(y).ravel()
@@ -175,6 +176,11 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
                 raise ValueError("ChiSquareNB needs exactly two classes")
             _check_lengths(X, y)     # before: a failed first call must leave it unfitted
             self._new_counts(X.shape[1], classes)
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            # As scikit-learn's naive Bayes does: other classes cannot be
+            # taken up by a model that has counted these (they were ignored).
+            raise ValueError(f"classes={list(classes)!r} is not the same as on the first call to "
+                             f"partial_fit, which was {self.classes_.tolist()!r}")
         unknown = set(np.unique(y).tolist()) - set(self.classes_.tolist())
         if unknown:
             raise ValueError(f"labels {sorted(unknown)} not in classes {self.classes_.tolist()}")

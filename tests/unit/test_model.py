@@ -64,6 +64,15 @@ def test_partial_fit_in_chunks_equals_fit(rng):
     np.testing.assert_allclose(whole.decision_function(X), chunked.decision_function(X))
 
 
+def test_partial_fit_refuses_other_classes_on_a_later_call():
+    """They were silently ignored; scikit-learn's naive Bayes raises."""
+    model = ChiSquareNB().partial_fit(X_TOY, Y_TOY, classes=["ham", "spam"])
+    model.partial_fit(X_TOY, Y_TOY, classes=["spam", "ham"])     # the same two, in any order
+    with pytest.raises(ValueError, match="not the same as on the first call"):
+        model.partial_fit(X_TOY[3:], Y_TOY[3:], classes=["ham", "junk"])       # ham rows only
+    assert model.n_learned_ == 2 * len(Y_TOY)
+
+
 def test_counts_are_presence_not_frequency():
     model = ChiSquareNB().fit(X_TOY * 7, Y_TOY)
     reference = ChiSquareNB().fit(X_TOY, Y_TOY)
