@@ -38,6 +38,7 @@ class Label(str, enum.Enum):
 
     @classmethod
     def learnable(cls, value: str | Label) -> Label:
+        """``value`` as a Label that can be learned; ValueError for unsure."""
         label = cls(value)
         if label is cls.UNSURE:
             raise ValueError("only ham or spam can be learned")
@@ -68,6 +69,7 @@ class Verdict:
     clues: tuple[Clue, ...] = ()
 
     def as_dict(self) -> dict:
+        """The verdict as JSON takes it: label, score (6 places), clues if any."""
         out = {"verdict": self.label.value, "score": round(self.spam_prob, 6)}
         if self.clues:
             out["clues"] = [dataclasses.asdict(c) for c in self.clues]
@@ -143,6 +145,7 @@ class Classifier:
         return self.tokenizer.tokenize(parse_message(raw, self.scan_limit))
 
     def indices(self, raw: bytes) -> np.ndarray:
+        """The message's feature bucket indices, sorted and unique (what the model counts)."""
         return self.hasher.indices(self.tokens(raw))
 
     def features(self, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -156,14 +159,18 @@ class Classifier:
 
     @property
     def n_spam(self) -> int:
+        """Spam messages the model has learned."""
         return self.model.n_spam_
 
     @property
     def n_ham(self) -> int:
+        """Ham messages the model has learned."""
         return self.model.n_ham_
 
     # -- scoring ---------------------------------------------------------------
     def verdict_for(self, spam_prob: float) -> Label:
+        """The label of a spam probability: spam at or above ``spam_cutoff``,
+        ham below ``ham_cutoff``, unsure between."""
         if spam_prob >= self.spam_cutoff:
             return Label.SPAM
         if spam_prob < self.ham_cutoff:
@@ -173,10 +180,13 @@ class Classifier:
     def score(self, raw: bytes, *, explain: bool = False) -> Verdict:
         """Score a raw message.
 
+        ``raw`` is bytes, bytearray, memoryview or str (``message_bytes``).
+
         Raises
         ------
         MessageError
-            The input is empty or not bytes.
+            The input is empty or white space only, of another type, text
+            that is not UTF-8, or a message the parser cannot read.
         NotFittedError
             The model has learned nothing (it could only say "unsure").
         """
@@ -230,10 +240,12 @@ class Classifier:
         self.unlearn_indices(self.indices(raw), label)
 
     def learn_indices(self, indices: np.ndarray, label: str | Label) -> None:
+        """Count a message given by its ``indices()`` as ``label`` (ham or spam)."""
         self.model.learn_indices(indices, Label.learnable(label) is Label.SPAM)
         self.trained_at = time.time()
 
     def unlearn_indices(self, indices: np.ndarray, label: str | Label) -> None:
+        """Exact inverse of ``learn_indices`` (``ModelError`` where a count would go below zero)."""
         self.model.unlearn_indices(indices, Label.learnable(label) is Label.SPAM)
         self.trained_at = time.time()
 

@@ -108,15 +108,20 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     n_learned_ = property(lambda self: self.counts_.n_learned_)
 
     def learn_indices(self, indices: np.ndarray, is_spam: bool) -> None:
+        """Count one message given by its unique feature indices."""
         self.counts_.learn_indices(indices, is_spam)
 
     def unlearn_indices(self, indices: np.ndarray, is_spam: bool) -> None:
+        """Exact inverse of ``learn_indices``; ``ModelError`` where a count would go below zero."""
         self.counts_.unlearn_indices(indices, is_spam)
 
     def score_indices(self, indices: np.ndarray, text: np.ndarray | None = None) -> Scored:
+        """Score one message given by its unique feature indices (and, for
+        ``family_balance``, the mask of those that are words of its text)."""
         return self.counts_.score_indices(indices, text)
 
     def feature_probs(self, indices: np.ndarray) -> np.ndarray:
+        """Robinson's f(w), the smoothed spam probability, of each feature index."""
         return self.counts_.feature_probs(indices)
 
     # -- scikit-learn API ------------------------------------------------------
@@ -220,6 +225,7 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
             return np.log(self.predict_proba(X))
 
     def predict(self, X) -> np.ndarray:
+        """The class of each row: the positive (last) class where the log-odds is > 0."""
         decision = self.decision_function(X)  # checks fitted before classes_ is read
         return self.classes_[(decision > 0).astype(int)]
 

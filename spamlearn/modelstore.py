@@ -616,10 +616,12 @@ class ModelStore:
                 ledger.close()
 
     def learn(self, raw: bytes, label: str | Label, source: str = "") -> LearnOutcome:
+        """Learn one message in a session of its own (``LearningSession.learn``)."""
         with self.session(source) as session:
             return session.learn(raw, label)
 
     def forget(self, raw: bytes, source: str = "") -> LearnOutcome:
+        """Forget one message, or a digest, in a session of its own (``LearningSession.forget``)."""
         with self.session(source) as session:
             return session.forget(raw)
 
