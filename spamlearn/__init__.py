@@ -8,10 +8,18 @@ The public surface::
     clf.score(raw).label   # Label.HAM / Label.UNSURE / Label.SPAM
 
 ``spamlearn.modelstore.ModelStore`` adds a model file, its lock and the
-ledger of learned messages (learning through it counts each message once);
-``spamlearn.store.load_classifier(spamlearn.defaults.default_model_path())``
-loads the packaged default model.  Messages are bytes (a ``str`` is taken
-as its UTF-8 encoding).
+ledger of learned messages (learning through it counts each message once).
+The packaged default model loads through two submodules, which a plain
+``import spamlearn`` does not import:
+
+>>> from spamlearn.defaults import default_model_path
+>>> from spamlearn.store import load_classifier
+>>> clf = load_classifier(default_model_path())
+>>> clf.n_spam > 0 and clf.n_ham > 0
+True
+
+Messages are bytes, bytearray or memoryview, or a ``str``, taken as its
+UTF-8 encoding (``spamlearn.message.message_bytes``).
 """
 
 __version__ = "0.2.0"

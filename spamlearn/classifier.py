@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
+import numbers
 import time
 
 import numpy as np
@@ -36,6 +38,7 @@ class Label(str, enum.Enum):
 
     @classmethod
     def learnable(cls, value: str | Label) -> Label:
+        """``value`` as a Label that can be learned; ValueError for unsure."""
         label = cls(value)
         if label is cls.UNSURE:
             raise ValueError("only ham or spam can be learned")
@@ -66,6 +69,7 @@ class Verdict:
     clues: tuple[Clue, ...] = ()
 
     def as_dict(self) -> dict:
+        """The verdict as JSON takes it: label, score (6 places), clues if any."""
         out = {"verdict": self.label.value, "score": round(self.spam_prob, 6)}
         if self.clues:
             out["clues"] = [dataclasses.asdict(c) for c in self.clues]
@@ -83,7 +87,10 @@ class Classifier:
         Size of the hashed feature space of a new model.
     tokenizer_options : TokenizerOptions, optional
     ham_cutoff, spam_cutoff : float, default=0.20, 0.90
+        Scores below ``ham_cutoff`` are ham, at or above ``spam_cutoff``
+        spam; 0 <= ham_cutoff <= spam_cutoff <= 1 (ValueError otherwise).
     scan_limit : int, default=512000
+        Bytes of a message read at most (>= 1; ValueError otherwise).
 
     Examples
     --------
@@ -102,6 +109,11 @@ class Classifier:
     def __init__(self, model: BayesCounts | None = None, *, n_features: int = DEFAULT_N_FEATURES,
                  tokenizer_options: TokenizerOptions | None = None, ham_cutoff: float = 0.20,
                  spam_cutoff: float = 0.90, scan_limit: int = 512_000):
+        # Checked here, not where they are used (a helper's review): a nan
+        # cutoff made p = 1.0 "unsure", crossed cutoffs were taken, and a
+        # scan_limit of None made every message a MessageError.
+        _check_cutoffs(ham_cutoff, spam_cutoff)
+        _check_scan_limit(scan_limit)
         if model is None:
             TokenHasher(n_features)     # a power of two: refused before any allocation
             model = BayesCounts().init_empty(n_features)
@@ -133,6 +145,7 @@ class Classifier:
         return self.tokenizer.tokenize(parse_message(raw, self.scan_limit))
 
     def indices(self, raw: bytes) -> np.ndarray:
+        """The message's feature bucket indices, sorted and unique (what the model counts)."""
         return self.hasher.indices(self.tokens(raw))
 
     def features(self, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -146,14 +159,18 @@ class Classifier:
 
     @property
     def n_spam(self) -> int:
+        """Spam messages the model has learned."""
         return self.model.n_spam_
 
     @property
     def n_ham(self) -> int:
+        """Ham messages the model has learned."""
         return self.model.n_ham_
 
     # -- scoring ---------------------------------------------------------------
     def verdict_for(self, spam_prob: float) -> Label:
+        """The label of a spam probability: spam at or above ``spam_cutoff``,
+        ham below ``ham_cutoff``, unsure between."""
         if spam_prob >= self.spam_cutoff:
             return Label.SPAM
         if spam_prob < self.ham_cutoff:
@@ -163,10 +180,13 @@ class Classifier:
     def score(self, raw: bytes, *, explain: bool = False) -> Verdict:
         """Score a raw message.
 
+        ``raw`` is bytes, bytearray, memoryview or str (``message_bytes``).
+
         Raises
         ------
         MessageError
-            The input is empty or not bytes.
+            The input is empty or white space only, of another type, text
+            that is not UTF-8, or a message the parser cannot read.
         NotFittedError
             The model has learned nothing (it could only say "unsure").
         """
@@ -220,12 +240,31 @@ class Classifier:
         self.unlearn_indices(self.indices(raw), label)
 
     def learn_indices(self, indices: np.ndarray, label: str | Label) -> None:
+        """Count a message given by its ``indices()`` as ``label`` (ham or spam)."""
         self.model.learn_indices(indices, Label.learnable(label) is Label.SPAM)
         self.trained_at = time.time()
 
     def unlearn_indices(self, indices: np.ndarray, label: str | Label) -> None:
+        """Exact inverse of ``learn_indices`` (``ModelError`` where a count would go below zero)."""
         self.model.unlearn_indices(indices, Label.learnable(label) is Label.SPAM)
         self.trained_at = time.time()
+
+
+def _check_cutoffs(ham_cutoff: float, spam_cutoff: float) -> None:
+    """ValueError unless 0 <= ham_cutoff <= spam_cutoff <= 1 (as ``Settings`` requires)."""
+    for name, value in (("ham_cutoff", ham_cutoff), ("spam_cutoff", spam_cutoff)):
+        # nan compares false with everything, so it passes a range check.
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not 0 <= ham_cutoff <= spam_cutoff <= 1:
+        raise ValueError(f"cutoffs must satisfy 0 <= ham_cutoff <= spam_cutoff <= 1, "
+                         f"got ham_cutoff={ham_cutoff} spam_cutoff={spam_cutoff}")
+
+
+def _check_scan_limit(scan_limit: int) -> None:
+    # -1 is not "no limit": as a slice bound it dropped the message's last byte.
+    if isinstance(scan_limit, bool) or not isinstance(scan_limit, numbers.Integral) or scan_limit < 1:
+        raise ValueError(f"scan_limit must be a whole number of bytes >= 1, got {scan_limit!r}")
 
 
 def _means_spam(label: object) -> bool:

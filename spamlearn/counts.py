@@ -52,7 +52,7 @@ import numpy as np
 
 from .errors import ModelError
 
-__all__ = ["BayesCounts", "Scored", "chi2_log_tails"]
+__all__ = ["BayesCounts", "Scored", "chi2_log_tails", "spam_prob_of"]
 
 
 def _family_weights(in_text: np.ndarray, k: int, power: float) -> np.ndarray | None:
@@ -146,6 +146,28 @@ def chi2_log_tails(k: int, x: float) -> tuple[float, float]:
     return log_q, _poisson_run(lx, x, k, None)
 
 
+def spam_prob_of(decision: float) -> float:
+    """The spam probability of a log-odds, on the log-odds' side of 0.5.
+
+    The one conversion: ``Scored`` and ``ChiSquareNB.predict_proba`` both
+    use it, so a message's probability and its predicted class agree (a
+    helper's review: predict_proba, converting on its own, gave [0.5, 0.5]
+    -- ham by argmax -- where predict said spam for a log-odds of 1.6e-16).
+    """
+    if abs(decision) >= 700:
+        return 1.0 if decision > 0 else 0.0
+    spam_prob = 1.0 / (1.0 + math.exp(-decision))
+    if spam_prob == 0.5 and decision:
+        # A log-odds within ~2e-16 of 0 (both chi-squared tails
+        # saturated, the clues' votes all but cancelling) rounds to
+        # exactly 0.5, which reads as "not spam" even when the clues
+        # said spam: the probability keeps the side of its log-odds,
+        # one float away from 0.5.  measured 2026-11-29, index order:
+        # 4 spam (1-4 an order) were counted as missed that way.
+        spam_prob = math.nextafter(0.5, 1.0 if decision > 0 else 0.0)
+    return spam_prob
+
+
 class Scored:
     """The result of scoring one message's features (internal, cheap)."""
 
@@ -153,17 +175,7 @@ class Scored:
 
     def __init__(self, decision: float, clue_indices: np.ndarray, clue_probs: np.ndarray):
         self.decision = decision
-        spam_prob = 1.0 / (1.0 + math.exp(-decision)) if abs(decision) < 700 else (
-            1.0 if decision > 0 else 0.0)
-        if spam_prob == 0.5 and decision:
-            # A log-odds within ~2e-16 of 0 (both chi-squared tails
-            # saturated, the clues' votes all but cancelling) rounds to
-            # exactly 0.5, which reads as "not spam" even when the clues
-            # said spam: the probability keeps the side of its log-odds,
-            # one float away from 0.5.  measured 2026-11-29, index order:
-            # 4 spam (1-4 an order) were counted as missed that way.
-            spam_prob = math.nextafter(0.5, 1.0 if decision > 0 else 0.0)
-        self.spam_prob = spam_prob
+        self.spam_prob = spam_prob_of(decision)
         self.clue_indices = clue_indices
         self.clue_probs = clue_probs
 
@@ -552,6 +564,20 @@ Binary naive Bayes over feature presence with chi-squared combining.
             raise ValueError(f"support_sightings must be an integer >= 0, got {self.support_sightings!r}")
         if not 0 <= self.family_balance <= 1:
             raise ValueError(f"family_balance must be in [0, 1], got {self.family_balance!r}")
+
+    def set_params(self, **params) -> BayesCounts:
+        """Change scoring parameters, all checked first (nothing changes if
+        one is wrong); the next score uses them."""
+        unknown = set(params) - set(self.PARAMS)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {sorted(unknown)}; the parameters are "
+                             f"{', '.join(self.PARAMS)}")
+        BayesCounts(**{**self.params(), **params}).validate_params()
+        for name, value in params.items():
+            setattr(self, name, value)
+        # freeze_scoring's f(w) table was computed with the old s and x.
+        self._frozen = None
+        return self
 
     #: How many times the counts have changed (``counts_changed``).
     _changes: int = 0

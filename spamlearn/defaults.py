@@ -87,6 +87,8 @@ def choose_model_path(settings: Settings, user: str | None = None,
 
 def load_scoring_classifier(settings: Settings, user: str | None = None,
                             explicit: Path | None = None) -> tuple[Classifier, Path]:
+    """The classifier that scores for ``user`` (``choose_model_path``), with
+    the settings' cutoffs and scan limit, and the path it was loaded from."""
     path = choose_model_path(settings, user, explicit)
     classifier = load_classifier(path, ham_cutoff=settings.ham_cutoff,
                                  spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit)

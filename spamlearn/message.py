@@ -23,7 +23,7 @@ import urllib.parse
 from .errors import READING_FAILURES, MessageError
 
 __all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "legacy_message_digest",
-           "decode_bytes"]
+           "bare_head_digest", "message_bytes", "decode_bytes"]
 
 #: Parts nested deeper than this are not walked.  Real mail rarely nests
 #: beyond 4 (a forwarded message with attachments); 20 is generous and
@@ -226,6 +226,37 @@ _NOT_THE_MESSAGE_RE = re.compile(
 _VERDICT_HEADER_RE = re.compile(rb"x-spam-", re.IGNORECASE)
 
 
+def message_bytes(raw: object, *, allow_empty: bool = False) -> bytes:
+    """A message as bytes, whatever form of it spamlearn takes: ``bytes``,
+    ``bytearray`` and ``memoryview`` as they are, a ``str`` as its UTF-8
+    encoding (``surrogateescape``, so text read with it gives back its
+    bytes).  The one conversion, so that what ``Classifier`` scores the
+    ledger (``ModelStore``) and ``message_digest`` take too (a helper's
+    review: a memoryview, scored fine, failed to learn with AttributeError).
+
+    Raises
+    ------
+    MessageError
+        ``raw`` is of another type, is text that is not UTF-8 (a lone
+        surrogate), or is empty or white space only (unless ``allow_empty``).
+    """
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as exc:
+            raise MessageError(f"a message given as text must be UTF-8: character {exc.start} is a "
+                               f"lone surrogate (give the message as bytes)") from None
+    elif isinstance(raw, (bytearray, memoryview)):
+        raw = bytes(raw)
+    elif not isinstance(raw, bytes):
+        raise MessageError(f"a message must be bytes or str, not {type(raw).__name__}")
+    # isspace, not strip: strip copied a 50 MB message that ended in a
+    # space or newline, doubling the memory a huge message costs.
+    if not allow_empty and (not raw or raw.isspace()):
+        raise MessageError("empty message")
+    return raw
+
+
 def message_digest(raw: bytes) -> str:
     """The identity of a message: SHA-256 of its bytes, line ends normalised.
 
@@ -238,18 +269,40 @@ def message_digest(raw: bytes) -> str:
     content, for the same reason), and so is a filtered copy and the
     original; an mbox envelope line (``From sender date``), which procmail
     and mbox archives add and IMAP never shows, too.  Trailing newlines do
-    not count.
+    not count: a message without a blank line (headers only) is the one
+    with a blank line and an empty body.  ``raw`` is any form
+    ``message_bytes`` takes (MessageError for anything else).
     """
-    return _digest(raw, _NOT_THE_MESSAGE_RE)
+    return _digest(message_bytes(raw, allow_empty=True), _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=True)
+
+
+def bare_head_digest(raw: bytes) -> str | None:
+    """The digest a message without a blank line was keyed on until
+    2026-11-29, when its trailing newlines counted (a helper's review:
+    ``Subject: a`` with no newline, one or two was three messages); None for
+    a message with a blank line, whose digest did not change."""
+    raw = message_bytes(raw, allow_empty=True)
+    if _has_blank_line(raw):
+        return None
+    return _digest(raw, _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=False)
 
 
 def legacy_message_digest(raw: bytes) -> str:
     """The digest ledgers written by 0.2.0 and earlier keyed messages on: the same,
-    but only ``X-Spam-*`` headers left out (every delivery copy its own)."""
-    return _digest(raw, _VERDICT_HEADER_RE)
+    but only ``X-Spam-*`` headers left out (every delivery copy its own), and
+    a message's trailing newlines counted where it has no blank line."""
+    return _digest(message_bytes(raw, allow_empty=True), _VERDICT_HEADER_RE, bare_head_as_empty_body=False)
 
 
-def _digest(raw: bytes, skipped: re.Pattern[bytes]) -> str:
+def _has_blank_line(raw: bytes) -> bool:
+    """Whether ``raw``, line ends normalised, has a blank line after its
+    envelope line, as ``_digest`` finds it: without the normalised copy,
+    since each CRLF of a blank line is either side of a newline."""
+    start = raw.find(b"\n") + 1 if raw.startswith(b"From ") else 0
+    return raw.find(b"\n\n", start) >= 0 or raw.find(b"\n\r\n", start) >= 0
+
+
+def _digest(raw: bytes, skipped: re.Pattern[bytes], *, bare_head_as_empty_body: bool) -> str:
     # The body is hashed in place (a memoryview), not sliced and joined: for
     # a 50 MB message the straightforward ``head + sep + body.rstrip()``
     # made three copies of it.  The digests are the same bit for bit (the
@@ -264,6 +317,8 @@ def _digest(raw: bytes, skipped: re.Pattern[bytes]) -> str:
         start = newline + 1 if newline >= 0 else len(data)
     blank = data.find(b"\n\n", start)
     head_end = blank if blank >= 0 else len(data)
+    if blank < 0 and bare_head_as_empty_body:
+        head_end = _end_without_newlines(data, start)
     head = data[start:head_end]
     kept = []
     skipping = False
@@ -281,6 +336,8 @@ def _digest(raw: bytes, skipped: re.Pattern[bytes]) -> str:
         body_start = blank + 2
         body_end = _end_without_newlines(data, body_start)
         digest.update(memoryview(data)[body_start:body_end])
+    elif bare_head_as_empty_body:
+        digest.update(b"\n\n")
     return digest.hexdigest()
 
 
@@ -568,27 +625,20 @@ def _parse(raw: bytes, scan_limit: int) -> ParsedMessage:
 
     Parameters
     ----------
-    raw : bytes
+    raw : bytes, bytearray, memoryview or str
         The message as it came off the wire or out of a mailbox (a ``str``
-        is taken as its UTF-8 encoding; a message in another charset must
-        come as bytes).
+        is taken as its UTF-8 encoding, ``message_bytes``; a message in
+        another charset must come as bytes).
     scan_limit : int, default=512000
         Bytes read at most; the rest is ignored and ``truncated`` is set.
 
     Raises
     ------
     MessageError
-        The input is empty (or whitespace only), or neither bytes nor str.
+        The input is empty (or whitespace only), or not a message
+        (``message_bytes``).
     """
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogateescape")
-    if not isinstance(raw, (bytes, bytearray, memoryview)):
-        raise MessageError(f"a message must be bytes, not {type(raw).__name__}")
-    raw = bytes(raw)
-    # isspace, not strip: strip copied a 50 MB message that ended in a
-    # space or newline, doubling the memory a huge message costs.
-    if not raw or raw.isspace():
-        raise MessageError("empty message")
+    raw = message_bytes(raw)
     truncated = len(raw) > scan_limit
     data = raw[:scan_limit]
     if data.startswith(b"From "):       # an mbox envelope line, not a header

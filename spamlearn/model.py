@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from .counts import BayesCounts, Scored
+from .counts import BayesCounts, Scored, spam_prob_of
 
 __all__ = ["ChiSquareNB", "Scored"]
 
@@ -85,6 +85,22 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         self._new_counts(n_features, classes)
         return self
 
+    def set_params(self, **params) -> ChiSquareNB:
+        """Set parameters (scikit-learn's API); a fitted model scores and
+        learns with them from now on.
+
+        On a fitted model they are checked first (ValueError; nothing
+        changes) and passed to ``counts_``, which scores: they used to
+        reach only the estimator's attributes, which is what a saved model
+        file carries, so the model reloaded scored differently from the one
+        in memory (a helper's review).  An unfitted model checks them at
+        ``fit``, as scikit-learn's estimators do.
+        """
+        counts = getattr(self, "counts_", None)
+        if counts is not None:
+            counts.set_params(**{**self.get_params(), **params})
+        return super().set_params(**params)
+
     spam_count_ = property(lambda self: self.counts_.spam_count_)
     ham_count_ = property(lambda self: self.counts_.ham_count_)
     n_spam_ = property(lambda self: self.counts_.n_spam_)
@@ -92,15 +108,20 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
     n_learned_ = property(lambda self: self.counts_.n_learned_)
 
     def learn_indices(self, indices: np.ndarray, is_spam: bool) -> None:
+        """Count one message given by its unique feature indices."""
         self.counts_.learn_indices(indices, is_spam)
 
     def unlearn_indices(self, indices: np.ndarray, is_spam: bool) -> None:
+        """Exact inverse of ``learn_indices``; ``ModelError`` where a count would go below zero."""
         self.counts_.unlearn_indices(indices, is_spam)
 
     def score_indices(self, indices: np.ndarray, text: np.ndarray | None = None) -> Scored:
+        """Score one message given by its unique feature indices (and, for
+        ``family_balance``, the mask of those that are words of its text)."""
         return self.counts_.score_indices(indices, text)
 
     def feature_probs(self, indices: np.ndarray) -> np.ndarray:
+        """Robinson's f(w), the smoothed spam probability, of each feature index."""
         return self.counts_.feature_probs(indices)
 
     # -- scikit-learn API ------------------------------------------------------
@@ -136,13 +157,18 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         if len(classes) != 2:
             raise ValueError(f"ChiSquareNB is a binary classifier and needs both classes; "
                              f"got {len(classes)} class(es)")
-        self.counts_ = None
+        # Everything is checked before the counts are replaced: a fit that
+        # fails must leave the model it was called on as it was (a
+        # helper's review: 4 rows and 3 labels left it empty, calling
+        # every message ham).
+        _check_lengths(X, y)
         BayesCounts(**self.get_params()).validate_params()
         self._new_counts(X.shape[1], classes)
         return self._count(X, y)
 
     def partial_fit(self, X, y, classes=None):
-        """Learn more messages; ``classes`` is required on the first call."""
+        """Learn more messages; ``classes`` is required on the first call, and
+        if given again must be the same (ValueError otherwise)."""
         first = not hasattr(self, "classes_")
         X = self._rows(X, reset=first)
         y = np.asarray(y).ravel()
@@ -153,15 +179,20 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
             classes = np.unique(np.asarray(classes))
             if len(classes) != 2:
                 raise ValueError("ChiSquareNB needs exactly two classes")
+            _check_lengths(X, y)     # before: a failed first call must leave it unfitted
             self._new_counts(X.shape[1], classes)
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            # As scikit-learn's naive Bayes does: other classes cannot be
+            # taken up by a model that has counted these (they were ignored).
+            raise ValueError(f"classes={list(classes)!r} is not the same as on the first call to "
+                             f"partial_fit, which was {self.classes_.tolist()!r}")
         unknown = set(np.unique(y).tolist()) - set(self.classes_.tolist())
         if unknown:
             raise ValueError(f"labels {sorted(unknown)} not in classes {self.classes_.tolist()}")
         return self._count(X, y)
 
     def _count(self, X, y):
-        if X.shape[0] != len(y):
-            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")
+        _check_lengths(X, y)
         positive = np.asarray(y) == self.classes_[-1]
         presence = X.astype(bool).astype(np.uint32)
         counts = self.counts_
@@ -180,16 +211,21 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
                          for i in range(X.shape[0])])
 
     def predict_proba(self, X) -> np.ndarray:
-        decision = self.decision_function(X)
-        with np.errstate(over="ignore"):
-            spam = 1.0 / (1.0 + np.exp(-decision))
+        """Probability of each class for each row, columns in ``classes_`` order.
+
+        The spam column is on the side of 0.5 that ``predict`` chose
+        (``spam_prob_of``), so its argmax is ``predict``'s class.
+        """
+        spam = np.array([spam_prob_of(d) for d in self.decision_function(X)], dtype=np.float64)
         return np.column_stack([1.0 - spam, spam])
 
     def predict_log_proba(self, X) -> np.ndarray:
+        """Log of ``predict_proba`` (-inf where a probability is 0)."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
     def predict(self, X) -> np.ndarray:
+        """The class of each row: the positive (last) class where the log-odds is > 0."""
         decision = self.decision_function(X)  # checks fitted before classes_ is read
         return self.classes_[(decision > 0).astype(int)]
 
@@ -200,3 +236,8 @@ class ChiSquareNB(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         tags.classifier_tags.poor_score = True
         return tags
+
+
+def _check_lengths(X, y) -> None:
+    if X.shape[0] != len(y):
+        raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")

@@ -42,7 +42,7 @@ from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
 from .mailsource import mbox_quoted
-from .message import legacy_message_digest, message_digest
+from .message import bare_head_digest, legacy_message_digest, message_bytes, message_digest
 from .regularfile import create_lock_file, make_folders
 from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
@@ -110,16 +110,23 @@ def _legacy_digests(raw: bytes) -> tuple[str, ...]:
     legacy digest, and, for a message read from an mbox file (whose
     ``>From `` quoting is undone now, ``mailsource``), the legacy digest of
     the quoted lines the file held then (a helper's review: the 58 such
-    files of the SpamAssassin corpus were counted a second time)."""
+    files of the SpamAssassin corpus were counted a second time); and, for
+    a message without a blank line, its digest until 2026-11-29
+    (``bare_head_digest``: its trailing newlines counted then)."""
     quoted = mbox_quoted(raw)
-    if quoted == raw:
-        return (legacy_message_digest(raw),)
-    return legacy_message_digest(raw), legacy_message_digest(quoted)
+    digests = (legacy_message_digest(raw),)
+    if quoted != raw:
+        digests += (legacy_message_digest(quoted),)
+    bare = bare_head_digest(raw)
+    return digests if bare is None else (*digests, bare)
 
 
 def _as_message(raw: bytes | str) -> bytes:
-    """A message given as text, as its bytes (as ``Classifier`` takes it)."""
-    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    """A message as its bytes, taken as ``Classifier`` takes it (``message_bytes``):
+    anything else, or an empty message, is a MessageError here too (a
+    helper's review: a memoryview or None failed with AttributeError, and
+    ``forget(b"")`` said "not known" where ``learn(b"")`` said "empty")."""
+    return message_bytes(raw)
 
 
 def _is_digest(raw_or_digest: bytes | str) -> bool:
@@ -609,10 +616,12 @@ class ModelStore:
                 ledger.close()
 
     def learn(self, raw: bytes, label: str | Label, source: str = "") -> LearnOutcome:
+        """Learn one message in a session of its own (``LearningSession.learn``)."""
         with self.session(source) as session:
             return session.learn(raw, label)
 
     def forget(self, raw: bytes, source: str = "") -> LearnOutcome:
+        """Forget one message, or a digest, in a session of its own (``LearningSession.forget``)."""
         with self.session(source) as session:
             return session.forget(raw)
 

@@ -44,6 +44,7 @@ class MessageVectorizer(TransformerMixin, BaseEstimator):
         self.scan_limit = scan_limit
 
     def fit(self, X, y=None):
+        """Check ``n_features``; there is nothing to learn (tokens are hashed). Returns self."""
         TokenHasher(self.n_features)  # validates n_features
         return self
 
@@ -58,6 +59,8 @@ class MessageVectorizer(TransformerMixin, BaseEstimator):
         raise MessageError(f"a message must be bytes (or a list of tokens), not {type(message).__name__}")
 
     def transform(self, X) -> sp.csr_matrix:
+        """A list of messages (or token lists) as token presence: one row a
+        message, ``n_features`` columns, 1.0 where a token's bucket is present."""
         if isinstance(X, (bytes, bytearray, str)):
             raise ValueError("X must be a list of messages, not one message")
         hasher = TokenHasher(self.n_features)

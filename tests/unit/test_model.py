@@ -64,6 +64,15 @@ def test_partial_fit_in_chunks_equals_fit(rng):
     np.testing.assert_allclose(whole.decision_function(X), chunked.decision_function(X))
 
 
+def test_partial_fit_refuses_other_classes_on_a_later_call():
+    """They were silently ignored; scikit-learn's naive Bayes raises."""
+    model = ChiSquareNB().partial_fit(X_TOY, Y_TOY, classes=["ham", "spam"])
+    model.partial_fit(X_TOY, Y_TOY, classes=["spam", "ham"])     # the same two, in any order
+    with pytest.raises(ValueError, match="not the same as on the first call"):
+        model.partial_fit(X_TOY[3:], Y_TOY[3:], classes=["ham", "junk"])       # ham rows only
+    assert model.n_learned_ == 2 * len(Y_TOY)
+
+
 def test_counts_are_presence_not_frequency():
     model = ChiSquareNB().fit(X_TOY * 7, Y_TOY)
     reference = ChiSquareNB().fit(X_TOY, Y_TOY)
@@ -107,6 +116,38 @@ def test_get_set_params_and_clone():
     assert clone(model).unknown_word_strength == 1.0
 
 
+def test_set_params_on_a_fitted_model_scores_as_the_saved_file_does(tmp_path, rng):
+    """A helper's review: set_params reached the estimator's attributes (and
+    so the saved file) but not its counts, so the model reloaded scored
+    differently from the one in memory."""
+    from spamlearn.store import load_classifier, save_classifier
+
+    X = (rng.random((60, 64)) < 0.3).astype(int)      # Classifier hashes into a power of two
+    y = np.where(rng.random(60) < 0.5, "spam", "ham")
+    y[:2] = ["spam", "ham"]
+    params = {"max_discriminators": 3, "min_prob_strength": 0.1, "unknown_word_prob": 0.4}
+    model = ChiSquareNB().fit(X[:50], y[:50])
+    model.set_params(max_discriminators=3, min_prob_strength=0.1)
+    model.partial_fit(X[50:], y[50:])
+    model.counts_.freeze_scoring()        # a table made with the old x must go too
+    model.set_params(unknown_word_prob=0.4)
+    expected = ChiSquareNB(**params).fit(X, y).decision_function(X)
+    np.testing.assert_array_equal(model.decision_function(X), expected)
+    save_classifier(Classifier(model), tmp_path / "model.joblib")
+    again = load_classifier(tmp_path / "model.joblib").model
+    rows = [np.flatnonzero(row) for row in X]
+    assert [again.score_indices(r).decision for r in rows] == list(expected)
+
+
+def test_set_params_on_a_fitted_model_refuses_bad_values_and_changes_nothing():
+    model = ChiSquareNB().fit(X_TOY, Y_TOY)
+    before = model.decision_function(X_TOY)
+    with pytest.raises(ValueError, match="min_prob_strength"):
+        model.set_params(max_discriminators=3, min_prob_strength=0.7)
+    assert model.get_params()["max_discriminators"] == 200 and model.counts_.max_discriminators == 200
+    np.testing.assert_array_equal(model.decision_function(X_TOY), before)
+
+
 @pytest.mark.parametrize("params, message", [
     ({"unknown_word_strength": 0}, "unknown_word_strength"),
     ({"unknown_word_prob": 1.5}, "unknown_word_prob"),
@@ -116,6 +157,35 @@ def test_get_set_params_and_clone():
 def test_invalid_parameters_rejected_at_fit(params, message):
     with pytest.raises(ValueError, match=message):
         ChiSquareNB(**params).fit(X_TOY, Y_TOY)
+
+
+@pytest.mark.parametrize("X, y, params", [
+    (X_TOY, Y_TOY[:5], {}),                          # 6 rows, 5 labels
+    (X_TOY, Y_TOY, {"unknown_word_prob": 1.5}),      # a parameter out of range
+])
+def test_a_failed_fit_keeps_the_fitted_model(X, y, params):
+    """A helper's review: a fit with 4 rows and 3 labels raised, and left the
+    model empty (n_learned_ 0, every message ham, no NotFittedError)."""
+    model = ChiSquareNB().fit(X_TOY, Y_TOY)
+    before = model.decision_function(X_TOY)
+    for name, value in params.items():
+        setattr(model, name, value)
+    with pytest.raises(ValueError):
+        model.fit(X, y)
+    assert model.n_learned_ == len(Y_TOY)
+    np.testing.assert_array_equal(model.decision_function(X_TOY), before)
+
+
+def test_a_failed_first_partial_fit_leaves_the_model_unfitted():
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    model = ChiSquareNB()
+    with pytest.raises(ValueError, match="rows"):
+        model.partial_fit(X_TOY, Y_TOY[:5], classes=["ham", "spam"])
+    with pytest.raises(SklearnNotFittedError):
+        model.predict(X_TOY)
+    model.partial_fit(X_TOY, Y_TOY, classes=["ham", "spam"])   # still the first call
+    assert model.n_learned_ == len(Y_TOY)
 
 
 def test_rejects_negative_and_one_class_input():
@@ -163,6 +233,31 @@ def test_one_class_learned_is_unsure_not_confident(sample_spam, sample_ham):
     assert verdict.clues == ()
     clf.learn(sample_spam, "spam")
     assert clf.score(sample_spam).label is Label.SPAM
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"scan_limit": None}, "scan_limit"),
+    ({"scan_limit": -1}, "scan_limit"),
+    ({"scan_limit": 0}, "scan_limit"),
+    ({"scan_limit": 1000.5}, "scan_limit"),
+    ({"ham_cutoff": 0.95, "spam_cutoff": 0.1}, "ham_cutoff <= spam_cutoff"),
+    ({"spam_cutoff": float("nan")}, "spam_cutoff must be a finite number"),
+    ({"ham_cutoff": None}, "ham_cutoff must be a finite number"),
+    ({"spam_cutoff": 1.5}, "<= 1"),
+    ({"ham_cutoff": -0.1}, "0 <= ham_cutoff"),
+])
+def test_classifier_refuses_arguments_it_cannot_score_with(arguments, message):
+    """A helper's review: scan_limit=None made every score a MessageError,
+    -1 dropped each message's last byte, a nan spam_cutoff scored p = 1.0
+    "unsure", and crossed cutoffs were taken."""
+    with pytest.raises(ValueError, match=message):
+        Classifier(n_features=2**10, **arguments)
+
+
+def test_classifier_takes_cutoffs_at_the_ends_and_a_numpy_scan_limit():
+    clf = Classifier(n_features=2**10, ham_cutoff=0, spam_cutoff=1, scan_limit=np.int64(4096))
+    assert (clf.ham_cutoff, clf.spam_cutoff, clf.scan_limit) == (0, 1, 4096)
+    Classifier(n_features=2**10, ham_cutoff=0.5, spam_cutoff=0.5)
 
 
 def test_classifier_learn_unlearn_is_exact_inverse(sample_spam, sample_ham):
@@ -227,6 +322,31 @@ def test_a_probability_keeps_the_side_of_its_log_odds(decision):
     prob = Scored(decision, np.zeros(0, dtype=np.int64), np.zeros(0)).spam_prob
     assert (prob > 0.5) == (decision > 0) and (prob < 0.5) == (decision < 0)
     assert prob == pytest.approx(1 / (1 + math.exp(-decision)), abs=1e-15)
+
+
+def _cancelling_clues_model() -> ChiSquareNB:
+    """Seven spam-only and seven ham-only features whose chi-squared votes
+    all but cancel: the log-odds of all fourteen present is 8.5e-17 (found
+    by a search over the two counts), which 1 / (1 + exp(-d)) rounds to 0.5."""
+    model = ChiSquareNB().init_empty(14)
+    counts = model.counts_
+    counts.n_spam_ = counts.n_ham_ = 1000
+    counts.spam_count_[:7] = 270
+    counts.ham_count_[7:] = 330
+    counts.counts_changed()
+    return model
+
+
+def test_predict_proba_keeps_the_side_of_predict():
+    """A helper's review: predict said spam and predict_proba [0.5, 0.5] (ham by argmax)."""
+    model = _cancelling_clues_model()
+    X = np.ones((1, 14))
+    decision = model.decision_function(X)[0]
+    assert 0 < decision < 1e-16 and 1 / (1 + math.exp(-decision)) == 0.5, "the test's premise"
+    predicted = model.predict(X)
+    assert list(predicted) == ["spam"]
+    assert list(model.classes_[model.predict_proba(X).argmax(axis=1)]) == list(predicted)
+    assert list(model.classes_[model.predict_log_proba(X).argmax(axis=1)]) == list(predicted)
 
 
 def test_scoring_needs_neither_scikit_learn_nor_scipy():

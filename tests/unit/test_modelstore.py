@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import multiprocessing
 import sqlite3
 import subprocess
@@ -9,10 +10,11 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from spamlearn import LedgerError, ModelFileError, StoreBusyError
+from spamlearn import LedgerError, MessageError, ModelFileError, StoreBusyError
 from spamlearn.classifier import Label
 from spamlearn.ledger import Ledger
 from spamlearn.message import message_digest
@@ -500,6 +502,33 @@ def test_forgetting_a_0_2_row_stops_a_verdict_queued_before_it(store, monkeypatc
     assert store.load().n_spam == 0 and store.check() == []
 
 
+def test_a_header_only_message_learned_under_its_digest_of_before_is_not_counted_again(
+        store, monkeypatch, sample_ham):
+    """A message without a blank line was keyed with its trailing newlines
+    until 2026-11-29; its row of then is found (and moves to today's digest)."""
+    import spamlearn.modelstore as modelstore
+    from spamlearn.message import bare_head_digest, legacy_message_digest
+
+    # Delivered-To: the digest of 0.2.0, which kept it, is not this one.
+    header_only = (b"Delivered-To: alice@example.org\nFrom: a@example.org\nSubject: cheap pills now\n"
+                   b"Message-ID: <1@example.org>\n")
+    assert len({bare_head_digest(header_only), message_digest(header_only),
+                legacy_message_digest(header_only)}) == 3
+    with monkeypatch.context() as old_version:
+        old_version.setattr(modelstore, "message_digest",
+                            lambda raw: bare_head_digest(raw) or message_digest(raw))
+        store.learn(sample_ham, "ham")
+        old = store.learn(header_only, "spam")
+    assert old.digest == bare_head_digest(header_only)
+    again = store.learn(header_only, "spam")
+    assert (again.action, again.digest) == (Action.ALREADY_KNOWN, message_digest(header_only))
+    assert store.load().n_spam == 1
+    # Its forms with more or fewer newlines are that message now.
+    assert store.learn(header_only + b"\n", "ham").action == Action.RELABELLED
+    assert store.forget(header_only.rstrip(b"\n")).action == Action.FORGOTTEN
+    assert (store.load().n_spam, store.load().n_ham) == (0, 1) and store.check() == []
+
+
 def test_the_same_verdict_given_now_outdates_one_queued_before_it(store, sample_spam, sample_ham):
     """A move out of Junk queued at T1, then `learn --spam` of the message
     (already spam) at T2: the queued ham verdict is older and must not
@@ -524,6 +553,40 @@ def test_a_message_given_as_text_is_the_message_never_a_ledger_key(store, sample
         assert session.known(message_digest(sample_spam)) == Label.SPAM
     store.learn(sample_ham, "ham")
     assert (store.load().n_spam, store.load().n_ham) == (1, 1) and store.check() == []
+
+
+def test_every_form_of_a_message_classifier_takes_the_store_takes(store, sample_spam, sample_ham):
+    """A helper's review: a memoryview, which Classifier scores, failed to
+    learn with AttributeError."""
+    with store.session() as session:
+        assert session.learn(memoryview(sample_spam), "spam").action == Action.LEARNED
+        assert session.learn(bytearray(sample_spam), "spam").action == Action.ALREADY_KNOWN
+        assert session.known(memoryview(sample_spam)) == Label.SPAM
+        assert session.forget(bytearray(sample_spam)).action == Action.FORGOTTEN
+    assert store.learn(memoryview(sample_ham), "ham").action == Action.LEARNED
+    assert store.forget(bytearray(sample_ham)).action == Action.FORGOTTEN
+
+
+@pytest.mark.parametrize("raw, message", [
+    (None, "not NoneType"),
+    (Path("message.eml"), "not PosixPath"),
+    (email.message_from_bytes(b"Subject: a\n\nb"), "not Message"),
+    ("Subject: a\n\n\ud800", "lone surrogate"),
+    (b"", "empty message"),
+    (b" \r\n", "empty message"),
+])
+def test_what_is_not_a_message_is_a_message_error_for_learn_and_forget(store, sample_spam, raw, message):
+    """Not an AttributeError or a UnicodeEncodeError from inside the store,
+    and an empty message is none for forget as it is for learn (forget said
+    "not known")."""
+    store.learn(sample_spam, "spam")
+    for act in (lambda: store.learn(raw, "spam"), lambda: store.forget(raw)):
+        with pytest.raises(MessageError, match=message):
+            act()
+    with store.session() as session:
+        with pytest.raises(MessageError, match=message):
+            session.known(raw)
+    assert store.check() == [] and store.load().n_spam == 1
 
 
 @pytest.mark.parametrize("when", [float("nan"), float("inf"), float("-inf")])
