@@ -21,9 +21,10 @@ import re
 import urllib.parse
 
 from .errors import READING_FAILURES, MessageError
+from .mailsource import mbox_unquoted
 
 __all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "legacy_message_digest",
-           "bare_head_digest", "message_bytes", "decode_bytes"]
+           "bare_head_digest", "quoted_envelope_digest", "message_bytes", "decode_bytes"]
 
 #: Parts nested deeper than this are not walked.  Real mail rarely nests
 #: beyond 4 (a forwarded message with attachments); 20 is generous and
@@ -268,12 +269,28 @@ def message_digest(raw: bytes) -> str:
     message (SpamAssassin's Bayes keys on the Message-ID, Rspamd on the
     content, for the same reason), and so is a filtered copy and the
     original; an mbox envelope line (``From sender date``), which procmail
-    and mbox archives add and IMAP never shows, too.  Trailing newlines do
+    and mbox archives add and IMAP never shows, too, and with it the
+    ``>From `` quoting of the lines after it (mboxrd: one level undone, as
+    ``spamlearn learn`` reads an mbox file).  Trailing newlines do
     not count: a message without a blank line (headers only) is the one
     with a blank line and an empty body.  ``raw`` is any form
     ``message_bytes`` takes (MessageError for anything else).
     """
-    return _digest(message_bytes(raw, allow_empty=True), _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=True)
+    return _digest(message_bytes(raw, allow_empty=True), _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=True,
+                   unquote=True)
+
+
+def quoted_envelope_digest(raw: bytes) -> str | None:
+    """The digest a message with an mbox envelope line and ``>From `` lines
+    was keyed on until 2026-11-29, its quoting counted; None for any other
+    message, whose digest did not change.  (A helper's review: such a file
+    learned by its path, read as an mbox and unquoted, and the same bytes on
+    standard input or over HTTP were two messages, spam and ham at once.)"""
+    raw = message_bytes(raw, allow_empty=True)
+    if not raw.startswith(b"From ") or b"\n>" not in raw:
+        return None
+    quoted = _digest(raw, _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=True, unquote=False)
+    return quoted if quoted != message_digest(raw) else None
 
 
 def bare_head_digest(raw: bytes) -> str | None:
@@ -302,7 +319,8 @@ def _has_blank_line(raw: bytes) -> bool:
     return raw.find(b"\n\n", start) >= 0 or raw.find(b"\n\r\n", start) >= 0
 
 
-def _digest(raw: bytes, skipped: re.Pattern[bytes], *, bare_head_as_empty_body: bool) -> str:
+def _digest(raw: bytes, skipped: re.Pattern[bytes], *, bare_head_as_empty_body: bool,
+            unquote: bool = False) -> str:
     # The body is hashed in place (a memoryview), not sliced and joined: for
     # a 50 MB message the straightforward ``head + sep + body.rstrip()``
     # made three copies of it.  The digests are the same bit for bit (the
@@ -315,6 +333,12 @@ def _digest(raw: bytes, skipped: re.Pattern[bytes], *, bare_head_as_empty_body: 
     if data.startswith(b"From "):
         newline = data.find(b"\n")
         start = newline + 1 if newline >= 0 else len(data)
+        if unquote and data.find(b"\n>", start) >= 0:
+            # The message's own first line is no quoted line (nor is it in
+            # an mbox file: mailsource unquotes each message after its
+            # envelope line alike).
+            data = mbox_unquoted(data[start:])
+            start = 0
     blank = data.find(b"\n\n", start)
     head_end = blank if blank >= 0 else len(data)
     if blank < 0 and bare_head_as_empty_body:

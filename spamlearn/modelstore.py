@@ -42,7 +42,13 @@ from .errors import LedgerError, ModelFileError, StoreBusyError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
 from .mailsource import mbox_quoted
-from .message import bare_head_digest, legacy_message_digest, message_bytes, message_digest
+from .message import (
+    bare_head_digest,
+    legacy_message_digest,
+    message_bytes,
+    message_digest,
+    quoted_envelope_digest,
+)
 from .regularfile import create_lock_file, make_folders
 from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
@@ -106,19 +112,24 @@ _FORGOTTEN = "forgotten:"
 
 
 def _legacy_digests(raw: bytes) -> tuple[str, ...]:
-    """The digests 0.2.0 and earlier may have learned ``raw`` under: its
-    legacy digest, and, for a message read from an mbox file (whose
+    """The digests earlier versions may have learned ``raw`` under: 0.2.0's
+    (``legacy_message_digest``), and, for a message read from an mbox file (whose
     ``>From `` quoting is undone now, ``mailsource``), the legacy digest of
     the quoted lines the file held then (a helper's review: the 58 such
     files of the SpamAssassin corpus were counted a second time); and, for
     a message without a blank line, its digest until 2026-11-29
-    (``bare_head_digest``: its trailing newlines counted then)."""
+    (``bare_head_digest``: its trailing newlines counted then), and for one
+    with an mbox envelope line, its digest with its ``>From `` quoting
+    (``quoted_envelope_digest``), one read from an mbox file the same."""
     quoted = mbox_quoted(raw)
     digests = (legacy_message_digest(raw),)
     if quoted != raw:
-        digests += (legacy_message_digest(quoted),)
-    bare = bare_head_digest(raw)
-    return digests if bare is None else (*digests, bare)
+        # ...and today's digest of those quoted lines: what the same entry,
+        # given on stdin or over HTTP with its envelope line, was keyed on
+        # until 2026-11-29 (``quoted_envelope_digest``, the other way round).
+        digests += (legacy_message_digest(quoted), message_digest(quoted))
+    earlier = (bare_head_digest(raw), quoted_envelope_digest(raw))
+    return digests + tuple(digest for digest in earlier if digest is not None)
 
 
 def _as_message(raw: bytes | str) -> bytes:

@@ -502,6 +502,32 @@ def test_forgetting_a_0_2_row_stops_a_verdict_queued_before_it(store, monkeypatc
     assert store.load().n_spam == 0 and store.check() == []
 
 
+def test_an_mbox_entry_learned_under_its_quoted_digest_of_before_is_not_counted_again(
+        store, monkeypatch, sample_ham):
+    """Bytes with an envelope line and ``>From `` lines (stdin, HTTP) were
+    keyed with their quoting until 2026-11-29, and the same file learned by
+    its path (an mbox, unquoted) was another message; the row of then is
+    found, and both ways are one message now (a helper's review)."""
+    import spamlearn.modelstore as modelstore
+    from spamlearn.mailsource import messages_in_file
+    from spamlearn.message import quoted_envelope_digest
+
+    entry = (b"From bounce@example.net Sat Nov 28 10:00:00 2026\nDelivered-To: alice@example.org\n"
+             b"From: a@example.org\nSubject: an offer\nMessage-ID: <2@example.org>\n\n"
+             b"Dear friend,\n>From the desk of the director: cheap pills\n")
+    with monkeypatch.context() as old_version:
+        old_version.setattr(modelstore, "message_digest",
+                            lambda raw: quoted_envelope_digest(raw) or message_digest(raw))
+        store.learn(sample_ham, "ham")
+        old = store.learn(entry, "spam")
+    assert old.digest == quoted_envelope_digest(entry) != message_digest(entry)
+    (from_file,) = messages_in_file("offer.mbox", entry)
+    moved = store.learn(from_file.raw, "ham")                 # `learn --ham offer.mbox`
+    assert (moved.action, moved.digest) == (Action.RELABELLED, message_digest(entry))
+    assert store.learn(entry, "ham").action == Action.ALREADY_KNOWN     # the bytes over HTTP
+    assert (store.load().n_spam, store.load().n_ham) == (0, 2) and store.check() == []
+
+
 def test_a_header_only_message_learned_under_its_digest_of_before_is_not_counted_again(
         store, monkeypatch, sample_ham):
     """A message without a blank line was keyed with its trailing newlines
