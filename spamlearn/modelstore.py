@@ -300,8 +300,13 @@ class LearningSession:
                 # an admin's `learn --spam` of it): its time must move too,
                 # or a verdict given before it, still queued, would land
                 # after it (a helper's review: a move out of Junk queued at
-                # T1, `learn --spam` at T2, the drain made it ham).
-                moved = dataclasses.replace(row, learned_at=verdict_at)
+                # T1, `learn --spam` at T2, the drain made it ham).  And its
+                # source: who gave the verdict last, so that the IMAP
+                # trainer takes her quick move out of Junk for her rescue,
+                # not for someone else's untouched copy (a helper's review:
+                # bob junked it first, alice too, and alice's rescue waited).
+                moved = dataclasses.replace(row, learned_at=verdict_at,
+                                            source=source if source is not None else self.source)
                 if digest in self._pending:
                     self._pending[digest] = moved
                 else:

@@ -382,15 +382,16 @@ class MailServer:
                                  f"identity (UIDVALIDITY) during the pass; it is rescanned next time")
 
     def close(self) -> None:
-        """Log out; on a broken connection, or past the deadline, just drop the socket."""
-        if self.deadline is not None and self.deadline.expired:
-            # LOGOUT would wait on the very server that was too slow.
-            with contextlib.suppress(OSError):
-                self.client.shutdown()
-            return
+        """Log out; on a broken connection, past the deadline or asked to
+        stop, just drop the socket."""
         try:
-            self.client.logout()
-        except (imaplib.IMAP4.error, OSError):
+            # An exchange like any other: a SIGTERM or the pass deadline cuts
+            # a LOGOUT the server never answers (it waited out `timeout`,
+            # systemd's 60 s; a helper's review), and neither sends one to
+            # a server that was too slow already.
+            with self.deadline.network() if self.deadline else contextlib.nullcontext():
+                self.client.logout()
+        except (imaplib.IMAP4.error, OSError, DeadlinePassed):
             with contextlib.suppress(OSError):
                 self.client.shutdown()
 

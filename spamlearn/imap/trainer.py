@@ -46,6 +46,7 @@ from ..errors import (
     ImapConnectionError,
     ImapPassTimeoutError,
     ImapStateError,
+    ImapStoppedError,
     LedgerError,
     MessageError,
     ModelError,
@@ -198,8 +199,9 @@ class AccountReport:
 
 
 def resolve_folders(account: Account, folders: Sequence[FolderInfo]
-                    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Which existing folders are trained as what; and (name, problem) of missing ones.
+                    ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """Which existing folders are trained as what; and (name, label, problem)
+    of missing ones (the label the report files the problem under).
 
     Precedence: a folder named literally in spam_folders/ham_folders, then
     ignore_folders, then spam patterns/SPECIAL-USE, then ham patterns (so
@@ -209,13 +211,14 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
     is found: the real spam folder would be among what it takes.
     """
     missing = []
-    for pattern in (*account.spam_folders, *account.ham_folders):
+    for pattern, label in [*((p, "spam") for p in account.spam_folders),
+                           *((p, "ham") for p in account.ham_folders)]:
         if pattern.startswith("\\"):
             if not any(account.matches([pattern], f.name, f.flags) for f in folders):
-                missing.append((pattern, f"account {account.name}: no folder has the "
+                missing.append((pattern, label, f"account {account.name}: no folder has the "
                                          f"SPECIAL-USE flag {pattern}"))
         elif not is_folder_pattern(pattern) and not any(account.matches([pattern], f.name) for f in folders):
-            missing.append((pattern, f"account {account.name}: folder {pattern!r} does not exist"))
+            missing.append((pattern, label, f"account {account.name}: folder {pattern!r} does not exist"))
 
     def named(names: Sequence[str]) -> list[str]:
         return [n for n in names if not n.startswith("\\") and not is_folder_pattern(n)]
@@ -242,14 +245,14 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
         # Said, not silent: a spam pattern that matches nothing left a run
         # that trained nothing and exited 0 (a helper's review).
         specs = ", ".join(account.spam_folders)
-        missing.append((specs, f"account {account.name}: no folder is a spam folder ({specs}), "
+        missing.append((specs, "spam", f"account {account.name}: no folder is a spam folder ({specs}), "
                                f"so the ham folders {', '.join(skipped)} are not trained either"))
     elif spam_missing and any(is_folder_pattern(p) for p in account.spam_folders):
         # A spam pattern that matches nothing, beside named ham folders: the
         # ham was trained and the run said nothing of the spam it never saw
         # (exit 0; a helper's review).  Named folders say so above.
         specs = ", ".join(account.spam_folders)
-        missing.append((specs, f"account {account.name}: no folder is a spam folder ({specs}), "
+        missing.append((specs, "spam", f"account {account.name}: no folder is a spam folder ({specs}), "
                                f"so no spam is learned"))
     plan: list[tuple[str, str]] = []
     for info in folders:
@@ -381,6 +384,12 @@ class Trainer:
                     with connect(account, password, deadline) as server:
                         self._pass(server, account, store, report, done)
                     break
+                except ImapStoppedError as exc:
+                    # Asked to stop: not a failure of the account (`status`
+                    # said FAILED (exit 69) after a plain `systemctl stop`;
+                    # a helper's review).  The command line says it stopped.
+                    log.info("%s", exc)
+                    break
                 except ImapConnectionError as exc:
                     if (attempt >= account.retries or self.should_stop()
                             or isinstance(exc, ImapPassTimeoutError)):
@@ -414,6 +423,10 @@ class Trainer:
     @contextlib.contextmanager
     def _cut_off_by(self, deadline: PassDeadline) -> Iterator[None]:
         self.on_pass(deadline.cut_off)
+        if self.should_stop():
+            # Asked before the pass could be cut off (reading the model's
+            # header, the password file): no connect that waits out `timeout`.
+            deadline.cut_off()
         try:
             yield
         finally:
@@ -422,8 +435,10 @@ class Trainer:
     def _pass(self, server: MailServer, account: Account, store: ModelStore,
               report: AccountReport, done: set[str]) -> None:
         plan, missing = resolve_folders(account, server.folders())
-        for name, problem in missing:
-            label = "spam" if name in account.spam_folders else "ham"
+        for name, label, problem in missing:
+            # The label as resolve_folders says: "Spam*, Pourriel*", two spam
+            # patterns matching nothing, was filed as a ham folder (a
+            # helper's review).
             report.folder(name, label).error = problem
             log.info("%s", problem)  # in the report: the command line says it once
         plan = [(folder, label) for folder, label in plan if folder not in done]

@@ -657,7 +657,29 @@ def test_one_sigterm_ends_a_stalled_exchange_with_the_server(tmp_path):
             proc.kill()
     assert time.monotonic() - sent < 5, "it waited for the socket's timeout"
     assert proc.returncode == 128 + signal.SIGTERM, out + err
-    assert "stopped by a signal while" in err and "Traceback" not in err
+    assert "train stopped by signal 15 before the pass finished" in err and "Traceback" not in err
+    assert "spamlearn: error" not in err, "a stop is not the account's failure"
+
+
+def test_a_trainer_asked_to_stop_before_its_pass_does_not_connect(tmp_path):
+    """A SIGTERM while the pass read the model's header or the password
+    file came before the pass could be cut off: the connect then waited out
+    `timeout` (a helper's review).  A stop is no failure of the account."""
+    with scripted_server(b"") as (port, connections):
+        secret = tmp_path / "alice.secret"
+        secret.write_text("x\n")
+        secret.chmod(0o600)
+        config = tmp_path / "spamlearn.toml"
+        config.write_text(f'[model]\npath = "{tmp_path / "model.joblib"}"\n[[accounts]]\nname = "alice"\n'
+                          f'host = "127.0.0.1"\nport = {port}\nsecurity = "plain"\nusername = "alice"\n'
+                          f'password_file = "{secret}"\nspam_folders = ["Junk"]\nham_folders = ["INBOX"]\n'
+                          f'timeout = 30\nretries = 0\n')
+        settings = load_settings(config)
+        (account,) = load_accounts(settings)
+        started = time.monotonic()
+        report = Trainer(settings, should_stop=lambda: True).train_account(account)
+    assert time.monotonic() - started < 3
+    assert connections == [] and (report.error, report.exit_code) == (None, 0)
 
 
 class TricklingProxy:
@@ -751,13 +773,81 @@ def test_one_sigterm_ends_a_slow_fetch_and_keeps_what_was_learned(server, tmp_pa
             proc.kill()
     assert time.monotonic() - sent < 5, "the slow FETCH went on"
     assert proc.returncode == 128 + signal.SIGTERM, out + err
-    assert "stopped by a signal while fetching" in err and "Traceback" not in err
+    assert "stopped by a signal while fetching" in err and "Traceback" not in err     # -v: logged
     assert err.count("logged in to") == 1, "a stop is not a reason to log in again"
     n_spam, _ = model_counts(config)
     assert n_spam < 30
     code, data, _ = train_cli(write_config(tmp_path, server, [{"username": "alice"}]))
     assert code == 0 and account_of(data, "alice")["learned_spam"] == 30 - n_spam
     assert model_counts(config) == (30, 0)
+
+
+class LogoutSwallowingProxy:
+    """A relay to the real Dovecot that passes everything on but LOGOUT,
+    which it never forwards nor answers (``logout_seen`` is set then)."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.logout_seen = threading.Event()
+        self.sockets: list[socket.socket] = [self.listener]
+
+    def __enter__(self) -> LogoutSwallowingProxy:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
+
+    def _down(self, upstream: socket.socket, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                client.sendall(data)
+
+    def _up(self, client: socket.socket, upstream: socket.socket) -> None:
+        with contextlib.suppress(OSError), client.makefile("rb") as lines:
+            for line in lines:
+                if line.split()[1:2] == [b"LOGOUT"]:
+                    self.logout_seen.set()
+                    continue
+                upstream.sendall(line)
+
+
+def test_one_sigterm_ends_a_logout_the_server_never_answers(server, tmp_path):
+    """The pass is done and LOGOUT hangs: it waited out `timeout` (systemd's
+    60 s) after the SIGTERM (a helper's review)."""
+    upload(server, "alice", "Junk", [make_message("spam", 1)])
+    upload(server, "alice", "INBOX", [make_message("ham", 1)])
+    with LogoutSwallowingProxy(server.port) as proxy:
+        config = write_config(tmp_path, server, [{"username": "alice", "port": proxy.port, "timeout": 30}])
+        proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proxy.logout_seen.wait(20), "train never logged out"
+            time.sleep(0.3)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=40)
+        finally:
+            proc.kill()
+    assert time.monotonic() - sent < 5, "it waited for the server's answer to LOGOUT"
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, out + err
+    assert model_counts(config) == (1, 1)
 
 
 def test_pass_timeout_also_bounds_the_waits_between_reconnects(server, tmp_path):

@@ -161,9 +161,9 @@ def test_resolve_folders_reports_missing_folders_and_special_use():
     acc = account(spam_folders=["Spam", "\\Junk"], ham_folders=["inbox", "Nope/*"])
     plan, missing = resolve_folders(acc, [FolderInfo("INBOX", ())])
     assert plan == [("INBOX", "ham")]  # INBOX is case-insensitive; a pattern may match nothing
-    assert [name for name, _ in missing][:2] == ["Spam", "\\Junk"]
-    assert "folder 'Spam' does not exist" in missing[0][1]
-    assert "ham folders Nope/* are not trained either" in missing[2][1]       # no spam folder found
+    assert [(name, label) for name, label, _ in missing][:2] == [("Spam", "spam"), ("\\Junk", "spam")]
+    assert "folder 'Spam' does not exist" in missing[0][2]
+    assert "ham folders Nope/* are not trained either" in missing[2][2]       # no spam folder found
 
 
 def test_a_ham_pattern_takes_nothing_below_junk_or_trash_nor_anything_without_a_spam_folder():
@@ -180,11 +180,14 @@ def test_a_ham_pattern_takes_nothing_below_junk_or_trash_nor_anything_without_a_
     assert missing == []
     unflagged = [FolderInfo("INBOX", (), "/"), FolderInfo("Spam", (), "/"), FolderInfo("Archive", (), "/")]
     plan, missing = resolve_folders(acc, unflagged)
-    assert plan == [] and [name for name, _ in missing] == ["\\Junk", "\\Junk"]
-    assert "ham folders * are not trained either" in missing[1][1]
+    assert plan == [] and [name for name, _, _ in missing] == ["\\Junk", "\\Junk"]
+    assert "ham folders * are not trained either" in missing[1][2]
     pattern = account(spam_folders=["Spam*"], ham_folders=["*"])
     plan, missing = resolve_folders(pattern, [FolderInfo("Junk", (), "/"), FolderInfo("INBOX", (), "/")])
-    assert plan == [] and "no folder is a spam folder (Spam*)" in missing[0][1]
+    assert plan == [] and "no folder is a spam folder (Spam*)" in missing[0][2]
+    two = account(spam_folders=["Spam*", "Pourriel*"], ham_folders=["*"])
+    plan, missing = resolve_folders(two, [FolderInfo("Junk", (), "/"), FolderInfo("INBOX", (), "/")])
+    assert [(name, label) for name, label, _ in missing] == [("Spam*, Pourriel*", "spam")]
     named = account(spam_folders=["\\Junk", "Spam"], ham_folders=["INBOX", "*"])
     assert resolve_folders(named, unflagged)[0] == [("Spam", "spam"), ("Archive", "ham"), ("INBOX", "ham")]
     literal_ham = account(spam_folders=["\\Junk"], ham_folders=["INBOX", "*"])
@@ -193,8 +196,8 @@ def test_a_ham_pattern_takes_nothing_below_junk_or_trash_nor_anything_without_a_
     named_ham = account(spam_folders=["Spam*"], ham_folders=["INBOX"])
     plan, missing = resolve_folders(named_ham, [FolderInfo("Junk", (), "/"), FolderInfo("INBOX", (), "/")])
     assert plan == [("INBOX", "ham")]
-    assert [problem for _, problem in missing] == [
-        "account alice@mail.example.org: no folder is a spam folder (Spam*), so no spam is learned"]
+    assert [(label, problem) for _, label, problem in missing] == [("spam",
+        "account alice@mail.example.org: no folder is a spam folder (Spam*), so no spam is learned")]
 
 
 def test_brackets_in_a_folder_name_are_letters_not_a_pattern():
@@ -203,7 +206,7 @@ def test_brackets_in_a_folder_name_are_letters_not_a_pattern():
     plan, missing = resolve_folders(acc, folders)
     assert plan == [("[Gmail]/Spam", "spam"), ("INBOX", "ham")] and missing == []
     typo = account(spam_folders=["[Gmail]/Junk"], ham_folders=["INBOX"])
-    assert [name for name, _ in resolve_folders(typo, folders)[1]] == ["[Gmail]/Junk"]
+    assert [name for name, _, _ in resolve_folders(typo, folders)[1]] == ["[Gmail]/Junk"]
     wild = account(spam_folders=["[Gmail]/*"], ham_folders=["INBOX"])
     assert resolve_folders(wild, folders)[0] == [("[Gmail]/Spam", "spam"), ("INBOX", "ham")]
 

@@ -213,6 +213,24 @@ def test_a_verdict_older_than_the_one_learned_is_superseded(store, sample_spam, 
     assert (clf.n_spam, clf.n_ham) == (1, 1) and store.check() == []
 
 
+def test_the_same_verdict_given_again_records_who_gave_it_last(store, sample_spam, sample_ham):
+    """Bob junked a campaign, then alice her copy: the row said bob, and the
+    IMAP trainer took alice's quick move out of Junk for someone else's
+    untouched copy, and held it back (a helper's review)."""
+    store.learn(sample_ham, "ham")
+    with store.session(source="imap:bob/Junk") as session:
+        session.learn(sample_spam, "spam", verdict_at=1000.0)
+    with store.session(source="imap:alice/Junk") as session:
+        assert session.learn(sample_spam, "spam", verdict_at=2000.0).action == Action.ALREADY_KNOWN
+        assert session.learned(sample_spam).source == "imap:alice/Junk"
+    with store.session(source="imap:bob/Junk") as session:      # an older reading of bob's: no change
+        session.learn(sample_spam, "spam", verdict_at=1500.0)
+    with store.session() as session:
+        row = session.learned(sample_spam)
+    assert (row.source, row.learned_at) == ("imap:alice/Junk", 2000.0)
+    assert store.load().revision == 2 and store.check() == []
+
+
 def test_a_verdict_given_now_is_never_stale_even_when_the_clock_steps_back(store, monkeypatch, sample_spam,
                                                                            sample_ham):
     import spamlearn.modelstore as ms
