@@ -122,6 +122,13 @@ class Spool:
                 os.chown(folder, -1 if owner_uid is None else owner_uid,
                          -1 if group_gid is None else group_gid)
             os.chmod(folder, 0o2770)
+        # The drain's lock file now, while the spool has room: made by the
+        # first drain, it needed an inode that a spool filled with queued
+        # moves no longer had, and no drain could ever run to empty it (a
+        # helper's review).  The folder's owner and group, as lock() makes it.
+        fd = create_lock_file(self.lock_path, 0o660, self.root, exact_mode=True)
+        if fd is not None:
+            os.close(fd)
 
     def entries(self) -> tuple[list[SpoolEntry], list[tuple[Path, str]]]:
         """Queued messages in time order, and what in new/ we cannot use, with the reason.

@@ -163,7 +163,7 @@ name="$stamp.$$,$label,$user"
 tmp="$SPOOL/tmp/$name"
 if ! /bin/cat > "$tmp"; then
   /bin/rm -f "$tmp"
-  echo "{PIPE_PROGRAM}: cannot write to $SPOOL/tmp (does the mail user own the spool?)" >&2
+  echo "{PIPE_PROGRAM}: cannot write to $SPOOL/tmp (is its disk full? does the mail user own the spool?)" >&2
   exit 75
 fi
 
@@ -185,12 +185,15 @@ if [ -n "$HTTP_URL" ] && [ -n "$(/usr/bin/find "$SPOOL/tmp" -maxdepth 1 -type f 
   HTTP_URL=''
 fi
 
+token=''
+# (read fails on a last line without newline, but has read the token then)
+if [ -n "$HTTP_URL" ] && [ -n "$TOKEN_FILE" ] && ! {{ read -r token < "$TOKEN_FILE" || [ -n "$token" ]; }}; then
+  # Spooled, not posted with no token (a 401 and a request for nothing).
+  echo "{PIPE_PROGRAM}: cannot read $TOKEN_FILE; spooling instead" >&2
+  HTTP_URL=''
+fi
+
 if [ -n "$HTTP_URL" ]; then
-  token=''
-  # (read fails on a last line without newline, but has read the token then)
-  if [ -n "$TOKEN_FILE" ] && ! {{ read -r token < "$TOKEN_FILE" || [ -n "$token" ]; }}; then
-    echo "{PIPE_PROGRAM}: cannot read $TOKEN_FILE; spooling instead" >&2
-  fi
   # The token goes to curl on stdin (curl --config -), never on its command line.
   if printf 'header = "Authorization: Bearer %s"\\n' "$token" |
       /usr/bin/curl --config - --silent --show-error --fail --output /dev/null \\

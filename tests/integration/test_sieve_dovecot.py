@@ -406,7 +406,7 @@ def test_a_failing_pipe_does_not_fail_the_move_but_is_logged(tmp_path):
             client.logout()
         errors = "\n".join(site.server.errors())
         assert "spamlearn-report" in errors
-        assert "does the mail user own the spool?" in site.server.log_text()
+        assert "is its disk full? does the mail user own the spool?" in site.server.log_text()
     assert not os.path.exists(site.spool.tmp)
 
 

@@ -152,6 +152,7 @@ def test_a_drain_run_by_root_leaves_what_it_makes_to_the_drain_user(site, spam_m
     (Not root: everything made is the user's own, as before.)"""
     owner = (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())
     os.chown(tmp_path, *owner)
+    site.spool.lock_path.unlink()           # a spool made before `install` made the lock file
     for folder in (site.spool.root, *site.spool.root.iterdir()):
         os.chown(folder, *owner)
     site.queue(spam_messages[0], "spam", user="bob")       # bob has his own model
@@ -166,6 +167,25 @@ def test_a_drain_run_by_root_leaves_what_it_makes_to_the_drain_user(site, spam_m
     store = site.store("bob")
     for made in (store.model_path.parent, store.model_path, store.ledger_path, store.lock_path):
         assert os.stat(made).st_uid == owner[0], made
+
+
+def test_the_spool_is_made_with_the_drains_lock_file(tmp_path):
+    """Made by the first drain, the lock file needed an inode, and a spool
+    filled with queued moves before any drain had none left: every drain
+    failed on it for good (a helper's review)."""
+    owner = (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    spool = Spool(tmp_path / "spool")
+    old_umask = os.umask(0o077)
+    try:
+        spool.create(*owner)
+    finally:
+        os.umask(old_umask)
+    lock = os.stat(spool.lock_path)
+    assert stat.S_ISREG(lock.st_mode)
+    assert (lock.st_uid, lock.st_gid, stat.S_IMODE(lock.st_mode)) == (*owner, 0o660)
+    spool.create(*owner)                    # install again: the lock file is kept
+    with spool.lock():
+        pass
 
 
 def test_files_it_cannot_use_go_to_failed_with_a_reason(site, spam_messages):

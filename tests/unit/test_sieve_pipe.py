@@ -104,7 +104,7 @@ def test_an_unwritable_spool_fails_loudly(site):
     shutil.rmtree(spool.tmp)
     result = run_pipe(program, "spam")
     assert result.returncode == 75
-    assert b"does the mail user own the spool?" in result.stderr
+    assert b"is its disk full? does the mail user own the spool?" in result.stderr
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -175,6 +175,21 @@ def test_http_mode_spools_when_the_service_refuses(site, learn_endpoint):
     assert result.returncode == 0
     assert b"spooled for spamlearn sieve drain" in result.stderr
     assert len(handler.requests) == 1
+    (entry,) = spool.entries()[0]
+    assert entry.read() == MESSAGE and entry.label == "spam"
+
+
+def test_http_mode_spools_without_posting_when_the_token_cannot_be_read(site, learn_endpoint):
+    """It said "spooling instead", then posted anyway with no token (a helper's review)."""
+    server, handler = learn_endpoint
+    url = f"http://127.0.0.1:{server.server_port}"
+    token = _token_file(site)
+    program, spool = installed(site, http_url=url, http_token_file=token)
+    token.chmod(0o600 if AS_ROOT else 0o000)       # unreadable by the mail user
+    result = run_pipe(program, "spam")
+    assert result.returncode == 0
+    assert b"cannot read" in result.stderr and b"spooling instead" in result.stderr
+    assert handler.requests == []
     (entry,) = spool.entries()[0]
     assert entry.read() == MESSAGE and entry.label == "spam"
 

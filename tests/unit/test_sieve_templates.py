@@ -89,7 +89,7 @@ def test_install_compiles_with_sievec_and_the_config_parses(tmp_path, options):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == options.spam_folder
     spool = staged_path(options.spool, tmp_path)
-    assert {p.name for p in spool.iterdir()} == {"tmp", "new", "failed"}
+    assert {p.name for p in spool.iterdir()} == {"tmp", "new", "failed", ".drain.lock"}
     assert spool.stat().st_mode & 0o7777 == 0o2770
 
 
