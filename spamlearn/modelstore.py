@@ -269,9 +269,13 @@ class LearningSession:
         digest, row, legacies = self._resolve(raw)
         now = time.time()
         # A stamp from a clock a little ahead of ours (Dovecot on another
-        # host) keeps its order among its own; one far ahead cannot lock
-        # later verdicts out.
-        verdict_at = min(float(verdict_at), now + _CLOCK_LEAD) if stamped else now
+        # host) keeps its order among its own; one far ahead was written
+        # while a clock ran fast, and counts as now: kept as now + the lead,
+        # it still made the user's correction of the next minutes
+        # `superseded` (a helper's review: a sieve stamp an hour ahead).
+        verdict_at = float(verdict_at) if stamped else now
+        if verdict_at > now + _CLOCK_LEAD:
+            verdict_at = now
         # A row's or a forget's time further ahead than any stamp can be
         # was written while this host's clock ran fast, and it has been set
         # back since (NTP at boot, a VM restored): it orders nothing, or a

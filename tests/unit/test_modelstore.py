@@ -204,13 +204,26 @@ def test_a_verdict_older_than_the_one_learned_is_superseded(store, sample_spam, 
         # Now (no time given) is later than any verdict of the past.
         assert session.learn(sample_spam, "spam").action == Action.RELABELLED
 
-        # A time far in the future counts as a few minutes from now: it cannot
+        # A time far in the future counts as now: it cannot
         # lock later verdicts out for long.
         assert session.learn(sample_spam, "ham", verdict_at=1e12).action == Action.RELABELLED
         assert session._row(message_digest(sample_spam)).learned_at < time.time() + 301
     assert store.learn(sample_spam, "spam").action == Action.RELABELLED
     clf = store.load()
     assert (clf.n_spam, clf.n_ham) == (1, 1) and store.check() == []
+
+
+def test_a_stamp_far_ahead_counts_as_now_and_locks_no_correction_out(store, sample_spam, sample_ham):
+    """A sieve stamp an hour ahead (the clock ran fast, then NTP stepped it
+    back) was kept as now + 5 minutes: the user's move out of Junk a minute
+    later was `superseded`, and its spool file deleted (a helper's review)."""
+    store.learn(sample_ham, "ham")
+    with store.session(source="sieve:alice") as session:
+        session.learn(sample_spam, "spam", verdict_at=time.time() + 3600)
+    with store.session(source="sieve:alice") as session:
+        moved = session.learn(sample_spam, "ham", verdict_at=time.time() + 1)
+    assert moved.action == Action.RELABELLED
+    assert (store.load().n_spam, store.load().n_ham) == (0, 2) and store.check() == []
 
 
 def test_the_same_verdict_given_again_records_who_gave_it_last(store, sample_spam, sample_ham):
