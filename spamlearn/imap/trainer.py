@@ -107,6 +107,12 @@ class FolderState:
         data["deferred"] = sorted([uid, t] for uid, t in self.deferred.items())
         data["deleted"] = sorted(self.deleted)
         data["unreadable"] = sorted([uid, n] for uid, n in self.unreadable.items())
+        # Only when there are some: the release before them reads the state
+        # with cls(**data), and an unknown key, even [], made it rescan every
+        # folder (a rescan can undo another user's verdict; a helper's review).
+        for name in ("deleted", "unreadable"):
+            if not data[name]:
+                del data[name]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
