@@ -16,7 +16,10 @@ Folders are opened with EXAMINE (read-only) and bodies fetched with
 ``BODY.PEEK[]``, so the trainer can neither set ``\\Seen`` nor expunge.
 
 A body FETCH the server fails while it still takes a new login is
-narrowed down to the messages it cannot give (``MailServer.bodies``).
+narrowed down to the messages it cannot give (``MailServer.bodies``), unless
+the failure is an outage's (a temporary response code, or FETCHes of
+different messages failing with none given in between): that is an
+``ImapConnectionError``, and nothing is passed by.
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ class Bodies:
     deleted: set[int] = dataclasses.field(default_factory=set)
     #: uid -> the server's error, for messages it failed to give on their own
     unreadable: dict[int, str] = dataclasses.field(default_factory=dict)
+    #: whether the server gave other bodies on this connection's pass: if it
+    #: gave none, a message it failed may be an outage's victim, not bad itself
+    others_given: bool = False
 
 
 class _Redactor(logging.Filter):
@@ -227,6 +233,10 @@ class MailServer:
             self.capabilities = frozenset(_decode(c).upper() for c in client.capabilities())
         self.selected: str | None = None
         self.uidvalidity = 0
+        #: whether a body FETCH succeeded on this pass (``Bodies.others_given``)
+        self.gave_bodies = False
+        #: the body FETCHes failed since the last one given (see ``_failed``)
+        self._failing: list[frozenset[int]] = []
 
     def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return translate_errors(self.account, doing, self.deadline)
@@ -313,39 +323,69 @@ class MailServer:
         Raises
         ------
         ImapConnectionError
-            The FETCH failed and the server cannot be logged in to again
-            (an outage, not a bad message: nothing is given up).
+            An outage, not a bad message: the failure carries a temporary
+            response code, FETCHes of different messages kept failing with
+            none given in between, or the server cannot be logged in to
+            again.  Nothing is given up: the next run fetches the batch again.
         """
         fetched = Bodies()
-        if uids:
-            self._fetch_narrowing(list(uids), fetched)
+        self._failing = []  # a batch's bad message is no evidence against the next batch
+        if uids and self._fetch_failure(list(uids), fetched):
+            self._narrow(list(uids), fetched)
+        fetched.others_given = self.gave_bodies
         return fetched
 
-    def _fetch_narrowing(self, uids: list[int], fetched: Bodies) -> None:
+    def _narrow(self, uids: list[int], fetched: Bodies) -> None:
+        """Fetch ``uids``, which failed together, narrowing down to the messages
+        the server cannot give."""
+        if len(uids) == 1:
+            # Once more on its own: one dropped connection is not a bad message.
+            failure = self._fetch_failure(uids, fetched)
+            if failure and self._still_there(uids[0]):  # RFC 2180 4.1.2: NO for an expunged one
+                fetched.unreadable[uids[0]] = str(failure)
+            return
+        half = len(uids) // 2
+        # Both halves before either is narrowed: with one bad message one
+        # half is given, and that success tells it from an outage (_failed).
+        failed = [part for part in (uids[:half], uids[half:]) if self._fetch_failure(part, fetched)]
+        for part in failed:
+            self._narrow(part, fetched)
+
+    def _fetch_failure(self, uids: list[int], fetched: Bodies) -> ImapError | None:
+        """One body FETCH of ``uids``: None if given, else its failure, on a new
+        login; raises the failure of an outage (see ``_failed``)."""
         try:
             self._fetch_bodies(uids, fetched)
-            return
         except _ENDS_THE_PASS:
             raise
         except (ImapConnectionError, ImapStateError) as exc:
+            self._failed(uids, exc)
             self._reconnect_after(exc)
-            failure = exc
-        if len(uids) > 1:
-            half = len(uids) // 2
-            self._fetch_narrowing(uids[:half], fetched)
-            self._fetch_narrowing(uids[half:], fetched)
-            return
-        # Once more on its own: one dropped connection is not a bad message.
-        try:
-            self._fetch_bodies(uids, fetched)
-            return
-        except _ENDS_THE_PASS:
-            raise
-        except (ImapConnectionError, ImapStateError) as exc:
-            self._reconnect_after(exc)
-            failure = exc
-        if self._still_there(uids[0]):  # RFC 2180 4.1.2: a server may say NO for an expunged one
-            fetched.unreadable[uids[0]] = str(failure)
+            return exc
+        self.gave_bodies = True
+        self._failing.clear()
+        return None
+
+    def _failed(self, uids: list[int], failure: ImapError) -> None:
+        """Raises ``ImapConnectionError`` if the failure of a FETCH of ``uids``
+        is an outage's: the server failed every body FETCH for a while yet
+        took each new login, and every message of the batch was narrowed
+        down to, passed by and lost for good, after 3 logins a message (a
+        helper's review).  A failure whose set of messages holds another's
+        since the last FETCH given is no new evidence (one bad message fails
+        every set around it); three sets apart from each other are three bad
+        messages at once, or far likelier an outage."""
+        said = str(failure)
+        if _TEMPORARY_CODES.search(said):  # RFC 5530: the server says it is for now
+            raise ImapConnectionError(f"{said} (the server cannot give messages for now; nothing is "
+                                      f"passed by, the next run fetches them again)") from failure
+        failing = frozenset(uids)
+        self._failing = [earlier for earlier in self._failing if not earlier >= failing] + [failing]
+        if len(self._failing) >= _OUTAGE_FAILURES:
+            raise ImapConnectionError(f"{said} (FETCHes of {len(self._failing)} sets of different "
+                                      f"messages failed, none given in between: an outage, not "
+                                      f"messages the server cannot give; nothing is passed by, the "
+                                      f"next run fetches them again)") from failure
 
     def _fetch_bodies(self, uids: list[int], fetched: Bodies) -> None:
         with self._guard(f"fetching messages from folder {self.selected!r}"):
@@ -375,7 +415,10 @@ class MailServer:
             raise
         except ImapError as exc:
             log.info("%s", exc)
-            raise failure from None  # what went wrong first is what the user needs to hear
+            if isinstance(failure, ImapConnectionError):
+                raise failure from None  # what went wrong first is what the user needs to hear
+            # A NO, then no login: an outage (69, retried), not an unexpected answer (76).
+            raise ImapConnectionError(f"{failure} (and no new login: {exc})") from None
         before = self.uidvalidity
         if self.examine(self.selected) != before:
             raise ImapStateError(f"account {self.account.name}: folder {self.selected!r} changed "
@@ -398,8 +441,15 @@ class MailServer:
 
 _DELETED = b"\\Deleted"
 
-#: RFC 5530 response codes of a login refused for now, not for good.
-_TEMPORARY_LOGIN_CODES = re.compile(r"\[(UNAVAILABLE|LIMIT|INUSE|SERVERBUG)\]", re.I)
+#: RFC 5530 response codes of a command refused for now, not for good.
+_TEMPORARY = ("UNAVAILABLE", "LIMIT", "INUSE")
+_TEMPORARY_CODES = re.compile(rf"\[({'|'.join(_TEMPORARY)})\]", re.I)
+#: A login's SERVERBUG is no wrong password either; a FETCH's is Dovecot's
+#: answer (imap_fetch_failure = no-after) for one message file it cannot open.
+_TEMPORARY_LOGIN_CODES = re.compile(rf"\[({'|'.join((*_TEMPORARY, 'SERVERBUG'))})\]", re.I)
+#: Body FETCHes of sets of messages apart from each other that may fail, none
+#: given in between, before it is an outage (``MailServer._failed``).
+_OUTAGE_FAILURES = 3
 
 
 def _epoch(value: object) -> float:

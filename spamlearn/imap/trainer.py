@@ -18,7 +18,7 @@ The rules (see ``docs/imap-trainer.md`` for the reasoning):
 - ``mode``: see ``spamlearn.imap.config.Mode``.
 
 Incremental: per folder the ledger keeps ``{uidvalidity, last_uid,
-uidnext, highestmodseq, deferred, deleted}`` (``LearningSession.set_state``), saved
+uidnext, highestmodseq, deferred, deleted, unreadable}`` (``LearningSession.set_state``), saved
 in the same transaction as the messages learned with it.  A pass asks
 STATUS first and skips a folder whose UIDNEXT has not moved, so an idle
 mailbox costs one round trip per folder; otherwise it fetches UIDs above
@@ -69,6 +69,10 @@ _DAY = 86400.0
 #: expunge them soon (on leaving the folder, at exit); a user who never
 #: does must not grow the state, rewritten at every commit, without end.
 MAX_WATCHED_DELETED = 1000
+#: Passes a message the server cannot give is fetched on before it is
+#: passed by for good: a message file restored by the admin, or a server
+#: that failed it for a while, is learned on a later pass.
+UNREADABLE_PASSES = 3
 
 
 def state_key(account: Account, folder: str) -> str:
@@ -95,11 +99,21 @@ class FolderState:
     #: UIDs below last_uid flagged \\Deleted when seen: looked at again on
     #: later passes, learned once undeleted, forgotten once expunged.
     deleted: set[int] = dataclasses.field(default_factory=set)
+    #: UIDs the server could not give on their own: uid -> the passes it
+    #: failed them on (counted while it gave other bodies), fetched again.
+    unreadable: dict[int, int] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["deferred"] = sorted([uid, t] for uid, t in self.deferred.items())
         data["deleted"] = sorted(self.deleted)
+        data["unreadable"] = sorted([uid, n] for uid, n in self.unreadable.items())
+        # Only when there are some: the release before them reads the state
+        # with cls(**data), and an unknown key, even [], made it rescan every
+        # folder (a rescan can undo another user's verdict; a helper's review).
+        for name in ("deleted", "unreadable"):
+            if not data[name]:
+                del data[name]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -110,6 +124,7 @@ class FolderState:
             data = json.loads(text)
             data["deferred"] = {int(uid): float(t) for uid, t in data.get("deferred", [])}
             data["deleted"] = {int(uid) for uid in data.get("deleted", [])}  # not in older states
+            data["unreadable"] = {int(uid): int(n) for uid, n in data.get("unreadable", [])}
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
             # A rescan is safe (the ledger stops double counting), so a
@@ -494,7 +509,7 @@ class Trainer:
         min_age = account.ham_min_age_days * _DAY if label == "ham" else 0.0
         due = sorted(uid for uid, arrived in state.deferred.items() if now - arrived >= min_age)
         if status.uidvalidity == state.uidvalidity and status.uidnext <= state.uidnext and not due \
-                and not self._flags_may_have_changed(status, state):
+                and not state.unreadable and not self._flags_may_have_changed(status, state):
             report.folder(folder, label).deferred = len(state.deferred)
             return None
         uidvalidity = server.examine(folder)
@@ -521,17 +536,18 @@ class Trainer:
         return status.highestmodseq is None or status.highestmodseq != state.highestmodseq
 
     def _look_again(self, server: MailServer, state: FolderState, due: list[int]) -> list[MessageMeta]:
-        """Of the matured deferred and the watched \\Deleted messages, those to
-        fetch now, sized as new ones are (sized as nothing, matured ham was
-        fetched whole, past the 32 MB bound of a batch: 12 ham of 6 MB in one
-        FETCH of 72 MB; a helper's review).  The state forgets the expunged
-        and watches the \\Deleted, a matured ham among them too (it was
-        dropped, and never learned once undeleted; a helper's review)."""
-        uids = sorted(set(due) | state.deleted)
+        """Of the matured deferred, the watched \\Deleted and the unreadable
+        messages, those to fetch now, sized as new ones are (sized as nothing,
+        matured ham was fetched whole, past the 32 MB bound of a batch: 12 ham
+        of 6 MB in one FETCH of 72 MB; a helper's review).  The state forgets
+        the expunged and watches the \\Deleted, a matured ham among them too
+        (it was dropped, and never learned once undeleted; a helper's review)."""
+        uids = sorted(set(due) | state.deleted | set(state.unreadable))
         metas = server.metadata(uids)
         for uid in set(uids) - {m.uid for m in metas}:
             state.deferred.pop(uid, None)
             state.deleted.discard(uid)
+            state.unreadable.pop(uid, None)
         again = []
         for meta in metas:
             if meta.deleted:
@@ -599,7 +615,8 @@ class Trainer:
                         break
                     self.progress(1)
                     is_due = meta.uid in state.deferred
-                    looked_again = is_due or meta.uid in state.deleted
+                    looked_again = is_due or meta.uid in state.deleted or meta.uid in state.unreadable
+                    failed_passes = state.unreadable.pop(meta.uid, 0)
                     state.deferred.pop(meta.uid, None)
                     state.deleted.discard(meta.uid)
                     if meta.uid > state.last_uid:
@@ -610,7 +627,10 @@ class Trainer:
                         state.deleted.add(meta.uid)  # not now; learned if undeleted
                         continue
                     if meta.uid in fetched.unreadable:
-                        self._pass_by(account, folder, meta.uid, fetched.unreadable[meta.uid], counts)
+                        if fetched.others_given:  # else it may be an outage's victim, not bad
+                            failed_passes += 1
+                        self._unreadable(account, folder, meta.uid, fetched.unreadable[meta.uid],
+                                         failed_passes, state, counts)
                         continue
                     raw = fetched.raw.get(meta.uid)
                     if raw is None:  # expunged meanwhile: nothing to learn
@@ -649,13 +669,24 @@ class Trainer:
                     "watched (it keeps %d); if undeleted, they are not learned (expunge the folder)",
                     account.name, folder, excess, MAX_WATCHED_DELETED)
 
-    def _pass_by(self, account: Account, folder: str, uid: int, why: str, counts: FolderReport) -> None:
-        """A message the server cannot give is an error once, then left behind:
-        fetching it again on every run kept the whole account from being
-        trained (a helper's review)."""
-        log.warning("account %s: folder %s: message UID %d cannot be read from the server; it is "
-                    "passed by and never learned (%s)", account.name, folder, uid, why)
+    def _unreadable(self, account: Account, folder: str, uid: int, why: str, failed_passes: int,
+                    state: FolderState, counts: FolderReport) -> None:
+        """A message the server cannot give is an error on each pass and is
+        fetched again on the next, until it has failed on ``UNREADABLE_PASSES``
+        passes that gave other bodies: passed by at once, a message the
+        server failed for a while, or whose file the admin then restored, was
+        lost for good (a helper's review).  The rest of its batch is learned
+        all the same, so it never holds the account up."""
         counts.errors += 1
+        if failed_passes >= UNREADABLE_PASSES:
+            log.warning("account %s: folder %s: message UID %d cannot be read from the server "
+                        "(%d passes); it is passed by and never learned (%s)", account.name, folder,
+                        uid, failed_passes, why)
+            return
+        state.unreadable[uid] = failed_passes
+        log.warning("account %s: folder %s: message UID %d cannot be read from the server; it is "
+                    "tried again on the next pass (failed passes: %d of %d; %s)", account.name, folder,
+                    uid, failed_passes, UNREADABLE_PASSES, why)
 
     def _handle(self, session: LearningSession, account: Account, raw: bytes, label: Label,
                 young: bool, counts: FolderReport, seen_at: float):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -223,6 +225,22 @@ def test_folder_state_round_trips_and_survives_damage(caplog):
     assert FolderState.from_json(None, "x") == FolderState()
     assert FolderState.from_json("{not json", "acct Junk") == FolderState()  # rescan: safe
     assert "acct Junk: unreadable folder state" in caplog.text
+
+
+def test_folder_state_writes_deleted_and_unreadable_only_when_it_has_some():
+    """The release before them reads a state with ``cls(**data)``: a
+    "deleted" key, even [], made it rescan every folder, and in a shared
+    model a rescan can undo another user's verdict (a helper's review)."""
+    state = FolderState(uidvalidity=7, last_uid=42, uidnext=43, highestmodseq=9,
+                        deferred={40: 1.5e9}, updated_at=1.7e9)
+    # what that release wrote for this state, byte for byte
+    assert state.to_json() == ('{"uidvalidity":7,"last_uid":42,"uidnext":43,"highestmodseq":9,'
+                               '"deferred":[[40,1500000000.0]],"updated_at":1700000000.0}')
+    assert FolderState.from_json(state.to_json(), "x") == state
+    watching = FolderState(7, 42, 43, 9, {}, 1.7e9, deleted={12}, unreadable={30: 2, 31: 0})
+    data = json.loads(watching.to_json())
+    assert (data["deleted"], data["unreadable"]) == ([12], [[30, 2], [31, 0]])
+    assert FolderState.from_json(watching.to_json(), "x") == watching
 
 
 def test_redactor_scrubs_the_password_from_log_records():
