@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import select
 import signal
 import threading
 import time
@@ -103,10 +104,18 @@ def _write_last_run(path: Path, reports: list[AccountReport]) -> None:
 
 class _StopFlag:
     """SIGTERM/SIGINT set it: the trainer finishes the message in hand, commits, stops;
-    a second signal stops it at once."""
+    a second signal stops it at once.
+
+    No ``threading.Event``: its ``set`` takes a lock that the main thread
+    may hold inside ``Event.wait`` when the signal arrives, and the handler,
+    run by that same thread, then waits for it for ever (a helper's review:
+    1 ``train --every`` in 8 hung on SIGTERM).  The handler sets a flag and
+    writes to a pipe, which ``wait`` watches.
+    """
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self._asked = False
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._previous: dict[int, object] = {}
         #: The signal that asked to stop, if one did.
         self.signal: int | None = None
@@ -114,23 +123,35 @@ class _StopFlag:
         self.cut_off: Callable[[], None] | None = None
 
     def _set(self, sig: int, _frame: object) -> None:
-        if self.event.is_set():
+        if self._asked:
             # Asked twice: stop now, wherever it is (a read from a server that
             # trickles, the wait for the run lock).  Nothing is lost: every
             # commit survives being cut short, as it survives SIGKILL.
             raise SystemExit(128 + sig)
         self.signal = sig
-        self.event.set()
+        self._asked = True
+        with contextlib.suppress(OSError):      # full: a wake-up is there already
+            os.write(self._wake_write, b"\0")
         if self.cut_off is not None:
             # Nothing is in hand during a wait for the server: a stalled
             # connect or read ends now, not when `timeout` runs out.
             self.cut_off()
 
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, less if asked to stop; whether asked."""
+        deadline = time.monotonic() + seconds
+        while not self._asked:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            select.select([self._wake_read], [], [], left)
+        return self._asked
+
     def on_pass(self, cut_off: Callable[[], None] | None) -> None:
         self.cut_off = cut_off
 
     def __call__(self) -> bool:
-        return self.event.is_set()
+        return self._asked
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
@@ -141,6 +162,8 @@ class _StopFlag:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
 
 @contextlib.contextmanager
@@ -170,7 +193,7 @@ def _one_pass(settings: Settings, names: list[str], stop: _StopFlag, as_json: bo
             # The waits between reconnects end at a SIGTERM: one signal
             # stopped the trainer only once a wait of up to an hour was
             # over, and systemd killed it first (a helper's review).
-            trainer = Trainer(settings, should_stop=stop, sleep=stop.event.wait, progress=advance,
+            trainer = Trainer(settings, should_stop=stop, sleep=stop.wait, progress=advance,
                               on_total=set_total, on_pass=stop.on_pass)
             report = trainer.train_account(account)
         reports.append(report)
@@ -286,7 +309,7 @@ def train(
                     _one_pass(settings, account or [], stop, as_json, state.verbose)
             except StoreBusyError as exc:  # a model held too long by another learner
                 typer.echo(f"spamlearn: error: {exc}", err=True)
-            stop.event.wait(max(0.0, interval - (time.monotonic() - started)))
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
     raise typer.Exit(ExitCode.OK)
 
 

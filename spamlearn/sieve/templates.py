@@ -187,7 +187,8 @@ fi
 
 token=''
 # (read fails on a last line without newline, but has read the token then)
-if [ -n "$HTTP_URL" ] && [ -n "$TOKEN_FILE" ] && ! {{ read -r token < "$TOKEN_FILE" || [ -n "$token" ]; }}; then
+if [ -n "$HTTP_URL" ] && [ -n "$TOKEN_FILE" ] &&
+    ! {{ read -r token < "$TOKEN_FILE" || [ -n "$token" ]; }}; then
   # Spooled, not posted with no token (a 401 and a request for nothing).
   echo "{PIPE_PROGRAM}: cannot read $TOKEN_FILE; spooling instead" >&2
   HTTP_URL=''
