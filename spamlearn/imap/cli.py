@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import os
-import select
 import signal
 import threading
 import time
@@ -37,6 +36,7 @@ from ..exitcodes import exit_code_for
 from ..ledger import Ledger
 from ..regularfile import create_lock_file, make_folders
 from ..reporting import is_interactive
+from ..stopping import StopRequest
 from .config import load_accounts, parse_duration
 
 if TYPE_CHECKING:
@@ -104,34 +104,26 @@ def _write_last_run(path: Path, reports: list[AccountReport]) -> None:
 
 class _StopFlag:
     """SIGTERM/SIGINT set it: the trainer finishes the message in hand, commits, stops;
-    a second signal stops it at once.
-
-    No ``threading.Event``: its ``set`` takes a lock that the main thread
-    may hold inside ``Event.wait`` when the signal arrives, and the handler,
-    run by that same thread, then waits for it for ever (a helper's review:
-    1 ``train --every`` in 8 hung on SIGTERM).  The handler sets a flag and
-    writes to a pipe, which ``wait`` watches.
-    """
+    a second signal stops it at once."""
 
     def __init__(self) -> None:
-        self._asked = False
-        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.request = StopRequest()
         self._previous: dict[int, object] = {}
-        #: The signal that asked to stop, if one did.
-        self.signal: int | None = None
         #: Ends the account's exchange with the server in progress (``Trainer(on_pass=...)``).
         self.cut_off: Callable[[], None] | None = None
 
+    @property
+    def signal(self) -> int | None:
+        """The signal that asked to stop, if one did."""
+        return self.request.signal
+
     def _set(self, sig: int, _frame: object) -> None:
-        if self._asked:
+        if self.request:
             # Asked twice: stop now, wherever it is (a read from a server that
             # trickles, the wait for the run lock).  Nothing is lost: every
             # commit survives being cut short, as it survives SIGKILL.
             raise SystemExit(128 + sig)
-        self.signal = sig
-        self._asked = True
-        with contextlib.suppress(OSError):      # full: a wake-up is there already
-            os.write(self._wake_write, b"\0")
+        self.request.ask(sig)
         if self.cut_off is not None:
             # Nothing is in hand during a wait for the server: a stalled
             # connect or read ends now, not when `timeout` runs out.
@@ -139,19 +131,13 @@ class _StopFlag:
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, less if asked to stop; whether asked."""
-        deadline = time.monotonic() + seconds
-        while not self._asked:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            select.select([self._wake_read], [], [], left)
-        return self._asked
+        return self.request.wait(seconds)
 
     def on_pass(self, cut_off: Callable[[], None] | None) -> None:
         self.cut_off = cut_off
 
     def __call__(self) -> bool:
-        return self._asked
+        return bool(self.request)
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
@@ -162,8 +148,7 @@ class _StopFlag:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        self.request.close()
 
 
 @contextlib.contextmanager

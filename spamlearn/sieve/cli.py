@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ import typer
 
 from ..cli import ExitCode, app, exit_code_for, fail, handle_errors, state_of
 from ..errors import StoreBusyError
+from ..stopping import StopRequest
 from .drain import DEFAULT_BATCH, DrainReport, drain_spool
 from .install import install as install_files
 from .install import staged_path
@@ -160,10 +160,10 @@ def drain(
     queue.check()
     if not watch:
         raise typer.Exit(_drain_once(queue, settings, batch_size, as_json, quiet))
-    stop = threading.Event()
+    stop = StopRequest()        # not a threading.Event: see spamlearn.stopping
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.is_set():
+        signal.signal(signum, lambda signum, _frame: stop.ask(signum))
+    while not stop:
         if queue.pending():
             _drain_once(queue, settings, batch_size, as_json, quiet=True)
         stop.wait(interval)
