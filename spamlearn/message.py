@@ -24,7 +24,7 @@ from .errors import READING_FAILURES, MessageError
 from .mailsource import mbox_unquoted
 
 __all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "legacy_message_digest",
-           "bare_head_digest", "quoted_envelope_digest", "message_bytes", "decode_bytes"]
+           "bare_head_digests", "quoted_envelope_digest", "message_bytes", "decode_bytes"]
 
 #: Parts nested deeper than this are not walked.  Real mail rarely nests
 #: beyond 4 (a forwarded message with attachments); 20 is generous and
@@ -287,21 +287,36 @@ def quoted_envelope_digest(raw: bytes) -> str | None:
     learned by its path, read as an mbox and unquoted, and the same bytes on
     standard input or over HTTP were two messages, spam and ham at once.)"""
     raw = message_bytes(raw, allow_empty=True)
-    if not raw.startswith(b"From ") or b"\n>" not in raw:
+    if not raw.startswith(b"From ") or not _QUOTED_FROM_LINE_RE.search(raw, raw.find(b"\n") + 1):
         return None
     quoted = _digest(raw, _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=True, unquote=False)
     return quoted if quoted != message_digest(raw) else None
 
 
-def bare_head_digest(raw: bytes) -> str | None:
-    """The digest a message without a blank line was keyed on until
-    2026-11-29, when its trailing newlines counted (a helper's review:
-    ``Subject: a`` with no newline, one or two was three messages); None for
-    a message with a blank line, whose digest did not change."""
+def bare_head_digests(raw: bytes) -> tuple[str, ...]:
+    """The digests a message with an empty body may have been keyed on
+    until 2026-11-29, when a message without a blank line was hashed with
+    its trailing newlines: its headers ending with no newline, and with one
+    (a helper's review: ``Subject: a`` with no newline, one or two was three
+    messages).  Both, whichever form ``raw`` is: yesterday's ``Subject: a``
+    is today's ``Subject: a\\n`` (a second review: only the digest of the
+    very bytes given was looked up, and the other form was counted again).
+    Empty for a message with a body, whose digest did not change."""
     raw = message_bytes(raw, allow_empty=True)
-    if _has_blank_line(raw):
-        return None
-    return _digest(raw, _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=False)
+    start = raw.find(b"\n") + 1 if raw.startswith(b"From ") else 0
+    blanks = [at for at in (raw.find(b"\n\n", start), raw.find(b"\n\r\n", start)) if at >= 0]
+    if blanks and not _ONLY_NEWLINES_RE.match(raw, min(blanks)):
+        return ()        # a body: found without a copy of the message
+    data = raw.replace(b"\r\n", b"\n") if b"\r\n" in raw else raw
+    head = data[:_end_without_newlines(data, start)]
+    return tuple(dict.fromkeys(_digest_normalised(form, _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=False)
+                               for form in (head, head + b"\n")))
+
+
+_ONLY_NEWLINES_RE = re.compile(rb"(?:\r?\n)*\Z")
+#: A quoted ``From `` line: only then is an mbox entry copied to be unquoted
+#: (any ``> reply`` line made the copy; a second review).
+_QUOTED_FROM_LINE_RE = re.compile(rb"\n>+From ")
 
 
 def legacy_message_digest(raw: bytes) -> str:
@@ -328,12 +343,19 @@ def _digest(raw: bytes, skipped: re.Pattern[bytes], *, bare_head_as_empty_body: 
     # bytes.replace, not re.sub: the same bytes, but re.sub built a list of
     # every piece between two CRLFs first (learning a 60 MB CRLF message
     # took 556 MB).
-    data = raw.replace(b"\r\n", b"\n") if b"\r\n" in raw else raw
+    return _digest_normalised(raw.replace(b"\r\n", b"\n") if b"\r\n" in raw else raw, skipped,
+                              bare_head_as_empty_body=bare_head_as_empty_body, unquote=unquote)
+
+
+def _digest_normalised(data: bytes, skipped: re.Pattern[bytes], *, bare_head_as_empty_body: bool,
+                       unquote: bool = False) -> str:
+    """``_digest`` of a message whose CRLFs are LFs already (normalised
+    once: a second pass would join a CR left before an LF)."""
     start = 0
     if data.startswith(b"From "):
         newline = data.find(b"\n")
         start = newline + 1 if newline >= 0 else len(data)
-        if unquote and data.find(b"\n>", start) >= 0:
+        if unquote and _QUOTED_FROM_LINE_RE.search(data, start):
             # The message's own first line is no quoted line (nor is it in
             # an mbox file: mailsource unquotes each message after its
             # envelope line alike).

@@ -43,7 +43,7 @@ from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
 from .mailsource import mbox_quoted
 from .message import (
-    bare_head_digest,
+    bare_head_digests,
     legacy_message_digest,
     message_bytes,
     message_digest,
@@ -118,7 +118,7 @@ def _legacy_digests(raw: bytes) -> tuple[str, ...]:
     the quoted lines the file held then (a helper's review: the 58 such
     files of the SpamAssassin corpus were counted a second time); and, for
     a message without a blank line, its digest until 2026-11-29
-    (``bare_head_digest``: its trailing newlines counted then), and for one
+    (``bare_head_digests``: its trailing newlines counted then), and for one
     with an mbox envelope line, its digest with its ``>From `` quoting
     (``quoted_envelope_digest``), one read from an mbox file the same."""
     quoted = mbox_quoted(raw)
@@ -128,8 +128,8 @@ def _legacy_digests(raw: bytes) -> tuple[str, ...]:
         # given on stdin or over HTTP with its envelope line, was keyed on
         # until 2026-11-29 (``quoted_envelope_digest``, the other way round).
         digests += (legacy_message_digest(quoted), message_digest(quoted))
-    earlier = (bare_head_digest(raw), quoted_envelope_digest(raw))
-    return digests + tuple(digest for digest in earlier if digest is not None)
+    quoted_as_is = quoted_envelope_digest(raw)
+    return digests + bare_head_digests(raw) + (() if quoted_as_is is None else (quoted_as_is,))
 
 
 def _as_message(raw: bytes | str) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 from spamlearn import LedgerError, MessageError, ModelFileError, StoreBusyError
 from spamlearn.classifier import Label
 from spamlearn.ledger import Ledger
-from spamlearn.message import message_digest
+from spamlearn.message import message_bytes, message_digest
 from spamlearn.modelstore import Action, ModelStore
 
 
@@ -559,30 +559,34 @@ def test_an_mbox_entry_learned_under_its_quoted_digest_of_before_is_not_counted_
     assert (store.load().n_spam, store.load().n_ham) == (0, 2) and store.check() == []
 
 
+@pytest.mark.parametrize("then_newlines, now_newlines", [(b"", b"\n"), (b"\n", b""), (b"\n", b"\n\n"),
+                                                          (b"", b"\r\n")])
 def test_a_header_only_message_learned_under_its_digest_of_before_is_not_counted_again(
-        store, monkeypatch, sample_ham):
+        store, monkeypatch, sample_ham, then_newlines, now_newlines):
     """A message without a blank line was keyed with its trailing newlines
-    until 2026-11-29; its row of then is found (and moves to today's digest)."""
+    until 2026-11-29; its row of then is found (and moves to today's
+    digest), from any form of it (a second review: learned yesterday as
+    "Subject: a" and today as "Subject: a\n", it was spam and ham at once)."""
     import spamlearn.modelstore as modelstore
-    from spamlearn.message import bare_head_digest, legacy_message_digest
+    from spamlearn.message import _NOT_THE_MESSAGE_RE, _digest, legacy_message_digest
 
     # Delivered-To: the digest of 0.2.0, which kept it, is not this one.
-    header_only = (b"Delivered-To: alice@example.org\nFrom: a@example.org\nSubject: cheap pills now\n"
-                   b"Message-ID: <1@example.org>\n")
-    assert len({bare_head_digest(header_only), message_digest(header_only),
-                legacy_message_digest(header_only)}) == 3
+    head = (b"Delivered-To: alice@example.org\nFrom: a@example.org\nSubject: cheap pills now\n"
+            b"Message-ID: <1@example.org>")
+    then, now = head + then_newlines, head + now_newlines
+    def digest_then(raw):
+        return _digest(message_bytes(raw), _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=False)
+
+    assert len({digest_then(then), message_digest(then), legacy_message_digest(then)}) == 3
     with monkeypatch.context() as old_version:
-        old_version.setattr(modelstore, "message_digest",
-                            lambda raw: bare_head_digest(raw) or message_digest(raw))
+        old_version.setattr(modelstore, "message_digest", digest_then)
         store.learn(sample_ham, "ham")
-        old = store.learn(header_only, "spam")
-    assert old.digest == bare_head_digest(header_only)
-    again = store.learn(header_only, "spam")
-    assert (again.action, again.digest) == (Action.ALREADY_KNOWN, message_digest(header_only))
-    assert store.load().n_spam == 1
-    # Its forms with more or fewer newlines are that message now.
-    assert store.learn(header_only + b"\n", "ham").action == Action.RELABELLED
-    assert store.forget(header_only.rstrip(b"\n")).action == Action.FORGOTTEN
+        old = store.learn(then, "spam")
+    assert old.digest == digest_then(then)
+    moved = store.learn(now, "ham")
+    assert (moved.action, moved.digest) == (Action.RELABELLED, message_digest(now))
+    assert (store.load().n_spam, store.load().n_ham) == (0, 2)
+    assert store.forget(head).action == Action.FORGOTTEN
     assert (store.load().n_spam, store.load().n_ham) == (0, 1) and store.check() == []
 
 
