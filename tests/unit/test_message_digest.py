@@ -164,7 +164,7 @@ def test_trailing_newlines_do_not_count_without_a_blank_line_either():
     # Only where there was no blank line did the digest move; its two forms
     # of then are looked up from every form of today (a second review: a
     # "Subject: a" learned yesterday and "Subject: a\n" today were two rows).
-    then = {reference_digest(head, bare_head_as_is=True), reference_digest(head + b"\n", bare_head_as_is=True)}
+    then = {reference_digest(form, bare_head_as_is=True) for form in (head, head + b"\n")}
     assert len(then) == 2 and not then & {message_digest(head)}
     for raw in same:
         assert set(bare_head_digests(raw)) == then, raw
