@@ -695,6 +695,11 @@ class Trainer:
             row = session.learned(raw)
             known = Label(row.label) if row else None
             if known is label:
+                # Learned again all the same: nothing is counted, but the
+                # row then says this user gave the verdict too, and when (a
+                # second review: alice junked what bob had junked first,
+                # and her quick move back out waited ham_min_age_days).
+                session.learn(raw, label, verdict_at=seen_at)
                 counts.already_known += 1
                 return None
             if young and (known is None or not self._own_verdict(account, row.source)):

@@ -54,6 +54,25 @@ def test_a_users_own_move_out_of_junk_is_still_learned_at_once(server, tmp_path)
     assert model_counts(config) == (1, 3)
 
 
+def test_a_users_quick_rescue_of_what_another_user_junked_first_is_learned_at_once(server, tmp_path):
+    """Bob junked a campaign, alice too (already known: nothing counted);
+    the row still said bob's, and alice's move back out a minute later
+    waited ham_min_age_days (a second review)."""
+    campaign = make_message("spam", 1, "campaign")
+    upload(server, "alice", "INBOX", [make_message("ham", i, "a") for i in range(2)], when=LONG_AGO)
+    upload(server, "bob", "INBOX", [make_message("ham", i, "b") for i in range(2)], when=LONG_AGO)
+    upload(server, "bob", "Junk", [make_message("spam", 7, "b"), delivered("bob", campaign)])
+    upload(server, "alice", "Junk", [delivered("alice", campaign)])
+    config = write_config(tmp_path, server, [{"username": "bob", "ham_min_age_days": 3},
+                                             {"username": "alice", "ham_min_age_days": 3}])
+    assert train_cli(config)[0] == 0 and model_counts(config) == (2, 4)
+    move(server, "alice", "Junk", "INBOX")
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert (code, alice["relabelled"], alice["deferred"]) == (0, 1, 0)
+    assert model_counts(config) == (1, 5)
+
+
 def test_a_correction_after_the_clock_was_set_back_is_learned(server, tmp_path, monkeypatch):
     """A pass made while the host's clock ran 10 minutes fast dated its
     verdicts then; after NTP set the clock back, the user's move out of Junk
