@@ -233,10 +233,11 @@ class MailServer:
             self.capabilities = frozenset(_decode(c).upper() for c in client.capabilities())
         self.selected: str | None = None
         self.uidvalidity = 0
-        #: whether a body FETCH succeeded on this pass (``Bodies.others_given``)
-        self.gave_bodies = False
-        #: the body FETCHes failed since the last one given (see ``_failed``)
-        self._failing: list[frozenset[int]] = []
+        #: A message of the selected folder whose body the server gave: the
+        #: proof that it can give this folder's messages (``_proven``).
+        self._given_uid: int | None = None
+        #: Messages that failed on their own since a body was last given.
+        self._lone_failures = 0
 
     def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return translate_errors(self.account, doing, self.deadline)
@@ -276,6 +277,8 @@ class MailServer:
         """Open ``folder`` read-only; returns its UIDVALIDITY."""
         with self._guard(f"opening folder {folder!r}"):
             answer = self.client.select_folder(folder, readonly=True)
+        if folder != self.selected:
+            self._given_uid = None
         self.selected = folder
         try:
             self.uidvalidity = int(answer[b"UIDVALIDITY"])
@@ -324,79 +327,117 @@ class MailServer:
         ------
         ImapConnectionError
             An outage, not a bad message: the failure carries a temporary
-            response code, FETCHes of different messages kept failing with
-            none given in between, or the server cannot be logged in to
-            again.  Nothing is given up: the next run fetches the batch again.
+            response code, or messages kept failing on their own and the
+            server could not give another message of the folder either
+            (``_proven``), or it cannot be logged in to again.  Nothing is
+            given up: the next run fetches the batch again.
         """
         fetched = Bodies()
-        self._failing = []  # a batch's bad message is no evidence against the next batch
+        self._lone_failures = 0
         if uids and self._fetch_failure(list(uids), fetched):
             self._narrow(list(uids), fetched)
-        fetched.others_given = self.gave_bodies
+        if fetched.unreadable and self._given_uid is None:
+            # So that a lone bad message in a folder with nothing else new
+            # counts its passes, and is given up after three (it was an
+            # error on every run for ever; a second review).
+            self._proven(exclude=set(fetched.unreadable))
+        fetched.others_given = self._given_uid is not None
         return fetched
 
     def _narrow(self, uids: list[int], fetched: Bodies) -> None:
         """Fetch ``uids``, which failed together, narrowing down to the messages
-        the server cannot give."""
+        the server cannot give: depth first, so that each bad message is found
+        between messages given (both halves first, then each narrowed, made
+        three bad messages in a batch of 8 three failures in a row, taken for
+        an outage on every run; a second review)."""
         if len(uids) == 1:
             # Once more on its own: one dropped connection is not a bad message.
             failure = self._fetch_failure(uids, fetched)
             if failure and self._still_there(uids[0]):  # RFC 2180 4.1.2: NO for an expunged one
+                self._failed_alone(failure, uids[0])
                 fetched.unreadable[uids[0]] = str(failure)
             return
         half = len(uids) // 2
-        # Both halves before either is narrowed: with one bad message one
-        # half is given, and that success tells it from an outage (_failed).
-        failed = [part for part in (uids[:half], uids[half:]) if self._fetch_failure(part, fetched)]
-        for part in failed:
-            self._narrow(part, fetched)
+        for part in (uids[:half], uids[half:]):
+            if self._fetch_failure(part, fetched):
+                self._narrow(part, fetched)
 
     def _fetch_failure(self, uids: list[int], fetched: Bodies) -> ImapError | None:
         """One body FETCH of ``uids``: None if given, else its failure, on a new
-        login; raises the failure of an outage (see ``_failed``)."""
+        login; raises the failure of an outage (a temporary response code)."""
         try:
-            self._fetch_bodies(uids, fetched)
+            given = self._fetch_bodies(uids, fetched)
         except _ENDS_THE_PASS:
             raise
         except (ImapConnectionError, ImapStateError) as exc:
-            self._failed(uids, exc)
+            said = str(exc)
+            if _TEMPORARY_CODES.search(said):  # RFC 5530: the server says it is for now
+                raise ImapConnectionError(f"{said} (the server cannot give messages for now; nothing "
+                                          f"is passed by, the next run fetches them again)") from exc
             self._reconnect_after(exc)
             return exc
-        self.gave_bodies = True
-        self._failing.clear()
+        if given is not None:
+            self._given_uid = given
+            self._lone_failures = 0
         return None
 
-    def _failed(self, uids: list[int], failure: ImapError) -> None:
-        """Raises ``ImapConnectionError`` if the failure of a FETCH of ``uids``
-        is an outage's: the server failed every body FETCH for a while yet
-        took each new login, and every message of the batch was narrowed
-        down to, passed by and lost for good, after 3 logins a message (a
-        helper's review).  A failure whose set of messages holds another's
-        since the last FETCH given is no new evidence (one bad message fails
-        every set around it); three sets apart from each other are three bad
-        messages at once, or far likelier an outage."""
-        said = str(failure)
-        if _TEMPORARY_CODES.search(said):  # RFC 5530: the server says it is for now
-            raise ImapConnectionError(f"{said} (the server cannot give messages for now; nothing is "
-                                      f"passed by, the next run fetches them again)") from failure
-        failing = frozenset(uids)
-        self._failing = [earlier for earlier in self._failing if not earlier >= failing] + [failing]
-        if len(self._failing) >= _OUTAGE_FAILURES:
-            raise ImapConnectionError(f"{said} (FETCHes of {len(self._failing)} sets of different "
-                                      f"messages failed, none given in between: an outage, not "
-                                      f"messages the server cannot give; nothing is passed by, the "
-                                      f"next run fetches them again)") from failure
+    def _failed_alone(self, failure: ImapError, uid: int) -> None:
+        """A message failed on its own: after three in a row, with no body given
+        between them, the server must show that it gives another message of
+        the folder, or it is an outage (raised: nothing given up).  The server
+        that failed every body FETCH for a while, yet took each new login, had
+        every message narrowed down to and passed by, after 3 logins a
+        message (a helper's review)."""
+        self._lone_failures += 1
+        if self._lone_failures < _OUTAGE_FAILURES:
+            return
+        if not self._proven(exclude={uid}):
+            raise ImapConnectionError(
+                f"{failure} (messages failed one after another and the server gave no other message "
+                f"of folder {self.selected!r} either: an outage, not messages it cannot give; nothing "
+                f"is passed by, the next run fetches them again)") from failure
+        self._lone_failures = 0
 
-    def _fetch_bodies(self, uids: list[int], fetched: Bodies) -> None:
+    def _proven(self, exclude: set[int]) -> bool:
+        """Whether the server gives a message of the selected folder now: the
+        last one it gave, else one of the folder's first three (another of a
+        folder with nothing new, already learned), its first 2 KB read (a
+        body read, as the FETCHes that failed were, not headers from an
+        index)."""
+        if self._given_uid is not None:
+            candidates = [self._given_uid]
+        else:
+            with self._guard(f"searching folder {self.selected!r}"):
+                candidates = [u for u in sorted(self.client.search([b"ALL"])) if u not in exclude][:3]
+        for uid in candidates:
+            try:
+                with self._guard(f"reading a message of folder {self.selected!r}"):
+                    answer = self.client.fetch([uid], [b"BODY.PEEK[]<0.2048>"])
+            except _ENDS_THE_PASS:
+                raise
+            except (ImapConnectionError, ImapStateError) as exc:
+                self._reconnect_after(exc)
+                continue
+            if any(key.startswith(b"BODY[") and isinstance(value, bytes)
+                   for data in answer.values() for key, value in data.items()):
+                self._given_uid = uid
+                return True
+        return False
+
+    def _fetch_bodies(self, uids: list[int], fetched: Bodies) -> int | None:
+        """Bodies of ``uids`` into ``fetched``; a UID whose body was given, if one was."""
         with self._guard(f"fetching messages from folder {self.selected!r}"):
             answer = self.client.fetch(uids, [b"FLAGS", b"BODY.PEEK[]"])
+        given = None
         for uid, data in answer.items():
             if not isinstance(data.get(b"BODY[]"), bytes):  # an unsolicited FETCH (flags)
                 continue
+            given = uid
             if _DELETED in data.get(b"FLAGS", ()):
                 fetched.deleted.add(uid)
             else:
                 fetched.raw[uid] = data[b"BODY[]"]
+        return given
 
     def _still_there(self, uid: int) -> bool:
         with self._guard(f"searching folder {self.selected!r}"):
@@ -447,8 +488,8 @@ _TEMPORARY_CODES = re.compile(rf"\[({'|'.join(_TEMPORARY)})\]", re.I)
 #: A login's SERVERBUG is no wrong password either; a FETCH's is Dovecot's
 #: answer (imap_fetch_failure = no-after) for one message file it cannot open.
 _TEMPORARY_LOGIN_CODES = re.compile(rf"\[({'|'.join((*_TEMPORARY, 'SERVERBUG'))})\]", re.I)
-#: Body FETCHes of sets of messages apart from each other that may fail, none
-#: given in between, before it is an outage (``MailServer._failed``).
+#: Messages that may fail on their own one after another, no body given in
+#: between, before the server must prove it gives others (``_failed_alone``).
 _OUTAGE_FAILURES = 3
 
 
