@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from relays import FailingFetches, LogoutSwallowingProxy, TricklingProxy
 from typer.testing import CliRunner
 
 from spamlearn.cli import app
@@ -682,121 +683,6 @@ def test_a_trainer_asked_to_stop_before_its_pass_does_not_connect(tmp_path):
     assert connections == [] and (report.error, report.exit_code) == (None, 0)
 
 
-class TricklingProxy:
-    """A relay to the real Dovecot that passes the server's answers on at a
-    trickle (``chunk`` bytes every ``pause`` s) after the first ``fast_bytes``:
-    an overloaded server or a middlebox, which never trips ``timeout``."""
-
-    def __init__(self, target_port: int, fast_bytes: int = 6000, chunk: int = 16, pause: float = 0.05):
-        self.target_port, self.fast_bytes, self.chunk, self.pause = target_port, fast_bytes, chunk, pause
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = [self.listener]
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-
-    def __enter__(self) -> TricklingProxy:
-        self.threads[0].start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        for thread in self.threads:
-            thread.join(timeout=5)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self.sockets += [client, upstream]
-            for args in ((client, upstream, False), (upstream, client, True)):
-                thread = threading.Thread(target=self._pump, args=args, daemon=True)
-                self.threads.append(thread)
-                thread.start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, trickle: bool) -> None:
-        sent = 0
-        try:
-            while data := source.recv(65536):
-                while data:
-                    size = self.chunk if trickle and sent >= self.fast_bytes else len(data)
-                    sink.sendall(data[:size])
-                    sent, data = sent + size, data[size:]
-                    if trickle and sent > self.fast_bytes:
-                        time.sleep(self.pause)
-        except OSError:
-            pass
-
-
-class FailingFetches:
-    """A relay to the real Dovecot that answers the next ``times`` body
-    FETCHes (``BODY.PEEK[]``) itself: with ``answer`` (``{tag}`` filled in;
-    a ``* BYE`` then hangs up, as a server does), or by hanging up at once
-    (``answer=None``): a server whose message store fails while it still
-    takes logins, or a connection that drops.  Connections after the first
-    ``served`` are hung up on at once."""
-
-    def __init__(self, target_port: int, answer: bytes | None, times: int = 1_000_000,
-                 served: int = 1_000_000):
-        self.target_port, self.answer, self.times, self.served = target_port, answer, times, served
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
-        self.sockets: list[socket.socket] = [self.listener]
-
-    def __enter__(self) -> FailingFetches:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            if self.connections > self.served:
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
-            threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
-
-    @staticmethod
-    def _down(upstream: socket.socket, client: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := upstream.recv(65536):
-                client.sendall(data)
-
-    def _up(self, client: socket.socket, upstream: socket.socket) -> None:
-        with contextlib.suppress(OSError), client.makefile("rb") as lines:
-            for line in lines:
-                if b"BODY.PEEK[]" not in line.upper() or self.times <= 0:
-                    upstream.sendall(line)
-                    continue
-                self.times -= 1
-                if self.answer is not None:
-                    client.sendall(self.answer.replace(b"{tag}", line.split()[0]))
-                    if not self.answer.startswith(b"* BYE"):
-                        continue
-                break
-        for sock in (client, upstream):     # hang up, on both sides
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
 @pytest.mark.parametrize("answer,at_most", [
     (b"{tag} NO [UNAVAILABLE] Temporary failure: storage backend not responding\r\n", 1),
     (b"* BYE [UNAVAILABLE] Storage backend down\r\n", 1),
@@ -911,52 +797,6 @@ def test_one_sigterm_ends_a_slow_fetch_and_keeps_what_was_learned(server, tmp_pa
     code, data, _ = train_cli(write_config(tmp_path, server, [{"username": "alice"}]))
     assert code == 0 and account_of(data, "alice")["learned_spam"] == 30 - n_spam
     assert model_counts(config) == (30, 0)
-
-
-class LogoutSwallowingProxy:
-    """A relay to the real Dovecot that passes everything on but LOGOUT,
-    which it never forwards nor answers (``logout_seen`` is set then)."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.logout_seen = threading.Event()
-        self.sockets: list[socket.socket] = [self.listener]
-
-    def __enter__(self) -> LogoutSwallowingProxy:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
-            threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
-
-    def _down(self, upstream: socket.socket, client: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := upstream.recv(65536):
-                client.sendall(data)
-
-    def _up(self, client: socket.socket, upstream: socket.socket) -> None:
-        with contextlib.suppress(OSError), client.makefile("rb") as lines:
-            for line in lines:
-                if line.split()[1:2] == [b"LOGOUT"]:
-                    self.logout_seen.set()
-                    continue
-                upstream.sendall(line)
 
 
 def test_one_sigterm_ends_a_logout_the_server_never_answers(server, tmp_path):
