@@ -236,8 +236,12 @@ class MailServer:
         #: A message of the selected folder whose body the server gave: the
         #: proof that it can give this folder's messages (``_proven``).
         self._given_uid: int | None = None
-        #: Messages that failed on their own since a body was last given.
+        #: Messages of the selected folder that failed on their own since a
+        #: body was last given.
         self._lone_failures = 0
+        #: The selected folder's messages known to fail (the trainer's
+        #: state): never taken as the proof that the folder can be read.
+        self.known_unreadable: set[int] = set()
 
     def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return translate_errors(self.account, doing, self.deadline)
@@ -278,7 +282,7 @@ class MailServer:
         with self._guard(f"opening folder {folder!r}"):
             answer = self.client.select_folder(folder, readonly=True)
         if folder != self.selected:
-            self._given_uid = None
+            self._given_uid, self._lone_failures, self.known_unreadable = None, 0, set()
         self.selected = folder
         try:
             self.uidvalidity = int(answer[b"UIDVALIDITY"])
@@ -333,15 +337,15 @@ class MailServer:
             given up: the next run fetches the batch again.
         """
         fetched = Bodies()
-        self._lone_failures = 0
         if uids and self._fetch_failure(list(uids), fetched):
             self._narrow(list(uids), fetched)
-        if fetched.unreadable and self._given_uid is None:
-            # So that a lone bad message in a folder with nothing else new
-            # counts its passes, and is given up after three (it was an
-            # error on every run for ever; a second review).
-            self._proven(exclude=set(fetched.unreadable))
-        fetched.others_given = self._given_uid is not None
+        if fetched.unreadable:
+            # Counted towards giving them up only if the server gives another
+            # message of the folder now, after they failed: a body given
+            # before an outage began counted (good messages given up, a
+            # third review), and a folder with nothing else new never
+            # counted (an error on every run for ever; a second review).
+            fetched.others_given = self._proven(fetched)
         return fetched
 
     def _narrow(self, uids: list[int], fetched: Bodies) -> None:
@@ -354,8 +358,8 @@ class MailServer:
             # Once more on its own: one dropped connection is not a bad message.
             failure = self._fetch_failure(uids, fetched)
             if failure and self._still_there(uids[0]):  # RFC 2180 4.1.2: NO for an expunged one
-                self._failed_alone(failure, uids[0])
                 fetched.unreadable[uids[0]] = str(failure)
+                self._failed_alone(failure, fetched)
             return
         half = len(uids) // 2
         for part in (uids[:half], uids[half:]):
@@ -381,47 +385,53 @@ class MailServer:
             self._lone_failures = 0
         return None
 
-    def _failed_alone(self, failure: ImapError, uid: int) -> None:
-        """A message failed on its own: after three in a row, with no body given
-        between them, the server must show that it gives another message of
-        the folder, or it is an outage (raised: nothing given up).  The server
-        that failed every body FETCH for a while, yet took each new login, had
-        every message narrowed down to and passed by, after 3 logins a
-        message (a helper's review)."""
+    def _failed_alone(self, failure: ImapError, fetched: Bodies) -> None:
+        """A message failed on its own: after three in a row (batches of this
+        folder included: with batches of two the count never reached three,
+        and an outage cost 4 logins a message; a third review), with no body
+        given between them, the server must show that it gives another
+        message of the folder, or it is an outage (raised: nothing given up).
+        The server that failed every body FETCH for a while, yet took each
+        new login, had every message narrowed down to and passed by, after 3
+        logins a message (a helper's review)."""
         self._lone_failures += 1
         if self._lone_failures < _OUTAGE_FAILURES:
             return
-        if not self._proven(exclude={uid}):
+        if not self._proven(fetched):
             raise ImapConnectionError(
                 f"{failure} (messages failed one after another and the server gave no other message "
                 f"of folder {self.selected!r} either: an outage, not messages it cannot give; nothing "
                 f"is passed by, the next run fetches them again)") from failure
         self._lone_failures = 0
 
-    def _proven(self, exclude: set[int]) -> bool:
-        """Whether the server gives a message of the selected folder now: the
-        last one it gave, else one of the folder's first three (another of a
-        folder with nothing new, already learned), its first 2 KB read (a
-        body read, as the FETCHes that failed were, not headers from an
-        index)."""
-        if self._given_uid is not None:
+    def _proven(self, fetched: Bodies) -> bool:
+        """Whether the server gives a whole message of the selected folder now,
+        one not known to fail: the last one it gave, else up to three of the
+        folder's first (another of a folder with nothing new, learned before).
+        A whole body, as the FETCHes that failed read: the first 2 KB were
+        given by a store whose attachments were gone (a third review); and
+        none of those that just failed (four bad messages first in a folder
+        were tried as proof, and the account was stopped on every run)."""
+        bad = set(fetched.unreadable) | self.known_unreadable
+        if self._given_uid is not None and self._given_uid not in bad:
             candidates = [self._given_uid]
         else:
             with self._guard(f"searching folder {self.selected!r}"):
-                candidates = [u for u in sorted(self.client.search([b"ALL"])) if u not in exclude][:3]
+                candidates = [u for u in sorted(self.client.search([b"ALL"])) if u not in bad][:3]
         for uid in candidates:
             try:
                 with self._guard(f"reading a message of folder {self.selected!r}"):
-                    answer = self.client.fetch([uid], [b"BODY.PEEK[]<0.2048>"])
+                    answer = self.client.fetch([uid], [b"BODY.PEEK[]"])
             except _ENDS_THE_PASS:
                 raise
             except (ImapConnectionError, ImapStateError) as exc:
                 self._reconnect_after(exc)
                 continue
-            if any(key.startswith(b"BODY[") and isinstance(value, bytes)
-                   for data in answer.values() for key, value in data.items()):
+            if any(isinstance(data.get(b"BODY[]"), bytes) for data in answer.values()):
                 self._given_uid = uid
+                self._lone_failures = 0
                 return True
+        self._given_uid = None
         return False
 
     def _fetch_bodies(self, uids: list[int], fetched: Bodies) -> int | None:

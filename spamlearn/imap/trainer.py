@@ -600,6 +600,7 @@ class Trainer:
             # (a sieve verdict, stamped later) is not undone by this older
             # reading (a helper's review).
             seen_at = self.clock()
+            server.known_unreadable = set(state.unreadable)     # never the proof the folder reads
             fetched = server.bodies([m.uid for m in batch if not m.deleted])
             t1 = time.perf_counter()
             counts = FolderReport(folder, label.value)

@@ -89,17 +89,22 @@ class FailingFetches(Relay):
     ``answer`` (``{tag}`` filled in; a ``* BYE`` then hangs up, as a server
     does), or by hanging up at once (``answer=None``): a server whose
     message store fails while it still takes logins, or a connection that
-    drops."""
+    drops.  The first ``after`` body FETCHes are passed on (an outage that
+    begins part-way)."""
 
     def __init__(self, target_port: int, answer: bytes | None, times: int = 1_000_000,
-                 served: int = 1_000_000):
+                 served: int = 1_000_000, after: int = 0):
         super().__init__(target_port, served)
-        self.answer, self.times = answer, times
+        self.answer, self.times, self.after = answer, times, after
 
     def _up(self, client: socket.socket, upstream: socket.socket) -> None:
         with contextlib.suppress(OSError), client.makefile("rb") as lines:
             for line in lines:
                 if b"BODY.PEEK[]" not in line.upper() or self.times <= 0:
+                    upstream.sendall(line)
+                    continue
+                if self.after > 0:
+                    self.after -= 1
                     upstream.sendall(line)
                     continue
                 self.times -= 1

@@ -713,6 +713,25 @@ def test_a_server_that_fails_every_fetch_for_a_while_is_an_outage_and_nothing_is
     assert model_counts(config) == (20, 3)
 
 
+def test_an_outage_that_begins_after_a_message_was_given_gives_nothing_up(server, tmp_path):
+    """Bodies given before the outage began counted each failed pass towards
+    giving the messages up, and with batches of two the failures never
+    reached three in a row: after three runs, 14 good messages of 20 were
+    passed by for good (a third review)."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(12)])
+    for _ in range(4):
+        with FailingFetches(server.port, b"* BYE Internal error occurred.\r\n", after=1) as proxy:
+            config = write_config(tmp_path, server, [{"username": "alice", "port": proxy.port,
+                                                      "retries": 0, "batch_size": 2}])
+            code, data, _ = train_cli(config)
+        assert code == 69 and "nothing is passed by" in account_of(data, "alice")["error"]
+        assert proxy.connections <= 20
+    # watched for the next pass, but no pass counted towards giving them up
+    assert set(folder_state(config, "Junk").unreadable.values()) <= {0}
+    code, data, _ = train_cli(write_config(tmp_path, server, [{"username": "alice"}]))
+    assert code == 0 and model_counts(config) == (12, 0)
+
+
 def test_a_fetch_refused_and_no_new_login_is_an_outage_not_an_unexpected_answer(server, tmp_path):
     """A NO without a code, then the server hangs up on the new login: an
     outage of the account (69, retried), not the folder's unexpected answer

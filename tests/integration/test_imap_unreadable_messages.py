@@ -161,7 +161,7 @@ def test_an_unreadable_message_expunged_is_dropped_from_the_state(server, tmp_pa
     assert folder_state(config, "Junk").unreadable == {} and model_counts(config) == (2, 2)
 
 
-@pytest.mark.parametrize("positions", [(1, 6), (0, 2, 4), (0, 3, 6), (0, 1, 2)])
+@pytest.mark.parametrize("positions", [(1, 6), (0, 2, 4), (0, 3, 6), (0, 1, 2), (0, 1, 2, 3)])
 def test_bad_messages_in_one_batch_are_each_an_error_not_an_outage(server, tmp_path, positions):
     """Two, or three apart or side by side, in a batch of 8: each its own
     error, the rest learned (three in a batch were three failures in a row,
