@@ -242,6 +242,8 @@ class MailServer:
         #: The selected folder's messages known to fail (the trainer's
         #: state): never taken as the proof that the folder can be read.
         self.known_unreadable: set[int] = set()
+        #: Folders of this pass whose messages the server gave none of.
+        self._unreadable_folders = 0
 
     def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return translate_errors(self.account, doing, self.deadline)
@@ -397,12 +399,22 @@ class MailServer:
         self._lone_failures += 1
         if self._lone_failures < _OUTAGE_FAILURES:
             return
-        if not self._proven(fetched):
-            raise ImapConnectionError(
-                f"{failure} (messages failed one after another and the server gave no other message "
-                f"of folder {self.selected!r} either: an outage, not messages it cannot give; nothing "
-                f"is passed by, the next run fetches them again)") from failure
-        self._lone_failures = 0
+        if self._proven(fetched):
+            self._lone_failures = 0
+            return
+        said = (f"{failure} (messages failed one after another and the server gave no other message "
+                f"of folder {self.selected!r} either")
+        self._unreadable_folders += 1
+        if self._unreadable_folders > 1:
+            raise ImapConnectionError(f"{said}, nor of the folder before it: an outage, not messages "
+                                      f"it cannot give; nothing is passed by, the next run fetches "
+                                      f"them again)") from failure
+        # One folder the server cannot read (a restore with the wrong owner,
+        # its store gone): that folder's error, the others trained (as an
+        # outage it stopped them all on every run; a third review).  A
+        # second such folder in the pass is an outage.
+        raise ImapStateError(f"{said}: nothing is passed by, the next run fetches them again)") \
+            from failure
 
     def _proven(self, fetched: Bodies) -> bool:
         """Whether the server gives a whole message of the selected folder now,
