@@ -17,9 +17,10 @@ Folders are opened with EXAMINE (read-only) and bodies fetched with
 
 A body FETCH the server fails while it still takes a new login is
 narrowed down to the messages it cannot give (``MailServer.bodies``), unless
-the failure is an outage's (a temporary response code, or FETCHes of
-different messages failing with none given in between): that is an
-``ImapConnectionError``, and nothing is passed by.
+the failure is an outage's (a temporary response code, or messages failing
+on their own while no other message of the folder can be read either, in a
+second folder of the pass): that is an ``ImapConnectionError``, and nothing
+is passed by.  The first such folder is an ``ImapStateError`` of its own.
 """
 
 from __future__ import annotations
@@ -335,8 +336,11 @@ class MailServer:
             An outage, not a bad message: the failure carries a temporary
             response code, or messages kept failing on their own and the
             server could not give another message of the folder either
-            (``_proven``), or it cannot be logged in to again.  Nothing is
-            given up: the next run fetches the batch again.
+            (``_proven``) for the second folder of the pass, or it cannot be
+            logged in to again.  Nothing is given up: the next run fetches
+            the batch again.
+        ImapStateError
+            The first folder of the pass the server gives no message of.
         """
         fetched = Bodies()
         if uids and self._fetch_failure(list(uids), fetched):
