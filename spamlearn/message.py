@@ -253,9 +253,23 @@ def message_bytes(raw: object, *, allow_empty: bool = False) -> bytes:
         raise MessageError(f"a message must be bytes or str, not {type(raw).__name__}")
     # isspace, not strip: strip copied a 50 MB message that ended in a
     # space or newline, doubling the memory a huge message costs.
-    if not allow_empty and (not raw or raw.isspace()):
+    if not allow_empty and (not raw or raw.isspace() or _only_an_envelope_line(raw)):
         raise MessageError("empty message")
     return raw
+
+
+def _only_an_envelope_line(raw: bytes) -> bool:
+    """An mbox envelope line (``From sender date``) and nothing but white
+    space after it: empty, as ``learn FILE`` reads such a file (on stdin or
+    over HTTP it was learned, every one as the one empty message; a
+    review)."""
+    if not raw.startswith(b"From "):
+        return False
+    newline = raw.find(b"\n")
+    return newline < 0 or _WHITE_SPACE_TO_THE_END_RE.match(raw, newline + 1) is not None
+
+
+_WHITE_SPACE_TO_THE_END_RE = re.compile(rb"\s*\Z")
 
 
 def message_digest(raw: bytes) -> str:

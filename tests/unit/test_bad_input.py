@@ -78,11 +78,16 @@ def test_odd_messages_can_be_learned_and_forgotten(name, tmp_path):
     assert "forgot 1" in forgotten.stdout.decode()
 
 
-def test_empty_input_is_a_clear_error():
-    result = spamlearn("score", "-", input=b"")
+@pytest.mark.parametrize("command", [("score", "-"), ("learn", "--spam", "-")])
+@pytest.mark.parametrize("stdin", [b"", b"From e@x Mon Jan  1 00:00:00 2024\n"])
+def test_empty_input_is_a_clear_error(tmp_path, command, stdin):
+    """An envelope line alone too: `learn FILE` refused it, `learn -` learned it."""
+    model = ("--model", tmp_path / "m.joblib") if command[0] == "learn" else ()   # score: the default
+    result = spamlearn(*model, *command, input=stdin)
     assert result.returncode == ExitCode.DATAERR
     assert "empty message" in result.stderr.decode()
     assert_clean_stderr(result)
+    assert not (tmp_path / "m.joblib").exists()
 
 
 def test_fifty_megabyte_message_costs_no_more_than_the_scan_limit():

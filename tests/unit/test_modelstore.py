@@ -635,6 +635,7 @@ def test_every_form_of_a_message_classifier_takes_the_store_takes(store, sample_
     ("Subject: a\n\n\ud800", "lone surrogate"),
     (b"", "empty message"),
     (b" \r\n", "empty message"),
+    (b"From bounce@example.net Mon Jan  1 00:00:00 2024\n\n", "empty message"),   # an envelope line only
 ])
 def test_what_is_not_a_message_is_a_message_error_for_learn_and_forget(store, sample_spam, raw, message):
     """Not an AttributeError or a UnicodeEncodeError from inside the store,
