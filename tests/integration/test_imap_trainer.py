@@ -630,19 +630,13 @@ def test_one_sigterm_ends_the_wait_between_reconnects(server, tmp_path):
     assert "retry 1 of 5" in err and "Traceback" not in err
 
 
-def test_one_sigterm_ends_a_stalled_exchange_with_the_server(tmp_path):
+def test_one_sigterm_ends_a_stalled_exchange_with_the_server(server, tmp_path):
     """A server that accepts and never answers: the connect waited out its
     ``timeout`` (60 s by default, systemd's TimeoutStopSec) before the one
     SIGTERM systemd sends was acted on (a helper's review)."""
     with scripted_server(b"") as (port, connections):
-        secret = tmp_path / "alice.secret"
-        secret.write_text("x\n")
-        secret.chmod(0o600)
-        config = tmp_path / "spamlearn.toml"
-        config.write_text(f'[model]\npath = "{tmp_path / "model.joblib"}"\n[[accounts]]\nname = "alice"\n'
-                          f'host = "127.0.0.1"\nport = {port}\nsecurity = "plain"\nusername = "alice"\n'
-                          f'password_file = "{secret}"\nspam_folders = ["Junk"]\nham_folders = ["INBOX"]\n'
-                          f'timeout = 30\nretries = 0\n')
+        config = write_config(tmp_path, server, [{"username": "alice", "port": port, "retries": 0,
+                                                  "timeout": 30}])
         proc = subprocess.Popen([sys.executable, "-m", "spamlearn", "--config", str(config), "train"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -662,19 +656,13 @@ def test_one_sigterm_ends_a_stalled_exchange_with_the_server(tmp_path):
     assert "spamlearn: error" not in err, "a stop is not the account's failure"
 
 
-def test_a_trainer_asked_to_stop_before_its_pass_does_not_connect(tmp_path):
+def test_a_trainer_asked_to_stop_before_its_pass_does_not_connect(server, tmp_path):
     """A SIGTERM while the pass read the model's header or the password
     file came before the pass could be cut off: the connect then waited out
     `timeout` (a helper's review).  A stop is no failure of the account."""
     with scripted_server(b"") as (port, connections):
-        secret = tmp_path / "alice.secret"
-        secret.write_text("x\n")
-        secret.chmod(0o600)
-        config = tmp_path / "spamlearn.toml"
-        config.write_text(f'[model]\npath = "{tmp_path / "model.joblib"}"\n[[accounts]]\nname = "alice"\n'
-                          f'host = "127.0.0.1"\nport = {port}\nsecurity = "plain"\nusername = "alice"\n'
-                          f'password_file = "{secret}"\nspam_folders = ["Junk"]\nham_folders = ["INBOX"]\n'
-                          f'timeout = 30\nretries = 0\n')
+        config = write_config(tmp_path, server, [{"username": "alice", "port": port, "retries": 0,
+                                                  "timeout": 30}])
         settings = load_settings(config)
         (account,) = load_accounts(settings)
         started = time.monotonic()
