@@ -467,17 +467,24 @@ def test_the_copies_one_delivery_gave_several_users_count_once(store, sample_spa
     assert store.check() == []
 
 
+def learned_by_an_older_version(store, monkeypatch, digest_of, ham, raw):
+    """``ham``, then ``raw`` as spam, learned by a version that keyed messages
+    on ``digest_of``; the outcome of the second."""
+    import spamlearn.modelstore as modelstore
+
+    with monkeypatch.context() as old_version:
+        old_version.setattr(modelstore, "message_digest", digest_of)
+        store.learn(ham, "ham")
+        return store.learn(raw, "spam")
+
+
 def test_a_message_a_0_2_ledger_learned_is_not_counted_again(store, monkeypatch, sample_spam,
                                                                    sample_ham):
-    import spamlearn.modelstore as modelstore
     from spamlearn.message import legacy_message_digest
 
     copy = _delivered_to(b"alice@example.org", sample_spam)
     assert legacy_message_digest(copy) != message_digest(copy)
-    with monkeypatch.context() as old_version:
-        old_version.setattr(modelstore, "message_digest", legacy_message_digest)
-        store.learn(sample_ham, "ham")
-        old = store.learn(copy, "spam")
+    old = learned_by_an_older_version(store, monkeypatch, legacy_message_digest, sample_ham, copy)
     assert old.digest == legacy_message_digest(copy)
     # The same copy again: the row of then is found, and moves to today's
     # digest, where the other users' copies of the delivery will find it.
@@ -500,14 +507,10 @@ def test_a_0_2_row_of_a_copy_joins_the_row_another_copy_made_since(store, monkey
     after the upgrade.  Alice's move out of Junk reaches her row of then, and
     the two rows become the message's one (a helper's review: bob's row was
     relabelled, alice's left spam: one message counted as both)."""
-    import spamlearn.modelstore as modelstore
     from spamlearn.message import legacy_message_digest
 
     alices, bobs = (_delivered_to(user, sample_spam) for user in (b"alice@example.org", b"bob@example.org"))
-    with monkeypatch.context() as old_version:
-        old_version.setattr(modelstore, "message_digest", legacy_message_digest)
-        store.learn(sample_ham, "ham")
-        store.learn(alices, "spam")
+    learned_by_an_older_version(store, monkeypatch, legacy_message_digest, sample_ham, alices)
     assert store.learn(bobs, "spam").action == Action.LEARNED       # not known under today's digest yet
     assert store.load().n_spam == 2
     relabel = store.learn(alices, "ham")
@@ -518,14 +521,10 @@ def test_a_0_2_row_of_a_copy_joins_the_row_another_copy_made_since(store, monkey
 
 
 def test_forgetting_a_0_2_row_stops_a_verdict_queued_before_it(store, monkeypatch, sample_spam, sample_ham):
-    import spamlearn.modelstore as modelstore
     from spamlearn.message import legacy_message_digest
 
     alices = _delivered_to(b"alice@example.org", sample_spam)
-    with monkeypatch.context() as old_version:
-        old_version.setattr(modelstore, "message_digest", legacy_message_digest)
-        store.learn(sample_ham, "ham")
-        old = store.learn(alices, "spam")
+    old = learned_by_an_older_version(store, monkeypatch, legacy_message_digest, sample_ham, alices)
     queued_at = time.time() - 60
     assert store.forget(old.digest).action == Action.FORGOTTEN          # by the digest 0.2 gave
     with store.session(source="sieve") as session:
@@ -539,18 +538,15 @@ def test_an_mbox_entry_learned_under_its_quoted_digest_of_before_is_not_counted_
     keyed with their quoting until 2026-11-29, and the same file learned by
     its path (an mbox, unquoted) was another message; the row of then is
     found, and both ways are one message now (a helper's review)."""
-    import spamlearn.modelstore as modelstore
     from spamlearn.mailsource import messages_in_file
     from spamlearn.message import quoted_envelope_digest
 
     entry = (b"From bounce@example.net Sat Nov 28 10:00:00 2026\nDelivered-To: alice@example.org\n"
              b"From: a@example.org\nSubject: an offer\nMessage-ID: <2@example.org>\n\n"
              b"Dear friend,\n>From the desk of the director: cheap pills\n")
-    with monkeypatch.context() as old_version:
-        old_version.setattr(modelstore, "message_digest",
-                            lambda raw: quoted_envelope_digest(raw) or message_digest(raw))
-        store.learn(sample_ham, "ham")
-        old = store.learn(entry, "spam")
+    old = learned_by_an_older_version(store, monkeypatch,
+                                      lambda raw: quoted_envelope_digest(raw) or message_digest(raw),
+                                      sample_ham, entry)
     assert old.digest == quoted_envelope_digest(entry) != message_digest(entry)
     (from_file,) = messages_in_file("offer.mbox", entry)
     moved = store.learn(from_file.raw, "ham")                 # `learn --ham offer.mbox`
@@ -567,7 +563,6 @@ def test_a_header_only_message_learned_under_its_digest_of_before_is_not_counted
     until 2026-11-29; its row of then is found (and moves to today's
     digest), from any form of it (a second review: learned yesterday as
     "Subject: a" and today as "Subject: a\n", it was spam and ham at once)."""
-    import spamlearn.modelstore as modelstore
     from spamlearn.message import _NOT_THE_MESSAGE_RE, _digest, legacy_message_digest
 
     # Delivered-To: the digest of 0.2.0, which kept it, is not this one.
@@ -578,10 +573,7 @@ def test_a_header_only_message_learned_under_its_digest_of_before_is_not_counted
         return _digest(message_bytes(raw), _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=False)
 
     assert len({digest_then(then), message_digest(then), legacy_message_digest(then)}) == 3
-    with monkeypatch.context() as old_version:
-        old_version.setattr(modelstore, "message_digest", digest_then)
-        store.learn(sample_ham, "ham")
-        old = store.learn(then, "spam")
+    old = learned_by_an_older_version(store, monkeypatch, digest_then, sample_ham, then)
     assert old.digest == digest_then(then)
     moved = store.learn(now, "ham")
     assert (moved.action, moved.digest) == (Action.RELABELLED, message_digest(now))
