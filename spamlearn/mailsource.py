@@ -144,6 +144,13 @@ def _deepest_quote(raw: bytes) -> int:
 _QUOTED_FROM_RE = re.compile(rb"\n(>+)From ")
 
 
+def has_quoted_from_lines(raw: bytes, start: int = 0) -> bool:
+    """Whether a line of ``raw`` after ``start`` is a quoted ``From `` line:
+    only then is a message copied to be unquoted (``message_digest``: any
+    ``> reply`` line made the copy; a second review)."""
+    return _QUOTED_FROM_RE.search(raw, start) is not None
+
+
 def mbox_quoted(raw: bytes) -> bytes:
     """The inverse of ``mbox_unquoted``: the lines as an mbox file holds them."""
     if b"From " not in raw:

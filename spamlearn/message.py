@@ -21,7 +21,7 @@ import re
 import urllib.parse
 
 from .errors import READING_FAILURES, MessageError
-from .mailsource import mbox_unquoted
+from .mailsource import has_quoted_from_lines, mbox_unquoted
 
 __all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "legacy_message_digest",
            "bare_head_digests", "quoted_envelope_digest", "message_bytes", "decode_bytes"]
@@ -301,7 +301,7 @@ def quoted_envelope_digest(raw: bytes) -> str | None:
     learned by its path, read as an mbox and unquoted, and the same bytes on
     standard input or over HTTP were two messages, spam and ham at once.)"""
     raw = message_bytes(raw, allow_empty=True)
-    if not raw.startswith(b"From ") or not _QUOTED_FROM_LINE_RE.search(raw, raw.find(b"\n") + 1):
+    if not raw.startswith(b"From ") or not has_quoted_from_lines(raw, raw.find(b"\n") + 1):
         return None
     quoted = _digest(raw, _NOT_THE_MESSAGE_RE, bare_head_as_empty_body=True, unquote=False)
     return quoted if quoted != message_digest(raw) else None
@@ -328,9 +328,6 @@ def bare_head_digests(raw: bytes) -> tuple[str, ...]:
 
 
 _ONLY_NEWLINES_RE = re.compile(rb"(?:\r?\n)*\Z")
-#: A quoted ``From `` line: only then is an mbox entry copied to be unquoted
-#: (any ``> reply`` line made the copy; a second review).
-_QUOTED_FROM_LINE_RE = re.compile(rb"\n>+From ")
 
 
 def legacy_message_digest(raw: bytes) -> str:
@@ -338,14 +335,6 @@ def legacy_message_digest(raw: bytes) -> str:
     but only ``X-Spam-*`` headers left out (every delivery copy its own), and
     a message's trailing newlines counted where it has no blank line."""
     return _digest(message_bytes(raw, allow_empty=True), _VERDICT_HEADER_RE, bare_head_as_empty_body=False)
-
-
-def _has_blank_line(raw: bytes) -> bool:
-    """Whether ``raw``, line ends normalised, has a blank line after its
-    envelope line, as ``_digest`` finds it: without the normalised copy,
-    since each CRLF of a blank line is either side of a newline."""
-    start = raw.find(b"\n") + 1 if raw.startswith(b"From ") else 0
-    return raw.find(b"\n\n", start) >= 0 or raw.find(b"\n\r\n", start) >= 0
 
 
 def _digest(raw: bytes, skipped: re.Pattern[bytes], *, bare_head_as_empty_body: bool,
@@ -369,7 +358,7 @@ def _digest_normalised(data: bytes, skipped: re.Pattern[bytes], *, bare_head_as_
     if data.startswith(b"From "):
         newline = data.find(b"\n")
         start = newline + 1 if newline >= 0 else len(data)
-        if unquote and _QUOTED_FROM_LINE_RE.search(data, start):
+        if unquote and has_quoted_from_lines(data, start):
             # The message's own first line is no quoted line (nor is it in
             # an mbox file: mailsource unquotes each message after its
             # envelope line alike).
