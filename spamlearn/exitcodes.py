@@ -31,8 +31,9 @@ code   meaning
        stopped the others)
 70     EX_SOFTWARE: internal error (a bug)
 74     EX_IOERR: the model file or ledger is missing, corrupt or not
-       writable (``serve``: no usable model to start with); standard output
-       is closed or cannot be written (``filter``: nor standard input read)
+       writable (``serve``: no usable model to start with; ``sieve drain``:
+       nor its spool readable and writable); standard output is closed or
+       cannot be written (``filter``: nor standard input read)
 75     EX_TEMPFAIL: another spamlearn holds the model's lock (or another
        program the ledger's): retry later
 76     EX_PROTOCOL: the IMAP server answered unexpectedly (e.g. a missing

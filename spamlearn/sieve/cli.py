@@ -150,7 +150,7 @@ def drain(
 
     Each user's own model is trained if configured, else the shared one.  Exit 0 also when
     another drain is running (it takes the queue); 75 when a model's lock stays busy (the
-    messages stay queued for the next run); 74 when a model is unusable.
+    messages stay queued for the next run); 74 when a model or the spool is unusable.
     """
     if not math.isfinite(interval):     # click's FloatRange lets nan through
         raise fail(f"--interval must be a finite number of seconds, got {interval}", ExitCode.USAGE)
