@@ -22,6 +22,7 @@ from ..errors import StoreBusyError
 from ..metrics import Metrics, SnapshotFolder, merge_snapshots, render
 from ..modelstore import LearnOutcome, ModelStore
 from ..server_settings import ServerSettings
+from ..sources import http_source
 from .balance import LoadBoard
 from .scoring import ModelKind, ScoringModels
 
@@ -168,20 +169,16 @@ class Service:
         ``LedgerError``; nothing is saved then.
         """
         store = self._store(user, lock_deadline)
-        with store.session(source=self._source(user)) as session:
+        with store.session(source=http_source(user)) as session:
             outcome = session.learn(raw, label, verdict_at=verdict_at)
         return LearnReport(outcome, store.model_path, session.classifier.revision, user)
 
     def forget(self, raw_or_digest: bytes | str, user: str | None, *,
                lock_deadline: float | None = None) -> LearnReport:
         store = self._store(user, lock_deadline)
-        with store.session(source=self._source(user)) as session:
+        with store.session(source=http_source(user)) as session:
             outcome = session.forget(raw_or_digest)
         return LearnReport(outcome, store.model_path, session.classifier.revision, user)
-
-    @staticmethod
-    def _source(user: str | None) -> str:
-        return f"http:{user}" if user else "http"
 
     # -- metrics ------------------------------------------------------------------------
     def flush_metrics(self) -> None:

@@ -54,7 +54,7 @@ from ..errors import (
 )
 from ..exitcodes import ExitCode, exit_code_for
 from ..modelstore import Action, LearningSession, ModelStore
-from ..sieve.drain import SOURCE_PREFIX as SIEVE_SOURCE_PREFIX
+from ..sources import http_source, sieve_source
 from .config import Account, Mode, is_folder_pattern
 from .connection import MAX_BATCH_BYTES, FolderInfo, FolderStatus, MailServer, MessageMeta, connect
 from .deadline import PassDeadline
@@ -744,7 +744,7 @@ class Trainer:
         """Whether a ledger row's source is this account's own verdict: its
         folders here, or its moves through the sieve or the HTTP service."""
         return (source.startswith(self._source(account, ""))
-                or source in (f"{SIEVE_SOURCE_PREFIX}{account.username}", f"http:{account.username}"))
+                or source in (sieve_source(account.username), http_source(account.username)))
 
     def _model_ready(self, session: LearningSession) -> bool:
         """Train-on-error needs a model that can err; before that, learn everything."""

@@ -35,15 +35,12 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import MessageError, SpamlearnError
 from ..modelstore import Action, ModelStore
+from ..sources import sieve_source
 from .spool import Spool, SpoolEntry
 
-__all__ = ["DrainReport", "drain_spool", "SOURCE_PREFIX"]
+__all__ = ["DrainReport", "drain_spool"]
 
 log = logging.getLogger("spamlearn.sieve")
-
-#: Ledger source of sieve-learned messages: ``sieve:<user>``, so that
-#: ``spamlearn info`` shows who taught what.
-SOURCE_PREFIX = "sieve:"
 
 #: Messages learned per session before a commit and the deletion of their
 #: files: bounds both the memory used and what a crash makes us redo.
@@ -221,7 +218,7 @@ def _drain_batch(spool: Spool, settings: Settings, batch: Sequence[SpoolEntry],
             try:
                 # The time the pipe ran: an HTTP request for an older move,
                 # still waiting for the model, cannot land after this one.
-                outcome = session.learn(raw, entry.label, source=SOURCE_PREFIX + entry.user,
+                outcome = session.learn(raw, entry.label, source=sieve_source(entry.user),
                                         verdict_at=entry.given_at)
             except MessageError as exc:  # e.g. an empty file: nothing was learned from it
                 _set_aside(spool, entry.path, f"not a message: {exc}", report)

@@ -4,13 +4,19 @@ where several users share one model or the clock has been set back."""
 from __future__ import annotations
 
 import datetime
+import os
 import time
 
 import pytest
 from test_imap_trainer import account_of, make_message, model_counts, move, train_cli, upload, write_config
 
+from spamlearn.api.service import Service
+from spamlearn.classifier import Label
 from spamlearn.config import load_settings
 from spamlearn.imap import Trainer, load_accounts
+from spamlearn.server_settings import ServerSettings
+from spamlearn.sieve.drain import drain_spool
+from spamlearn.sieve.spool import Spool
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +98,40 @@ def test_a_correction_after_the_clock_was_set_back_is_learned(server, tmp_path, 
     report = Trainer(settings).train_account(account)
     assert (report.exit_code, report.total("relabelled")) == (0, 1)
     assert model_counts(config) == (1, 3)
+
+
+def _spam_through_the_service(settings, raw: bytes, user: str) -> None:
+    Service(settings, ServerSettings(workers=1)).learn(raw, Label.SPAM, user)
+
+
+def _spam_through_the_sieve(settings, raw: bytes, user: str, tmp_path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    (spool.new / f"{int(time.time())}.000000001.{os.getpid()},spam,{user}").write_bytes(raw)
+    assert drain_spool(spool, settings).learned == 1
+
+
+@pytest.mark.parametrize("through", ["service", "sieve"])
+@pytest.mark.parametrize("junked_by, rescued", [("alice", True), ("bob", False)])
+def test_a_spam_verdict_given_through_the_service_or_the_sieve_is_the_users_own(
+        server, tmp_path, through, junked_by, rescued):
+    """Alice reported a message as spam through the HTTP service or the
+    sieve, then moved it back to her INBOX: the trainer takes that for her
+    own rescue (learned as ham at once), and not when bob gave the verdict.
+    The writers' ledger sources and the trainer's reading of them must be
+    spelt alike (``spamlearn.sources``)."""
+    raw = make_message("spam", 1, "reported")
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)], when=LONG_AGO)
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(2, 4)])
+    upload(server, "alice", "INBOX", [raw])
+    config = write_config(tmp_path, server, [{"username": "alice", "ham_min_age_days": 3}])
+    settings = load_settings(config)
+    if through == "service":
+        _spam_through_the_service(settings, raw, junked_by)
+    else:
+        _spam_through_the_sieve(settings, raw, junked_by, tmp_path)
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0
+    assert (alice["relabelled"], alice["deferred"]) == ((1, 0) if rescued else (0, 1))
+    assert model_counts(config) == ((2, 3) if rescued else (3, 2))
