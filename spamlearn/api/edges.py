@@ -23,7 +23,7 @@ __all__ = ["check_token", "read_body", "refuse_repeated", "resolve_user", "Timin
 
 #: Endpoints counted by name in the metrics; everything else is "other",
 #: so a scanner probing random paths cannot blow up the label set.
-ENDPOINTS = frozenset({"/score", "/learn", "/forget", "/healthz", "/metrics"})
+ENDPOINTS = frozenset({"/score", "/filter", "/learn", "/forget", "/healthz", "/metrics"})
 
 
 

@@ -1,4 +1,4 @@
-"""The endpoints: /score, /learn, /forget, /healthz, /metrics."""
+"""The endpoints: /score, /filter, /learn, /forget, /healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from ..classifier import Label
+from ..classifier import Label, Verdict
 from ..errors import MessageError, SpamlearnError
+from ..headers import marked_pieces
 from .edges import check_token, read_body, refuse_repeated, resolve_user
 from .schemas import MESSAGE_BODY, Health, LearnResult, ScoreResult, error_responses
-from .scoring import ModelKind
+from .scoring import LoadedModel, ModelKind
 from .service import ClientGone, LearnReport, Service
 
 __all__ = ["router", "score_message", "ScoreFastPath"]
@@ -130,10 +131,29 @@ async def score_message(request: Request, service: Service) -> Response:
     """The work of ``POST /score``; raises ``HTTPException`` or ``SpamlearnError``."""
     if service.score_tokens:
         check_token(request, service.score_tokens)
-    query = request.query_params
     refuse_repeated(request, "explain", "user")
-    explain = _flag(query.get("explain"), "explain")
+    explain = _flag(request.query_params.get("explain"), "explain")
+    raw, verdict, model, user = await _score_body(request, service, explain)
+    classifier = model.classifier
+    spam_prob = round(verdict.spam_prob, 6)
+    payload = {
+        "verdict": verdict.label.value, "spam_prob": spam_prob, "score": spam_prob,
+        "ham_cutoff": classifier.ham_cutoff, "spam_cutoff": classifier.spam_cutoff,
+        "model": model.identity(), "user": user, "bytes": len(raw),
+        "truncated": len(raw) > classifier.scan_limit,
+    }
+    if explain:
+        payload["clues"] = [dataclasses.asdict(clue) for clue in verdict.clues]
+    return JSONResponse(payload)
+
+
+async def _score_body(request: Request, service: Service,
+                      explain: bool) -> tuple[bytes, Verdict, LoadedModel, str | None]:
+    """Read the body and score it with the user's model, once the caller has
+    checked the token: what /score and /filter share (the body, its verdict,
+    the model, the user)."""
     raw = await read_body(request, service.server.max_body_size)
+    query = request.query_params
     user = resolve_user(query.get("user"), request, service.server)
     model = await service.models.for_user(user)
     if explain and model.kind == ModelKind.USER:
@@ -153,16 +173,41 @@ async def score_message(request: Request, service: Service) -> Response:
         service.metrics.count_parse_failure()
         raise
     service.metrics.count_verdict(verdict.label.value)
-    spam_prob = round(verdict.spam_prob, 6)
-    payload = {
-        "verdict": verdict.label.value, "spam_prob": spam_prob, "score": spam_prob,
-        "ham_cutoff": classifier.ham_cutoff, "spam_cutoff": classifier.spam_cutoff,
-        "model": model.identity(), "user": user, "bytes": len(raw),
-        "truncated": len(raw) > classifier.scan_limit,
-    }
-    if explain:
-        payload["clues"] = [dataclasses.asdict(clue) for clue in verdict.clues]
-    return JSONResponse(payload)
+    return raw, verdict, model, user
+
+
+@router.post(
+    "/filter", tags=["scoring"],
+    openapi_extra={**MESSAGE_BODY, "parameters": [p for p in _SCORE_PARAMETERS["parameters"]
+                                                  if p["name"] != "explain"],
+                   "security": _SCORE_PARAMETERS["security"]},
+    response_class=Response,
+    responses={200: {"description": "The message as it came, its own `X-Spam-*` headers replaced "
+                                    "by spamlearn's (as `spamlearn filter` writes them); the "
+                                    "verdict also in the response headers `X-Spamlearn-Verdict` "
+                                    "and `X-Spamlearn-Spam-Prob`.",
+                     "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}}},
+               **error_responses(400, 401, 413, 415, 503)},
+    summary="The message back with X-Spam-* verdict headers (as spamd answers spamc)",
+)
+async def filter_message(request: Request) -> Response:
+    """Score the raw message in the body and answer with the message itself,
+    headers added: what `spamlearn filter` writes, for delivery-time filters
+    (`scripts/spamlearnc`, a Sieve `filter`, a Postfix `pipe`) that would
+    rather not start Python for every message.  The whole message comes
+    back, however long (scored as `/score` scores it).  Errors as `/score`;
+    a client passes the mail on unchanged when it gets one.
+    """
+    service = service_of(request)
+    if service.score_tokens:
+        check_token(request, service.score_tokens)
+    refuse_repeated(request, "user")
+    raw, verdict, _, _ = await _score_body(request, service, explain=False)
+    head, rest = marked_pieces(raw, verdict)
+    return Response(head + rest, media_type="message/rfc822", headers={
+        "X-Spamlearn-Verdict": verdict.label.value,
+        "X-Spamlearn-Spam-Prob": f"{verdict.spam_prob:.6f}",
+    })
 
 
 class ScoreFastPath:

@@ -812,11 +812,11 @@ def test_the_openapi_schema_documents_every_endpoint_with_examples(settings):
     with client_for(settings) as client:
         schema = client.get("/openapi.json").json()
     paths = schema["paths"]
-    assert set(paths) == {"/score", "/learn", "/forget", "/healthz", "/metrics"}
+    assert set(paths) == {"/score", "/filter", "/learn", "/forget", "/healthz", "/metrics"}
     for path, methods in paths.items():
         for operation in methods.values():
             assert operation.get("summary") and operation.get("description"), path
-    for path in ("/score", "/learn", "/forget"):
+    for path in ("/score", "/filter", "/learn", "/forget"):
         body = paths[path]["post"]["requestBody"]
         assert body["required"] is True
         assert set(body["content"]) == {"message/rfc822", "application/octet-stream"}
@@ -828,6 +828,8 @@ def test_the_openapi_schema_documents_every_endpoint_with_examples(settings):
                    for code, r in responses.items() if code.startswith(("4", "5")) and code != "422")
     documented = {p["name"] for p in paths["/score"]["post"]["parameters"]}
     assert documented == {"explain", "user", "X-Spamlearn-User"}
+    assert {p["name"] for p in paths["/filter"]["post"]["parameters"]} == {"user", "X-Spamlearn-User"}
+    assert "message/rfc822" in paths["/filter"]["post"]["responses"]["200"]["content"]
     assert {p["name"] for p in paths["/learn"]["post"]["parameters"]} == {"label", "user", "at"}
     assert schema["components"]["schemas"]["ScoreResult"]["examples"]
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -1,0 +1,152 @@
+"""``scripts/spamlearnc`` (sh + curl) against a real ``spamlearn serve``: spamc's job, failing open."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from serve_process import ServeProcess, free_port
+from test_serve import HAMMY, SPAMMY, write_deployment
+
+pytestmark = pytest.mark.integration
+
+CLIENT = Path(__file__).resolve().parents[2] / "scripts" / "spamlearnc"
+SCORE_TOKEN = "e2e-score-token-0123456789abcdef"
+FORGED = b"X-Spam-Flag: NO\nX-Spam-Status: No, score=-100\n" + SPAMMY[1]
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """The service on a trained shared model, with a score token, one worker."""
+    assert shutil.which("curl"), "curl is missing: apt-get install curl"
+    base = tmp_path_factory.mktemp("spamlearnc")
+    config, _, env = write_deployment(base, workers=1)
+    token_file = base / "score.token"
+    token_file.write_text(SCORE_TOKEN + "\n")
+    token_file.chmod(0o600)
+    with config.open("a") as fh:
+        fh.write('score_token_file = "score.token"\n')
+    server = ServeProcess(config, base / "serve.log", env).start()
+    try:
+        yield server, config, env, token_file
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+
+def spamlearnc(raw: bytes, env: dict[str, str], *args: str, url: str | None = None,
+               token_file: Path | None = None) -> subprocess.CompletedProcess:
+    environment = {**env, "SPAMLEARN_TIMEOUT": "20"}
+    if url:
+        environment["SPAMLEARN_URL"] = url
+    if token_file:
+        environment["SPAMLEARN_SCORE_TOKEN_FILE"] = str(token_file)
+    return subprocess.run(["sh", str(CLIENT), *args], input=raw, env=environment, capture_output=True,
+                          timeout=60)
+
+
+@contextlib.contextmanager
+def not_spamlearn():
+    """A web server on loopback that answers every POST with 200 and a page
+    (a proxy's error page, another service on the port)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            page = b"<html>Welcome to nginx!</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def filtered_by_the_cli(config: Path, env: dict[str, str], raw: bytes) -> bytes:
+    result = subprocess.run([sys.executable, "-m", "spamlearn", "--config", str(config), "filter",
+                             "--exit-zero"], input=raw, env=env, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_it_writes_what_spamlearn_filter_writes_and_exits_by_verdict_with_e(deployment):
+    server, config, env, token_file = deployment
+    for raw, verdict, code in ((SPAMMY[0], b"spam", 0), (HAMMY[0], b"ham", 1)):
+        tagged = spamlearnc(raw, env, url=server.url, token_file=token_file)
+        assert tagged.returncode == 0, tagged.stderr
+        assert tagged.stdout == filtered_by_the_cli(config, env, raw)
+        assert b"X-Spam-Verdict: " + verdict in tagged.stdout and tagged.stderr == b""
+        assert spamlearnc(raw, env, "-e", url=server.url, token_file=token_file).returncode == code
+
+
+def test_a_forged_x_spam_flag_does_not_survive(deployment):
+    server, _, env, token_file = deployment
+    tagged = spamlearnc(FORGED, env, url=server.url, token_file=token_file)
+    assert tagged.returncode == 0, tagged.stderr
+    head = tagged.stdout.split(b"\n\n", 1)[0]
+    assert b"X-Spam-Flag: YES" in head and b"X-Spam-Flag: NO" not in head and b"score=-100" not in head
+
+
+def test_a_user_name_reaches_the_service(deployment):
+    server, _, env, token_file = deployment
+    good = spamlearnc(SPAMMY[0], env, "-u", "alice+lists@example.org", url=server.url, token_file=token_file)
+    assert good.returncode == 0 and b"X-Spam-Verdict: spam" in good.stdout, good.stderr
+    bad = spamlearnc(SPAMMY[0], env, "-u", "alice\nInjected: yes", url=server.url, token_file=token_file)
+    assert bad.returncode == 64 and b"not a user name" in bad.stderr
+
+
+@pytest.mark.parametrize("problem", ["no service", "wrong token", "no token", "not spamlearn"])
+def test_it_fails_open_passing_the_message_through_unchanged(deployment, tmp_path, problem):
+    server, _, env, token_file = deployment
+    url, token = server.url, token_file
+    if problem == "no service":
+        url = f"http://127.0.0.1:{free_port()}"
+    elif problem == "wrong token":
+        token = tmp_path / "wrong.token"
+        token.write_text("not-the-token\n")
+    elif problem == "no token":
+        token = None
+    with not_spamlearn() if problem == "not spamlearn" else contextlib.nullcontext(url) as url:
+        result = spamlearnc(FORGED, env, "-e", url=url, token_file=token)
+        assert result.returncode == 3, result.stderr
+        assert result.stdout == FORGED
+        assert b"passed through unscored" in result.stderr and SCORE_TOKEN.encode() not in result.stderr
+        assert spamlearnc(FORGED, env, url=url, token_file=token).returncode == 0
+
+
+def test_a_full_tmp_is_try_again_later_not_a_lost_message(deployment, tmp_path):
+    server, _, env, token_file = deployment
+    missing = tmp_path / "no-such-dir"
+    result = spamlearnc(SPAMMY[0], {**env, "TMPDIR": str(missing)}, url=server.url, token_file=token_file)
+    assert result.returncode == 75 and result.stdout == b""
+
+
+def test_the_options_stand_in_for_the_environment_dovecot_does_not_pass(deployment):
+    server, _, env, token_file = deployment
+    tagged = spamlearnc(SPAMMY[0], {"PATH": env["PATH"]}, "-e", "-U", server.url, "-T", str(token_file),
+                        "-t", "20")
+    assert tagged.returncode == 0, tagged.stderr
+    assert b"X-Spam-Verdict: spam" in tagged.stdout
+
+
+@pytest.mark.parametrize("args", [["-x"], ["extra-argument"], ["-t", "soon"], ["-u", ".hidden"]])
+def test_a_wrong_command_line_is_64(deployment, args):
+    _, _, env, _ = deployment
+    result = spamlearnc(SPAMMY[0], env, *args)
+    assert result.returncode == 64 and result.stdout == b"" and result.stderr
