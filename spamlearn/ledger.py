@@ -269,14 +269,24 @@ class Ledger:
             db.execute("DELETE FROM state WHERE key = ?", (key,))
         else:
             db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    # The state readers translate SQLite's errors as every other reader does:
+    # raw, a damaged state table or another program's lock was an "internal
+    # error (a bug)", exit 70, in `spamlearn status` and each IMAP pass.
     def get_state(self, key: str) -> str | None:
         """A value that a learner keeps with the ledger (e.g. IMAP folder state)."""
-        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        try:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._error("read", exc) from exc
         return row[0] if row else None
 
     def state_items(self, prefix: str = "") -> list[tuple[str, str]]:
-        return self._db.execute("SELECT key, value FROM state WHERE substr(key, 1, ?) = ? "
-                                "ORDER BY key", (len(prefix), prefix)).fetchall()
+        try:
+            return self._db.execute("SELECT key, value FROM state WHERE substr(key, 1, ?) = ? "
+                                    "ORDER BY key", (len(prefix), prefix)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._error("read", exc) from exc
 
     def commit(self, changes: Mapping[str, LedgerRow | None], revision: int,
                state: Mapping[str, str | None] | None = None) -> None:

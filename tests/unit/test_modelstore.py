@@ -316,6 +316,37 @@ def test_full_ledger_disk_loses_nothing(store, sample_spam, sample_ham, spam_mes
     assert store.learn(spam_messages[0], "spam").action == Action.LEARNED
 
 
+def test_the_state_readers_say_a_damaged_or_locked_ledger_as_the_others_do(store, sample_spam):
+    """The IMAP trainer's folder positions (``get_state``, ``state_items``):
+    a damaged state table was a raw sqlite3.DatabaseError, "internal error
+    (a bug)" and exit 70 from `spamlearn status`, where every other read of
+    the ledger says 74; another program's write lock is 75, as elsewhere."""
+    with store.session() as session:
+        session.learn(sample_spam, "spam")
+        session.set_state("imap:alice:INBOX", "{}")
+    with Ledger(store.ledger_path, busy_timeout=0.1) as ledger:
+        holder = sqlite3.connect(store.ledger_path, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            for read in (lambda: ledger.get_state("imap:alice:INBOX"), lambda: ledger.state_items("imap:")):
+                with pytest.raises(StoreBusyError, match="locked by another program"):
+                    read()
+        finally:
+            holder.close()
+    db = sqlite3.connect(store.ledger_path)
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'state'").fetchone()[0]
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with open(store.ledger_path, "r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xff" * page_size)
+    with Ledger(store.ledger_path) as ledger:
+        assert ledger.counts()["spam"] == 1, "the rest of the ledger reads"
+        for read in (lambda: ledger.get_state("imap:alice:INBOX"), lambda: ledger.state_items("imap:")):
+            with pytest.raises(LedgerError, match="malformed"):
+                read()
+
+
 def test_ledger_of_another_model_is_refused(tmp_path, sample_spam, sample_ham):
     a = ModelStore(tmp_path / "a.joblib", n_features=2**16)
     a.learn(sample_spam, "spam")
