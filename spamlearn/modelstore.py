@@ -502,14 +502,25 @@ class ModelStore:
             with self._flocked(fd):
                 yield
             return
+        existing = False
         try:
             make_folders(self.lock_path.parent)
             fd = create_lock_file(self.lock_path, 0o664, self.lock_path.parent)
             if fd is None:
+                existing = True
                 fd = self._open_lock_file(os.O_RDWR)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise ModelFileError(f"lock file {self.lock_path} is a symbolic link; remove it") from exc
+            if existing and exc.errno in (errno.EACCES, errno.EPERM) and \
+                    os.access(self.lock_path.parent, os.W_OK):
+                # The file's own mode, not the folder's: one root made in a
+                # root-owned, group-writable folder is 0644 root:root, and
+                # "the model folder is not writable" sent the admin to a
+                # folder the mail user could write.
+                raise ModelFileError(
+                    f"cannot {doing}: the lock file {self.lock_path} is not writable by this user "
+                    f"({exc.strerror}); make it writable by every user that learns, or remove it") from exc
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise ModelFileError(
                     f"cannot {doing}: the model folder {self.lock_path.parent} is not writable "

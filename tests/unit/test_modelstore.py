@@ -391,6 +391,26 @@ def test_read_only_model_folder(read_only_folder, sample_spam, sample_ham):
     assert store.load().n_ham == 1
 
 
+def test_a_lock_file_this_user_cannot_write_is_named_not_the_folder(store, monkeypatch, sample_spam,
+                                                                    sample_ham):
+    """Root's first learn in a root-owned, group-writable folder leaves a
+    0644 root:root lock file; the mail user's learner was told "the model
+    folder is not writable", a folder it could write.  (Root writes any
+    file, so the refusal is the one open(2) gives another user.)"""
+    import errno
+
+    store.learn(sample_ham, "ham")
+
+    def refused(self, access):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self.lock_path))
+
+    monkeypatch.setattr(ModelStore, "_open_lock_file", refused)
+    with pytest.raises(ModelFileError, match=r"the lock file .*model.joblib.lock is not writable by this user"):
+        store.learn(sample_spam, "spam")
+    monkeypatch.undo()
+    assert store.load().n_spam == 0 and store.check() == []
+
+
 def test_a_user_who_cannot_write_the_folder_can_still_check(read_only_folder, sample_spam, sample_ham):
     # A monitoring check run as another user: it reads, under the lock taken for reading.
     store = ModelStore(read_only_folder.path / "m.joblib", n_features=2**16)
