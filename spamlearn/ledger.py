@@ -36,7 +36,7 @@ import numpy as np
 
 from .errors import LedgerError, SpamlearnError, StoreBusyError
 from .features import TokenHasher
-from .regularfile import hand_to_folder_owner, make_folders
+from .regularfile import hand_to_folder_owner, irregular_kind, make_folders
 
 __all__ = ["Ledger", "LedgerRow", "encode_indices", "decode_indices"]
 
@@ -105,6 +105,17 @@ class Ledger:
         file (the model lock keeps spamlearn's own writers apart; this is for
         an admin's ``sqlite3`` shell or a backup that holds a transaction)."""
         self.path = Path(path)
+        try:
+            # SQLite opens a device or a FIFO as a database (a "disk I/O
+            # error", leaving <name>-journal beside it: SPAMLEARN_LEDGER=/dev/null
+            # made /dev/null-journal), and a folder as "unable to open".
+            kind = irregular_kind(os.stat(self.path).st_mode)
+        except FileNotFoundError:
+            kind = None
+        except OSError as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}") from exc
+        if kind is not None:
+            raise LedgerError(f"ledger {self.path} is {kind}, not a ledger file")
         try:
             make_folders(self.path.parent)
             new = not os.path.lexists(self.path)

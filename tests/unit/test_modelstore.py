@@ -347,6 +347,26 @@ def test_the_state_readers_say_a_damaged_or_locked_ledger_as_the_others_do(store
                 read()
 
 
+@pytest.mark.timeout(30)
+def test_a_ledger_path_that_is_no_file_is_named_and_nothing_is_made_beside_it(tmp_path, sample_spam):
+    """SQLite opens a FIFO or a device as a database: "disk I/O error", and
+    a <name>-journal beside it (SPAMLEARN_LEDGER=/dev/null left
+    /dev/null-journal); a folder was "unable to open database file"."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for ledger, kind in ((fifo, "a FIFO"), (folder, "a folder")):
+        store = ModelStore(tmp_path / "m.joblib", ledger_path=ledger, n_features=2**16)
+        with pytest.raises(LedgerError, match=f"ledger {ledger} is {kind}, not a ledger file"):
+            store.learn(sample_spam, "spam")
+        with pytest.raises(LedgerError, match=f"is {kind}"):
+            Ledger(ledger)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder", "m.joblib.lock"]
+
+
 def test_ledger_of_another_model_is_refused(tmp_path, sample_spam, sample_ham):
     a = ModelStore(tmp_path / "a.joblib", n_features=2**16)
     a.learn(sample_spam, "spam")
