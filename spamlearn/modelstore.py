@@ -49,7 +49,7 @@ from .message import (
     message_digest,
     quoted_envelope_digest,
 )
-from .regularfile import create_lock_file, make_folders
+from .regularfile import create_lock_file, irregular_kind, make_folders
 from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
 
@@ -502,6 +502,13 @@ class ModelStore:
             with self._flocked(fd):
                 yield
             return
+        # Before the lock file is made beside it: `--model /dev/null learn`
+        # left /dev/null.lock, and a folder named by mistake got a lock file
+        # beside it, before the model was read and refused.
+        with contextlib.suppress(OSError):
+            kind = irregular_kind(os.stat(self.model_path).st_mode)
+            if kind is not None:
+                raise ModelFileError(f"{self.model_path} is {kind}, not a model file")
         existing = False
         try:
             make_folders(self.lock_path.parent)

@@ -367,6 +367,28 @@ def test_a_ledger_path_that_is_no_file_is_named_and_nothing_is_made_beside_it(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder", "m.joblib.lock"]
 
 
+@pytest.mark.timeout(30)
+def test_a_model_path_that_is_no_file_gets_no_lock_file_beside_it(tmp_path, sample_spam):
+    """The model was refused only once its lock file was made beside it:
+    `--model /dev/null learn` left /dev/null.lock, and SPAMLEARN_MODEL
+    naming a folder a <folder>.lock next to it."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for model, kind in ((fifo, "a FIFO"), (folder, "a folder")):
+        store = ModelStore(model, n_features=2**16)
+        with pytest.raises(ModelFileError, match=f"{model} is {kind}, not a model file"):
+            store.learn(sample_spam, "spam")
+        with pytest.raises(ModelFileError, match=f"is {kind}"):
+            store.check()
+        with pytest.raises(ModelFileError, match=f"is {kind}"):
+            store.resize(2**17)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder"]
+
+
 def test_ledger_of_another_model_is_refused(tmp_path, sample_spam, sample_ham):
     a = ModelStore(tmp_path / "a.joblib", n_features=2**16)
     a.learn(sample_spam, "spam")
