@@ -24,8 +24,11 @@ from .message import has_header_fields
 from .modelstore import Action, ModelStore
 from .reporting import progress
 
+# "-" is one message (a delivery's, its envelope line allowed): an mbox
+# piped in was learned as one message of all of them, so the help says so.
 PathsArg = Annotated[list[str], typer.Argument(help="Message files, Maildir folders, mbox files, "
-                                                    "folders of files, or - for stdin.")]
+                                                    "folders of files, or - for one message on "
+                                                    "standard input (an mbox: give its file).")]
 
 
 def _one_stdin(paths: list[str]) -> None:

@@ -273,7 +273,12 @@ def find_config_file(explicit: Path | None = None, env: Mapping[str, str] | None
         return _usable_config_file(Path(env[CONFIG_ENV]), f" (from ${CONFIG_ENV})")
     for candidate in (Path.home() / ".config" / "spamlearn" / "spamlearn.toml",
                       Path("/etc/spamlearn/spamlearn.toml")):
-        if candidate.is_file():
+        # os.path.isfile, not Path.is_file: under a HOME this user may not
+        # search (a container run with --user and HOME=/root, setpriv or
+        # start-stop-daemon --chuid from root) is no config file of theirs;
+        # Path.is_file raised PermissionError there, and every command, the
+        # filter included, failed on a file it would never have read.
+        if os.path.isfile(candidate):
             return candidate
     return None
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from .errors import LedgerError, SpamlearnError, StoreBusyError
 from .features import TokenHasher
-from .regularfile import hand_to_folder_owner, make_folders
+from .regularfile import hand_to_folder_owner, irregular_kind, make_folders
 
 __all__ = ["Ledger", "LedgerRow", "encode_indices", "decode_indices"]
 
@@ -105,6 +105,17 @@ class Ledger:
         file (the model lock keeps spamlearn's own writers apart; this is for
         an admin's ``sqlite3`` shell or a backup that holds a transaction)."""
         self.path = Path(path)
+        try:
+            # SQLite opens a device or a FIFO as a database (a "disk I/O
+            # error", leaving <name>-journal beside it: SPAMLEARN_LEDGER=/dev/null
+            # made /dev/null-journal), and a folder as "unable to open".
+            kind = irregular_kind(os.stat(self.path).st_mode)
+        except FileNotFoundError:
+            kind = None
+        except OSError as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc.strerror}") from exc
+        if kind is not None:
+            raise LedgerError(f"ledger {self.path} is {kind}, not a ledger file")
         try:
             make_folders(self.path.parent)
             new = not os.path.lexists(self.path)
@@ -269,14 +280,24 @@ class Ledger:
             db.execute("DELETE FROM state WHERE key = ?", (key,))
         else:
             db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    # The state readers translate SQLite's errors as every other reader does:
+    # raw, a damaged state table or another program's lock was an "internal
+    # error (a bug)", exit 70, in `spamlearn status` and each IMAP pass.
     def get_state(self, key: str) -> str | None:
         """A value that a learner keeps with the ledger (e.g. IMAP folder state)."""
-        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        try:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._error("read", exc) from exc
         return row[0] if row else None
 
     def state_items(self, prefix: str = "") -> list[tuple[str, str]]:
-        return self._db.execute("SELECT key, value FROM state WHERE substr(key, 1, ?) = ? "
-                                "ORDER BY key", (len(prefix), prefix)).fetchall()
+        try:
+            return self._db.execute("SELECT key, value FROM state WHERE substr(key, 1, ?) = ? "
+                                    "ORDER BY key", (len(prefix), prefix)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._error("read", exc) from exc
 
     def commit(self, changes: Mapping[str, LedgerRow | None], revision: int,
                state: Mapping[str, str | None] | None = None) -> None:

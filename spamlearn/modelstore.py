@@ -49,7 +49,7 @@ from .message import (
     message_digest,
     quoted_envelope_digest,
 )
-from .regularfile import create_lock_file, make_folders
+from .regularfile import create_lock_file, irregular_kind, make_folders
 from .store import load_classifier, read_header, save_classifier
 from .tokenizer import TokenizerOptions
 
@@ -502,14 +502,32 @@ class ModelStore:
             with self._flocked(fd):
                 yield
             return
+        # Before the lock file is made beside it: `--model /dev/null learn`
+        # left /dev/null.lock, and a folder named by mistake got a lock file
+        # beside it, before the model was read and refused.
+        with contextlib.suppress(OSError):
+            kind = irregular_kind(os.stat(self.model_path).st_mode)
+            if kind is not None:
+                raise ModelFileError(f"{self.model_path} is {kind}, not a model file")
+        existing = False
         try:
             make_folders(self.lock_path.parent)
             fd = create_lock_file(self.lock_path, 0o664, self.lock_path.parent)
             if fd is None:
+                existing = True
                 fd = self._open_lock_file(os.O_RDWR)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise ModelFileError(f"lock file {self.lock_path} is a symbolic link; remove it") from exc
+            if existing and exc.errno in (errno.EACCES, errno.EPERM) and \
+                    os.access(self.lock_path.parent, os.W_OK):
+                # The file's own mode, not the folder's: one root made in a
+                # root-owned, group-writable folder is 0644 root:root, and
+                # "the model folder is not writable" sent the admin to a
+                # folder the mail user could write.
+                raise ModelFileError(
+                    f"cannot {doing}: the lock file {self.lock_path} is not writable by this user "
+                    f"({exc.strerror}); make it writable by every user that learns, or remove it") from exc
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise ModelFileError(
                     f"cannot {doing}: the model folder {self.lock_path.parent} is not writable "

@@ -368,3 +368,20 @@ def test_a_model_name_in_a_folder_this_user_may_not_search_is_not_an_error_yet(t
     assert model_file(locked) == locked
     assert ModelStore(locked).model_path == locked
     assert load_settings(env={}, model_path=locked).effective_ledger_path == tmp_path / "users" / "bob.ledger"
+
+
+def test_a_home_folder_this_user_may_not_search_holds_no_config_file_of_theirs(isolated_home, monkeypatch):
+    """A container run with --user and HOME=/root (or setpriv, start-stop-daemon
+    --chuid from a root shell): ~/.config/spamlearn/spamlearn.toml cannot be
+    looked at.  It was a PermissionError, so every command failed on a file
+    it would not have read, and `filter` passed all mail through unscored;
+    the next candidate (/etc/spamlearn) is read, or none."""
+    real_stat = os.stat
+
+    def refusing(path, *args, **kwargs):
+        if str(path).startswith(str(isolated_home)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", refusing)
+    assert load_settings(env={}).config_file in (None, Path("/etc/spamlearn/spamlearn.toml"))

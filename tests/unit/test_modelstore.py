@@ -316,6 +316,79 @@ def test_full_ledger_disk_loses_nothing(store, sample_spam, sample_ham, spam_mes
     assert store.learn(spam_messages[0], "spam").action == Action.LEARNED
 
 
+def test_the_state_readers_say_a_damaged_or_locked_ledger_as_the_others_do(store, sample_spam):
+    """The IMAP trainer's folder positions (``get_state``, ``state_items``):
+    a damaged state table was a raw sqlite3.DatabaseError, "internal error
+    (a bug)" and exit 70 from `spamlearn status`, where every other read of
+    the ledger says 74; another program's write lock is 75, as elsewhere."""
+    with store.session() as session:
+        session.learn(sample_spam, "spam")
+        session.set_state("imap:alice:INBOX", "{}")
+    with Ledger(store.ledger_path, busy_timeout=0.1) as ledger:
+        holder = sqlite3.connect(store.ledger_path, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            for read in (lambda: ledger.get_state("imap:alice:INBOX"), lambda: ledger.state_items("imap:")):
+                with pytest.raises(StoreBusyError, match="locked by another program"):
+                    read()
+        finally:
+            holder.close()
+    db = sqlite3.connect(store.ledger_path)
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'state'").fetchone()[0]
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with open(store.ledger_path, "r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xff" * page_size)
+    with Ledger(store.ledger_path) as ledger:
+        assert ledger.counts()["spam"] == 1, "the rest of the ledger reads"
+        for read in (lambda: ledger.get_state("imap:alice:INBOX"), lambda: ledger.state_items("imap:")):
+            with pytest.raises(LedgerError, match="malformed"):
+                read()
+
+
+@pytest.mark.timeout(30)
+def test_a_ledger_path_that_is_no_file_is_named_and_nothing_is_made_beside_it(tmp_path, sample_spam):
+    """SQLite opens a FIFO or a device as a database: "disk I/O error", and
+    a <name>-journal beside it (SPAMLEARN_LEDGER=/dev/null left
+    /dev/null-journal); a folder was "unable to open database file"."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for ledger, kind in ((fifo, "a FIFO"), (folder, "a folder")):
+        store = ModelStore(tmp_path / "m.joblib", ledger_path=ledger, n_features=2**16)
+        with pytest.raises(LedgerError, match=f"ledger {ledger} is {kind}, not a ledger file"):
+            store.learn(sample_spam, "spam")
+        with pytest.raises(LedgerError, match=f"is {kind}"):
+            Ledger(ledger)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder", "m.joblib.lock"]
+
+
+@pytest.mark.timeout(30)
+def test_a_model_path_that_is_no_file_gets_no_lock_file_beside_it(tmp_path, sample_spam):
+    """The model was refused only once its lock file was made beside it:
+    `--model /dev/null learn` left /dev/null.lock, and SPAMLEARN_MODEL
+    naming a folder a <folder>.lock next to it."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for model, kind in ((fifo, "a FIFO"), (folder, "a folder")):
+        store = ModelStore(model, n_features=2**16)
+        with pytest.raises(ModelFileError, match=f"{model} is {kind}, not a model file"):
+            store.learn(sample_spam, "spam")
+        with pytest.raises(ModelFileError, match=f"is {kind}"):
+            store.check()
+        with pytest.raises(ModelFileError, match=f"is {kind}"):
+            store.resize(2**17)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "folder"]
+
+
 def test_ledger_of_another_model_is_refused(tmp_path, sample_spam, sample_ham):
     a = ModelStore(tmp_path / "a.joblib", n_features=2**16)
     a.learn(sample_spam, "spam")
@@ -358,6 +431,26 @@ def test_read_only_model_folder(read_only_folder, sample_spam, sample_ham):
     with pytest.raises((ModelFileError, LedgerError), match="not writable|read-only|cannot"):
         store.learn(sample_spam, "spam")
     assert store.load().n_ham == 1
+
+
+def test_a_lock_file_this_user_cannot_write_is_named_not_the_folder(store, monkeypatch, sample_spam,
+                                                                    sample_ham):
+    """Root's first learn in a root-owned, group-writable folder leaves a
+    0644 root:root lock file; the mail user's learner was told "the model
+    folder is not writable", a folder it could write.  (Root writes any
+    file, so the refusal is the one open(2) gives another user.)"""
+    import errno
+
+    store.learn(sample_ham, "ham")
+
+    def refused(self, access):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self.lock_path))
+
+    monkeypatch.setattr(ModelStore, "_open_lock_file", refused)
+    with pytest.raises(ModelFileError, match=r"the lock file .*model.joblib.lock is not writable by this user"):
+        store.learn(sample_spam, "spam")
+    monkeypatch.undo()
+    assert store.load().n_spam == 0 and store.check() == []
 
 
 def test_a_user_who_cannot_write_the_folder_can_still_check(read_only_folder, sample_spam, sample_ham):
