@@ -459,6 +459,7 @@ def eval_(
     """Run the TREC Spam Track online protocol over a corpus (from an empty model)."""
     from .classifier import Classifier
     from .config import check_features
+    from .errors import CorpusIndexError
     from .evaluate import (
         compute_figures,
         features_for,
@@ -477,6 +478,13 @@ def eval_(
     entries = read_index(index)
     if limit:
         entries = entries[:limit]
+    if len({entry.gold for entry in entries}) < 2:
+        # The figures need both classes, and the index says so before the
+        # run: refused after it, a whole corpus was scored and learned for
+        # nothing (and --results never written).
+        which = f"the first {len(entries)} messages of {index} are" if limit else f"{index} lists"
+        raise CorpusIndexError(f"the corpus needs both ham and spam for ROC figures: "
+                               f"{which} only {entries[0].gold.value}")
     n_features = features or features_for(len(entries), settings.features, MAX_FEATURES)
     classifier = Classifier(n_features=n_features, ham_cutoff=settings.ham_cutoff,
                             spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit)
