@@ -541,8 +541,16 @@ def _check_output_path(option: str, path: Path | None, folder: bool) -> None:
     if folder:
         if path.exists() and not path.is_dir():
             raise fail(f"{option} {path}: exists and is not a folder", ExitCode.USAGE)
+        # The pictures go into the folder itself: one that exists was let
+        # through on its parent's say, and the run ended in exit 74 with
+        # its figures never printed.
+        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+            raise fail(f"{option} {path}: cannot write in {path}", ExitCode.USAGE)
     elif path.is_dir():
         raise fail(f"{option} {path}: is a folder; give a file name", ExitCode.USAGE)
+    elif path.exists() and not os.access(path, os.W_OK):
+        # --results and --trec-results are opened in place.
+        raise fail(f"{option} {path}: cannot write it", ExitCode.USAGE)
     parent = path.absolute().parent
     if not parent.is_dir():
         raise fail(f"{option} {path}: no folder {parent}", ExitCode.USAGE)

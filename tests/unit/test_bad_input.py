@@ -293,6 +293,26 @@ def test_eval_refuses_unwritable_outputs_before_the_run(tmp_path):
         assert_clean_stderr(result)
 
 
+def test_eval_refuses_a_report_folder_it_cannot_write_in_before_the_run(tmp_path, read_only_folder):
+    """An existing --report folder was checked on its parent only: the run
+    went through, then exit 74 at the first picture, its figures never shown."""
+    index = tmp_path / "index"
+    index.write_text(f"spam {os.getcwd()}/tests/fixtures/sample-spam.eml\n"
+                     f"ham {os.getcwd()}/tests/fixtures/sample-ham.eml\n")
+    (read_only_folder.path / "results.txt").write_text("")
+    read_only_folder.freeze()
+    result = spamlearn("eval", "--index", index, "--report", read_only_folder.path)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert f"cannot write in {read_only_folder.path}" in result.stderr.decode()
+    assert_clean_stderr(result)
+    if os.geteuid() != 0:                     # root writes any file of a writable filesystem
+        read_only_folder.close()
+        (read_only_folder.path / "results.txt").chmod(0o444)
+        result = spamlearn("eval", "--index", index, "--results", read_only_folder.path / "results.txt")
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert "cannot write it" in result.stderr.decode()
+
+
 def _with_closed(fds, *args):
     """Run spamlearn with the descriptors ``fds`` closed, as `cmd <&- >&- 2>&-` does;
     stderr, when open, is captured."""
