@@ -222,6 +222,11 @@ def test_fifos_and_devices_are_reported_never_read(tmp_path):
     assert b"2 of 4 messages could not be read" in evaluated.stderr
     named = evaluated.stderr.decode()
     assert f"{folder / 'fifo'}: " in named and "/dev/zero: " in named, "each one is named"
+    # The report names its clues from a sample of the messages: read as
+    # the run reads them (it read the FIFO, and hung for ever).
+    reported = spamlearn("eval", "--index", index, "--report", tmp_path / "report")
+    assert reported.returncode == ExitCode.NOINPUT, reported.stderr
+    assert (tmp_path / "report" / "index.html").is_file()
 
 
 @pytest.mark.timeout(60)
