@@ -462,6 +462,7 @@ def eval_(
     """Run the TREC Spam Track online protocol over a corpus (from an empty model)."""
     from .classifier import Classifier
     from .config import check_features
+    from .errors import CorpusIndexError
     from .evaluate import (
         compute_figures,
         features_for,
@@ -480,6 +481,13 @@ def eval_(
     entries = read_index(index)
     if limit:
         entries = entries[:limit]
+    if len({entry.gold for entry in entries}) < 2:
+        # The figures need both classes, and the index says so before the
+        # run: refused after it, a whole corpus was scored and learned for
+        # nothing (and --results never written).
+        which = f"the first {len(entries)} messages of {index} are" if limit else f"{index} lists"
+        raise CorpusIndexError(f"the corpus needs both ham and spam for ROC figures: "
+                               f"{which} only {entries[0].gold.value}")
     n_features = features or features_for(len(entries), settings.features, MAX_FEATURES)
     classifier = Classifier(n_features=n_features, ham_cutoff=settings.ham_cutoff,
                             spam_cutoff=settings.spam_cutoff, scan_limit=settings.scan_limit)
@@ -536,8 +544,16 @@ def _check_output_path(option: str, path: Path | None, folder: bool) -> None:
     if folder:
         if path.exists() and not path.is_dir():
             raise fail(f"{option} {path}: exists and is not a folder", ExitCode.USAGE)
+        # The pictures go into the folder itself: one that exists was let
+        # through on its parent's say, and the run ended in exit 74 with
+        # its figures never printed.
+        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+            raise fail(f"{option} {path}: cannot write in {path}", ExitCode.USAGE)
     elif path.is_dir():
         raise fail(f"{option} {path}: is a folder; give a file name", ExitCode.USAGE)
+    elif path.exists() and not os.access(path, os.W_OK):
+        # --results and --trec-results are opened in place.
+        raise fail(f"{option} {path}: cannot write it", ExitCode.USAGE)
     parent = path.absolute().parent
     if not parent.is_dir():
         raise fail(f"{option} {path}: no folder {parent}", ExitCode.USAGE)

@@ -53,6 +53,7 @@ from .evaluate import EvalFigures, IndexEntry, OnlineResult, compute_figures
 from .features import DEFAULT_N_FEATURES, MessageVectorizer, TokenHasher
 from .message import ParsedMessage, parse_message
 from .model import ChiSquareNB
+from .regularfile import read_regular
 from .tokenizer import Tokenizer, TokenizerOptions
 
 __all__ = ["CorpusFeatures", "load_corpus_features", "plain_text", "plain_word_counts",
@@ -140,7 +141,9 @@ def load_corpus_features(entries: Sequence[IndexEntry], *, n_features: int = DEF
     vocabulary: set[str] = set()
     for i, entry in enumerate(entries):
         try:
-            parsed = parse_message(entry.path.read_bytes(), scan_limit)
+            # read_regular, as run_online reads them: a FIFO in the index
+            # would block here for ever, /dev/zero fill the memory.
+            parsed = parse_message(read_regular(entry.path), scan_limit)
         except (OSError, MessageError):
             readable[i] = False
             token_lists.append([])

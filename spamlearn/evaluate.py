@@ -70,6 +70,10 @@ def read_index(index_path: Path) -> list[IndexEntry]:
             raise CorpusIndexError(
                 f"{index_path}:{number}: expected 'spam PATH' or 'ham PATH', got {line[:60]!r}")
         rel = fields[1].strip()
+        if "\0" in rel:
+            # No file name holds a NUL: open() would raise ValueError mid-run
+            # (an internal error, exit 70) on what is a broken index.
+            raise CorpusIndexError(f"{index_path}:{number}: a NUL byte in the path {rel[:60]!r}")
         entries.append(IndexEntry(Label(fields[0].lower()), base / rel, rel))
     if not entries:
         raise CorpusIndexError(f"index {index_path} lists no messages")

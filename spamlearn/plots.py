@@ -212,8 +212,10 @@ def write_atomically(path: Path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         # mkstemp makes 0600; a report is meant to be read (and served) like
-        # any file written with open() under the usual umask.
-        os.fchmod(fd, 0o644)
+        # any file written with open(), so under the umask as open() is: a
+        # fixed 0644 showed the clues of the users' mail (addresses, names)
+        # to everyone where the admin's umask 077 said not to.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -223,6 +225,13 @@ def write_atomically(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    # Read by setting it: the only way besides /proc (Linux 4.7 on).
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def save_figure(fig: Figure, path: Path) -> Path:

@@ -34,6 +34,7 @@ from .plots import (
     score_histogram_figure,
     write_atomically,
 )
+from .regularfile import read_regular
 
 __all__ = ["write_report", "sample_tokens", "FIGURE_FILES", "CAPTIONS"]
 
@@ -99,7 +100,9 @@ def sample_tokens(entries: Sequence[IndexEntry], classifier: Classifier, limit: 
     tokens: set[str] = set()
     for entry in entries[::step][:limit]:
         try:
-            tokens.update(classifier.tokens(entry.path.read_bytes()))
+            # read_regular, as the run reads them: a FIFO in the index hung
+            # the report for ever (the run had named it and gone on).
+            tokens.update(classifier.tokens(read_regular(entry.path)))
         except (OSError, MessageError):
             continue
     return tokens

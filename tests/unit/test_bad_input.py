@@ -222,6 +222,11 @@ def test_fifos_and_devices_are_reported_never_read(tmp_path):
     assert b"2 of 4 messages could not be read" in evaluated.stderr
     named = evaluated.stderr.decode()
     assert f"{folder / 'fifo'}: " in named and "/dev/zero: " in named, "each one is named"
+    # The report names its clues from a sample of the messages: read as
+    # the run reads them (it read the FIFO, and hung for ever).
+    reported = spamlearn("eval", "--index", index, "--report", tmp_path / "report")
+    assert reported.returncode == ExitCode.NOINPUT, reported.stderr
+    assert (tmp_path / "report" / "index.html").is_file()
 
 
 @pytest.mark.timeout(60)
@@ -291,6 +296,26 @@ def test_eval_refuses_unwritable_outputs_before_the_run(tmp_path):
         assert result.returncode == ExitCode.USAGE
         assert expected in result.stderr.decode()
         assert_clean_stderr(result)
+
+
+def test_eval_refuses_a_report_folder_it_cannot_write_in_before_the_run(tmp_path, read_only_folder):
+    """An existing --report folder was checked on its parent only: the run
+    went through, then exit 74 at the first picture, its figures never shown."""
+    index = tmp_path / "index"
+    index.write_text(f"spam {os.getcwd()}/tests/fixtures/sample-spam.eml\n"
+                     f"ham {os.getcwd()}/tests/fixtures/sample-ham.eml\n")
+    (read_only_folder.path / "results.txt").write_text("")
+    read_only_folder.freeze()
+    result = spamlearn("eval", "--index", index, "--report", read_only_folder.path)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert f"cannot write in {read_only_folder.path}" in result.stderr.decode()
+    assert_clean_stderr(result)
+    if os.geteuid() != 0:                     # root writes any file of a writable filesystem
+        read_only_folder.close()
+        (read_only_folder.path / "results.txt").chmod(0o444)
+        result = spamlearn("eval", "--index", index, "--results", read_only_folder.path / "results.txt")
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert "cannot write it" in result.stderr.decode()
 
 
 def _with_closed(fds, *args):

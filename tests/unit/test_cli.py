@@ -629,6 +629,21 @@ def test_eval_index_problems_have_the_input_exit_codes(tmp_path, spam_messages):
     assert "needs both ham and spam" in only_spam.output
 
 
+def test_eval_refuses_a_corpus_of_one_class_before_the_run(tmp_path, spam_messages, ham_messages,
+                                                          monkeypatch):
+    """The index tells; refused only after the run, a whole corpus was
+    scored and learned for nothing, and --results was never written."""
+    import spamlearn.evaluate as evaluate
+
+    ran = []
+    monkeypatch.setattr(evaluate, "run_online", lambda *args, **kwargs: ran.append(1))
+    index = _tiny_corpus(tmp_path, spam_messages, ham_messages)      # the spam first
+    result = run("eval", "--index", index, "--limit", len(spam_messages))
+    assert result.exit_code == ExitCode.DATAERR, result.output
+    assert f"the first {len(spam_messages)} messages of {index} are only spam" in result.output
+    assert ran == []
+
+
 def _numbered_message(i: int) -> bytes:
     pitch = b"cheap pills winner prize click" if i % 2 else b"meeting notes for the release review"
     return b"From: a%d@example.com\nSubject: note %d\n\n%s number %d\n" % (i, i, pitch, i)

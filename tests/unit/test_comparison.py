@@ -66,6 +66,17 @@ def test_corpus_features_are_the_classifiers_own_features(corpus_index):
     assert corpus.texts[0].startswith("Cheap pills online\n")
 
 
+@pytest.mark.timeout(60)
+def test_corpus_features_never_read_what_is_not_a_regular_file(corpus_index):
+    """A FIFO in the index blocked for ever, as run_online never does."""
+    import os
+
+    os.mkfifo(corpus_index.parent.parent / "data" / "fifo")
+    corpus_index.write_text(corpus_index.read_text() + "ham ../data/fifo\n")
+    corpus = load_corpus_features(read_index(corpus_index), n_features=N_FEATURES)
+    assert not corpus.readable[-1] and corpus.readable[0]
+
+
 def test_run_online_on_cached_features_equals_reading_the_files(corpus_index):
     entries = read_index(corpus_index)
     corpus = load_corpus_features(entries, n_features=N_FEATURES)

@@ -81,6 +81,10 @@ def test_read_index_rejects_bad_lines(tmp_path):
     index.write_text("spam ../a\nmaybe ../b\n")
     with pytest.raises(CorpusIndexError, match="index:2"):
         read_index(index)
+    # A NUL is no file name: it must not reach open() (ValueError, exit 70).
+    index.write_bytes(b"spam ../a\nham ../b\x00c\n")
+    with pytest.raises(CorpusIndexError, match="index:2: a NUL byte"):
+        read_index(index)
     with pytest.raises(InputMissingError, match="cannot read index"):
         read_index(tmp_path / "nowhere")
     with pytest.raises(InputMissingError, match="cannot read index"):

@@ -21,6 +21,7 @@ from spamlearn.plots import (
     save_figure,
     save_roc_plot,
     score_histogram_figure,
+    write_atomically,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -162,8 +163,19 @@ def test_save_figure_writes_a_readable_png_atomically(tmp_path, result):
     assert data[:8] == PNG_MAGIC
     height, width, _ = matplotlib.image.imread(path).shape
     assert (width, height) == (640, 520)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["roc.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o027, 0o640)])
+def test_pictures_and_pages_get_the_mode_open_would_give(tmp_path, umask, mode):
+    """A report shows the clues of the users' mail: an admin's umask 077
+    must keep it private (a fixed 0644 made it world-readable)."""
+    old = os.umask(umask)
+    try:
+        path = write_atomically(tmp_path / "index.html", b"<html></html>")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
 
 
 def test_save_figure_into_a_missing_folder_fails_and_leaves_nothing(tmp_path, result):
