@@ -758,6 +758,56 @@ def test_a_removed_model_falls_back_to_the_default(settings, trained, spam_messa
         assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "default"
 
 
+def _unreadable(monkeypatch, folder):
+    """``os.stat`` of anything in ``folder`` fails as for a user who may not
+    enter it (root, running the tests, enters every folder)."""
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if os.path.dirname(os.fspath(path)) == str(folder):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
+def test_a_users_folder_the_service_cannot_enter_is_a_503_for_its_users(
+        settings, trained, spam_messages, ham_messages, monkeypatch):
+    """Every score for a user with an own model was a 500 and a traceback
+    (the stat's PermissionError escaped), as spamlearn score says it: 74."""
+    train(settings.user_model_path("alice"), spam_messages, ham_messages)
+    with client_for(settings) as client:
+        with monkeypatch.context() as patched:
+            _unreadable(patched, settings.user_models_dir)
+            refused = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
+            other = client.post("/score", params={"user": "bob"}, content=spam_messages[0])
+        assert refused.status_code == 503 and "Permission denied" in refused.json()["detail"]
+        assert other.status_code == 200 and other.json()["model"]["kind"] == "shared"
+        again = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
+    assert again.status_code == 200 and again.json()["model"]["kind"] == "user"
+
+
+def test_a_model_folder_that_becomes_unreadable_keeps_the_model_answering(
+        settings, trained, spam_messages, monkeypatch):
+    with client_for(settings) as client:
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "shared"
+        with monkeypatch.context() as patched:
+            _unreadable(patched, settings.model_path.parent)
+            scored = client.post("/score", content=spam_messages[0])
+            health = client.get("/healthz").json()
+        assert scored.status_code == 200 and scored.json()["model"]["kind"] == "shared"
+        assert "Permission denied" in health["model_errors"][str(settings.model_path)]
+        assert client.get("/healthz").json()["model_errors"] == {}
+
+
+def test_a_users_folder_that_is_a_file_means_no_own_model(settings, trained, spam_messages):
+    """As for spamlearn score: no model there, the shared one scores (a 500 before)."""
+    settings.user_models_dir.write_bytes(b"")
+    with client_for(settings) as client:
+        response = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
+    assert response.status_code == 200 and response.json()["model"]["kind"] == "shared"
+
+
 def test_per_user_models_in_memory_are_bounded(settings, spam_messages, ham_messages):
     users = ["u1", "u2", "u3"]
     settings = settings.replace(own_model_users=frozenset(users))
