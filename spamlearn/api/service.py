@@ -7,6 +7,7 @@ no module-global state, so tests build as many apps as they like.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,8 @@ from .balance import LoadBoard
 from .scoring import ModelKind, ScoringModels
 
 __all__ = ["Service", "LearnReport", "ClientGone"]
+
+log = logging.getLogger("spamlearn.serve")
 
 
 class LearnReport:
@@ -184,17 +187,32 @@ class Service:
         return f"http:{user}" if user else "http"
 
     # -- metrics ------------------------------------------------------------------------
-    def flush_metrics(self) -> None:
-        if self.snapshots is not None and self.metrics.changed:
+    def flush_metrics(self, *, always: bool = False) -> None:
+        """Publish this worker's counts for the others' ``/metrics`` (when
+        they changed, or ``always``).  A failure is logged, and the next
+        flush tries again: a full /tmp must not stop the worker, nor fail
+        the start of one replacing a worker that died (uvicorn then stops
+        them all)."""
+        if self.snapshots is None or not (always or self.metrics.changed):
+            return
+        try:
             self.snapshots.write(self.metrics)
+        except OSError as exc:
+            log.warning("cannot write metrics snapshot: %s", exc)
 
     def metrics_text(self) -> str:
-        if self.snapshots is not None:
+        if self.snapshots is None:
+            return render(self.metrics.snapshot(), self._gauges())
+        try:
             self.snapshots.write(self.metrics)
-            snapshot = merge_snapshots(self.snapshots.read_all())
+        except OSError as exc:
+            # A full /tmp: the other workers' last snapshots and this one's
+            # counts as they are; every scrape was a 500 and a traceback.
+            log.warning("cannot write metrics snapshot: %s", exc)
+            snapshots = [*self.snapshots.read_all(skip_own=True), self.metrics.snapshot()]
         else:
-            snapshot = self.metrics.snapshot()
-        return render(snapshot, self._gauges())
+            snapshots = self.snapshots.read_all()
+        return render(merge_snapshots(snapshots), self._gauges())
 
     def _gauges(self) -> list[tuple[str, str, dict[str, str], float]]:
         now = time.time()

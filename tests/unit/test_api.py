@@ -858,6 +858,36 @@ def test_metrics_count_requests_verdicts_learning_and_model_age(settings, sample
     assert 0.05 < float(ratio.split()[-1]) < 0.12        # the default model: ~174,000 of 2**21
 
 
+def test_metrics_of_several_workers_answer_when_the_snapshot_cannot_be_written(
+        settings, tmp_path, sample_spam, monkeypatch):
+    """A full /tmp (where serve keeps the workers' snapshots): every scrape
+    was a 500 and a traceback.  The other workers' counts and this one's,
+    as they are now, are still the answer."""
+    from spamlearn.metrics import Metrics, SnapshotFolder
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    other = Metrics()
+    other.count_verdict("ham")
+    SnapshotFolder(metrics_dir, pid=1).write(other)
+    with TestClient(create_app(settings, server(), metrics_dir=metrics_dir)) as client:
+        client.post("/score", content=sample_spam)
+
+        def disk_full(self, metrics):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(SnapshotFolder, "write", disk_full)
+        client.post("/score", content=sample_spam)
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert 'spamlearn_verdicts_total{verdict="spam"} 2' in response.text     # its own, not its file's
+    assert 'spamlearn_verdicts_total{verdict="ham"} 1' in response.text      # the other worker's
+    # A worker started now, in place of one that died: it failed to start,
+    # and uvicorn stopped every worker.
+    with TestClient(create_app(settings, server(), metrics_dir=metrics_dir)) as client:
+        assert client.get("/healthz").status_code == 200
+
+
 def test_the_openapi_schema_documents_every_endpoint_with_examples(settings):
     with client_for(settings) as client:
         schema = client.get("/openapi.json").json()
