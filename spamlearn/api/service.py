@@ -100,6 +100,7 @@ class Service:
         #: Set when the worker is told to stop: learn requests waiting for the
         #: model's lock then answer 503 at once (``ModelStore.stop_waiting``).
         self.stopping = threading.Event()
+        self._snapshot_error: str | None = None     # why the last snapshot was not written
         #: The model file error a request logged last (``app._new_model_error``).
         self.model_error_logged: str | None = None
 
@@ -195,23 +196,35 @@ class Service:
         them all)."""
         if self.snapshots is None or not (always or self.metrics.changed):
             return
+        self._write_snapshot()
+
+    def _write_snapshot(self) -> bool:
+        """Write this worker's snapshot; False if it cannot be, said once
+        until it can again (retried every second, a full /tmp made a
+        WARNING a second per worker)."""
+        assert self.snapshots is not None
         try:
             self.snapshots.write(self.metrics)
         except OSError as exc:
-            log.warning("cannot write metrics snapshot: %s", exc)
+            if self._snapshot_error != str(exc):
+                log.warning("cannot write metrics snapshot (the other workers' /metrics miss "
+                            "this one's latest counts until it can): %s", exc)
+            self._snapshot_error = str(exc)
+            return False
+        if self._snapshot_error is not None:
+            log.info("metrics snapshot written again")
+            self._snapshot_error = None
+        return True
 
     def metrics_text(self) -> str:
         if self.snapshots is None:
             return render(self.metrics.snapshot(), self._gauges())
-        try:
-            self.snapshots.write(self.metrics)
-        except OSError as exc:
+        if self._write_snapshot():
+            snapshots = self.snapshots.read_all()
+        else:
             # A full /tmp: the other workers' last snapshots and this one's
             # counts as they are; every scrape was a 500 and a traceback.
-            log.warning("cannot write metrics snapshot: %s", exc)
             snapshots = [*self.snapshots.read_all(skip_own=True), self.metrics.snapshot()]
-        else:
-            snapshots = self.snapshots.read_all()
         return render(merge_snapshots(snapshots), self._gauges())
 
     def _gauges(self) -> list[tuple[str, str, dict[str, str], float]]:

@@ -859,12 +859,14 @@ def test_metrics_count_requests_verdicts_learning_and_model_age(settings, sample
 
 
 def test_metrics_of_several_workers_answer_when_the_snapshot_cannot_be_written(
-        settings, tmp_path, sample_spam, monkeypatch):
+        settings, tmp_path, sample_spam, monkeypatch, caplog):
     """A full /tmp (where serve keeps the workers' snapshots): every scrape
     was a 500 and a traceback.  The other workers' counts and this one's,
-    as they are now, are still the answer."""
+    as they are now, are still the answer; the failure is said once, not
+    at every flush (each second)."""
     from spamlearn.metrics import Metrics, SnapshotFolder
 
+    caplog.set_level("INFO", logger="spamlearn.serve")
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     other = Metrics()
@@ -879,9 +881,19 @@ def test_metrics_of_several_workers_answer_when_the_snapshot_cannot_be_written(
         monkeypatch.setattr(SnapshotFolder, "write", disk_full)
         client.post("/score", content=sample_spam)
         response = client.get("/metrics")
+        service = client.app.state.service
+        for _ in range(3):
+            service.metrics.count_verdict("spam")
+            service.flush_metrics()
+    warnings = [r for r in caplog.records if "cannot write metrics snapshot" in r.getMessage()]
+    assert len(warnings) == 1
     assert response.status_code == 200
     assert 'spamlearn_verdicts_total{verdict="spam"} 2' in response.text     # its own, not its file's
     assert 'spamlearn_verdicts_total{verdict="ham"} 1' in response.text      # the other worker's
+    monkeypatch.undo()
+    service.flush_metrics()
+    assert any("written again" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(SnapshotFolder, "write", disk_full)
     # A worker started now, in place of one that died: it failed to start,
     # and uvicorn stopped every worker.
     with TestClient(create_app(settings, server(), metrics_dir=metrics_dir)) as client:
