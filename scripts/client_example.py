@@ -31,9 +31,20 @@ def score(client: httpx.Client, raw: bytes, user: str | None = None) -> dict | N
     return response.json()
 
 
+#: A learn request waits up to the service's learn_lock_timeout (default 30 s)
+#: for another learner (a cron train); the client's 10 s timed out first, with
+#: a traceback, while the service went on to learn the message.
+LEARN_TIMEOUT = httpx.Timeout(35.0, connect=2.0)
+
+
 def learn(client: httpx.Client, raw: bytes, label: str, token: str) -> dict:
-    response = client.post("/learn", params={"label": label}, content=raw,
-                           headers={"Authorization": f"Bearer {token}"})
+    try:
+        response = client.post("/learn", params={"label": label}, content=raw,
+                               headers={"Authorization": f"Bearer {token}"}, timeout=LEARN_TIMEOUT)
+    except httpx.HTTPError as exc:
+        # Sent again later, the message is counted once all the same.
+        raise SystemExit(f"spamlearn did not answer the learn request ({exc}); "
+                         "send it again later") from None
     if response.status_code == 503:  # another learner holds the model: try again later
         retry = response.headers.get("Retry-After", "5")
         raise SystemExit(f"model busy, retry in {retry} s: {response.json()['detail']}")

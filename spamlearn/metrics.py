@@ -198,9 +198,13 @@ class SnapshotFolder:
             raise
         metrics.changed = False
 
-    def read_all(self) -> list[dict[str, Any]]:
+    def read_all(self, *, skip_own: bool = False) -> list[dict[str, Any]]:
+        """Every worker's snapshot; ``skip_own``: but this worker's, when it
+        could not be written and is out of date."""
         snapshots = []
         for path in sorted(self.path.glob("worker-*.json")):
+            if skip_own and path == self.own:
+                continue
             try:
                 snapshots.append(json.loads(path.read_text()))
             except FileNotFoundError:

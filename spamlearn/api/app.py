@@ -123,10 +123,7 @@ async def _spamlearn_error(request: Request, exc: Exception) -> JSONResponse:
 async def _publish_metrics(service: Service) -> None:
     while True:
         await asyncio.sleep(METRICS_FLUSH_SECONDS)
-        try:
-            service.flush_metrics()
-        except OSError as exc:  # a full disk must not stop the worker; the next flush retries
-            log.warning("cannot write metrics snapshot: %s", exc)
+        service.flush_metrics()
 
 
 #: What uvicorn stops a worker on; it finishes the requests in flight first.
@@ -307,7 +304,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
             gc.freeze()
         publisher = None
         if service.snapshots is not None:
-            service.snapshots.write(service.metrics)
+            service.flush_metrics(always=True)
             publisher = asyncio.get_running_loop().create_task(_publish_metrics(service))
             service.board = LoadBoard(service.snapshots.path / BOARD_NAME)
         try:

@@ -79,10 +79,24 @@ class LoadedModel:
 
 
 def _file_key(path: Path) -> FileKey | None:
+    """The file's identity; None when there is no file, nor a folder for
+    it (a path through a regular file), as ``spamlearn score`` sees it.
+
+    Raises
+    ------
+    ModelFileError
+        Its folder cannot be entered (or another stat error): it escaped
+        as a 500 and a traceback for every request it scored (a folder of
+        per-user models the service's user could not enter; a helper's
+        review).
+    """
     try:
         return _key_of(os.stat(path))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model {path}: {exc.strerror or exc} (the service's "
+                             f"user must be able to read the model's folder)") from None
 
 
 def _key_of(st: os.stat_result) -> FileKey:
@@ -201,9 +215,10 @@ class ScoringModels:
             await self._refresh(slot)
             if slot.model is not None and self._ready(slot.model):
                 return slot.model
-            if slot.model is None and slot.error and slot.failed_key is not None:
-                # The file exists but never loaded: say so, rather than quietly
-                # scoring with a fallback the admin does not expect.
+            if slot.model is None and slot.error:
+                # The file exists but never loaded (or cannot be reached): say
+                # so, rather than quietly scoring with a fallback the admin
+                # does not expect.
                 raise ModelFileError(slot.error)
         if self.exact_model:
             # --model names the one file to use: the default is no candidate,
@@ -264,7 +279,18 @@ class ScoringModels:
         if now - slot.checked_at < self.reload_interval:
             return
         slot.checked_at = now
-        key = _file_key(slot.path)
+        try:
+            key = _file_key(slot.path)
+        except ModelFileError as exc:
+            # As for a new version that does not load: a model in memory
+            # goes on answering, the error said once; with none, the
+            # request is told (``for_user``).
+            if slot.model is not None and slot.error != str(exc):
+                log.error("keeping %s revision %s: %s", slot.path, slot.model.classifier.revision, exc)
+            slot.error = str(exc)
+            return
+        if slot.failed_key is None:
+            slot.error = None   # only a load's error has a key: this was the stat's, passed
         current = slot.model.file_key if slot.model else None
         if key == current:
             return

@@ -7,6 +7,7 @@ no module-global state, so tests build as many apps as they like.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,8 @@ from .balance import LoadBoard
 from .scoring import ModelKind, ScoringModels
 
 __all__ = ["Service", "LearnReport", "ClientGone"]
+
+log = logging.getLogger("spamlearn.serve")
 
 
 class LearnReport:
@@ -98,6 +101,7 @@ class Service:
         #: Set when the worker is told to stop: learn requests waiting for the
         #: model's lock then answer 503 at once (``ModelStore.stop_waiting``).
         self.stopping = threading.Event()
+        self._snapshot_error: str | None = None     # why the last snapshot was not written
         #: The model file error a request logged last (``app._new_model_error``).
         self.model_error_logged: str | None = None
 
@@ -181,17 +185,44 @@ class Service:
         return LearnReport(outcome, store.model_path, session.classifier.revision, user)
 
     # -- metrics ------------------------------------------------------------------------
-    def flush_metrics(self) -> None:
-        if self.snapshots is not None and self.metrics.changed:
+    def flush_metrics(self, *, always: bool = False) -> None:
+        """Publish this worker's counts for the others' ``/metrics`` (when
+        they changed, or ``always``).  A failure is logged, and the next
+        flush tries again: a full /tmp must not stop the worker, nor fail
+        the start of one replacing a worker that died (uvicorn then stops
+        them all)."""
+        if self.snapshots is None or not (always or self.metrics.changed):
+            return
+        self._write_snapshot()
+
+    def _write_snapshot(self) -> bool:
+        """Write this worker's snapshot; False if it cannot be, said once
+        until it can again (retried every second, a full /tmp made a
+        WARNING a second per worker)."""
+        assert self.snapshots is not None
+        try:
             self.snapshots.write(self.metrics)
+        except OSError as exc:
+            if self._snapshot_error != str(exc):
+                log.warning("cannot write metrics snapshot (the other workers' /metrics miss "
+                            "this one's latest counts until it can): %s", exc)
+            self._snapshot_error = str(exc)
+            return False
+        if self._snapshot_error is not None:
+            log.info("metrics snapshot written again")
+            self._snapshot_error = None
+        return True
 
     def metrics_text(self) -> str:
-        if self.snapshots is not None:
-            self.snapshots.write(self.metrics)
-            snapshot = merge_snapshots(self.snapshots.read_all())
+        if self.snapshots is None:
+            return render(self.metrics.snapshot(), self._gauges())
+        if self._write_snapshot():
+            snapshots = self.snapshots.read_all()
         else:
-            snapshot = self.metrics.snapshot()
-        return render(snapshot, self._gauges())
+            # A full /tmp: the other workers' last snapshots and this one's
+            # counts as they are; every scrape was a 500 and a traceback.
+            snapshots = [*self.snapshots.read_all(skip_own=True), self.metrics.snapshot()]
+        return render(merge_snapshots(snapshots), self._gauges())
 
     def _gauges(self) -> list[tuple[str, str, dict[str, str], float]]:
         now = time.time()

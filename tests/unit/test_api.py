@@ -758,6 +758,56 @@ def test_a_removed_model_falls_back_to_the_default(settings, trained, spam_messa
         assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "default"
 
 
+def _unreadable(monkeypatch, folder):
+    """``os.stat`` of anything in ``folder`` fails as for a user who may not
+    enter it (root, running the tests, enters every folder)."""
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if os.path.dirname(os.fspath(path)) == str(folder):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+
+
+def test_a_users_folder_the_service_cannot_enter_is_a_503_for_its_users(
+        settings, trained, spam_messages, ham_messages, monkeypatch):
+    """Every score for a user with an own model was a 500 and a traceback
+    (the stat's PermissionError escaped), as spamlearn score says it: 74."""
+    train(settings.user_model_path("alice"), spam_messages, ham_messages)
+    with client_for(settings) as client:
+        with monkeypatch.context() as patched:
+            _unreadable(patched, settings.user_models_dir)
+            refused = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
+            other = client.post("/score", params={"user": "bob"}, content=spam_messages[0])
+        assert refused.status_code == 503 and "Permission denied" in refused.json()["detail"]
+        assert other.status_code == 200 and other.json()["model"]["kind"] == "shared"
+        again = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
+    assert again.status_code == 200 and again.json()["model"]["kind"] == "user"
+
+
+def test_a_model_folder_that_becomes_unreadable_keeps_the_model_answering(
+        settings, trained, spam_messages, monkeypatch):
+    with client_for(settings) as client:
+        assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "shared"
+        with monkeypatch.context() as patched:
+            _unreadable(patched, settings.model_path.parent)
+            scored = client.post("/score", content=spam_messages[0])
+            health = client.get("/healthz").json()
+        assert scored.status_code == 200 and scored.json()["model"]["kind"] == "shared"
+        assert "Permission denied" in health["model_errors"][str(settings.model_path)]
+        assert client.get("/healthz").json()["model_errors"] == {}
+
+
+def test_a_users_folder_that_is_a_file_means_no_own_model(settings, trained, spam_messages):
+    """As for spamlearn score: no model there, the shared one scores (a 500 before)."""
+    settings.user_models_dir.write_bytes(b"")
+    with client_for(settings) as client:
+        response = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
+    assert response.status_code == 200 and response.json()["model"]["kind"] == "shared"
+
+
 def test_per_user_models_in_memory_are_bounded(settings, spam_messages, ham_messages):
     users = ["u1", "u2", "u3"]
     settings = settings.replace(own_model_users=frozenset(users))
@@ -806,6 +856,48 @@ def test_metrics_count_requests_verdicts_learning_and_model_age(settings, sample
     ratio = next(line for line in text.splitlines()
                  if line.startswith('spamlearn_model_buckets_used_ratio{model="default"} '))
     assert 0.05 < float(ratio.split()[-1]) < 0.12        # the default model: ~174,000 of 2**21
+
+
+def test_metrics_of_several_workers_answer_when_the_snapshot_cannot_be_written(
+        settings, tmp_path, sample_spam, monkeypatch, caplog):
+    """A full /tmp (where serve keeps the workers' snapshots): every scrape
+    was a 500 and a traceback.  The other workers' counts and this one's,
+    as they are now, are still the answer; the failure is said once, not
+    at every flush (each second)."""
+    from spamlearn.metrics import Metrics, SnapshotFolder
+
+    caplog.set_level("INFO", logger="spamlearn.serve")
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    other = Metrics()
+    other.count_verdict("ham")
+    SnapshotFolder(metrics_dir, pid=1).write(other)
+    with TestClient(create_app(settings, server(), metrics_dir=metrics_dir)) as client:
+        client.post("/score", content=sample_spam)
+
+        def disk_full(self, metrics):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(SnapshotFolder, "write", disk_full)
+        client.post("/score", content=sample_spam)
+        response = client.get("/metrics")
+        service = client.app.state.service
+        for _ in range(3):
+            service.metrics.count_verdict("spam")
+            service.flush_metrics()
+    warnings = [r for r in caplog.records if "cannot write metrics snapshot" in r.getMessage()]
+    assert len(warnings) == 1
+    assert response.status_code == 200
+    assert 'spamlearn_verdicts_total{verdict="spam"} 2' in response.text     # its own, not its file's
+    assert 'spamlearn_verdicts_total{verdict="ham"} 1' in response.text      # the other worker's
+    monkeypatch.undo()
+    service.flush_metrics()
+    assert any("written again" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(SnapshotFolder, "write", disk_full)
+    # A worker started now, in place of one that died: it failed to start,
+    # and uvicorn stopped every worker.
+    with TestClient(create_app(settings, server(), metrics_dir=metrics_dir)) as client:
+        assert client.get("/healthz").status_code == 200
 
 
 def test_the_openapi_schema_documents_every_endpoint_with_examples(settings):

@@ -39,3 +39,30 @@ def test_the_package_docstring_example_runs_after_a_plain_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     failed, attempted = map(int, out.split()[-2:])
     assert failed == 0 and attempted >= 3, out
+
+
+def test_the_python_client_example_waits_for_a_learn_as_long_as_the_service_may():
+    """A learn waits up to learn_lock_timeout for another learner: the
+    example's 10 s ended in a ReadTimeout traceback while a cron train held
+    the model (a helper's review)."""
+    import importlib.util
+    from pathlib import Path
+
+    import httpx
+
+    from spamlearn.server_settings import ServerSettings
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "client_example.py"
+    spec = importlib.util.spec_from_file_location("client_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    waited = []
+
+    def answer(request):
+        waited.append(request.extensions["timeout"]["read"])
+        return httpx.Response(200, json={"action": "learned", "revision": 2})
+
+    with httpx.Client(base_url="http://spamlearn", transport=httpx.MockTransport(answer),
+                      timeout=httpx.Timeout(10.0, connect=2.0)) as client:
+        assert example.learn(client, b"Subject: a\n\nb\n", "spam", "t" * 16)["action"] == "learned"
+    assert waited[0] > ServerSettings(workers=1).learn_lock_timeout
