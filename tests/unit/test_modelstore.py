@@ -447,7 +447,8 @@ def test_a_lock_file_this_user_cannot_write_is_named_not_the_folder(store, monke
         raise PermissionError(errno.EACCES, "Permission denied", str(self.lock_path))
 
     monkeypatch.setattr(ModelStore, "_open_lock_file", refused)
-    with pytest.raises(ModelFileError, match=r"the lock file .*model.joblib.lock is not writable by this user"):
+    not_writable = r"the lock file .*model.joblib.lock is not writable by this user"
+    with pytest.raises(ModelFileError, match=not_writable):
         store.learn(sample_spam, "spam")
     monkeypatch.undo()
     assert store.load().n_spam == 0 and store.check() == []
