@@ -4,7 +4,8 @@
 #
 #   Debian packages: dovecot-imapd + dovecot-sieve (the IMAP and imapsieve
 #   tests start their own throw-away Dovecot on 127.0.0.1), chromium (the
-#   evaluation report is opened in a headless browser).
+#   evaluation report is opened in a headless browser), systemd (its
+#   systemd-analyze checks the shipped units), curl (the shell clients).
 #   Python packages: spamlearn itself with its [test] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ missing=()
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
 [ -x /usr/bin/sievec ] || missing+=(dovecot-sieve)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
+[ -x /usr/bin/curl ] || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     # Never let the package start the system's Dovecot: the tests run their
