@@ -66,6 +66,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     if content_type.startswith("multipart/form-data"):
         raise HTTPException(415, "send the raw message as the request body (curl --data-binary "
                                  "@message.eml), not as a form upload")
+    if content_type.startswith("application/json"):
+        # A client written for a JSON API ({"message": "..."}) had its JSON
+        # scored, and learned, as if it were mail (a helper's review: `{"a":`
+        # posted to /learn was learned as spam).
+        raise HTTPException(415, "send the raw message as the request body (Content-Type: "
+                                 "message/rfc822), not wrapped in JSON")
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():

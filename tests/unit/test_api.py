@@ -291,6 +291,17 @@ def test_a_form_upload_is_a_415_with_the_right_way_to_send(settings, sample_spam
     assert response.status_code == 415 and "--data-binary" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("path", ["/score", "/filter", "/learn?label=spam", "/forget"])
+def test_a_message_wrapped_in_json_is_a_415_and_nothing_is_learned(settings, trained, sample_spam, path):
+    wrapped = b'{"message": ' + repr(sample_spam.decode()).encode() + b"}"
+    with client_for(settings) as client:
+        response = client.post(path, content=wrapped, headers={
+            "Content-Type": "application/json; charset=utf-8", **LEARNER})
+    assert response.status_code == 415 and "not wrapped in JSON" in response.json()["detail"]
+    info = trained.info()
+    assert (info["n_spam"], info["revision"], info["ledger_revision"]) == (4, 1, 1), "nothing learned"
+
+
 def test_a_body_without_line_breaks_sent_as_a_form_is_a_415_that_says_what_is_wrong(settings):
     """64 NUL bytes sent with curl --data-binary (a form's content type, by
     curl's default) were told to "send it with curl --data-binary"."""
