@@ -236,7 +236,9 @@ def serve(
 
     scoring = "open" if not server.score_token else "bearer token"
     learning = "bearer token" if server.learning_enabled else "disabled (no learn token)"
-    typer.echo(f"spamlearn: serving on http://{server.host}:{server.port} with {server.workers} "
+    # An IPv6 address in a URL goes in brackets (RFC 3986): "http://::1:8731" names no port.
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    typer.echo(f"spamlearn: serving on http://{host}:{server.port} with {server.workers} "
                f"worker(s); scoring: {scoring}; learning: {learning}; model: {settings.model_path}",
                err=True)
     if not server.is_loopback and not server.score_token:

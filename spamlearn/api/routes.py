@@ -109,7 +109,7 @@ def _flag(value: str | None, name: str) -> bool:
 @router.post(
     "/score", tags=["scoring"], response_model=ScoreResult,
     openapi_extra={**MESSAGE_BODY, **_SCORE_PARAMETERS},
-    responses=error_responses(400, 401, 413, 415, 503),
+    responses=error_responses(400, 401, 403, 413, 415, 422, 503),
     summary="Score a message: verdict, spam probability, model used",
 )
 async def score(request: Request) -> Response:

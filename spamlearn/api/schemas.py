@@ -129,6 +129,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
               "learning over HTTP is disabled; set [server] learn_token_file"),
         413: ("The body is larger than `max_body_size`.",
               "the message is larger than the limit of 26214400 bytes"),
+        422: ("A query parameter has a value it cannot take.",
+              "explain must be true or false, got 'maybe'"),
         415: ("A form upload or a JSON body: send the raw message as the body instead.",
               "send the raw message as the request body, not as a form upload"),
         503: ("The model is being written by another learner for too long (with `Retry-After`), "

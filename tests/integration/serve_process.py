@@ -15,9 +15,9 @@ import httpx
 __all__ = ["ServeProcess", "free_port", "clean_environment"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
@@ -41,21 +41,25 @@ class ServeProcess:
         Its environment (tokens can come from here).
     args : list of str
         More arguments for ``serve`` (e.g. ``["--workers", "2"]``).
+    host : str
+        The loopback address to listen on (``::1`` for IPv6).
     """
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str], args: list[str] = ()):
+    def __init__(self, config: Path, log: Path, env: dict[str, str], args: list[str] = (),
+                 host: str = "127.0.0.1"):
         self.config = config
         self.log = log
         self.env = env
         self.args = list(args)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.port = free_port(host)
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90.0) -> ServeProcess:
         """Start it and wait until /healthz answers 200 (workers import scikit-learn: slow)."""
         command = [sys.executable, "-m", "spamlearn", "--config", str(self.config), "serve",
-                   "--port", str(self.port), "--log-level", "warning", *self.args]
+                   "--host", self.host, "--port", str(self.port), "--log-level", "warning", *self.args]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout

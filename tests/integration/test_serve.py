@@ -483,3 +483,12 @@ def test_learns_waiting_for_the_lock_at_sigterm_answer_503_not_500(tmp_path):
     assert all(r.headers["Retry-After"] and "stopping" in r.json()["detail"] for r in answers)
     assert answered_in < 5, answered_in
     assert code == 0 and "Traceback" not in log and "CancelledError" not in log, log
+
+
+def test_it_serves_on_ipv6_loopback_and_says_where_with_brackets(tmp_path):
+    """The start-up line printed "http://::1:8731", which names no port (RFC 3986)."""
+    config, _, env = write_deployment(tmp_path, workers=1)
+    with ServeProcess(config, tmp_path / "serve.log", env, host="::1") as server:
+        assert server.url == f"http://[::1]:{server.port}"
+        assert score(server.url).json()["verdict"] == "spam"
+        assert f"serving on http://[::1]:{server.port} with 1 worker(s)" in server.log.read_text()
