@@ -5,7 +5,10 @@ foreground with its own generated config, port, ``base_dir``, ``state_dir``, log
 store, all inside one ``tempfile.mkdtemp()`` folder under /tmp.  It never reads or touches
 ``/etc/dovecot`` or the system service.  Optionally Pigeonhole imapsieve
 (``dovecot-sieve``) is enabled, so that moving/copying a message between mailboxes runs a
-``vnd.dovecot.pipe`` program.
+``vnd.dovecot.pipe`` program; and, apart from that, Sieve at delivery
+(:class:`DeliverySieve`): :meth:`DovecotServer.deliver` hands a message to
+``dovecot-lda``, which runs the user's ``~/.dovecot.sieve`` with ``vnd.dovecot.filter``
+programs.
 
 Usage::
 
@@ -36,6 +39,16 @@ Facts this relies on (measured on Debian 12, Dovecot 2.3.19.1, Pigeonhole 0.5.19
   not fail the IMAP command; it only logs ``Error:`` lines to dovecot.log, so tests should
   assert ``server.errors() == []``.
 * IMAP MOVE counts as imapsieve cause ``COPY``; APPEND into a mailbox is cause ``APPEND``.
+* Delivery (``dovecot-lda -d USER``, run as root or as the server's user) asks the running
+  master's auth-userdb socket for the user, then drops to the mail user, so the server must
+  be running.  It logs into dovecot.log as the server does.  Filter programs run like pipe
+  programs (mail user, cwd = home, no PATH), with ``USER HOME HOST SENDER RECIPIENT
+  ORIG_RECIPIENT`` only; they get the message with CRLF, and what they write back is
+  stored with LF in the Maildir.  A filter that exits non-zero is not an error: its output
+  is thrown away, the script goes on with the message as it came, and dovecot.log has an
+  ``Info:`` line.  A filter that outlives ``sieve_filter_exec_timeout`` (10 s) is killed
+  and dovecot-lda 2.3.19 then aborts (``Panic: output stream ... is missing error
+  handling``, rc -6): nothing is delivered.
 * Test-friendly deviations from a stock server: failed logins answer after ~0.5 s (not 2 s)
   and there is no per-IP auth penalty; ``stop()`` skips the master's final 1 s sleep.
 """
@@ -59,6 +72,7 @@ from typing import Mapping, Sequence
 
 DOVECOT_BIN = "/usr/sbin/dovecot"
 SIEVEC_BIN = "/usr/bin/sievec"
+LDA_BIN = "/usr/lib/dovecot/dovecot-lda"
 NOT_INSTALLED = (
     "Dovecot is not installed: apt-get install dovecot-imapd dovecot-sieve (see .ci/run)"
 )
@@ -109,6 +123,32 @@ class SieveSetup:
     rules: Sequence[ImapsieveRule] = ()
     settings: Mapping[str, str] = field(default_factory=dict)
     pipe_env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DeliverySieve:
+    """Pigeonhole Sieve at delivery: ``dovecot-lda`` runs each user's ``~/.dovecot.sieve``
+    (written with :meth:`DovecotServer.set_sieve_script`).
+
+    ``filter_programs``: files that ``filter "name"`` may run (``sieve_filter_bin_dir``),
+    copied at ``start()`` into the server folder (mode 0755), like
+    :class:`SieveSetup` ``pipe_bin_dir``'s; a program's interpreter must be executable by
+    the mail user.
+
+    ``extensions``: ``sieve_extensions``, what users' scripts may ``require`` beyond the
+    default set (``vnd.dovecot.filter`` is never on by default).
+
+    ``filter_env``: variables the filter programs get (Dovecot passes none but ``USER``,
+    ``HOME``, ``HOST``, ``SENDER``, ``RECIPIENT``, ``ORIG_RECIPIENT``), by generated
+    /bin/sh wrappers as ``pipe_env``.
+
+    ``settings``: extra ``plugin {}`` settings (e.g. ``{"sieve_filter_exec_timeout": "5s"}``).
+    """
+
+    filter_programs: Sequence[str | os.PathLike] = ()
+    extensions: str = "+vnd.dovecot.filter"
+    filter_env: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 def _mail_ids() -> tuple[int, int]:
@@ -186,9 +226,11 @@ class DovecotServer:
         users: Mapping[str, str] | None = None,
         sieve: SieveSetup | None = None,
         extra_config: str = "",
+        delivery: DeliverySieve | None = None,
     ) -> None:
         self.users: dict[str, str] = {}
         self.sieve = sieve  # may be replaced before start()
+        self.delivery = delivery  # likewise
         self.extra_config = extra_config
         self.port: int | None = None
         self.mail_uid, self.mail_gid = _mail_ids()
@@ -315,6 +357,27 @@ class DovecotServer:
         lines.append("}")
         return "\n".join(lines) + "\n"
 
+    def _delivery_config(self) -> str:
+        if self.delivery is None:
+            return ""
+        # sieve_plugins is one setting: it must name imapsieve too when that is on.
+        plugins = "sieve_imapsieve sieve_extprograms" if self.sieve else "sieve_extprograms"
+        lines = [
+            "protocol lda {\n  mail_plugins = $mail_plugins sieve\n}",
+            # A filter's output bigger than a memory buffer goes to a temporary file:
+            # inside our folder, writable by the mail user (not /tmp, whatever its mode).
+            f"mail_temp_dir = {self.shared_dir}",
+            "plugin {",
+            "  sieve = file:~/sieve;active=~/.dovecot.sieve",
+            f"  sieve_plugins = {plugins}",
+            f"  sieve_extensions = {self.delivery.extensions}",
+            f"  sieve_filter_bin_dir = {self.dir / 'filter-bin'}",
+        ]
+        for key, value in self.delivery.settings.items():
+            lines.append(f"  {key} = {value}")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
     def _script_copy(self, index: int, kind: str) -> Path:
         return self.dir / "sieve" / f"rule{index}-{kind}.sieve"
 
@@ -369,6 +432,7 @@ namespace inbox {{
   separator = /
 {mailboxes}}}
 {self._sieve_config()}
+{self._delivery_config()}
 {self.extra_config}
 """
         self.config_path.write_text(config)
@@ -376,41 +440,26 @@ namespace inbox {{
 
     def _install_sieve(self) -> None:
         """Copy scripts and programs into the server folder and precompile the scripts."""
+        if self.delivery is not None:
+            if not os.access(SIEVEC_BIN, os.X_OK) or not os.access(LDA_BIN, os.X_OK):
+                raise RuntimeError(NOT_INSTALLED)
+            self._install_programs(
+                [Path(p) for p in self.delivery.filter_programs],
+                self.dir / "filter-bin", self.dir / "filter-libexec", self.delivery.filter_env)
         if self.sieve is None:
             return
         if not os.access(SIEVEC_BIN, os.X_OK):
             raise RuntimeError(NOT_INSTALLED)
-        for sub in ("sieve", "sieve-bin", "sieve-libexec"):
-            d = self.dir / sub
-            if d.exists():
-                shutil.rmtree(d)
-            d.mkdir(mode=0o755)
+        scripts = self.dir / "sieve"
+        if scripts.exists():
+            shutil.rmtree(scripts)
+        scripts.mkdir(mode=0o755)
         src_dir = Path(self.sieve.pipe_bin_dir)
         if not src_dir.is_dir():
             raise RuntimeError(f"sieve pipe_bin_dir {src_dir} is not a directory")
-        for key in self.sieve.pipe_env:
-            if not key.isidentifier() or not key.isascii():
-                raise ValueError(f"invalid pipe_env variable name: {key!r}")
-        env_lines = "".join(
-            f"export {k}={shlex.quote(v)}\n" for k, v in self.sieve.pipe_env.items()
-        )
-        for src in sorted(src_dir.iterdir()):
-            if not src.is_file():
-                continue
-            self._check_interpreter(src)
-            if self.sieve.pipe_env:
-                real = self.dir / "sieve-libexec" / src.name
-                shutil.copyfile(src, real)
-                os.chmod(real, 0o755)
-                wrapper = self.dir / "sieve-bin" / src.name
-                wrapper.write_text(
-                    f"#!/bin/sh\n{env_lines}exec {shlex.quote(str(real))} \"$@\"\n"
-                )
-                os.chmod(wrapper, 0o755)
-            else:
-                dst = self.dir / "sieve-bin" / src.name
-                shutil.copyfile(src, dst)
-                os.chmod(dst, 0o755)
+        self._install_programs(
+            [src for src in sorted(src_dir.iterdir()) if src.is_file()],
+            self.dir / "sieve-bin", self.dir / "sieve-libexec", self.sieve.pipe_env)
         for i, rule in enumerate(self.sieve.rules, start=1):
             for kind in ("before", "after"):
                 src = getattr(rule, kind)
@@ -428,6 +477,34 @@ namespace inbox {{
                     raise RuntimeError(
                         f"sievec failed for {src} (rule {i} {kind}):\n{res.stdout}{res.stderr}"
                     )
+
+    def _install_programs(self, programs: Sequence[Path], bin_dir: Path, libexec_dir: Path,
+                          env: Mapping[str, str]) -> None:
+        """Copy ``programs`` into ``bin_dir`` (mode 0755); with ``env``, ``bin_dir`` gets
+        /bin/sh wrappers exporting it, which ``exec`` the copies in ``libexec_dir``."""
+        for d in (bin_dir, libexec_dir):
+            if d.exists():
+                shutil.rmtree(d)
+            d.mkdir(mode=0o755)
+        for key in env:
+            if not key.isidentifier() or not key.isascii():
+                raise ValueError(f"invalid environment variable name: {key!r}")
+        env_lines = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+        for src in programs:
+            self._check_interpreter(src)
+            if env:
+                real = libexec_dir / src.name
+                shutil.copyfile(src, real)
+                os.chmod(real, 0o755)
+                wrapper = bin_dir / src.name
+                wrapper.write_text(
+                    f"#!/bin/sh\n{env_lines}exec {shlex.quote(str(real))} \"$@\"\n"
+                )
+                os.chmod(wrapper, 0o755)
+            else:
+                dst = bin_dir / src.name
+                shutil.copyfile(src, dst)
+                os.chmod(dst, 0o755)
 
     def _check_interpreter(self, program: Path) -> None:
         """As root, fail early if the mail user can't execute a program's ``#!`` interpreter.
@@ -716,3 +793,67 @@ namespace inbox {{
                 client.unselect_folder()
         finally:
             client.logout()
+
+    # ------------------------------------------------------------------ delivery helpers
+
+    def set_sieve_script(self, user: str, script: str) -> Path:
+        """Make ``script`` the active Sieve script of ``user`` (``~/.dovecot.sieve``), run by
+        dovecot-lda at delivery; after ``start()`` (sievec needs the config).
+
+        It is compiled with ``sievec`` first: a script that does not compile would only
+        show at delivery, as an Error line in dovecot.log and the mail kept in INBOX.
+        dovecot-lda compiles it again, as the mail user, into ``~/.dovecot.svbin``.
+        """
+        if self.delivery is None:
+            raise RuntimeError(f"{self!r} runs no Sieve at delivery: give it a DeliverySieve")
+        if user not in self.users:
+            raise ValueError(f"no user {user!r}: add_user() first")
+        check = self.dir / "sieve-check"
+        check.mkdir(mode=0o755, exist_ok=True)
+        source = check / f"{user}.sieve"
+        source.write_text(script)
+        res = subprocess.run(
+            [SIEVEC_BIN, "-c", str(self.config_path), str(source), str(check / f"{user}.svbin")],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"sievec failed for {user}'s script:\n{res.stdout}{res.stderr}")
+        active = self.home(user) / ".dovecot.sieve"
+        tmp = self.home(user) / ".dovecot.sieve.tmp"
+        tmp.write_text(script)
+        os.chmod(tmp, 0o644)
+        self._chown_mail(tmp)
+        os.replace(tmp, active)
+        # a binary compiled from an older script in the same second would be taken as fresh
+        (self.home(user) / ".dovecot.svbin").unlink(missing_ok=True)
+        return active
+
+    def deliver(self, user: str, raw: bytes, sender: str = "sender@example.org",
+                timeout: float = 60) -> subprocess.CompletedProcess:
+        """Deliver ``raw`` to ``user`` as an MTA does: ``dovecot-lda -d USER -f SENDER``.
+
+        Returns the finished process: returncode 0 (delivered), 75 (try again later), 67
+        (no such user)...; its stderr holds what the filter programs wrote there.
+        """
+        if not os.access(LDA_BIN, os.X_OK):
+            raise RuntimeError(NOT_INSTALLED)
+        if not self.running:
+            raise RuntimeError(f"{self!r} is not running (dovecot-lda asks its auth for the user)")
+        return subprocess.run(
+            [LDA_BIN, "-c", str(self.config_path), "-d", user, "-f", sender],
+            input=raw,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+    def messages(self, user: str, mailbox: str = "INBOX") -> list[bytes]:
+        """The messages of ``user``'s ``mailbox`` as stored in the Maildir (LF line ends),
+        oldest first; [] if the mailbox does not exist."""
+        folder = self.maildir(user)
+        if mailbox != "INBOX":
+            folder = folder / ("." + mailbox.replace("/", "."))
+        files = [f for sub in ("new", "cur") if (folder / sub).is_dir()
+                 for f in (folder / sub).iterdir()]
+        files.sort(key=lambda f: (f.stat().st_mtime_ns, f.name))
+        return [f.read_bytes() for f in files]

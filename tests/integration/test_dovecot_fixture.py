@@ -6,7 +6,7 @@ import socket
 import dovecot as dovecot_module
 import imapclient
 import pytest
-from dovecot import DovecotServer, ImapsieveRule, SieveSetup
+from dovecot import DeliverySieve, DovecotServer, ImapsieveRule, SieveSetup
 from imapclient.exceptions import LoginError
 
 USERS = {"alice": "alice-pw"}  # for the tests' own servers
@@ -231,6 +231,15 @@ def test_missing_sievec_fails_loudly(monkeypatch, tmp_path):
     monkeypatch.setattr(dovecot_module, "SIEVEC_BIN", "/nonexistent/bin/sievec")
     server = DovecotServer(users=USERS, sieve=SieveSetup(pipe_bin_dir=tmp_path))
     with pytest.raises(RuntimeError, match="dovecot-sieve"):
+        with server:
+            pass
+    assert not server.dir.exists()
+
+
+def test_missing_dovecot_lda_fails_loudly(monkeypatch):
+    monkeypatch.setattr(dovecot_module, "LDA_BIN", "/nonexistent/lib/dovecot-lda")
+    server = DovecotServer(users=USERS, delivery=DeliverySieve())
+    with pytest.raises(RuntimeError, match="Dovecot is not installed: apt-get install"):
         with server:
             pass
     assert not server.dir.exists()
