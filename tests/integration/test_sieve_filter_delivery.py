@@ -59,7 +59,7 @@ def readme_recipes() -> list[str]:
 
 def with_options(recipe: str, url: str, token_file: Path) -> str:
     """``recipe`` with ``-U URL -T TOKEN_FILE`` put first in spamlearnc's arguments
-    (the recipe's own, ``-t`` or ``-u``, come after them and are left as they are)."""
+    (the recipe's own, ``-u``, come after them and are left as they are)."""
     options = f'"-U", "{url}", "-T", "{token_file}"'
     script, n = re.subn(r'filter "spamlearnc"(?: \[|;)',
                         lambda m: f'filter "spamlearnc" [{options}' + (", " if m[0].endswith("[") else "];"),
@@ -227,10 +227,11 @@ def test_with_the_service_stopped_the_message_is_delivered_unchanged(fresh):
 
 
 def test_a_service_that_never_answers_costs_the_recipes_timeout_not_the_message(fresh):
-    """The recipe's ``-t 5`` is below Pigeonhole's 10 s ``sieve_filter_exec_timeout``:
-    spamlearnc gives up first and passes the message through.  (At spamlearnc's
-    default of 10 s Dovecot kills the filter, and dovecot-lda 2.3.19 then panics
-    without delivering: measured by hand, not run here.)"""
+    """spamlearnc's default wait, 5 s, is below Pigeonhole's 10 s
+    ``sieve_filter_exec_timeout``: spamlearnc gives up first and passes the
+    message through.  (At 10 s, its first default, Dovecot killed the filter,
+    and dovecot-lda 2.3.19 then panicked without delivering: measured by
+    hand, not run here.)"""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # accepts connections (the kernel does), never answers
