@@ -472,6 +472,23 @@ def test_font_attributes_padded_with_spaces_cost_time_in_proportion():
     assert "hidden" not in tokens
 
 
+def test_stray_close_tags_after_many_open_forms_cost_time_in_proportion():
+    """Each stray ``</map>`` looked through every open ``<form>`` for its
+    name: the square of the tags (0.5 s a part, 5 s for this message of
+    eight); the open names are counted now."""
+    from spamlearn.tokenizer import tokenize
+
+    part = (b'<p>before <form action="http://x.example/go">' + b"<form>" * 2_500 + b"</map>" * 7_000
+            + b" inside words</form> after</p>")
+    raw = (b"Content-Type: multipart/mixed; boundary=b\n\n"
+           + b"".join(b"--b\nContent-Type: text/html\n\n" + part + b"\n" for _ in range(8)) + b"--b--\n")
+    started = time.process_time()
+    tokens = set(tokenize(raw))
+    assert time.process_time() - started < 1.0
+    assert {"before", "inside", "words", "after", "html:form", "url:x.example"} <= tokens
+    assert not any(t.startswith("html:") and t != "html:form" for t in tokens)
+
+
 def test_a_header_of_24_000_encoded_words_is_decoded_in_part_and_quickly():
     # The standard library's decoder takes time growing with the square of
     # the encoded words in one value (~0.7 s here); the front is decoded,
