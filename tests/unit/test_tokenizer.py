@@ -197,6 +197,30 @@ def test_memoised_helpers_do_not_keep_what_a_hostile_message_carries():
     assert tk._url_token_tuple.cache_info().currsize > 0 and set(tokenize(MESSAGE)) == short
 
 
+def test_html_memos_do_not_keep_what_a_hostile_message_carries():
+    """The HTML reader's memos of links, images and fonts held each tag's
+    whole attribute text: 1,200 messages of eight 59 KB links grew a
+    process by 1 GB.  Long attribute texts are read each time."""
+    from spamlearn import html
+
+    memos = (html._href, html._img_facts, html._maybe_hidden)
+    for memo in memos:
+        memo.cache_clear()
+    huge = "x" * 15_000
+    raw = (f'Content-Type: text/html\n\n<p>see <a href="http://example.com/{huge}">here</a> '
+           f'<img src="http://img.example.com/{huge}"> <font size=1 class="{huge}">fine print</font> '
+           f"and more</p>").encode()
+    long_tokens = set(tokenize(raw))
+    assert {"see", "here", "more", "html:a", "html:img", "html:hidden-text", "url:example.com",
+            "url:img.example.com"} <= long_tokens
+    assert "fine" not in long_tokens and "print" not in long_tokens
+    assert all(memo.cache_info().currsize == 0 for memo in memos), [memo.cache_info() for memo in memos]
+    assert set(tokenize(raw)) == long_tokens
+    short = raw.replace(huge.encode(), b"x")
+    short_tokens = set(tokenize(short))
+    assert all(memo.cache_info().currsize == 1 for memo in memos) and set(tokenize(short)) == short_tokens
+
+
 def test_mailer_content_type_and_charsets(tokens):
     assert "x-mailer:foo mailer 1.0" in tokens
     assert "content-type:multipart/alternative" in tokens
