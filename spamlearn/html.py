@@ -160,6 +160,29 @@ def _drop_re(keep: frozenset[str]) -> re.Pattern:
     return re.compile(rf"</?(?!(?i:{names})(?![a-zA-Z0-9:]))[a-zA-Z][a-zA-Z0-9:]*+[^<>]*>")
 
 
+# ``_drop_re`` is for a few short names: the corpus keeps at most two
+# beyond ``_SOUP_TAGS`` ("font" and "td", say).  A message names the rest
+# (every tag name with a hiding style), and a regex of all of them cost
+# its compiling and a try of each name at every tag: 1,400 names a part,
+# 1 s a message of eight; one name of 58 KB, 55 ms a part, and the regex
+# caches (ours and ``re``'s) held 300 MB of such patterns after 150
+# messages.  Past these bounds the names are looked up in a set instead.
+_MAX_REGEX_NAMES = len(_SOUP_TAGS) + 8
+_LONGEST_REGEX_NAME = 32
+_ANY_TAG_RE = re.compile(r"</?([a-zA-Z][a-zA-Z0-9:]*+)[^<>]*>")
+
+
+def _drop_tags(html: str, keep: frozenset[str]) -> str:
+    """``html`` with every open or close tag whose name is not in ``keep``
+    (lower-case names) replaced by a space."""
+    if len(keep) <= _MAX_REGEX_NAMES and max(map(len, keep)) <= _LONGEST_REGEX_NAME:
+        return _drop_re(keep).sub(" ", html)
+    # The same tags but for Unicode case folding: to the regex a long s
+    # or a Kelvin sign in a tag's name could spell a kept name ("noſcript"),
+    # as it does to no HTML parser.
+    return _ANY_TAG_RE.sub(lambda match: match.group(0) if match.group(1).lower() in keep else " ", html)
+
+
 _A_CLOSE_RE = re.compile(r"</a\s*>", re.IGNORECASE)
 _TEXT_HOST_RE = re.compile(r"(?:https?://|www\.)([a-z0-9-]+(?:\.[a-z0-9-]+)+)|\b((?:[a-z0-9-]+\.)+(?:com|net|org|edu|gov|biz|info|[a-z]{2}))\b")
 _HREF_HOST_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:)?//(?:[^/@?#]*@)?([^/:?#]+)", re.IGNORECASE)
@@ -362,7 +385,7 @@ def _prescan(html: str, tokens: list[str], urls: list[str], link_hosts: bool = F
                 return match.group(0) if fonts and fonts.pop() else " "
             html = _FONT_TAG_RE.sub(font, html)
             keep = keep | {"font"}
-    return _drop_re(keep).sub(" ", html)
+    return _drop_tags(html, keep)
 
 
 #: Off only to check the fast path against the tree (tests, measurements).
