@@ -221,6 +221,25 @@ def test_html_memos_do_not_keep_what_a_hostile_message_carries():
     assert all(memo.cache_info().currsize == 1 for memo in memos) and set(tokenize(short)) == short_tokens
 
 
+def test_a_tokenizer_keeps_rules_for_a_bounded_number_of_header_names():
+    """What to do with each header name is worked out once and kept; the
+    names are the sender's to make up: 100 messages of 37,000 made-up
+    names grew the service by 1.1 GB.  The kept rules are bounded, and
+    forgetting them changes no token."""
+    from spamlearn import tokenizer as tk
+
+    tokenizer = tk.Tokenizer()
+    for n in range(3):
+        raw = (b"".join(b"X-%dh%d: value%d\n" % (n, i, i) for i in range(3_000))
+               + b"X-" + b"n" * 10_000 + b": v\n\nbody text")
+        tokens = set(tokenizer.tokenize_bytes(raw))
+        assert {f"header:x-{n}h2999", f"x-{n}h2999:value2999", "body", "text"} <= tokens
+        assert "header:x-" + "n" * 10_000 in tokens
+    assert len(tokenizer._header_rules) <= tk._MAX_HEADER_RULES
+    assert max(map(len, tokenizer._header_rules)) < 512
+    assert set(tokenizer.tokenize_bytes(raw)) == tokens == set(tk.Tokenizer().tokenize_bytes(raw))
+
+
 def test_mailer_content_type_and_charsets(tokens):
     assert "x-mailer:foo mailer 1.0" in tokens
     assert "content-type:multipart/alternative" in tokens
