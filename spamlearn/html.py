@@ -88,12 +88,44 @@ _ATTR_RE = re.compile(r"""(?<![-\w])(href|src|width|height)\s*=\s*(?:"([^"]*)"|'
 _MAYBE_HIDDEN_STYLE = re.compile(
     r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*[0-3](?!\d)"
     r"|(?<![-\w])color\s*:\s*(?:#fff\b|#ffffff|white)", re.IGNORECASE)
+# The white space around an optional quote is taken possessively (``\s*+``):
+# with no quote, ``\s*[\"']?\s*`` split a run of spaces between its two
+# ``\s*`` every way there is before giving up, the square of the run (one
+# ``<font color=`` and 59,000 spaces: 27 s a part).  No match is lost: a
+# space is never a quote, so the first run always takes every space.
 _MAYBE_HIDDEN_FONT = re.compile(
-    r"(?<![-\w])(?:color\s*=\s*[\"']?\s*(?:#fff\b|#ffffff|white)|size\s*=\s*[\"']?\s*(?:0|1|-[234])(?!\d))",
+    r"(?<![-\w])(?:color\s*=\s*+[\"']?\s*+(?:#fff\b|#ffffff|white)|size\s*=\s*+[\"']?\s*+(?:0|1|-[234])(?!\d))",
     re.IGNORECASE)
 
 
 _HREF_ONLY_RE = re.compile(r"""(?<![-\w])href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
+
+
+#: Memoised helpers keep at most this many characters of an argument (as
+#: the tokenizer's do): a longer one is worked out each time.  Their
+#: caches held whatever a message carried, a tag's whole attribute text:
+#: 1,200 messages of eight parts, each one ``<a href>`` of 59 KB, grew a
+#: process by 1 GB (``<img src>`` as much again, ``<font>`` 250 MB), and
+#: the HTTP service lives for weeks.  Of the corpus's 59,874 calls, 11
+#: were longer (2026-11-30).
+_MEMO_LONGEST = 512
+
+
+def _memoised(maxsize: int) -> Callable:
+    """``functools.lru_cache(maxsize)`` for calls whose string arguments are
+    all at most ``_MEMO_LONGEST`` characters long."""
+    def wrap(fn: Callable) -> Callable:
+        cached = functools.lru_cache(maxsize=maxsize)(fn)
+
+        def call(*args: str):
+            if max(map(len, args)) > _MEMO_LONGEST:
+                return fn(*args)
+            return cached(*args)
+        call = functools.wraps(fn)(call)
+        call.cache_clear = cached.cache_clear
+        call.cache_info = cached.cache_info
+        return call
+    return wrap
 
 
 def _attrs(text: str, pattern: re.Pattern = _ATTR_RE) -> dict[str, str]:
@@ -106,7 +138,7 @@ def _attrs(text: str, pattern: re.Pattern = _ATTR_RE) -> dict[str, str]:
     return out
 
 
-@functools.lru_cache(maxsize=4096)
+@_memoised(4096)
 def _maybe_hidden(name: str, attrs: str) -> bool:
     if name == "font" and _MAYBE_HIDDEN_FONT.search(attrs):
         return True
@@ -126,6 +158,29 @@ def _drop_re(keep: frozenset[str]) -> re.Pattern:
     """A regex for every open or close tag whose name is not in ``keep``."""
     names = "|".join(sorted(re.escape(name) for name in keep))
     return re.compile(rf"</?(?!(?i:{names})(?![a-zA-Z0-9:]))[a-zA-Z][a-zA-Z0-9:]*+[^<>]*>")
+
+
+# ``_drop_re`` is for a few short names: the corpus keeps at most two
+# beyond ``_SOUP_TAGS`` ("font" and "td", say).  A message names the rest
+# (every tag name with a hiding style), and a regex of all of them cost
+# its compiling and a try of each name at every tag: 1,400 names a part,
+# 1 s a message of eight; one name of 58 KB, 55 ms a part, and the regex
+# caches (ours and ``re``'s) held 300 MB of such patterns after 150
+# messages.  Past these bounds the names are looked up in a set instead.
+_MAX_REGEX_NAMES = len(_SOUP_TAGS) + 8
+_LONGEST_REGEX_NAME = 32
+_ANY_TAG_RE = re.compile(r"</?([a-zA-Z][a-zA-Z0-9:]*+)[^<>]*>")
+
+
+def _drop_tags(html: str, keep: frozenset[str]) -> str:
+    """``html`` with every open or close tag whose name is not in ``keep``
+    (lower-case names) replaced by a space."""
+    if len(keep) <= _MAX_REGEX_NAMES and max(map(len, keep)) <= _LONGEST_REGEX_NAME:
+        return _drop_re(keep).sub(" ", html)
+    # The same tags but for Unicode case folding: to the regex a long s
+    # or a Kelvin sign in a tag's name could spell a kept name ("noſcript"),
+    # as it does to no HTML parser.
+    return _ANY_TAG_RE.sub(lambda match: match.group(0) if match.group(1).lower() in keep else " ", html)
 
 
 _A_CLOSE_RE = re.compile(r"</a\s*>", re.IGNORECASE)
@@ -165,7 +220,7 @@ def _link_text_tokens(html: str, start: int, href: str, tokens: list[str]) -> No
 # measured 2026-11-28 (with the font memo below, and the styled-tag search),
 # html_to_text over the 1,208 HTML parts: 1.67 -> 1.40 s CPU warm, 1.89 ->
 # 1.65 s on a first pass (fresh process); the same text, tokens and URLs.
-@functools.lru_cache(maxsize=8192)
+@_memoised(8192)
 def _href(attrs: str) -> str | None:
     """The first href of an ``<a>`` tag's attribute text, unescaped.
 
@@ -180,7 +235,7 @@ def _href(attrs: str) -> str | None:
     return html_lib.unescape(href) if "&" in href else href
 
 
-@functools.lru_cache(maxsize=8192)
+@_memoised(8192)
 def _img_facts(attrs: str) -> tuple[str | None, bool]:
     """An ``<img>`` tag's src and whether it is 0 or 1 pixel wide or high."""
     found = _attrs(attrs)
@@ -330,7 +385,7 @@ def _prescan(html: str, tokens: list[str], urls: list[str], link_hosts: bool = F
                 return match.group(0) if fonts and fonts.pop() else " "
             html = _FONT_TAG_RE.sub(font, html)
             keep = keep | {"font"}
-    return _drop_re(keep).sub(" ", html)
+    return _drop_tags(html, keep)
 
 
 #: Off only to check the fast path against the tree (tests, measurements).
@@ -477,6 +532,11 @@ def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | No
     hidden: list[str] = []
     stack: list[bool] = []
     containers: list[tuple[str, int]] = []     # open form, map...: name, fonts open then
+    # How many of each name are in ``containers``: a stray close tag asks
+    # whether its name is open anywhere, and a look through the list from
+    # each of them cost the square of the tags (2,500 <form> and 7,000
+    # </map>: 0.5 s a part, eight parts a message).
+    open_names: dict[str, int] = {}
     hidden_depth = 0          # depth of the open hidden font, 0 if none
     hidden_words = 0
     pos = 0
@@ -499,10 +559,11 @@ def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | No
                 # One that closes fonts opened inside it is the tree's to
                 # sort out.
                 if containers and containers[-1][0] == name:
+                    open_names[name] -= 1
                     if len(stack) > containers.pop()[1]:
                         return None
                     text_out.append(" ")
-                elif any(open_name == name for open_name, _ in containers):
+                elif open_names.get(name):
                     return None
                 elif hidden_depth:
                     text_out.append(" ")    # opened inside the hidden font: all goes with it
@@ -520,6 +581,7 @@ def _without_soup(html: str, out_tokens: list[str], urls: list[str]) -> str | No
                 return None
             if name not in _VOID_FLAT_TAGS:
                 containers.append((name, len(stack)))
+                open_names[name] = open_names.get(name, 0) + 1
             _flat_tag_tokens(name, attrs, tokens, found_urls)
             continue
         if name == "noscript" and not closing and not hidden_depth:

@@ -461,6 +461,36 @@ def test_a_cr_pair_inside_a_header_line_hides_no_forged_header(raw):
         assert (b"Subject: cheap pills\r" in out) if b"pills" in raw else (b"Subject: hi\r\r" in out)
 
 
+@pytest.mark.parametrize("lines", [
+    b"a\n" * 1_000_000,                                    # no blank line: all of it header
+    b"Subject: x\n" + b" folded\n" * 250_000,              # one field, folded and folded again
+    b" folded first\n" * 250_000,                           # continuation lines before any field
+    (b"X-Spam-Flag: NO\nTo: y\n" + b"X-Spam-Level: *\n\t*\n") * 40_000,   # forged verdicts
+], ids=["unfolded", "folded", "folded-first", "forged"])
+def test_filter_of_a_huge_header_block_costs_memory_in_proportion(lines):
+    """The header block was split into a list of its lines, each line an
+    object and a tuple: 1.2 GB for a 10 MB message without a blank line
+    (Postfix's default size limit), which ``filter`` reads whole."""
+    import tracemalloc
+
+    from spamlearn.classifier import Label, Verdict
+
+    head = lines + b"Subject: last\n"
+    for raw in (head, head + b"\nbody\n"):
+        tracemalloc.start()
+        try:
+            out = add_verdict_headers(raw, Verdict(0.99, Label.SPAM, 5.0))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * len(raw), peak
+        assert out.count(b"X-Spam-") == 4 and b"X-Spam-Flag: YES\nX-Spam-Verdict: spam\n" in out
+        assert out.endswith(b"\nSubject: last\n" + raw.partition(b"Subject: last\n")[2])
+        assert len(out) == len(raw) - raw.count(b"X-Spam-Flag: NO\n") * len(b"X-Spam-Flag: NO\n") \
+            - raw.count(b"X-Spam-Level: *\n\t*\n") * len(b"X-Spam-Level: *\n\t*\n") \
+            + sum(len(line) + 1 for line in out.split(b"\n") if line.startswith(b"X-Spam-"))
+
+
 @pytest.mark.parametrize("raw", [
     b"From: a@b.c\nTo: d@e.f\nSubject: cheap pills\n",          # headers only, no blank line
     b"Subject: " + b"a" * 5000,                                  # ... nor a newline at the end

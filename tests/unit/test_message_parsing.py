@@ -456,6 +456,68 @@ def test_hostile_markup_costs_time_in_proportion_to_its_length(part):
         assert time.process_time() - started < 0.5, html[:40]
 
 
+def test_font_attributes_padded_with_spaces_cost_time_in_proportion():
+    """``<font color=`` or ``size=`` and a long run of spaces: the
+    may-it-hide test split the run between two ``\\s*`` every way there is,
+    the square of its length (this part: 2-3 s; 59,000 spaces, 27 s, and
+    eight such parts fit in the scan limit).  The hidden font still hides."""
+    from spamlearn.tokenizer import tokenize
+
+    raw = (b"Content-Type: text/html\n\n<p>shown words <font color=" + b" " * 25_000
+           + b"white>hidden words</font> <font size=" + b" " * 25_000 + b"3>big words</font></p>")
+    started = time.process_time()
+    tokens = set(tokenize(raw))
+    assert time.process_time() - started < 0.5
+    assert {"shown", "words", "big", "html:hidden-text", "html:hidden-words:0"} <= tokens
+    assert "hidden" not in tokens
+
+
+def test_stray_close_tags_after_many_open_forms_cost_time_in_proportion():
+    """Each stray ``</map>`` looked through every open ``<form>`` for its
+    name: the square of the tags (0.5 s a part, 5 s for this message of
+    eight); the open names are counted now."""
+    from spamlearn.tokenizer import tokenize
+
+    part = (b'<p>before <form action="http://x.example/go">' + b"<form>" * 2_500 + b"</map>" * 7_000
+            + b" inside words</form> after</p>")
+    raw = (b"Content-Type: multipart/mixed; boundary=b\n\n"
+           + b"".join(b"--b\nContent-Type: text/html\n\n" + part + b"\n" for _ in range(8)) + b"--b--\n")
+    started = time.process_time()
+    tokens = set(tokenize(raw))
+    assert time.process_time() - started < 1.0
+    assert {"before", "inside", "words", "after", "html:form", "url:x.example"} <= tokens
+    assert not any(t.startswith("html:") and t != "html:form" for t in tokens)
+
+
+def test_many_or_long_hidden_tag_names_cost_no_regex_of_them():
+    """Every tag name with a hiding style is kept for the tree, and the tags
+    of all other names dropped by one regex naming the kept ones: 800
+    names and 8,000 other tags a part cost 0.7 s a message of eight, and
+    a name of 25 KB made a regex of 25 KB, which the regex caches kept
+    (300 MB after 150 messages of such names).  Past a few short names,
+    they are looked up in a set."""
+    from spamlearn import html
+    from spamlearn.tokenizer import tokenize
+
+    def part(number):
+        hidden = b"".join(b"<q%dz%d style=color:#fff>x%d</q%dz%d>" % (number, i, i, number, i)
+                          for i in range(800))
+        return b"<p>shown words " + hidden + b"<p>" * 8_000 + b" more</p>"
+    raw = (b"Content-Type: multipart/mixed; boundary=b\n\n"
+           + b"".join(b"--b\nContent-Type: text/html\n\n" + part(n) + b"\n" for n in range(8)) + b"--b--\n")
+    started = time.process_time()
+    tokens = set(tokenize(raw))
+    assert time.process_time() - started < 0.5
+    assert {"shown", "words", "more", "html:hidden-text", "html:hidden-words:50"} <= tokens
+    assert not any(t.startswith("x") and t[1:].isdigit() for t in tokens)     # hidden, every one
+    html._drop_re.cache_clear()
+    name = b"q" + b"a" * 25_000
+    found = set(tokenize(b"Content-Type: text/html\n\n<p>shown <" + name + b" style=color:#fff>hidden</"
+                         + name + b"> words</p>"))
+    assert {"shown", "words", "html:hidden-text"} <= found and "hidden" not in found
+    assert html._drop_re.cache_info().currsize == 0
+
+
 def test_a_header_of_24_000_encoded_words_is_decoded_in_part_and_quickly():
     # The standard library's decoder takes time growing with the square of
     # the encoded words in one value (~0.7 s here); the front is decoded,
