@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import itertools
 import json
 import os
@@ -264,6 +265,12 @@ def score(
             # fork: the workers share the loaded model's pages with us, and
             # BeautifulSoup's import (0.2 s CPU that each would pay).
             preload()
+            # What the workers inherit (modules, the model) is moved out of
+            # the collector's sight: their collections no longer walk it,
+            # nor write its pages (copy-on-write) to do so.  measured
+            # 2026-11-29, scoring the corpus, best of 3, three rounds
+            # interleaved: 3,032-3,147 messages/s against 2,884-3,034.
+            gc.freeze()
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(jobs))
             results = pool.imap(_score_one, all_jobs, chunksize=64)
         for batch in results:
