@@ -501,21 +501,9 @@ def eval_(
     with progress("evaluating", len(entries)) as advance:
         result = run_online(entries, classifier, mode=mode, progress=lambda n: advance(1))
     figures = compute_figures(result)
-    if results:
-        write_results(result, results)
-    if trec_results:
-        write_trec_results(result, trec_results)
-    if plot:
-        from .plots import save_roc_plot
-
-        save_roc_plot(result, plot, title=f"spamlearn on {index.parent.parent.name or index.name}",
-                      ham_cutoff=classifier.ham_cutoff, spam_cutoff=classifier.spam_cutoff)
-    if report:
-        from .report import write_report
-
-        write_report(result, report, classifier, entries=entries, mode=mode,
-                     title=f"spamlearn on {index.parent.parent.name or index.name}")
     f = figures
+    # The figures first: a file below that cannot be written (a full disk)
+    # must not take a long run's figures with it.
     if as_json:
         typer.echo(json.dumps({**figures.as_dict(), "n_features": n_features}))
     else:
@@ -526,6 +514,22 @@ def eval_(
             f"ham misclassified {f.ham_misclassified_pct:.3f}%, spam misclassified "
             f"{f.spam_misclassified_pct:.3f}%, unsure {f.unsure_pct:.2f}%, "
             f"hm at sm=0.1% {f.hm_at_sm_01_pct:.2f}%, {f.messages_per_second:.0f} messages/s")
+    sys.stdout.flush()
+    # A relative index ("index", "full/index") names its corpus too.
+    title = f"spamlearn on {index.resolve().parent.parent.name or index.name}"
+    if results:
+        write_results(result, results)
+    if trec_results:
+        write_trec_results(result, trec_results)
+    if plot:
+        from .plots import save_roc_plot
+
+        save_roc_plot(result, plot, title=title,
+                      ham_cutoff=classifier.ham_cutoff, spam_cutoff=classifier.spam_cutoff)
+    if report:
+        from .report import write_report
+
+        write_report(result, report, classifier, entries=entries, mode=mode, title=title)
     if f.unreadable:
         # Counted in the figures as unsure at 0.5 (ham to lam: not above
         # 0.5; TREC's tools record a failure as ham at score 0); said here

@@ -318,6 +318,43 @@ def test_eval_refuses_a_report_folder_it_cannot_write_in_before_the_run(tmp_path
         assert "cannot write it" in result.stderr.decode()
 
 
+def test_eval_prints_its_figures_before_a_full_disk_stops_the_pictures(tmp_path):
+    """The figures came after --plot and --report were written: a disk that
+    filled up during a long run took them with it (exit 74, nothing shown)."""
+    full = tmp_path / "full"
+    full.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"this test mounts a small tmpfs, as root: {mounted.stderr}"
+    try:
+        with open(full / "filler", "wb", buffering=0) as filler, pytest.raises(OSError):
+            while True:
+                filler.write(b"x" * 4096)
+        index = tmp_path / "index"
+        index.write_text(f"spam {os.getcwd()}/tests/fixtures/sample-spam.eml\n"
+                         f"ham {os.getcwd()}/tests/fixtures/sample-ham.eml\n")
+        result = spamlearn("eval", "--index", index, "--plot", full / "roc.png")
+        assert result.returncode == ExitCode.IOERR, result.stderr
+        assert b"2 messages (1 spam, 1 ham)" in result.stdout and b"(1-ROCA)%" in result.stdout
+        assert b"disk full" in result.stderr
+        assert_clean_stderr(result)
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
+
+
+def test_eval_names_the_corpus_of_a_relative_index_in_its_report(tmp_path):
+    """``--index index`` (run from the corpus's folder) titled the pictures
+    "spamlearn on index": the parent of a relative path's parent is ""."""
+    full = tmp_path / "mycorpus" / "full"
+    full.mkdir(parents=True)
+    (full / "index").write_text(f"spam {os.getcwd()}/tests/fixtures/sample-spam.eml\n"
+                                f"ham {os.getcwd()}/tests/fixtures/sample-ham.eml\n")
+    result = subprocess.run([sys.executable, "-m", "spamlearn", "eval", "--index", "index",
+                             "--report", "report"], cwd=full, capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "spamlearn on mycorpus" in (full / "report" / "index.html").read_text()
+
+
 def _with_closed(fds, *args):
     """Run spamlearn with the descriptors ``fds`` closed, as `cmd <&- >&- 2>&-` does;
     stderr, when open, is captured."""
