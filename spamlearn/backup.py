@@ -343,8 +343,14 @@ def _restore_into(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
     with contextlib.ExitStack() as stack:
         staging = {}
         for name, path in ((MODEL_MEMBER, store.model_path), (LEDGER_MEMBER, store.ledger_path)):
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=_RESTORE_STAGING.prefix,
-                                                                          dir=path.parent)))
+            try:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                    prefix=_RESTORE_STAGING.prefix, dir=path.parent)))
+            except OSError as exc:
+                # The error named the staging folder ".spamlearn-restore-x1y2"
+                # that could not be made, not the folder that is the problem.
+                raise ModelFileError(f"cannot write in {path.parent} ({exc.strerror or exc}): "
+                                     f"nothing restored") from None
             staging[name] = folder / name
         model_file, ledger_file = staging[MODEL_MEMBER], staging[LEDGER_MEMBER]
         _extract_pair(source, model_file, ledger_file)

@@ -216,6 +216,8 @@ def test_restore_into_a_read_only_folder_says_so_and_changes_nothing(read_only_f
     result = run("--model", model, "restore", archive)
     assert result.exit_code == ExitCode.IOERR, result.output
     assert "spamlearn: error:" in result.output and "Traceback" not in result.output
+    assert f"cannot write in {read_only_folder.path} (" in result.output, "names the folder"
+    assert ".spamlearn-restore-" not in result.output
     assert model.read_bytes() == before
     assert run("--model", model, "backup", tmp_path / "again.tar").exit_code == 0   # reading still works
 
