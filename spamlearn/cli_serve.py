@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import logging
@@ -41,7 +42,30 @@ def _log_config(level: str) -> dict[str, Any]:
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["spamlearn"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    config.setdefault("filters", {})["forced_quit"] = {"()": "spamlearn.cli_serve.ForcedQuitFilter"}
+    config["handlers"]["default"].setdefault("filters", []).append("forced_quit")
     return config
+
+
+class ForcedQuitFilter(logging.Filter):
+    """A second Ctrl-C ("to force quit", as uvicorn offers) is one line, not a traceback.
+
+    uvicorn then skips the application's shutdown, and the task waiting for
+    it is cancelled: Starlette's lifespan reports the ``CancelledError`` as a
+    failed shutdown, which uvicorn logged as an ERROR holding the whole
+    traceback, for something the user asked for.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        text = record.msg if isinstance(record.msg, str) else ""
+        cancelled = isinstance(exc, asyncio.CancelledError) or (
+            text.startswith("Traceback") and text.rstrip().endswith("CancelledError"))
+        if cancelled:
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "forced to quit: requests in flight were dropped, the shutdown skipped", (), None, None)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def _check_can_listen(host: str, port: int) -> None:

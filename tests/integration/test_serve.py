@@ -492,3 +492,20 @@ def test_it_serves_on_ipv6_loopback_and_says_where_with_brackets(tmp_path):
         assert server.url == f"http://[::1]:{server.port}"
         assert score(server.url).json()["verdict"] == "spam"
         assert f"serving on http://[::1]:{server.port} with 1 worker(s)" in server.log.read_text()
+
+
+def test_a_second_ctrl_c_forces_a_quit_in_one_line_not_a_traceback(tmp_path):
+    """uvicorn offers "CTRL+C to force quit"; doing so logged an ERROR with
+    Starlette's whole lifespan traceback (a CancelledError)."""
+    config, _, env = write_deployment(tmp_path, workers=1)
+    server = ServeProcess(config, tmp_path / "serve.log", env).start()
+    try:
+        server.process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        server.process.send_signal(signal.SIGINT)
+        code = server.process.wait(30)
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "Traceback" not in log and "CancelledError" not in log, log
+    assert "forced to quit" in log and code == 0, (code, log)
