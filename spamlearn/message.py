@@ -233,8 +233,16 @@ def _field_runs(pattern: re.Pattern[bytes]) -> tuple[re.Pattern[bytes], re.Patte
     continuation lines: at the start of the header block, and after a line
     break (group 1; a literal first, which ``re`` looks for quickly).
     Possessive: nothing to give back, and a plain ``*`` kept a record of
-    each line it took."""
-    run = (rb"(?:(?:" + pattern.pattern + rb")[^\n]*+(?:\n|\Z)(?:[ \t][^\n]*+(?:\n|\Z))*+)++")
+    each line it took.
+
+    Each field is an atomic group ``(?>...)``: Python 3.11.0 to 3.11.4
+    (Debian 12's python3 is 3.11.2) end a possessive repeat where its last
+    try failed, not where it started (CPython gh-106052), and a try fails
+    part way in ``pattern``: ``Received: x\\nX-Delivered-To-Foo: y`` left
+    out ``X-Delivered-To`` there, another digest than 3.11.5's and than
+    before the runs (a review).  An atomic group gives its position back
+    when it fails, on those versions too."""
+    run = (rb"(?:(?>(?:" + pattern.pattern + rb")[^\n]*+(?:\n|\Z)(?:[ \t][^\n]*+(?:\n|\Z))*+))++")
     return re.compile(run, re.IGNORECASE), re.compile(rb"\n(" + run + rb")", re.IGNORECASE)
 
 
