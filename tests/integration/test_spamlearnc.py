@@ -111,6 +111,15 @@ def test_a_user_name_reaches_the_service(deployment):
     assert bad.returncode == 64 and b"not a user name" in bad.stderr
 
 
+def test_a_url_ending_in_a_slash_is_the_same_service(deployment):
+    # SPAMLEARN_URL=http://127.0.0.1:8731/ asked for //filter, a 404: every
+    # message went through untagged, with a line on stderr each.
+    server, _, env, token_file = deployment
+    for url in (server.url + "/", server.url + "//"):
+        tagged = spamlearnc(SPAMMY[0], env, "-e", url=url, token_file=token_file)
+        assert tagged.returncode == 0 and b"X-Spam-Verdict: spam" in tagged.stdout, tagged.stderr
+
+
 @pytest.mark.parametrize("problem", ["no service", "wrong token", "no token", "not spamlearn"])
 def test_it_fails_open_passing_the_message_through_unchanged(deployment, tmp_path, problem):
     server, _, env, token_file = deployment
