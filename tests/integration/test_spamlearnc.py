@@ -154,7 +154,11 @@ def test_the_options_stand_in_for_the_environment_dovecot_does_not_pass(deployme
     assert b"X-Spam-Verdict: spam" in tagged.stdout
 
 
-@pytest.mark.parametrize("args", [["-x"], ["extra-argument"], ["-t", "soon"], ["-u", ".hidden"]])
+# -t 0 is curl's "no limit": the filter waited until Dovecot killed it at
+# its own 10 s, and dovecot-lda then aborted the delivery.  "." and "1.2.3"
+# passed the check, and every message went through unscored on curl's usage error.
+@pytest.mark.parametrize("args", [["-x"], ["extra-argument"], ["-t", "soon"], ["-u", ".hidden"],
+                                  ["-t", "0"], ["-t", "0.0"], ["-t", "."], ["-t", "1.2.3"]])
 def test_a_wrong_command_line_is_64(deployment, args):
     _, _, env, _ = deployment
     result = spamlearnc(SPAMMY[0], env, *args)
