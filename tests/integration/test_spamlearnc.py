@@ -78,6 +78,34 @@ def not_spamlearn():
         thread.join(10)
 
 
+@contextlib.contextmanager
+def held_answer():
+    """A web server on loopback that takes the message and answers 500 only
+    once told to: a look at what spamlearnc keeps meanwhile."""
+    received, release = threading.Event(), threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.set()
+            release.wait(30)
+            self.send_error(500)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received, release
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 def filtered_by_the_cli(config: Path, env: dict[str, str], raw: bytes) -> bytes:
     result = subprocess.run([sys.executable, "-m", "spamlearn", "--config", str(config), "filter",
                              "--exit-zero"], input=raw, env=env, capture_output=True, timeout=60)
@@ -144,6 +172,31 @@ def test_a_full_tmp_is_try_again_later_not_a_lost_message(deployment, tmp_path):
     missing = tmp_path / "no-such-dir"
     result = spamlearnc(SPAMMY[0], {**env, "TMPDIR": str(missing)}, url=server.url, token_file=token_file)
     assert result.returncode == 75 and result.stdout == b""
+
+
+def test_its_files_are_in_a_private_folder_removed_at_the_end(deployment, tmp_path):
+    # They were $tmp, $tmp.out, $tmp.head and $tmp.auth beside mktemp's file:
+    # in a shared /tmp, any user who saw spamlearnc.XXXXXX appear could make
+    # spamlearnc.XXXXXX.out first, as a link, and curl wrote the answer (the
+    # sender's message) where it pointed; $tmp.auth took the token so.
+    _, _, env, token_file = deployment
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    with held_answer() as (url, received, release):
+        environment = {**env, "TMPDIR": str(tmpdir), "SPAMLEARN_URL": url,
+                       "SPAMLEARN_SCORE_TOKEN_FILE": str(token_file)}
+        message = tmp_path / "message.eml"
+        message.write_bytes(FORGED)
+        with message.open("rb") as stdin:
+            client = subprocess.Popen(["sh", str(CLIENT)], stdin=stdin, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, env=environment)
+            assert received.wait(20)
+            [folder] = tmpdir.iterdir()
+            assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o700
+            release.set()
+            out, err = client.communicate(timeout=30)
+    assert client.returncode == 0 and out == FORGED and b"500" in err
+    assert list(tmpdir.iterdir()) == []
 
 
 def test_the_options_stand_in_for_the_environment_dovecot_does_not_pass(deployment):
