@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import os
 import shutil
 import subprocess
 import sys
@@ -196,6 +197,26 @@ def test_its_files_are_in_a_private_folder_removed_at_the_end(deployment, tmp_pa
             release.set()
             out, err = client.communicate(timeout=30)
     assert client.returncode == 0 and out == FORGED and b"500" in err
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_a_closed_stderr_does_not_cost_the_message(deployment, tmp_path):
+    # The first word of "passed through unscored" to a stderr whose reader
+    # was gone killed the shell (SIGPIPE) before the message was written,
+    # and left its files, the token's among them, in /tmp.
+    _, _, env, token_file = deployment
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    environment = {**env, "TMPDIR": str(tmpdir), "SPAMLEARN_URL": f"http://127.0.0.1:{free_port()}",
+                   "SPAMLEARN_SCORE_TOKEN_FILE": str(token_file)}
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(["sh", str(CLIENT)], input=FORGED, stdout=subprocess.PIPE,
+                                stderr=write_end, env=environment, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0 and result.stdout == FORGED
     assert list(tmpdir.iterdir()) == []
 
 
