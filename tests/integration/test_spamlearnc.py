@@ -136,8 +136,17 @@ def test_a_user_name_reaches_the_service(deployment):
     server, _, env, token_file = deployment
     good = spamlearnc(SPAMMY[0], env, "-u", "alice+lists@example.org", url=server.url, token_file=token_file)
     assert good.returncode == 0 and b"X-Spam-Verdict: spam" in good.stdout, good.stderr
-    bad = spamlearnc(SPAMMY[0], env, "-u", "alice\nInjected: yes", url=server.url, token_file=token_file)
-    assert bad.returncode == 64 and b"not a user name" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["alice\nInjected: yes", ".hidden", "o'brien", "x" * 129])
+def test_what_is_no_user_name_is_scored_with_the_shared_model(deployment, name):
+    # As `spamlearn filter --user` does.  It was exit 64 with nothing written:
+    # a Postfix pipe bounces on 64, and the name may be the recipient's.
+    server, _, env, token_file = deployment
+    shared = spamlearnc(SPAMMY[0], env, url=server.url, token_file=token_file)
+    named = spamlearnc(SPAMMY[0], env, "-e", "-u", name, url=server.url, token_file=token_file)
+    assert named.returncode == 0 and named.stdout == shared.stdout, named.stderr
+    assert named.stderr.startswith(b"spamlearnc: not a user name: ") and named.stderr.count(b"\n") == 1
 
 
 def test_a_url_ending_in_a_slash_is_the_same_service(deployment):
@@ -231,7 +240,7 @@ def test_the_options_stand_in_for_the_environment_dovecot_does_not_pass(deployme
 # -t 0 is curl's "no limit": the filter waited until Dovecot killed it at
 # its own 10 s, and dovecot-lda then aborted the delivery.  "." and "1.2.3"
 # passed the check, and every message went through unscored on curl's usage error.
-@pytest.mark.parametrize("args", [["-x"], ["extra-argument"], ["-t", "soon"], ["-u", ".hidden"],
+@pytest.mark.parametrize("args", [["-x"], ["extra-argument"], ["-t", "soon"],
                                   ["-t", "0"], ["-t", "0.0"], ["-t", "."], ["-t", "1.2.3"]])
 def test_a_wrong_command_line_is_64(deployment, args):
     _, _, env, _ = deployment
