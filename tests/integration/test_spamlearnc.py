@@ -124,6 +124,18 @@ def test_it_writes_what_spamlearn_filter_writes_and_exits_by_verdict_with_e(depl
         assert spamlearnc(raw, env, "-e", url=server.url, token_file=token_file).returncode == code
 
 
+def test_the_mail_users_curlrc_is_not_read(deployment, tmp_path):
+    # "--include" in ~/.curlrc (procmail runs the filter as the user) put
+    # "HTTP/1.1 200 OK" and the service's headers at the top of the message.
+    server, config, env, token_file = deployment
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".curlrc").write_text("--include\n")
+    tagged = spamlearnc(SPAMMY[0], {**env, "HOME": str(home)}, url=server.url, token_file=token_file)
+    assert tagged.returncode == 0, tagged.stderr
+    assert tagged.stdout == filtered_by_the_cli(config, env, SPAMMY[0])
+
+
 def test_a_forged_x_spam_flag_does_not_survive(deployment):
     server, _, env, token_file = deployment
     tagged = spamlearnc(FORGED, env, url=server.url, token_file=token_file)
