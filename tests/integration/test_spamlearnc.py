@@ -170,7 +170,8 @@ def test_a_url_ending_in_a_slash_is_the_same_service(deployment):
         assert tagged.returncode == 0 and b"X-Spam-Verdict: spam" in tagged.stdout, tagged.stderr
 
 
-@pytest.mark.parametrize("problem", ["no service", "wrong token", "no token", "not spamlearn"])
+@pytest.mark.parametrize("problem", ["no service", "wrong token", "no token", "not spamlearn",
+                                     "no token file"])
 def test_it_fails_open_passing_the_message_through_unchanged(deployment, tmp_path, problem):
     server, _, env, token_file = deployment
     url, token = server.url, token_file
@@ -181,11 +182,14 @@ def test_it_fails_open_passing_the_message_through_unchanged(deployment, tmp_pat
         token.write_text("not-the-token\n")
     elif problem == "no token":
         token = None
+    elif problem == "no token file":
+        token = tmp_path / "missing.token"
     with not_spamlearn() if problem == "not spamlearn" else contextlib.nullcontext(url) as url:
         result = spamlearnc(FORGED, env, "-e", url=url, token_file=token)
         assert result.returncode == 3, result.stderr
         assert result.stdout == FORGED
         assert b"passed through unscored" in result.stderr and SCORE_TOKEN.encode() not in result.stderr
+        assert result.stderr.startswith(b"spamlearnc: ") and result.stderr.count(b"\n") == 1
         assert spamlearnc(FORGED, env, url=url, token_file=token).returncode == 0
 
 
