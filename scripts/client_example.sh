@@ -7,6 +7,7 @@
 # from SPAMLEARN_LEARN_TOKEN_FILE (never put a token on a command line: ps shows it).
 set -eu
 url=${SPAMLEARN_URL:-http://127.0.0.1:8731}
+url=${url%/}     # "http://host:8731/" would ask for //score, a 404
 message=${1:?usage: $0 message.eml [spam|ham]}
 
 # Score: the raw message is the body. --data-binary keeps it byte for byte

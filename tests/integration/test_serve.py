@@ -289,7 +289,8 @@ def test_the_example_clients_work(service, store, deployment, tmp_path):
     message = tmp_path / "m.eml"
     message.write_bytes(make_message("Example client", "free money from the example client"))
     token_file = config.parent / "learn.token"
-    client_env = {**env, "SPAMLEARN_URL": service.url, "SPAMLEARN_LEARN_TOKEN_FILE": str(token_file)}
+    # With a trailing slash, as a URL is often written ("//score" was a 404).
+    client_env = {**env, "SPAMLEARN_URL": service.url + "/", "SPAMLEARN_LEARN_TOKEN_FILE": str(token_file)}
     assert shutil.which("curl"), "curl is missing: apt-get install curl"
     shell = subprocess.run(["sh", str(scripts / "client_example.sh"), str(message), "spam"],
                            env=client_env, capture_output=True, text=True)
