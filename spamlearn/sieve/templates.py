@@ -195,9 +195,11 @@ if [ -n "$HTTP_URL" ] && [ -n "$TOKEN_FILE" ] &&
 fi
 
 if [ -n "$HTTP_URL" ]; then
-  # The token goes to curl on stdin (curl --config -), never on its command line.
+  # The token goes to curl on stdin (curl --config -), never on its command line;
+  # -q first: no ~/.curlrc (Dovecot sets HOME to the user's home) adds headers,
+  # a proxy or output options to the request.
   if printf 'header = "Authorization: Bearer %s"\\n' "$token" |
-      /usr/bin/curl --config - --silent --show-error --fail --output /dev/null \\
+      /usr/bin/curl -q --config - --silent --show-error --fail --output /dev/null \\
         --connect-timeout 1 --max-time 3 \\
         --header 'Content-Type: message/rfc822' --data-binary "@$tmp" \\
         --url-query "label=$label" --url-query "user=$user" --url-query "at=$stamp" \\

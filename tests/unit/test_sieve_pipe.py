@@ -46,9 +46,10 @@ def installed(base: Path, **options) -> tuple[Path, Spool]:
     return base / "bin" / "spamlearn-report", Spool(opts.spool)
 
 
-def run_pipe(program: Path, *args: str, user: str = "alice", stdin: bytes = MESSAGE):
+def run_pipe(program: Path, *args: str, user: str = "alice", stdin: bytes = MESSAGE,
+             home: str = "/nonexistent"):
     """Run like Dovecot's program client: as the mail user, an emptied environment."""
-    env = ["/usr/bin/env", "-i", f"USER={user}", "HOME=/nonexistent", "HOST=mx"]
+    env = ["/usr/bin/env", "-i", f"USER={user}", f"HOME={home}", "HOST=mx"]
     prefix = ["/usr/sbin/runuser", "-u", MAIL_USER, "--"] if AS_ROOT else []
     return subprocess.run([*prefix, *env, str(program), *args], input=stdin,
                           capture_output=True, timeout=30)
@@ -164,6 +165,23 @@ def test_http_mode_posts_to_the_learn_endpoint(site, learn_endpoint):
     assert headers["Content-Type"] == "message/rfc822"
     assert body == MESSAGE
     assert spool.entries() == ([], []) and list(spool.tmp.iterdir()) == []
+
+
+def test_http_mode_reads_no_curlrc_from_the_users_home(site, learn_endpoint):
+    """Dovecot runs the pipe with HOME the user's home: a .curlrc there was
+    read by curl (a header added, a proxy that would get the learn token)."""
+    server, handler = learn_endpoint
+    url = f"http://127.0.0.1:{server.server_port}"
+    program, spool = installed(site, http_url=url, http_token_file=_token_file(site))
+    home = site / "home"
+    home.mkdir()
+    (home / ".curlrc").write_text('header = "X-From-Curlrc: yes"\n')
+    os.chmod(home, 0o755)
+    os.chmod(home / ".curlrc", 0o644)
+    result = run_pipe(program, "spam", "alice", home=str(home))
+    assert result.returncode == 0, result.stderr
+    ((_, headers, _),) = handler.requests
+    assert "X-From-Curlrc" not in headers and headers["Authorization"] == "Bearer s3cret-token"
 
 
 def test_http_mode_spools_when_the_service_refuses(site, learn_endpoint):
