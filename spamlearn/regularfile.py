@@ -38,17 +38,18 @@ def irregular_kind(mode: int) -> str | None:
     return next((kind for is_kind, kind in _KINDS if is_kind(mode)), "not a regular file")
 
 
-def open_regular(path: str | Path, follow_symlinks: bool = True) -> BinaryIO:
+def open_regular(path: str | Path, follow_symlinks: bool = True, dir_fd: int | None = None) -> BinaryIO:
     """``open(path, "rb")`` for a regular file; ``NotRegularFileError`` else.
 
     With ``follow_symlinks=False`` a symbolic link is refused too (the spool,
     which another user writes, must not make us read what a link names).
+    ``dir_fd``: ``path`` is relative to this open folder (as ``os.open``).
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, flags, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP and not follow_symlinks:  # O_NOFOLLOW's answer to a link
             raise NotRegularFileError(errno.ELOOP, "a symbolic link", str(path)) from None
@@ -65,9 +66,9 @@ def open_regular(path: str | Path, follow_symlinks: bool = True) -> BinaryIO:
         raise
 
 
-def read_regular(path: str | Path, follow_symlinks: bool = True) -> bytes:
+def read_regular(path: str | Path, follow_symlinks: bool = True, dir_fd: int | None = None) -> bytes:
     """The bytes of a regular file (``NotRegularFileError`` for anything else)."""
-    with open_regular(path, follow_symlinks) as fh:
+    with open_regular(path, follow_symlinks, dir_fd) as fh:
         return fh.read()
 
 

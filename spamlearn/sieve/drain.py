@@ -234,4 +234,4 @@ def _drain_batch(spool: Spool, settings: Settings, batch: Sequence[SpoolEntry],
     if on_committed is not None:
         on_committed(done)
     for entry in done:  # oldest first: a crash midway leaves only the newer verdicts
-        entry.path.unlink(missing_ok=True)
+        entry.remove()

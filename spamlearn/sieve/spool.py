@@ -17,6 +17,18 @@ Whoever can write the spool (the mail user) can put anything in it, so the
 drain never opens what is not a regular file: a FIFO would hang it, a
 folder would fail it on every run, and a symbolic link could make it learn (or, as a
 ``.reason`` note, overwrite) a file only the drain's group may touch.
+
+The same holds for the folders themselves: the mail user owns the spool, so
+it can put a link at ``tmp``, ``new`` or ``failed``.  Followed, a link made
+the drain delete every day-old file of the folder it named (``tmp`` at
+/var/lib/spamlearn: the model and ledger; run as root, at /etc), take the
+model and ledger for strays and move them into ``failed/`` (out of place,
+and readable by the mail user), or move a stray into the folder a
+``failed`` link named; and ``sieve install`` run again as root (as the
+README asks after an upgrade) chowned the folder a link named to the mail
+user (``tmp`` at /etc: the mail user owned /etc; a helper's review).  So
+each of the three is opened without following a link, and everything in
+it is done through that descriptor (``_folder``); a link there is refused.
 """
 
 from __future__ import annotations
@@ -28,7 +40,8 @@ import fcntl
 import logging
 import os
 import re
-import tempfile
+import secrets
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +59,39 @@ SPOOL_SUBDIRS = ("tmp", "new", "failed")
 
 _NAME_RE = re.compile(
     r"(?P<seconds>\d{1,12})\.(?P<nanos>\d{1,9})\.(?P<pid>\d{1,10}),(?P<label>spam|ham),(?P<user>[^,/]+)")
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+@contextlib.contextmanager
+def _folder(folder: Path, follow_symlinks: bool = False) -> Iterator[int]:
+    """A descriptor of the spool's ``folder`` (tmp/, new/ or failed/), never
+    through a symbolic link at its name (``ConfigError``): names inside it
+    are then looked up from the descriptor, so a link put at the folder's
+    name later cannot redirect them either.  ``follow_symlinks`` for the
+    spool itself, whose name is in the admin's folder (/var/spool), and
+    may be a link the admin made."""
+    try:
+        fd = os.open(folder, _FOLDER_FLAGS & ~os.O_NOFOLLOW if follow_symlinks else _FOLDER_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise ConfigError(_not_a_folder(folder)) from None
+        raise
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _not_a_folder(folder: Path) -> str:
+    try:
+        kind = irregular_kind(os.lstat(folder).st_mode) or "a file"
+    except OSError:
+        kind = "not a folder"
+    return (f"spool folder {folder} is {kind}, not a folder (the mail user can write the "
+            f"spool, and a link there would lead the drain elsewhere): remove it, and run "
+            f"`spamlearn sieve install` again")
+
 
 #: A file still in tmp/ after this long belongs to a pipe program that died
 #: mid-write (or a curl that hung past its timeout and was killed): an
@@ -86,7 +132,13 @@ class SpoolEntry:
         when it listed new/; this closes the gap between that listing and
         the open (a file swapped for a FIFO or a link meanwhile).
         """
-        return read_regular(self.path, follow_symlinks=False)
+        with _folder(self.path.parent) as new:
+            return read_regular(self.path.name, follow_symlinks=False, dir_fd=new)
+
+    def remove(self) -> None:
+        """Delete the queued file (gone already: nothing to do)."""
+        with _folder(self.path.parent) as new, contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path.name, dir_fd=new)
 
 
 class Spool:
@@ -100,11 +152,14 @@ class Spool:
         self.lock_path = self.root / ".drain.lock"
 
     def check(self) -> None:
-        """Raise ``ConfigError`` unless the spool's folders exist."""
-        missing = [str(d) for d in (self.tmp, self.new) if not d.is_dir()]
+        """Raise ``ConfigError`` unless the spool's folders exist (as folders, not links)."""
+        missing = [str(d) for d in (self.tmp, self.new) if not os.path.lexists(d)]
         if missing:
             raise ConfigError(f"spool folder(s) {', '.join(missing)} missing: create them with "
                               "`spamlearn sieve install` (see docs/dovecot-sieve.md)")
+        for folder in (self.tmp, self.new):
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                raise ConfigError(_not_a_folder(folder))
 
     def create(self, owner_uid: int | None = None, group_gid: int | None = None) -> None:
         """Create the folders, mode 2770 (setgid: files keep the folder's group).
@@ -116,12 +171,18 @@ class Spool:
         # The folders above the spool 0755 whatever the umask: the mail
         # user must reach it (see ``make_folders``).
         make_folders(self.root.parent, mode=0o755)
+        self.root.mkdir(mode=0o770, exist_ok=True)
         for folder in (self.root, *(self.root / sub for sub in SPOOL_SUBDIRS)):
-            folder.mkdir(mode=0o770, exist_ok=True)
-            if owner_uid is not None or group_gid is not None:
-                os.chown(folder, -1 if owner_uid is None else owner_uid,
-                         -1 if group_gid is None else group_gid)
-            os.chmod(folder, 0o2770)
+            if folder != self.root:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(folder, 0o770)
+            # By descriptor, never through a link: this runs as root, in a
+            # spool the mail user owns (see the module's docstring).
+            with _folder(folder, follow_symlinks=folder == self.root) as fd:
+                if owner_uid is not None or group_gid is not None:
+                    os.fchown(fd, -1 if owner_uid is None else owner_uid,
+                              -1 if group_gid is None else group_gid)
+                os.fchmod(fd, 0o2770)
         # The drain's lock file now, while the spool has room: made by the
         # first drain, it needed an inode that a spool filled with queued
         # moves no longer had, and no drain could ever run to empty it (a
@@ -137,11 +198,11 @@ class Spool:
         (through ``scandir``), never by opening it.
         """
         entries, strays = [], []
-        with os.scandir(self.new) as it:
+        with _folder(self.new) as new, os.scandir(new) as it:
             for item in it:
                 if item.name.startswith("."):
                     continue
-                path = Path(item.path)
+                path = self.new / item.name
                 try:
                     kind = irregular_kind(item.stat(follow_symlinks=False).st_mode)
                 except FileNotFoundError:
@@ -158,7 +219,7 @@ class Spool:
 
     def pending(self) -> int:
         """How many messages wait in new/ (cheap: one directory listing)."""
-        with os.scandir(self.new) as it:
+        with _folder(self.new) as new, os.scandir(new) as it:
             return sum(1 for item in it if not item.name.startswith("."))
 
     def set_aside(self, path: Path, reason: str) -> Path:
@@ -167,40 +228,52 @@ class Spool:
         Raises ``OSError`` when it cannot be moved.  A note that cannot be
         written is only logged: what matters, the move, is done.
         """
-        self.failed.mkdir(mode=0o770, exist_ok=True)
-        target = self.failed / path.name
-        os.replace(path, target)  # a rename: never opens what it moves
-        try:
-            self._write_reason(path.name, reason)
-        except OSError as exc:
-            log.warning("%s: no reason note written in %s: %s", path.name, self.failed,
-                        exc.strerror or exc)
-        return target
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.failed, 0o770)
+        with _folder(path.parent) as source, _folder(self.failed) as failed:
+            # A rename: never opens what it moves.
+            os.replace(path.name, path.name, src_dir_fd=source, dst_dir_fd=failed)
+            try:
+                self._write_reason(failed, path.name, reason)
+            except OSError as exc:
+                log.warning("%s: no reason note written in %s: %s", path.name, self.failed,
+                            exc.strerror or exc)
+        return self.failed / path.name
 
-    def _write_reason(self, name: str, reason: str) -> None:
+    @staticmethod
+    def _write_reason(failed: int, name: str, reason: str) -> None:
         # Written to a new file and renamed over the note: whatever sits at
         # the note's name (a FIFO, a link to the model) is replaced, never
         # opened.  0660 as every file in the spool.
-        fd, temporary = tempfile.mkstemp(dir=self.failed, prefix=".reason.")
+        for _ in range(100):
+            temporary = f".reason.{secrets.token_hex(8)}"
+            try:
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | getattr(os, "O_CLOEXEC", 0), 0o600, dir_fd=failed)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(errno.EEXIST, "no free name for a reason note")
         try:
             with os.fdopen(fd, "w") as fh:
                 os.fchmod(fh.fileno(), 0o660)
                 fh.write(reason + "\n")
-            os.replace(temporary, self.failed / (name + ".reason"))
+            os.replace(temporary, name + ".reason", src_dir_fd=failed, dst_dir_fd=failed)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+                os.unlink(temporary, dir_fd=failed)
             raise
 
     def remove_stale_tmp(self, now: float | None = None) -> int:
         """Delete tmp/ files older than ``STALE_TMP_SECONDS``; returns how many."""
         now = time.time() if now is None else now
         removed = 0
-        with os.scandir(self.tmp) as it:
+        with _folder(self.tmp) as tmp, os.scandir(tmp) as it:
             for item in it:
                 try:
                     if now - item.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS:
-                        os.unlink(item.path)
+                        os.unlink(item.name, dir_fd=tmp)
                         removed += 1
                 except FileNotFoundError:
                     continue

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from spamlearn.cli import app
 from spamlearn.config import load_settings
-from spamlearn.errors import StoreBusyError
+from spamlearn.errors import ConfigError, StoreBusyError
 from spamlearn.ledger import Ledger
 from spamlearn.message import message_digest
 from spamlearn.modelstore import ModelStore
@@ -434,3 +434,72 @@ def test_two_users_copies_learned_apart_by_a_0_2_ledger_are_each_relabelled(tmp_
     drain_spool(site.spool, site.settings)
     assert (store.load().n_spam, store.load().n_ham) == (0, 2)
     assert store.check() == []
+
+
+# -- the spool's folders swapped for links ------------------------------------------------
+# The mail user owns the spool, so it can put a symbolic link at tmp/, new/
+# or failed/.  Followed, a link at tmp/ had the drain delete every day-old
+# file of the folder it named (the model's: the model and ledger; as root,
+# /etc); at new/, the model and ledger were strays, moved into failed/ where
+# the mail user reads them; at failed/, a stray was moved into the folder it
+# named; and `sieve install` again, as root, chowned and chmodded the folder
+# a link named (a helper's review).
+
+def _swap_for_link(folder: Path, target: Path) -> None:
+    folder.rename(folder.with_name(folder.name + ".old"))
+    folder.symlink_to(target, target_is_directory=True)
+
+
+@pytest.mark.parametrize("name", ["tmp", "new", "failed"])
+def test_the_drain_refuses_a_spool_folder_that_is_a_link(site, spam_messages, tmp_path, name):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    kept = victim / "model.joblib"
+    kept.write_bytes(b"the model")
+    past = time.time() - STALE_TMP_SECONDS - 60
+    os.utime(kept, (past, past))
+    stray = site.spool.new / "not-ours"
+    stray.write_bytes(spam_messages[0])
+    _swap_for_link(site.spool.root / name, victim)
+    result = site.drain_cli()
+    assert result.exit_code == 78, result.output
+    assert f"spool folder {site.spool.root / name} is a symbolic link" in result.output
+    assert sorted(p.name for p in victim.iterdir()) == ["model.joblib"]
+    assert kept.read_bytes() == b"the model"
+
+
+def test_a_new_folder_swapped_for_a_link_after_the_commit_is_not_followed(site, spam_messages, tmp_path):
+    queued = site.queue(spam_messages[0], "spam")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / queued.name).write_bytes(b"not the spool's")
+
+    def swap(_entries):  # the listing and reads are done: only the deletes remain
+        _swap_for_link(site.spool.new, victim)
+
+    report = drain_spool(site.spool, site.settings, on_committed=swap)
+    assert [type(error) for error in report.errors] == [ConfigError]
+    assert "is a symbolic link" in str(report.errors[0])
+    assert (victim / queued.name).read_bytes() == b"not the spool's"
+
+
+def test_install_again_does_not_follow_a_link_in_the_spool(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    spool.create()
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    before = os.stat(victim)
+    _swap_for_link(spool.tmp, victim)
+    with pytest.raises(ConfigError, match="is a symbolic link"):
+        spool.create(os.getuid(), os.getgid())
+    after = os.stat(victim)
+    assert (stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid) == \
+        (stat.S_IMODE(before.st_mode), before.st_uid, before.st_gid)
+
+
+def test_a_spool_that_is_a_link_the_admin_made_is_still_installed(tmp_path):
+    real = tmp_path / "srv-spool"
+    real.mkdir()
+    (tmp_path / "spool").symlink_to(real, target_is_directory=True)
+    Spool(tmp_path / "spool").create()
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o2770 and (real / "new").is_dir()
