@@ -402,6 +402,41 @@ def _file_identity(path: Path) -> tuple[int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
+def refuse_foreign_link(name: Path) -> None:
+    """Run as root, refuse (``ModelFileError``) a symbolic link at a model's
+    or ledger's name that another user made to a file, or into a folder,
+    that user does not own.
+
+    A model's link is followed (``model_file``), and root restoring or
+    learning by hand in a folder the mail user (or a group of users) may
+    write went where that user's link said: ``model.joblib`` pointing at a
+    root-only file, ``spamlearn restore`` as root replaced that file with
+    the model and made ``<file>.ledger``, ``.lock`` and ``.before-restore``
+    beside it (a helper's review).  A link that stays within what its
+    owner could write anyway, and root's own links, are followed as before.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        link = os.lstat(name)
+    except OSError:
+        return
+    if not stat.S_ISLNK(link.st_mode) or link.st_uid == 0:
+        return
+    target = Path(os.path.realpath(name))
+    owners = set()
+    with contextlib.suppress(FileNotFoundError):
+        owners.add(os.stat(target).st_uid)
+    folder = target.parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent          # made by the first learn, for the nearest one's owner
+    owners.add(os.stat(folder).st_uid)
+    if owners != {link.st_uid}:
+        raise ModelFileError(f"{name} is a symbolic link of uid {link.st_uid} to {target}, which "
+                             f"that user does not own: run as root, spamlearn does not write "
+                             f"through it (run it as that user, or make the link root's)")
+
+
 class ModelStore:
     """A model file, its ledger and its lock.
 
@@ -437,8 +472,10 @@ class ModelStore:
         # Through a symlink, the file it names: learning "into the link" made
         # it a file of its own with its own lock, and two learners, one per
         # name, lost each other's messages (a helper's review).
+        refuse_foreign_link(Path(model_path))
         self.model_path = model_file(model_path)
         self.ledger_path = Path(ledger_path) if ledger_path else ledger_path_for(self.model_path)
+        refuse_foreign_link(self.ledger_path)
         if os.path.abspath(self.ledger_path) == os.path.abspath(self.model_path):
             # "--model x.ledger": the ledger beside it would be the model file itself.
             raise ModelFileError(f"{self.model_path} would be both the model file and its ledger; "

@@ -762,3 +762,47 @@ def test_a_restore_by_root_into_new_folders_leaves_them_to_the_mail_user(tmp_pat
     assert run("--model", target, "restore", archive).exit_code == 0
     for made in (lib / "users", target.parent, target, ModelStore(target).ledger_path):
         assert (made.stat().st_uid, made.stat().st_gid) == owner, made
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root following another user's link")
+@pytest.mark.parametrize("linked, target", [("model.joblib", "secret"), ("model.ledger", "new")])
+def test_root_does_not_write_through_a_link_another_user_made_to_a_file_not_theirs(
+        model, tmp_path, linked, target):
+    """The folder's owner (here uid 65534) linked the model to a root-only
+    file: a restore (or a learn) by root replaced that file with the model
+    and made <file>.ledger, .lock and .before-restore beside it; a ledger
+    linked to a new name in a root-only folder was made there, as root's
+    SQLite file (a helper's review)."""
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    os.chown(lib, 65534, 65534)
+    victim = tmp_path / "root-only"
+    victim.mkdir()
+    (victim / "secret").write_text("root's\n")
+    for name in ("model.joblib", "model.ledger"):
+        shutil.copy(model.with_name(name), lib / name)
+        os.chown(lib / name, 65534, 65534)
+    (lib / linked).unlink()
+    (lib / linked).symlink_to(victim / target)
+    os.lchown(lib / linked, 65534, 65534)
+    for command in (["restore", archive], ["learn", "--spam", SPAM]):
+        result = run("--model", lib / "model.joblib", *command)
+        assert result.exit_code == ExitCode.IOERR, result.output
+        assert "does not own: run as root, spamlearn does not write through it" in result.output
+    assert os.listdir(victim) == ["secret"] and (victim / "secret").read_text() == "root's\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root following another user's link")
+def test_root_follows_a_link_that_stays_within_its_owners_files(model, tmp_path):
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    os.chown(lib, 65534, 65534)
+    (lib / "model.joblib").symlink_to("model-2.joblib")
+    os.lchown(lib / "model.joblib", 65534, 65534)
+    assert run("--model", lib / "model.joblib", "restore", archive).exit_code == 0
+    restored = lib / "model-2.joblib"
+    assert restored.is_file() and (restored.stat().st_uid, restored.stat().st_gid) == (65534, 65534)
