@@ -259,13 +259,15 @@ def _extract_member(archive: str, tar: tarfile.TarFile, member: tarfile.TarInfo,
         # end is a damaged header (or a cut-short file), not a lack of space.
         raise BackupError(f"{archive} is damaged or cut short: its {name} says it is "
                           f"{member.size:,} bytes, past the archive's end")
-    free = shutil.disk_usage(target.parent).free
+    # The staging folder's own name, not the /proc/self/fd one it is held by.
+    staging = Path(os.path.realpath(target.parent))
+    free = shutil.disk_usage(staging).free
     if member.size > free:
         if plain_size is None and _ends_before(source, min(free, _PROBE_BYTES)):
             raise BackupError(f"{archive} is damaged or cut short: its {name} says it is "
                               f"{member.size:,} bytes, but the archive ends first")
         raise ModelFileError(f"{archive}: its {name} says it is {member.size:,} bytes, more than the "
-                             f"{free:,} free beside {target.name} ({target.parent.parent})")
+                             f"{free:,} free beside {target.name} ({staging.parent})")
     with open(target, "wb") as out:
         out.write(head)
         while chunk := source.read(1 << 20):
@@ -344,20 +346,49 @@ def _restore_into(store: ModelStore, source: Path | BinaryIO) -> BackupSummary:
         staging = {}
         for name, path in ((MODEL_MEMBER, store.model_path), (LEDGER_MEMBER, store.ledger_path)):
             try:
+                # ignore_cleanup_errors: a name swapped for a link (see
+                # _held_folder) made the removal fail a restore that was done.
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                    prefix=_RESTORE_STAGING.prefix, dir=path.parent)))
+                    prefix=_RESTORE_STAGING.prefix, dir=path.parent, ignore_cleanup_errors=True)))
             except OSError as exc:
                 # The error named the staging folder ".spamlearn-restore-x1y2"
                 # that could not be made, not the folder that is the problem.
                 raise ModelFileError(f"cannot write in {path.parent} ({exc.strerror or exc}): "
                                      f"nothing restored") from None
-            staging[name] = folder / name
+            staging[name] = _held_folder(stack, folder) / name
         model_file, ledger_file = staging[MODEL_MEMBER], staging[LEDGER_MEMBER]
         _extract_pair(source, model_file, ledger_file)
         archive = archive_label(source)
         header = _check_pair(archive, model_file, ledger_file)
         kept = _install_pair(store, model_file, ledger_file, archive)
     return BackupSummary(int(header.get("revision", 0)), int(header["n_spam"]), int(header["n_ham"]), kept)
+
+
+def _held_folder(stack: contextlib.ExitStack, folder: Path) -> Path:
+    """A name of the staging ``folder`` that stays this very folder.
+
+    It is made in the model's folder, which the mail user may own: root
+    restoring there wrote the archive's members, and then chmodded and
+    chowned them, by a name the folder's owner could meanwhile rename and
+    replace with a link (seen: a root-only 0600 file overwritten with the
+    ledger, a helper's review).  So the folder is opened once, without
+    following a link, checked to be the one mkdtemp made (ours, 0700: no
+    one else can make such a folder, nor write in it), and named through
+    its descriptor, ``/proc/self/fd/N``, which a rename or link cannot
+    redirect.  Where there is no /proc, the plain name.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ModelFileError(f"the staging folder {folder} was replaced as it was made "
+                             f"({exc.strerror}): nothing restored") from None
+    stack.callback(os.close, fd)
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise ModelFileError(f"the staging folder {folder} was replaced as it was made "
+                             f"(by the owner of {folder.parent}?): nothing restored")
+    held = Path(f"/proc/self/fd/{fd}")
+    return held if held.is_dir() else folder
 
 
 def _remove_stale(folder: Path, kind: _Leftover, own_only: bool = False, older_than: float = 86_400) -> None:
@@ -462,19 +493,19 @@ def _take_over_owner_and_mode(staged: Path, current: Path) -> None:
     """Give a staged file the owner and mode of the file it replaces (a
     restore run as root must not leave root's files for the mail user's
     learners), or 0644 if there is none."""
+    fd = os.open(staged, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)     # by descriptor, not by name
     try:
-        info = os.stat(current)
-    except FileNotFoundError:
-        os.chmod(staged, 0o644)
-        fd = os.open(staged, os.O_RDONLY)
         try:
+            info = os.stat(current)
+        except FileNotFoundError:
+            os.fchmod(fd, 0o644)
             hand_to_folder_owner(fd, current.parent)
-        finally:
-            os.close(fd)
-        return
-    os.chmod(staged, info.st_mode & 0o7777)
-    if os.geteuid() == 0:
-        os.chown(staged, info.st_uid, info.st_gid)
+            return
+        os.fchmod(fd, info.st_mode & 0o7777)
+        if os.geteuid() == 0:
+            os.fchown(fd, info.st_uid, info.st_gid)
+    finally:
+        os.close(fd)
 
 
 def _settle_sqlite_leftovers(ledger: Path) -> None:

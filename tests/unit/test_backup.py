@@ -19,6 +19,7 @@ import joblib
 import pytest
 from typer.testing import CliRunner
 
+import spamlearn.backup
 from spamlearn.backup import LEDGER_MEMBER, MODEL_MEMBER, restore_backup
 from spamlearn.cli import ExitCode, app
 from spamlearn.errors import LedgerError, ModelFileError
@@ -806,3 +807,34 @@ def test_root_follows_a_link_that_stays_within_its_owners_files(model, tmp_path)
     assert run("--model", lib / "model.joblib", "restore", archive).exit_code == 0
     restored = lib / "model-2.joblib"
     assert restored.is_file() and (restored.stat().st_uid, restored.stat().st_gid) == (65534, 65534)
+
+
+def test_a_staging_folder_swapped_for_a_link_is_not_written_through(model, tmp_path, monkeypatch):
+    """The staging folders are made in the model's folder, which its owner
+    (the mail user) may rename in: swapped for a link to that owner's folder
+    of links, root's restore wrote the archive's members into the files
+    they named (seen: a root-only 0600 file overwritten with the ledger, a
+    helper's review)."""
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    victim = tmp_path / "root-only"
+    victim.mkdir()
+    for name in ("model.joblib", "model.ledger"):
+        (victim / name).write_text("root's\n")
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in ("model.joblib", "model.ledger"):
+        (links / name).symlink_to(victim / name)
+    real_extract = spamlearn.backup._extract_pair
+
+    def swapped_first(source, model_target, ledger_target):
+        for staging in model.parent.glob(".spamlearn-restore-*"):
+            staging.rename(staging.with_name(staging.name + ".x"))
+            staging.symlink_to(links, target_is_directory=True)
+        return real_extract(source, model_target, ledger_target)
+
+    monkeypatch.setattr(spamlearn.backup, "_extract_pair", swapped_first)
+    result = run("--model", model, "restore", archive)
+    assert [(victim / name).read_text() for name in ("model.joblib", "model.ledger")] == ["root's\n"] * 2
+    assert result.exit_code == 0, result.output
+    assert counts(model) == (1, 1, 2)
