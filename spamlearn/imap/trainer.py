@@ -80,8 +80,15 @@ def state_key(account: Account, folder: str) -> str:
 
 
 def store_for(settings: Settings, account: Account) -> ModelStore:
-    """The model an account trains: the user's own, or the shared one."""
-    if account.own_model:
+    """The model an account trains: the user's own, or the shared one.
+
+    The user's own when the account says ``own_model = true`` or the
+    username is in ``[users] own_model``: that list gives a user an own
+    model for every learner and for scoring, and an account listed only
+    there trained the shared model, which never scored its user (a
+    reviewer's finding).
+    """
+    if account.own_model or settings.has_own_model(account.username):
         return ModelStore.with_settings(settings, settings.user_model_path(account.username))
     return ModelStore.from_settings(settings)
 

@@ -535,6 +535,31 @@ def test_two_accounts_one_with_its_own_model(server, tmp_path):
     assert choose_model_path(settings, "alice") == tmp_path / "model.joblib"
 
 
+def test_a_user_given_an_own_model_in_the_users_table_trains_it(server, tmp_path):
+    """``[users] own_model = ["bob"]`` gives bob his own model for every way of
+    learning and scoring (docs/dovecot-sieve.md): his IMAP moves went into the
+    shared model, while his verdicts came from his own, which they never
+    reached (the README's own example config, followed by an admin)."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
+    upload(server, "bob", "Junk", [make_message("spam", i, "bob") for i in range(2)])
+    upload(server, "bob", "INBOX", [make_message("ham", i, "bob") for i in range(5)])
+    config = write_config(tmp_path, server, [{"username": "alice"}, {"username": "bob"}])
+    config.write_text(config.read_text().replace("[users]\n", '[users]\nown_model = ["bob"]\n', 1))
+
+    code, data, _ = train_cli(config)
+
+    assert code == 0
+    settings = load_settings(config)
+    assert account_of(data, "bob")["model"] == str(tmp_path / "users" / "bob.joblib")
+    assert model_counts(config, "alice") == (3, 3)  # the shared model: alice's only
+    assert model_counts(config, "bob") == (2, 5)    # bob's own, the one that scores him
+    assert choose_model_path(settings, "bob") == tmp_path / "users" / "bob.joblib"
+    status = CliRunner().invoke(app, ["--config", str(config), "status", "--json"])
+    assert [row["model"] for row in json.loads(status.stdout)] == [
+        str(tmp_path / "model.joblib"), str(tmp_path / "users" / "bob.joblib")]
+
+
 def test_missing_folder_is_reported_and_the_rest_is_trained(server, tmp_path):
     upload(server, "alice", "INBOX", [make_message("ham", 1)])
     config = write_config(tmp_path, server, [{"username": "alice", "spam_folders": ["Spam"]}])
