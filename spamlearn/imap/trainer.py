@@ -644,7 +644,7 @@ class Trainer:
                     if raw is None:  # expunged meanwhile: nothing to learn
                         continue
                     young = not is_due and min_age > 0 and now - meta.arrived < min_age
-                    kept = self._handle(session, account, raw, label, young, counts, seen_at)
+                    kept = self._handle(session, account, meta.uid, raw, label, young, counts, seen_at)
                     if kept == "deferred":
                         state.deferred[meta.uid] = meta.arrived
                     elif kept is not None:
@@ -696,8 +696,8 @@ class Trainer:
                     "tried again on the next pass (failed passes: %d of %d; %s)", account.name, folder,
                     uid, failed_passes, UNREADABLE_PASSES, why)
 
-    def _handle(self, session: LearningSession, account: Account, raw: bytes, label: Label,
-                young: bool, counts: FolderReport, seen_at: float):
+    def _handle(self, session: LearningSession, account: Account, uid: int, raw: bytes,
+                label: Label, young: bool, counts: FolderReport, seen_at: float):
         """Learn one message; returns "deferred", or (raw, hashes) kept for another round."""
         try:
             row = session.learned(raw)
@@ -724,8 +724,10 @@ class Trainer:
                     counts.correct += 1
                     return (raw, hashes)
         except MessageError as exc:
-            log.warning("account %s: folder %s: a message could not be learned: %s", account.name,
-                        counts.folder, exc)
+            # With its UID: the admin the exit 65 is mailed to must be able to
+            # find the message (the line named the folder only; a reviewer's finding).
+            log.warning("account %s: folder %s: message UID %d could not be learned: %s",
+                        account.name, counts.folder, uid, exc)
             counts.errors += 1
             return None
         except READING_FAILURES as exc:
@@ -733,8 +735,9 @@ class Trainer:
             # is an error, the pass goes on (a crash here rolled the batch
             # back and met the same message on every later run, and the
             # accounts after it were never trained; a helper's review).
-            log.error("account %s: folder %s: a message could not be learned (internal error, "
-                      "please report: %s: %s)", account.name, counts.folder, type(exc).__name__, exc,
+            log.error("account %s: folder %s: message UID %d could not be learned (internal "
+                      "error, please report: %s: %s)", account.name, counts.folder, uid,
+                      type(exc).__name__, exc,
                       exc_info=log.isEnabledFor(logging.DEBUG))
             counts.errors += 1
             return None

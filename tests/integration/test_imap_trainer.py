@@ -377,6 +377,29 @@ def test_crafted_charset_parameters_are_learned_and_every_account_is_trained(ser
     assert account_of(data, "bob")["learned_spam"] == 1
 
 
+def test_a_message_that_cannot_be_learned_is_logged_with_its_uid_and_passed_by(server, tmp_path):
+    """Exit 65 in the cron mail, and the line says which message: its UID
+    (the README promises folder and UID; the line gave the folder only, and
+    an admin could not find the message among the folder's thousands)."""
+    upload(server, "bob", "Junk", [make_message("spam", 1), b"\r\n", make_message("spam", 2)])
+    client = server.connect("bob")
+    client.select_folder("Junk", readonly=True)
+    empty = next(uid for uid, data in client.fetch(client.search("ALL"), ["RFC822.SIZE"]).items()
+                 if data[b"RFC822.SIZE"] == 2)
+    client.logout()
+    config = write_config(tmp_path, server, [{"username": "bob"}])
+
+    code, data, stderr = train_command(config)
+
+    assert code == 65, stderr
+    bob = account_of(data, "bob")
+    assert (bob["learned_spam"], bob["errors"]) == (2, 1)
+    assert f"account bob: folder Junk: message UID {empty} could not be learned: empty message" in stderr
+    code, data, stderr = train_command(config)  # not a server's failure: not fetched again
+    assert (code, account_of(data, "bob")["errors"]) == (0, 0), stderr
+    assert model_counts(config) == (2, 0)
+
+
 def test_a_bug_in_one_accounts_pass_is_its_error_and_the_next_account_is_trained(server, tmp_path):
     """Whatever a pass raises (here: a bug after alice's first commit) is that
     account's error, exit 70, with what it committed kept and counted."""
