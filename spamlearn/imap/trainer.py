@@ -230,7 +230,9 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
     ``ham_folders = ["*"]`` with ``spam_folders = ["\\\\Junk"]`` does what it says).
     A ham pattern never takes a folder below a spam or ignored folder
     (``Junk/Phishing``, ``Trash/2025``), nor anything while no spam folder
-    is found: the real spam folder would be among what it takes.
+    is found: the real spam folder would be among what it takes.  Without
+    spam folders at all, it leaves out the folder the server flags
+    ``\\Junk``, and those below it, as it leaves out Trash.
     """
     missing = []
     for pattern, label in [*((p, "spam") for p in account.spam_folders),
@@ -254,6 +256,11 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
             if account.matches(literal[wanted], info.name):
                 label = wanted
         ignored = label is None and account.matches(account.ignore_folders, info.name, info.flags)
+        if label is None and not account.spam_folders and account.matches(["\\Junk"], info.name, info.flags):
+            # No spam folder given (spam learned by the sieve, say): the
+            # server's own spam folder is still not ham.  ham_folders = ["*"]
+            # learned Junk as ham (a reviewer's finding).
+            ignored = True
         if label is None and not ignored and account.matches(account.spam_folders, info.name, info.flags):
             label = "spam"
         if ignored or label == "spam":
@@ -282,7 +289,7 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
         below_fence = any(sep and info.name.startswith(name + sep) for name, sep in fenced)
         if label is None and not spam_missing and not below_fence \
                 and account.matches(account.ham_folders, info.name, info.flags) \
-                and not account.matches(account.ignore_folders, info.name, info.flags):
+                and (info.name, info.delimiter) not in fenced:
             label = "ham"
         if label:
             plan.append((info.name, label))

@@ -615,6 +615,28 @@ def test_special_use_and_patterns_choose_the_folders(server, tmp_path):
     assert model_counts(config) == (1, 2)
 
 
+def test_a_ham_pattern_without_spam_folders_leaves_the_servers_junk_folder_out(server, tmp_path):
+    """ham_folders = ["*"] and no spam_folders (spam comes by the sieve, say)
+    learned the user's Junk as ham, and Junk/Phishing with it: the pattern
+    fences Junk when it is named as a spam folder, and the server's own
+    \\Junk flag must fence it as well."""
+    upload(server, "bob", "Junk", [make_message("spam", i, "bob") for i in range(3)])
+    upload(server, "bob", "INBOX", [make_message("ham", i, "bob") for i in range(2)])
+    upload(server, "bob", "Archive", [make_message("ham", 9, "bob")])
+    client = server.connect("bob")
+    client.create_folder("Junk/Phishing")
+    client.logout()
+    upload(server, "bob", "Junk/Phishing", [make_message("spam", 7, "bob")])
+    config = write_config(tmp_path, server, [{"username": "bob", "spam_folders": [], "ham_folders": ["*"]}])
+
+    code, data, stderr = train_cli(config)
+
+    assert code == 0, stderr
+    bob = account_of(data, "bob")
+    assert sorted(f["folder"] for f in bob["folders"]) == ["Archive", "INBOX"]
+    assert model_counts(config) == (0, 3)
+
+
 def test_tls_to_a_plain_port_and_unreachable_server_exit_69(server, tmp_path):
     config = write_config(tmp_path, server, [{"username": "alice", "security": "tls", "retries": 0}])
     code, data, stderr = train_cli(config)
