@@ -80,8 +80,15 @@ def state_key(account: Account, folder: str) -> str:
 
 
 def store_for(settings: Settings, account: Account) -> ModelStore:
-    """The model an account trains: the user's own, or the shared one."""
-    if account.own_model:
+    """The model an account trains: the user's own, or the shared one.
+
+    The user's own when the account says ``own_model = true`` or the
+    username is in ``[users] own_model``: that list gives a user an own
+    model for every learner and for scoring, and an account listed only
+    there trained the shared model, which never scored its user (a
+    reviewer's finding).
+    """
+    if account.own_model or settings.has_own_model(account.username):
         return ModelStore.with_settings(settings, settings.user_model_path(account.username))
     return ModelStore.from_settings(settings)
 
@@ -223,7 +230,9 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
     ``ham_folders = ["*"]`` with ``spam_folders = ["\\\\Junk"]`` does what it says).
     A ham pattern never takes a folder below a spam or ignored folder
     (``Junk/Phishing``, ``Trash/2025``), nor anything while no spam folder
-    is found: the real spam folder would be among what it takes.
+    is found: the real spam folder would be among what it takes.  Without
+    spam folders at all, it leaves out the folder the server flags
+    ``\\Junk``, and those below it, as it leaves out Trash.
     """
     missing = []
     for pattern, label in [*((p, "spam") for p in account.spam_folders),
@@ -247,6 +256,11 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
             if account.matches(literal[wanted], info.name):
                 label = wanted
         ignored = label is None and account.matches(account.ignore_folders, info.name, info.flags)
+        if label is None and not account.spam_folders and account.matches(["\\Junk"], info.name, info.flags):
+            # No spam folder given (spam learned by the sieve, say): the
+            # server's own spam folder is still not ham.  ham_folders = ["*"]
+            # learned Junk as ham (a reviewer's finding).
+            ignored = True
         if label is None and not ignored and account.matches(account.spam_folders, info.name, info.flags):
             label = "spam"
         if ignored or label == "spam":
@@ -275,7 +289,7 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
         below_fence = any(sep and info.name.startswith(name + sep) for name, sep in fenced)
         if label is None and not spam_missing and not below_fence \
                 and account.matches(account.ham_folders, info.name, info.flags) \
-                and not account.matches(account.ignore_folders, info.name, info.flags):
+                and (info.name, info.delimiter) not in fenced:
             label = "ham"
         if label:
             plan.append((info.name, label))
@@ -637,7 +651,7 @@ class Trainer:
                     if raw is None:  # expunged meanwhile: nothing to learn
                         continue
                     young = not is_due and min_age > 0 and now - meta.arrived < min_age
-                    kept = self._handle(session, account, raw, label, young, counts, seen_at)
+                    kept = self._handle(session, account, meta.uid, raw, label, young, counts, seen_at)
                     if kept == "deferred":
                         state.deferred[meta.uid] = meta.arrived
                     elif kept is not None:
@@ -689,8 +703,8 @@ class Trainer:
                     "tried again on the next pass (failed passes: %d of %d; %s)", account.name, folder,
                     uid, failed_passes, UNREADABLE_PASSES, why)
 
-    def _handle(self, session: LearningSession, account: Account, raw: bytes, label: Label,
-                young: bool, counts: FolderReport, seen_at: float):
+    def _handle(self, session: LearningSession, account: Account, uid: int, raw: bytes,
+                label: Label, young: bool, counts: FolderReport, seen_at: float):
         """Learn one message; returns "deferred", or (raw, hashes) kept for another round."""
         try:
             row = session.learned(raw)
@@ -717,8 +731,10 @@ class Trainer:
                     counts.correct += 1
                     return (raw, hashes)
         except MessageError as exc:
-            log.warning("account %s: folder %s: a message could not be learned: %s", account.name,
-                        counts.folder, exc)
+            # With its UID: the admin the exit 65 is mailed to must be able to
+            # find the message (the line named the folder only; a reviewer's finding).
+            log.warning("account %s: folder %s: message UID %d could not be learned: %s",
+                        account.name, counts.folder, uid, exc)
             counts.errors += 1
             return None
         except READING_FAILURES as exc:
@@ -726,8 +742,9 @@ class Trainer:
             # is an error, the pass goes on (a crash here rolled the batch
             # back and met the same message on every later run, and the
             # accounts after it were never trained; a helper's review).
-            log.error("account %s: folder %s: a message could not be learned (internal error, "
-                      "please report: %s: %s)", account.name, counts.folder, type(exc).__name__, exc,
+            log.error("account %s: folder %s: message UID %d could not be learned (internal "
+                      "error, please report: %s: %s)", account.name, counts.folder, uid,
+                      type(exc).__name__, exc,
                       exc_info=log.isEnabledFor(logging.DEBUG))
             counts.errors += 1
             return None

@@ -377,6 +377,29 @@ def test_crafted_charset_parameters_are_learned_and_every_account_is_trained(ser
     assert account_of(data, "bob")["learned_spam"] == 1
 
 
+def test_a_message_that_cannot_be_learned_is_logged_with_its_uid_and_passed_by(server, tmp_path):
+    """Exit 65 in the cron mail, and the line says which message: its UID
+    (the README promises folder and UID; the line gave the folder only, and
+    an admin could not find the message among the folder's thousands)."""
+    upload(server, "bob", "Junk", [make_message("spam", 1), b"\r\n", make_message("spam", 2)])
+    client = server.connect("bob")
+    client.select_folder("Junk", readonly=True)
+    empty = next(uid for uid, data in client.fetch(client.search("ALL"), ["RFC822.SIZE"]).items()
+                 if data[b"RFC822.SIZE"] == 2)
+    client.logout()
+    config = write_config(tmp_path, server, [{"username": "bob"}])
+
+    code, data, stderr = train_command(config)
+
+    assert code == 65, stderr
+    bob = account_of(data, "bob")
+    assert (bob["learned_spam"], bob["errors"]) == (2, 1)
+    assert f"account bob: folder Junk: message UID {empty} could not be learned: empty message" in stderr
+    code, data, stderr = train_command(config)  # not a server's failure: not fetched again
+    assert (code, account_of(data, "bob")["errors"]) == (0, 0), stderr
+    assert model_counts(config) == (2, 0)
+
+
 def test_a_bug_in_one_accounts_pass_is_its_error_and_the_next_account_is_trained(server, tmp_path):
     """Whatever a pass raises (here: a bug after alice's first commit) is that
     account's error, exit 70, with what it committed kept and counted."""
@@ -535,6 +558,31 @@ def test_two_accounts_one_with_its_own_model(server, tmp_path):
     assert choose_model_path(settings, "alice") == tmp_path / "model.joblib"
 
 
+def test_a_user_given_an_own_model_in_the_users_table_trains_it(server, tmp_path):
+    """``[users] own_model = ["bob"]`` gives bob his own model for every way of
+    learning and scoring (docs/dovecot-sieve.md): his IMAP moves went into the
+    shared model, while his verdicts came from his own, which they never
+    reached (the README's own example config, followed by an admin)."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
+    upload(server, "bob", "Junk", [make_message("spam", i, "bob") for i in range(2)])
+    upload(server, "bob", "INBOX", [make_message("ham", i, "bob") for i in range(5)])
+    config = write_config(tmp_path, server, [{"username": "alice"}, {"username": "bob"}])
+    config.write_text(config.read_text().replace("[users]\n", '[users]\nown_model = ["bob"]\n', 1))
+
+    code, data, _ = train_cli(config)
+
+    assert code == 0
+    settings = load_settings(config)
+    assert account_of(data, "bob")["model"] == str(tmp_path / "users" / "bob.joblib")
+    assert model_counts(config, "alice") == (3, 3)  # the shared model: alice's only
+    assert model_counts(config, "bob") == (2, 5)    # bob's own, the one that scores him
+    assert choose_model_path(settings, "bob") == tmp_path / "users" / "bob.joblib"
+    status = CliRunner().invoke(app, ["--config", str(config), "status", "--json"])
+    assert [row["model"] for row in json.loads(status.stdout)] == [
+        str(tmp_path / "model.joblib"), str(tmp_path / "users" / "bob.joblib")]
+
+
 def test_missing_folder_is_reported_and_the_rest_is_trained(server, tmp_path):
     upload(server, "alice", "INBOX", [make_message("ham", 1)])
     config = write_config(tmp_path, server, [{"username": "alice", "spam_folders": ["Spam"]}])
@@ -565,6 +613,28 @@ def test_special_use_and_patterns_choose_the_folders(server, tmp_path):
     assert set(folders) == {"Junk", "Archive", "Lists/python"}
     assert folders["Junk"]["label"] == "spam" and folders["Archive"]["label"] == "ham"
     assert model_counts(config) == (1, 2)
+
+
+def test_a_ham_pattern_without_spam_folders_leaves_the_servers_junk_folder_out(server, tmp_path):
+    """ham_folders = ["*"] and no spam_folders (spam comes by the sieve, say)
+    learned the user's Junk as ham, and Junk/Phishing with it: the pattern
+    fences Junk when it is named as a spam folder, and the server's own
+    \\Junk flag must fence it as well."""
+    upload(server, "bob", "Junk", [make_message("spam", i, "bob") for i in range(3)])
+    upload(server, "bob", "INBOX", [make_message("ham", i, "bob") for i in range(2)])
+    upload(server, "bob", "Archive", [make_message("ham", 9, "bob")])
+    client = server.connect("bob")
+    client.create_folder("Junk/Phishing")
+    client.logout()
+    upload(server, "bob", "Junk/Phishing", [make_message("spam", 7, "bob")])
+    config = write_config(tmp_path, server, [{"username": "bob", "spam_folders": [], "ham_folders": ["*"]}])
+
+    code, data, stderr = train_cli(config)
+
+    assert code == 0, stderr
+    bob = account_of(data, "bob")
+    assert sorted(f["folder"] for f in bob["folders"]) == ["Archive", "INBOX"]
+    assert model_counts(config) == (0, 3)
 
 
 def test_tls_to_a_plain_port_and_unreachable_server_exit_69(server, tmp_path):

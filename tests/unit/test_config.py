@@ -193,6 +193,14 @@ def test_the_documented_examples_are_accepted(tmp_path, text):
     load_settings(write(tmp_path, text), env={})
 
 
+@pytest.mark.parametrize("text", list(toml_examples()))
+def test_the_documented_examples_are_accepted_with_their_commented_settings_uncommented(tmp_path, text):
+    """A commented setting is one to turn on: "timeout = 60, retries = 3" on one
+    line, uncommented, was a TOML error."""
+    uncommented = re.sub(r"(?m)^# ?(?=[a-z_]+ = )", "", text)
+    load_settings(write(tmp_path, uncommented), env={})
+
+
 # Every key of every table with a value of the wrong type: (table, key, TOML value).
 WRONG_TYPES = [
     ("model", "path", "5"), ("model", "path", '""'), ("model", "ledger", "[]"),

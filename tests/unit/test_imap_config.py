@@ -200,6 +200,10 @@ def test_a_ham_pattern_takes_nothing_below_junk_or_trash_nor_anything_without_a_
     assert plan == [("INBOX", "ham")]
     assert [(label, problem) for _, label, problem in missing] == [("spam",
         "account alice@mail.example.org: no folder is a spam folder (Spam*), so no spam is learned")]
+    # no spam folder given: the server's \\Junk folder, and what is below it, is still not ham
+    ham_only = account(spam_folders=[], ham_folders=["*"])
+    expected = [("Archive", "ham"), ("INBOX", "ham"), ("Junkyard", "ham")]
+    assert resolve_folders(ham_only, folders) == (expected, [])
 
 
 def test_brackets_in_a_folder_name_are_letters_not_a_pattern():
