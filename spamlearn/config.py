@@ -186,34 +186,11 @@ class Settings:
         is ``alice@example.org``): an MTA passes the recipient as it was
         written, and a user's mail went unnoticed to the shared model (a
         helper's review, 2026-11-29)."""
-        if not user:
-            return None
-        if user in self.own_model_users:
-            return user
-        folded = self._own_models_folded
-        key = user.lower()
-        if key in folded:
-            return folded[key]
-        # Without a +detail, cut at each "+" from the last (a configured name
-        # may hold one itself: bob+spam@example.org), as written, then folded.
-        local, at, domain = user.partition("@")
-        cuts = [i for i, c in enumerate(local) if c == "+" and i > 0]
-        for cut in reversed(cuts):
-            base = local[:cut] + at + domain
-            if base in self.own_model_users:
-                return base
-            if base.lower() in folded:
-                return folded[base.lower()]
-        return None
+        return _own_model_name(self.own_model_users, self._own_models_folded, user)
 
     @functools.cached_property
     def _own_models_folded(self) -> dict[str, str]:
-        """Lower-cased name -> the configured name; names that differ only in
-        case (Alice and alice, both configured) match only as written."""
-        folded: dict[str, str | None] = {}
-        for name in self.own_model_users:
-            folded[name.lower()] = None if name.lower() in folded else name
-        return {key: name for key, name in folded.items() if name is not None}
+        return _folded_names(self.own_model_users)
 
     def user_model_path(self, user: str) -> Path:
         """The model file of ``user`` (whether or not it exists yet), under the
@@ -233,6 +210,37 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _folded_names(names: Collection[str]) -> dict[str, str]:
+    """Lower-cased name -> the configured name; names that differ only in
+    case (Alice and alice, both configured) match only as written."""
+    folded: dict[str, str | None] = {}
+    for name in names:
+        folded[name.lower()] = None if name.lower() in folded else name
+    return {key: name for key, name in folded.items() if name is not None}
+
+
+def _own_model_name(names: Collection[str], folded: Mapping[str, str], user: str | None) -> str | None:
+    """``Settings.own_model_name`` for the names ``names`` (``folded``: theirs)."""
+    if not user:
+        return None
+    if user in names:
+        return user
+    key = user.lower()
+    if key in folded:
+        return folded[key]
+    # Without a +detail, cut at each "+" from the last (a configured name
+    # may hold one itself: bob+spam@example.org), as written, then folded.
+    local, at, domain = user.partition("@")
+    cuts = [i for i, c in enumerate(local) if c == "+" and i > 0]
+    for cut in reversed(cuts):
+        base = local[:cut] + at + domain
+        if base in names:
+            return base
+        if base.lower() in folded:
+            return folded[base.lower()]
+    return None
 
 
 def ledger_path_for(model_path: Path) -> Path:
@@ -455,13 +463,20 @@ def _users_values(users: Mapping[str, Any], accounts: Any, base: Path, where: st
     if "dir" in users:
         values["user_models_dir"] = as_path(users["dir"], f"{where}: [users] dir", base)
     own = _user_names(users.get("own_model", []), f"{where}: [users] own_model")
-    own |= _own_model_accounts(accounts, where)
+    for username in _own_model_accounts(accounts, where):
+        # An account's username that already stands for an own-model name
+        # (Alice for [users] own_model = ["alice"]) is that user, as it was
+        # without own_model = true: added as a name of its own, it split the
+        # user in two, train learning Alice.joblib and the sieve (Dovecot's
+        # lower-cased alice) alice.joblib, which scored her (a helper's review).
+        if _own_model_name(own, _folded_names(own), username) is None:
+            own.add(username)
     values["own_model_users"] = frozenset(own)
     return values
 
 
-def _own_model_accounts(accounts: Any, where: str) -> set[str]:
-    """Usernames of the ``[[accounts]]`` with ``own_model = true``.
+def _own_model_accounts(accounts: Any, where: str) -> list[str]:
+    """Usernames of the ``[[accounts]]`` with ``own_model = true``, in order.
 
     Only the shape and the keys read here are checked: the rest of an
     account is ``imap.config``'s, and is checked when it is used.
@@ -469,7 +484,7 @@ def _own_model_accounts(accounts: Any, where: str) -> set[str]:
     if not isinstance(accounts, list):
         raise ConfigError(f"{where}: accounts must be an array of tables, written [[accounts]], "
                           f"got {_shown(accounts)}")
-    users = set()
+    users = []
     for index, account in enumerate(accounts):
         if not isinstance(account, dict):
             raise ConfigError(f"{where}: accounts[{index}] must be a table, got {_shown(account)}")
@@ -482,7 +497,7 @@ def _own_model_accounts(accounts: Any, where: str) -> set[str]:
             what = f"{where}: accounts[{index}] username"
             if "username" not in account:
                 raise ConfigError(f"{what} is required with own_model = true")
-            users.add(check_user_name(account["username"], what))
+            users.append(check_user_name(account["username"], what))
     return users
 
 

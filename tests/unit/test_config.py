@@ -353,6 +353,29 @@ def test_an_own_model_user_is_found_as_the_mta_writes_the_recipient(tmp_path):
     assert settings.own_model_name("ALICE+x") is None
 
 
+def test_own_model_true_on_an_account_listed_in_users_own_model_keeps_one_model(tmp_path):
+    """The account's own_model = true says again what [users] said: "Alice"
+    became a second name, and train learned Alice.joblib while the sieve
+    (Dovecot's lower-cased alice) learned, and scoring read, alice.joblib."""
+    from spamlearn.imap.trainer import store_for
+
+    account = '[[accounts]]\nhost = "{}"\nusername = "{}"\npassword_env = "X"\nspam_folders = ["Junk"]\n' \
+              'own_model = true\n'
+    accounts = [account.format(f"127.0.0.{n}", name)
+                for n, name in enumerate(("Alice", "Bob", "bob+imap"), start=1)]
+    config = write(tmp_path, '[users]\ndir = "u"\nown_model = ["alice"]\n' + "".join(accounts))
+    settings = load_settings(config, env={})
+    assert settings.own_model_users == frozenset({"alice", "Bob"})
+    alice, bob, bob_again = load_accounts(settings)
+    own = tmp_path / "u"
+    assert store_for(settings, alice).model_path == own / "alice.joblib"
+    assert store_for(settings, bob).model_path == own / "Bob.joblib"
+    assert store_for(settings, bob_again).model_path == own / "Bob.joblib"
+    for user, model in (("alice", "alice.joblib"), ("ALICE", "alice.joblib"), ("bob", "Bob.joblib")):
+        assert settings.model_path_for(user) == own / model
+        assert settings.own_model_name(user) is not None
+
+
 def test_a_model_name_in_a_folder_this_user_may_not_search_is_not_an_error_yet(tmp_path, monkeypatch):
     """Whether a name is a symlink is asked before anything opens it; a
     folder the user may not search must leave the answer to the store (a
