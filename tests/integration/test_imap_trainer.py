@@ -583,6 +583,26 @@ def test_a_user_given_an_own_model_in_the_users_table_trains_it(server, tmp_path
         str(tmp_path / "model.joblib"), str(tmp_path / "users" / "bob.joblib")]
 
 
+def test_an_account_whose_login_differs_in_case_trains_the_listed_users_model(server, tmp_path):
+    """Bob logs in as "Bob" (Dovecot lower-cases it to bob, the name its
+    sieve hook and delivery pass): own_model = true on his account, beside
+    [users] own_model = ["bob"], trained a Bob.joblib that nothing scored
+    with, while bob.joblib judged him."""
+    upload(server, "bob", "Junk", [make_message("spam", i, "bob") for i in range(2)])
+    upload(server, "bob", "INBOX", [make_message("ham", i, "bob") for i in range(3)])
+    config = write_config(tmp_path, server, [
+        {"username": "Bob", "password": server.users["bob"], "own_model": True}])
+    config.write_text(config.read_text().replace("[users]\n", '[users]\nown_model = ["bob"]\n', 1))
+
+    code, data, _ = train_cli(config)
+
+    assert code == 0
+    own = tmp_path / "users" / "bob.joblib"
+    assert account_of(data, "Bob")["model"] == str(own)
+    assert choose_model_path(load_settings(config), "bob") == own
+    assert not (tmp_path / "users" / "Bob.joblib").exists()
+
+
 def test_missing_folder_is_reported_and_the_rest_is_trained(server, tmp_path):
     upload(server, "alice", "INBOX", [make_message("ham", 1)])
     config = write_config(tmp_path, server, [{"username": "alice", "spam_folders": ["Spam"]}])
