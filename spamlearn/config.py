@@ -476,7 +476,8 @@ def _users_values(users: Mapping[str, Any], accounts: Any, base: Path, where: st
 
 
 def _own_model_accounts(accounts: Any, where: str) -> list[str]:
-    """Usernames of the ``[[accounts]]`` with ``own_model = true``, in order.
+    """The users (``user``, else ``username``) of the ``[[accounts]]`` with
+    ``own_model = true``, in order.
 
     Only the shape and the keys read here are checked: the rest of an
     account is ``imap.config``'s, and is checked when it is used.
@@ -493,11 +494,12 @@ def _own_model_accounts(accounts: Any, where: str) -> list[str]:
             raise ConfigError(f"{where}: accounts[{index}] own_model must be true or false, "
                               f"got {_shown(own_model)}")
         if own_model:
-            # The username names the model file, as a [users] own_model name does.
-            what = f"{where}: accounts[{index}] username"
-            if "username" not in account:
+            # The user names the model file, as a [users] own_model name does.
+            key = "user" if "user" in account else "username"
+            what = f"{where}: accounts[{index}] {key}"
+            if key not in account:
                 raise ConfigError(f"{what} is required with own_model = true")
-            users.append(check_user_name(account["username"], what))
+            users.append(check_user_name(account[key], what))
     return users
 
 

@@ -14,6 +14,7 @@ Example (two accounts, one with its own model)::
     ham_min_age_days = 3                 # ham folders: wait until the user had time
     mode = "all"                         # all | error | until-no-error
     own_model = false
+    # user = "alice"                     # whose model and verdicts these are (default: username)
 
 A password is never taken from the command line (it would show in ``ps``)
 nor from the config file itself (which is often world-readable): it comes
@@ -33,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, as_float, as_int, as_path, refuse_unknown, source_of
+from ..config import Settings, as_float, as_int, as_path, check_user_name, refuse_unknown, source_of
 from ..errors import ConfigError
 
 __all__ = ["Account", "Security", "Mode", "load_accounts", "parse_account", "parse_duration"]
@@ -73,6 +74,7 @@ _KEYS = {
     "name", "host", "port", "security", "username", "password_file", "password_env",
     "spam_folders", "ham_folders", "ignore_folders", "ham_min_age_days", "mode", "own_model",
     "allow_plaintext", "ca_file", "timeout", "pass_timeout", "retries", "retry_delay", "batch_size",
+    "user",
 }
 
 
@@ -88,6 +90,13 @@ class Account:
         Where and how to connect; ``plain`` only to a loopback address
         unless ``allow_plaintext``.
     username : str
+        The IMAP login.
+    user : str or None
+        The user whose mail this is, as Dovecot, the sieve hook and the
+        HTTP service name them, when the login is not that name: a Dovecot
+        master-user login (``alice*spamlearn``), or ``alice@example.org``
+        where Dovecot knows ``alice`` (``auth_username_format = %n``).  It
+        picks the own model the account trains (``model_user``).
     password_file, password_env :
         Exactly one is set; the password is read by ``password()`` only
         when connecting, so it is never part of a repr or a log line.
@@ -128,6 +137,7 @@ class Account:
     ham_min_age_days: float = 0.0
     mode: str = Mode.ALL
     own_model: bool = False
+    user: str | None = None
     allow_plaintext: bool = False
     ca_file: Path | None = None
     timeout: float = 60.0
@@ -135,6 +145,11 @@ class Account:
     retries: int = 3
     retry_delay: float = 2.0
     batch_size: int = 200
+
+    @property
+    def model_user(self) -> str:
+        """The user name that picks the model this account trains."""
+        return self.user or self.username
 
     def password(self, env: Mapping[str, str] | None = None) -> str:
         """Read the password now (file or environment).
@@ -318,6 +333,8 @@ def parse_account(table: Mapping[str, Any], index: int = 0, base: Path | None = 
             if not isinstance(table[key], bool):
                 raise ConfigError(f"{label}: {key} must be true or false")
             values[key] = table[key]
+    if "user" in table:
+        values["user"] = check_user_name(table["user"], f"{label}: user")
     if "ca_file" in table:
         values["ca_file"] = as_path(table["ca_file"], f"{label}: ca_file", base)
     if "timeout" in table:

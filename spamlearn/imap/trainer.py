@@ -82,14 +82,16 @@ def state_key(account: Account, folder: str) -> str:
 def store_for(settings: Settings, account: Account) -> ModelStore:
     """The model an account trains: the user's own, or the shared one.
 
-    The user's own when the account says ``own_model = true`` or the
-    username is in ``[users] own_model``: that list gives a user an own
-    model for every learner and for scoring, and an account listed only
-    there trained the shared model, which never scored its user (a
-    reviewer's finding).
+    The user's own when the account says ``own_model = true`` or its user
+    (``user``, else the login) is in ``[users] own_model``: that list gives
+    a user an own model for every learner and for scoring, and an account
+    listed only there trained the shared model, which never scored its user
+    (a reviewer's finding).  The user, not the login: a master-user login
+    (``alice*spamlearn``) trained the shared model while alice's own, that
+    the sieve hook trains, judged her.
     """
-    if account.own_model or settings.has_own_model(account.username):
-        return ModelStore.with_settings(settings, settings.user_model_path(account.username))
+    if account.own_model or settings.has_own_model(account.model_user):
+        return ModelStore.with_settings(settings, settings.user_model_path(account.model_user))
     return ModelStore.from_settings(settings)
 
 
@@ -761,7 +763,7 @@ class Trainer:
         """Whether a ledger row's source is this account's own verdict: its
         folders here, or its moves through the sieve or the HTTP service."""
         return (source.startswith(self._source(account, ""))
-                or source in (sieve_source(account.username), http_source(account.username)))
+                or source in (sieve_source(account.model_user), http_source(account.model_user)))
 
     def _model_ready(self, session: LearningSession) -> bool:
         """Train-on-error needs a model that can err; before that, learn everything."""

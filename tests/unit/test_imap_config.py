@@ -49,6 +49,7 @@ def test_defaults_are_tls_on_993_with_a_readable_name():
     ({"own_model": "yes"}, "own_model must be true or false"),
     ({"name": "a b"}, "name must be a word"),
     ({"colour": "red"}, "unknown key"),
+    ({"user": "alice/x"}, "user: invalid user name"),
     ({"security": "plain"}, "unencrypted to mail.example.org"),
 ])
 def test_bad_accounts_are_refused_with_a_clear_message(changes, message):
@@ -112,6 +113,36 @@ def test_load_accounts_from_a_config_file(tmp_path):
     config.write_text("")
     with pytest.raises(ConfigError, match="no \\[\\[accounts\\]\\]"):
         load_accounts(load_settings(config))
+
+
+def test_an_account_trains_the_model_of_its_user_not_of_its_login(tmp_path):
+    """A Dovecot master-user login (alice*spamlearn: no password of alice's
+    needed) is not the name the sieve hook and delivery pass: without
+    ``user`` the account trained the shared model while alice's own judged
+    her, and the login was no valid own_model name."""
+    from spamlearn.imap.trainer import Trainer, store_for
+
+    config = tmp_path / "spamlearn.toml"
+    config.write_text('[users]\ndir = "u"\nown_model = ["alice"]\n'
+                      '[[accounts]]\nhost = "h"\nusername = "alice*spamlearn"\nuser = "alice"\n'
+                      'password_env = "PW"\nspam_folders = ["Junk"]\n'
+                      '[[accounts]]\nhost = "h"\nusername = "bob*spamlearn"\nuser = "Bob"\n'
+                      'password_env = "PW"\nspam_folders = ["Junk"]\nown_model = true\n'
+                      '[[accounts]]\nhost = "h"\nusername = "carol"\npassword_env = "PW"\n'
+                      'spam_folders = ["Junk"]\n')
+    settings = load_settings(config)
+    alice, bob, carol = load_accounts(settings)
+    assert (alice.username, alice.model_user, carol.model_user) == ("alice*spamlearn", "alice", "carol")
+    own = tmp_path / "u"
+    assert store_for(settings, alice).model_path == settings.model_path_for("alice") == own / "alice.joblib"
+    assert store_for(settings, bob).model_path == settings.model_path_for("bob") == own / "Bob.joblib"
+    assert store_for(settings, carol).model_path == settings.model_path
+    # Her moves through the sieve hook are hers: a move back out of Junk is a rescue.
+    assert Trainer(settings)._own_verdict(alice, "sieve:alice")
+    config.write_text('[[accounts]]\nhost = "h"\nusername = "a*b"\nuser = "a b"\npassword_env = "PW"\n'
+                      'spam_folders = ["Junk"]\nown_model = true\n')
+    with pytest.raises(ConfigError, match=r"accounts\[0\] user: invalid user name"):
+        load_settings(config)
 
 
 @pytest.mark.parametrize("text,seconds", [("90", 90), ("30s", 30), ("15m", 900), ("2h", 7200),
