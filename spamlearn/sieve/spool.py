@@ -153,12 +153,23 @@ class Spool:
 
     def check(self) -> None:
         """Raise ``ConfigError`` unless the spool's folders exist (as folders, not links)."""
-        missing = [str(d) for d in (self.tmp, self.new) if not os.path.lexists(d)]
+        # lstat, not os.path.lexists: that answers False to any error, and a
+        # drain not in the spool's group (EACCES on the 2770 spool) was told
+        # the folders were missing and to run `sieve install` (78), which
+        # changed nothing, where it was told "Permission denied" (74, as
+        # docs/dovecot-sieve.md says) before the folders were lstat'ed (a
+        # helper's review).
+        modes, missing = {}, []
+        for folder in (self.tmp, self.new):
+            try:
+                modes[folder] = os.lstat(folder).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                missing.append(str(folder))
         if missing:
             raise ConfigError(f"spool folder(s) {', '.join(missing)} missing: create them with "
                               "`spamlearn sieve install` (see docs/dovecot-sieve.md)")
-        for folder in (self.tmp, self.new):
-            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+        for folder, mode in modes.items():
+            if not stat.S_ISDIR(mode):
                 raise ConfigError(_not_a_folder(folder))
 
     def create(self, owner_uid: int | None = None, group_gid: int | None = None) -> None:

@@ -383,6 +383,26 @@ def test_cli_missing_spool_is_a_config_error(tmp_path):
     assert "spamlearn sieve install" in result.output
 
 
+def test_a_drain_outside_the_spools_group_is_told_permission_denied_not_missing(
+        site, spam_messages, monkeypatch):
+    """The drain run as a user not in --drain-group cannot look into the 2770
+    spool: it was told the folders were missing and to run `sieve install`
+    (78), which changed nothing; the guide says 74 for this."""
+    queued = site.queue(spam_messages[0], "spam")
+    real_lstat = os.lstat
+
+    def lstat(path, *args, **kwargs):  # as root a 2770 folder stays open, hence the monkeypatch
+        if Path(path).parent == site.spool.root:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    result = site.drain_cli()
+    assert result.exit_code == 74, result.output
+    assert "Permission denied" in result.output and "missing" not in result.output
+    assert queued.exists()
+
+
 def test_watch_drains_as_messages_arrive_and_stops_on_sigterm(site, spam_messages):
     import signal
     import subprocess
