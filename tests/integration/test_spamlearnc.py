@@ -52,6 +52,20 @@ def spamlearnc(raw: bytes, env: dict[str, str], *args: str, url: str | None = No
 
 
 @contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]):
+    """``handler`` served on a free loopback port in a thread; its URL.  Stopped on leaving."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@contextlib.contextmanager
 def not_spamlearn():
     """A web server on loopback that answers every POST with 200 and a page
     (a proxy's error page, another service on the port)."""
@@ -68,15 +82,8 @@ def not_spamlearn():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving(Handler) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -95,16 +102,11 @@ def held_answer():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received, release
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving(Handler) as url:
+        try:
+            yield url, received, release
+        finally:
+            release.set()   # before the server stops: closing it waits for the handler
 
 
 def filtered_by_the_cli(config: Path, env: dict[str, str], raw: bytes) -> bytes:
