@@ -99,7 +99,7 @@ def _header_runs(head: bytes, lf: bool, ours: list[bytes]) -> Iterator[tuple[byt
     """The lines of the header block ``head`` to write, and ``ours``, in runs:
     (lines, whether the run's last line has its line end).  Runs of lines,
     not lines: a message of 10 MB without a blank line (all of it header)
-    was five million line objects, 1.2 GB to filter (a review, 2026-11-30).
+    was five million line objects, 1.2 GB to filter (a review, 2026-11-29).
     ``lf``: the block's lines end in LF (CRLF), not in bare CRs."""
     view = memoryview(head)
     brk = 10 if lf else 13

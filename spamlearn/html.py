@@ -107,7 +107,7 @@ _HREF_ONLY_RE = re.compile(r"""(?<![-\w])href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s
 #: 1,200 messages of eight parts, each one ``<a href>`` of 59 KB, grew a
 #: process by 1 GB (``<img src>`` as much again, ``<font>`` 250 MB), and
 #: the HTTP service lives for weeks.  Of the corpus's 59,874 calls, 11
-#: were longer (2026-11-30).
+#: were longer (2026-11-29).
 _MEMO_LONGEST = 512
 
 

@@ -137,7 +137,7 @@ def mbox_unquoted(raw: bytes) -> bytes:
 #: Quoting levels that ``mbox_unquoted`` and ``mbox_quoted`` rewrite by
 #: ``bytes.replace``, a pass over the message each: a pass for every level
 #: up to the deepest made one line of 100,000 ">" before "From " cost 12 s
-#: to learn (a 1 MB message, 20 minutes; a review, 2026-11-30).  Mail
+#: to learn (a 1 MB message, 20 minutes; a review, 2026-11-29).  Mail
 #: quotes a From line once or twice; the deeper lines are rewritten one by
 #: one, in one pass.  Each line gains or loses one ">" whatever the order,
 #: so the bytes are the same.

@@ -406,7 +406,7 @@ def _digest_normalised(data: bytes, skipped: re.Pattern[bytes], *, bare_head_as_
     # The header lines but the skipped fields (with their continuation
     # lines), joined by "\n": hashed run by run of lines kept, not line by
     # line, which made a list of every line (a 10 MB message without a
-    # blank line, all header, took 360 MB to learn; a review, 2026-11-30).
+    # blank line, all header, took 360 MB to learn; a review, 2026-11-29).
     digest = hashlib.sha256()
     view = memoryview(data)
     pos = start

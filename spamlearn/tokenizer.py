@@ -501,7 +501,7 @@ def _memoised(maxsize: int, arguments: int = 1) -> Callable:
 #: Header names whose rules a ``Tokenizer`` keeps (``_header_tokens``): the
 #: corpus has 379.  The names come from the messages: unbounded, 100
 #: messages of 37,000 made-up names each grew the service by 1.1 GB (a
-#: review, 2026-11-30).  When full, the rules are forgotten and worked
+#: review, 2026-11-29).  When full, the rules are forgotten and worked
 #: out again.
 _MAX_HEADER_RULES = 4096
 
