@@ -761,9 +761,24 @@ class Trainer:
 
     def _own_verdict(self, account: Account, source: str) -> bool:
         """Whether a ledger row's source is this account's own verdict: its
-        folders here, or its moves through the sieve or the HTTP service."""
-        return (source.startswith(self._source(account, ""))
-                or source in (sieve_source(account.model_user), http_source(account.model_user)))
+        folders here, or its moves through the sieve or the HTTP service.
+
+        Those name the user as Dovecot and the MTA do (``bob``), which for
+        an own-model user may be another spelling of the account's user
+        (``Bob``, matched to ``[users] own_model = ["bob"]``): the user's
+        own model's ledger holds both, and the account's rescue of a message
+        ``spamlearnc -u bob`` had junked waited ``ham_min_age_days`` (a
+        helper's review).
+        """
+        if source.startswith(self._source(account, "")):
+            return True
+        user = account.model_user
+        if source in (sieve_source(user), http_source(user)):
+            return True
+        own = self.settings.own_model_name(user)
+        _kind, _, who = source.partition(":")
+        return (own is not None and source in (sieve_source(who), http_source(who))
+                and self.settings.own_model_name(who) == own)
 
     def _model_ready(self, session: LearningSession) -> bool:
         """Train-on-error needs a model that can err; before that, learn everything."""

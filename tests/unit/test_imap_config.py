@@ -145,6 +145,30 @@ def test_an_account_trains_the_model_of_its_user_not_of_its_login(tmp_path):
         load_settings(config)
 
 
+def test_an_own_model_users_sieve_and_http_verdicts_are_the_accounts_in_any_spelling_of_the_name(tmp_path):
+    """The login Bob with own_model = true beside [users] own_model = ["bob"]
+    trains bob.joblib, which Dovecot's sieve hook and spamlearnc -u bob also
+    train as "bob": those verdicts are the account's own (a rescue out of
+    Junk waited ham_min_age_days), another user's are not."""
+    from spamlearn.imap.trainer import Trainer
+
+    config = tmp_path / "spamlearn.toml"
+    config.write_text('[users]\ndir = "u"\nown_model = ["bob", "carol"]\n'
+                      '[[accounts]]\nhost = "h"\nusername = "Bob"\npassword_env = "PW"\n'
+                      'spam_folders = ["Junk"]\nown_model = true\n'
+                      '[[accounts]]\nhost = "h"\nusername = "Dave"\npassword_env = "PW"\n'
+                      'spam_folders = ["Junk"]\n')
+    settings = load_settings(config)
+    bob, dave = load_accounts(settings)
+    trainer = Trainer(settings)
+    assert trainer._own_verdict(bob, "sieve:bob") and trainer._own_verdict(bob, "http:bob")
+    assert trainer._own_verdict(bob, "sieve:Bob")
+    assert not trainer._own_verdict(bob, "sieve:carol")
+    assert not trainer._own_verdict(bob, "http") and not trainer._own_verdict(bob, "imap:bob/Junk")
+    # The shared model: its users are told apart as written (set user = "dave" for Dovecot's name).
+    assert trainer._own_verdict(dave, "sieve:Dave") and not trainer._own_verdict(dave, "sieve:dave")
+
+
 @pytest.mark.parametrize("text,seconds", [("90", 90), ("30s", 30), ("15m", 900), ("2h", 7200),
                                           ("1d", 86400), ("1.5m", 90), ("366d", 366 * 86400)])
 def test_parse_duration(text, seconds):
