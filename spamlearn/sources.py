@@ -9,7 +9,7 @@ are its own business (``spamlearn.imap.trainer``).
 
 from __future__ import annotations
 
-__all__ = ["http_source", "sieve_source"]
+__all__ = ["http_source", "sieve_source", "verdict_giver"]
 
 
 def http_source(user: str | None) -> str:
@@ -20,3 +20,10 @@ def http_source(user: str | None) -> str:
 def sieve_source(user: str) -> str:
     """A verdict the sieve drain learned from ``user``'s move."""
     return f"sieve:{user}"
+
+
+def verdict_giver(source: str) -> str | None:
+    """The user named by a source ``http_source`` or ``sieve_source`` wrote;
+    None for any other source (the IMAP trainer's, ``http`` with no user)."""
+    kind, colon, user = source.partition(":")
+    return user if colon and user and kind in ("http", "sieve") else None

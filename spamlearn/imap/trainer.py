@@ -54,7 +54,7 @@ from ..errors import (
 )
 from ..exitcodes import ExitCode, exit_code_for
 from ..modelstore import Action, LearningSession, ModelStore
-from ..sources import http_source, sieve_source
+from ..sources import verdict_giver
 from .config import Account, Mode, is_folder_pattern
 from .connection import MAX_BATCH_BYTES, FolderInfo, FolderStatus, MailServer, MessageMeta, connect
 from .deadline import PassDeadline
@@ -772,13 +772,14 @@ class Trainer:
         """
         if source.startswith(self._source(account, "")):
             return True
+        who = verdict_giver(source)
+        if who is None:
+            return False
         user = account.model_user
-        if source in (sieve_source(user), http_source(user)):
+        if who == user:
             return True
         own = self.settings.own_model_name(user)
-        _kind, _, who = source.partition(":")
-        return (own is not None and source in (sieve_source(who), http_source(who))
-                and self.settings.own_model_name(who) == own)
+        return own is not None and self.settings.own_model_name(who) == own
 
     def _model_ready(self, session: LearningSession) -> bool:
         """Train-on-error needs a model that can err; before that, learn everything."""
