@@ -18,6 +18,8 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 
+from .memo import memoised
+
 __all__ = ["HtmlContent", "html_to_text"]
 
 # lxml: measured 2026-11-28 on the 999 prescanned HTML parts of the
@@ -101,33 +103,6 @@ _MAYBE_HIDDEN_FONT = re.compile(
 _HREF_ONLY_RE = re.compile(r"""(?<![-\w])href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
 
 
-#: Memoised helpers keep at most this many characters of an argument (as
-#: the tokenizer's do): a longer one is worked out each time.  Their
-#: caches held whatever a message carried, a tag's whole attribute text:
-#: 1,200 messages of eight parts, each one ``<a href>`` of 59 KB, grew a
-#: process by 1 GB (``<img src>`` as much again, ``<font>`` 250 MB), and
-#: the HTTP service lives for weeks.  Of the corpus's 59,874 calls, 11
-#: were longer (2026-11-29).
-_MEMO_LONGEST = 512
-
-
-def _memoised(maxsize: int) -> Callable:
-    """``functools.lru_cache(maxsize)`` for calls whose string arguments are
-    all at most ``_MEMO_LONGEST`` characters long."""
-    def wrap(fn: Callable) -> Callable:
-        cached = functools.lru_cache(maxsize=maxsize)(fn)
-
-        def call(*args: str):
-            if max(map(len, args)) > _MEMO_LONGEST:
-                return fn(*args)
-            return cached(*args)
-        call = functools.wraps(fn)(call)
-        call.cache_clear = cached.cache_clear
-        call.cache_info = cached.cache_info
-        return call
-    return wrap
-
-
 def _attrs(text: str, pattern: re.Pattern = _ATTR_RE) -> dict[str, str]:
     """Attributes matched by ``pattern`` (name, then one of three value forms), first wins."""
     out: dict[str, str] = {}
@@ -138,7 +113,7 @@ def _attrs(text: str, pattern: re.Pattern = _ATTR_RE) -> dict[str, str]:
     return out
 
 
-@_memoised(4096)
+@memoised(4096, arguments=2)
 def _maybe_hidden(name: str, attrs: str) -> bool:
     if name == "font" and _MAYBE_HIDDEN_FONT.search(attrs):
         return True
@@ -220,7 +195,7 @@ def _link_text_tokens(html: str, start: int, href: str, tokens: list[str]) -> No
 # measured 2026-11-28 (with the font memo below, and the styled-tag search),
 # html_to_text over the 1,208 HTML parts: 1.67 -> 1.40 s CPU warm, 1.89 ->
 # 1.65 s on a first pass (fresh process); the same text, tokens and URLs.
-@_memoised(8192)
+@memoised(8192)
 def _href(attrs: str) -> str | None:
     """The first href of an ``<a>`` tag's attribute text, unescaped.
 
@@ -235,7 +210,7 @@ def _href(attrs: str) -> str | None:
     return html_lib.unescape(href) if "&" in href else href
 
 
-@_memoised(8192)
+@memoised(8192)
 def _img_facts(attrs: str) -> tuple[str | None, bool]:
     """An ``<img>`` tag's src and whether it is 0 or 1 pixel wide or high."""
     found = _attrs(attrs)

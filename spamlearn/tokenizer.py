@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from urllib.parse import SplitResult, urlsplit
 
 from .html import html_to_text
+from .memo import MEMO_LONGEST, memoised
 from .message import ParsedMessage, parse_message
 
 __all__ = ["TokenizerOptions", "Tokenizer", "tokenize"]
@@ -469,35 +470,6 @@ _PRIVATE_IP_RE = re.compile(r"(?:127|10|192\.168|172\.(?:1[6-9]|2\d|3[01]))\.")
 _IP_LITERAL_RE = re.compile(r"\[?\d{1,3}(?:\.\d{1,3}){3}\]?")
 
 
-#: Memoised helpers keep at most this many characters of an argument: a
-#: long one is worked out each time.  Their caches held whatever a message
-#: carried: 300 messages with 400 KB Message-IDs grew a process by 150 MB,
-#: and the HTTP service lives for weeks (a helper's review).  Real hosts,
-#: links, identifiers and address headers are shorter.
-_MEMO_LONGEST = 512
-
-
-def _memoised(maxsize: int, arguments: int = 1) -> Callable:
-    """``functools.lru_cache(maxsize)`` for calls whose first ``arguments``
-    string arguments are at most ``_MEMO_LONGEST`` characters long."""
-    def wrap(fn: Callable) -> Callable:
-        cached = functools.lru_cache(maxsize=maxsize)(fn)
-        if arguments == 1:
-            def call(first, *args, **kwargs):
-                if len(first) > _MEMO_LONGEST:
-                    return fn(first, *args, **kwargs)
-                return cached(first, *args, **kwargs)
-        else:
-            def call(first, second, *args, **kwargs):
-                if len(first) > _MEMO_LONGEST or len(second) > _MEMO_LONGEST:
-                    return fn(first, second, *args, **kwargs)
-                return cached(first, second, *args, **kwargs)
-        call.cache_clear = cached.cache_clear
-        call.cache_info = cached.cache_info
-        return functools.wraps(fn)(call)
-    return wrap
-
-
 #: Header names whose rules a ``Tokenizer`` keeps (``_header_tokens``): the
 #: corpus has 379.  The names come from the messages: unbounded, 100
 #: messages of 37,000 made-up names each grew the service by 1.1 GB (a
@@ -506,7 +478,7 @@ def _memoised(maxsize: int, arguments: int = 1) -> Callable:
 _MAX_HEADER_RULES = 4096
 
 
-@_memoised(65536)
+@memoised(65536)
 def _id_shape(text: str, limit: int = 20) -> str:
     """``"20020827.a1B2"`` -> ``"9.a9A9"``: how a program makes its identifiers."""
     return _SHAPE_SQUEEZE_RE.sub(r"\1", text.translate(_ID_SHAPE_TABLE))[:limit]
@@ -560,7 +532,7 @@ def _cjk_bigrams(words: Iterable[str], out: list[str], prefix: str) -> list[str]
     return rest
 
 
-@_memoised(65536)
+@memoised(65536)
 def _domain_and_parents(host: str, limit: int = 4) -> tuple[str, ...]:
     """``a.b.example.com`` -> itself and its parents down to two labels.
 
@@ -597,7 +569,7 @@ def _ipv4_matches(value: str) -> Iterable[re.Match]:
             if not (match.start() and value[match.start() - 1] in "0123456789.")]
 
 
-@_memoised(16384)
+@memoised(16384)
 def _received_host_tuple(host: str) -> tuple[str, ...]:
     """``received:`` tokens of a host named in a Received header (memoised)."""
     return tuple(["received:" + d for d in _domain_and_parents(host, 3)])
@@ -732,7 +704,7 @@ def _urlsplit(low: str) -> SplitResult:
     return SplitResult(scheme, netloc, path, query, fragment)
 
 
-@_memoised(65536)
+@memoised(65536)
 def _url_token_tuple(url: str) -> tuple[str, ...]:
     """The tokens of one URL (memoised: links repeat across messages)."""
     out: list[str] = []
@@ -769,7 +741,7 @@ def _url_token_tuple(url: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-@_memoised(16384, arguments=2)
+@memoised(16384, arguments=2)
 def _address_token_tuple(name: str, value: str, from_mismatch: bool, from_address: bool) -> tuple[str, ...]:
     """The tokens of one address header (memoised: a list's To, a sender's
     From repeat across messages; 0.7 s of the loop, profile 2026-11-28)."""
@@ -977,7 +949,7 @@ class Tokenizer:
             rule = rules.get(name)
             if rule is None:
                 rule = self._header_rule(name)
-                if len(name) <= _MEMO_LONGEST:
+                if len(name) <= MEMO_LONGEST:
                     if len(rules) >= _MAX_HEADER_RULES:
                         rules.clear()
                     rules[name] = rule
