@@ -548,8 +548,8 @@ Binary naive Bayes over feature presence with chi-squared combining.
     comes from (FoRK, ILUG, cypherpunks, sitescooper...): a 419 letter's
     ordinary words, seen one to three times in the list's ham and never yet
     in spam, outvote its few spam words; the recurring ham errors are four
-    hard_ham vendor mailings (Netscape's, to a domain much of the spam is sent to, scores
-    +2 in every order).  Tried: the rest family's clues that share a
+    hard_ham vendor mailings (Netscape's, to a domain much of the spam
+    is sent to, scores +2 in every order).  Tried: the rest family's clues that share a
     (spam, ham) count pair (a list's headers, seen together) weighing m **
     -q (q = 0.5 or 1, from 2, 4 or 10 sightings; or all clues so): 0.0510
     -0.0725 / 0.922-1.148.  Robinson's f replaced, up to six sightings a
