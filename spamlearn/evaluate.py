@@ -57,7 +57,9 @@ def read_index(index_path: Path) -> list[IndexEntry]:
     try:
         # surrogateescape: a file name that is not UTF-8 (Latin-1 from an
         # old archive) must name the very file, not one with U+FFFD in it.
-        lines = index_path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        # utf-8-sig: an index saved by a Windows editor starts with a byte
+        # order mark, which made line 1 "expected 'spam PATH'".
+        lines = index_path.read_text(encoding="utf-8-sig", errors="surrogateescape").splitlines()
     except OSError as exc:
         raise InputMissingError(f"cannot read index {index_path}: {exc.strerror}") from exc
     base = index_path.parent

@@ -76,6 +76,12 @@ def test_read_index_resolves_paths_relative_to_the_index(tmp_path):
     assert entries[0].path == tmp_path / "full" / ".." / "data" / "a"
 
 
+def test_read_index_takes_a_byte_order_mark(tmp_path):
+    (tmp_path / "index").write_bytes(b"\xef\xbb\xbfspam ../a\nham ../b\n")
+    entries = read_index(tmp_path / "index")
+    assert [(e.gold.value, e.id) for e in entries] == [("spam", "../a"), ("ham", "../b")]
+
+
 def test_read_index_rejects_bad_lines(tmp_path):
     index = tmp_path / "index"
     index.write_text("spam ../a\nmaybe ../b\n")
