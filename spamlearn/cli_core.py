@@ -540,7 +540,7 @@ def eval_(
             typer.echo(f"spamlearn: ... and {f.unreadable - _FAILURES_NAMED} more", err=True)
         typer.echo(f"spamlearn: {f.unreadable} of {f.messages} messages could not be read or "
                    f"parsed (scored 0.5, unsure, in the figures and --results)", err=True)
-        raise typer.Exit(ExitCode.NOINPUT)
+        raise typer.Exit(ExitCode.NOINPUT if result.missing else ExitCode.DATAERR)
 
 
 #: eval names this many of the messages it could not read (a broken index

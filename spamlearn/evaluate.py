@@ -94,6 +94,9 @@ class OnlineResult:
     unreadable: int = 0
     #: (id, why) of each message that could not be read or parsed.
     failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    #: How many of the ``unreadable`` could not be read at all (the rest
+    #: were read but are not messages): exit 66 against 65, as ``score``.
+    missing: int = 0
 
 
 #: Buckets per message of the corpus for ``features_for``.
@@ -136,17 +139,18 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
     scores = np.zeros(n)
     decisions = np.zeros(n)
     verdicts: list[Label] = []
-    trained = unreadable = 0
+    trained = unreadable = missing = 0
     failures: list[tuple[str, str]] = []
     start = time.perf_counter()
     for i, entry in enumerate(entries):
         gold[i] = entry.gold is Label.SPAM
         if features is not None:
-            found, why = features[i], "could not be read"
+            found, why, read = features[i], "could not be read", False
         else:
-            found, why = _read_features(entry, classifier)
+            found, why, read = _read_features(entry, classifier)
         if found is None:
             unreadable += 1
+            missing += not read
             failures.append((entry.id, why))
             scores[i], decisions[i] = 0.5, 0.0
             verdicts.append(Label.UNSURE)
@@ -167,18 +171,21 @@ def run_online(entries: list[IndexEntry], classifier: Classifier, *, mode: str =
         if progress is not None:
             progress(i + 1)
     return OnlineResult([e.id for e in entries], gold, scores, decisions, verdicts,
-                        time.perf_counter() - start, trained, unreadable, failures)
+                        time.perf_counter() - start, trained, unreadable, failures, missing)
 
 
 def _read_features(entry: IndexEntry, classifier: Classifier
-                   ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
-    """The message's ``Classifier.features``, or None and why it cannot be read or parsed."""
+                   ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str, bool]:
+    """The message's ``Classifier.features`` (or None and why it cannot be
+    read or parsed), and whether the file could be read."""
     try:
-        return classifier.features(read_regular(entry.path)), ""
+        raw = read_regular(entry.path)
     except OSError as exc:
-        return None, exc.strerror or str(exc)
+        return None, exc.strerror or str(exc), False
+    try:
+        return classifier.features(raw), "", True
     except MessageError as exc:
-        return None, str(exc)
+        return None, str(exc), True
 
 
 def roc_points(gold: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -229,6 +229,23 @@ def test_fifos_and_devices_are_reported_never_read(tmp_path):
     assert (tmp_path / "report" / "index.html").is_file()
 
 
+def test_eval_tells_messages_it_cannot_parse_from_files_it_cannot_read(tmp_path):
+    """As ``score`` does: 65 when every file was read but some are not
+    messages, 66 when a file could not be read at all."""
+    fixtures = Path("tests/fixtures").resolve()
+    (tmp_path / "empty.eml").write_bytes(b"")
+    index = tmp_path / "index"
+    lines = f"spam {fixtures / 'sample-spam.eml'}\nham {fixtures / 'sample-ham.eml'}\nham {tmp_path / 'empty.eml'}\n"
+    index.write_text(lines)
+    not_a_message = spamlearn("eval", "--index", index)
+    assert not_a_message.returncode == ExitCode.DATAERR, not_a_message.stderr
+    assert b"1 of 3 messages could not be read or parsed" in not_a_message.stderr
+    index.write_text(lines + f"spam {tmp_path / 'gone.eml'}\n")
+    missing = spamlearn("eval", "--index", index)
+    assert missing.returncode == ExitCode.NOINPUT, missing.stderr
+    assert b"2 of 4 messages could not be read or parsed" in missing.stderr
+
+
 @pytest.mark.timeout(60)
 def test_symlinked_folders_inside_a_tree_are_not_followed(tmp_path):
     """``up -> ..`` inside a folder would walk everything above it, or loop."""
