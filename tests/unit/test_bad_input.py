@@ -235,7 +235,8 @@ def test_eval_tells_messages_it_cannot_parse_from_files_it_cannot_read(tmp_path)
     fixtures = Path("tests/fixtures").resolve()
     (tmp_path / "empty.eml").write_bytes(b"")
     index = tmp_path / "index"
-    lines = f"spam {fixtures / 'sample-spam.eml'}\nham {fixtures / 'sample-ham.eml'}\nham {tmp_path / 'empty.eml'}\n"
+    lines = (f"spam {fixtures / 'sample-spam.eml'}\nham {fixtures / 'sample-ham.eml'}\n"
+             f"ham {tmp_path / 'empty.eml'}\n")
     index.write_text(lines)
     not_a_message = spamlearn("eval", "--index", index)
     assert not_a_message.returncode == ExitCode.DATAERR, not_a_message.stderr
