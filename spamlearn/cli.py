@@ -21,7 +21,8 @@ from .config import Settings, load_settings
 from .errors import SpamlearnError
 from .exitcodes import ExitCode, exit_code_for
 
-__all__ = ["app", "main", "ExitCode", "handle_errors", "fail", "exit_code_for", "State", "state_of"]
+__all__ = ["app", "main", "ExitCode", "handle_errors", "fail", "error_line", "exit_code_for", "State",
+           "state_of"]
 
 log = logging.getLogger("spamlearn")
 
@@ -29,6 +30,16 @@ log = logging.getLogger("spamlearn")
 def fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"spamlearn: error: {message}", err=True)
     return typer.Exit(code)
+
+
+def error_line(exc: SpamlearnError | OSError) -> tuple[str, int]:
+    """The one line and the exit code an error is reported with (``handle_errors``;
+    ``backup --all``, which reports each model's and goes on)."""
+    if isinstance(exc, SpamlearnError):
+        return str(exc), exit_code_for(exc)
+    if exc.errno == 28:  # ENOSPC
+        return f"disk full: {exc.filename or 'writing the output'}", ExitCode.IOERR
+    return f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), ExitCode.IOERR
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,7 +50,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except SpamlearnError as exc:
-            raise fail(str(exc), exit_code_for(exc)) from None
+            raise fail(*error_line(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except BrokenPipeError:
@@ -48,10 +59,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(ExitCode.OK) from None
         except OSError as exc:
-            if exc.errno == 28:  # ENOSPC
-                raise fail(f"disk full: {exc.filename or 'writing the output'}", ExitCode.IOERR) from None
-            raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-                       ExitCode.IOERR) from None
+            raise fail(*error_line(exc)) from None
 
     return wrapper
 

@@ -17,11 +17,13 @@ from typing import Annotated
 
 import typer
 
-from .backup import archive_compression, own_files, restore_backup, write_backup
-from .cli import ExitCode, app, fail, handle_errors, state_of
+from .backup import BackupSummary, archive_compression, own_files, restore_backup, write_backup
+from .cli import ExitCode, app, error_line, fail, handle_errors, state_of
 from .config import check_features, check_user_name
+from .errors import ModelFileError, SpamlearnError
 from .mailsource import display_name
 from .modelstore import ModelStore
+from .regularfile import make_folders
 
 UserOption = Annotated[str | None, typer.Option(
     help="This user's own model (the user must be listed in \\[users] own_model).")]
@@ -52,43 +54,45 @@ def _store(ctx: typer.Context, user: str | None) -> ModelStore:
     return ModelStore.from_settings(settings, user)
 
 
-def _check_destination(destination: Path, store: ModelStore) -> Path:
-    """Where the archive goes (a symbolic link's target), or a usage error."""
+def _check_destination(destination: Path, store: ModelStore, what: str = "") -> Path:
+    """Where the archive goes (a symbolic link's target), or a usage error
+    (``what``: whose archive, to begin its line with, for ``backup --all``)."""
+
+    def refuse(message: str) -> typer.Exit:
+        return fail(f"{what}{message}", ExitCode.USAGE)
+
     shown = display_name(str(destination))
     to_pipe = "to write the archive into a pipe or a descriptor, give - and redirect standard output"
     if os.path.abspath(destination).startswith(("/dev/", "/proc/")):
         # /dev/stdout, /proc/self/fd/N resolve to whatever file is open there.
-        raise fail(f"{shown}: {to_pipe}", ExitCode.USAGE)
+        raise refuse(f"{shown}: {to_pipe}")
     existing = False
     with contextlib.suppress(FileNotFoundError):
         mode = os.stat(destination).st_mode
         existing = True
         if stat.S_ISDIR(mode):
-            raise fail(f"{shown} is a folder; give the archive's file name", ExitCode.USAGE)
+            raise refuse(f"{shown} is a folder; give the archive's file name")
         if not stat.S_ISREG(mode):
-            raise fail(f"{shown} is not a regular file (a device or FIFO?); {to_pipe}", ExitCode.USAGE)
+            raise refuse(f"{shown} is not a regular file (a device or FIFO?); {to_pipe}")
     target = Path(os.path.realpath(destination))
     if target in {Path(os.path.realpath(f)) for f in own_files(store)}:
-        raise fail(f"{shown} is one of the model's own files; write the archive elsewhere",
-                   ExitCode.USAGE)
+        raise refuse(f"{shown} is one of the model's own files; write the archive elsewhere")
     if target.name.endswith((".lock", ".restoring", ".before-restore")):
-        raise fail(f"{shown} is named like a model's lock or restore file; write the archive elsewhere",
-                   ExitCode.USAGE)
+        raise refuse(f"{shown} is named like a model's lock or restore file; write the archive elsewhere")
     if existing and not (_is_tar(target) if target.stat().st_size else _has_archive_suffix(target.name)):
         # Overwriting last week's archive is the point; anything else (the
         # shared model named by mistake, an empty lock file) is kept.
-        raise fail(f"{shown} exists and is not a tar archive; remove it or choose another name",
-                   ExitCode.USAGE)
+        raise refuse(f"{shown} exists and is not a tar archive; remove it or choose another name")
     try:
         archive_compression(target.name)
     except ValueError as exc:
-        raise fail(f"{shown}: {exc}", ExitCode.USAGE) from None
+        raise refuse(f"{shown}: {exc}") from None
     # USAGE, as for every output path refused before anything is done
     # (`eval --plot`): 74 says the model is at fault (a helper's review).
     if not target.parent.is_dir():
-        raise fail(f"no folder {display_name(str(target.parent))} for the archive", ExitCode.USAGE)
+        raise refuse(f"no folder {display_name(str(target.parent))} for the archive")
     if not os.access(target.parent, os.W_OK):
-        raise fail(f"cannot write in {display_name(str(target.parent))}", ExitCode.USAGE)
+        raise refuse(f"cannot write in {display_name(str(target.parent))}")
     return target
 
 
@@ -109,16 +113,29 @@ def backup(
     ctx: typer.Context,
     destination: Annotated[str, typer.Argument(
         help="Archive to write: a tar file, compressed if it ends in .gz/.tgz, .bz2 or .xz; "
-             "- for standard output (plain tar).", show_default=False, metavar="DESTINATION")],
+             "- for standard output (plain tar).  With --all, a folder.", show_default=False,
+        metavar="DESTINATION")],
     user: UserOption = None,
+    all_models: Annotated[bool, typer.Option(
+        "--all", help="Every model, one archive each in the folder DESTINATION (made if missing): "
+                      "the shared model as shared.tar.gz, each user's own model as "
+                      "users/NAME.tar.gz.  A model that fails is reported and the others are "
+                      "backed up; the exit code is the highest of the failures'.")] = False,
 ) -> None:
     """Write the model and its ledger, as one agreeing pair, to a tar archive.
 
     Safe while learners run (it takes the model's lock for the moment of the
     copy): for cron, where `cp` could catch the two files at different
     revisions.  The pair is checked before the archive is written.  The
-    ledger holds the IMAP trainer's state too.
+    ledger holds the IMAP trainer's state too.  Users' own models (\\[users]
+    own_model) are backed up with --user NAME, or all with --all.
     """
+    if all_models:
+        if user is not None:
+            raise fail("--all backs up every user's own model; leave out --user", ExitCode.USAGE)
+        if destination == "-":
+            raise fail("--all writes one archive per model: give a folder, not -", ExitCode.USAGE)
+        raise typer.Exit(_backup_all(ctx, Path(destination)))
     store = _store(ctx, user)
     to_stdout = destination == "-"
     if to_stdout and sys.stdout.isatty():
@@ -134,8 +151,106 @@ def backup(
                 sys.stdout = None       # nothing more to flush into the closed pipe
             raise fail("standard output was closed before the archive was complete", ExitCode.IOERR) from None
     where = "standard output" if to_stdout else display_name(destination)
-    typer.echo(f"backed up {store.model_path} and its ledger ({summary.describe()}) to {where}",
-               err=to_stdout)
+    typer.echo(_backed_up(store, summary, where), err=to_stdout)
+
+
+def _backed_up(store: ModelStore, summary: BackupSummary, where: str) -> str:
+    return f"backed up {store.model_path} and its ledger ({summary.describe()}) to {where}"
+
+
+def archive_name(user: str | None) -> str:
+    """Where ``backup --all`` writes a model's archive in its folder: the
+    shared model's, or ``user``'s own.  A user name is a safe file name
+    (``config.USER_NAME_RE``: no "/", no leading dot, at most 128
+    characters), and under users/ none is the shared model's archive."""
+    return "shared.tar.gz" if user is None else f"users/{user}.tar.gz"
+
+
+def _check_archive_folder(folder: Path) -> None:
+    """A usage error unless ``folder`` is, or can be made, a folder this user
+    can write in: refused before any model is backed up, as a single
+    archive's folder is."""
+    shown = display_name(str(folder))
+    where = folder
+    if not folder.is_dir():
+        if os.path.lexists(folder):
+            raise fail(f"{shown} is not a folder; --all writes one archive per model into a folder",
+                       ExitCode.USAGE)
+        where = folder.parent
+        if not where.is_dir():
+            raise fail(f"no folder {display_name(str(where))} for {shown}", ExitCode.USAGE)
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise fail(f"cannot write in {display_name(str(where))}", ExitCode.USAGE)
+
+
+def _model_is_there(store: ModelStore) -> bool:
+    """Whether a model has been made (its file or its ledger is there).  Any
+    error but "no such file" (a users' folder this user cannot search) is
+    raised: a model that cannot be looked at is not one not made yet."""
+    for path in (store.model_path, store.ledger_path):
+        try:
+            os.lstat(path)
+            return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
+def _backup_all(ctx: typer.Context, folder: Path) -> int:
+    """``backup --all``: every model's archive in ``folder``; returns the exit
+    code, the highest of the models' failures (as ``train``'s of its accounts')."""
+    state = state_of(ctx)
+    settings = state.settings
+    _check_archive_folder(folder)
+    users = [None, *sorted(settings.own_model_users)]
+    written: dict[tuple[int, int], str] = {}        # the archives made so far, as files
+    backed_up = not_yet = failed = 0
+    code = ExitCode.OK
+    with _terminated_cleanly():
+        for user in users:
+            label = "shared model" if user is None else f"user {user}"
+            archive = folder / archive_name(user)
+            try:
+                store = ModelStore.from_settings(settings, user)
+                if not _model_is_there(store):
+                    not_yet += 1
+                    if state.verbose:
+                        typer.echo(f"no model at {store.model_path} yet ({label}): not backed up")
+                    continue
+                make_folders(archive.parent, mode=0o700)
+                target = _check_destination(archive, store, f"{label}: ")
+                with contextlib.suppress(FileNotFoundError):
+                    info = os.stat(target)
+                    if (info.st_dev, info.st_ino) in written:
+                        # Alice's and alice's archives on a file system that
+                        # ignores case (a USB disk, an SMB share), or a link.
+                        raise fail(f"{label}: {display_name(str(archive))} is the archive just "
+                                   f"written for {written[info.st_dev, info.st_ino]}: not overwritten",
+                                   ExitCode.USAGE)
+                summary = write_backup(store, target)
+                info = os.stat(target)
+                written[info.st_dev, info.st_ino] = label
+            except typer.Exit as exc:       # a refused archive: fail() has said why
+                failed += 1
+                code = max(code, exc.exit_code)
+                continue
+            except (SpamlearnError, OSError) as exc:
+                # Its previous archive, if any, is left as it was.
+                line, exc_code = error_line(exc)
+                typer.echo(f"spamlearn: error: {label}: {line}", err=True)
+                failed += 1
+                code = max(code, exc_code)
+                continue
+            backed_up += 1
+            if state.verbose:
+                typer.echo(_backed_up(store, summary, display_name(str(archive))))
+    if not backed_up and not failed:
+        raise ModelFileError(f"no model at {settings.model_path} nor any user's own model yet: "
+                             f"nothing to back up")
+    problems = [f"{n} {what}" for n, what in ((failed, "failed"), (not_yet, "not learned yet")) if n]
+    typer.echo(f"backed up {backed_up} of {len(users)} models to {display_name(str(folder))}"
+               + (f" ({', '.join(problems)})" if problems else ""))
+    return code
 
 
 @app.command()
