@@ -338,16 +338,35 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show per account and folder what the IMAP trainer has learned, and when."""
+    from .trainer import store_for
+
     settings = state_of(ctx).settings
     accounts = load_accounts(settings, account or [])
     last_run: dict = {}
     with contextlib.suppress(OSError, ValueError):
         last_run = json.loads(_last_run_path(settings).read_text())
-    rows = [account_status(settings, a, last_run) for a in accounts]
+    rows = []
+    for a in accounts:
+        try:
+            rows.append({**account_status(settings, a, last_run), "error": None, "exit_code": ExitCode.OK})
+        except SpamlearnError as exc:
+            # One account's corrupt or locked model or ledger: said, and the
+            # others still shown (the first one stopped the command, the
+            # accounts after it unreported and --json printing nothing).
+            model = None
+            with contextlib.suppress(SpamlearnError):
+                model = str(store_for(settings, a).model_path)
+            rows.append({"account": a.name, "model": model, "last_run": last_run.get(a.name),
+                         "folders": [], "model_counts": None,
+                         "error": f"account {a.name}: {exc}", "exit_code": exit_code_for(exc)})
+    code = max((row["exit_code"] for row in rows), default=ExitCode.OK)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
-        return
+        raise typer.Exit(code)
     for row in rows:
+        if row["error"]:
+            typer.echo(f"spamlearn: error: {row['error']}", err=True)
+            continue
         counts = row["model_counts"]
         typer.echo(f"{row['account']}: model {row['model']} ({counts['spam']} spam, {counts['ham']} ham)")
         run = row["last_run"]
@@ -365,3 +384,4 @@ def status(
             typer.echo(f"  {f['folder']:<24} {f['learned_spam']:>7} {f['learned_ham']:>7}  "
                        f"{_when(f['last_learned_at']):<19}  {_when(f['checked_at']):<19}  "
                        f"{f['last_uid']:>8} {f['waiting']:>7}")
+    raise typer.Exit(code)

@@ -199,6 +199,39 @@ def test_train_every_too_long_is_refused_before_any_pass(tmp_path, monkeypatch):
     assert "duration too long" in result.stderr and "x@127.0.0.1:" not in result.output  # no pass
 
 
+def status_config(tmp_path, alice_user='user = "alice"\n'):
+    """alice (a master-user login with her own model) and bob (the shared model)."""
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[model]\npath = "{tmp_path / "model.joblib"}"\n[users]\ndir = "{tmp_path / "u"}"\n'
+                      f'[[accounts]]\nname = "alice"\nhost = "h"\nusername = "alice*spamlearn"\n'
+                      f'{alice_user}own_model = true\npassword_env = "PW"\nspam_folders = ["Junk"]\n'
+                      f'[[accounts]]\nname = "bob"\nhost = "h"\nusername = "bob"\n'
+                      f'password_env = "PW"\nspam_folders = ["Junk"]\n')
+    return config
+
+
+@pytest.mark.parametrize("broken", ["alice.joblib", "alice.ledger"])
+def test_status_reports_an_account_with_a_broken_model_and_goes_on(tmp_path, broken):
+    """A corrupt own model (or its ledger) stopped `status` at that account:
+    one error line, nothing of the accounts after it, and --json printed nothing."""
+    config = status_config(tmp_path)
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / broken).write_bytes(b"garbage, not a model\n")
+    result = CliRunner().invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 74, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("spamlearn: error: account alice: ") and str(tmp_path / "u" / broken) in line
+    assert result.stdout.startswith("bob: model ") and "alice" not in result.stdout
+    result = CliRunner().invoke(app, ["--config", str(config), "status", "--json"])
+    assert result.exit_code == 74, result.output
+    alice, bob = json.loads(result.stdout)
+    assert alice["account"] == "alice" and alice["exit_code"] == 74
+    assert alice["error"].startswith("account alice:")
+    assert alice["model"] == str(tmp_path / "u" / "alice.joblib") and alice["folders"] == []
+    assert bob["account"] == "bob" and bob["error"] is None and bob["exit_code"] == 0
+    assert bob["model_counts"] == {"spam": 0, "ham": 0}
+
+
 FOLDERS = [FolderInfo("INBOX", ()), FolderInfo("Junk", ("\\Junk",)), FolderInfo("Trash", ("\\Trash",)),
            FolderInfo("Archive", ("\\Archive",)), FolderInfo("Lists/python", ()),
            FolderInfo("Sent", ("\\Sent",))]
