@@ -232,6 +232,19 @@ def test_status_reports_an_account_with_a_broken_model_and_goes_on(tmp_path, bro
     assert bob["model_counts"] == {"spam": 0, "ham": 0}
 
 
+def test_status_names_the_user_an_account_trains_for_when_its_login_does_not(tmp_path):
+    """``user = "alice"`` beside the login alice*spamlearn picks her model and
+    her verdicts, and `status` did not show it anywhere."""
+    config = status_config(tmp_path)
+    result = CliRunner().invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 0, result.output
+    assert f"alice (user alice): model {tmp_path / 'u' / 'alice.joblib'} (0 spam" in result.stdout
+    assert f"bob: model {tmp_path / 'model.joblib'} (0 spam" in result.stdout  # user = login: not repeated
+    result = CliRunner().invoke(app, ["--config", str(config), "status", "--json"])
+    assert [(row["account"], row["user"]) for row in json.loads(result.stdout)] == [("alice", "alice"),
+                                                                                 ("bob", "bob")]
+
+
 FOLDERS = [FolderInfo("INBOX", ()), FolderInfo("Junk", ("\\Junk",)), FolderInfo("Trash", ("\\Trash",)),
            FolderInfo("Archive", ("\\Archive",)), FolderInfo("Lists/python", ()),
            FolderInfo("Sent", ("\\Sent",))]
