@@ -145,6 +145,22 @@ def test_an_account_trains_the_model_of_its_user_not_of_its_login(tmp_path):
         load_settings(config)
 
 
+@pytest.mark.parametrize("login,advice", [("alice*spamlearn", 'set user = "alice"'),
+                                          ("al ice", 'set user = "<name>"')])
+def test_an_own_model_login_that_is_no_user_name_says_to_set_user(tmp_path, login, advice):
+    """A master-user login with own_model = true and no ``user`` was refused
+    with the letters a user name may have, and not a word of the key that
+    answers it."""
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[[accounts]]\nhost = "h"\nusername = "{login}"\npassword_env = "PW"\n'
+                      f'spam_folders = ["Junk"]\nown_model = true\n')
+    with pytest.raises(ConfigError, match=r"accounts\[0\] username: invalid user name") as raised:
+        load_settings(config)
+    assert advice in str(raised.value)
+    result = CliRunner().invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 78 and advice in result.stderr
+
+
 def test_an_own_model_users_sieve_and_http_verdicts_are_the_accounts_in_any_spelling_of_the_name(tmp_path):
     """The login Bob with own_model = true beside [users] own_model = ["bob"]
     trains bob.joblib, which Dovecot's sieve hook and spamlearnc -u bob also
