@@ -499,7 +499,20 @@ def _own_model_accounts(accounts: Any, where: str) -> list[str]:
             what = f"{where}: accounts[{index}] {key}"
             if key not in account:
                 raise ConfigError(f"{what} is required with own_model = true")
-            users.append(check_user_name(account[key], what))
+            try:
+                users.append(check_user_name(account[key], what))
+            except ConfigError as exc:
+                if key == "user":
+                    raise
+                # The login is no user name (a Dovecot master-user login,
+                # alice*spamlearn): the message gave the allowed letters,
+                # not the key that answers it (a reviewer's finding).
+                login = account[key]
+                master, star, _ = login.partition("*") if isinstance(login, str) else ("", "", "")
+                name = master if star and USER_NAME_RE.fullmatch(master) else "<name>"
+                raise ConfigError(f"{exc}; with own_model = true the login names the user's model "
+                                  f"unless the account says whose it is: set user = \"{name}\" "
+                                  f"(the user's name as Dovecot knows it)") from None
     return users
 
 

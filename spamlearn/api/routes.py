@@ -335,15 +335,30 @@ async def forget(
 
 @router.get("/healthz", tags=["operations"], response_model=Health,
             responses=error_responses(503), summary="Whether a model is loaded, and which")
-async def healthz(request: Request) -> Response:
+async def healthz(request: Request, _: Credentials) -> Response:
     """Answers 200 with the identity of the model scoring for no particular user
     (checking its file for a newer version, as a score would), or 503 when
-    there is no model to score with.  Needs no token: it tells no secret."""
+    there is no model to score with.  Needs no token (load balancers send
+    none); when a token is set, `model_errors` names the failing files
+    (their paths name users) only to a request with the score or learn
+    token, and is `null` to any other (a health check never fails on a token)."""
     service = service_of(request)
     model = await service.models.for_user(None)
+    errors: dict[str, str] | None = service.models.errors()
+    count = len(errors or {})
+    tokens = service.score_tokens or service.learn_tokens
+    if tokens:
+        # The paths of per-user models are user names: they were shown to
+        # anyone, the score token set or not (a reviewer's finding).  No
+        # 401 here: a stale token in a load balancer, or a proxy's own
+        # Authorization header, must not take a healthy service out.
+        try:
+            check_token(request, tokens)
+        except HTTPException:
+            errors = None
     return JSONResponse({"status": "ok", "model": model.identity(),
                          "learning": bool(service.learn_tokens), "pid": os.getpid(),
-                         "model_errors": service.models.errors()})
+                         "model_errors": errors, "model_error_count": count})
 
 
 # Monitors that send HEAD (curl -I, some load balancers) get the same status.

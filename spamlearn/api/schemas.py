@@ -87,14 +87,17 @@ class LearnResult(BaseModel):
 class Health(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "status": "ok", "model": _MODEL_EXAMPLE, "learning": True, "pid": 4242,
-        "model_errors": {}}]})
+        "model_errors": {}, "model_error_count": 0}]})
 
     status: str
     model: ModelIdentity
     learning: bool = Field(description="Whether /learn and /forget are enabled (a token is set).")
     pid: int = Field(description="The worker process that answered.")
-    model_errors: dict[str, str] = Field(description="Model files whose newest version failed to "
-                                                     "load (the previous one still answers).")
+    model_errors: dict[str, str] | None = Field(
+        description="Model files whose newest version failed to load (the previous one still "
+                    "answers); `null` when a token is set and the request sent none (the paths "
+                    "name users).")
+    model_error_count: int = Field(description="How many model files those are (always given).")
 
 
 class ErrorBody(BaseModel):

@@ -303,7 +303,7 @@ def account_status(settings: Settings, account, last_run: dict) -> dict:
     from .trainer import FolderState, store_for
 
     store = store_for(settings, account)
-    out: dict = {"account": account.name, "model": str(store.model_path),
+    out: dict = {"account": account.name, "user": account.model_user, "model": str(store.model_path),
                  "last_run": last_run.get(account.name), "folders": []}
     info = store.info()
     out["model_counts"] = {"spam": info.get("n_spam", 0), "ham": info.get("n_ham", 0)}
@@ -338,18 +338,42 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show per account and folder what the IMAP trainer has learned, and when."""
+    from .trainer import store_for
+
     settings = state_of(ctx).settings
     accounts = load_accounts(settings, account or [])
     last_run: dict = {}
     with contextlib.suppress(OSError, ValueError):
         last_run = json.loads(_last_run_path(settings).read_text())
-    rows = [account_status(settings, a, last_run) for a in accounts]
+    rows = []
+    for a in accounts:
+        try:
+            rows.append({**account_status(settings, a, last_run), "error": None, "exit_code": ExitCode.OK})
+        except SpamlearnError as exc:
+            # One account's corrupt or locked model or ledger: said, and the
+            # others still shown (the first one stopped the command, the
+            # accounts after it unreported and --json printing nothing).
+            model = None
+            with contextlib.suppress(SpamlearnError):
+                model = str(store_for(settings, a).model_path)
+            rows.append({"account": a.name, "user": a.model_user, "model": model,
+                         "last_run": last_run.get(a.name),
+                         "folders": [], "model_counts": None,
+                         "error": f"account {a.name}: {exc}", "exit_code": exit_code_for(exc)})
+    code = max((row["exit_code"] for row in rows), default=ExitCode.OK)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
+        raise typer.Exit(code)
+    for a, row in zip(accounts, rows, strict=True):
+        if row["error"]:
+            typer.echo(f"spamlearn: error: {row['error']}", err=True)
+            continue
         counts = row["model_counts"]
-        typer.echo(f"{row['account']}: model {row['model']} ({counts['spam']} spam, {counts['ham']} ham)")
+        # Whose model and verdicts these are, when the login does not say
+        # it (a master-user login alice*spamlearn): `user` was not shown.
+        user = f" (user {row['user']})" if row["user"] != a.username else ""
+        typer.echo(f"{row['account']}{user}: model {row['model']} ({counts['spam']} spam, "
+                   f"{counts['ham']} ham)")
         run = row["last_run"]
         if run:
             outcome = f"FAILED (exit {run['exit_code']}): {run['error']}" if run["error"] else \
@@ -365,3 +389,4 @@ def status(
             typer.echo(f"  {f['folder']:<24} {f['learned_spam']:>7} {f['learned_ham']:>7}  "
                        f"{_when(f['last_learned_at']):<19}  {_when(f['checked_at']):<19}  "
                        f"{f['last_uid']:>8} {f['waiting']:>7}")
+    raise typer.Exit(code)

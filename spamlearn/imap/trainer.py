@@ -768,7 +768,10 @@ class Trainer:
         (``Bob``, matched to ``[users] own_model = ["bob"]``): the user's
         own model's ledger holds both, and the account's rescue of a message
         ``spamlearnc -u bob`` had junked waited ``ham_min_age_days`` (a
-        helper's review).
+        helper's review).  On the shared model too a name is the user's
+        ignoring case, as an own model's name is: Dovecot lower-cases
+        logins by default (``auth_username_format = %Lu``), so the moves of
+        the login ``Dave`` came as ``sieve:dave`` and his rescues waited.
         """
         if source.startswith(self._source(account, "")):
             return True
@@ -779,7 +782,9 @@ class Trainer:
         if who == user:
             return True
         own = self.settings.own_model_name(user)
-        return own is not None and self.settings.own_model_name(who) == own
+        if own is not None:
+            return self.settings.own_model_name(who) == own
+        return who.lower() == user.lower()
 
     def _model_ready(self, session: LearningSession) -> bool:
         """Train-on-error needs a model that can err; before that, learn everything."""

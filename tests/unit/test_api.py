@@ -175,6 +175,46 @@ def test_healthz_answers_head_as_monitors_send_it(settings, trained):
     assert head.status_code == get.status_code == 200 and head.content == b""
 
 
+@pytest.mark.parametrize("tokens", [{}, {"score_token": SCORE_TOKEN}])
+def test_healthz_names_failing_model_files_only_to_a_caller_with_a_token(
+        settings, trained, spam_messages, ham_messages, tokens):
+    """The path of a user's own model is the user's name: /healthz listed it
+    to anyone (the score token set or not); a load balancer, sending no
+    token, still gets the status and how many files fail."""
+    own = train(settings.user_model_path("alice"), spam_messages, ham_messages)
+    with client_for(settings, **tokens) as client:
+        assert client.post("/score", params={"user": "alice"}, content=spam_messages[0],
+                           headers=LEARNER).json()["model"]["kind"] == "user"
+        own.model_path.write_bytes(b"\x80 not a model")
+        client.post("/score", params={"user": "alice"}, content=spam_messages[0], headers=LEARNER)
+        anonymous = client.get("/healthz")
+        head = client.head("/healthz")
+        learner = client.get("/healthz", headers=LEARNER)
+        wrong = client.get("/healthz", headers={"Authorization": "Bearer wrong-token-0123456789"})
+        scorer = client.get("/healthz", headers={"Authorization": f"Bearer {SCORE_TOKEN}"})
+    assert anonymous.status_code == head.status_code == 200
+    assert "alice" not in anonymous.text and str(settings.user_models_dir) not in anonymous.text
+    assert anonymous.json()["model_errors"] is None and anonymous.json()["model_error_count"] == 1
+    Health.model_validate(anonymous.json())
+    assert str(own.model_path) in Health.model_validate(learner.json()).model_errors
+    assert learner.json()["model_error_count"] == 1
+    # Never a 401: a health check that failed on a stale token took a healthy service out.
+    assert wrong.status_code == 200 and wrong.json()["model_errors"] is None
+    # The score token, once set, is a token of the service's own.
+    assert scorer.status_code == 200 and (scorer.json()["model_errors"] is None) is not bool(tokens)
+
+
+def test_healthz_names_failing_model_files_to_anyone_when_no_token_is_set(
+        settings, trained, spam_messages, ham_messages):
+    train(settings.user_model_path("alice"), spam_messages, ham_messages)
+    with client_for(settings, learn_token=None) as client:
+        client.post("/score", params={"user": "alice"}, content=spam_messages[0])
+        settings.user_model_path("alice").write_bytes(b"\x80 not a model")
+        client.post("/score", params={"user": "alice"}, content=spam_messages[0])
+        health = client.get("/healthz").json()
+    assert list(health["model_errors"]) == [str(settings.user_model_path("alice"))]
+
+
 def test_metrics_show_the_model_a_score_would_use_now(settings, trained, sample_spam):
     # Learned by cron while no one scored: the gauges follow the file.
     with client_for(settings) as client:
@@ -625,7 +665,7 @@ def test_a_corrupt_new_model_file_keeps_the_old_one_answering(settings, trained,
             response = client.post("/score", content=spam_messages[0])
             assert response.status_code == 200 and response.json()["model"]["revision"] == 1
             time.sleep(0.01)
-        health = Health.model_validate(client.get("/healthz").json())
+        health = Health.model_validate(client.get("/healthz", headers=LEARNER).json())
         metrics = client.get("/metrics").text
         assert str(settings.model_path) in health.model_errors and health.model.revision == 1
         assert 'spamlearn_model_reloads_total{result="failed"} 1' in metrics
@@ -639,7 +679,7 @@ def test_a_corrupt_new_model_file_keeps_the_old_one_answering(settings, trained,
         classifier.revision = 7
         save_classifier(classifier, settings.model_path)
         wait_for_revision(client, 7)
-        assert client.get("/healthz").json()["model_errors"] == {}
+        assert client.get("/healthz", headers=LEARNER).json()["model_errors"] == {}
 
 
 def test_a_model_replaced_over_and_over_loads_whole_and_without_error(settings, trained, spam_messages):
@@ -805,10 +845,10 @@ def test_a_model_folder_that_becomes_unreadable_keeps_the_model_answering(
         with monkeypatch.context() as patched:
             _unreadable(patched, settings.model_path.parent)
             scored = client.post("/score", content=spam_messages[0])
-            health = client.get("/healthz").json()
+            health = client.get("/healthz", headers=LEARNER).json()
         assert scored.status_code == 200 and scored.json()["model"]["kind"] == "shared"
         assert "Permission denied" in health["model_errors"][str(settings.model_path)]
-        assert client.get("/healthz").json()["model_errors"] == {}
+        assert client.get("/healthz", headers=LEARNER).json()["model_errors"] == {}
 
 
 def test_a_users_folder_that_is_a_file_means_no_own_model(settings, trained, spam_messages):

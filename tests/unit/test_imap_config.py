@@ -145,6 +145,22 @@ def test_an_account_trains_the_model_of_its_user_not_of_its_login(tmp_path):
         load_settings(config)
 
 
+@pytest.mark.parametrize("login,advice", [("alice*spamlearn", 'set user = "alice"'),
+                                          ("al ice", 'set user = "<name>"')])
+def test_an_own_model_login_that_is_no_user_name_says_to_set_user(tmp_path, login, advice):
+    """A master-user login with own_model = true and no ``user`` was refused
+    with the letters a user name may have, and not a word of the key that
+    answers it."""
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[[accounts]]\nhost = "h"\nusername = "{login}"\npassword_env = "PW"\n'
+                      f'spam_folders = ["Junk"]\nown_model = true\n')
+    with pytest.raises(ConfigError, match=r"accounts\[0\] username: invalid user name") as raised:
+        load_settings(config)
+    assert advice in str(raised.value)
+    result = CliRunner().invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 78 and advice in result.stderr
+
+
 def test_an_own_model_users_sieve_and_http_verdicts_are_the_accounts_in_any_spelling_of_the_name(tmp_path):
     """The login Bob with own_model = true beside [users] own_model = ["bob"]
     trains bob.joblib, which Dovecot's sieve hook and spamlearnc -u bob also
@@ -165,8 +181,10 @@ def test_an_own_model_users_sieve_and_http_verdicts_are_the_accounts_in_any_spel
     assert trainer._own_verdict(bob, "sieve:Bob")
     assert not trainer._own_verdict(bob, "sieve:carol")
     assert not trainer._own_verdict(bob, "http") and not trainer._own_verdict(bob, "imap:bob/Junk")
-    # The shared model: its users are told apart as written (set user = "dave" for Dovecot's name).
-    assert trainer._own_verdict(dave, "sieve:Dave") and not trainer._own_verdict(dave, "sieve:dave")
+    # The shared model: ignoring case too, as own-model names are; Dovecot
+    # lower-cases logins by default, and Dave's rescues waited ham_min_age_days.
+    assert trainer._own_verdict(dave, "sieve:Dave") and trainer._own_verdict(dave, "sieve:dave")
+    assert trainer._own_verdict(dave, "http:DAVE") and not trainer._own_verdict(dave, "sieve:dave2")
 
 
 @pytest.mark.parametrize("text,seconds", [("90", 90), ("30s", 30), ("15m", 900), ("2h", 7200),
@@ -197,6 +215,52 @@ def test_train_every_too_long_is_refused_before_any_pass(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["--config", str(config), "train", "--every", "1000000d"])
     assert result.exit_code == 78, result.output
     assert "duration too long" in result.stderr and "x@127.0.0.1:" not in result.output  # no pass
+
+
+def status_config(tmp_path, alice_user='user = "alice"\n'):
+    """alice (a master-user login with her own model) and bob (the shared model)."""
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f'[model]\npath = "{tmp_path / "model.joblib"}"\n[users]\ndir = "{tmp_path / "u"}"\n'
+                      f'[[accounts]]\nname = "alice"\nhost = "h"\nusername = "alice*spamlearn"\n'
+                      f'{alice_user}own_model = true\npassword_env = "PW"\nspam_folders = ["Junk"]\n'
+                      f'[[accounts]]\nname = "bob"\nhost = "h"\nusername = "bob"\n'
+                      f'password_env = "PW"\nspam_folders = ["Junk"]\n')
+    return config
+
+
+@pytest.mark.parametrize("broken", ["alice.joblib", "alice.ledger"])
+def test_status_reports_an_account_with_a_broken_model_and_goes_on(tmp_path, broken):
+    """A corrupt own model (or its ledger) stopped `status` at that account:
+    one error line, nothing of the accounts after it, and --json printed nothing."""
+    config = status_config(tmp_path)
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / broken).write_bytes(b"garbage, not a model\n")
+    result = CliRunner().invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 74, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("spamlearn: error: account alice: ") and str(tmp_path / "u" / broken) in line
+    assert result.stdout.startswith("bob: model ") and "alice" not in result.stdout
+    result = CliRunner().invoke(app, ["--config", str(config), "status", "--json"])
+    assert result.exit_code == 74, result.output
+    alice, bob = json.loads(result.stdout)
+    assert alice["account"] == "alice" and alice["exit_code"] == 74
+    assert alice["error"].startswith("account alice:")
+    assert alice["model"] == str(tmp_path / "u" / "alice.joblib") and alice["folders"] == []
+    assert bob["account"] == "bob" and bob["error"] is None and bob["exit_code"] == 0
+    assert bob["model_counts"] == {"spam": 0, "ham": 0}
+
+
+def test_status_names_the_user_an_account_trains_for_when_its_login_does_not(tmp_path):
+    """``user = "alice"`` beside the login alice*spamlearn picks her model and
+    her verdicts, and `status` did not show it anywhere."""
+    config = status_config(tmp_path)
+    result = CliRunner().invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 0, result.output
+    assert f"alice (user alice): model {tmp_path / 'u' / 'alice.joblib'} (0 spam" in result.stdout
+    assert f"bob: model {tmp_path / 'model.joblib'} (0 spam" in result.stdout  # user = login: not repeated
+    result = CliRunner().invoke(app, ["--config", str(config), "status", "--json"])
+    assert [(row["account"], row["user"]) for row in json.loads(result.stdout)] == [("alice", "alice"),
+                                                                                 ("bob", "bob")]
 
 
 FOLDERS = [FolderInfo("INBOX", ()), FolderInfo("Junk", ("\\Junk",)), FolderInfo("Trash", ("\\Trash",)),
