@@ -508,6 +508,30 @@ class Trainer:
                 log.info("%s", exc)  # in the report: the command line says it once
             if not self.should_stop():
                 done.add(folder)
+        if not self.should_stop():
+            self._judge_outage(server, account, report, done)
+
+    @staticmethod
+    def _judge_outage(server: MailServer, account: Account, report: AccountReport,
+                      done: set[str]) -> None:
+        """Two folders or more the server gave no message of, and no message
+        of any other folder either: a store down behind a server that still
+        takes logins, not folders it cannot read.  Judged once every folder
+        was tried: at the second such folder the pass ended, and the folders
+        after it, that it could read, were never trained (a helper's
+        review).  Raised as a dropped connection (69, retried): those
+        folders are fetched again, and their errors are the outage's."""
+        failed = server.unreadable_folders
+        if len(failed) < 2 or server.gave_bodies:
+            return
+        for report_folder in report.folders:
+            if report_folder.folder in failed:
+                report_folder.error = None
+                done.discard(report_folder.folder)
+        raise ImapConnectionError(
+            f"account {account.name} ({account.host}:{account.port}): the server gave no message of "
+            f"folders {', '.join(failed)}, nor of any other: an outage, not folders it cannot read; "
+            f"nothing is passed by, the next run fetches them again")
 
     # -- one folder -----------------------------------------------------------------------
     def _plan_folder(self, server: MailServer, account: Account, folder: str, label: str,
