@@ -186,6 +186,10 @@ class LearningSession:
             self._last = (raw, digest, legacies)
         return digest, legacies if legacy and legacies is not None else ()
 
+    def digest(self, raw: bytes | str) -> str:
+        """``message_digest(raw)``, hashed once with ``learned`` and ``learn``."""
+        return self._digests(_as_message(raw), legacy=False)[0]
+
     def key(self, raw_or_digest: bytes | str) -> str:
         """The ledger key of a message: its digest, or the digest a ledger
         of 0.2.0 or earlier learned it under (``legacy_message_digest``), so
@@ -362,6 +366,24 @@ class LearningSession:
         self._pending[digest] = None
         self.set_state(_FORGOTTEN + digest, repr(time.time()))
         return LearnOutcome(digest, Action.FORGOTTEN, None, previous)
+
+    def put_back(self, digest: str, row: LedgerRow | None) -> None:
+        """Make ``row`` the message's row again (None: not learned), its
+        counts with it: the undoing of a ``learn`` of this session or an
+        earlier one, exact (the row it replaced, not a relabel, which
+        stamps the row anew; nor a ``forget``, which would turn away the
+        verdicts queued before it).  The IMAP trainer takes back what one
+        copy of a message taught when it finds another copy the other way
+        on the same pass."""
+        current = self._row(digest)
+        if current is not None:
+            self.classifier.unlearn_indices(self.ledger.row_indices(current, self._n_features),
+                                            Label(current.label))
+        if row is not None:
+            self.classifier.learn_indices(self.ledger.row_indices(row, self._n_features), Label(row.label))
+            row = dataclasses.replace(row, digest=digest)   # a row of 0.2.0's digest, moved since
+        self._times.pop(digest, None)
+        self._pending[digest] = row
 
     def commit(self) -> None:
         """Save the ledger, then the model (a checkpoint; the session goes on)."""

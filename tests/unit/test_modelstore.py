@@ -76,6 +76,30 @@ def test_a_message_looked_up_then_learned_is_hashed_once(store, monkeypatch, sam
     assert store.check() == []
 
 
+def test_put_back_undoes_a_learn_or_a_relabel_exactly(store, sample_spam, sample_ham):
+    """What the IMAP trainer takes back when it meets a copy the other way:
+    the row as it was, counts and all, and no forget remembered (a verdict
+    queued before it would be turned away)."""
+    store.learn(sample_ham, "ham", source="cli")
+    before = store.load()
+    with store.session() as session:
+        row = session.learned(sample_ham)
+        digest = session.digest(sample_spam)
+        session.learn(sample_spam, "spam")
+        session.learn(sample_ham, "spam")                    # relabelled
+    with store.session() as session:
+        session.put_back(digest, None)
+        session.put_back(row.digest, row)
+    with store.session() as session:
+        assert session.learned(sample_ham) == row and session.learned(sample_spam) is None
+        assert session.get_state("forgotten:" + digest) is None
+    after = store.load()
+    assert (after.n_spam, after.n_ham) == (before.n_spam, before.n_ham) == (0, 1)
+    assert after.score(sample_spam).spam_prob == before.score(sample_spam).spam_prob
+    assert store.check() == []
+    assert store.learn(sample_spam, "spam").action == Action.LEARNED
+
+
 def test_forget_removes_and_is_idempotent(store, sample_spam, sample_ham):
     store.learn(sample_ham, "ham")
     store.learn(sample_spam, "spam")
