@@ -159,6 +159,9 @@ class LearningSession:
         self._model_replaced = False
         self._state: dict[str, str | None] = {}
         self._n_features = classifier.model.n_features_in_
+        #: The last message's digests (``_digests``): the message, its
+        #: digest, and its legacy digests once asked for.
+        self._last: tuple[bytes, str, tuple[str, ...] | None] | None = None
 
     # -- lookups ------------------------------------------------------------------------
     def _row(self, digest: str) -> LedgerRow | None:
@@ -167,6 +170,25 @@ class LearningSession:
         if digest in self._times:
             return self._times[digest]
         return self.ledger.get(digest)
+
+    def _digests(self, raw: bytes, legacy: bool = True) -> tuple[str, tuple[str, ...]]:
+        """``message_digest(raw)`` and, if ``legacy``, ``_legacy_digests(raw)``
+        (else ``()``), worked out once for the last message: a learner looks
+        a message up (``learned``) before it learns it, and each hashed it
+        again (the IMAP trainer, 3 digests where 1 will do for a message it
+        knows: a rescan of a big mailbox hashed every message twice over).
+        The very bytes object, held here: bytes cannot change under it."""
+        if self._last is None or self._last[0] is not raw:
+            self._last = (raw, message_digest(raw), None)
+        _, digest, legacies = self._last
+        if legacy and legacies is None:
+            legacies = _legacy_digests(raw)
+            self._last = (raw, digest, legacies)
+        return digest, legacies if legacy and legacies is not None else ()
+
+    def digest(self, raw: bytes | str) -> str:
+        """``message_digest(raw)``, hashed once with ``learned`` and ``learn``."""
+        return self._digests(_as_message(raw), legacy=False)[0]
 
     def key(self, raw_or_digest: bytes | str) -> str:
         """The ledger key of a message: its digest, or the digest a ledger
@@ -177,9 +199,9 @@ class LearningSession:
         if _is_digest(raw_or_digest):
             return raw_or_digest
         raw = _as_message(raw_or_digest)
-        digest = message_digest(raw)
+        digest, _ = self._digests(raw, legacy=False)
         if self._row(digest) is None:
-            for legacy in _legacy_digests(raw):
+            for legacy in self._digests(raw)[1]:
                 if legacy != digest and self._row(legacy) is not None:
                     return legacy
         return digest
@@ -193,9 +215,8 @@ class LearningSession:
         where the message is learned or forgotten, so that a relabel or a
         forget reaches the row of then (a helper's review: bob's move out of
         Junk relabelled alice's new row and left bob's old one spam)."""
-        digest = message_digest(raw)
+        digest, legacies = self._digests(raw)
         row = self._row(digest)
-        legacies = _legacy_digests(raw)
         for legacy in legacies:
             old = self._row(legacy) if legacy != digest else None
             if old is None:
@@ -345,6 +366,24 @@ class LearningSession:
         self._pending[digest] = None
         self.set_state(_FORGOTTEN + digest, repr(time.time()))
         return LearnOutcome(digest, Action.FORGOTTEN, None, previous)
+
+    def put_back(self, digest: str, row: LedgerRow | None) -> None:
+        """Make ``row`` the message's row again (None: not learned), its
+        counts with it: the undoing of a ``learn`` of this session or an
+        earlier one, exact (the row it replaced, not a relabel, which
+        stamps the row anew; nor a ``forget``, which would turn away the
+        verdicts queued before it).  The IMAP trainer takes back what one
+        copy of a message taught when it finds another copy the other way
+        on the same pass."""
+        current = self._row(digest)
+        if current is not None:
+            self.classifier.unlearn_indices(self.ledger.row_indices(current, self._n_features),
+                                            Label(current.label))
+        if row is not None:
+            self.classifier.learn_indices(self.ledger.row_indices(row, self._n_features), Label(row.label))
+            row = dataclasses.replace(row, digest=digest)   # a row of 0.2.0's digest, moved since
+        self._times.pop(digest, None)
+        self._pending[digest] = row
 
     def commit(self) -> None:
         """Save the ledger, then the model (a checkpoint; the session goes on)."""

@@ -17,10 +17,11 @@ Folders are opened with EXAMINE (read-only) and bodies fetched with
 
 A body FETCH the server fails while it still takes a new login is
 narrowed down to the messages it cannot give (``MailServer.bodies``), unless
-the failure is an outage's (a temporary response code, or messages failing
-on their own while no other message of the folder can be read either, in a
-second folder of the pass): that is an ``ImapConnectionError``, and nothing
-is passed by.  The first such folder is an ``ImapStateError`` of its own.
+the failure is an outage's (a temporary response code, no new login):
+that is an ``ImapConnectionError``, and nothing is passed by.  A folder
+whose messages fail on their own while no other message of it can be read
+either is an ``ImapStateError`` of its own; the trainer takes two or more
+such folders, on a connection that gave no body at all, for an outage.
 """
 
 from __future__ import annotations
@@ -243,8 +244,11 @@ class MailServer:
         #: The selected folder's messages known to fail (the trainer's
         #: state): never taken as the proof that the folder can be read.
         self.known_unreadable: set[int] = set()
-        #: Folders of this pass whose messages the server gave none of.
-        self._unreadable_folders = 0
+        #: Folders of this connection whose messages the server gave none of,
+        #: and whether it gave any body at all: only the two together tell an
+        #: outage from folders it cannot read (``Trainer._judge_outage``).
+        self.unreadable_folders: list[str] = []
+        self.gave_bodies = False
 
     def _guard(self, doing: str) -> contextlib.AbstractContextManager[None]:
         return translate_errors(self.account, doing, self.deadline)
@@ -334,13 +338,12 @@ class MailServer:
         ------
         ImapConnectionError
             An outage, not a bad message: the failure carries a temporary
-            response code, or messages kept failing on their own and the
-            server could not give another message of the folder either
-            (``_proven``) for the second folder of the pass, or it cannot be
-            logged in to again.  Nothing is given up: the next run fetches
-            the batch again.
+            response code, or the server cannot be logged in to again.
+            Nothing is given up: the next run fetches the batch again.
         ImapStateError
-            The first folder of the pass the server gives no message of.
+            Messages kept failing on their own and the server could not give
+            another message of the folder either (``_proven``): a folder it
+            cannot read, named in ``unreadable_folders``.  Nothing is given up.
         """
         fetched = Bodies()
         if uids and self._fetch_failure(list(uids), fetched):
@@ -389,6 +392,7 @@ class MailServer:
         if given is not None:
             self._given_uid = given
             self._lone_failures = 0
+            self.gave_bodies = True
         return None
 
     def _failed_alone(self, failure: ImapError, fetched: Bodies) -> None:
@@ -396,7 +400,7 @@ class MailServer:
         folder included: with batches of two the count never reached three,
         and an outage cost 4 logins a message; a third review), with no body
         given between them, the server must show that it gives another
-        message of the folder, or it is an outage (raised: nothing given up).
+        message of the folder, or it cannot read the folder (raised: nothing given up).
         The server that failed every body FETCH for a while, yet took each
         new login, had every message narrowed down to and passed by, after 3
         logins a message (a helper's review)."""
@@ -408,15 +412,13 @@ class MailServer:
             return
         said = (f"{failure} (messages failed one after another and the server gave no other message "
                 f"of folder {self.selected!r} either")
-        self._unreadable_folders += 1
-        if self._unreadable_folders > 1:
-            raise ImapConnectionError(f"{said}, nor of the folder before it: an outage, not messages "
-                                      f"it cannot give; nothing is passed by, the next run fetches "
-                                      f"them again)") from failure
-        # One folder the server cannot read (a restore with the wrong owner,
+        # A folder the server cannot read (a restore with the wrong owner,
         # its store gone): that folder's error, the others trained (as an
-        # outage it stopped them all on every run; a third review).  A
-        # second such folder in the pass is an outage.
+        # outage it stopped them all on every run; a third review).  Each
+        # such folder: a second one was taken for an outage at once, and
+        # ended the pass before the folders after it (a helper's review);
+        # the trainer judges an outage once every folder was tried.
+        self.unreadable_folders.append(self.selected or "")
         raise ImapStateError(f"{said}: nothing is passed by, the next run fetches them again)") \
             from failure
 
@@ -446,6 +448,7 @@ class MailServer:
             if any(isinstance(data.get(b"BODY[]"), bytes) for data in answer.values()):
                 self._given_uid = uid
                 self._lone_failures = 0
+                self.gave_bodies = True
                 return True
         self._given_uid = None
         return False

@@ -12,13 +12,16 @@ The rules (see ``docs/imap-trainer.md`` for the reasoning):
   to Trash is not unlearned: deleting spam from Junk is housekeeping, not a
   correction, and unlearning on delete would make an auto-expunging Junk
   folder erase everything the user taught;
+- a message met in a spam and in a ham folder on the same pass (a copy, not
+  a move) is neither learned nor relabelled on that pass: both copies are
+  watched, and the one left alone decides on a later pass;
 - ``ham_min_age_days``: a message younger than that in a ham folder waits
   (its UID is kept in the folder's state and fetched again once old enough)
   unless the ledger knows it as spam, i.e. the user just rescued it;
 - ``mode``: see ``spamlearn.imap.config.Mode``.
 
 Incremental: per folder the ledger keeps ``{uidvalidity, last_uid,
-uidnext, highestmodseq, deferred, deleted, unreadable}`` (``LearningSession.set_state``), saved
+uidnext, highestmodseq, deferred, deleted, unreadable, undecided}`` (``LearningSession.set_state``), saved
 in the same transaction as the messages learned with it.  A pass asks
 STATUS first and skips a folder whose UIDNEXT has not moved, so an idle
 mailbox costs one round trip per folder; otherwise it fetches UIDs above
@@ -53,6 +56,7 @@ from ..errors import (
     StoreBusyError,
 )
 from ..exitcodes import ExitCode, exit_code_for
+from ..ledger import LedgerRow
 from ..modelstore import Action, LearningSession, ModelStore
 from ..sources import verdict_giver
 from .config import Account, Mode, is_folder_pattern
@@ -111,16 +115,21 @@ class FolderState:
     #: UIDs the server could not give on their own: uid -> the passes it
     #: failed them on (counted while it gave other bodies), fetched again.
     unreadable: dict[int, int] = dataclasses.field(default_factory=dict)
+    #: UIDs of copies of a message met in a spam and a ham folder on one
+    #: pass: uid -> the message's digest; learned once no copy the other
+    #: way is left (``Trainer._hold_undecided``).
+    undecided: dict[int, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["deferred"] = sorted([uid, t] for uid, t in self.deferred.items())
         data["deleted"] = sorted(self.deleted)
         data["unreadable"] = sorted([uid, n] for uid, n in self.unreadable.items())
+        data["undecided"] = sorted([uid, digest] for uid, digest in self.undecided.items())
         # Only when there are some: the release before them reads the state
         # with cls(**data), and an unknown key, even [], made it rescan every
         # folder (a rescan can undo another user's verdict; a helper's review).
-        for name in ("deleted", "unreadable"):
+        for name in ("deleted", "unreadable", "undecided"):
             if not data[name]:
                 del data[name]
         return json.dumps(data, separators=(",", ":"))
@@ -134,6 +143,7 @@ class FolderState:
             data["deferred"] = {int(uid): float(t) for uid, t in data.get("deferred", [])}
             data["deleted"] = {int(uid) for uid in data.get("deleted", [])}  # not in older states
             data["unreadable"] = {int(uid): int(n) for uid, n in data.get("unreadable", [])}
+            data["undecided"] = {int(uid): str(digest) for uid, digest in data.get("undecided", [])}
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
             # A rescan is safe (the ledger stops double counting), so a
@@ -154,9 +164,10 @@ class FolderReport:
     errors: int = 0       # messages that could not be parsed, or read from the server
     error: str | None = None
     rescanned: bool = False
+    undecided: int = 0    # also met the other way on this pass (a copy); left for a later pass
 
     def add(self, other: FolderReport) -> None:
-        for name in ("learned", "relabelled", "already_known", "correct", "errors"):
+        for name in ("learned", "relabelled", "already_known", "correct", "errors", "undecided"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.deferred = other.deferred
 
@@ -198,6 +209,7 @@ class AccountReport:
             "learned_spam": self.total("learned", "spam"), "learned_ham": self.total("learned", "ham"),
             "relabelled": self.total("relabelled"), "already_known": self.total("already_known"),
             "correct": self.total("correct"), "deferred": self.total("deferred"),
+            "undecided": self.total("undecided"),
             "errors": (self.message_errors + (1 if self.error else 0)
                        + sum(1 for f in self.folders if f.error)),
             "error": self.error, "exit_code": self.exit_code, "seconds": round(self.seconds, 3),
@@ -213,6 +225,8 @@ class AccountReport:
             line += f", already right {d['correct']}"
         if d["deferred"]:
             line += f", waiting {d['deferred']}"
+        if d["undecided"]:
+            line += f", undecided {d['undecided']}"
         line += f", errors {d['errors']} ({self.seconds:.1f} s)"
         failed = [f"{f.folder}: {f.error}" for f in self.folders if f.error]
         if self.error:
@@ -307,6 +321,21 @@ class _Pending:
     young: bool
 
 
+@dataclasses.dataclass(slots=True)
+class _Sighting:
+    """A message met in spam folders on this pass: what the ledger had
+    before, and where its copies are (``Trainer._undecided`` takes back what
+    they taught if a copy turns up in a ham folder)."""
+
+    #: when the first copy was seen, and the label the ledger had then (its
+    #: row if that copy relabelled it)
+    seen_at: float
+    before: Label | None
+    before_row: LedgerRow | None
+    #: (folder, UIDVALIDITY, UID) of each copy, the first one first
+    copies: list[tuple[str, int, int]]
+
+
 class Trainer:
     """Runs passes over accounts; one instance per run.
 
@@ -346,6 +375,10 @@ class Trainer:
         self.on_pass = on_pass or (lambda cut_off: None)
         self.clock = clock
         self.sleep = sleep
+        #: The account's pass so far: digest -> a copy met in a spam folder;
+        #: and the labels of the folders undecided copies are still in.
+        self._sightings: dict[str, _Sighting] = {}
+        self._undecided_in: dict[str, set[str]] = {}
 
     # -- accounts ---------------------------------------------------------------------
     def train(self, accounts: Sequence[Account]) -> list[AccountReport]:
@@ -407,6 +440,8 @@ class Trainer:
                         account.name, account.password_file)
         done: set[str] = set()
         last_error = ""
+        # across reconnects: a folder done is not read again
+        self._sightings, self._undecided_in = {}, {}
         with PassDeadline(account.pass_timeout) as deadline, self._cut_off_by(deadline):
             for attempt in range(account.retries + 1):
                 report.attempts = attempt + 1
@@ -445,6 +480,7 @@ class Trainer:
                         LedgerError) as exc:
                     report.error, report.exit_code = str(exc), exit_code_for(exc)
                     break
+        self._sightings, self._undecided_in = {}, {}
         if not report.exit_code:
             codes = [exit_code_for(ImapStateError())] if any(f.error for f in report.folders) else []
             if report.message_errors:
@@ -489,6 +525,7 @@ class Trainer:
                 report.folder(folder, label).error = str(exc)
                 log.info("%s", exc)  # in the report: the command line says it once
                 done.add(folder)
+        self._hold_undecided(work, [states[folder] for folder, _label in plan if folder in done])
         self.on_total(sum(len(w[4]) + len(w[5]) for w in work if w))
         for item in work:
             if self.should_stop():
@@ -508,6 +545,30 @@ class Trainer:
                 log.info("%s", exc)  # in the report: the command line says it once
             if not self.should_stop():
                 done.add(folder)
+        if not self.should_stop():
+            self._judge_outage(server, account, report, done)
+
+    @staticmethod
+    def _judge_outage(server: MailServer, account: Account, report: AccountReport,
+                      done: set[str]) -> None:
+        """Two folders or more the server gave no message of, and no message
+        of any other folder either: a store down behind a server that still
+        takes logins, not folders it cannot read.  Judged once every folder
+        was tried: at the second such folder the pass ended, and the folders
+        after it, that it could read, were never trained (a helper's
+        review).  Raised as a dropped connection (69, retried): those
+        folders are fetched again, and their errors are the outage's."""
+        failed = server.unreadable_folders
+        if len(failed) < 2 or server.gave_bodies:
+            return
+        for report_folder in report.folders:
+            if report_folder.folder in failed:
+                report_folder.error = None
+                done.discard(report_folder.folder)
+        raise ImapConnectionError(
+            f"account {account.name} ({account.host}:{account.port}): the server gave no message of "
+            f"folders {', '.join(failed)}, nor of any other: an outage, not folders it cannot read; "
+            f"nothing is passed by, the next run fetches them again")
 
     # -- one folder -----------------------------------------------------------------------
     def _plan_folder(self, server: MailServer, account: Account, folder: str, label: str,
@@ -525,7 +586,8 @@ class Trainer:
         min_age = account.ham_min_age_days * _DAY if label == "ham" else 0.0
         due = sorted(uid for uid, arrived in state.deferred.items() if now - arrived >= min_age)
         if status.uidvalidity == state.uidvalidity and status.uidnext <= state.uidnext and not due \
-                and not state.unreadable and not self._flags_may_have_changed(status, state):
+                and not state.unreadable and not state.undecided \
+                and not self._flags_may_have_changed(status, state):
             report.folder(folder, label).deferred = len(state.deferred)
             return None
         uidvalidity = server.examine(folder)
@@ -558,20 +620,50 @@ class Trainer:
         of 6 MB in one FETCH of 72 MB; a helper's review).  The state forgets
         the expunged and watches the \\Deleted, a matured ham among them too
         (it was dropped, and never learned once undeleted; a helper's review)."""
-        uids = sorted(set(due) | state.deleted | set(state.unreadable))
+        uids = sorted(set(due) | state.deleted | set(state.unreadable) | set(state.undecided))
         metas = server.metadata(uids)
         for uid in set(uids) - {m.uid for m in metas}:
             state.deferred.pop(uid, None)
             state.deleted.discard(uid)
             state.unreadable.pop(uid, None)
+            state.undecided.pop(uid, None)
         again = []
         for meta in metas:
             if meta.deleted:
+                # An undecided copy flagged \Deleted is on its way out: the
+                # other copy decides (this one is learned if undeleted).
                 state.deferred.pop(meta.uid, None)
+                state.undecided.pop(meta.uid, None)
                 state.deleted.add(meta.uid)
             else:
                 again.append(meta)
         return again
+
+    def _hold_undecided(self, work: list, unread: list[FolderState]) -> None:
+        """Of the undecided copies (``FolderState.undecided``), leave out of
+        this pass those of a message with copies still in a spam and in a
+        ham folder: they stay undecided, and are not even fetched.  A copy
+        left alone is fetched and learned as its folder says.  The copies in
+        a folder this pass could not look at (``unread``) count as there, and
+        so do those a connection of this pass before this one found there."""
+        labels = self._undecided_in
+        for item in work:
+            if item is None:
+                continue
+            _folder, label, state, _uidnext, _new, again = item
+            present = {meta.uid for meta in again}
+            for uid, digest in state.undecided.items():
+                if uid in present:
+                    labels.setdefault(digest, set()).add(label)
+        for state in unread:
+            for digest in state.undecided.values():
+                labels.setdefault(digest, set()).update(("spam", "ham"))
+        for item in work:
+            if item is None:
+                continue
+            state, again = item[2], item[5]
+            again[:] = [meta for meta in again
+                        if len(labels.get(state.undecided.get(meta.uid, ""), ())) < 2]
 
     def _source(self, account: Account, folder: str) -> str:
         return f"imap:{account.name}/{folder}"
@@ -620,6 +712,7 @@ class Trainer:
             fetched = server.bodies([m.uid for m in batch if not m.deleted])
             t1 = time.perf_counter()
             counts = FolderReport(folder, label.value)
+            taken_back: list[tuple[str, Label | None]] = []     # what this batch took back, of which folder
             with store.session(source=self._source(account, folder)) as session:
                 t2 = time.perf_counter()
                 stored = FolderState.from_json(session.get_state(key), key)
@@ -632,10 +725,12 @@ class Trainer:
                         break
                     self.progress(1)
                     is_due = meta.uid in state.deferred
-                    looked_again = is_due or meta.uid in state.deleted or meta.uid in state.unreadable
+                    looked_again = (is_due or meta.uid in state.deleted or meta.uid in state.unreadable
+                                    or meta.uid in state.undecided)
                     failed_passes = state.unreadable.pop(meta.uid, 0)
                     state.deferred.pop(meta.uid, None)
                     state.deleted.discard(meta.uid)
+                    state.undecided.pop(meta.uid, None)
                     if meta.uid > state.last_uid:
                         state.last_uid = meta.uid
                     elif not looked_again:
@@ -653,9 +748,13 @@ class Trainer:
                     if raw is None:  # expunged meanwhile: nothing to learn
                         continue
                     young = not is_due and min_age > 0 and now - meta.arrived < min_age
-                    kept = self._handle(session, account, meta.uid, raw, label, young, counts, seen_at)
+                    where = (folder, state.uidvalidity, meta.uid)
+                    kept = self._handle(session, account, where, raw, label, young, counts, seen_at,
+                                        taken_back)
                     if kept == "deferred":
                         state.deferred[meta.uid] = meta.arrived
+                    elif isinstance(kept, str):
+                        state.undecided[meta.uid] = kept
                     elif kept is not None:
                         pending.append(kept)
                 if pending and account.mode == Mode.UNTIL_NO_ERROR:
@@ -673,18 +772,32 @@ class Trainer:
             report.timings["learn"] += t3 - t2
             report.timings["store"] += (t2 - t1) + (t4 - t3)
             folder_report.add(counts)
+            for spam_folder, before in taken_back:
+                spam_report = report.folder(spam_folder, Label.SPAM.value)
+                if before is None:
+                    spam_report.learned -= 1
+                else:
+                    spam_report.relabelled -= 1
             committed += len(batch)
             if self.on_batch is not None:
                 self.on_batch(account, folder, committed)
 
     def _bound_watched(self, account: Account, folder: str, state: FolderState) -> None:
         excess = len(state.deleted) - MAX_WATCHED_DELETED
-        if excess <= 0:
-            return
-        state.deleted = set(sorted(state.deleted)[excess:])
-        log.warning("account %s: folder %s: the %d oldest messages flagged \\Deleted are no longer "
-                    "watched (it keeps %d); if undeleted, they are not learned (expunge the folder)",
-                    account.name, folder, excess, MAX_WATCHED_DELETED)
+        if excess > 0:
+            state.deleted = set(sorted(state.deleted)[excess:])
+            log.warning("account %s: folder %s: the %d oldest messages flagged \\Deleted are no longer "
+                        "watched (it keeps %d); if undeleted, they are not learned (expunge the folder)",
+                        account.name, folder, excess, MAX_WATCHED_DELETED)
+        excess = len(state.undecided) - MAX_WATCHED_DELETED
+        if excess > 0:
+            # Each is looked at on every pass: a user who keeps copies in
+            # Junk and INBOX by the thousand must not make every pass slower.
+            for uid in sorted(state.undecided)[:excess]:
+                del state.undecided[uid]
+            log.warning("account %s: folder %s: the %d oldest messages that also have a copy the "
+                        "other way are no longer watched (it keeps %d); the ledger keeps what it has "
+                        "of them", account.name, folder, excess, MAX_WATCHED_DELETED)
 
     def _unreadable(self, account: Account, folder: str, uid: int, why: str, failed_passes: int,
                     state: FolderState, counts: FolderReport) -> None:
@@ -705,12 +818,27 @@ class Trainer:
                     "tried again on the next pass (failed passes: %d of %d; %s)", account.name, folder,
                     uid, failed_passes, UNREADABLE_PASSES, why)
 
-    def _handle(self, session: LearningSession, account: Account, uid: int, raw: bytes,
-                label: Label, young: bool, counts: FolderReport, seen_at: float):
-        """Learn one message; returns "deferred", or (raw, hashes) kept for another round."""
+    def _handle(self, session: LearningSession, account: Account, where: tuple[str, int, int],
+                raw: bytes, label: Label, young: bool, counts: FolderReport, seen_at: float,
+                taken_back: list[tuple[str, Label | None]]):
+        """Learn one message (``where``: folder, its UIDVALIDITY, UID); returns
+        "deferred", the digest of a message left undecided (``_undecided``),
+        or (raw, hashes) kept for another round."""
+        uid = where[2]
         try:
             row = session.learned(raw)
             known = Label(row.label) if row else None
+            digest = session.digest(raw)
+            sighting = self._sightings.get(digest) if label is Label.HAM else None
+            if sighting is not None:
+                return self._undecided(session, account, where, digest, row, sighting, counts,
+                                       taken_back)
+            if label is Label.SPAM:
+                # Spam folders are read first: a copy in a ham folder, read
+                # later on this pass, finds this one here.  The first copy's
+                # ``before``: a second one finds what the first one taught.
+                self._sightings.setdefault(digest, _Sighting(
+                    seen_at, known, row if known is Label.HAM else None, [])).copies.append(where)
             if known is label:
                 # Learned again all the same: nothing is counted, but the
                 # row then says this user gave the verdict too, and when (a
@@ -758,6 +886,44 @@ class Trainer:
         else:
             counts.already_known += 1
         return None
+
+    def _undecided(self, session: LearningSession, account: Account, where: tuple[str, int, int],
+                   digest: str, row: LedgerRow | None, sighting: _Sighting, counts: FolderReport,
+                   taken_back: list[tuple[str, Label | None]]) -> str:
+        """A copy in a ham folder of a message met in a spam folder on this
+        pass: a user's COPY, not MOVE, or a pass between a client's COPY and
+        its EXPUNGE.  The label of the folder read last won (the ham
+        folder's: spam folders are read first; a helper's review).  Now
+        neither copy is learned on this pass: what the spam copy taught on
+        it is taken back (the ledger keeps what it had before, or nothing),
+        and both copies are watched, the one left alone deciding on a later
+        pass (``_hold_undecided``).  Returns the digest."""
+        folder, _uidvalidity, uid = where
+        # Learned or relabelled by a spam copy of this pass, and by no other
+        # learner since (a sieve verdict meanwhile is newer than both copies).
+        taught = (row is not None and row.label == Label.SPAM.value and sighting.before is not Label.SPAM
+                  and row.learned_at >= sighting.seen_at
+                  and row.source.startswith(self._source(account, "")))
+        if taught:
+            session.put_back(digest, sighting.before_row)
+            # the row's source says which spam folder's counts it was in
+            taken_back.append((row.source[len(self._source(account, "")):], sighting.before))
+            kept = sighting.before
+        else:
+            kept = Label(row.label) if row else None
+        for spam_folder, uidvalidity, spam_uid in sighting.copies:
+            key = state_key(account, spam_folder)
+            other = FolderState.from_json(session.get_state(key), key)
+            if other.uidvalidity == uidvalidity:
+                other.undecided[spam_uid] = digest
+                session.set_state(key, other.to_json())
+        counts.undecided += 1
+        spam_folder, _uidvalidity, spam_uid = sighting.copies[0]
+        log.warning("account %s: folder %s: message UID %d is also in spam folder %s (UID %d), copied "
+                    "rather than moved: neither copy is learned on this pass (%s); the one left alone "
+                    "decides on a later pass", account.name, folder, uid, spam_folder, spam_uid,
+                    f"the ledger keeps it as {kept.value}" if kept else "it stays unlearned")
+        return digest
 
     def _own_verdict(self, account: Account, source: str) -> bool:
         """Whether a ledger row's source is this account's own verdict: its

@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -259,6 +260,105 @@ def test_copy_into_second_ham_folder_is_not_counted_twice(server, tmp_path):
     alice = account_of(data, "alice")
     assert code == 0 and alice["already_known"] == 2 and alice["learned_ham"] == 0
     assert model_counts(config) == (0, 3)
+
+
+def expunge_message(server, user: str, folder: str, raw: bytes) -> None:
+    """Delete and expunge the copy of ``raw`` (found by its Message-ID) in ``folder``."""
+    message_id = next(line for line in raw.decode().splitlines() if line.startswith("Message-ID:"))
+    client = server.connect(user)
+    try:
+        client.select_folder(folder)
+        uids = client.search(["HEADER", "Message-ID", message_id.split(":", 1)[1].strip()])
+        assert len(uids) == 1
+        client.delete_messages(uids)
+        client.expunge()
+    finally:
+        client.logout()
+
+
+@pytest.mark.parametrize("before,age,left", [(None, 0, "Junk"), (None, 3, "INBOX"), ("ham", 0, "Junk"),
+                                             ("spam", 0, "INBOX")])
+def test_copies_in_junk_and_inbox_on_one_pass_are_undecided_until_one_is_left(
+        server, tmp_path, caplog, before, age, left):
+    """The same message in Junk and INBOX (copied, not moved; or a pass
+    between a client's COPY and its EXPUNGE) took the label of the folder
+    read last, INBOX's: relabelled to ham, at once even when young, as a
+    rescue (a helper's review).  Neither copy is learned on that pass, the
+    ledger keeps what it had, nothing is counted twice, and the copy left
+    alone decides on a later pass."""
+    twin = make_message("spam", 7)
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)] + [twin])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)] + [twin])
+    config = write_config(tmp_path, server, [{"username": "alice", "ham_min_age_days": age}])
+    settings = load_settings(config)
+    (account,) = load_accounts(settings)
+    store = store_for(settings, account)
+    if before:
+        store.learn(twin, before, source="cli")      # an admin's `learn`, before the first pass
+    with store.session() as session:
+        row_before = session.learned(twin)
+    known = {None: (0, 0), "ham": (0, 1), "spam": (1, 0)}[before]
+    ham = 3 if age == 0 else 0                        # young ham waits
+
+    with caplog.at_level(logging.WARNING, logger="spamlearn.imap"):
+        code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and (alice["learned_spam"], alice["learned_ham"]) == (3, ham)
+    assert (alice["relabelled"], alice["undecided"], alice["deferred"]) == (0, 1, 3 - ham)
+    said = [r.getMessage() for r in caplog.records if "copied rather than moved" in r.getMessage()]
+    assert len(said) == 1 and "folder INBOX" in said[0] and "spam folder Junk" in said[0]
+    with store.session() as session:
+        row = session.learned(twin)
+    assert (row and row.label) == (row_before and row_before.label)
+    if before == "ham":
+        assert row == row_before       # the very row put back, not relabelled twice
+    assert model_counts(config) == (3 + known[0], ham + known[1])
+    assert len(folder_state(config, "Junk").undecided) == len(folder_state(config, "INBOX").undecided) == 1
+
+    code, data, _ = train_cli(config)                 # both still there: still undecided
+    alice = account_of(data, "alice")
+    assert code == 0 and alice["learned_spam"] + alice["learned_ham"] + alice["relabelled"] == 0
+    assert model_counts(config) == (3 + known[0], ham + known[1])
+
+    expunge_message(server, "alice", "INBOX" if left == "Junk" else "Junk", twin)
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0
+    assert folder_state(config, "Junk").undecided == folder_state(config, "INBOX").undecided == {}
+    with store.session() as session:
+        row = session.learned(twin)
+    if left == "Junk":
+        assert row.label == "spam" and model_counts(config) == (4, ham)
+        assert (alice["learned_spam"], alice["relabelled"]) == ((1, 0) if before is None else (0, 1))
+    elif before is None:                              # young, and nobody junked it: it waits
+        assert row is None and alice["deferred"] == 4 and model_counts(config) == (3, 0)
+    else:                                             # the rescue out of Junk
+        assert row.label == "ham" and alice["relabelled"] == 1 and model_counts(config) == (3, 4)
+
+
+def test_copies_in_two_spam_folders_and_inbox_wait_until_every_ham_copy_is_gone(server, tmp_path):
+    """The second spam copy found the first one's learning: that is not what
+    the ledger had before the pass, and both spam copies are watched."""
+    client = server.connect("alice")
+    client.create_folder("Reported")
+    client.logout()
+    twin = make_message("spam", 7)
+    for folder in ("Junk", "Reported"):
+        upload(server, "alice", folder, [twin])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)] + [twin])
+    config = write_config(tmp_path, server, [{"username": "alice", "spam_folders": ["Junk", "Reported"]}])
+    code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and (alice["learned_spam"], alice["learned_ham"], alice["undecided"]) == (0, 2, 1)
+    assert all(len(folder_state(config, f).undecided) == 1 for f in ("Junk", "Reported", "INBOX"))
+    assert model_counts(config) == (0, 2)
+
+    expunge_message(server, "alice", "Junk", twin)       # one spam copy and the ham copy are left
+    assert train_cli(config)[0] == 0 and model_counts(config) == (0, 2)
+    expunge_message(server, "alice", "INBOX", twin)
+    code, data, _ = train_cli(config)
+    assert code == 0 and account_of(data, "alice")["learned_spam"] == 1 and model_counts(config) == (1, 2)
+    assert all(folder_state(config, f).undecided == {} for f in ("Junk", "Reported", "INBOX"))
 
 
 def test_delete_and_move_to_trash_learn_nothing(server, tmp_path):

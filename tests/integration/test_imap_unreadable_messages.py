@@ -232,6 +232,35 @@ def test_a_folder_the_server_cannot_read_at_all_is_its_error_on_a_handful_of_log
     assert code == 0 and model_counts(config) == (40, 2)
 
 
+def test_two_folders_the_server_cannot_read_at_all_are_each_their_error_and_the_rest_trained(
+        server, tmp_path):
+    """The second such folder was taken for an outage (69) at once: the
+    pass ended there, and INBOX, after it and readable, was never trained
+    (with retries, each reconnect bought one more folder).  Each is its
+    own error, said once, and the exit code the one of a folder's (76)."""
+    upload(server, "alice", "Junk", [make_message("spam", i) for i in range(4)])
+    upload(server, "alice", "Archive", [make_message("ham", 10 + i) for i in range(4)])
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)])
+    paths = [unreadable(server, "alice", folder, n)[1] for folder in ("Junk", "Archive") for n in range(4)]
+    config = write_config(tmp_path, server, [{"username": "alice", "retries": 0,
+                                              "ham_folders": ["INBOX", "Archive"]}])
+    try:
+        code, data, stderr = train_cli(config)
+    finally:
+        for path in paths:
+            os.chmod(path, 0o600)
+    alice = account_of(data, "alice")
+    errors = {f["folder"]: f["error"] for f in alice["folders"]}
+    assert code == 76 and alice["error"] is None
+    assert "nothing is passed by" in errors["Junk"] and "nothing is passed by" in errors["Archive"]
+    assert errors["INBOX"] is None and (alice["learned_spam"], alice["learned_ham"]) == (0, 2)
+    said = [line for line in stderr.splitlines() if line.startswith("spamlearn: error:")]
+    assert len(said) == 2 and "'Junk'" in said[0] and "'Archive'" in said[1]
+    assert folder_state(config, "Junk").unreadable == folder_state(config, "Archive").unreadable == {}
+    code, data, _ = train_cli(config)
+    assert code == 0 and model_counts(config) == (4, 6)
+
+
 def test_a_deferred_ham_the_server_cannot_read_is_an_error_then_learned_once_it_can(server, tmp_path):
     upload(server, "alice", "Junk", [make_message("spam", i) for i in range(2)])
     upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])

@@ -46,6 +46,60 @@ def test_crlf_and_lf_copies_are_one_message(store, sample_spam):
     assert store.learn(crlf, "spam").action == Action.ALREADY_KNOWN
 
 
+@pytest.mark.parametrize("known", [False, True])
+def test_a_message_looked_up_then_learned_is_hashed_once(store, monkeypatch, sample_spam, known):
+    """The IMAP trainer looks each message up (``learned``), then learns it:
+    each hashed it, twice the digests it needs for a message it knows (a
+    rescan of a big mailbox), and the legacy digests twice for a new one."""
+    import spamlearn.modelstore as ms
+
+    if known:
+        store.learn(sample_spam, "spam")
+    calls = {"digest": 0, "legacy": 0}
+    digest, legacy = ms.message_digest, ms._legacy_digests
+
+    def counted(name, function):
+        def count(raw):
+            calls[name] += 1
+            return function(raw)
+        return count
+
+    monkeypatch.setattr(ms, "message_digest", counted("digest", digest))
+    monkeypatch.setattr(ms, "_legacy_digests", counted("legacy", legacy))
+    with store.session() as session:
+        row = session.learned(sample_spam)
+        outcome = session.learn(sample_spam, "spam")
+        other = session.learn(sample_spam + b"\nP.S. another one\n", "spam")
+    assert (row is not None) is known and other.action == Action.LEARNED
+    assert outcome.action == (Action.ALREADY_KNOWN if known else Action.LEARNED)
+    assert calls == {"digest": 2, "legacy": 2}
+    assert store.check() == []
+
+
+def test_put_back_undoes_a_learn_or_a_relabel_exactly(store, sample_spam, sample_ham):
+    """What the IMAP trainer takes back when it meets a copy the other way:
+    the row as it was, counts and all, and no forget remembered (a verdict
+    queued before it would be turned away)."""
+    store.learn(sample_ham, "ham", source="cli")
+    before = store.load()
+    with store.session() as session:
+        row = session.learned(sample_ham)
+        digest = session.digest(sample_spam)
+        session.learn(sample_spam, "spam")
+        session.learn(sample_ham, "spam")                    # relabelled
+    with store.session() as session:
+        session.put_back(digest, None)
+        session.put_back(row.digest, row)
+    with store.session() as session:
+        assert session.learned(sample_ham) == row and session.learned(sample_spam) is None
+        assert session.get_state("forgotten:" + digest) is None
+    after = store.load()
+    assert (after.n_spam, after.n_ham) == (before.n_spam, before.n_ham) == (0, 1)
+    assert after.score(sample_spam).spam_prob == before.score(sample_spam).spam_prob
+    assert store.check() == []
+    assert store.learn(sample_spam, "spam").action == Action.LEARNED
+
+
 def test_forget_removes_and_is_idempotent(store, sample_spam, sample_ham):
     store.learn(sample_ham, "ham")
     store.learn(sample_spam, "spam")
