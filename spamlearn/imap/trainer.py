@@ -314,13 +314,6 @@ def resolve_folders(account: Account, folders: Sequence[FolderInfo]
     return plan, missing
 
 
-@dataclasses.dataclass
-class _Pending:
-    uid: int
-    raw: bytes
-    young: bool
-
-
 @dataclasses.dataclass(slots=True)
 class _Sighting:
     """A message met in spam folders on this pass: what the ledger had
