@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import lzma
 import os
+import pwd
 import signal
 import stat
 import sys
@@ -79,6 +80,12 @@ def _check_destination(destination: Path, store: ModelStore, what: str = "") -> 
         raise refuse(f"{shown} is one of the model's own files; write the archive elsewhere")
     if target.name.endswith((".lock", ".restoring", ".before-restore")):
         raise refuse(f"{shown} is named like a model's lock or restore file; write the archive elsewhere")
+    if existing and not os.access(target, os.R_OK):
+        # Root's archive of a backup run by hand, in the spamlearn user's
+        # folder (0600): the nightly run called it "not a tar archive", which
+        # it is, for each model every week (a helper's review).
+        raise refuse(f"{shown} exists but this user cannot read it to check that it is an archive "
+                     f"(it is {_owner(target)}'s); remove it, or back up as its owner")
     if existing and not (_is_tar(target) if target.stat().st_size else _has_archive_suffix(target.name)):
         # Overwriting last week's archive is the point; anything else (the
         # shared model named by mistake, an empty lock file) is kept.
@@ -94,6 +101,14 @@ def _check_destination(destination: Path, store: ModelStore, what: str = "") -> 
     if not os.access(target.parent, os.W_OK):
         raise refuse(f"cannot write in {display_name(str(target.parent))}")
     return target
+
+
+def _owner(path: Path) -> str:
+    uid = os.stat(path).st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _has_archive_suffix(name: str) -> bool:

@@ -212,3 +212,25 @@ def test_a_users_folder_that_cannot_be_looked_into_is_a_failure_not_a_model_not_
     assert result.exit_code == ExitCode.IOERR, result.output
     assert result.stderr.count("Permission denied") == 4      # dave's too: it may be there
     assert result.stdout == f"backed up 1 of 5 models to {out} (4 failed)\n"
+
+
+def test_last_weeks_archive_this_user_cannot_read_is_not_called_no_archive(config, tmp_path, monkeypatch):
+    """An admin's run by hand as root left root's 0600 archives in the
+    spamlearn user's weekday folder; a week later the nightly run refused
+    each as "exists and is not a tar archive", which it is."""
+    out = tmp_path / "backups"
+    assert run("--config", config, "backup", "--all", out).exit_code == 0
+    roots = out / "shared.tar.gz"
+    real_access = os.access
+
+    def as_another_user(path, mode, *args, **kwargs):
+        if Path(path) == roots and mode & os.R_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("spamlearn.cli_backup.os.access", as_another_user)
+    result = run("--config", config, "backup", "--all", out)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"spamlearn: error: shared model: {roots} exists but this user cannot read it")
+    assert "not a tar archive" not in line
