@@ -23,7 +23,7 @@ from .cli import ExitCode, app, error_line, fail, handle_errors, state_of
 from .config import check_features, check_user_name
 from .errors import ModelFileError, SpamlearnError
 from .mailsource import display_name
-from .modelstore import ModelStore
+from .modelstore import ModelStore, refuse_foreign_link
 from .regularfile import make_folders
 
 UserOption = Annotated[str | None, typer.Option(
@@ -67,6 +67,7 @@ def _check_destination(destination: Path, store: ModelStore, what: str = "") -> 
     if os.path.abspath(destination).startswith(("/dev/", "/proc/")):
         # /dev/stdout, /proc/self/fd/N resolve to whatever file is open there.
         raise refuse(f"{shown}: {to_pipe}")
+    _not_through_a_foreign_link(destination, what)
     existing = False
     with contextlib.suppress(FileNotFoundError):
         mode = os.stat(destination).st_mode
@@ -101,6 +102,20 @@ def _check_destination(destination: Path, store: ModelStore, what: str = "") -> 
     if not os.access(target.parent, os.W_OK):
         raise refuse(f"cannot write in {display_name(str(target.parent))}")
     return target
+
+
+def _not_through_a_foreign_link(path: Path, what: str = "") -> None:
+    """A usage error if, run as root, ``path`` is another user's link to
+    what that user does not own (``refuse_foreign_link``).  The archives'
+    folder is the spamlearn user's (/var/backups/spamlearn): root running
+    the nightly command by hand wrote through that user's link at
+    users/NAME.tar.gz, or at users/, and replaced an archive of root's
+    elsewhere with the model's (a helper's review).  Checked once, before
+    the archive is written: a link swapped in meanwhile is not caught."""
+    try:
+        refuse_foreign_link(path)
+    except ModelFileError as exc:
+        raise fail(f"{what}{exc}", ExitCode.USAGE) from None
 
 
 def _owner(path: Path) -> str:
@@ -186,6 +201,7 @@ def _check_archive_folder(folder: Path) -> None:
     can write in: refused before any model is backed up, as a single
     archive's folder is."""
     shown = display_name(str(folder))
+    _not_through_a_foreign_link(folder)
     where = folder
     if not folder.is_dir():
         if os.path.lexists(folder):
@@ -232,6 +248,8 @@ def _backup_all(ctx: typer.Context, folder: Path) -> int:
                     if state.verbose:
                         typer.echo(f"no model at {store.model_path} yet ({label}): not backed up")
                     continue
+                if archive.parent != folder:
+                    _not_through_a_foreign_link(archive.parent, f"{label}: ")
                 make_folders(archive.parent, mode=0o700)
                 target = _check_destination(archive, store, f"{label}: ")
                 with contextlib.suppress(FileNotFoundError):
