@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import lzma
 import os
+import pwd
 import signal
 import stat
 import sys
@@ -22,7 +23,7 @@ from .cli import ExitCode, app, error_line, fail, handle_errors, state_of
 from .config import check_features, check_user_name
 from .errors import ModelFileError, SpamlearnError
 from .mailsource import display_name
-from .modelstore import ModelStore
+from .modelstore import ModelStore, refuse_foreign_link
 from .regularfile import make_folders
 
 UserOption = Annotated[str | None, typer.Option(
@@ -66,6 +67,7 @@ def _check_destination(destination: Path, store: ModelStore, what: str = "") -> 
     if os.path.abspath(destination).startswith(("/dev/", "/proc/")):
         # /dev/stdout, /proc/self/fd/N resolve to whatever file is open there.
         raise refuse(f"{shown}: {to_pipe}")
+    _not_through_a_foreign_link(destination, what)
     existing = False
     with contextlib.suppress(FileNotFoundError):
         mode = os.stat(destination).st_mode
@@ -79,6 +81,12 @@ def _check_destination(destination: Path, store: ModelStore, what: str = "") -> 
         raise refuse(f"{shown} is one of the model's own files; write the archive elsewhere")
     if target.name.endswith((".lock", ".restoring", ".before-restore")):
         raise refuse(f"{shown} is named like a model's lock or restore file; write the archive elsewhere")
+    if existing and not os.access(target, os.R_OK):
+        # Root's archive of a backup run by hand, in the spamlearn user's
+        # folder (0600): the nightly run called it "not a tar archive", which
+        # it is, for each model every week (a helper's review).
+        raise refuse(f"{shown} exists but this user cannot read it to check that it is an archive "
+                     f"(it is {_owner(target)}'s); remove it, or back up as its owner")
     if existing and not (_is_tar(target) if target.stat().st_size else _has_archive_suffix(target.name)):
         # Overwriting last week's archive is the point; anything else (the
         # shared model named by mistake, an empty lock file) is kept.
@@ -94,6 +102,28 @@ def _check_destination(destination: Path, store: ModelStore, what: str = "") -> 
     if not os.access(target.parent, os.W_OK):
         raise refuse(f"cannot write in {display_name(str(target.parent))}")
     return target
+
+
+def _not_through_a_foreign_link(path: Path, what: str = "") -> None:
+    """A usage error if, run as root, ``path`` is another user's link to
+    what that user does not own (``refuse_foreign_link``).  The archives'
+    folder is the spamlearn user's (/var/backups/spamlearn): root running
+    the nightly command by hand wrote through that user's link at
+    users/NAME.tar.gz, or at users/, and replaced an archive of root's
+    elsewhere with the model's (a helper's review).  Checked once, before
+    the archive is written: a link swapped in meanwhile is not caught."""
+    try:
+        refuse_foreign_link(path)
+    except ModelFileError as exc:
+        raise fail(f"{what}{exc}", ExitCode.USAGE) from None
+
+
+def _owner(path: Path) -> str:
+    uid = os.stat(path).st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _has_archive_suffix(name: str) -> bool:
@@ -171,6 +201,7 @@ def _check_archive_folder(folder: Path) -> None:
     can write in: refused before any model is backed up, as a single
     archive's folder is."""
     shown = display_name(str(folder))
+    _not_through_a_foreign_link(folder)
     where = folder
     if not folder.is_dir():
         if os.path.lexists(folder):
@@ -217,6 +248,8 @@ def _backup_all(ctx: typer.Context, folder: Path) -> int:
                     if state.verbose:
                         typer.echo(f"no model at {store.model_path} yet ({label}): not backed up")
                     continue
+                if archive.parent != folder:
+                    _not_through_a_foreign_link(archive.parent, f"{label}: ")
                 make_folders(archive.parent, mode=0o700)
                 target = _check_destination(archive, store, f"{label}: ")
                 with contextlib.suppress(FileNotFoundError):

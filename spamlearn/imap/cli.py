@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..cli import ExitCode, app, handle_errors, state_of
+from ..cli import ExitCode, app, error_line, handle_errors, state_of
 from ..cli_core import _when
 from ..config import Settings
 from ..errors import ModelFileError, SpamlearnError, StoreBusyError
@@ -349,17 +349,20 @@ def status(
     for a in accounts:
         try:
             rows.append({**account_status(settings, a, last_run), "error": None, "exit_code": ExitCode.OK})
-        except SpamlearnError as exc:
+        except (SpamlearnError, OSError) as exc:
             # One account's corrupt or locked model or ledger: said, and the
             # others still shown (the first one stopped the command, the
             # accounts after it unreported and --json printing nothing).
+            # OSError: a users' folder this user may not search (0700, the
+            # mail user's) raised PermissionError from the model's exists().
             model = None
             with contextlib.suppress(SpamlearnError):
                 model = str(store_for(settings, a).model_path)
+            line, exc_code = error_line(exc)
             rows.append({"account": a.name, "user": a.model_user, "model": model,
                          "last_run": last_run.get(a.name),
                          "folders": [], "model_counts": None,
-                         "error": f"account {a.name}: {exc}", "exit_code": exit_code_for(exc)})
+                         "error": f"account {a.name}: {line}", "exit_code": exc_code})
     code = max((row["exit_code"] for row in rows), default=ExitCode.OK)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

@@ -212,3 +212,60 @@ def test_a_users_folder_that_cannot_be_looked_into_is_a_failure_not_a_model_not_
     assert result.exit_code == ExitCode.IOERR, result.output
     assert result.stderr.count("Permission denied") == 4      # dave's too: it may be there
     assert result.stdout == f"backed up 1 of 5 models to {out} (4 failed)\n"
+
+
+def test_last_weeks_archive_this_user_cannot_read_is_not_called_no_archive(config, tmp_path, monkeypatch):
+    """An admin's run by hand as root left root's 0600 archives in the
+    spamlearn user's weekday folder; a week later the nightly run refused
+    each as "exists and is not a tar archive", which it is."""
+    out = tmp_path / "backups"
+    assert run("--config", config, "backup", "--all", out).exit_code == 0
+    roots = out / "shared.tar.gz"
+    real_access = os.access
+
+    def as_another_user(path, mode, *args, **kwargs):
+        if Path(path) == roots and mode & os.R_OK:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("spamlearn.cli_backup.os.access", as_another_user)
+    result = run("--config", config, "backup", "--all", out)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"spamlearn: error: shared model: {roots} exists but this user cannot read it")
+    assert "not a tar archive" not in line
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root following another user's link")
+@pytest.mark.parametrize("linked", [f"users/{ALICE}.tar.gz", "users"])
+def test_root_does_not_write_through_a_link_the_folders_owner_planted(config, tmp_path, linked):
+    """The archives' folder is the spamlearn user's (here uid 65534): root
+    running the nightly command by hand followed that user's link at
+    users/NAME.tar.gz (or at users/) and replaced root's own archive
+    elsewhere with alice's model."""
+    out = tmp_path / "backups"
+    (out / "users").mkdir(parents=True)
+    for made in (out, out / "users"):
+        os.chown(made, 65534, 65534)
+    roots = tmp_path / "root-only"
+    roots.mkdir()
+    precious = roots / f"{ALICE}.tar.gz"
+    with tarfile.open(precious, "w:gz") as tar:
+        tar.add(config, arcname="spamlearn.toml")
+    before = precious.read_bytes()
+    if linked == "users":
+        (out / "users").rmdir()
+    (out / linked).symlink_to(precious if linked != "users" else roots)
+    os.lchown(out / linked, 65534, 65534)
+    result = run("--config", config, "backup", "--all", out)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"spamlearn: error: user {ALICE}: {out / linked} is a symbolic link of uid 65534" in result.stderr
+    assert "spamlearn does not write through it" in result.stderr
+    assert precious.read_bytes() == before and os.listdir(roots) == [precious.name]
+    assert archived_counts(out / "shared.tar.gz", tmp_path) == (1, 1)
+    if linked == "users":
+        return
+    # A single archive's name too (a link in its folders is the admin's path, as a model's is).
+    single = run("--config", config, "backup", out / "users" / f"{ALICE}.tar.gz")
+    assert single.exit_code == ExitCode.USAGE and "symbolic link of uid 65534" in single.output
+    assert precious.read_bytes() == before

@@ -250,6 +250,34 @@ def test_status_reports_an_account_with_a_broken_model_and_goes_on(tmp_path, bro
     assert bob["model_counts"] == {"spam": 0, "ham": 0}
 
 
+def test_status_goes_on_past_a_users_folder_it_may_not_search(tmp_path, monkeypatch):
+    """A users' folder that this user may not enter (0700, the mail user's;
+    status run by an admin or a monitoring check) raised PermissionError, an
+    OSError and no SpamlearnError: the traceback-free one line, but `status`
+    stopped there, bob unreported and --json printing nothing."""
+    from pathlib import Path
+
+    config = status_config(tmp_path)
+    (tmp_path / "u").mkdir()
+    real_exists = Path.exists
+
+    def no_search_permission(self, *args, **kwargs):
+        if self.parent == tmp_path / "u":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", no_search_permission)
+    result = CliRunner().invoke(app, ["--config", str(config), "status"])
+    assert result.exit_code == 74, result.output
+    assert result.stderr == f"spamlearn: error: account alice: Permission denied: {tmp_path}/u/alice.joblib\n"
+    assert result.stdout.startswith("bob: model ")
+    result = CliRunner().invoke(app, ["--config", str(config), "status", "--json"])
+    assert result.exit_code == 74, result.output
+    alice, bob = json.loads(result.stdout)
+    assert alice["exit_code"] == 74 and "Permission denied" in alice["error"]
+    assert bob["error"] is None and bob["model_counts"] == {"spam": 0, "ham": 0}
+
+
 def test_status_names_the_user_an_account_trains_for_when_its_login_does_not(tmp_path):
     """``user = "alice"`` beside the login alice*spamlearn picks her model and
     her verdicts, and `status` did not show it anywhere."""
