@@ -57,7 +57,7 @@ from ..errors import (
 )
 from ..exitcodes import ExitCode, exit_code_for
 from ..ledger import LedgerRow
-from ..modelstore import Action, LearningSession, ModelStore
+from ..modelstore import Action, LearningSession, LearnOutcome, ModelStore
 from ..sources import verdict_giver
 from .config import Account, Mode, is_folder_pattern
 from .connection import MAX_BATCH_BYTES, FolderInfo, FolderStatus, MailServer, MessageMeta, connect
@@ -327,6 +327,11 @@ class _Sighting:
     before_row: LedgerRow | None
     #: (folder, UIDVALIDITY, UID) of each copy, the first one first
     copies: list[tuple[str, int, int]]
+    #: the spam folder whose counts have the copy this pass learned or
+    #: relabelled: the row's source names the folder of the last copy met
+    #: (an already-known copy stamps it), and a second spam folder's
+    #: report showed learned -1 beside the first one's 1
+    taught_in: str | None = None
 
 
 class Trainer:
@@ -878,7 +883,14 @@ class Trainer:
             counts.learned += 1
         else:
             counts.already_known += 1
+        self._taught(outcome, label, counts)
         return None
+
+    def _taught(self, outcome: LearnOutcome, label: Label, counts: FolderReport) -> None:
+        """Note which spam folder's counts a learn of a watched message went to."""
+        sighting = self._sightings.get(outcome.digest) if label is Label.SPAM else None
+        if sighting is not None and outcome.action in (Action.LEARNED, Action.RELABELLED):
+            sighting.taught_in = counts.folder
 
     def _undecided(self, session: LearningSession, account: Account, where: tuple[str, int, int],
                    digest: str, row: LedgerRow | None, sighting: _Sighting, counts: FolderReport,
@@ -899,8 +911,8 @@ class Trainer:
                   and row.source.startswith(self._source(account, "")))
         if taught:
             session.put_back(digest, sighting.before_row)
-            # the row's source says which spam folder's counts it was in
-            taken_back.append((row.source[len(self._source(account, "")):], sighting.before))
+            if sighting.taught_in is not None:      # else not in this pass's counts
+                taken_back.append((sighting.taught_in, sighting.before))
             kept = sighting.before
         else:
             kept = Label(row.label) if row else None
@@ -963,6 +975,7 @@ class Trainer:
                 if outcome.action == Action.LEARNED:
                     counts.learned += 1
                     counts.correct -= 1
+                    self._taught(outcome, label, counts)
             if len(still_right) == len(pending):
                 return
             pending = still_right

@@ -338,7 +338,10 @@ def test_copies_in_junk_and_inbox_on_one_pass_are_undecided_until_one_is_left(
 
 def test_copies_in_two_spam_folders_and_inbox_wait_until_every_ham_copy_is_gone(server, tmp_path):
     """The second spam copy found the first one's learning: that is not what
-    the ledger had before the pass, and both spam copies are watched."""
+    the ledger had before the pass, and both spam copies are watched.  What
+    is taken back comes off the counts of the folder that learned it (the
+    row names the second folder, whose copy stamped it: Junk said learned 1,
+    Reported learned -1)."""
     client = server.connect("alice")
     client.create_folder("Reported")
     client.logout()
@@ -350,6 +353,8 @@ def test_copies_in_two_spam_folders_and_inbox_wait_until_every_ham_copy_is_gone(
     code, data, _ = train_cli(config)
     alice = account_of(data, "alice")
     assert code == 0 and (alice["learned_spam"], alice["learned_ham"], alice["undecided"]) == (0, 2, 1)
+    learned = {f["folder"]: (f["learned"], f["already_known"]) for f in alice["folders"]}
+    assert learned == {"Junk": (0, 0), "Reported": (0, 1), "INBOX": (2, 0)}
     assert all(len(folder_state(config, f).undecided) == 1 for f in ("Junk", "Reported", "INBOX"))
     assert model_counts(config) == (0, 2)
 
