@@ -366,6 +366,33 @@ def test_copies_in_two_spam_folders_and_inbox_wait_until_every_ham_copy_is_gone(
     assert all(folder_state(config, f).undecided == {} for f in ("Junk", "Reported", "INBOX"))
 
 
+def test_undecided_copies_past_the_bound_are_let_go_in_every_folder_at_once(server, tmp_path, caplog,
+                                                                           monkeypatch):
+    """Past the bound, INBOX let go of its oldest undecided UIDs and Junk,
+    whose UIDs run in another order, of others: the next pass learned the
+    copies left watched in Junk as spam, their INBOX copies still there, while
+    the warning said "the ledger keeps what it has of them" (a helper's
+    review).  A message is let go of in every folder in the same commit."""
+    monkeypatch.setattr(trainer_module, "MAX_WATCHED_DELETED", 2)
+    twins = [make_message("spam", i, "twin") for i in range(4)]
+    upload(server, "alice", "Junk", twins)
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)] + twins[::-1])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    with caplog.at_level(logging.WARNING, logger="spamlearn.imap"):
+        code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and (alice["learned_spam"], alice["learned_ham"], alice["undecided"]) == (0, 2, 4)
+    said = [r.getMessage() for r in caplog.records if "no longer watched" in r.getMessage()]
+    assert len(said) == 1 and "the 2 oldest messages" in said[0]
+    junk, inbox = folder_state(config, "Junk").undecided, folder_state(config, "INBOX").undecided
+    assert len(inbox) == 2 and sorted(junk.values()) == sorted(inbox.values())
+
+    code, data, _ = train_cli(config)                 # all four copies in both folders still
+    alice = account_of(data, "alice")
+    assert code == 0 and alice["learned_spam"] + alice["learned_ham"] + alice["relabelled"] == 0
+    assert model_counts(config) == (0, 2)
+
+
 def test_delete_and_move_to_trash_learn_nothing(server, tmp_path):
     upload(server, "alice", "Junk", [make_message("spam", i) for i in range(3)])
     upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(3)])
