@@ -57,7 +57,7 @@ from ..errors import (
 )
 from ..exitcodes import ExitCode, exit_code_for
 from ..ledger import LedgerRow
-from ..modelstore import Action, LearningSession, ModelStore
+from ..modelstore import Action, LearningSession, LearnOutcome, ModelStore
 from ..sources import verdict_giver
 from .config import Account, Mode, is_folder_pattern
 from .connection import MAX_BATCH_BYTES, FolderInfo, FolderStatus, MailServer, MessageMeta, connect
@@ -327,6 +327,11 @@ class _Sighting:
     before_row: LedgerRow | None
     #: (folder, UIDVALIDITY, UID) of each copy, the first one first
     copies: list[tuple[str, int, int]]
+    #: the spam folder whose counts have the copy this pass learned or
+    #: relabelled: the row's source names the folder of the last copy met
+    #: (an already-known copy stamps it), and a second spam folder's
+    #: report showed learned -1 beside the first one's 1
+    taught_in: str | None = None
 
 
 class Trainer:
@@ -372,6 +377,8 @@ class Trainer:
         #: and the labels of the folders undecided copies are still in.
         self._sightings: dict[str, _Sighting] = {}
         self._undecided_in: dict[str, set[str]] = {}
+        #: The account's spam folders (``_bound_watched``).
+        self._spam_folders: list[str] = []
 
     # -- accounts ---------------------------------------------------------------------
     def train(self, accounts: Sequence[Account]) -> list[AccountReport]:
@@ -501,6 +508,7 @@ class Trainer:
             # helper's review).
             report.folder(name, label).error = problem
             log.info("%s", problem)  # in the report: the command line says it once
+        self._spam_folders = [folder for folder, label in plan if label == "spam"]
         plan = [(folder, label) for folder, label in plan if folder not in done]
         # One session reads every folder's state: it also repairs an
         # interrupted commit first, so the state read is the one that counts.
@@ -753,7 +761,7 @@ class Trainer:
                 if pending and account.mode == Mode.UNTIL_NO_ERROR:
                     self._until_no_error(session, pending, label, counts, seen_at)
                 counts.deferred = len(state.deferred)
-                self._bound_watched(account, folder, state)
+                self._bound_watched(session, account, folder, label, state)
                 if number == len(batches) and not self.should_stop():
                     state.uidnext = max(state.uidnext, uidnext)  # the folder is done
                 state.updated_at = self.clock()
@@ -775,7 +783,8 @@ class Trainer:
             if self.on_batch is not None:
                 self.on_batch(account, folder, committed)
 
-    def _bound_watched(self, account: Account, folder: str, state: FolderState) -> None:
+    def _bound_watched(self, session: LearningSession, account: Account, folder: str, label: Label,
+                       state: FolderState) -> None:
         excess = len(state.deleted) - MAX_WATCHED_DELETED
         if excess > 0:
             state.deleted = set(sorted(state.deleted)[excess:])
@@ -783,14 +792,28 @@ class Trainer:
                         "watched (it keeps %d); if undeleted, they are not learned (expunge the folder)",
                         account.name, folder, excess, MAX_WATCHED_DELETED)
         excess = len(state.undecided) - MAX_WATCHED_DELETED
-        if excess > 0:
+        if excess > 0 and label is Label.HAM:
             # Each is looked at on every pass: a user who keeps copies in
             # Junk and INBOX by the thousand must not make every pass slower.
-            for uid in sorted(state.undecided)[:excess]:
-                del state.undecided[uid]
+            # Let go of by message, in the spam folders too, in this commit:
+            # each folder let go of its own oldest UIDs, in another order,
+            # and the copy still watched was learned on the next pass, the
+            # other one still there (a helper's review).  A spam folder's
+            # are bounded through its ham folders' (read before them).
+            dropped = {state.undecided[uid] for uid in sorted(state.undecided)[:excess]}
+            state.undecided = {uid: digest for uid, digest in state.undecided.items()
+                               if digest not in dropped}
+            for spam_folder in self._spam_folders:
+                key = state_key(account, spam_folder)
+                other = FolderState.from_json(session.get_state(key), key)
+                kept = {uid: digest for uid, digest in other.undecided.items() if digest not in dropped}
+                if len(kept) < len(other.undecided):
+                    other.undecided = kept
+                    session.set_state(key, other.to_json())
             log.warning("account %s: folder %s: the %d oldest messages that also have a copy the "
-                        "other way are no longer watched (it keeps %d); the ledger keeps what it has "
-                        "of them", account.name, folder, excess, MAX_WATCHED_DELETED)
+                        "other way are no longer watched (it keeps %d), nor their copies in spam "
+                        "folders; the ledger keeps what it has of them", account.name, folder,
+                        len(dropped), MAX_WATCHED_DELETED)
 
     def _unreadable(self, account: Account, folder: str, uid: int, why: str, failed_passes: int,
                     state: FolderState, counts: FolderReport) -> None:
@@ -878,7 +901,14 @@ class Trainer:
             counts.learned += 1
         else:
             counts.already_known += 1
+        self._taught(outcome, label, counts)
         return None
+
+    def _taught(self, outcome: LearnOutcome, label: Label, counts: FolderReport) -> None:
+        """Note which spam folder's counts a learn of a watched message went to."""
+        sighting = self._sightings.get(outcome.digest) if label is Label.SPAM else None
+        if sighting is not None and outcome.action in (Action.LEARNED, Action.RELABELLED):
+            sighting.taught_in = counts.folder
 
     def _undecided(self, session: LearningSession, account: Account, where: tuple[str, int, int],
                    digest: str, row: LedgerRow | None, sighting: _Sighting, counts: FolderReport,
@@ -899,8 +929,8 @@ class Trainer:
                   and row.source.startswith(self._source(account, "")))
         if taught:
             session.put_back(digest, sighting.before_row)
-            # the row's source says which spam folder's counts it was in
-            taken_back.append((row.source[len(self._source(account, "")):], sighting.before))
+            if sighting.taught_in is not None:      # else not in this pass's counts
+                taken_back.append((sighting.taught_in, sighting.before))
             kept = sighting.before
         else:
             kept = Label(row.label) if row else None
@@ -963,6 +993,7 @@ class Trainer:
                 if outcome.action == Action.LEARNED:
                     counts.learned += 1
                     counts.correct -= 1
+                    self._taught(outcome, label, counts)
             if len(still_right) == len(pending):
                 return
             pending = still_right

@@ -338,7 +338,10 @@ def test_copies_in_junk_and_inbox_on_one_pass_are_undecided_until_one_is_left(
 
 def test_copies_in_two_spam_folders_and_inbox_wait_until_every_ham_copy_is_gone(server, tmp_path):
     """The second spam copy found the first one's learning: that is not what
-    the ledger had before the pass, and both spam copies are watched."""
+    the ledger had before the pass, and both spam copies are watched.  What
+    is taken back comes off the counts of the folder that learned it (the
+    row names the second folder, whose copy stamped it: Junk said learned 1,
+    Reported learned -1)."""
     client = server.connect("alice")
     client.create_folder("Reported")
     client.logout()
@@ -350,6 +353,8 @@ def test_copies_in_two_spam_folders_and_inbox_wait_until_every_ham_copy_is_gone(
     code, data, _ = train_cli(config)
     alice = account_of(data, "alice")
     assert code == 0 and (alice["learned_spam"], alice["learned_ham"], alice["undecided"]) == (0, 2, 1)
+    learned = {f["folder"]: (f["learned"], f["already_known"]) for f in alice["folders"]}
+    assert learned == {"Junk": (0, 0), "Reported": (0, 1), "INBOX": (2, 0)}
     assert all(len(folder_state(config, f).undecided) == 1 for f in ("Junk", "Reported", "INBOX"))
     assert model_counts(config) == (0, 2)
 
@@ -359,6 +364,33 @@ def test_copies_in_two_spam_folders_and_inbox_wait_until_every_ham_copy_is_gone(
     code, data, _ = train_cli(config)
     assert code == 0 and account_of(data, "alice")["learned_spam"] == 1 and model_counts(config) == (1, 2)
     assert all(folder_state(config, f).undecided == {} for f in ("Junk", "Reported", "INBOX"))
+
+
+def test_undecided_copies_past_the_bound_are_let_go_in_every_folder_at_once(server, tmp_path, caplog,
+                                                                           monkeypatch):
+    """Past the bound, INBOX let go of its oldest undecided UIDs and Junk,
+    whose UIDs run in another order, of others: the next pass learned the
+    copies left watched in Junk as spam, their INBOX copies still there, while
+    the warning said "the ledger keeps what it has of them" (a helper's
+    review).  A message is let go of in every folder in the same commit."""
+    monkeypatch.setattr(trainer_module, "MAX_WATCHED_DELETED", 2)
+    twins = [make_message("spam", i, "twin") for i in range(4)]
+    upload(server, "alice", "Junk", twins)
+    upload(server, "alice", "INBOX", [make_message("ham", i) for i in range(2)] + twins[::-1])
+    config = write_config(tmp_path, server, [{"username": "alice"}])
+    with caplog.at_level(logging.WARNING, logger="spamlearn.imap"):
+        code, data, _ = train_cli(config)
+    alice = account_of(data, "alice")
+    assert code == 0 and (alice["learned_spam"], alice["learned_ham"], alice["undecided"]) == (0, 2, 4)
+    said = [r.getMessage() for r in caplog.records if "no longer watched" in r.getMessage()]
+    assert len(said) == 1 and "the 2 oldest messages" in said[0]
+    junk, inbox = folder_state(config, "Junk").undecided, folder_state(config, "INBOX").undecided
+    assert len(inbox) == 2 and sorted(junk.values()) == sorted(inbox.values())
+
+    code, data, _ = train_cli(config)                 # all four copies in both folders still
+    alice = account_of(data, "alice")
+    assert code == 0 and alice["learned_spam"] + alice["learned_ham"] + alice["relabelled"] == 0
+    assert model_counts(config) == (0, 2)
 
 
 def test_delete_and_move_to_trash_learn_nothing(server, tmp_path):
