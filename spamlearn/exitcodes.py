@@ -20,15 +20,15 @@ code   meaning
        ``X-Spam-*`` header it came with; unchanged if ``filter`` could not
        even start), a command line it cannot run with included
 65     EX_DATAERR: an input is not a usable message (the others were
-       processed); ``restore``: the archive is not a spamlearn backup, or
-       its model and ledger disagree; ``eval``: the index is not in TREC's
-       form
-66     EX_NOINPUT: an input file or folder (``eval``: the index) does not
-       exist or is unreadable
+       processed; ``eval``: scored 0.5 in the figures); ``restore``: the
+       archive is not a spamlearn backup, or its model and ledger disagree;
+       ``eval``: the index is not in TREC's form
+66     EX_NOINPUT: an input file or folder (``eval``: the index, or a
+       message it lists) does not exist or is unreadable
 69     EX_UNAVAILABLE: the IMAP server cannot be reached, or answered so
        slowly that a ``train`` pass outlived ``pass_timeout`` (``serve``:
-       the address is taken, or a worker could not start and uvicorn
-       stopped the others)
+       the address is taken, or ``spamd_listen``'s, or a worker could not
+       start and uvicorn stopped the others)
 70     EX_SOFTWARE: internal error (a bug)
 74     EX_IOERR: the model file or ledger is missing, corrupt or not
        writable (``serve``: no usable model to start with; ``sieve drain``:
