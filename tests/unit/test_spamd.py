@@ -447,3 +447,18 @@ def test_a_bad_spamd_setting_names_the_key(tmp_path, line, problem):
     config.write_text(f"[server]\n{line}\n")
     with pytest.raises(ConfigError, match=problem):
         load_server_settings(load_settings(config), env={})
+
+
+def test_serve_with_the_spamd_address_taken_exits_69_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from spamlearn.cli import ExitCode, app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(free_port()), "--workers", "1",
+                                          "--spamd-listen", f"127.0.0.1:{port}"])
+    assert result.exit_code == ExitCode.UNAVAILABLE, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "Traceback" not in result.output
