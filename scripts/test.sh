@@ -5,7 +5,8 @@
 #   Debian packages: dovecot-imapd + dovecot-sieve (the IMAP and imapsieve
 #   tests start their own throw-away Dovecot on 127.0.0.1), chromium (the
 #   evaluation report is opened in a headless browser), systemd (its
-#   systemd-analyze checks the shipped units), curl (the shell clients).
+#   systemd-analyze checks the shipped units), curl (the shell clients),
+#   spamc (SpamAssassin's client, against the service's spamd listener).
 #   Python packages: spamlearn itself with its [test] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
 [ -x /usr/bin/curl ] || missing+=(curl)
+[ -x /usr/bin/spamc ] || missing+=(spamc)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     # Never let the package start the system's Dovecot: the tests run their

@@ -228,8 +228,14 @@ def serve(
                           help="Log every request. Default: off.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn and spamlearn log level: critical, error, "
                          "warning, info, debug or trace.")] = "info",
+    spamd_listen: Annotated[str | None, typer.Option(help="Also answer spamc (SpamAssassin's "
+                            "spamd protocol) on HOST:PORT, e.g. 127.0.0.1:783. Default: off.")] = None,
 ) -> None:
     """Run the HTTP scoring service: POST /score, /learn, /forget; GET /healthz, /metrics.
+
+    With --spamd-listen (or [server] spamd_listen) the workers also answer
+    spamc and what else speaks spamd's protocol (Exim's spam =; README:
+    not spamass-milter); spamc -L trains only with spamd_allow_tell = true.
 
     Tokens are never taken from the command line (ps would show them): set
     learn_token_file / score_token_file in the config file's server table, or
@@ -249,7 +255,8 @@ def serve(
     settings = state.settings
     overrides = {key: value for key, value in {
         "host": host, "port": port, "workers": workers, "reload_interval": reload_interval,
-        "max_body_size": max_body_size, "access_log": access_log}.items() if value is not None}
+        "max_body_size": max_body_size, "access_log": access_log,
+        "spamd_listen": spamd_listen}.items() if value is not None}
     server = load_server_settings(settings, **overrides)
     # Fail now, with exit code 74, rather than in every worker's startup.
     # The whole load, as a worker does it: the header alone passed a model
@@ -257,6 +264,8 @@ def serve(
     # then failed with a traceback (exit 3 with one worker, 0 with several).
     check_first_model(settings, server, exact_model=state.model_override is not None)
     _check_can_listen(server.host, server.port)
+    if server.spamd_address is not None:
+        _check_can_listen(*server.spamd_address)
 
     scoring = "open" if not server.score_token else "bearer token"
     learning = "bearer token" if server.learning_enabled else "disabled (no learn token)"
@@ -268,6 +277,14 @@ def serve(
     if not server.is_loopback and not server.score_token:
         typer.echo(f"spamlearn: warning: scoring is open to anyone who can reach {server.host}; "
                    f"set [server] score_token_file or firewall the port", err=True)
+    if server.spamd_address is not None:
+        telling = "TELL allowed" if server.spamd_allow_tell else "TELL refused"
+        typer.echo(f"spamlearn: answering spamc on {server.spamd_listen} ({telling})", err=True)
+        if not server.spamd_is_loopback:
+            # The protocol has no password: a firewall is the only lock.
+            training = " and may train the model" if server.spamd_allow_tell else ""
+            typer.echo(f"spamlearn: warning: the spamd listener is open to anyone who can reach "
+                       f"{server.spamd_listen}{training}; firewall the port", err=True)
     common: dict[str, Any] = {
         "host": server.host, "port": server.port, "access_log": server.access_log,
         "log_config": _log_config(log_level), "log_level": log_level, "server_header": False,

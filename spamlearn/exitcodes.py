@@ -27,8 +27,8 @@ code   meaning
        message it lists) does not exist or is unreadable
 69     EX_UNAVAILABLE: the IMAP server cannot be reached, or answered so
        slowly that a ``train`` pass outlived ``pass_timeout`` (``serve``:
-       the address is taken, or a worker could not start and uvicorn
-       stopped the others)
+       the address is taken, or ``spamd_listen``'s, or a worker could not
+       start and uvicorn stopped the others)
 70     EX_SOFTWARE: internal error (a bug)
 74     EX_IOERR: the model file or ledger is missing, corrupt or not
        writable (``serve``: no usable model to start with; ``sieve drain``:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from . import __version__
 from .classifier import Label, Verdict
 
-__all__ = ["add_verdict_headers", "marked_pieces", "unmarked_pieces", "verdict_headers"]
+__all__ = ["add_verdict_headers", "marked_headers", "marked_pieces", "unmarked_pieces", "verdict_headers"]
 
 # The blank line that ends the header block; "\r\r" only in a message
 # without any LF, whose lines all end in a bare CR (old Mac mail; a helper's
@@ -42,6 +42,16 @@ def marked_pieces(raw: bytes, verdict: Verdict) -> tuple[bytes, bytes | memoryvi
     new header block, and the rest of ``raw`` as a view, not a copy (a 50 MB
     message went through ``filter`` at four times its size in memory)."""
     return _rebuilt(raw, [f"{name}: {value}".encode("ascii") for name, value in verdict_headers(verdict)])
+
+
+def marked_headers(raw: bytes, verdict: Verdict) -> bytes:
+    """``add_verdict_headers`` up to the blank line that ends the header block,
+    that line included: what spamd's HEADERS answers (spamc puts the body
+    of the message it sent after it).  A message without a blank line
+    (all header) is given back whole."""
+    head, rest = marked_pieces(raw, verdict)
+    end = (_HEADER_END if b"\n" in raw else _BARE_CR_HEADER_END).match(rest)
+    return head + (bytes(rest[:end.end()]) if end else bytes(rest))
 
 
 def unmarked_pieces(raw: bytes) -> tuple[bytes, bytes | memoryview]:

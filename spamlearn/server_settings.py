@@ -12,11 +12,14 @@ Example::
     reload_interval = 1.0       # seconds between checks of the model file
     per_user = true             # honour ?user= / X-Spamlearn-User
     user_header = "X-Spamlearn-User"
+    # spamd_listen = "127.0.0.1:783"   # also answer spamc (SpamAssassin's protocol); unset: off
+    # spamd_allow_tell = false         # spamc -L / TELL may train (spamd's --allow-tell)
+    # spamd_timeout = 30               # seconds a spamc client has to send its request
 
 Precedence, lowest first: the defaults below, the file, ``SPAMLEARN_SERVER_*``
 environment variables (``_HOST``, ``_PORT``, ``_WORKERS``, ``_LEARN_TOKEN``,
 ``_LEARN_TOKEN_FILE``, ``_SCORE_TOKEN``, ``_SCORE_TOKEN_FILE``,
-``_MAX_BODY_SIZE``, ``_RELOAD_INTERVAL``), then command-line flags.
+``_MAX_BODY_SIZE``, ``_RELOAD_INTERVAL``, ``_SPAMD_LISTEN``), then command-line flags.
 
 Tokens are secrets: never taken from a command-line flag (``ps`` shows
 those), never logged (``repr=False``), and a token in the config file or a
@@ -56,8 +59,10 @@ _PRINTABLE_ASCII_RE = re.compile(r"[!-~]+")
 _KEYS = {
     "host", "port", "workers", "learn_token", "learn_token_file", "score_token", "score_token_file",
     "max_body_size", "reload_interval", "per_user", "user_header", "max_user_models",
-    "learn_lock_timeout", "access_log",
+    "learn_lock_timeout", "access_log", "spamd_listen", "spamd_allow_tell", "spamd_timeout",
 }
+#: ``spamd_listen``: "HOST:PORT", an IPv6 address in brackets ("[::1]:783").
+_LISTEN_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]]+)):(?P<port>[0-9]{1,5})")
 
 
 def default_workers() -> int:
@@ -124,6 +129,19 @@ class ServerSettings:
     access_log : bool, default=False
         One log line per request.  Off: a busy MX makes thousands a minute,
         and ``/metrics`` already counts them.
+    spamd_listen : str or None, default=None
+        ``"HOST:PORT"`` where the workers also answer SpamAssassin's
+        spamc/spamd protocol (``spamlearn.spamd_protocol``); None: they do
+        not.  No default port: spamd's 783 is below 1024, which needs root
+        or ``CAP_NET_BIND_SERVICE``, and the service runs as its own user.
+    spamd_allow_tell : bool, default=False
+        Whether ``TELL`` (``spamc -L spam|ham|forget``) may train, as
+        spamd's ``--allow-tell``: the protocol has no password, so anyone
+        who can reach the port could train the model.
+    spamd_timeout : float, default=30.0
+        Seconds a spamc client has to send its whole request (and to read
+        the answer): a client that stops mid-message is dropped then.
+        spamd's own ``--timeout-tcp`` is 30 s too.
     """
 
     host: str = "127.0.0.1"
@@ -138,6 +156,9 @@ class ServerSettings:
     max_user_models: int = 16
     learn_lock_timeout: float = 30.0
     access_log: bool = False
+    spamd_listen: str | None = None
+    spamd_allow_tell: bool = False
+    spamd_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -149,11 +170,15 @@ class ServerSettings:
         if self.max_body_size < 1024:
             raise _Invalid("max_body_size", f"must be at least 1024 bytes, got {self.max_body_size}")
         # A flag can still bring nan or inf here; nan would pass every range check.
-        for name in ("reload_interval", "learn_lock_timeout"):
+        for name in ("reload_interval", "learn_lock_timeout", "spamd_timeout"):
             if not math.isfinite(getattr(self, name)):
                 raise _Invalid(name, f"must be a finite number, got {getattr(self, name)!r}")
         if self.reload_interval < 0:
             raise _Invalid("reload_interval", f"must be >= 0, got {self.reload_interval}")
+        if self.spamd_timeout <= 0:
+            raise _Invalid("spamd_timeout", f"must be > 0, got {self.spamd_timeout}")
+        if self.spamd_listen is not None:
+            _listen_address(self.spamd_listen)
         if self.max_user_models < 1:
             raise _Invalid("max_user_models", f"must be >= 1, got {self.max_user_models}")
         if self.learn_lock_timeout < 0:
@@ -178,10 +203,33 @@ class ServerSettings:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
+        return _is_loopback(self.host)
+
+    @property
+    def spamd_address(self) -> tuple[str, int] | None:
+        """``spamd_listen`` as (host, port); None when it is not set."""
+        return None if self.spamd_listen is None else _listen_address(self.spamd_listen)
+
+    @property
+    def spamd_is_loopback(self) -> bool:
+        address = self.spamd_address
+        return address is not None and _is_loopback(address[0])
 
     def replace(self, **changes: Any) -> ServerSettings:
         return dataclasses.replace(self, **changes)
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    found = _LISTEN_RE.fullmatch(text)
+    # Port 0 (any free port) is refused: each worker would get a port of its own.
+    if not found or not 1 <= int(found["port"]) <= 65535:
+        raise _Invalid("spamd_listen", f"must be HOST:PORT with a port of 1..65535 (e.g. "
+                                       f"\"127.0.0.1:783\", \"[::1]:783\"), got {text!r}")
+    return found["v6"] or found["host"], int(found["port"])
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
 
 
 def _check_private(path: Path, what: str) -> None:
@@ -230,11 +278,13 @@ _CONVERTERS = {
     "max_body_size": as_int, "reload_interval": as_float, "per_user": _as_bool,
     "user_header": as_str, "max_user_models": as_int,
     "learn_lock_timeout": as_float, "access_log": _as_bool,
+    "spamd_listen": as_str, "spamd_allow_tell": _as_bool, "spamd_timeout": as_float,
 }
 # The keys an environment variable may set, and how its text is read.
 _ENV_READERS = {
     "host": lambda text, what: text, "port": env_int, "workers": env_int,
     "max_body_size": env_int, "reload_interval": env_float,
+    "spamd_listen": lambda text, what: text,
 }
 
 

@@ -46,6 +46,7 @@ from .balance import BOARD_NAME, LoadBoard
 from .edges import TimingMiddleware
 from .routes import ScoreFastPath, router
 from .service import Service
+from .spamd_server import SpamdListener
 
 __all__ = ["create_app", "app_from_environment", "worker_environment", "check_first_model",
            "check_new_worker", "SERVE_ARGS_ENV", "STRICT_START_ENV"]
@@ -60,6 +61,9 @@ STRICT_START_ENV = "SPAMLEARN_SERVE_STRICT_START"
 #: Seconds a client should wait before retrying a learn request that found
 #: the model locked: a cron pass commits within seconds.
 RETRY_AFTER_SECONDS = 5
+#: Seconds the spamd requests in flight get to finish when the worker stops
+#: (uvicorn has finished or dropped the HTTP requests by then).
+SPAMD_GRACE_SECONDS = 10.0
 #: How often a worker publishes its counters for the others' /metrics.
 METRICS_FLUSH_SECONDS = 1.0
 
@@ -201,6 +205,27 @@ async def _load_first_model(service: Service, start_degraded: bool) -> None:
              model.classifier.revision, model.digest)
 
 
+async def _start_spamd(service: Service) -> SpamdListener | None:
+    """The spamd listener, when ``[server] spamd_listen`` asks for one.
+
+    Raises
+    ------
+    ConfigError
+        The address cannot be bound (``serve`` checked it before starting
+        the workers: something took it since).
+    """
+    address = service.server.spamd_address
+    if address is None:
+        return None
+    listener = SpamdListener(service, *address, reuse_port=service.server.workers > 1)
+    try:
+        await listener.start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen for spamc on {service.server.spamd_listen}: "
+                          f"{exc.strerror or exc}") from None
+    return listener
+
+
 def check_first_model(settings: Settings, server: ServerSettings, *, exact_model: bool = False) -> None:
     """Load the model a worker starts with, as its lifespan does, and let it go.
 
@@ -286,6 +311,7 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _load_first_model(service, start_degraded)
+        spamd = await _start_spamd(service)
         stop_watch = _on_stop_signal(service.stopping.set)
         if not server.per_user and settings.own_model_users:
             # The sieve pipe's HTTP mode sends every verdict with its user;
@@ -310,6 +336,8 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
         try:
             yield
         finally:
+            if spamd is not None:
+                await spamd.close(SPAMD_GRACE_SECONDS)
             stop_watch.close()
             if service.board is not None:
                 service.board.close()

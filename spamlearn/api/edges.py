@@ -19,7 +19,8 @@ from ..metrics import Metrics
 from ..server_settings import ServerSettings
 from .balance import LoadBoard
 
-__all__ = ["check_token", "read_body", "refuse_repeated", "resolve_user", "TimingMiddleware", "ENDPOINTS"]
+__all__ = ["check_token", "read_body", "refuse_repeated", "resolve_user", "named_user", "TimingMiddleware",
+           "ENDPOINTS"]
 
 #: Endpoints counted by name in the metrics; everything else is "other",
 #: so a scanner probing random paths cannot blow up the label set.
@@ -130,12 +131,28 @@ def resolve_user(query_user: str | None, request: Request, server: ServerSetting
     if query_user and header_user and query_user != header_user:
         raise HTTPException(400, f"?user={query_user[:64]} and {server.user_header}: "
                                  f"{header_user[:64]} disagree; give one")
-    user = query_user if query_user is not None else header_user
-    if user is None or user == "":
+    try:
+        return named_user(query_user if query_user is not None else header_user, server)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def named_user(user: str | None, server: ServerSettings) -> str | None:
+    """The user a request names (``?user=``, the user header, spamc's
+    ``User:``), checked; None for none, or when ``per_user`` is off.
+
+    Whose model scores it is then ``ScoringModels.for_user``'s choice: the
+    user's own when ``[users] own_model`` lists them, else the shared one.
+
+    Raises
+    ------
+    ValueError
+        Not a user name (``USER_NAME_RE``): it names model files.
+    """
+    if not server.per_user or user is None or user == "":
         return None
     if not USER_NAME_RE.fullmatch(user):
-        raise HTTPException(400, "invalid user name (1-128 of A-Z a-z 0-9 . _ @ + = -, "
-                                 "not starting with a dot)")
+        raise ValueError("invalid user name (1-128 of A-Z a-z 0-9 . _ @ + = -, not starting with a dot)")
     return user
 
 

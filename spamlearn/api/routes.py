@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from ..classifier import Label, Verdict
 from ..errors import MessageError, SpamlearnError
@@ -18,7 +17,7 @@ from ..headers import marked_pieces
 from .edges import check_token, read_body, refuse_repeated, resolve_user
 from .schemas import MESSAGE_BODY, Health, LearnResult, ScoreResult, error_responses
 from .scoring import LoadedModel, ModelKind
-from .service import ClientGone, LearnReport, Service
+from .service import ClientGone, LearnReport, Service, run_sized
 
 __all__ = ["router", "score_message", "ScoreFastPath"]
 
@@ -57,22 +56,6 @@ async def require_learner(request: Request, _: Credentials) -> Service:
     check_token(request, service.learn_tokens)
     return service
 
-
-#: Bodies up to this size are scored on the event loop; larger ones in a
-#: thread.  Measured (scripts/bench_http.py, 2 cores): handing a message to
-#: the thread pool costs ~0.35 ms of CPU per request and halved the requests/s
-#: at 8 clients, while nearly all mail is under 64 kB and scores in 1-5 ms.
-#: A large HTML message can take tens of milliseconds: in a thread, the GIL's
-#: switch interval lets the loop go on accepting and answering meanwhile.
-#:
-#: Lower was tried for the p99 at 8 clients (2026-11-28, 2 workers, load
-#: ~2.2, two rounds, back to back): 64 kB: 850-941/s, p99 25.5-30.0 ms;
-#: 16 kB (4.5% of the corpus's messages in threads): 685-1,218/s, p99
-#: 29.1-55.8 ms; 16 kB with a 1 ms switch interval: 622-1,293/s, p99
-#: 28.1-57.6 ms.  The small messages do gain (p99 of those under 16 kB
-#: 24.0 -> 12.7-16.2 ms), but the threaded big ones, slowed by sharing the
-#: GIL, become the slowest 1% themselves (119-130 of the 122-130).  Kept.
-INLINE_SCORE_BYTES = 64 * 1024
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
@@ -163,16 +146,7 @@ async def _score_body(request: Request, service: Service,
             raise HTTPException(403, "explain of a user's own model needs the learn token "
                                      "([server] learn_token_file)")
         check_token(request, service.learn_tokens)
-    classifier = model.classifier
-    try:
-        if len(raw) <= INLINE_SCORE_BYTES:
-            verdict = classifier.score(raw, explain=explain)
-        else:
-            verdict = await run_in_threadpool(classifier.score, raw, explain=explain)
-    except MessageError:
-        service.metrics.count_parse_failure()
-        raise
-    service.metrics.count_verdict(verdict.label.value)
+    verdict = await service.score(model, raw, explain)
     return raw, verdict, model, user
 
 
@@ -203,13 +177,10 @@ async def filter_message(request: Request) -> Response:
         check_token(request, service.score_tokens)
     refuse_repeated(request, "user")
     raw, verdict, _, _ = await _score_body(request, service, explain=False)
-    if len(raw) <= INLINE_SCORE_BYTES:
-        tagged = _tagged(raw, verdict)
-    else:
-        # In a thread, as scoring is (INLINE_SCORE_BYTES): a 24 MB message
-        # of header lines took 0.9 s to rewrite on the event loop, and every
-        # other request (other deliveries, /healthz) waited that long.
-        tagged = await run_in_threadpool(_tagged, raw, verdict)
+    # In a thread, as scoring is (INLINE_SCORE_BYTES): a 24 MB message of
+    # header lines took 0.9 s to rewrite on the event loop, and every other
+    # request (other deliveries, /healthz) waited that long.
+    tagged = await run_sized(len(raw), _tagged, raw, verdict)
     return Response(tagged, media_type="message/rfc822", headers={
         "X-Spamlearn-Verdict": verdict.label.value,
         "X-Spamlearn-Spam-Prob": f"{verdict.spam_prob:.6f}",

@@ -127,6 +127,7 @@ def test_a_large_message_is_rewritten_off_the_event_loop(settings, sample_spam, 
     # header rewrite ran on the loop: 24 MB of header lines held every other
     # request of the worker (/healthz, the other deliveries) for 0.85 s.
     from spamlearn.api import routes
+    from spamlearn.api.service import INLINE_SCORE_BYTES
 
     real, on_the_loop = routes.marked_pieces, []
 
@@ -139,7 +140,7 @@ def test_a_large_message_is_rewritten_off_the_event_loop(settings, sample_spam, 
         return real(raw, verdict)
 
     monkeypatch.setattr(routes, "marked_pieces", marked_pieces)
-    big = b"X-Header: value\r\n" * (routes.INLINE_SCORE_BYTES // 17 + 1) + sample_spam
+    big = b"X-Header: value\r\n" * (INLINE_SCORE_BYTES // 17 + 1) + sample_spam
     with client_for(settings) as client:
         small_answer = client.post("/filter", content=sample_spam)
         big_answer = client.post("/filter", content=big)

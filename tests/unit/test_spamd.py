@@ -1,0 +1,464 @@
+"""The spamd listener of the HTTP service's app, on a free loopback port,
+spoken to with raw sockets: every command, every error, the bounds."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import socket
+import time
+import warnings
+import zlib
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+from spamlearn.api import create_app
+from spamlearn.api.spamd_server import MAX_CONNECTIONS
+from spamlearn.config import load_settings
+from spamlearn.errors import ConfigError
+from spamlearn.message import message_digest
+from spamlearn.modelstore import ModelStore
+from spamlearn.server_settings import ServerSettings, load_server_settings
+from spamlearn.sources import spamd_source, verdict_giver
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+MAX_BODY = 64 * 1024
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return load_settings(model_path=tmp_path / "model.joblib", min_messages=2,
+                         user_models_dir=tmp_path / "users", own_model_users=frozenset({"alice"}))
+
+
+def train(path, spam, ham) -> ModelStore:
+    store = ModelStore(path, n_features=2**16)
+    with store.session(source="test") as session:
+        for raw in spam:
+            session.learn(raw, "spam")
+        for raw in ham:
+            session.learn(raw, "ham")
+    return store
+
+
+@pytest.fixture
+def store(settings, spam_messages, ham_messages):
+    return train(settings.model_path, spam_messages, ham_messages)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Spamd:
+    """The app's lifespan running (so its listener too), and a raw client for it."""
+
+    def __init__(self, port: int, client: TestClient):
+        self.port = port
+        self.client = client        # the same app over HTTP
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=20)
+
+    def ask(self, data: bytes) -> bytes:
+        """Send ``data``, shut the sending side (as spamc does), read to the end."""
+        with self.connect() as connection:
+            connection.sendall(data)
+            connection.shutdown(socket.SHUT_WR)
+            return read_all(connection)
+
+    def request(self, command: str, message: bytes = b"", *headers: str, length: int | None = None) -> bytes:
+        head = [f"{command} SPAMC/1.5", *headers]
+        if command not in ("PING", "SKIP"):
+            head.append(f"Content-length: {len(message) if length is None else length}")
+        return self.ask(("\r\n".join(head) + "\r\n\r\n").encode() + message)
+
+
+def read_all(connection: socket.socket) -> bytes:
+    out = b""
+    while chunk := connection.recv(65536):
+        out += chunk
+    return out
+
+
+@contextlib.contextmanager
+def listening(settings, **changes):
+    port = free_port()
+    values = {"workers": 1, "reload_interval": 0.0, "max_body_size": MAX_BODY,
+              "spamd_listen": f"127.0.0.1:{port}", **changes}
+    with TestClient(create_app(settings, ServerSettings(**values))) as client:
+        yield Spamd(port, client)
+
+
+def split(answer: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    first, *lines = head.decode().split("\r\n")
+    return first, dict(line.split(": ", 1) for line in lines), body
+
+
+# -- commands ------------------------------------------------------------------------------
+def test_ping_answers_pong_with_or_without_the_blank_line_of_protocol_1_5(settings, store):
+    with listening(settings) as spamd:
+        assert spamd.ask(b"PING SPAMC/1.5\r\n\r\n") == b"SPAMD/1.5 0 PONG\r\n"
+        # spamc before 3.3 sent the line alone, and waited for the answer.
+        with spamd.connect() as connection:
+            connection.sendall(b"PING SPAMC/1.2\r\n")
+            assert connection.recv(100) == b"SPAMD/1.5 0 PONG\r\n"
+
+
+def test_check_says_spam_with_score_and_threshold_and_no_body(settings, store, spam_messages,
+                                                             ham_messages):
+    with listening(settings) as spamd:
+        spam = split(spamd.request("CHECK", spam_messages[0]))
+        ham = split(spamd.request("CHECK", ham_messages[0]))
+        verdicts = [spamd.client.post("/score", content=m).json()
+                    for m in (spam_messages[0], ham_messages[0])]
+    assert spam[0] == ham[0] == "SPAMD/1.1 0 EX_OK"
+    assert spam[1] == {"Spam": f"True ; {verdicts[0]['spam_prob'] * 10:.1f} / 9.0"} and spam[2] == b""
+    assert ham[1] == {"Spam": f"False ; {verdicts[1]['spam_prob'] * 10:.1f} / 9.0"} and ham[2] == b""
+
+
+def test_symbols_name_the_verdict_and_unsure_is_not_spam(tmp_path, spam_messages, ham_messages):
+    # Cutoffs that make every score unsure: 0 <= p < 1.
+    settings = load_settings(model_path=tmp_path / "model.joblib", min_messages=2,
+                             ham_cutoff=0.0, spam_cutoff=1.0)
+    train(settings.model_path, spam_messages, ham_messages)
+    with listening(settings) as spamd:
+        _, headers, body = split(spamd.request("SYMBOLS", spam_messages[0]))
+        _, _, processed = split(spamd.request("PROCESS", spam_messages[0]))
+    assert headers["Spam"].startswith("False ; ") and headers["Spam"].endswith(" / 10.0")
+    assert body == b"SPAMLEARN_UNSURE" and headers["Content-length"] == str(len(body))
+    assert b"X-Spam-Flag: NO\nX-Spam-Verdict: unsure\n" in processed
+
+
+def test_symbols_of_spam_and_ham(settings, store, spam_messages, ham_messages):
+    with listening(settings) as spamd:
+        assert split(spamd.request("SYMBOLS", spam_messages[1]))[2] == b"SPAMLEARN_SPAM"
+        assert split(spamd.request("SYMBOLS", ham_messages[1]))[2] == b"SPAMLEARN_HAM"
+
+
+def test_report_gives_the_verdict_the_model_and_the_clues(settings, store, spam_messages, ham_messages):
+    with listening(settings) as spamd:
+        _, headers, report = split(spamd.request("REPORT", spam_messages[0]))
+        _, _, if_spam = split(spamd.request("REPORT_IFSPAM", spam_messages[0]))
+        _, ham_headers, if_ham = split(spamd.request("REPORT_IFSPAM", ham_messages[0]))
+        clues = spamd.client.post("/score", params={"explain": "true"},
+                                  content=spam_messages[0]).json()["clues"]
+    text = report.decode()
+    assert text.startswith("spamlearn verdict: spam, spam probability ")
+    assert "model: shared model.joblib, revision 1" in text
+    assert clues[0]["token"] in text and len(text.splitlines()) <= 3 + 15
+    assert headers["Content-length"] == str(len(report)) and if_spam == report
+    assert ham_headers["Spam"].startswith("False") and if_ham == b"" and ham_headers["Content-length"] == "0"
+
+
+def test_process_writes_what_post_filter_writes_the_senders_own_x_spam_removed(settings, store,
+                                                                               spam_messages):
+    forged = (b"X-Spam-Flag: NO\r\nX-Spam-Status: No, score=-100\r\n"
+              + spam_messages[2].replace(b"\n", b"\r\n"))
+    with listening(settings) as spamd:
+        _, headers, processed = split(spamd.request("PROCESS", forged))
+        _, _, only_headers = split(spamd.request("HEADERS", forged))
+        filtered = spamd.client.post("/filter", content=forged).content
+    assert processed == filtered and headers["Content-length"] == str(len(processed))
+    assert processed.startswith(b"X-Spam-Flag: YES\r\nX-Spam-Verdict: spam\r\n")
+    assert b"X-Spam-Flag: NO" not in processed and b"score=-100" not in processed
+    # HEADERS: the same, up to and with the blank line (spamc adds the body it sent).
+    assert only_headers.endswith(b"\r\n\r\n") and processed.startswith(only_headers)
+    assert processed[len(only_headers):] == forged.partition(b"\r\n\r\n")[2]
+
+
+def test_the_user_header_picks_the_users_own_model_as_the_user_parameter_does(
+        settings, store, spam_messages, ham_messages):
+    # Alice's own model learned everything the other way round.
+    train(settings.user_model_path("alice"), ham_messages, spam_messages)
+    with listening(settings) as spamd:
+        alice = split(spamd.request("CHECK", spam_messages[0], "User: alice"))[1]["Spam"]
+        shouting = split(spamd.request("CHECK", spam_messages[0], "User: ALICE"))[1]["Spam"]
+        bob = split(spamd.request("CHECK", spam_messages[0], "User: bob"))[1]["Spam"]
+        nobody = split(spamd.request("CHECK", spam_messages[0]))[1]["Spam"]
+        report = split(spamd.request("REPORT", spam_messages[0], "User: alice"))[2].decode()
+        over_http = spamd.client.post("/score", params={"user": "alice"}, content=spam_messages[0]).json()
+    assert alice.startswith("False") and shouting == alice and over_http["verdict"] != "spam"
+    assert bob.startswith("True") and nobody == bob
+    # Its clues say which words alice's mail holds: not shown to anyone who can connect.
+    assert "model: user alice.joblib" in report and "clues: not shown" in report
+
+
+def exim_reads(answer: bytes) -> tuple[float, float, bytes] | None:
+    """What Exim's `spam` condition (src/spam.c, 4.9x) reads of a REPORT
+    answer: its two sscanf formats, run by the C library's sscanf."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    version, score, threshold, offset = (ctypes.create_string_buffer(8), ctypes.c_double(),
+                                         ctypes.c_double(), ctypes.c_int(-1))
+    for form in (b"SPAMD/%7s 0 EX_OK\r\nContent-length: %*u\r\n\r\n%lf/%lf\r\n%n",
+                 b"SPAMD/%7s 0 EX_OK\r\nSpam: %*s ; %lf / %lf\r\n\r\n%n"):
+        if libc.sscanf(answer, form, version, ctypes.byref(score), ctypes.byref(threshold),
+                       ctypes.byref(offset)) == 3:
+            return score.value, threshold.value, answer[offset.value:]
+    return None
+
+
+def test_exim_reads_the_score_threshold_and_report_of_a_report_answer(settings, store, spam_messages,
+                                                                     ham_messages):
+    with listening(settings) as spamd:
+        spam = spamd.request("REPORT", spam_messages[0], "User: nobody")
+        ham = spamd.request("REPORT", ham_messages[0], "User: nobody")
+    spam_score, threshold, report = exim_reads(spam)
+    ham_score, _, _ = exim_reads(ham)
+    assert threshold == 9.0 and spam_score >= threshold > ham_score
+    assert b"spamlearn verdict: spam" in report
+
+
+def test_a_compressed_message_is_answered_as_the_plain_one(settings, store, spam_messages):
+    with listening(settings) as spamd:
+        plain = spamd.request("PROCESS", spam_messages[0])
+        packed = spamd.request("PROCESS", zlib.compress(spam_messages[0], 3), "Compress: zlib")
+    assert packed == plain
+
+
+def test_skip_answers_nothing_and_a_port_check_is_not_logged(settings, store, caplog):
+    with listening(settings) as spamd, caplog.at_level(logging.INFO, "spamlearn"):
+        assert spamd.ask(b"SKIP SPAMC/1.5\r\n\r\n") == b""
+        with spamd.connect():
+            pass                                 # connect, close: a monitor's port check
+        assert spamd.ask(b"PING SPAMC/1.5\r\n\r\n").endswith(b"PONG\r\n")
+    assert [r for r in caplog.records if r.name.startswith("spamlearn")] == []
+
+
+def test_it_scores_messages_counted_in_the_metrics(settings, store, spam_messages):
+    with listening(settings) as spamd:
+        spamd.request("CHECK", spam_messages[0])
+        metrics = spamd.client.get("/metrics").text
+    assert 'spamlearn_verdicts_total{verdict="spam"} 1' in metrics
+
+
+# -- errors -----------------------------------------------------------------------------------
+SECRET = b"Subject: private\r\n\r\nthe password is hunter2-do-not-log\r\n"
+
+
+@pytest.mark.parametrize("data, code, reason", [
+    (b"HELLO SPAMC/1.5\r\n\r\n", 76, "unknown command 'HELLO'"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 76, "bad request line"),
+    (b"CHECK SPAMC/3.0\r\nContent-length: 1\r\n\r\nx", 76, "unsupported protocol version"),
+    (b"CHECK SPAMC/1.5\r\nContent-length 5\r\n\r\nhello", 76, "bad header line"),
+    (b"CHECK SPAMC/1.5\r\n\r\n" + SECRET, 76, "CHECK without Content-length"),
+    (b"CHECK SPAMC/1.5\r\nContent-length: ten\r\n\r\n" + SECRET, 76, "bad Content-length 'ten'"),
+    (b"CHECK SPAMC/1.5\r\nContent-length: 999999\r\n\r\n" + SECRET, 65, "larger than the limit of 65536"),
+    (b"CHECK SPAMC/1.5\r\nContent-length: 500\r\n\r\n" + SECRET, 76,
+     f"the message ended after {len(SECRET)} of the 500 bytes"),
+    (b"CHECK SPAMC/1.5\r\nContent-length: 0\r\n\r\n", 65, "empty"),
+    (b"CHECK SPAMC/1.5\r\nUser: ../etc\r\nContent-length: %d\r\n\r\n" % len(SECRET) + SECRET, 67,
+     "invalid user name"),
+    (b"CHECK SPAMC/1.5\r\nCompress: gzip\r\nContent-length: %d\r\n\r\n" % len(SECRET) + SECRET, 64,
+     "unknown compression 'gzip'"),
+    (b"CHECK SPAMC/1.5\r\nCompress: zlib\r\nContent-length: %d\r\n\r\n" % len(SECRET) + SECRET, 65,
+     "not zlib data"),
+    (b"CHECK SPAMC/1.5\r\n" + b"X-Filler: x\r\n" * 40 + b"\r\n", 76, "more than 32 header lines"),
+    (b"CHECK SPAMC/1.5\r\nX-Long: " + b"x" * 5000 + b"\r\n\r\n", 76, "longer than 1024 bytes"),
+    (b"CHECK SPAMC/1.5\r\nContent-length: 5\r\n", 76, "ended before the blank line"),
+    (b"CHECK SPAMC/1.5\r\nContent-length: 5\r\nContent-length: 6\r\n\r\nhello", 76, "given twice"),
+])
+def test_a_bad_request_is_an_error_line_and_one_warning_without_the_message(
+        settings, store, caplog, data, code, reason):
+    with listening(settings) as spamd, caplog.at_level(logging.INFO, "spamlearn"):
+        answer = spamd.ask(data)
+    first, _, rest = answer.partition(b"\r\n")
+    assert rest == b"", "an error answer is its first line alone"
+    assert first.startswith(f"SPAMD/1.1 {code} ".encode()) and reason.encode() in first, first
+    records = [r for r in caplog.records if r.name.startswith("spamlearn")]
+    assert [r.levelname for r in records] == ["WARNING"], [r.getMessage() for r in records]
+    assert reason in records[0].getMessage() and b"hunter2" not in records[0].getMessage().encode()
+
+
+def test_a_zip_bomb_is_refused_without_inflating_it(settings, store):
+    bomb = zlib.compress(b"Subject: x\r\n\r\n" + b"\0" * (50 * 1024 * 1024), 9)
+    with listening(settings) as spamd:
+        answer = spamd.request("CHECK", bomb, "Compress: zlib")
+    assert answer.startswith(b"SPAMD/1.1 65 EX_DATAERR: the message is larger than the limit of 65536 "
+                             b"bytes once decompressed")
+
+
+def test_an_oversized_message_is_refused_from_its_content_length_before_it_is_sent(settings, store):
+    with listening(settings) as spamd, spamd.connect() as connection:
+        connection.sendall(b"PROCESS SPAMC/1.5\r\nContent-length: %d\r\n\r\n" % (MAX_BODY + 1))
+        started = time.monotonic()
+        answer = read_all(connection)            # not a byte of the body sent, no EOF either
+    assert answer.startswith(b"SPAMD/1.1 65 EX_DATAERR: the message is larger than the limit")
+    assert time.monotonic() - started < 5
+
+
+def test_a_client_that_stops_mid_message_is_dropped_after_the_timeout(settings, store, caplog):
+    with listening(settings, spamd_timeout=0.5) as spamd, caplog.at_level(logging.INFO, "spamlearn"):
+        with spamd.connect() as connection:
+            connection.sendall(b"CHECK SPAMC/1.5\r\nContent-length: 1000\r\n\r\n" + SECRET)
+            started = time.monotonic()
+            answer = read_all(connection)        # the client neither sends more nor closes
+            waited = time.monotonic() - started
+        # Still serving the others.
+        assert spamd.ask(b"PING SPAMC/1.5\r\n\r\n").endswith(b"PONG\r\n")
+    assert answer == b"SPAMD/1.1 74 EX_IOERR: no complete request within 0.5 s (spamd_timeout)\r\n"
+    assert 0.4 < waited < 5
+    assert [r.levelname for r in caplog.records if r.name.startswith("spamlearn")] == ["WARNING"]
+
+
+def test_a_slow_head_is_dropped_too(settings, store):
+    with listening(settings, spamd_timeout=0.5) as spamd, spamd.connect() as connection:
+        connection.sendall(b"CHECK SPAMC/1.5\r\n")
+        assert read_all(connection).startswith(b"SPAMD/1.1 74 EX_IOERR")
+
+
+def test_no_model_to_score_with_is_unavailable_and_not_logged_for_every_message(
+        tmp_path, spam_messages, caplog):
+    settings = load_settings(model_path=tmp_path / "model.joblib", min_messages=2)
+    port = free_port()
+    app = create_app(settings, ServerSettings(workers=1, spamd_listen=f"127.0.0.1:{port}"),
+                     start_degraded=True)
+    settings.model_path.write_bytes(b"\x80 not a model")
+    with caplog.at_level(logging.INFO, "spamlearn"), TestClient(app):
+        said_at_start = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        caplog.clear()
+        answers = [Spamd(port, None).request("CHECK", spam_messages[0]) for _ in range(3)]
+    assert all(a.startswith(b"SPAMD/1.1 69 EX_UNAVAILABLE: ") and b"corrupt" in a for a in answers), answers
+    assert any("starting without a model" in line for line in said_at_start)
+    assert [r for r in caplog.records if r.name.startswith("spamlearn")] == []
+
+
+def test_more_connections_than_the_limit_are_told_to_come_back(settings, store):
+    with listening(settings) as spamd:
+        idle = [spamd.connect() for _ in range(MAX_CONNECTIONS)]
+        try:
+            time.sleep(0.2)
+            answer = spamd.ask(b"PING SPAMC/1.5\r\n\r\n")
+        finally:
+            for connection in idle:
+                connection.close()
+        time.sleep(0.2)
+        again = spamd.ask(b"PING SPAMC/1.5\r\n\r\n")
+    assert answer.startswith(b"SPAMD/1.1 75 EX_TEMPFAIL: more than 64 connections")
+    assert again == b"SPAMD/1.5 0 PONG\r\n"
+
+
+# -- TELL -------------------------------------------------------------------------------------
+def tell(spamd: Spamd, message: bytes, *headers: str) -> tuple[str, dict[str, str]]:
+    first, headers_back, _ = split(spamd.request("TELL", message, *headers))
+    return first, headers_back
+
+
+def test_tell_is_refused_unless_allowed_and_learns_nothing(settings, store, ham_messages, caplog):
+    with listening(settings) as spamd, caplog.at_level(logging.INFO, "spamlearn"):
+        answer = spamd.request("TELL", ham_messages[0], "Message-class: spam", "Set: local")
+    assert answer == (b"SPAMD/1.1 69 EX_UNAVAILABLE: TELL is not allowed: set [server] "
+                      b"spamd_allow_tell = true (spamd's --allow-tell)\r\n")
+    assert store.info()["ledger_counts"] == {"spam": 4, "ham": 4} and store.load().revision == 1
+
+
+def test_tell_learns_once_relabels_once_and_forgets_through_the_ledger(settings, store, spam_messages):
+    message = spam_messages[0].replace(b"Cheap pills", b"Cheaper pills")    # a new message
+    with listening(settings, spamd_allow_tell=True) as spamd:
+        learned = tell(spamd, message, "Message-class: spam", "Set: local")
+        again = tell(spamd, message, "Message-class: spam", "Set: local")
+        after_learning = store.info()
+        relabelled = tell(spamd, message, "Message-class: ham", "Set: local")
+        after_relabel = store.info()
+        forgotten = tell(spamd, message, "Remove: local")
+        not_known = tell(spamd, message, "Remove: local")
+        metrics = spamd.client.get("/metrics").text
+    assert learned == ("SPAMD/1.1 0 EX_OK", {"DidSet": "local", "Content-length": "0"})
+    assert again == ("SPAMD/1.1 0 EX_OK", {"Content-length": "0"}), "spamc: already un/learned"
+    assert (after_learning["n_spam"], after_learning["ledger_counts"]) == (5, {"spam": 5, "ham": 4})
+    assert relabelled[1] == {"DidSet": "local", "Content-length": "0"}
+    assert (after_relabel["n_spam"], after_relabel["n_ham"]) == (4, 5)
+    assert after_relabel["ledger_counts"] == {"spam": 4, "ham": 5}
+    assert forgotten[1] == {"DidRemove": "local", "Content-length": "0"}
+    assert not_known[1] == {"Content-length": "0"}
+    final = store.info()
+    assert (final["n_spam"], final["n_ham"], final["ledger_counts"]) == (4, 4, {"spam": 4, "ham": 4})
+    assert store.check() == []
+    assert 'spamlearn_learn_total{action="relabelled"} 1' in metrics
+
+
+def test_tell_for_a_user_trains_their_own_model_and_is_their_verdict(
+        settings, store, spam_messages, ham_messages):
+    train(settings.user_model_path("alice"), spam_messages, ham_messages)
+    message = ham_messages[0].replace(b"Meeting", b"Meeting again")
+    with listening(settings, spamd_allow_tell=True) as spamd:
+        _, headers = tell(spamd, message, "Message-class: spam", "Set: local", "User: alice")
+    assert headers["DidSet"] == "local"
+    alice = ModelStore.from_settings(settings, "alice")
+    assert alice.info()["n_spam"] == 5 and store.info()["n_spam"] == 4
+    assert {"source": "spamd:alice", "label": "spam", "messages": 1} in [
+        {k: row[k] for k in ("source", "label", "messages")} for row in alice.info()["sources"]]
+    with alice.session() as session:
+        assert session.learned(message_digest(message)).source == "spamd:alice"
+
+
+def test_a_spamc_verdict_is_the_users_own_for_the_imap_trainers_rescue_rule():
+    # A message alice junked with `spamc -L spam -u alice` and then moved
+    # out of Junk is her rescue, as one she junked through the sieve.
+    assert verdict_giver(spamd_source("alice")) == "alice"
+    assert verdict_giver(spamd_source(None)) is None
+
+
+@pytest.mark.parametrize("headers, reason", [
+    (("Set: local",), "needs Message-class: spam or ham"),
+    (("Message-class: unsure", "Set: local"), "needs Message-class: spam or ham"),
+    (("Message-class: spam", "Set: local", "Remove: local"), "both Set: local and Remove: local"),
+    (("Message-class: spam", "Set: remote"), "without Set: local or Remove: local"),
+    (("Message-class: spam", "Set: everywhere"), "unknown TELL target"),
+    ((), "without Set: local or Remove: local"),
+])
+def test_a_tell_that_asks_for_nothing_we_do_is_a_usage_error(settings, store, spam_messages, headers, reason):
+    with listening(settings, spamd_allow_tell=True) as spamd:
+        answer = spamd.request("TELL", spam_messages[0], *headers)
+    assert answer.startswith(b"SPAMD/1.1 64 EX_USAGE: ") and reason.encode() in answer, answer
+    assert store.load().revision == 1
+
+
+# -- settings ---------------------------------------------------------------------------------
+def test_the_spamd_settings_come_from_the_server_table_and_the_environment(tmp_path):
+    config = tmp_path / "spamlearn.toml"
+    config.write_text('[server]\nspamd_listen = "[::1]:7830"\nspamd_allow_tell = true\nspamd_timeout = 5\n')
+    settings = load_settings(config)
+    server = load_server_settings(settings, env={})
+    assert (server.spamd_address, server.spamd_allow_tell, server.spamd_timeout) == (("::1", 7830), True, 5.0)
+    assert server.spamd_is_loopback
+    from_env = load_server_settings(settings, env={"SPAMLEARN_SERVER_SPAMD_LISTEN": "0.0.0.0:783"})
+    assert from_env.spamd_address == ("0.0.0.0", 783) and not from_env.spamd_is_loopback
+    assert ServerSettings().spamd_address is None, "off unless configured"
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('spamd_listen = "783"', "spamd_listen must be HOST:PORT"),
+    ('spamd_listen = "127.0.0.1:0"', "spamd_listen must be HOST:PORT with a port of 1..65535"),
+    ('spamd_allow_tell = "yes"', "spamd_allow_tell must be true or false"),
+    ("spamd_timeout = 0", "spamd_timeout must be > 0"),
+])
+def test_a_bad_spamd_setting_names_the_key(tmp_path, line, problem):
+    config = tmp_path / "spamlearn.toml"
+    config.write_text(f"[server]\n{line}\n")
+    with pytest.raises(ConfigError, match=problem):
+        load_server_settings(load_settings(config), env={})
+
+
+def test_serve_with_the_spamd_address_taken_exits_69_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from spamlearn.cli import ExitCode, app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--port", str(free_port()), "--workers", "1",
+                                          "--spamd-listen", f"127.0.0.1:{port}"])
+    assert result.exit_code == ExitCode.UNAVAILABLE, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "Traceback" not in result.output
