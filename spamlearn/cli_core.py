@@ -359,12 +359,12 @@ def filter_(
         state = state_of(ctx)
         classifier, _ = load_scoring_classifier(state.settings, user, state.model_override)
         verdict = classifier.score(raw)
-        marked = marked_pieces(raw, verdict)
+        marked = marked_pieces(raw, verdict, classifier.spam_cutoff)
     except Exception as exc:    # whatever went wrong, the mail goes through
         try:
             # Without the sender's X-Spam-* headers: with --exit-zero the
             # caller cannot tell an error from a verdict, and a forged
-            # "X-Spam-Flag: NO" must not pass for ours.
+            # "X-Spam-Status: No" must not pass for ours.
             passed = unmarked_pieces(raw)
             how = "passed through without its X-Spam-* headers"
         except Exception:

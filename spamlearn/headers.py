@@ -1,7 +1,7 @@
 """Add spamlearn's verdict headers to a message, as ``bogofilter -p`` does.
 
 Incoming ``X-Spam-*`` headers are removed first: a sender must not be able
-to pre-label their own message ``X-Spam-Flag: NO`` past a sieve rule.
+to pre-label their own message ``X-Spam-Status: No`` past a sieve rule.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ from collections.abc import Iterator
 
 from . import __version__
 from .classifier import Label, Verdict
+from .points import spamassassin_points
+
+#: ``Classifier``'s default: what the points are counted from when no cutoff is given.
+DEFAULT_SPAM_CUTOFF = 0.90
 
 __all__ = ["add_verdict_headers", "marked_headers", "marked_pieces", "unmarked_pieces", "verdict_headers"]
 
@@ -23,33 +27,44 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BARE_CR_HEADER_END = re.compile(rb"\r\r")
 
 
-def verdict_headers(verdict: Verdict) -> list[tuple[str, str]]:
+def verdict_headers(verdict: Verdict, spam_cutoff: float = DEFAULT_SPAM_CUTOFF) -> list[tuple[str, str]]:
+    """Our headers, as SpamAssassin writes its own where it has one:
+    ``X-Spam-Flag: YES`` on spam only (spamass-milter and sieve rules
+    written ``exists "X-Spam-Flag"`` take the header itself for spam: a
+    ``NO`` sent all ham to Junk), and ``X-Spam-Status`` with the score on
+    its scale of points (``spamlearn.points``); then ours, on every message."""
+    is_spam = verdict.label is Label.SPAM
+    score, required = spamassassin_points(verdict.decision, spam_cutoff, is_spam)
     return [
-        ("X-Spam-Flag", "YES" if verdict.label is Label.SPAM else "NO"),
+        *([("X-Spam-Flag", "YES")] if is_spam else []),
+        ("X-Spam-Status", f"{'Yes' if is_spam else 'No'}, score={score} required={required} "
+                          f"tests=SPAMLEARN_{verdict.label.value.upper()}"),
         ("X-Spam-Verdict", verdict.label.value),
         ("X-Spam-Probability", f"{verdict.spam_prob:.4f}"),
         ("X-Spam-Checker-Version", f"spamlearn {__version__}"),
     ]
 
 
-def add_verdict_headers(raw: bytes, verdict: Verdict) -> bytes:
+def add_verdict_headers(raw: bytes, verdict: Verdict, spam_cutoff: float = DEFAULT_SPAM_CUTOFF) -> bytes:
     """``raw`` with its ``X-Spam-*`` headers replaced by ours, line ends kept."""
-    return b"".join(marked_pieces(raw, verdict))
+    return b"".join(marked_pieces(raw, verdict, spam_cutoff))
 
 
-def marked_pieces(raw: bytes, verdict: Verdict) -> tuple[bytes, bytes | memoryview]:
+def marked_pieces(raw: bytes, verdict: Verdict, spam_cutoff: float = DEFAULT_SPAM_CUTOFF
+                  ) -> tuple[bytes, bytes | memoryview]:
     """``add_verdict_headers`` in two pieces to write one after the other: the
     new header block, and the rest of ``raw`` as a view, not a copy (a 50 MB
     message went through ``filter`` at four times its size in memory)."""
-    return _rebuilt(raw, [f"{name}: {value}".encode("ascii") for name, value in verdict_headers(verdict)])
+    return _rebuilt(raw, [f"{name}: {value}".encode("ascii")
+                          for name, value in verdict_headers(verdict, spam_cutoff)])
 
 
-def marked_headers(raw: bytes, verdict: Verdict) -> bytes:
+def marked_headers(raw: bytes, verdict: Verdict, spam_cutoff: float = DEFAULT_SPAM_CUTOFF) -> bytes:
     """``add_verdict_headers`` up to the blank line that ends the header block,
     that line included: what spamd's HEADERS answers (spamc puts the body
     of the message it sent after it).  A message without a blank line
     (all header) is given back whole."""
-    head, rest = marked_pieces(raw, verdict)
+    head, rest = marked_pieces(raw, verdict, spam_cutoff)
     end = (_HEADER_END if b"\n" in raw else _BARE_CR_HEADER_END).match(rest)
     return head + (bytes(rest[:end.end()]) if end else bytes(rest))
 
@@ -57,7 +72,7 @@ def marked_headers(raw: bytes, verdict: Verdict) -> bytes:
 def unmarked_pieces(raw: bytes) -> tuple[bytes, bytes | memoryview]:
     """``raw`` without its ``X-Spam-*`` headers, as ``marked_pieces`` gives it:
     what ``filter`` passes on when it cannot score, so that a sender's
-    ``X-Spam-Flag: NO`` never reaches a sieve rule looking like ours."""
+    ``X-Spam-Status: No`` never reaches a sieve rule looking like ours."""
     return _rebuilt(raw, [])
 
 

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "SpamdError", "Request", "parse_request_line", "parse_header_line", "build_request",
-    "inflate", "answer", "error_answer", "pong", "shown", "spam_header", "score_and_threshold",
+    "inflate", "answer", "error_answer", "pong", "shown", "spam_header",
     "COMMANDS", "EX_OK", "EX_USAGE", "EX_DATAERR", "EX_NOUSER", "EX_UNAVAILABLE", "EX_SOFTWARE",
     "EX_IOERR", "EX_TEMPFAIL", "EX_PROTOCOL", "MAX_LINE", "MAX_HEADER_LINES", "MAX_HEAD_BYTES",
 ]
@@ -223,28 +223,6 @@ def inflate(data: bytes, limit: int) -> bytes:
     if not inflater.eof:
         raise SpamdError(EX_DATAERR, "the compressed message is cut short")
     return out
-
-
-def score_and_threshold(spam_prob: float, spam_cutoff: float, is_spam: bool) -> tuple[str, str]:
-    """The ``Spam:`` header's score and threshold: 10 x the spam probability
-    and 10 x ``spam_cutoff``, with one decimal, as spamd writes them.
-
-    Rounding alone could contradict the verdict (0.8996 with a cutoff of
-    0.90 is "9.0 / 9.0", not spam), and Exim takes ``score >= threshold``
-    for spam, whatever the header's True or False says: so a ham's score
-    stays at least a tenth below the threshold, a spam's at or above it.
-    """
-    threshold = round(spam_cutoff * 100)
-    score = round(spam_prob * 100)
-    if is_spam:
-        score = max(score, threshold)
-    elif score >= threshold:
-        score = threshold - 1
-    return _tenths(score), _tenths(threshold)
-
-
-def _tenths(value: int) -> str:
-    return f"{'-' if value < 0 else ''}{abs(value) // 10}.{abs(value) % 10}"
 
 
 def spam_header(is_spam: bool, score: str, threshold: str) -> tuple[str, str]:

@@ -176,19 +176,19 @@ async def filter_message(request: Request) -> Response:
     if service.score_tokens:
         check_token(request, service.score_tokens)
     refuse_repeated(request, "user")
-    raw, verdict, _, _ = await _score_body(request, service, explain=False)
+    raw, verdict, model, _ = await _score_body(request, service, explain=False)
     # In a thread, as scoring is (INLINE_SCORE_BYTES): a 24 MB message of
     # header lines took 0.9 s to rewrite on the event loop, and every other
     # request (other deliveries, /healthz) waited that long.
-    tagged = await run_sized(len(raw), _tagged, raw, verdict)
+    tagged = await run_sized(len(raw), _tagged, raw, verdict, model.classifier.spam_cutoff)
     return Response(tagged, media_type="message/rfc822", headers={
         "X-Spamlearn-Verdict": verdict.label.value,
         "X-Spamlearn-Spam-Prob": f"{verdict.spam_prob:.6f}",
     })
 
 
-def _tagged(raw: bytes, verdict: Verdict) -> bytes:
-    head, rest = marked_pieces(raw, verdict)
+def _tagged(raw: bytes, verdict: Verdict, spam_cutoff: float) -> bytes:
+    head, rest = marked_pieces(raw, verdict, spam_cutoff)
     return head + rest
 
 

@@ -9,8 +9,8 @@ the model's lock, as ``POST /learn``).  The verdict in spamd's terms:
 
 * ``Spam: True`` for spam only; unsure is ``False`` (not spam), and says
   so in ``X-Spam-Verdict`` and the symbol.
-* score 10 x the spam probability, threshold 10 x ``spam_cutoff``
-  (``spamd_protocol.score_and_threshold``): ``spamc -c`` prints 9.7/9.0.
+* the score on SpamAssassin's scale, required 5.0 at ``spam_cutoff``
+  (``spamlearn.points``): ``spamc -c`` prints 7.6/5.0 for 0.99.
 * SYMBOLS: ``SPAMLEARN_SPAM``, ``SPAMLEARN_UNSURE`` or ``SPAMLEARN_HAM``.
 * REPORT: the verdict, the model and the strongest clues, as
   ``spamlearn score --explain`` lists them.
@@ -33,6 +33,7 @@ from ..errors import (
     StoreBusyError,
 )
 from ..headers import marked_headers, marked_pieces
+from ..points import spamassassin_points
 from ..sources import spamd_source
 from ..spamd_protocol import (
     EX_DATAERR,
@@ -46,7 +47,6 @@ from ..spamd_protocol import (
     answer,
     inflate,
     pong,
-    score_and_threshold,
     spam_header,
 )
 from .edges import named_user
@@ -114,7 +114,8 @@ async def _check(request: Request, raw: bytes, user: str | None,
         model.kind != ModelKind.USER or service.server.spamd_allow_tell)
     verdict = await service.score(model, raw, explain)
     is_spam = verdict.label is Label.SPAM
-    score, threshold = score_and_threshold(verdict.spam_prob, model.classifier.spam_cutoff, is_spam)
+    cutoff = model.classifier.spam_cutoff
+    score, threshold = spamassassin_points(verdict.decision, cutoff, is_spam)
     headers = [spam_header(is_spam, score, threshold)]
     if command == "CHECK":
         return answer(headers)
@@ -124,9 +125,9 @@ async def _check(request: Request, raw: bytes, user: str | None,
         text = _report(verdict, model, score, threshold, explain) if is_spam or command == "REPORT" else ""
         return answer(headers, [text.encode("utf-8")])
     if command == "HEADERS":
-        return answer(headers, [await run_sized(len(raw), marked_headers, raw, verdict)])
+        return answer(headers, [await run_sized(len(raw), marked_headers, raw, verdict, cutoff)])
     # PROCESS: the whole message, however long (scored on its first part, as /filter).
-    return answer(headers, await run_sized(len(raw), marked_pieces, raw, verdict))
+    return answer(headers, await run_sized(len(raw), marked_pieces, raw, verdict, cutoff))
 
 
 def _report(verdict: Verdict, model: LoadedModel, score: str, threshold: str, explain: bool) -> str:

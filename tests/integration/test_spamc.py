@@ -4,6 +4,7 @@ integration sees, learning included, and failing open."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import time
@@ -15,6 +16,7 @@ from serve_process import ServeProcess, free_port
 from test_serve import HAMMY, SPAMMY, make_message, write_deployment
 
 from spamlearn.modelstore import ModelStore
+from spamlearn.points import spamassassin_points
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +100,7 @@ def test_spamc_gets_the_message_tagged_as_post_filter_tags_it(deployment):
         result = spamc(port, raw)
         filtered = httpx.post(f"{server.url}/filter", content=raw, timeout=30).content
         assert result.returncode == 0 and result.stdout == filtered, result
-    assert spamc(port, FORGED).stdout.startswith(b"X-Spam-Flag: YES\nX-Spam-Verdict: spam\n")
+    assert spamc(port, FORGED).stdout.startswith(b"X-Spam-Flag: YES\nX-Spam-Status: Yes, score=")
     assert b"X-Spam-Flag: NO" not in spamc(port, FORGED).stdout
 
 
@@ -112,8 +114,11 @@ def test_spamc_check_exits_1_for_spam_and_prints_score_over_threshold(deployment
     spam, ham = spamc(port, SPAMMY[0], "-c"), spamc(port, HAMMY[0], "-c")
     probabilities = [httpx.post(f"{server.url}/score", content=raw, timeout=30).json()["spam_prob"]
                      for raw in (SPAMMY[0], HAMMY[0])]
-    assert (spam.returncode, spam.stdout) == (1, f"{probabilities[0] * 10:.1f}/9.0\n".encode())
-    assert (ham.returncode, ham.stdout) == (0, f"{probabilities[1] * 10:.1f}/9.0\n".encode())
+    # SpamAssassin's scale: required 5.0 at spam_cutoff, 2.5 points a tenfold in the odds.
+    expected = ["/".join(spamassassin_points(math.log(p / (1 - p)), 0.90, p >= 0.90)) + "\n"
+                for p in probabilities]
+    assert (spam.returncode, spam.stdout.decode()) == (1, expected[0])
+    assert (ham.returncode, ham.stdout.decode()) == (0, expected[1])
 
 
 def test_spamc_symbols_and_report(deployment):
@@ -122,7 +127,7 @@ def test_spamc_symbols_and_report(deployment):
     assert spamc(port, HAMMY[0], "-y").stdout == b"SPAMLEARN_HAM"
     report = spamc(port, SPAMMY[0], "-R")
     score_line, _, text = report.stdout.decode().partition("\n")
-    assert score_line.endswith("/9.0") and text.startswith("spamlearn verdict: spam")
+    assert score_line.endswith("/5.0") and text.startswith("spamlearn verdict: spam")
     assert "clues (" in text and report.returncode == 0, report
     assert spamc(port, HAMMY[0], "-r").stdout == b"", "REPORT_IFSPAM of ham: nothing"
 

@@ -67,8 +67,8 @@ def test_the_senders_own_x_spam_headers_are_replaced(settings):
     assert response.status_code == 200
     head = response.content.split(b"\r\n\r\n", 1)[0]
     assert b"X-Spam-Flag: YES" in head and b"X-Spam-Flag: NO" not in head
-    assert b"X-Spam-Status" not in head and b"score=-100" not in head
-    assert head.count(b"\r\n") == 6 and b"\n" not in head.replace(b"\r\n", b"")  # line ends kept
+    assert b"score=-100" not in head and head.count(b"X-Spam-Status: Yes, score=") == 1
+    assert head.count(b"\r\n") == 7 and b"\n" not in head.replace(b"\r\n", b"")  # line ends kept
 
 
 def test_a_message_over_the_scan_limit_comes_back_whole(settings, sample_spam):
@@ -131,13 +131,13 @@ def test_a_large_message_is_rewritten_off_the_event_loop(settings, sample_spam, 
 
     real, on_the_loop = routes.marked_pieces, []
 
-    def marked_pieces(raw, verdict):
+    def marked_pieces(raw, verdict, spam_cutoff):
         try:
             asyncio.get_running_loop()
             on_the_loop.append(True)
         except RuntimeError:
             on_the_loop.append(False)
-        return real(raw, verdict)
+        return real(raw, verdict, spam_cutoff)
 
     monkeypatch.setattr(routes, "marked_pieces", marked_pieces)
     big = b"X-Header: value\r\n" * (INLINE_SCORE_BYTES // 17 + 1) + sample_spam

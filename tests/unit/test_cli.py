@@ -287,7 +287,9 @@ def test_filter_adds_headers_and_exits_by_verdict(trained_model, sample_spam, sa
     assert spam.stdout_bytes.endswith(sample_spam)
     ham = run("--model", trained_model, "filter", input=sample_ham)
     assert ham.exit_code == ExitCode.FILTER_HAM
-    assert b"X-Spam-Flag: NO" in ham.stdout_bytes
+    # As SpamAssassin: X-Spam-Flag on spam only (spamass-milter takes the header for spam).
+    assert b"X-Spam-Flag" not in ham.stdout_bytes
+    assert ham.stdout_bytes.startswith(b"X-Spam-Status: No, score=") and b"required=5.0" in ham.stdout_bytes
     assert run("--model", trained_model, "filter", "--exit-zero", input=sample_ham).exit_code == 0
 
 
@@ -400,7 +402,8 @@ def test_verdict_headers_keep_crlf(sample_ham):
 
     crlf = sample_ham.replace(b"\n", b"\r\n")
     out = add_verdict_headers(crlf, Verdict(0.01, Label.HAM, -4.0))
-    assert b"X-Spam-Flag: NO\r\n" in out and b"\n\n" not in out.replace(b"\r\n", b"")
+    assert b"X-Spam-Status: No, score=-1.7 required=5.0 tests=SPAMLEARN_HAM\r\n" in out
+    assert b"\n\n" not in out.replace(b"\r\n", b"")
 
 
 @pytest.mark.parametrize("first", [b"X-Spam-Status: No, score=-2.0\n", b""])
@@ -415,8 +418,10 @@ def test_a_cr_in_the_body_of_an_lf_message_changes_nothing_in_its_headers(first)
     out = add_verdict_headers(raw, Verdict(0.99, Label.SPAM, 5.0))
     head, body = out.split(b"\n\n", 1)
     assert body == b"See you at 7.\r\nAnna\n"
-    assert head.split(b"\n") == [b"X-Spam-Flag: YES", b"X-Spam-Verdict: spam", b"X-Spam-Probability: 0.9900",
-                                 head.split(b"\n")[3], b"From: Anna <anna@example.net>", b"Subject: dinner",
+    assert head.split(b"\n") == [b"X-Spam-Flag: YES",
+                                 b"X-Spam-Status: Yes, score=8.0 required=5.0 tests=SPAMLEARN_SPAM",
+                                 b"X-Spam-Verdict: spam", b"X-Spam-Probability: 0.9900",
+                                 head.split(b"\n")[4], b"From: Anna <anna@example.net>", b"Subject: dinner",
                                  b"MIME-Version: 1.0"]
 
 
@@ -429,7 +434,7 @@ def test_a_message_of_bare_cr_lines_loses_only_its_verdict_headers(tmp_path):
     raw = b"X-Spam-Flag: NO\rFrom: alice@example.org\rSubject: hello\r\rDear friend.\rRegards\r"
     out = add_verdict_headers(raw, Verdict(0.1, Label.HAM, -2.0))
     assert out.endswith(b"From: alice@example.org\rSubject: hello\r\rDear friend.\rRegards\r")
-    assert out.count(b"X-Spam-Flag") == 1 and b"X-Spam-Flag: NO\n" in out
+    assert b"X-Spam-Flag" not in out and out.count(b"X-Spam-Status: No") == 1
     without = b"From: alice@example.org\rSubject: hello\r\rDear friend.\rRegards\r"
     assert b"".join(unmarked_pieces(raw)) == without
     broken = tmp_path / "broken.joblib"
@@ -484,7 +489,7 @@ def test_filter_of_a_huge_header_block_costs_memory_in_proportion(lines):
         finally:
             tracemalloc.stop()
         assert peak < 4 * len(raw), peak
-        assert out.count(b"X-Spam-") == 4 and b"X-Spam-Flag: YES\nX-Spam-Verdict: spam\n" in out
+        assert out.count(b"X-Spam-") == 5 and b"X-Spam-Flag: YES\nX-Spam-Status: Yes," in out
         assert out.endswith(b"\nSubject: last\n" + raw.partition(b"Subject: last\n")[2])
         assert len(out) == len(raw) - raw.count(b"X-Spam-Flag: NO\n") * len(b"X-Spam-Flag: NO\n") \
             - raw.count(b"X-Spam-Level: *\n\t*\n") * len(b"X-Spam-Level: *\n\t*\n") \
@@ -507,7 +512,7 @@ def test_filter_adds_only_its_headers_so_both_copies_are_one_message(raw):
     out = add_verdict_headers(raw, Verdict(0.99, Label.SPAM, 5.0))
     assert message_digest(out) == message_digest(raw)
     ours = [line for line in out.replace(b"\r\n", b"\n").split(b"\n") if line.startswith(b"X-Spam-")]
-    assert len(ours) == 4 and b"X-Spam-Flag: YES" in ours
+    assert len(ours) == 5 and b"X-Spam-Flag: YES" in ours
     if not raw.startswith(b"X-Spam-"):
         without = out
         for line in ours:

@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
+import re
 import socket
 import time
 import warnings
@@ -122,8 +123,11 @@ def test_check_says_spam_with_score_and_threshold_and_no_body(settings, store, s
         verdicts = [spamd.client.post("/score", content=m).json()
                     for m in (spam_messages[0], ham_messages[0])]
     assert spam[0] == ham[0] == "SPAMD/1.1 0 EX_OK"
-    assert spam[1] == {"Spam": f"True ; {verdicts[0]['spam_prob'] * 10:.1f} / 9.0"} and spam[2] == b""
-    assert ham[1] == {"Spam": f"False ; {verdicts[1]['spam_prob'] * 10:.1f} / 9.0"} and ham[2] == b""
+    assert verdicts[0]["verdict"] == "spam" and verdicts[1]["verdict"] == "ham"
+    # SpamAssassin's scale (spamlearn.points): required 5.0 at spam_cutoff.
+    spam_score, ham_score = (float(re.fullmatch(rf"{word} ; (-?\d+\.\d) / 5\.0", answer[1]["Spam"])[1])
+                             for word, answer in (("True", spam), ("False", ham)))
+    assert spam_score >= 5.0 > ham_score and spam[2] == ham[2] == b""
 
 
 def test_symbols_name_the_verdict_and_unsure_is_not_spam(tmp_path, spam_messages, ham_messages):
@@ -134,9 +138,11 @@ def test_symbols_name_the_verdict_and_unsure_is_not_spam(tmp_path, spam_messages
     with listening(settings) as spamd:
         _, headers, body = split(spamd.request("SYMBOLS", spam_messages[0]))
         _, _, processed = split(spamd.request("PROCESS", spam_messages[0]))
-    assert headers["Spam"].startswith("False ; ") and headers["Spam"].endswith(" / 10.0")
+    assert headers["Spam"].startswith("False ; ") and headers["Spam"].endswith(" / 5.0")
     assert body == b"SPAMLEARN_UNSURE" and headers["Content-length"] == str(len(body))
-    assert b"X-Spam-Flag: NO\nX-Spam-Verdict: unsure\n" in processed
+    assert b"X-Spam-Flag" not in processed
+    assert re.search(rb"X-Spam-Status: No, score=-?\d+\.\d required=5\.0 tests=SPAMLEARN_UNSURE\n"
+                     rb"X-Spam-Verdict: unsure\n", processed)
 
 
 def test_symbols_of_spam_and_ham(settings, store, spam_messages, ham_messages):
@@ -169,7 +175,7 @@ def test_process_writes_what_post_filter_writes_the_senders_own_x_spam_removed(s
         _, _, only_headers = split(spamd.request("HEADERS", forged))
         filtered = spamd.client.post("/filter", content=forged).content
     assert processed == filtered and headers["Content-length"] == str(len(processed))
-    assert processed.startswith(b"X-Spam-Flag: YES\r\nX-Spam-Verdict: spam\r\n")
+    assert processed.startswith(b"X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=")
     assert b"X-Spam-Flag: NO" not in processed and b"score=-100" not in processed
     # HEADERS: the same, up to and with the blank line (spamc adds the body it sent).
     assert only_headers.endswith(b"\r\n\r\n") and processed.startswith(only_headers)
@@ -214,7 +220,7 @@ def test_exim_reads_the_score_threshold_and_report_of_a_report_answer(settings, 
         ham = spamd.request("REPORT", ham_messages[0], "User: nobody")
     spam_score, threshold, report = exim_reads(spam)
     ham_score, _, _ = exim_reads(ham)
-    assert threshold == 9.0 and spam_score >= threshold > ham_score
+    assert threshold == 5.0 and spam_score >= threshold > ham_score
     assert b"spamlearn verdict: spam" in report
 
 

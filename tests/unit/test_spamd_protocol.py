@@ -17,7 +17,6 @@ from spamlearn.spamd_protocol import (
     inflate,
     parse_header_line,
     parse_request_line,
-    score_and_threshold,
 )
 
 
@@ -111,23 +110,6 @@ def test_inflate_is_bounded():
         inflate(b"plain text, not compressed", limit=4096)
     with pytest.raises(SpamdError, match="cut short"):
         inflate(zlib.compress(message)[:-10], limit=len(message))
-
-
-@pytest.mark.parametrize("spam_prob, cutoff, is_spam, expected", [
-    (0.97, 0.90, True, ("9.7", "9.0")),
-    (0.90, 0.90, True, ("9.0", "9.0")),
-    (0.10, 0.90, False, ("1.0", "9.0")),
-    (0.0, 0.90, False, ("0.0", "9.0")),
-    # Rounding would say 9.0 / 9.0, which Exim takes for spam: a tenth below.
-    (0.8996, 0.90, False, ("8.9", "9.0")),
-    (1.0, 1.0, True, ("10.0", "10.0")),
-    (0.95, 0.925, True, ("9.5", "9.2")),
-])
-def test_the_score_is_ten_times_the_probability_and_never_contradicts_the_verdict(
-        spam_prob, cutoff, is_spam, expected):
-    score, threshold = score_and_threshold(spam_prob, cutoff, is_spam)
-    assert (score, threshold) == expected
-    assert (float(score) >= float(threshold)) is is_spam
 
 
 def test_an_answer_counts_its_body_and_an_error_is_one_printable_line():
