@@ -229,7 +229,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn and spamlearn log level: critical, error, "
                          "warning, info, debug or trace.")] = "info",
 ) -> None:
-    """Run the HTTP scoring service: POST /score, /learn, /forget; GET /healthz, /metrics.
+    """Run the HTTP scoring service: POST /score, /filter, /learn, /forget; GET /healthz, /metrics.
 
     Tokens are never taken from the command line (ps would show them): set
     learn_token_file / score_token_file in the config file's server table, or
