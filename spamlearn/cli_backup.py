@@ -27,7 +27,7 @@ from .modelstore import ModelStore, refuse_foreign_link
 from .regularfile import make_folders
 
 UserOption = Annotated[str | None, typer.Option(
-    help="This user's own model (the user must be listed in \\[users] own_model).")]
+    help="This user's own model (one in \\[users] own_model, or an account's own_model = true).")]
 
 
 @contextlib.contextmanager

@@ -231,7 +231,7 @@ def serve(
     spamd_listen: Annotated[str | None, typer.Option(help="Also answer spamc (SpamAssassin's "
                             "spamd protocol) on HOST:PORT, e.g. 127.0.0.1:783. Default: off.")] = None,
 ) -> None:
-    """Run the HTTP scoring service: POST /score, /learn, /forget; GET /healthz, /metrics.
+    """Run the HTTP scoring service: POST /score, /filter, /learn, /forget; GET /healthz, /metrics.
 
     With --spamd-listen (or [server] spamd_listen) the workers also answer
     spamc and what else speaks spamd's protocol (Exim's spam =; README:
