@@ -32,13 +32,18 @@ def verdict_headers(verdict: Verdict, spam_cutoff: float = DEFAULT_SPAM_CUTOFF) 
     ``X-Spam-Flag: YES`` on spam only (spamass-milter and sieve rules
     written ``exists "X-Spam-Flag"`` take the header itself for spam: a
     ``NO`` sent all ham to Junk), and ``X-Spam-Status`` with the score on
-    its scale of points (``spamlearn.points``); then ours, on every message."""
+    its scale of points (``spamlearn.points``) and ``X-Spam-Level``'s stars;
+    then ours, on every message."""
     is_spam = verdict.label is Label.SPAM
     score, required = spamassassin_points(verdict.decision, spam_cutoff, is_spam)
+    # One star a whole point, as SpamAssassin's X-Spam-Level: the recipe
+    # ``header :contains "X-Spam-Level" "*****"`` is spam from 5.0 on.
+    stars = "*" * int(max(float(score), 0.0))
     return [
         *([("X-Spam-Flag", "YES")] if is_spam else []),
         ("X-Spam-Status", f"{'Yes' if is_spam else 'No'}, score={score} required={required} "
                           f"tests=SPAMLEARN_{verdict.label.value.upper()}"),
+        *([("X-Spam-Level", stars)] if stars else []),
         ("X-Spam-Verdict", verdict.label.value),
         ("X-Spam-Probability", f"{verdict.spam_prob:.4f}"),
         ("X-Spam-Checker-Version", f"spamlearn {__version__}"),

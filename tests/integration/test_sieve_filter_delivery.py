@@ -189,7 +189,8 @@ def test_spam_is_filed_in_junk_flagged_yes_and_ham_kept_in_inbox_unflagged(fresh
     assert ham.endswith(HAMMY[0].split(b"\n\n", 1)[1])
 
 
-@pytest.mark.parametrize("test", ['exists "X-Spam-Flag"', 'header :contains "X-Spam-Status" "Yes,"'])
+@pytest.mark.parametrize("test", ['exists "X-Spam-Flag"', 'header :contains "X-Spam-Status" "Yes,"',
+                                  'header :contains "X-Spam-Level" "*****"'])
 def test_a_users_rule_written_for_spamassassins_headers_files_the_same(fresh, test):
     """Scripts kept from SpamAssassin test the flag's presence, or Status's
     "Yes": spamlearn's X-Spam-Flag: NO on ham sent every message to Junk."""

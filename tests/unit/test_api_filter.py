@@ -68,7 +68,7 @@ def test_the_senders_own_x_spam_headers_are_replaced(settings):
     head = response.content.split(b"\r\n\r\n", 1)[0]
     assert b"X-Spam-Flag: YES" in head and b"X-Spam-Flag: NO" not in head
     assert b"score=-100" not in head and head.count(b"X-Spam-Status: Yes, score=") == 1
-    assert head.count(b"\r\n") == 7 and b"\n" not in head.replace(b"\r\n", b"")  # line ends kept
+    assert head.count(b"\r\n") == 8 and b"\n" not in head.replace(b"\r\n", b"")  # line ends kept
 
 
 def test_a_message_over_the_scan_limit_comes_back_whole(settings, sample_spam):

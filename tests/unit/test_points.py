@@ -30,3 +30,22 @@ def test_points_never_contradict_the_verdict(decision, cutoff, is_spam, expected
     score, required = spamassassin_points(decision, cutoff, is_spam)
     assert (score, required) == expected
     assert (float(score) >= float(required)) is is_spam
+
+
+@pytest.mark.parametrize("decision, label, level", [
+    (log_odds(0.99), "spam", b"X-Spam-Level: *******\n"),      # 7.6: seven stars
+    (log_odds(0.90), "spam", b"X-Spam-Level: *****\n"),        # 5.0: five, the usual recipe's "*****"
+    (log_odds(0.8999), "unsure", b"X-Spam-Level: ****\n"),     # 4.9: four
+    (log_odds(0.2), "ham", b"X-Spam-Level: *\n"),              # 1.1
+    (log_odds(0.01), "ham", None),                             # below 1: none, as SpamAssassin's is empty
+])
+def test_the_level_is_a_star_a_whole_point(decision, label, level):
+    from spamlearn.classifier import Label, Verdict
+    from spamlearn.headers import add_verdict_headers
+
+    verdict = Verdict(1 / (1 + math.exp(-decision)), Label(label), decision)
+    out = add_verdict_headers(b"Subject: s\n\nbody\n", verdict)
+    if level is None:
+        assert b"X-Spam-Level" not in out
+    else:
+        assert level in out
