@@ -348,8 +348,11 @@ def create_app(settings: Settings, server: ServerSettings | None = None, *,
                     await publisher
                 service.flush_metrics()
 
+    # redirect_slashes off: POST /score/ was an empty 307 to /score, which
+    # curl and most filters do not follow (an empty answer); now a 404 that
+    # says "Not Found".
     app = FastAPI(title="spamlearn", version=__version__, description=_DESCRIPTION,
-                  lifespan=lifespan, openapi_tags=[
+                  lifespan=lifespan, redirect_slashes=False, openapi_tags=[
                       {"name": "scoring", "description": "What the mail filter asks."},
                       {"name": "learning", "description": "Training, with the learn token."},
                       {"name": "operations", "description": "Health and metrics."}])

@@ -233,6 +233,16 @@ def test_per_user_off_ignores_the_user(settings, trained, spam_messages, ham_mes
     assert body["user"] is None and body["model"]["kind"] == "shared"
 
 
+@pytest.mark.parametrize("path", ["/score/", "/filter/", "/healthz/"])
+def test_a_path_with_a_trailing_slash_is_a_404_not_an_empty_redirect(settings, sample_spam, path):
+    """It was a 307 without a body to the path without the slash, which
+    curl and most filters do not follow: an empty answer and no reason."""
+    with client_for(settings) as client:
+        response = client.request("GET" if "healthz" in path else "POST", path, content=sample_spam,
+                                  follow_redirects=False)
+    assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
+
+
 @pytest.mark.parametrize("user", ["../etc", ".hidden", "a/b", "x" * 129, "al ice"])
 def test_an_invalid_user_name_is_a_400(settings, sample_spam, user):
     with client_for(settings) as client:
