@@ -1,4 +1,4 @@
-"""What tagging one message at delivery costs: `scripts/spamlearnc` against `spamlearn filter`.
+"""What tagging one message at delivery costs: `scripts/spamlearnc`, `spamc`, `spamlearn filter`.
 
     python scripts/bench_filter.py [--messages 200]
 
@@ -10,10 +10,12 @@ over the first ``--messages`` messages of the SpamAssassin index
 * ``spamlearn filter --exit-zero`` (a Python process per message: imports
   and the model load each time);
 * ``scripts/spamlearnc`` (sh + curl) asking a real ``spamlearn serve``
-  with one worker on a free loopback port.
+  with one worker on a free loopback port;
+* SpamAssassin's ``spamc`` (Debian's package; left out when it is not
+  installed) asking the same service on its spamd port (``spamd_listen``).
 
 It prints the wall time per message (median and 95th percentile), the
-messages per second one delivery at a time, and checks that both wrote
+messages per second one delivery at a time, and checks that all wrote
 the same tagged message for every one of them.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from corpus import corpus_index  # noqa: E402
-from serve_process import ServeProcess, clean_environment  # noqa: E402
+from serve_process import ServeProcess, clean_environment, free_port  # noqa: E402
 
 
 def time_each(command: list[str], bodies: list[bytes],
@@ -71,19 +74,28 @@ def main() -> None:
         config.write_text('[model]\npath = "model.joblib"\n')  # not there: the default model scores
         cli, by_cli = time_each([sys.executable, "-m", "spamlearn", "--config", str(config), "filter",
                                  "--exit-zero"], bodies, env)
-        server = ServeProcess(config, base / "serve.log", env, ["--workers", "1"]).start()
+        spamd_port = free_port()
+        server = ServeProcess(config, base / "serve.log", env,
+                              ["--workers", "1", "--spamd-listen", f"127.0.0.1:{spamd_port}"]).start()
+        spamc = shutil.which("spamc")
         try:
             client, by_client = time_each(["sh", str(ROOT / "scripts" / "spamlearnc"), "-U", server.url],
                                           bodies, env)
+            by_spamc: list[bytes] = []
+            if spamc:
+                spamc_times, by_spamc = time_each([spamc, "-d", "127.0.0.1", "-p", str(spamd_port)],
+                                                  bodies, env)
         finally:
             server.stop()
-    differ = sum(a != b for a, b in zip(by_cli, by_client))
+    differ = sum(a != b for a, b in zip(by_cli, by_client)) + sum(a != b for a, b in zip(by_cli, by_spamc))
     print(f"{len(bodies)} SpamAssassin messages, one delivery at a time, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}; tagged alike: {len(bodies) - differ} of {len(bodies)}")
     print("| program per message | median ms | p95 ms | messages/s |")
     print("| --- | --- | --- | --- |")
     print(describe("spamlearn filter --exit-zero", cli))
     print(describe("spamlearnc -> spamlearn serve", client))
+    print(describe("spamc -> spamlearn serve (spamd_listen)", spamc_times) if spamc
+          else "(spamc is not installed: apt-get install spamc)")
     if differ:
         raise SystemExit(f"{differ} messages were tagged differently")
 
