@@ -447,12 +447,28 @@ def test_the_spamd_settings_come_from_the_server_table_and_the_environment(tmp_p
     ('spamd_listen = "127.0.0.1:0"', "spamd_listen must be HOST:PORT with a port of 1..65535"),
     ('spamd_allow_tell = "yes"', "spamd_allow_tell must be true or false"),
     ("spamd_timeout = 0", "spamd_timeout must be > 0"),
+    # The HTTP port (8731 by default): with 2 workers spamc's listeners took
+    # it over and HTTP answered "SPAMD/1.1 76" to curl; with 1, exit 3.
+    ('spamd_listen = "127.0.0.1:8731"', "spamd_listen must not be on the HTTP service's port 8731"),
+    ('port = 7830\nspamd_listen = "[::1]:7830"', "spamd_listen must not be on the HTTP service's port"),
 ])
 def test_a_bad_spamd_setting_names_the_key(tmp_path, line, problem):
     config = tmp_path / "spamlearn.toml"
     config.write_text(f"[server]\n{line}\n")
     with pytest.raises(ConfigError, match=problem):
         load_server_settings(load_settings(config), env={})
+
+
+def test_serve_with_spamd_on_the_http_port_exits_78_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from spamlearn.cli import ExitCode, app
+
+    port = free_port()
+    result = CliRunner().invoke(app, ["serve", "--port", str(port), "--workers", "1",
+                                      "--spamd-listen", f"127.0.0.1:{port}"])
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert f"--spamd-listen must not be on the HTTP service's port {port}" in result.output
 
 
 def test_serve_with_the_spamd_address_taken_exits_69_with_one_line(tmp_path):
