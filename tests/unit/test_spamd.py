@@ -9,6 +9,7 @@ import ctypes.util
 import logging
 import re
 import socket
+import struct
 import time
 import warnings
 import zlib
@@ -314,6 +315,20 @@ def test_a_client_that_stops_mid_message_is_dropped_after_the_timeout(settings, 
     assert answer == b"SPAMD/1.1 74 EX_IOERR: no complete request within 0.5 s (spamd_timeout)\r\n"
     assert 0.4 < waited < 5
     assert [r.levelname for r in caplog.records if r.name.startswith("spamlearn")] == ["WARNING"]
+
+
+def test_a_client_that_resets_mid_message_is_one_warning(settings, store, caplog):
+    with listening(settings) as spamd, caplog.at_level(logging.INFO, "spamlearn"):
+        with spamd.connect() as connection:
+            connection.sendall(b"CHECK SPAMC/1.5\r\nContent-length: 1000\r\n\r\n" + SECRET)
+            time.sleep(0.2)
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # closed with SO_LINGER 0: a reset; then something the listener answers
+        assert spamd.ask(b"PING SPAMC/1.5\r\n\r\n").endswith(b"PONG\r\n")
+    # Two were logged: the broken read, then "the answer could not be sent"
+    # of the nothing there was to send.
+    records = [r.getMessage() for r in caplog.records if r.name.startswith("spamlearn")]
+    assert len(records) == 1 and "the connection broke before the request was read" in records[0], records
 
 
 def test_a_slow_head_is_dropped_too(settings, store):
