@@ -71,16 +71,26 @@ class ForcedQuitFilter(logging.Filter):
 def _check_can_listen(host: str, port: int) -> None:
     """Fail with one clear line (not uvicorn's traceback-ish exit 1) if the address is taken."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        _probe_bind(host, port)
     except socket.gaierror as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", ExitCode.CONFIG) from None
-    family, kind, proto, _, address = infos[0]
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", ExitCode.UNAVAILABLE) from None
+
+
+def _probe_bind(host: str, port: int, *, reuse_port: bool = False) -> None:
+    """Bind ``host``:``port`` and let it go.  ``reuse_port``: as the running
+    workers hold a spamd address, which a new worker shares.
+
+    Raises ``OSError`` (``socket.gaierror`` for a name that does not resolve).
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", ExitCode.UNAVAILABLE) from None
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind(address)
 
 
 @contextlib.contextmanager
@@ -105,10 +115,20 @@ def _new_worker_would_start() -> bool:
     from .api.app import check_new_worker
 
     try:
-        check_new_worker()
+        server = check_new_worker()
     except SpamlearnError as exc:
         log.error("SIGHUP: the workers are not restarted, a new one would not start: %s", exc)
         return False
+    if server.spamd_address is not None:
+        # A spamd address something else took (spamd_listen changed) failed
+        # only in the new worker's lifespan: a traceback, then uvicorn's own
+        # "aborting the restart".
+        try:
+            _probe_bind(*server.spamd_address, reuse_port=True)
+        except OSError as exc:
+            log.error("SIGHUP: the workers are not restarted, a new one would not start: "
+                      "cannot listen for spamc on %s: %s", server.spamd_listen, exc.strerror or exc)
+            return False
     return True
 
 

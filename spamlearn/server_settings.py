@@ -177,8 +177,15 @@ class ServerSettings:
             raise _Invalid("reload_interval", f"must be >= 0, got {self.reload_interval}")
         if self.spamd_timeout <= 0:
             raise _Invalid("spamd_timeout", f"must be > 0, got {self.spamd_timeout}")
-        if self.spamd_listen is not None:
-            _listen_address(self.spamd_listen)
+        if self.spamd_listen is not None and _listen_address(self.spamd_listen)[1] == self.port:
+            # One port cannot speak both: with several workers the spamd
+            # listeners (SO_REUSEPORT) took the HTTP address over, and HTTP
+            # clients got "SPAMD/1.1 76" while serve looked healthy; with one,
+            # uvicorn's bind failed after startup (exit 3).  Refused on the
+            # port alone: other hosts on one port are no setup worth a guess
+            # at which addresses overlap ("localhost", 0.0.0.0, "::").
+            raise _Invalid("spamd_listen", f"must not be on the HTTP service's port {self.port}: "
+                                           f"spamc's protocol needs a port of its own")
         if self.max_user_models < 1:
             raise _Invalid("max_user_models", f"must be >= 1, got {self.max_user_models}")
         if self.learn_lock_timeout < 0:

@@ -392,16 +392,17 @@ def _worker_settings(args: dict[str, Any]) -> tuple[Settings, ServerSettings]:
     return settings, load_server_settings(settings, **args["server"])
 
 
-def check_new_worker() -> None:
+def check_new_worker() -> ServerSettings:
     """What a worker started now would do with its settings and first model
-    (``SPAMLEARN_SERVE_ARGS``, read again), without starting one.
+    (``SPAMLEARN_SERVE_ARGS``, read again), without starting one; its
+    server settings.
 
     Raises
     ------
     SpamlearnError
         It would not start: its settings or its model do not load.
     """
-    _checked_worker_settings(_serve_args())
+    return _checked_worker_settings(_serve_args())[1]
 
 
 def _checked_worker_settings(args: dict[str, Any]) -> tuple[Settings, ServerSettings]:

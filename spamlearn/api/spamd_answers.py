@@ -153,9 +153,10 @@ async def _tell(request: Request, raw: bytes, user: str | None,
     (``Remove: local``): learned once, a relabel unlearned first, by the ledger.
 
     ``DidSet`` / ``DidRemove`` only when the model changed: spamc then says
-    "Message successfully un/learned" (exit 5), else "Message was already
-    un/learned" (exit 6), as with spamd.  ``remote`` (spamc -C, reporting
-    to Razor and the like) is not done, nor answered as done.
+    "Message successfully un/learned", else "Message was already
+    un/learned" (exit 0 both, as with spamd).  ``remote`` (spamc -C, reporting
+    to Razor and the like) is not done, nor answered as done; the ``Set:
+    local`` spamc -C sends with it is (spamd learns it too).
     """
     if not service.server.spamd_allow_tell:
         raise SpamdError(EX_UNAVAILABLE, "TELL is not allowed: set [server] spamd_allow_tell = true "

@@ -162,14 +162,17 @@ class SpamdListener:
                 pieces: Sequence[bytes | memoryview] = [error_answer(error.code, error.reason)]
             else:
                 pieces = await self._answer(reader, peer)
-            await self._send(reader, writer, pieces, peer)
+            if pieces is not None:
+                await self._send(reader, writer, pieces, peer)
         finally:
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
 
-    async def _answer(self, reader: asyncio.StreamReader, peer: str) -> Sequence[bytes | memoryview]:
+    async def _answer(self, reader: asyncio.StreamReader, peer: str) -> Sequence[bytes | memoryview] | None:
+        """The answer's pieces; None when the client is gone (nothing to send:
+        a broken connection is logged here once, not again for the answer)."""
         server = self.service.server
         command = "request"
         try:
@@ -180,11 +183,11 @@ class SpamdListener:
                 raise SpamdError(EX_IOERR, f"no complete request within {server.spamd_timeout:g} s "
                                            f"(spamd_timeout)") from None
             except _Gone:
-                return []
+                return None
             except ConnectionError as exc:
                 log.warning("spamd: %s: the connection broke before the request was read: %s",
                             peer, exc.strerror or type(exc).__name__)
-                return []
+                return None
             command = request.command
             return await answer_request(request, body, self.service)
         except SpamdError as exc:

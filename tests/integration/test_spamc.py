@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import shutil
+import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from serve_process import ServeProcess, free_port
-from test_serve import HAMMY, SPAMMY, make_message, write_deployment
+from test_serve import HAMMY, SPAMMY, make_message, wait_for_both_workers, wait_for_log, write_deployment
 
 from spamlearn.modelstore import ModelStore
 from spamlearn.points import spamassassin_points
@@ -210,3 +212,39 @@ def test_spamc_learn_is_refused_unless_allowed_and_nothing_is_learned(tmp_path):
     log = server.log.read_text()
     assert "answering spamc on 127.0.0.1" in log and "TELL refused" in log
     assert "TELL is not allowed" in log
+
+
+def test_sighup_with_the_spamd_address_taken_keeps_the_workers_in_one_line(tmp_path):
+    """spamd_listen changed to an address something else holds, then SIGHUP:
+    the check before the restart passed it, the new worker's bind failed in
+    its lifespan (a traceback in the log), and uvicorn aborted the restart.
+    The README promises one ERROR line, the workers going on as they are."""
+    require_spamc()
+    server, port, _, _ = deploy(tmp_path, workers=2, allow_tell=False)
+    config = tmp_path / "spamlearn.toml"
+    try:
+        workers = wait_for_both_workers(server)
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            other = taken.getsockname()[1]
+            config.write_text(config.read_text().replace(f"127.0.0.1:{port}", f"127.0.0.1:{other}"))
+            server.process.send_signal(signal.SIGHUP)
+            outcome = wait_for_log(server, "workers are not restarted", "aborting the restart")
+        scored = spamc(port, SPAMMY[0], "-c")
+        assert set(server.worker_pids()) >= workers, "the workers were replaced"
+        # Back to the address the workers hold (SO_REUSEPORT): restarted.
+        config.write_text(config.read_text().replace(f"127.0.0.1:{other}", f"127.0.0.1:{port}"))
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while workers & set(server.worker_pids()):
+            assert time.monotonic() < deadline, "the workers were not restarted"
+            time.sleep(0.2)
+        assert spamc(port, SPAMMY[0], "-c").returncode == 1
+    finally:
+        code = server.stop()
+    log = server.log.read_text()
+    assert outcome == "workers are not restarted", log
+    assert f"cannot listen for spamc on 127.0.0.1:{other}" in log and "Traceback" not in log, log
+    assert scored.returncode == 1, "the old workers go on answering spamc"
+    assert code == 0, log

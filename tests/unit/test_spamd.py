@@ -9,6 +9,7 @@ import ctypes.util
 import logging
 import re
 import socket
+import struct
 import time
 import warnings
 import zlib
@@ -316,6 +317,20 @@ def test_a_client_that_stops_mid_message_is_dropped_after_the_timeout(settings, 
     assert [r.levelname for r in caplog.records if r.name.startswith("spamlearn")] == ["WARNING"]
 
 
+def test_a_client_that_resets_mid_message_is_one_warning(settings, store, caplog):
+    with listening(settings) as spamd, caplog.at_level(logging.INFO, "spamlearn"):
+        with spamd.connect() as connection:
+            connection.sendall(b"CHECK SPAMC/1.5\r\nContent-length: 1000\r\n\r\n" + SECRET)
+            time.sleep(0.2)
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # closed with SO_LINGER 0: a reset; then something the listener answers
+        assert spamd.ask(b"PING SPAMC/1.5\r\n\r\n").endswith(b"PONG\r\n")
+    # Two were logged: the broken read, then "the answer could not be sent"
+    # of the nothing there was to send.
+    records = [r.getMessage() for r in caplog.records if r.name.startswith("spamlearn")]
+    assert len(records) == 1 and "the connection broke before the request was read" in records[0], records
+
+
 def test_a_slow_head_is_dropped_too(settings, store):
     with listening(settings, spamd_timeout=0.5) as spamd, spamd.connect() as connection:
         connection.sendall(b"CHECK SPAMC/1.5\r\n")
@@ -447,12 +462,28 @@ def test_the_spamd_settings_come_from_the_server_table_and_the_environment(tmp_p
     ('spamd_listen = "127.0.0.1:0"', "spamd_listen must be HOST:PORT with a port of 1..65535"),
     ('spamd_allow_tell = "yes"', "spamd_allow_tell must be true or false"),
     ("spamd_timeout = 0", "spamd_timeout must be > 0"),
+    # The HTTP port (8731 by default): with 2 workers spamc's listeners took
+    # it over and HTTP answered "SPAMD/1.1 76" to curl; with 1, exit 3.
+    ('spamd_listen = "127.0.0.1:8731"', "spamd_listen must not be on the HTTP service's port 8731"),
+    ('port = 7830\nspamd_listen = "[::1]:7830"', "spamd_listen must not be on the HTTP service's port"),
 ])
 def test_a_bad_spamd_setting_names_the_key(tmp_path, line, problem):
     config = tmp_path / "spamlearn.toml"
     config.write_text(f"[server]\n{line}\n")
     with pytest.raises(ConfigError, match=problem):
         load_server_settings(load_settings(config), env={})
+
+
+def test_serve_with_spamd_on_the_http_port_exits_78_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from spamlearn.cli import ExitCode, app
+
+    port = free_port()
+    result = CliRunner().invoke(app, ["serve", "--port", str(port), "--workers", "1",
+                                      "--spamd-listen", f"127.0.0.1:{port}"])
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert f"--spamd-listen must not be on the HTTP service's port {port}" in result.output
 
 
 def test_serve_with_the_spamd_address_taken_exits_69_with_one_line(tmp_path):
