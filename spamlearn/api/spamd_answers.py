@@ -90,7 +90,12 @@ async def answer_request(request: Request, body: bytes, service: Service) -> Seq
     try:
         user = named_user(request.user, service.server)
     except ValueError as exc:
-        raise SpamdError(EX_NOUSER, f"{exc}") from None
+        if request.command == "TELL":
+            raise SpamdError(EX_NOUSER, f"{exc}") from None
+        # Scored with the shared model, as spamd scores an unknown user with
+        # its defaults: Exim does not fail open as spamc does, and with
+        # `spam = $local_part` a local part such as o'brien deferred the mail.
+        user = None
     raw = inflate(body, service.server.max_body_size) if request.compressed else body
     try:
         if request.command == "TELL":

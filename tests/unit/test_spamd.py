@@ -16,6 +16,7 @@ import zlib
 
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
+from test_api import train
 
 from spamlearn.api import create_app
 from spamlearn.api.spamd_server import MAX_CONNECTIONS
@@ -37,16 +38,6 @@ MAX_BODY = 64 * 1024
 def settings(tmp_path):
     return load_settings(model_path=tmp_path / "model.joblib", min_messages=2,
                          user_models_dir=tmp_path / "users", own_model_users=frozenset({"alice"}))
-
-
-def train(path, spam, ham) -> ModelStore:
-    store = ModelStore(path, n_features=2**16)
-    with store.session(source="test") as session:
-        for raw in spam:
-            session.learn(raw, "spam")
-        for raw in ham:
-            session.learn(raw, "ham")
-    return store
 
 
 @pytest.fixture
@@ -263,8 +254,8 @@ SECRET = b"Subject: private\r\n\r\nthe password is hunter2-do-not-log\r\n"
     (b"CHECK SPAMC/1.5\r\nContent-length: 500\r\n\r\n" + SECRET, 76,
      f"the message ended after {len(SECRET)} of the 500 bytes"),
     (b"CHECK SPAMC/1.5\r\nContent-length: 0\r\n\r\n", 65, "empty"),
-    (b"CHECK SPAMC/1.5\r\nUser: ../etc\r\nContent-length: %d\r\n\r\n" % len(SECRET) + SECRET, 67,
-     "invalid user name"),
+    (b"TELL SPAMC/1.5\r\nUser: ../etc\r\nMessage-class: spam\r\nSet: local\r\nContent-length: %d\r\n\r\n"
+     % len(SECRET) + SECRET, 67, "invalid user name"),
     (b"CHECK SPAMC/1.5\r\nCompress: gzip\r\nContent-length: %d\r\n\r\n" % len(SECRET) + SECRET, 64,
      "unknown compression 'gzip'"),
     (b"CHECK SPAMC/1.5\r\nCompress: zlib\r\nContent-length: %d\r\n\r\n" % len(SECRET) + SECRET, 65,
@@ -284,6 +275,16 @@ def test_a_bad_request_is_an_error_line_and_one_warning_without_the_message(
     records = [r for r in caplog.records if r.name.startswith("spamlearn")]
     assert [r.levelname for r in records] == ["WARNING"], [r.getMessage() for r in records]
     assert reason in records[0].getMessage() and b"hunter2" not in records[0].getMessage().encode()
+
+
+def test_a_user_that_is_no_user_name_is_scored_with_the_shared_model(settings, store, spam_messages):
+    """As spamd scores an unknown user with its defaults: Exim does not fail
+    open as spamc does, and `spam = $local_part` with a local part such as
+    o'brien deferred the mail (67 here, a review found)."""
+    with listening(settings) as spamd:
+        odd = split(spamd.request("CHECK", spam_messages[0], "User: o'brien"))
+        none = split(spamd.request("CHECK", spam_messages[0]))
+    assert odd[0] == "SPAMD/1.1 0 EX_OK" and odd[1] == none[1]
 
 
 def test_a_zip_bomb_is_refused_without_inflating_it(settings, store):
