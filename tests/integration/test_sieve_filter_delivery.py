@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from dovecot import DeliverySieve, DovecotServer
-from serve_process import ServeProcess
+from serve_process import ServeProcess, free_port
 from test_serve import HAMMY, SPAMMY, write_deployment
 
 from spamlearn.config import load_settings
@@ -57,6 +57,17 @@ def readme_recipes() -> list[str]:
     return blocks
 
 
+def readme_spamc_recipe(port: int) -> str:
+    """The ```sieve block of the README's spamd section, asking ``port``."""
+    text = README.read_text()
+    start = text.index("### spamd's protocol")
+    blocks = re.findall(r"```sieve\n(.*?)```", text[start:text.index("\n## ", start)], re.S)
+    assert len(blocks) == 1, blocks
+    script, n = re.subn(r'"-p", "7830"', f'"-p", "{port}"', blocks[0])
+    assert n == 1, blocks[0]
+    return script
+
+
 def with_options(recipe: str, url: str, token_file: Path) -> str:
     """``recipe`` with ``-U URL -T TOKEN_FILE`` put first in spamlearnc's arguments
     (the recipe's own, ``-u``, come after them and are left as they are)."""
@@ -80,6 +91,8 @@ class Site:
 
     def __init__(self, base: Path):
         assert shutil.which("curl"), "curl is missing: apt-get install curl"
+        self.spamc = shutil.which("spamc")
+        assert self.spamc, "spamc is missing: apt-get install spamc (scripts/test.sh installs it)"
         self.server = DovecotServer(extra_config=JUNK_NOT_AUTO)
         try:
             self._prepare(base)
@@ -92,8 +105,10 @@ class Site:
         service_token = base / "score.token"  # the service's own: 0600, or it refuses it
         service_token.write_text(SCORE_TOKEN + "\n")
         service_token.chmod(0o600)
+        self.spamd_port = free_port()
         with config.open("a") as fh:
             fh.write(f'score_token_file = "{service_token}"\n'
+                     f'spamd_listen = "127.0.0.1:{self.spamd_port}"\n'
                      f'[users]\ndir = "{base / "users"}"\nown_model = ["bob"]\n')
         # The filter's copy, as the README says: readable by the mail user
         # (nobody as root: group nogroup, 0640), where it can reach it (not in
@@ -118,8 +133,8 @@ class Site:
         filter_env = ({} if mail_user_can_write("/tmp", self.server)
                       else {"TMPDIR": str(self.server.shared_dir)})
         self.server.delivery = DeliverySieve(
-            filter_programs=[CLIENT], extensions="+vnd.dovecot.filter +vnd.dovecot.environment",
-            filter_env=filter_env)
+            filter_programs=[CLIENT, Path(self.spamc)],
+            extensions="+vnd.dovecot.filter +vnd.dovecot.environment", filter_env=filter_env)
         self.service = ServeProcess(config, base / "serve.log", env)
         self.recipes = readme_recipes()
         self.users = 0
@@ -143,8 +158,9 @@ class Site:
         name = name or f"user{self.users}"
         self.server.add_user(name, f"{name}-pw")
         text = recipe if isinstance(recipe, str) else self.recipes[recipe]
-        script = with_options(text, url or self.service.url, self.token_file)
-        self.server.set_sieve_script(name, script)
+        if "spamlearnc" in text:
+            text = with_options(text, url or self.service.url, self.token_file)
+        self.server.set_sieve_script(name, text)
         return name
 
     def deliver(self, user: str, raw: bytes) -> subprocess.CompletedProcess:
@@ -202,6 +218,17 @@ def test_a_users_rule_written_for_spamassassins_headers_files_the_same(fresh, te
     (spam,) = fresh.server.messages(user, "Junk")
     (ham,) = fresh.server.messages(user, "INBOX")
     assert b"X-Spam-Verdict: spam" in head(spam) and b"X-Spam-Verdict: ham" in head(ham)
+
+
+def test_the_spamc_recipe_files_spam_in_junk_through_the_spamd_port(fresh):
+    user = fresh.new_user(readme_spamc_recipe(fresh.spamd_port))
+    fresh.deliver(user, FORGED)
+    fresh.deliver(user, HAMMY[0])
+    (spam,) = fresh.server.messages(user, "Junk")
+    (ham,) = fresh.server.messages(user, "INBOX")
+    assert head(spam)[:2] == [b"X-Spam-Flag: YES", head(spam)[1]] and b"score=-100" not in spam
+    assert head(spam)[1].startswith(b"X-Spam-Status: Yes, score=")
+    assert b"X-Spam-Verdict: ham" in head(ham) and spam.endswith(SPAMMY[1].split(b"\n\n", 1)[1])
 
 
 def test_a_forged_x_spam_flag_no_on_spam_does_not_survive(fresh):
