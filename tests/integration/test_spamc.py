@@ -15,7 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 from serve_process import ServeProcess, free_port
-from test_serve import HAMMY, SPAMMY, make_message, wait_for_both_workers, wait_for_log, write_deployment
+from test_serve import (
+    HAMMY,
+    MAX_BODY,
+    SPAMMY,
+    make_message,
+    wait_for_both_workers,
+    wait_for_log,
+    write_deployment,
+)
 
 from spamlearn.modelstore import ModelStore
 from spamlearn.points import spamassassin_points
@@ -182,11 +190,14 @@ def test_spamc_learn_relabel_and_forget_count_once(deployment):
 
 
 def test_spamc_fails_open_on_an_error_answer(deployment):
-    """spamc passes the message on as it came when we answer an error."""
+    """spamc passes the message on as it came when we answer an error (here
+    65: a message over the service's max_body_size, under spamc's own limit)."""
     _, port, _, _ = deployment
-    result = spamc(port, FORGED, "-u", "no/such/user")
-    assert (result.returncode, result.stdout) == (0, FORGED)
-    assert spamc(port, FORGED, "-c", "-u", "no/such/user").stdout == b"0/0\n"
+    big = FORGED + b"filler words of a long message\n" * (MAX_BODY // 31 + 1)
+    limit = ("-s", str(4 * MAX_BODY))       # spamc's own (500 KB) would pass it by without asking
+    result = spamc(port, big, *limit)
+    assert (result.returncode, result.stdout) == (0, big)
+    assert spamc(port, big, "-c", *limit).stdout == b"0/0\n"
 
 
 def test_spamc_fails_open_when_the_service_is_down(tmp_path):
