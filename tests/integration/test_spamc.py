@@ -15,7 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 from serve_process import ServeProcess, free_port
-from test_serve import HAMMY, SPAMMY, make_message, wait_for_both_workers, wait_for_log, write_deployment
+from test_serve import (
+    HAMMY,
+    MAX_BODY,
+    SPAMMY,
+    make_message,
+    wait_for_both_workers,
+    wait_for_log,
+    write_deployment,
+)
 
 from spamlearn.modelstore import ModelStore
 from spamlearn.points import spamassassin_points
@@ -182,11 +190,15 @@ def test_spamc_learn_relabel_and_forget_count_once(deployment):
 
 
 def test_spamc_fails_open_on_an_error_answer(deployment):
-    """spamc passes the message on as it came when we answer an error."""
-    _, port, _, _ = deployment
-    result = spamc(port, FORGED, "-u", "no/such/user")
-    assert (result.returncode, result.stdout) == (0, FORGED)
-    assert spamc(port, FORGED, "-c", "-u", "no/such/user").stdout == b"0/0\n"
+    """spamc passes the message on as it came when we answer an error: 65
+    for a message over max_body_size (spamc's -s lets it send one).  Not
+    ``-u no/such/user`` any more: such a name is scored with the shared model."""
+    server, port, _, _ = deployment
+    big = FORGED + b"x" * MAX_BODY + b"\n"
+    result = spamc(port, big, "-s", str(2 * MAX_BODY))
+    assert (result.returncode, result.stdout) == (0, big)
+    assert spamc(port, big, "-c", "-s", str(2 * MAX_BODY)).stdout == b"0/0\n"
+    assert server.log.read_text().count("answered 65: the message is larger than the limit") == 2
 
 
 def test_spamc_fails_open_when_the_service_is_down(tmp_path):
