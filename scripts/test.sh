@@ -6,7 +6,10 @@
 #   tests start their own throw-away Dovecot on 127.0.0.1), chromium (the
 #   evaluation report is opened in a headless browser), systemd (its
 #   systemd-analyze checks the shipped units), curl (the shell clients),
-#   spamc (SpamAssassin's client, against the service's spamd listener).
+#   spamc (SpamAssassin's client, against the service's spamd listener),
+#   exim4-daemon-heavy (Exim with content scanning: a throw-away Exim's
+#   `spam =` ACL condition asks the service's spamd listener; not installed
+#   over another MTA, which apt would remove for it).
 #   Python packages: spamlearn itself with its [test] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +24,21 @@ missing=()
 [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
 [ -x /usr/bin/curl ] || missing+=(curl)
 [ -x /usr/bin/spamc ] || missing+=(spamc)
+exim_built="$(/usr/sbin/exim4 -bV 2>/dev/null || true)"
+if [[ "$exim_built" != *Content_Scanning* ]]; then
+    if [ -e /usr/sbin/sendmail ] && [ ! -e /usr/sbin/exim4 ]; then
+        # exim4 conflicts with every other mail-transport-agent (postfix...).
+        echo "not installing exim4-daemon-heavy: it would replace this machine's MTA" \
+             "(/usr/sbin/sendmail); tests/integration/test_exim.py will fail" >&2
+    else
+        missing+=(exim4-daemon-heavy)
+    fi
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
-    # Never let the package start the system's Dovecot: the tests run their
-    # own instance.  policy-rc.d (exit 101) makes invoke-rc.d skip the start;
-    # it is removed again if we created it.
+    # Never let the packages start the system's Dovecot or Exim: the tests
+    # run their own instances.  policy-rc.d (exit 101) makes invoke-rc.d
+    # skip the start; it is removed again if we created it.
     created_policy=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null

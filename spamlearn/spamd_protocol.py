@@ -12,7 +12,8 @@ a blank line and, for the commands that carry a message, the message of
     <1234 bytes>
 
 An answer is ``SPAMD/1.1 0 EX_OK``, headers (``Spam: True ; 9.7 / 9.0``,
-``Content-length``) and a body; an error is its first line alone, with a
+``Content-length``; none for a CHECK, SYMBOLS or REPORT asked in SPAMC/1.2,
+as Exim asks) and a body; an error is its first line alone, with a
 code from sysexits.h (``SPAMD/1.1 76 EX_PROTOCOL: ...``), and the
 connection is closed, as spamd does.  The network side is
 ``spamlearn.api.spamd_server``; what each command answers,
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "SpamdError", "Request", "parse_request_line", "parse_header_line", "build_request",
-    "inflate", "answer", "error_answer", "pong", "shown", "spam_header",
+    "inflate", "answer", "counts_report", "error_answer", "pong", "shown", "spam_header",
     "COMMANDS", "EX_OK", "EX_USAGE", "EX_DATAERR", "EX_NOUSER", "EX_UNAVAILABLE", "EX_SOFTWARE",
     "EX_IOERR", "EX_TEMPFAIL", "EX_PROTOCOL", "MAX_LINE", "MAX_HEADER_LINES", "MAX_HEAD_BYTES",
 ]
@@ -230,16 +231,29 @@ def spam_header(is_spam: bool, score: str, threshold: str) -> tuple[str, str]:
 
 
 def answer(headers: Sequence[tuple[str, str]], body: Sequence[bytes | memoryview] | None = None,
-           ) -> list[bytes | memoryview]:
+           counted: bool = True) -> list[bytes | memoryview]:
     """An ``EX_OK`` answer as pieces to write one after the other; with a
     body (pieces too, never joined: a message of 25 MB is not copied), a
-    ``Content-length`` that counts it."""
+    ``Content-length`` that counts it, unless not ``counted`` (see
+    ``counts_report``)."""
     lines = [f"SPAMD/{_ANSWER_VERSION} {EX_OK} EX_OK"]
     lines += [f"{name}: {value}" for name, value in headers]
-    if body is not None:
+    if body is not None and counted:
         lines.append(f"Content-length: {sum(len(piece) for piece in body)}")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
     return [head, *(body or ())]
+
+
+def counts_report(version: tuple[int, int]) -> bool:
+    """Whether a CHECK, SYMBOLS or REPORT answer to a SPAMC/``version``
+    request has a ``Content-length``: from 1.3 on, as spamd decides.
+
+    Exim asks ``REPORT SPAMC/1.2`` and reads ``SPAMD/1.1 0 EX_OK``, the
+    ``Spam:`` line, then takes everything after it as ``$spam_report``: a
+    ``Content-length`` there became the report's first line (Exim 4.96's
+    X-Spam-Report began "Content-length: 718", then a blank line).
+    """
+    return version >= (1, 3)
 
 
 def pong() -> bytes:

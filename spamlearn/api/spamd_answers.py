@@ -45,6 +45,7 @@ from ..spamd_protocol import (
     Request,
     SpamdError,
     answer,
+    counts_report,
     inflate,
     pong,
     spam_header,
@@ -122,13 +123,14 @@ async def _check(request: Request, raw: bytes, user: str | None,
     cutoff = model.classifier.spam_cutoff
     score, threshold = spamassassin_points(verdict.decision, cutoff, is_spam)
     headers = [spam_header(is_spam, score, threshold)]
+    counted = counts_report(request.version)
     if command == "CHECK":
         return answer(headers)
     if command == "SYMBOLS":
-        return answer(headers, [SYMBOLS[verdict.label].encode("ascii")])
+        return answer(headers, [SYMBOLS[verdict.label].encode("ascii")], counted)
     if command in ("REPORT", "REPORT_IFSPAM"):
         text = _report(verdict, model, score, threshold, explain) if is_spam or command == "REPORT" else ""
-        return answer(headers, [text.encode("utf-8")])
+        return answer(headers, [text.encode("utf-8")], counted)
     if command == "HEADERS":
         return answer(headers, [await run_sized(len(raw), marked_headers, raw, verdict, cutoff)])
     # PROCESS: the whole message, however long (scored on its first part, as /filter).
