@@ -6,7 +6,9 @@
 #   tests start their own throw-away Dovecot on 127.0.0.1), chromium (the
 #   evaluation report is opened in a headless browser), systemd (its
 #   systemd-analyze checks the shipped units), curl (the shell clients),
-#   spamc (SpamAssassin's client, against the service's spamd listener).
+#   spamc (SpamAssassin's client, against the service's spamd listener),
+#   rspamd (its spamassassin scanner against that listener; the tests start
+#   their own throw-away Rspamd on 127.0.0.1).
 #   Python packages: spamlearn itself with its [test] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,10 +23,11 @@ missing=()
 [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
 [ -x /usr/bin/curl ] || missing+=(curl)
 [ -x /usr/bin/spamc ] || missing+=(spamc)
+[ -x /usr/bin/rspamd ] || missing+=(rspamd)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
-    # Never let the package start the system's Dovecot: the tests run their
-    # own instance.  policy-rc.d (exit 101) makes invoke-rc.d skip the start;
+    # Never let the packages start the system's Dovecot or Rspamd: the tests
+    # run their own instances.  policy-rc.d (exit 101) makes invoke-rc.d skip the start;
     # it is removed again if we created it.
     created_policy=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
