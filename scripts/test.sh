@@ -9,7 +9,9 @@
 #   spamc (SpamAssassin's client, against the service's spamd listener),
 #   exim4-daemon-heavy (Exim with content scanning: a throw-away Exim's
 #   `spam =` ACL condition asks the service's spamd listener; not installed
-#   over another MTA, which apt would remove for it).
+#   over another MTA, which apt would remove for it),
+#   rspamd (its spamassassin scanner against that listener; the tests start
+#   their own throw-away Rspamd on 127.0.0.1).
 #   Python packages: spamlearn itself with its [test] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ missing=()
 [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
 [ -x /usr/bin/curl ] || missing+=(curl)
 [ -x /usr/bin/spamc ] || missing+=(spamc)
+[ -x /usr/bin/rspamd ] || missing+=(rspamd)
 exim_built="$(/usr/sbin/exim4 -bV 2>/dev/null || true)"
 if [[ "$exim_built" != *Content_Scanning* ]]; then
     if [ -e /usr/sbin/sendmail ] && [ ! -e /usr/sbin/exim4 ]; then
@@ -36,7 +39,7 @@ if [[ "$exim_built" != *Content_Scanning* ]]; then
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
-    # Never let the packages start the system's Dovecot or Exim: the tests
+    # Never let the packages start the system's Dovecot, Exim or Rspamd: the tests
     # run their own instances.  policy-rc.d (exit 101) makes invoke-rc.d
     # skip the start; it is removed again if we created it.
     created_policy=""

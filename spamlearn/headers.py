@@ -39,10 +39,16 @@ def verdict_headers(verdict: Verdict, spam_cutoff: float = DEFAULT_SPAM_CUTOFF) 
     # One star a whole point, as SpamAssassin's X-Spam-Level: the recipe
     # ``header :contains "X-Spam-Level" "*****"`` is spam from 5.0 on.
     stars = "*" * int(max(float(score), 0.0))
+    # ``autolearn=no`` after the tests, as SpamAssassin's template writes
+    # (spamlearn learns nothing when it scores): Rspamd's spamassassin
+    # scanner reads score and tests with a pattern that wants it there.
+    # Without it (until the eleventh session) the pattern did not match, the
+    # scanner died on "attempt to compare number with nil" in Rspamd's log
+    # and every message went without the symbol (tests/integration/test_rspamd.py).
     return [
         *([("X-Spam-Flag", "YES")] if is_spam else []),
         ("X-Spam-Status", f"{'Yes' if is_spam else 'No'}, score={score} required={required} "
-                          f"tests=SPAMLEARN_{verdict.label.value.upper()}"),
+                          f"tests=SPAMLEARN_{verdict.label.value.upper()} autolearn=no"),
         *([("X-Spam-Level", stars)] if stars else []),
         ("X-Spam-Verdict", verdict.label.value),
         ("X-Spam-Probability", f"{verdict.spam_prob:.4f}"),

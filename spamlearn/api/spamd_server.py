@@ -34,7 +34,7 @@ from ..spamd_protocol import (
 from .service import Service
 from .spamd_answers import answer_request
 
-__all__ = ["SpamdListener", "read_request", "MAX_CONNECTIONS"]
+__all__ = ["SpamdListener", "read_request", "coalesced", "MAX_CONNECTIONS", "FIRST_WRITE"]
 
 log = logging.getLogger("spamlearn.serve")
 
@@ -50,6 +50,14 @@ MAX_CONNECTIONS = 64
 LINGER_SECONDS = 2.0
 #: The StreamReader's buffer; lines are held to MAX_LINE by ``_read_line``.
 _READ_BUFFER = 64 * 1024
+#: How much of an answer goes out in its first write: the head and the
+#: start of the body, together.  Rspamd's spamassassin scanner reads once
+#: and parses what that read gave (no Content-length, no end of stream):
+#: written as two pieces, the head alone came, without the X-Spam-Status
+#: line after it, and Rspamd took every message for clean
+#: (tests/integration/test_rspamd.py).  Bounded: a PROCESS answer of 25 MB
+#: is not copied into one buffer.
+FIRST_WRITE = 64 * 1024
 
 
 class _Gone(Exception):
@@ -203,7 +211,7 @@ class SpamdListener:
                     pieces: Sequence[bytes | memoryview], peer: str) -> None:
         try:
             async with asyncio.timeout(self.service.server.spamd_timeout):
-                for piece in pieces:
+                for piece in coalesced(pieces):
                     writer.write(piece)
                 await writer.drain()
                 if writer.can_write_eof():
@@ -218,6 +226,22 @@ class SpamdListener:
             async with asyncio.timeout(LINGER_SECONDS):
                 while await reader.read(_READ_BUFFER):
                     pass
+
+
+def coalesced(pieces: Sequence[bytes | memoryview], first: int = FIRST_WRITE) -> list[bytes | memoryview]:
+    """``pieces`` as one piece of up to ``first`` bytes, then the rest as
+    they were (views, not copies)."""
+    head = bytearray()
+    rest: list[bytes | memoryview] = []
+    for piece in pieces:
+        room = first - len(head)
+        if room <= 0:
+            rest.append(piece)
+            continue
+        head += piece[:room]
+        if len(piece) > room:
+            rest.append(memoryview(piece)[room:])
+    return [bytes(head), *rest] if head else rest
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -402,7 +402,7 @@ def test_verdict_headers_keep_crlf(sample_ham):
 
     crlf = sample_ham.replace(b"\n", b"\r\n")
     out = add_verdict_headers(crlf, Verdict(0.01, Label.HAM, -4.0))
-    assert b"X-Spam-Status: No, score=-1.7 required=5.0 tests=SPAMLEARN_HAM\r\n" in out
+    assert b"X-Spam-Status: No, score=-1.7 required=5.0 tests=SPAMLEARN_HAM autolearn=no\r\n" in out
     assert b"\n\n" not in out.replace(b"\r\n", b"")
 
 
@@ -419,7 +419,8 @@ def test_a_cr_in_the_body_of_an_lf_message_changes_nothing_in_its_headers(first)
     head, body = out.split(b"\n\n", 1)
     assert body == b"See you at 7.\r\nAnna\n"
     assert head.split(b"\n") == [b"X-Spam-Flag: YES",
-                                 b"X-Spam-Status: Yes, score=8.0 required=5.0 tests=SPAMLEARN_SPAM",
+                                 b"X-Spam-Status: Yes, score=8.0 required=5.0 tests=SPAMLEARN_SPAM "
+                                 b"autolearn=no",
                                  b"X-Spam-Level: ********", b"X-Spam-Verdict: spam",
                                  b"X-Spam-Probability: 0.9900",
                                  head.split(b"\n")[5], b"From: Anna <anna@example.net>", b"Subject: dinner",

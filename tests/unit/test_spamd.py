@@ -3,6 +3,7 @@ spoken to with raw sockets: every command, every error, the bounds."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -19,7 +20,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 from test_api import train
 
 from spamlearn.api import create_app
-from spamlearn.api.spamd_server import MAX_CONNECTIONS
+from spamlearn.api.spamd_server import FIRST_WRITE, MAX_CONNECTIONS, coalesced
 from spamlearn.config import load_settings
 from spamlearn.errors import ConfigError
 from spamlearn.message import message_digest
@@ -133,8 +134,8 @@ def test_symbols_name_the_verdict_and_unsure_is_not_spam(tmp_path, spam_messages
     assert headers["Spam"].startswith("False ; ") and headers["Spam"].endswith(" / 5.0")
     assert body == b"SPAMLEARN_UNSURE" and headers["Content-length"] == str(len(body))
     assert b"X-Spam-Flag" not in processed
-    assert re.search(rb"X-Spam-Status: No, score=-?\d+\.\d required=5\.0 tests=SPAMLEARN_UNSURE\n"
-                     rb"(X-Spam-Level: \*{0,4}\n)?X-Spam-Verdict: unsure\n", processed)
+    assert re.search(rb"X-Spam-Status: No, score=-?\d+\.\d required=5\.0 tests=SPAMLEARN_UNSURE "
+                     rb"autolearn=no\n(X-Spam-Level: \*{0,4}\n)?X-Spam-Verdict: unsure\n", processed)
 
 
 def test_symbols_of_spam_and_ham(settings, store, spam_messages, ham_messages):
@@ -227,6 +228,58 @@ def test_exim_reads_the_score_threshold_and_report_of_a_report_answer(settings, 
     assert report.startswith(b"spamlearn verdict: spam"), report
     assert split(spam)[1].keys() == {"Spam"}
     assert "Content-length" in split(current)[1], "spamc 4.0 (SPAMC/1.5) counts it"
+
+
+def rspamd_reads(first_read: bytes) -> tuple[float, str] | None:
+    """What Rspamd's spamassassin scanner (lualib/lua_scanners/spamassassin.lua,
+    3.4) reads of a HEADERS answer: score and tests of the X-Spam-Status
+    line, with its Lua pattern in Python's words.  It parses the bytes of
+    its first read alone.  None where Rspamd fails: its pattern does not
+    match, and comparing the line with 0 is a Lua error."""
+    score, symbols = "0", ""
+    for line in re.sub(r"[\r\n]+[\t ]", " ", first_read.decode("latin-1")).splitlines():
+        if re.search(r"X-Spam-Status: \S+, score", line):
+            found = re.search(r"X-Spam-Status: \S+, score=([-\d.]+)\s.*tests=(.*,?)(\s*\S+)\sautolearn.*",
+                              line)
+            if not found:
+                return None
+            score, symbols = found[1], re.sub(r"\s", "", found[2] + found[3])
+    return float(score), symbols
+
+
+def test_rspamd_reads_score_and_symbol_from_the_first_write_of_a_headers_answer(
+        settings, store, spam_messages, ham_messages, monkeypatch):
+    """Rspamd parses what its first read gives: the answer's head and our
+    X-Spam-Status line go out in one write.  Written apart, Rspamd got the
+    head alone and took spam for clean; without "autolearn" after the
+    tests, its pattern failed on every message (tests/integration/test_rspamd.py
+    with the real Rspamd)."""
+    writes: list[bytes] = []
+    write = asyncio.StreamWriter.write
+
+    def recorded(self, data):
+        writes.append(bytes(data))
+        return write(self, data)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "write", recorded)
+    read = {}
+    with listening(settings) as spamd:
+        for name, raw in (("spam", spam_messages[0]), ("ham", ham_messages[0])):
+            writes.clear()
+            answer = spamd.request("HEADERS", raw, "User: root")
+            assert b"".join(writes) == answer
+            read[name] = rspamd_reads(writes[0])
+    assert read["spam"] is not None and read["spam"][0] >= 5.0 and read["spam"][1] == "SPAMLEARN_SPAM"
+    assert read["ham"] is not None and read["ham"][0] < 5.0 and read["ham"][1] == "SPAMLEARN_HAM"
+
+
+def test_an_answer_goes_out_as_its_first_64_kb_then_the_rest_uncopied():
+    big = memoryview(b"m" * (FIRST_WRITE * 2))
+    pieces = coalesced([b"head\r\n\r\n", b"X-Spam-Status: Yes\r\n", big])
+    assert pieces[0] == (b"head\r\n\r\nX-Spam-Status: Yes\r\n" + b"m" * FIRST_WRITE)[:FIRST_WRITE]
+    assert b"".join(pieces) == b"head\r\n\r\nX-Spam-Status: Yes\r\n" + bytes(big)
+    assert len(pieces) == 2 and isinstance(pieces[1], memoryview) and pieces[1].obj is big.obj
+    assert coalesced([]) == [] and coalesced([b"PONG"]) == [b"PONG"]
 
 
 def test_a_compressed_message_is_answered_as_the_plain_one(settings, store, spam_messages):
