@@ -86,6 +86,13 @@ class SpamdError(Exception):
         self.logged = False
 
 
+def first_word(line: bytes) -> bytes:
+    """What of a line that is not a request may be logged: its first word.
+    Raw mail piped to the port starts "Received: from mail.example.org
+    (...)" or "From: alice@...": the rest names people."""
+    return line.split(None, 1)[0][:20] if line.strip() else line[:20]
+
+
 def shown(text: bytes | str, limit: int = 40) -> str:
     """Client-sent text fit for a log line and an answer: printable ASCII, short."""
     if isinstance(text, bytes):
@@ -143,7 +150,7 @@ def parse_request_line(line: bytes) -> tuple[str, tuple[int, int]]:
     line = line.rstrip(b"\r\n")
     found = _REQUEST_LINE_RE.fullmatch(line)
     if not found:
-        raise SpamdError(EX_PROTOCOL, f"bad request line {shown(line)}")
+        raise SpamdError(EX_PROTOCOL, f"bad request line starting {shown(first_word(line))}")
     command = found[1].decode("ascii")
     if command not in COMMANDS:
         raise SpamdError(EX_PROTOCOL, f"unknown command {shown(command)}")
@@ -164,7 +171,7 @@ def parse_header_line(line: bytes) -> tuple[str, str]:
     line = line.rstrip(b"\r\n")
     found = _HEADER_RE.fullmatch(line)
     if not found:
-        raise SpamdError(EX_PROTOCOL, f"bad header line {shown(line)}")
+        raise SpamdError(EX_PROTOCOL, f"bad header line starting {shown(first_word(line))}")
     return found[1].decode("ascii").lower(), found[2].decode("ascii")
 
 

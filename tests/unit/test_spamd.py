@@ -311,9 +311,15 @@ SECRET = b"Subject: private\r\n\r\nthe password is hunter2-do-not-log\r\n"
 
 @pytest.mark.parametrize("data, code, reason", [
     (b"HELLO SPAMC/1.5\r\n\r\n", 76, "unknown command 'HELLO'"),
-    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 76, "bad request line"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 76, "bad request line starting 'GET'"),
+    # Raw mail piped to the port: its first word only, not the addresses after it.
+    (b"Received: from hunter2-do-not-log.example (1.2.3.4)\r\n\r\n" + SECRET, 76,
+     "bad request line starting 'Received:'"),
     (b"CHECK SPAMC/3.0\r\nContent-length: 1\r\n\r\nx", 76, "unsupported protocol version"),
-    (b"CHECK SPAMC/1.5\r\nContent-length 5\r\n\r\nhello", 76, "bad header line"),
+    (b"CHECK SPAMC/1.5\r\nContent-length 5\r\n\r\nhello", 76,
+     "bad header line starting 'Content-length'"),
+    (b"CHECK SPAMC/1.5\r\nFrom hunter2-do-not-log@example.org\r\n\r\n", 76,
+     "bad header line starting 'From'"),
     (b"CHECK SPAMC/1.5\r\n\r\n" + SECRET, 76, "CHECK without Content-length"),
     (b"CHECK SPAMC/1.5\r\nContent-length: ten\r\n\r\n" + SECRET, 76, "bad Content-length 'ten'"),
     (b"CHECK SPAMC/1.5\r\nContent-length: 999999\r\n\r\n" + SECRET, 65, "larger than the limit of 65536"),
