@@ -44,7 +44,7 @@ from ..errors import (
 from ..server_settings import ServerSettings, load_server_settings
 from .balance import BOARD_NAME, LoadBoard
 from .edges import TimingMiddleware
-from .routes import ScoreFastPath, router
+from .routes import ScoreFastPath, router, service_of
 from .service import Service
 from .spamd_server import SpamdListener
 
@@ -96,22 +96,6 @@ def _status_for(exc: SpamlearnError) -> int:
     return 500
 
 
-def _new_model_error(request: Request, exc: SpamlearnError) -> bool:
-    """False for a model file error the worker has logged last already.
-
-    A worker started without a model answers every /score and /healthz
-    with the same error: an ERROR line each, thousands a minute under a
-    mail server's load, where a failed reload logs once.
-    """
-    if not isinstance(exc, ModelFileError):
-        return True
-    service: Service = request.app.state.service
-    if str(exc) == service.model_error_logged:
-        return False
-    service.model_error_logged = str(exc)
-    return True
-
-
 async def _spamlearn_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SpamlearnError)
     status = _status_for(exc)
@@ -119,7 +103,7 @@ async def _spamlearn_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, StoreBusyError):
         # Busy is not broken: the client is told to retry (Retry-After).
         log.warning("%s %s: %s", request.method, request.url.path, exc)
-    elif status >= 500 and _new_model_error(request, exc):
+    elif status >= 500 and service_of(request).new_error(exc):
         log.error("%s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 

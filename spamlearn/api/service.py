@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..classifier import Label, Verdict
 from ..config import Settings
-from ..errors import MessageError, StoreBusyError
+from ..errors import MessageError, ModelFileError, StoreBusyError
 from ..metrics import Metrics, SnapshotFolder, merge_snapshots, render
 from ..modelstore import LearnOutcome, ModelStore
 from ..server_settings import ServerSettings
@@ -127,8 +127,23 @@ class Service:
         #: model's lock then answer 503 at once (``ModelStore.stop_waiting``).
         self.stopping = threading.Event()
         self._snapshot_error: str | None = None     # why the last snapshot was not written
-        #: The model file error a request logged last (``app._new_model_error``).
+        #: The model file error a request logged last (``new_error``).
         self.model_error_logged: str | None = None
+
+    def new_error(self, exc: Exception) -> bool:
+        """Whether ``exc`` is worth an ERROR line: False for a model file
+        error logged last already, by an HTTP request or a spamd one.
+
+        A worker started without a model answers every request with the
+        same error: an ERROR line each, thousands a minute under a mail
+        server's load, where a failed reload logs once.
+        """
+        if not isinstance(exc, ModelFileError):
+            return True
+        if str(exc) == self.model_error_logged:
+            return False
+        self.model_error_logged = str(exc)
+        return True
 
     async def run_learner(self, work: Callable[..., _T], *args: Any,
                           client_gone: Callable[[], Awaitable[bool]] | None = None) -> _T:

@@ -28,7 +28,6 @@ from ..errors import (
     LedgerError,
     MessageError,
     ModelError,
-    ModelFileError,
     SpamlearnError,
     StoreBusyError,
 )
@@ -199,16 +198,13 @@ async def _run_learner(service: Service, work, *args: object, source: str) -> Le
 
 
 def _log_library_error(service: Service, exc: SpamlearnError, code: int) -> bool:
-    """As the HTTP service logs its 5xx: a model file that does not load an
-    ERROR once (a worker without a model would log one for every message),
-    other failures of ours an ERROR; True if this took care of the logging
-    (busy, a bad message: the listener's WARNING line for the request)."""
-    if isinstance(exc, ModelFileError):
-        if str(exc) != service.model_error_logged:
-            service.model_error_logged = str(exc)
-            log.error("spamd: %s", exc)
-        return True
-    if code in (EX_SOFTWARE, EX_UNAVAILABLE):
+    """As the HTTP service logs its 5xx: other failures of ours an ERROR, a
+    model file that does not load once (``Service.new_error``: a worker
+    without a model would log one for every message); True if this took
+    care of the logging (busy, a bad message: the listener's WARNING line
+    for the request)."""
+    if code not in (EX_SOFTWARE, EX_UNAVAILABLE):
+        return False
+    if service.new_error(exc):
         log.error("spamd: %s", exc)
-        return True
-    return False
+    return True
