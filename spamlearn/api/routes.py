@@ -271,8 +271,7 @@ async def learn(
     except MessageError:
         service.metrics.count_parse_failure()
         raise
-    service.metrics.count_learn(report.outcome.action)
-    service.models.invalidate(report.model_path)
+    service.note_learned(report)
     return JSONResponse(report.as_dict())
 
 
@@ -299,8 +298,7 @@ async def forget(
     if digest is None and not has_message:
         raise HTTPException(400, "empty message: send the message as the body, or ?digest=")
     report = await run_learner(request, service, service.forget, digest or raw, user)
-    service.metrics.count_learn(report.outcome.action)
-    service.models.invalidate(report.model_path)
+    service.note_learned(report)
     return JSONResponse(report.as_dict())
 
 

@@ -198,6 +198,12 @@ class Service:
         self.metrics.count_verdict(verdict.label.value)
         return verdict
 
+    def note_learned(self, report: LearnReport) -> None:
+        """After a learn or forget (``POST /learn``, ``/forget``, spamd's TELL):
+        counted in the metrics, and the model checked again on the next score."""
+        self.metrics.count_learn(report.outcome.action)
+        self.models.invalidate(report.model_path)
+
     # -- authorisation ------------------------------------------------------------------
     @property
     def learn_tokens(self) -> tuple[str, ...]:

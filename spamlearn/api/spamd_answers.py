@@ -186,8 +186,7 @@ async def _tell(request: Request, raw: bytes, user: str | None,
         headers = [("DidRemove", "local")] if report.outcome.changed else []
     else:
         raise SpamdError(EX_USAGE, "TELL without Set: local or Remove: local (remote is not done)")
-    service.metrics.count_learn(report.outcome.action)
-    service.models.invalidate(report.model_path)
+    service.note_learned(report)
     return answer(headers, [])
 
 
