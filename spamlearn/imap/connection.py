@@ -390,10 +390,14 @@ class MailServer:
             self._reconnect_after(exc)
             return exc
         if given is not None:
-            self._given_uid = given
-            self._lone_failures = 0
-            self.gave_bodies = True
+            self._gave(given)
         return None
+
+    def _gave(self, uid: int) -> None:
+        """The server gave the body of ``uid``: the folder reads, for now."""
+        self._given_uid = uid
+        self._lone_failures = 0
+        self.gave_bodies = True
 
     def _failed_alone(self, failure: ImapError, fetched: Bodies) -> None:
         """A message failed on its own: after three in a row (batches of this
@@ -407,8 +411,7 @@ class MailServer:
         self._lone_failures += 1
         if self._lone_failures < _OUTAGE_FAILURES:
             return
-        if self._proven(fetched):
-            self._lone_failures = 0
+        if self._proven(fetched):     # which starts the count again
             return
         said = (f"{failure} (messages failed one after another and the server gave no other message "
                 f"of folder {self.selected!r} either")
@@ -446,9 +449,7 @@ class MailServer:
                 self._reconnect_after(exc)
                 continue
             if any(isinstance(data.get(b"BODY[]"), bytes) for data in answer.values()):
-                self._given_uid = uid
-                self._lone_failures = 0
-                self.gave_bodies = True
+                self._gave(uid)
                 return True
         self._given_uid = None
         return False
