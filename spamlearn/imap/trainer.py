@@ -120,6 +120,15 @@ class FolderState:
     #: way is left (``Trainer._hold_undecided``).
     undecided: dict[int, str] = dataclasses.field(default_factory=dict)
 
+    def let_go(self, uid: int) -> int:
+        """Watch ``uid`` no more (deferred, \\Deleted, unreadable, undecided):
+        it is looked at now (and watched again if need be), or it is gone.
+        Returns the passes it failed on."""
+        self.deferred.pop(uid, None)
+        self.deleted.discard(uid)
+        self.undecided.pop(uid, None)
+        return self.unreadable.pop(uid, 0)
+
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["deferred"] = sorted([uid, t] for uid, t in self.deferred.items())
@@ -624,10 +633,7 @@ class Trainer:
         uids = sorted(set(due) | state.deleted | set(state.unreadable) | set(state.undecided))
         metas = server.metadata(uids)
         for uid in set(uids) - {m.uid for m in metas}:
-            state.deferred.pop(uid, None)
-            state.deleted.discard(uid)
-            state.unreadable.pop(uid, None)
-            state.undecided.pop(uid, None)
+            state.let_go(uid)
         again = []
         for meta in metas:
             if meta.deleted:
@@ -728,10 +734,7 @@ class Trainer:
                     is_due = meta.uid in state.deferred
                     looked_again = (is_due or meta.uid in state.deleted or meta.uid in state.unreadable
                                     or meta.uid in state.undecided)
-                    failed_passes = state.unreadable.pop(meta.uid, 0)
-                    state.deferred.pop(meta.uid, None)
-                    state.deleted.discard(meta.uid)
-                    state.undecided.pop(meta.uid, None)
+                    failed_passes = state.let_go(meta.uid)
                     if meta.uid > state.last_uid:
                         state.last_uid = meta.uid
                     elif not looked_again:
