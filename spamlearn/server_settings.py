@@ -30,6 +30,7 @@ refuses such a key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -232,6 +233,16 @@ def _listen_address(text: str) -> tuple[str, int]:
     if not found or not 1 <= int(found["port"]) <= 65535:
         raise _Invalid("spamd_listen", f"must be HOST:PORT with a port of 1..65535 (e.g. "
                                        f"\"127.0.0.1:783\", \"[::1]:783\"), got {text!r}")
+    try:
+        mapped = ipaddress.IPv6Address(found["v6"]).ipv4_mapped if found["v6"] else None
+    except ValueError:
+        mapped = None       # not an address: serve's bind check says so
+    if mapped is not None:
+        # asyncio's listener sets IPV6_V6ONLY, on which such an address cannot
+        # be bound: it passed serve's own check (a plain bind), then every
+        # worker failed with a traceback (exit 3).
+        raise _Invalid("spamd_listen", f"must not be an IPv4-mapped IPv6 address "
+                                       f"({text!r}): use {mapped}:{found['port']}")
     return found["v6"] or found["host"], int(found["port"])
 
 

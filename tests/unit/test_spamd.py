@@ -539,6 +539,10 @@ def test_the_spamd_settings_come_from_the_server_table_and_the_environment(tmp_p
     # it over and HTTP answered "SPAMD/1.1 76" to curl; with 1, exit 3.
     ('spamd_listen = "127.0.0.1:8731"', "spamd_listen must not be on the HTTP service's port 8731"),
     ('port = 7830\nspamd_listen = "[::1]:7830"', "spamd_listen must not be on the HTTP service's port"),
+    # asyncio binds with IPV6_V6ONLY: serve started, every worker then
+    # failed with a traceback (exit 3).
+    ('spamd_listen = "[::ffff:127.0.0.1]:7830"',
+     r"spamd_listen must not be an IPv4-mapped IPv6 address .*: use 127\.0\.0\.1:7830"),
 ])
 def test_a_bad_spamd_setting_names_the_key(tmp_path, line, problem):
     config = tmp_path / "spamlearn.toml"
@@ -557,6 +561,18 @@ def test_serve_with_spamd_on_the_http_port_exits_78_with_one_line(tmp_path):
                                       "--spamd-listen", f"127.0.0.1:{port}"])
     assert result.exit_code == ExitCode.CONFIG, result.output
     assert f"--spamd-listen must not be on the HTTP service's port {port}" in result.output
+
+
+def test_serve_with_spamd_on_an_ipv4_mapped_address_exits_78_with_one_line():
+    from typer.testing import CliRunner
+
+    from spamlearn.cli import ExitCode, app
+
+    result = CliRunner().invoke(app, ["serve", "--port", str(free_port()), "--workers", "1",
+                                      "--spamd-listen", "[::ffff:127.0.0.1]:7830"])
+    assert result.exit_code == ExitCode.CONFIG, result.output
+    assert "--spamd-listen must not be an IPv4-mapped IPv6 address" in result.output
+    assert "use 127.0.0.1:7830" in result.output and "Traceback" not in result.output
 
 
 def test_serve_with_the_spamd_address_taken_exits_69_with_one_line(tmp_path):
