@@ -249,7 +249,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn and spamlearn log level: critical, error, "
                          "warning, info, debug or trace.")] = "info",
     spamd_listen: Annotated[str | None, typer.Option(help="Also answer spamc (SpamAssassin's "
-                            "spamd protocol) on HOST:PORT, e.g. 127.0.0.1:783. Default: off.")] = None,
+                            "spamd protocol) on HOST:PORT, e.g. 127.0.0.1:783; off: not, whatever "
+                            "the config file says. Default: off.")] = None,
 ) -> None:
     """Run the HTTP scoring service: POST /score, /filter, /learn, /forget; GET /healthz, /metrics.
 

@@ -12,7 +12,7 @@ Example::
     reload_interval = 1.0       # seconds between checks of the model file
     per_user = true             # honour ?user= / X-Spamlearn-User
     user_header = "X-Spamlearn-User"
-    # spamd_listen = "127.0.0.1:783"   # also answer spamc (SpamAssassin's protocol); unset: off
+    # spamd_listen = "127.0.0.1:783"   # also answer spamc (SpamAssassin's protocol); unset or "off": off
     # spamd_allow_tell = false         # spamc -L / TELL may train (spamd's --allow-tell)
     # spamd_timeout = 30               # seconds a spamc client has to send its request
 
@@ -20,6 +20,8 @@ Precedence, lowest first: the defaults below, the file, ``SPAMLEARN_SERVER_*``
 environment variables (``_HOST``, ``_PORT``, ``_WORKERS``, ``_LEARN_TOKEN``,
 ``_LEARN_TOKEN_FILE``, ``_SCORE_TOKEN``, ``_SCORE_TOKEN_FILE``,
 ``_MAX_BODY_SIZE``, ``_RELOAD_INTERVAL``, ``_SPAMD_LISTEN``), then command-line flags.
+``spamd_listen = "off"`` (``--spamd-listen off``) turns off a listener an
+earlier source set.
 
 Tokens are secrets: never taken from a command-line flag (``ps`` shows
 those), never logged (``repr=False``), and a token in the config file or a
@@ -362,6 +364,11 @@ def load_server_settings(settings: Settings, *, env: Mapping[str, str] | None = 
         if value is not None:
             origin[key] = "--" + key.replace("_", "-")
             values[key] = value
+    if isinstance(values.get("spamd_listen"), str) and values["spamd_listen"].strip().lower() == "off":
+        # The only way to turn off, from a flag or the environment, a
+        # listener the file sets: an empty value is no address (78), and an
+        # empty variable is taken as unset.
+        values["spamd_listen"] = None
     try:
         return ServerSettings(**values)
     except _Invalid as exc:

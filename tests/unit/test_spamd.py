@@ -530,6 +530,18 @@ def test_the_spamd_settings_come_from_the_server_table_and_the_environment(tmp_p
     assert ServerSettings().spamd_address is None, "off unless configured"
 
 
+@pytest.mark.parametrize("env, flag", [({"SPAMLEARN_SERVER_SPAMD_LISTEN": "off"}, None),
+                                       ({}, "off"), ({"SPAMLEARN_SERVER_SPAMD_LISTEN": "[::1]:7831"}, "OFF")])
+def test_off_from_the_environment_or_a_flag_turns_off_the_files_spamd_listener(tmp_path, env, flag):
+    """An empty value is no address (78) and an empty variable is unset:
+    there was no way to turn off, without editing the file, a listener it
+    set.  The workers read the flag as the parent does (the same function)."""
+    config = tmp_path / "spamlearn.toml"
+    config.write_text('[server]\nspamd_listen = "127.0.0.1:7830"\n')
+    server = load_server_settings(load_settings(config), env=env, spamd_listen=flag)
+    assert server.spamd_listen is None and server.spamd_address is None
+
+
 @pytest.mark.parametrize("line, problem", [
     ('spamd_listen = "783"', "spamd_listen must be HOST:PORT"),
     ('spamd_listen = "127.0.0.1:0"', "spamd_listen must be HOST:PORT with a port of 1..65535"),
