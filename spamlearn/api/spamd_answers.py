@@ -179,7 +179,12 @@ async def _tell(request: Request, raw: bytes, user: str | None,
         label = request.message_class
         if label not in ("spam", "ham"):
             raise SpamdError(EX_USAGE, "TELL Set: local needs Message-class: spam or ham")
-        report = await _run_learner(service, service.learn, raw, Label(label), user, source=source)
+        try:
+            report = await _run_learner(service, service.learn, raw, Label(label), user, source=source)
+        except MessageError:
+            # Counted as POST /learn counts it (forget, as /forget, is not).
+            service.metrics.count_parse_failure()
+            raise
         headers = [("DidSet", "local")] if report.outcome.changed else []
     elif "local" in to_remove:
         report = await _run_learner(service, service.forget, raw, user, source=source)

@@ -17,7 +17,7 @@ import zlib
 
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
-from test_api import train
+from test_api import LEARN_TOKEN, LEARNER, train
 
 from spamlearn.api import create_app
 from spamlearn.api.spamd_server import FIRST_WRITE, MAX_CONNECTIONS, coalesced
@@ -478,6 +478,22 @@ def test_tell_learns_once_relabels_once_and_forgets_through_the_ledger(settings,
     assert (final["n_spam"], final["n_ham"], final["ledger_counts"]) == (4, 4, {"spam": 4, "ham": 4})
     assert store.check() == []
     assert 'spamlearn_learn_total{action="relabelled"} 1' in metrics
+
+
+@pytest.mark.parametrize("body", [b"", b"From e@x Mon Jan  1 00:00:00 2024\n"])
+def test_a_tell_of_a_message_that_does_not_parse_is_counted_as_a_parse_failure(settings, store, body):
+    """As POST /learn counts it (and CHECK does): a TELL answered EX_DATAERR
+    was missing from spamlearn_parse_failures_total."""
+    with listening(settings, spamd_allow_tell=True, learn_token=LEARN_TOKEN) as spamd:
+        answer = spamd.request("TELL", body, "Message-class: spam", "Set: local")
+        metrics = spamd.client.get("/metrics").text
+        over_http = spamd.client.post("/learn", params={"label": "spam"}, content=body,
+                                      headers=LEARNER)
+        metrics_after_http = spamd.client.get("/metrics").text
+    assert answer.startswith(b"SPAMD/1.1 65 EX_DATAERR: ") and over_http.status_code == 400
+    assert "spamlearn_parse_failures_total 1" in metrics
+    assert "spamlearn_parse_failures_total 2" in metrics_after_http
+    assert store.load().revision == 1
 
 
 def test_tell_for_a_user_trains_their_own_model_and_is_their_verdict(
