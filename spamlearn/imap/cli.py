@@ -326,6 +326,9 @@ def account_status(settings: Settings, account, last_run: dict) -> dict:
             "folder": folder, "learned_spam": got["spam"], "learned_ham": got["ham"],
             "last_learned_at": got["last"] or None, "checked_at": st.updated_at,
             "uidvalidity": st.uidvalidity, "last_uid": st.last_uid, "waiting": len(st.deferred),
+            # Copies met in a spam and a ham folder on one pass: unlearned
+            # until one is left, for ever if both stay (docs/imap-trainer.md).
+            "undecided": len(st.undecided),
         })
     return out
 
@@ -389,7 +392,8 @@ def status(
             typer.echo(f"  {'folder':<24} {'spam':>7} {'ham':>7}  {'last learned':<19}  "
                        f"{'checked':<19}  {'last uid':>8} {'waiting':>7}")
         for f in row["folders"]:
+            undecided = f"  undecided {f['undecided']}" if f["undecided"] else ""
             typer.echo(f"  {f['folder']:<24} {f['learned_spam']:>7} {f['learned_ham']:>7}  "
                        f"{_when(f['last_learned_at']):<19}  {_when(f['checked_at']):<19}  "
-                       f"{f['last_uid']:>8} {f['waiting']:>7}")
+                       f"{f['last_uid']:>8} {f['waiting']:>7}{undecided}")
     raise typer.Exit(code)

@@ -291,6 +291,28 @@ def test_status_names_the_user_an_account_trains_for_when_its_login_does_not(tmp
                                                                                  ("bob", "bob")]
 
 
+def test_status_shows_a_folders_undecided_copies(tmp_path):
+    """Copies met in a spam and a ham folder on one pass wait, unlearned,
+    until one is left (docs/imap-trainer.md): `status` did not show them,
+    and a copy left in both folders waits for ever."""
+    from spamlearn.imap.trainer import store_for
+
+    config = status_config(tmp_path)
+    settings = load_settings(config)
+    bob = load_accounts(settings, ["bob"])[0]
+    with store_for(settings, bob).session() as session:
+        session.set_state("imap:bob:Junk", FolderState(last_uid=9, undecided={4: "d1", 7: "d2"}).to_json())
+        session.set_state("imap:bob:INBOX", FolderState(last_uid=3).to_json())
+    result = CliRunner().invoke(app, ["--config", str(config), "status", "--account", "bob"])
+    assert result.exit_code == 0, result.output
+    junk, = (line for line in result.stdout.splitlines() if line.strip().startswith("Junk "))
+    inbox, = (line for line in result.stdout.splitlines() if line.strip().startswith("INBOX "))
+    assert junk.endswith("undecided 2") and "undecided" not in inbox
+    result = CliRunner().invoke(app, ["--config", str(config), "status", "--account", "bob", "--json"])
+    (row,) = json.loads(result.stdout)
+    assert {f["folder"]: f["undecided"] for f in row["folders"]} == {"INBOX": 0, "Junk": 2}
+
+
 FOLDERS = [FolderInfo("INBOX", ()), FolderInfo("Junk", ("\\Junk",)), FolderInfo("Trash", ("\\Trash",)),
            FolderInfo("Archive", ("\\Archive",)), FolderInfo("Lists/python", ()),
            FolderInfo("Sent", ("\\Sent",))]
