@@ -254,9 +254,10 @@ def serve(
 ) -> None:
     """Run the HTTP scoring service: POST /score, /filter, /learn, /forget; GET /healthz, /metrics.
 
-    With --spamd-listen (or [server] spamd_listen) the workers also answer
-    spamc and what else speaks spamd's protocol (Exim's spam =; README:
-    not spamass-milter); spamc -L trains only with spamd_allow_tell = true.
+    With --spamd-listen (or \\[server] spamd_listen) the workers also answer
+    spamc and what else speaks spamd's protocol (Exim's spam =,
+    spamass-milter, Rspamd's spamassassin scanner: README); spamc -L trains
+    only with spamd_allow_tell = true.
 
     Tokens are never taken from the command line (ps would show them): set
     learn_token_file / score_token_file in the config file's server table, or

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from spamlearn.cli import ExitCode, app
@@ -49,6 +50,28 @@ def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.exit_code == 0
     assert "Usage" in result.output
+
+
+def _commands(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+@pytest.mark.parametrize("path, command", list(_commands(typer.main.get_command(app))),
+                         ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+def test_a_config_table_named_in_help_is_shown(path, command):
+    """Rich reads "[server]" in a help text as markup and drops it: serve --help
+    said "With --spamd-listen (or  spamd_listen)".  A table is written \\[server]."""
+    texts = [command.help or ""] + [getattr(param, "help", None) or "" for param in command.params]
+    eaten = [match.group() for text in texts for match in re.finditer(r"(?<!\\)\[[a-z_]+\]", text)]
+    assert not eaten, f"{' '.join(path)} --help loses {eaten}: escape them as \\[name]"
+
+
+def test_serve_help_names_the_server_table():
+    result = run("serve", "--help")
+    assert result.exit_code == 0
+    assert "(or [server] spamd_listen)" in " ".join(result.output.split())
 
 
 def test_score_falls_back_to_the_default_model(tmp_path):
