@@ -290,7 +290,7 @@ def serve(
         _check_can_listen(*server.spamd_address)
 
     scoring = "open" if not server.score_token else "bearer token"
-    learning = "bearer token" if server.learning_enabled else "disabled (no learn token)"
+    learning = "bearer token" if server.learning_enabled else "disabled over HTTP (no learn token)"
     # An IPv6 address in a URL goes in brackets (RFC 3986): "http://::1:8731" names no port.
     host = f"[{server.host}]" if ":" in server.host else server.host
     typer.echo(f"spamlearn: serving on http://{host}:{server.port} with {server.workers} "
