@@ -1,6 +1,7 @@
 """How fast `spamlearn serve` scores real mail over loopback, and what HTTP adds.
 
     python scripts/bench_http.py [--seconds 10] [--clients 1,8,32] [--messages 2000] [--json]
+                                 [--protocol http|spamd]
 
 1. Unpacks the SpamAssassin corpus (scripts/corpus.py) and reads the first
    ``--messages`` messages of its index (a fixed random order of spam and ham).
@@ -18,6 +19,9 @@
    ``Connection: close`` (the server moves connections off a busy worker
    that way) by reconnecting; the reconnections are counted, and their
    time is in the latency of the request that follows.
+   With ``--protocol spamd`` the server also listens for spamc
+   (``--spamd-listen``) and each client sends spamd ``CHECK`` requests
+   there instead, one connection a request, as spamc, Exim and Rspamd do.
 5. Reports the HTTP overhead as the server's CPU per request divided by the
    library's CPU per message, and the server's memory (RSS of each
    process, and PSS, which counts shared pages once) with the model loaded.
@@ -43,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from corpus import corpus_index  # noqa: E402
-from serve_process import ServeProcess, clean_environment  # noqa: E402
+from serve_process import ServeProcess, clean_environment, free_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -97,8 +101,30 @@ async def _client(host: str, port: int, bodies: list[bytes], offset: int, start_
         writer.close()
 
 
+async def _spamd_client(host: str, port: int, bodies: list[bytes], offset: int, start_at: float,
+                       stop_at: float, latencies: list[float], errors: list[str],
+                       reconnects: list[int]) -> None:
+    """One spamc-like client: connect, CHECK, read the answer to the end, close."""
+    heads = [f"CHECK SPAMC/1.5\r\nContent-length: {len(b)}\r\n\r\n".encode() for b in bodies]
+    i = offset
+    while (now := time.perf_counter()) < stop_at:
+        k = i % len(bodies)
+        i += 1
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(heads[k] + bodies[k])
+            answer = await reader.read()
+        finally:
+            writer.close()
+        done = time.perf_counter()
+        if not answer.startswith(b"SPAMD/1.1 0 EX_OK\r\nSpam: "):
+            errors.append(answer[:80].decode(errors="replace").strip())
+        elif now >= start_at:
+            latencies.append(done - now)
+
+
 def _generate_load(host: str, port: int, bodies: list[bytes], clients: int, warmup: float,
-                   seconds: float, out: multiprocessing.Queue) -> None:
+                   seconds: float, out: multiprocessing.Queue, protocol: str = "http") -> None:
     try:
         import uvloop
         uvloop.install()
@@ -112,8 +138,9 @@ def _generate_load(host: str, port: int, bodies: list[bytes], clients: int, warm
         start_at = time.perf_counter() + warmup
         stop_at = start_at + seconds
         cpu = time.process_time()
-        await asyncio.gather(*(_client(host, port, bodies, n * 97, start_at, stop_at, latencies, errors,
-                                       reconnects) for n in range(clients)))
+        client = _spamd_client if protocol == "spamd" else _client
+        await asyncio.gather(*(client(host, port, bodies, n * 97, start_at, stop_at, latencies, errors,
+                                      reconnects) for n in range(clients)))
         return latencies, errors, seconds, reconnects[0], time.process_time() - cpu
 
     out.put(asyncio.run(run()))
@@ -161,10 +188,12 @@ def library_cost(bodies: list[bytes]) -> dict:
     return {"messages": len(bodies), "wall_ms": 1000 * wall / len(bodies), "cpu_ms": 1000 * cpu / len(bodies)}
 
 
-def run_level(server: ServeProcess, bodies: list[bytes], clients: int, warmup: float, seconds: float) -> dict:
+def run_level(server: ServeProcess, bodies: list[bytes], clients: int, warmup: float, seconds: float,
+              spamd_port: int | None = None) -> dict:
     queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+    port, protocol = (spamd_port, "spamd") if spamd_port else (server.port, "http")
     generator = multiprocessing.get_context("spawn").Process(
-        target=_generate_load, args=("127.0.0.1", server.port, bodies, clients, warmup, seconds, queue))
+        target=_generate_load, args=("127.0.0.1", port, bodies, clients, warmup, seconds, queue, protocol))
     pids = server.worker_pids()
     generator.start()
     time.sleep(warmup)  # the generator's start-up and warm-up are not measured
@@ -196,6 +225,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=None, help="default: the server's default")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--protocol", choices=("http", "spamd"), default="http",
+                        help="POST /score over HTTP, or spamd CHECK on the spamd port")
     args = parser.parse_args()
 
     index = corpus_index()
@@ -208,12 +239,15 @@ def main() -> None:
         config = base / "spamlearn.toml"
         config.write_text('[model]\npath = "model.joblib"\n')  # not there: the default model scores
         extra = ["--workers", str(args.workers)] if args.workers else []
+        spamd_port = free_port() if args.protocol == "spamd" else None
+        if spamd_port:
+            extra += ["--spamd-listen", f"127.0.0.1:{spamd_port}"]
         server = ServeProcess(config, base / "serve.log", clean_environment(base / "home"), extra).start()
         try:
             pids = server.worker_pids()
             time.sleep(1.0)
             memory_idle = _memory(pids)
-            levels = [run_level(server, bodies, int(c), args.warmup, args.seconds)
+            levels = [run_level(server, bodies, int(c), args.warmup, args.seconds, spamd_port)
                       for c in args.clients.split(",")]
             memory_after = _memory(pids)
         finally:
@@ -222,7 +256,8 @@ def main() -> None:
     workers = sum(1 for m in memory_idle if m["role"] == "worker") or 1  # 1: the server process serves
     one = levels[0]
     result = {
-        "cores": os.cpu_count(), "workers": workers, "library": library, "levels": levels,
+        "protocol": args.protocol, "cores": os.cpu_count(), "workers": workers, "library": library,
+        "levels": levels,
         "overhead_cpu_ratio": one["server_cpu_ms_per_request"] / library["cpu_ms"],
         "overhead_latency_ratio_1_client": one["p50_ms"] / library["wall_ms"],
         "memory_idle": memory_idle, "memory_after": memory_after,
@@ -231,8 +266,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{len(bodies)} SpamAssassin messages, {os.cpu_count()} cores, {workers} worker(s), "
-          f"load average now {result['load_average'][0]:.1f}")
+    print(f"{args.protocol}: {len(bodies)} SpamAssassin messages, {os.cpu_count()} cores, "
+          f"{workers} worker(s), load average now {result['load_average'][0]:.1f}")
     print(f"library score(): {library['wall_ms']:.2f} ms wall, {library['cpu_ms']:.2f} ms CPU per message "
           f"({1000 / library['wall_ms']:.0f} messages/s on one core)")
     print("| clients | requests/s | p50 ms | p99 ms | server CPU ms/request | generator CPU ms/request "
@@ -242,7 +277,7 @@ def main() -> None:
         print(f"| {level['clients']} | {level['requests_per_s']:.0f} | {level['p50_ms']:.1f} | "
               f"{level['p99_ms']:.1f} | {level['server_cpu_ms_per_request']:.2f} | "
               f"{level['generator_cpu_ms_per_request']:.2f} | {level['reconnects']} | {level['errors']} |")
-    print(f"HTTP overhead: server CPU per request / library CPU per message = "
+    print(f"{args.protocol} overhead: server CPU per request / library CPU per message = "
           f"{result['overhead_cpu_ratio']:.2f}x; p50 latency at 1 client / library wall time = "
           f"{result['overhead_latency_ratio_1_client']:.2f}x")
     for label, memory in (("idle, model loaded", memory_idle), ("after the run", memory_after)):
