@@ -28,14 +28,22 @@ def test_every_service_is_shipped_with_its_triggers():
             "spamlearn-sieve-drain.timer"} <= names
 
 
+#: A directive shipped commented out, for the admin to turn on (``#Name=value``).
+COMMENTED_DIRECTIVE = re.compile(r"^#(?=[A-Z][A-Za-z]+=)", re.M)
+
+
+@pytest.mark.parametrize("uncommented", [False, True], ids=["as shipped", "commented directives on"])
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
-def test_systemd_reads_the_unit_without_a_warning(unit, tmp_path):
+def test_systemd_reads_the_unit_without_a_warning(unit, uncommented, tmp_path):
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing: apt-get install systemd"
     spamlearn = shutil.which("spamlearn")
     assert spamlearn, "the spamlearn command is not on PATH: pip install -e ."
     for other in UNITS:     # a timer or path unit names its service: all side by side
         (tmp_path / other.name).write_text(other.read_text().replace(INSTALLED_AT, spamlearn))
+    if uncommented:
+        text = (tmp_path / unit.name).read_text()
+        (tmp_path / unit.name).write_text(COMMENTED_DIRECTIVE.sub("", text))
     result = subprocess.run([analyze, "verify", str(tmp_path / unit.name)], capture_output=True,
                             text=True, cwd=tmp_path, timeout=60)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
