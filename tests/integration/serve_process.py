@@ -12,13 +12,28 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["ServeProcess", "free_port", "clean_environment"]
+__all__ = ["ServeProcess", "free_port", "clean_environment", "terminate"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def terminate(process: subprocess.Popen, timeout: float) -> bool:
+    """SIGTERM ``process`` and wait up to ``timeout`` seconds, then SIGKILL it;
+    True if it ended by itself (or had already ended)."""
+    if process.poll() is not None:
+        return True
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return False
 
 
 def clean_environment(home: Path) -> dict[str, str]:
@@ -79,16 +94,12 @@ class ServeProcess:
 
     def stop(self, timeout: float = 40.0) -> int | None:
         """SIGTERM (uvicorn finishes requests in flight), SIGKILL if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is None:
+            return None
+        if not terminate(self.process, timeout):
             raise RuntimeError(f"spamlearn serve ignored SIGTERM for {timeout} s:\n"
-                               f"{self.log.read_text()}") from None
+                               f"{self.log.read_text()}")
+        return self.process.returncode
 
     def worker_pids(self) -> list[int]:
         """The process and its children (uvicorn's workers), from /proc."""

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_process import ServeProcess, free_port
+from serve_process import ServeProcess, free_port, terminate
 from test_serve import HAMMY, SPAMMY, write_deployment
 
 from spamlearn.points import spamassassin_points
@@ -144,14 +144,8 @@ class EximDaemon:
 
     def stop(self) -> None:
         """SIGTERM the daemon; then no process of this config may be left."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
         if self.process is not None:
+            terminate(self.process, 10)
             self.process.stdout.close()
         deadline = time.monotonic() + 10
         while (left := self.processes()) and time.monotonic() < deadline:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_process import ServeProcess, free_port
+from serve_process import ServeProcess, free_port, terminate
 from test_serve import HAMMY, SPAMMY, make_message, write_deployment
 
 from spamlearn.points import spamassassin_points
@@ -120,13 +120,7 @@ class RspamdProcess:
         """SIGTERM the main process, then whatever of its group is left."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, 20)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
 
