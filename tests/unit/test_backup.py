@@ -329,6 +329,22 @@ def test_restore_keeps_the_replaced_files_owner_and_mode(model, tmp_path):
         assert (model.stat().st_uid, ledger.stat().st_uid) == (65534, 65534)
 
 
+def test_restore_into_an_empty_place_follows_the_umask(model, tmp_path):
+    """A fixed 0644 for both made the restored pair world-readable where
+    the admin's umask 077 said not to (``learn`` would have made 0600)."""
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    fresh = tmp_path / "fresh" / "model.joblib"
+    old = os.umask(0o077)
+    try:
+        result = run("--model", fresh, "restore", archive)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    modes = [oct(stat.S_IMODE(path.stat().st_mode)) for path in (fresh, fresh.with_name("model.ledger"))]
+    assert modes == ["0o600", "0o600"]
+
+
 def test_a_planted_link_at_the_marker_is_not_written_through(model, tmp_path):
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
