@@ -155,6 +155,12 @@ def write_backup(store: ModelStore, destination: Path | None) -> BackupSummary:
             os.replace(partial, destination)
             partial = None
             fsync_dir(destination.parent)
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            # A failed write names no file: "disk full: writing the output"
+            # left the admin to guess where (which of --all's archives?).
+            raise OSError(exc.errno, exc.strerror, str(destination)) from exc
         finally:
             if partial is not None:
                 os.unlink(partial)

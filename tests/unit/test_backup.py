@@ -454,6 +454,23 @@ def test_a_model_named_like_its_ledger_is_refused(tmp_path):
     assert result.exit_code == ExitCode.IOERR and "both the model file and its ledger" in result.output
 
 
+def test_a_full_disk_names_the_archive_and_keeps_the_last_one(model, tmp_path, monkeypatch):
+    """It said "disk full: writing the output", naming no file."""
+    archive = tmp_path / "b.tar.gz"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    last_nights = archive.read_bytes()
+
+    def disk_full(tar, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spamlearn.backup, "_add_pair", disk_full)
+    result = run("--model", model, "backup", archive)
+    assert result.exit_code == ExitCode.IOERR, result.output
+    assert result.output == f"spamlearn: error: disk full: {archive}\n"
+    assert archive.read_bytes() == last_nights
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz", "live"]
+
+
 def test_the_marker_is_never_left_by_a_failed_write(model, tmp_path, monkeypatch):
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
