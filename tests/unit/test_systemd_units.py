@@ -76,14 +76,12 @@ def test_the_crontab_runs_commands_that_parse_and_backs_up_every_model():
     """With [users] own_model, a nightly backup of the shared model alone
     lost every user's learning with the disk (a helper's review)."""
     commands = []
-    for line in (SCRIPTS / "cron" / "spamlearn-train").read_text().splitlines():
-        if re.match(r"[*0-9]", line):
-            # After the five times and the user, up to the pipe into logger; \% is cron's %.
-            command = line.split(None, 6)[6].split(" | ")[0].replace("\\%", "%")
-            argv = spamlearn_argv(command)
-            commands.append(argv)
-            result = CliRunner().invoke(app, [*argv, "--help"])
-            assert result.exit_code == 0, result.output
+    for command in crontab_jobs(SCRIPTS / "cron" / "spamlearn-train")[1]:
+        # Up to the pipe into logger.
+        argv = spamlearn_argv(command.removeprefix("set -o pipefail; ").split(" | ")[0])
+        commands.append(argv)
+        result = CliRunner().invoke(app, [*argv, "--help"])
+        assert result.exit_code == 0, result.output
     assert [argv[2:4] for argv in commands if "backup" in argv] == [["backup", "--all"]]
     unit = (SCRIPTS / "systemd" / "spamlearn-backup.service").read_text()
     assert " backup --all " in unit
@@ -140,3 +138,22 @@ def test_the_backup_folder_is_the_weekday_whatever_the_locale(french_locale):
     argv = shlex.split(line.removeprefix("ExecStart=").replace("$$", "$").replace("%%", "%"))
     assert argv[:2] == ["/bin/sh", "-c"]
     assert Path(backup_folder(argv[:2], argv[2], french_locale)).name in weekdays
+
+
+CRONTABS = sorted([*(SCRIPTS / "cron").iterdir(), *(SCRIPTS / "dovecot").glob("*.cron")])
+
+
+@pytest.mark.parametrize("crontab", CRONTABS, ids=lambda p: p.name)
+def test_cron_sees_spamlearns_exit_code_through_the_pipe_into_logger(crontab, tmp_path):
+    """A line piped into logger gave cron logger's exit code (0): a failed
+    train or backup looked like a success to `cron -L 4` and systemd-cron."""
+    for name, script in (("spamlearn", "exit 75"), ("logger", "cat >/dev/null")):  # not this machine's syslog
+        (tmp_path / name).write_text(f"#!/bin/sh\n{script}\n")
+        (tmp_path / name).chmod(0o755)
+    shell, commands = crontab_jobs(crontab)
+    assert commands
+    for command in commands:
+        command = command.replace(INSTALLED_AT, "spamlearn").replace("/usr/bin/logger", "logger")
+        done = subprocess.run([*shell, command], capture_output=True, text=True, timeout=60,
+                              env={"PATH": f"{tmp_path}:{os.environ['PATH']}"})
+        assert (done.returncode, done.stderr) == (75, ""), command
