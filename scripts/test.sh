@@ -5,7 +5,9 @@
 #   Debian packages: dovecot-imapd + dovecot-sieve (the IMAP and imapsieve
 #   tests start their own throw-away Dovecot on 127.0.0.1), chromium (the
 #   evaluation report is opened in a headless browser), systemd (its
-#   systemd-analyze checks the shipped units), curl (the shell clients),
+#   systemd-analyze checks the shipped units), locales (the source of fr_FR:
+#   the shipped backup lines' weekday folder is checked under a French
+#   locale), curl (the shell clients),
 #   spamc (SpamAssassin's client, against the service's spamd listener),
 #   exim4-daemon-heavy (Exim with content scanning: a throw-away Exim's
 #   `spam =` ACL condition asks the service's spamd listener; not installed
@@ -24,6 +26,7 @@ missing=()
 [ -x /usr/bin/sievec ] || missing+=(dovecot-sieve)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
+[ -e /usr/share/i18n/locales/fr_FR ] || missing+=(locales)
 [ -x /usr/bin/curl ] || missing+=(curl)
 [ -x /usr/bin/spamc ] || missing+=(spamc)
 [ -x /usr/bin/rspamd ] || missing+=(rspamd)

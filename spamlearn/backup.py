@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 from .errors import BackupError, LedgerError, ModelFileError, SpamlearnError
 from .modelstore import ModelStore
-from .regularfile import hand_to_folder_owner, make_folders
+from .regularfile import hand_to_folder_owner, make_folders, new_file_mode
 from .store import fsync_dir, read_header
 
 __all__ = ["BackupSummary", "write_backup", "restore_backup", "archive_compression", "archive_label",
@@ -155,6 +155,12 @@ def write_backup(store: ModelStore, destination: Path | None) -> BackupSummary:
             os.replace(partial, destination)
             partial = None
             fsync_dir(destination.parent)
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            # A failed write names no file: "disk full: writing the output"
+            # left the admin to guess where (which of --all's archives?).
+            raise OSError(exc.errno, exc.strerror, str(destination)) from exc
         finally:
             if partial is not None:
                 os.unlink(partial)
@@ -492,13 +498,14 @@ def _has_aside_pair(store: ModelStore) -> bool:
 def _take_over_owner_and_mode(staged: Path, current: Path) -> None:
     """Give a staged file the owner and mode of the file it replaces (a
     restore run as root must not leave root's files for the mail user's
-    learners), or 0644 if there is none."""
+    learners), or 0644 less the umask if there is none (as ``learn`` makes
+    a model and SQLite a ledger)."""
     fd = os.open(staged, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)     # by descriptor, not by name
     try:
         try:
             info = os.stat(current)
         except FileNotFoundError:
-            os.fchmod(fd, 0o644)
+            os.fchmod(fd, new_file_mode())
             hand_to_folder_owner(fd, current.parent)
             return
         os.fchmod(fd, info.st_mode & 0o7777)

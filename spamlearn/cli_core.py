@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from .classifier import Label
-from .cli import ExitCode, app, fail, handle_errors, state_of
+from .cli import ExitCode, app, exit_code_for, fail, handle_errors, state_of
 from .config import MAX_FEATURES
 from .defaults import load_scoring_classifier
 from .errors import MessageError, SpamlearnError
@@ -393,7 +393,14 @@ def info(
     state = state_of(ctx)
     settings = state.settings
     store = ModelStore.from_settings(settings, user)
-    details = store.info()
+    # A corrupt model (or ledger) showed the error alone: which files, and
+    # what the other one holds, are shown too, then the error and its exit
+    # code (as `status` goes on past an account's).
+    details = store.info(keep_going=True)
+    broken = [details[key] for key in ("model_error", "ledger_error") if key in details]
+    for key in ("model_error", "ledger_error"):
+        if key in details:
+            details[key] = str(details[key])
     details["config_file"] = str(settings.config_file) if settings.config_file else None
     details["restore_interrupted"] = os.path.lexists(store.restore_marker)
     try:
@@ -401,9 +408,12 @@ def info(
         details["scoring_model"] = str(scoring_path)
     except SpamlearnError as exc:
         details["scoring_model_error"] = str(exc)
-    # A ledger without its model is checked too (it does not belong to the
-    # empty model that learning would start); neither: nothing to check.
-    problems = store.check() if check and (store.exists() or store.ledger_path.exists()) else []
+    if broken:
+        problems = [str(exc) for exc in broken] if check else []     # nothing to compare
+    else:
+        # A ledger without its model is checked too (it does not belong to the
+        # empty model that learning would start); neither: nothing to check.
+        problems = store.check() if check and (store.exists() or store.ledger_path.exists()) else []
     if check:
         details["check"] = problems or "ok"
     if as_json:
@@ -415,7 +425,11 @@ def info(
         old_ledger = "  (bucket numbers: cannot be resized)" if details.get("resizable") is False else ""
         typer.echo(f"ledger:         {details['ledger']}{old_ledger}")
         typer.echo(f"scores with:    {details.get('scoring_model', details.get('scoring_model_error'))}")
-        if details["exists"]:
+        if details["exists"] and "model_error" in details and "ledger_counts" in details:
+            counts = details["ledger_counts"]
+            typer.echo(f"ledger holds:   {counts['spam']} spam, {counts['ham']} ham "
+                       f"(the model file does not read)")
+        elif details["exists"] and "model_error" not in details:
             typer.echo(f"learned:        {details['n_spam']} spam, {details['n_ham']} ham")
             typer.echo(f"size:           {details['size_bytes'] / 1e6:.2f} MB on disk, "
                        f"{details['used_buckets']} of {details['n_features']} feature buckets used "
@@ -442,6 +456,11 @@ def info(
             typer.echo("check:          " + ("; ".join(problems) if problems else
                                              "ok (nothing learned yet: no model or ledger there)" if nothing
                                              else "ok"))
+    if broken:
+        if not as_json:
+            for exc in broken:
+                typer.echo(f"spamlearn: error: {exc}", err=True)
+        raise typer.Exit(max(exit_code_for(exc) for exc in broken))
     if problems:
         raise typer.Exit(ExitCode.IOERR)
 

@@ -847,12 +847,24 @@ class ModelStore:
         used = _buckets_used_pct(read_header(self.model_path))
         return used if used >= self.CROWDED_PCT else None
 
-    def info(self) -> dict:
-        """What ``spamlearn info`` shows; never takes the lock."""
+    def info(self, keep_going: bool = False) -> dict:
+        """What ``spamlearn info`` shows; never takes the lock.
+
+        ``keep_going``: a model file or ledger that does not read is left out,
+        its error (the exception) given as ``model_error`` or ``ledger_error``,
+        instead of raised (``spamlearn info`` shows the rest: the other file's counts).
+        """
         out: dict = {"model": str(self.model_path), "ledger": str(self.ledger_path),
                      "exists": self.model_path.exists()}
         if out["exists"]:
-            header = read_header(self.model_path)
+            try:
+                header = read_header(self.model_path)
+            except ModelFileError as exc:
+                if not keep_going:
+                    raise
+                out["model_error"] = exc
+                header = None
+        if out["exists"] and header is not None:
             out.update(
                 size_bytes=self.model_path.stat().st_size,
                 n_spam=header["n_spam"], n_ham=header["n_ham"],
@@ -864,17 +876,23 @@ class ModelStore:
                 buckets_used_pct=round(_buckets_used_pct(header), 1),
             )
         if self.ledger_path.exists():
-            ledger = Ledger(self.ledger_path, busy_timeout=self.lock_timeout)
             try:
-                out["ledger_counts"] = ledger.counts()
-                out["resizable"] = ledger.holds_hashes
-                out["ledger_revision"] = ledger.revision
-                out["sources"] = [
-                    {"source": s, "label": lab, "messages": n, "last_learned_at": t}
-                    for s, lab, n, t in ledger.by_source()
-                ]
-            finally:
-                ledger.close()
+                ledger = Ledger(self.ledger_path, busy_timeout=self.lock_timeout)
+                try:
+                    ledger_info = {
+                        "ledger_counts": ledger.counts(), "resizable": ledger.holds_hashes,
+                        "ledger_revision": ledger.revision,
+                        "sources": [{"source": s, "label": lab, "messages": n, "last_learned_at": t}
+                                    for s, lab, n, t in ledger.by_source()],
+                    }
+                finally:
+                    ledger.close()
+            except LedgerError as exc:
+                if not keep_going:
+                    raise
+                out["ledger_error"] = exc
+            else:
+                out.update(ledger_info)
         return out
 
     def check(self) -> list[str]:

@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NotRegularFileError", "irregular_kind", "open_regular", "read_regular"]
+__all__ = ["NotRegularFileError", "irregular_kind", "new_file_mode", "open_regular", "read_regular"]
 
 
 class NotRegularFileError(OSError):
@@ -135,6 +135,31 @@ def create_lock_file(path: Path, mode: int, owner_folder: Path, exact_mode: bool
         os.close(fd)
         raise
     return fd
+
+
+def new_file_mode(mode: int = 0o644) -> int:
+    """``mode`` less the umask: what a file created now with ``mode`` gets.
+
+    For a model file, written through ``mkstemp`` (always 0600), with the
+    0644 SQLite creates its ledger with, so the two come out alike: a fixed
+    0644 made the model world-readable where the admin's umask 077 had kept
+    the ledger beside it 0600 (a model is the users' mail, distilled)."""
+    return mode & ~_umask()
+
+
+def _umask() -> int:
+    # /proc first: setting the umask to read it would change it, for an
+    # instant, for every thread of the process (serve's learners).
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass                      # no /proc, or a kernel before 4.7
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def hand_to_folder_owner(fd: int, folder: Path) -> None:

@@ -33,7 +33,7 @@ from .classifier import Classifier
 from .counts import BayesCounts
 from .errors import ModelFileError
 from .features import HASH_NAME, MAX_BUCKETS
-from .regularfile import NotRegularFileError, hand_to_folder_owner, make_folders, open_regular
+from .regularfile import NotRegularFileError, hand_to_folder_owner, make_folders, new_file_mode, open_regular
 from .tokenizer import TokenizerOptions
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_classifier", "load_classifier", "read_header"]
@@ -119,7 +119,7 @@ def save_classifier(classifier: Classifier, path: Path) -> None:
                 if os.geteuid() == 0 and replaced.st_uid != 0:
                     os.fchown(fh.fileno(), replaced.st_uid, replaced.st_gid)     # root learning by hand
             else:
-                os.fchmod(fh.fileno(), 0o644)
+                os.fchmod(fh.fileno(), new_file_mode())
                 hand_to_folder_owner(fh.fileno(), path.parent)
         os.replace(tmp_name, path)
         tmp_name = None

@@ -760,6 +760,34 @@ def test_a_worker_started_degraded_answers_503_until_a_good_model_appears(
         assert client.post("/score", content=spam_messages[0]).json()["model"]["kind"] == "shared"
 
 
+def test_healthz_503_names_the_model_file_only_to_a_caller_with_a_token(settings, caplog):
+    """Its 503 gave the model's path to anyone, where its 200 hides failing
+    files from a caller without the score or learn token."""
+    settings.model_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.model_path.write_bytes(b"\x80 not a model")
+    with TestClient(create_app(settings, server(), start_degraded=True)) as client:
+        anonymous = client.get("/healthz")
+        head = client.head("/healthz")
+        wrong = client.get("/healthz", headers={"Authorization": "Bearer wrong-token-0123456789"})
+        learner = client.get("/healthz", headers=LEARNER)
+        settings.model_path.unlink()
+        settings.model_path.mkdir()         # another error: the log names the file, the answer not
+        another = client.get("/healthz")
+        settings.model_path.rmdir()
+        settings.model_path.write_bytes(b"\x80 not a model")
+    with TestClient(create_app(settings, server(learn_token=None), start_degraded=True)) as client:
+        open_service = client.get("/healthz")
+    assert anonymous.status_code == head.status_code == wrong.status_code == 503
+    for hidden in (anonymous, wrong, another):
+        assert str(settings.model_path.parent) not in hidden.text and "model.joblib" not in hidden.text
+        assert hidden.json()["detail"].startswith("no model to score with")
+    assert learner.status_code == open_service.status_code == 503
+    assert str(settings.model_path) in learner.json()["detail"]
+    assert str(settings.model_path) in open_service.json()["detail"]
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("GET /healthz")]
+    assert len(logged) == 1 and str(settings.model_path) in logged[0] and "a folder" in logged[0]
+
+
 def test_a_worker_without_a_model_logs_its_error_once_not_per_request(
         settings, spam_messages, caplog):
     """Every /score and /healthz of a degraded worker fails the same way:

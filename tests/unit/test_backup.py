@@ -329,6 +329,22 @@ def test_restore_keeps_the_replaced_files_owner_and_mode(model, tmp_path):
         assert (model.stat().st_uid, ledger.stat().st_uid) == (65534, 65534)
 
 
+def test_restore_into_an_empty_place_follows_the_umask(model, tmp_path):
+    """A fixed 0644 for both made the restored pair world-readable where
+    the admin's umask 077 said not to (``learn`` would have made 0600)."""
+    archive = tmp_path / "b.tar"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    fresh = tmp_path / "fresh" / "model.joblib"
+    old = os.umask(0o077)
+    try:
+        result = run("--model", fresh, "restore", archive)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    modes = [oct(stat.S_IMODE(path.stat().st_mode)) for path in (fresh, fresh.with_name("model.ledger"))]
+    assert modes == ["0o600", "0o600"]
+
+
 def test_a_planted_link_at_the_marker_is_not_written_through(model, tmp_path):
     archive = tmp_path / "b.tar"
     assert run("--model", model, "backup", archive).exit_code == 0
@@ -436,6 +452,23 @@ def test_restore_refuses_a_model_path_that_is_not_a_file(model, tmp_path, monkey
 def test_a_model_named_like_its_ledger_is_refused(tmp_path):
     result = run("--model", tmp_path / "x.ledger", "learn", "--spam", SPAM)
     assert result.exit_code == ExitCode.IOERR and "both the model file and its ledger" in result.output
+
+
+def test_a_full_disk_names_the_archive_and_keeps_the_last_one(model, tmp_path, monkeypatch):
+    """It said "disk full: writing the output", naming no file."""
+    archive = tmp_path / "b.tar.gz"
+    assert run("--model", model, "backup", archive).exit_code == 0
+    last_nights = archive.read_bytes()
+
+    def disk_full(tar, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spamlearn.backup, "_add_pair", disk_full)
+    result = run("--model", model, "backup", archive)
+    assert result.exit_code == ExitCode.IOERR, result.output
+    assert result.output == f"spamlearn: error: disk full: {archive}\n"
+    assert archive.read_bytes() == last_nights
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.gz", "live"]
 
 
 def test_the_marker_is_never_left_by_a_failed_write(model, tmp_path, monkeypatch):

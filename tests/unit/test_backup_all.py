@@ -141,7 +141,8 @@ def test_a_full_disk_leaves_no_half_archive(config, tmp_path, monkeypatch):
     monkeypatch.setattr(spamlearn.backup, "_add_pair", disk_full_on_the_second)
     result = run("--config", config, "backup", "--all", out)
     assert result.exit_code == ExitCode.IOERR, result.output
-    assert result.stderr == f"spamlearn: error: user {ALICE}: disk full: writing the output\n"
+    assert result.stderr == (f"spamlearn: error: user {ALICE}: disk full: "
+                             f"{out / 'users' / f'{ALICE}.tar.gz'}\n")
     assert (out / "users" / f"{ALICE}.tar.gz").read_bytes() == last_nights_alice
     assert not list(out.rglob(".spamlearn-partial-*"))
     assert "backed up 3 of 5 models" in result.stdout

@@ -784,6 +784,32 @@ def test_a_folder_at_the_configured_model_path_is_an_error_not_the_default_model
     assert "is a folder, not a model file" in result.output
 
 
+@pytest.mark.parametrize("check", [[], ["--check"]])
+def test_info_on_a_corrupt_model_still_shows_its_files_and_the_ledgers_counts(trained_model, check):
+    """It printed the error alone, where which model and what its ledger
+    holds are what the admin needs next (status goes on past a broken account)."""
+    trained_model.write_bytes(b"\x80 not a model")
+    result = run("--model", trained_model, "info", *check)
+    assert result.exit_code == ExitCode.IOERR, result.output
+    assert f"model file:     {trained_model}\n" in result.stdout
+    assert "ledger holds:   5 spam, 5 ham (the model file does not read)" in result.stdout
+    assert re.search(r"^  cli +spam +5 ", result.stdout, re.M)
+    assert result.stderr == (f"spamlearn: error: model file {trained_model} is truncated or corrupt "
+                             f"(ValueError)\n")
+    as_json = run("--model", trained_model, "info", "--json")
+    assert as_json.exit_code == ExitCode.IOERR
+    shown = json.loads(as_json.stdout)
+    assert shown["ledger_counts"] == {"spam": 5, "ham": 5} and "truncated or corrupt" in shown["model_error"]
+
+
+def test_info_on_a_corrupt_ledger_still_shows_the_models_counts(trained_model):
+    trained_model.with_name(trained_model.stem + ".ledger").write_bytes(b"not a database " * 100)
+    result = run("--model", trained_model, "info")
+    assert result.exit_code == ExitCode.IOERR, result.output
+    assert "learned:        5 spam, 5 ham" in result.stdout
+    assert result.stderr.startswith("spamlearn: error: cannot open ledger ")
+
+
 def test_info_check_reports_a_ledger_whose_model_is_missing(trained_model):
     trained_model.unlink()
     result = run("--model", trained_model, "info", "--check")

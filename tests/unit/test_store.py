@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import stat
 import zlib
 from pathlib import Path
 
@@ -43,6 +45,36 @@ def test_save_replaces_atomically_and_leaves_no_temp_files(tmp_path, trained):
     save_classifier(trained, path)
     assert path.stat().st_ino != inode, "a new file must be renamed over the old one"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.joblib"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o027, 0o640), (0o002, 0o644)])
+def test_a_new_model_file_gets_the_mode_its_ledger_gets(tmp_path, trained, umask, mode):
+    """0644 less the umask, as SQLite creates the ledger beside it: a fixed
+    0644 made the users' mail, distilled, world-readable where the admin's
+    umask 077 kept the ledger 0600."""
+    path = tmp_path / "m.joblib"
+    old = os.umask(umask)
+    try:
+        save_classifier(trained, path)
+        ledger = sqlite3.connect(tmp_path / "m.ledger")
+        ledger.execute("CREATE TABLE t (x)")
+        ledger.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "m.ledger").stat().st_mode) == mode
+
+
+def test_a_replaced_model_file_keeps_its_mode_whatever_the_umask(tmp_path, trained):
+    path = tmp_path / "m.joblib"
+    save_classifier(trained, path)
+    os.chmod(path, 0o640)
+    old = os.umask(0o077)
+    try:
+        save_classifier(trained, path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def test_truncated_file_is_a_clear_error(tmp_path, trained):
