@@ -22,7 +22,7 @@ Messages are bytes, bytearray or memoryview, or a ``str``, taken as its
 UTF-8 encoding (``spamlearn.message.message_bytes``).
 """
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 from .classifier import Classifier, Clue, Label, Verdict  # noqa: E402
 from .errors import (  # noqa: E402
