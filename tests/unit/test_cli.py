@@ -68,6 +68,33 @@ def test_a_config_table_named_in_help_is_shown(path, command):
     assert not eaten, f"{' '.join(path)} --help loses {eaten}: escape them as \\[name]"
 
 
+_BLAS_THREADS = """
+import sys
+import spamlearn
+assert "numpy" not in sys.modules, "import spamlearn imports numpy"
+import spamlearn.cli
+from threadpoolctl import threadpool_info
+print(max(pool["num_threads"] for pool in threadpool_info() if pool["internal_api"] == "openblas"))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts one thread on one core anyway")
+@pytest.mark.parametrize("setting, threads", [(None, 1), ("2", 2)])
+def test_the_command_starts_numpy_with_one_blas_thread(setting, threads):
+    """numpy's OpenBLAS started a thread per core at import, spinning ~0.1 s of
+    CPU at every start of the command for nothing; an admin's setting wins."""
+    pytest.importorskip("threadpoolctl")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    if setting:
+        env["OPENBLAS_NUM_THREADS"] = setting
+    found = subprocess.run([sys.executable, "-c", _BLAS_THREADS], capture_output=True, text=True, env=env,
+                           timeout=60)
+    assert found.returncode == 0, found.stderr
+    if not found.stdout.strip():
+        pytest.skip("numpy is not built on OpenBLAS here")
+    assert int(found.stdout) == threads
+
+
 def test_serve_help_names_the_server_table():
     result = run("serve", "--help")
     assert result.exit_code == 0
