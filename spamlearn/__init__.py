@@ -24,7 +24,6 @@ UTF-8 encoding (``spamlearn.message.message_bytes``).
 
 __version__ = "0.3.1"
 
-from .classifier import Classifier, Clue, Label, Verdict  # noqa: E402
 from .errors import (  # noqa: E402
     ConfigError,
     ImapAuthError,
@@ -41,12 +40,21 @@ from .errors import (  # noqa: E402
     SpamlearnError,
     StoreBusyError,
 )
-from .features import TokenHasher  # noqa: E402
 from .message import ParsedMessage, message_digest, parse_message  # noqa: E402
 from .tokenizer import Tokenizer, TokenizerOptions, tokenize  # noqa: E402
 
 
 def __getattr__(name: str):
+    # What needs numpy loads on first use too: ``spamlearn.cli`` must be
+    # able to limit numpy's threads before numpy is imported (see there).
+    if name in ("Classifier", "Clue", "Label", "Verdict"):
+        from . import classifier
+
+        return getattr(classifier, name)
+    if name == "TokenHasher":
+        from .features import TokenHasher
+
+        return TokenHasher
     # The scikit-learn faces load on first use: scoring and the command
     # line never import scikit-learn (1.4 s of start-up here).
     if name == "ChiSquareNB":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import mailbox
 import os
 import re
 import stat
@@ -164,7 +163,13 @@ def _deepest_quote(raw: bytes) -> int:
     """The most ``>`` before ``From `` that a line of ``raw`` but its first
     starts with.  Found in one pass: a probe per level cost a scan of the
     message each, and a line of a million ``>`` a million scans."""
-    if b"\n>" not in raw:
+    # Only a message holding ">From " can hold one: a substring search,
+    # where the regex scanned every message with a line starting ">" (2,426
+    # of the corpus's 6,046, a reply's quote; 60 hold a quoted From line).
+    # measured 2026-11-30, messages_in_file over the corpus's files, best
+    # of 5, two rounds interleaved: 0.058-0.063 -> 0.046-0.049 s CPU, the
+    # same bytes.
+    if b">From " not in raw:
         return 0
     return max((len(match.group(1)) for match in _QUOTED_FROM_RE.finditer(raw)), default=0)
 
@@ -202,6 +207,11 @@ def messages_in_file(name: str, data: bytes) -> Iterator[MessageInput]:
         # the message, and the mbox parser costs 10x a plain read.
         yield MessageInput(name, raw=mbox_unquoted(data.partition(b"\n")[2]))
         return
+    # Imported here, for a file of several messages only: ``mailbox`` (and
+    # the email modules it brings) cost 12 ms of every command's start-up,
+    # ``filter``'s at each delivery (measured 2026-11-30, -X importtime).
+    import mailbox
+
     try:
         box = mailbox.mbox(name, create=False)
         keys = list(box.keys())

@@ -38,13 +38,8 @@ def irregular_kind(mode: int) -> str | None:
     return next((kind for is_kind, kind in _KINDS if is_kind(mode)), "not a regular file")
 
 
-def open_regular(path: str | Path, follow_symlinks: bool = True, dir_fd: int | None = None) -> BinaryIO:
-    """``open(path, "rb")`` for a regular file; ``NotRegularFileError`` else.
-
-    With ``follow_symlinks=False`` a symbolic link is refused too (the spool,
-    which another user writes, must not make us read what a link names).
-    ``dir_fd``: ``path`` is relative to this open folder (as ``os.open``).
-    """
+def _open_regular_fd(path: str | Path, follow_symlinks: bool, dir_fd: int | None) -> tuple[int, int]:
+    """A blocking descriptor on the regular file ``path``, and its size then."""
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= os.O_NOFOLLOW
@@ -55,11 +50,27 @@ def open_regular(path: str | Path, follow_symlinks: bool = True, dir_fd: int | N
             raise NotRegularFileError(errno.ELOOP, "a symbolic link", str(path)) from None
         raise
     try:
-        mode = os.fstat(fd).st_mode
-        kind = irregular_kind(mode)
+        info = os.fstat(fd)
+        kind = irregular_kind(info.st_mode)
         if kind is not None:
-            raise NotRegularFileError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL, kind, str(path))
+            raise NotRegularFileError(errno.EISDIR if stat.S_ISDIR(info.st_mode) else errno.EINVAL, kind,
+                                      str(path))
         os.set_blocking(fd, True)
+        return fd, info.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_regular(path: str | Path, follow_symlinks: bool = True, dir_fd: int | None = None) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file; ``NotRegularFileError`` else.
+
+    With ``follow_symlinks=False`` a symbolic link is refused too (the spool,
+    which another user writes, must not make us read what a link names).
+    ``dir_fd``: ``path`` is relative to this open folder (as ``os.open``).
+    """
+    fd, _ = _open_regular_fd(path, follow_symlinks, dir_fd)
+    try:
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -67,9 +78,27 @@ def open_regular(path: str | Path, follow_symlinks: bool = True, dir_fd: int | N
 
 
 def read_regular(path: str | Path, follow_symlinks: bool = True, dir_fd: int | None = None) -> bytes:
-    """The bytes of a regular file (``NotRegularFileError`` for anything else)."""
-    with open_regular(path, follow_symlinks, dir_fd) as fh:
-        return fh.read()
+    """The bytes of a regular file (``NotRegularFileError`` for anything else).
+
+    By ``os.read`` of the size ``fstat`` gave, plus one byte to see the end
+    (then on to the end, should the file have grown meanwhile), not through
+    a file object: ``score`` reads every message so, and the FileIO and
+    BufferedReader made for each, and their own ``fstat``, cost more than
+    the read.  measured 2026-11-30, the 6,046 files of the SpamAssassin
+    corpus, best of 5, two rounds interleaved: 0.074-0.077 -> 0.044-0.048 s
+    CPU, the same bytes.  A read shorter than asked is the end of the file.
+    """
+    fd, size = _open_regular_fd(path, follow_symlinks, dir_fd)
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) <= size:
+            return data
+        pieces = [data]
+        while piece := os.read(fd, max(size, 65536)):
+            pieces.append(piece)
+        return b"".join(pieces)
+    finally:
+        os.close(fd)
 
 
 def make_folders(folder: Path, mode: int | None = None) -> list[Path]:

@@ -478,10 +478,27 @@ _IP_LITERAL_RE = re.compile(r"\[?\d{1,3}(?:\.\d{1,3}){3}\]?")
 _MAX_HEADER_RULES = 4096
 
 
+# The runs of the three letters the table makes, squeezed by a regex with a
+# plain replacement (done in C): ``_SHAPE_SQUEEZE_RE.sub`` with a template
+# calls Python code for every run, and an identifier is mostly runs.  What
+# runs are left (of other characters) go through that regex still, so the
+# shape is the same for every text.
+_ID_SHAPE_RUN_RES = tuple((re.compile(c + "{2,}"), c) for c in "aA9")
+
+
 @memoised(65536)
 def _id_shape(text: str, limit: int = 20) -> str:
     """``"20020827.a1B2"`` -> ``"9.a9A9"``: how a program makes its identifiers."""
-    return _SHAPE_SQUEEZE_RE.sub(r"\1", text.translate(_ID_SHAPE_TABLE))[:limit]
+    # measured 2026-11-30, the 8,882 distinct identifiers of the corpus
+    # (Message-IDs, boundaries, local parts; each worked out once, a memo
+    # miss): 0.039-0.046 -> 0.020-0.023 s CPU, best of 3; the same shapes
+    # for all of them and for 200,000 random texts.
+    shape = text.translate(_ID_SHAPE_TABLE)
+    for run, letter in _ID_SHAPE_RUN_RES:
+        shape = run.sub(letter, shape)
+    if _SHAPE_SQUEEZE_RE.search(shape):
+        shape = _SHAPE_SQUEEZE_RE.sub(r"\1", shape)
+    return shape[:limit]
 
 
 def _relay_helo_token(received: str) -> str | None:

@@ -68,6 +68,33 @@ def test_a_config_table_named_in_help_is_shown(path, command):
     assert not eaten, f"{' '.join(path)} --help loses {eaten}: escape them as \\[name]"
 
 
+_BLAS_THREADS = """
+import sys
+import spamlearn
+assert "numpy" not in sys.modules, "import spamlearn imports numpy"
+import spamlearn.cli
+from threadpoolctl import threadpool_info
+print(max(pool["num_threads"] for pool in threadpool_info() if pool["internal_api"] == "openblas"))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts one thread on one core anyway")
+@pytest.mark.parametrize("setting, threads", [(None, 1), ("2", 2)])
+def test_the_command_starts_numpy_with_one_blas_thread(setting, threads):
+    """numpy's OpenBLAS started a thread per core at import, spinning ~0.1 s of
+    CPU at every start of the command for nothing; an admin's setting wins."""
+    pytest.importorskip("threadpoolctl")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    if setting:
+        env["OPENBLAS_NUM_THREADS"] = setting
+    found = subprocess.run([sys.executable, "-c", _BLAS_THREADS], capture_output=True, text=True, env=env,
+                           timeout=60)
+    assert found.returncode == 0, found.stderr
+    if not found.stdout.strip():
+        pytest.skip("numpy is not built on OpenBLAS here")
+    assert int(found.stdout) == threads
+
+
 def test_serve_help_names_the_server_table():
     result = run("serve", "--help")
     assert result.exit_code == 0
@@ -728,6 +755,35 @@ def test_score_many_files_in_workers_matches_one_process(tmp_path):
     names = [row["path"] for row in outputs["2"]]
     assert len(names) == 233 and len(set(names)) == 233
     assert names[-3:] == [f"{folder / 'zz.mbox'}#{n}" for n in (1, 2, 3)], "an mbox is split, in order"
+
+
+def _echo(value):
+    return value
+
+
+def test_the_scoring_pool_does_not_spin_while_results_wait(monkeypatch):
+    """The stock Pool's worker-handler thread also waited on the results'
+    pipe and went round its loop each time results lay there unread: 8,495
+    times in one ``score --jobs 2`` of the corpus, CPU and GIL taken from
+    the threads that read and print.  Counted here through the loop's
+    ``_maintain_pool`` (hundreds of rounds for this stock pool)."""
+    import multiprocessing.pool
+
+    from spamlearn.cli_core import _scoring_pool
+
+    if not hasattr(multiprocessing.pool.Pool, "_maintain_pool"):
+        pytest.skip("this Python's Pool has no _maintain_pool to count")
+    rounds = []
+    maintain = multiprocessing.pool.Pool._maintain_pool
+    monkeypatch.setattr(multiprocessing.pool.Pool, "_maintain_pool",
+                        staticmethod(lambda *args: rounds.append(1) or maintain(*args)))
+    with _scoring_pool(2) as pool:
+        out = []
+        for value in pool.imap(_echo, range(2000), chunksize=4):
+            sum(range(2000))        # the reader is busy, as printing keeps it
+            out.append(value)
+    assert out == list(range(2000))
+    assert len(rounds) < 20, f"{len(rounds)} rounds of the worker handler"
 
 
 def test_score_one_large_mbox_is_split_into_its_messages(tmp_path):

@@ -385,3 +385,21 @@ def test_other_filters_verdicts_are_never_learned():
                 b"X-MailScanner-SpamCheck: not spam\n")
     plain = b"From: a@example.org\nSubject: hello\n\nsee you soon\n"
     assert set(tokenize(verdicts + plain)) == set(tokenize(plain))
+
+
+def test_id_shape_squeezes_every_run_as_the_one_regex_did():
+    """``_id_shape`` squeezes the a/A/9 runs by plain replacements and the
+    rest by the regex: the shapes are those of the regex alone."""
+    import random
+    import re
+
+    from spamlearn import tokenizer as tk
+
+    squeeze = re.compile(r"(.)\1+")
+    rng = random.Random(2026)
+    alphabet = "aA9zZ0.-_$\n é中"
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        for limit in (20, 12):
+            expected = squeeze.sub(r"\1", text.translate(tk._ID_SHAPE_TABLE))[:limit]
+            assert tk._id_shape.__wrapped__(text, limit) == expected, text
