@@ -43,7 +43,7 @@ from ..errors import (
 )
 from ..server_settings import ServerSettings, load_server_settings
 from .balance import BOARD_NAME, LoadBoard
-from .edges import TimingMiddleware
+from .edges import TimingMiddleware, holds_token
 from .routes import ScoreFastPath, router, service_of
 from .service import Service
 from .spamd_server import SpamdListener
@@ -105,7 +105,17 @@ async def _spamlearn_error(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
     elif status >= 500 and service_of(request).new_error(exc):
         log.error("%s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+    detail = str(exc)
+    service = service_of(request)
+    if isinstance(exc, (ModelError, LedgerError)) and \
+            not holds_token(request, service.score_tokens or service.learn_tokens):
+        # The files' paths name users: /healthz's 200 hid them from a
+        # caller without a token while its 503, and /score's with only the
+        # learn token set, gave them to anyone (reviews, twelfth session).
+        what = "no model to score with" if isinstance(exc, ModelError) else "the ledger cannot be used"
+        detail = (f"{what} (the service's log says which file and why, as this answer does "
+                  "to a caller with the score or learn token)")
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 async def _publish_metrics(service: Service) -> None:

@@ -55,6 +55,21 @@ def check_token(request: Request, accepted: tuple[str, ...]) -> None:
         raise _unauthorized("the bearer token is not valid", "invalid_token")
 
 
+
+def holds_token(request: Request, accepted: tuple[str, ...]) -> bool:
+    """Whether the request may be told which files failed: no token is
+    set, or it carries one of the ``accepted`` ones.  The paths of per-user
+    models and ledgers are user names; a caller of an open endpoint while
+    a token is set (``/healthz``, ``/score`` with only the learn token)
+    gets the error without them, and the service's log keeps them."""
+    if not accepted:
+        return True
+    try:
+        check_token(request, accepted)
+    except HTTPException:
+        return False
+    return True
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit``.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal
@@ -13,9 +12,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..classifier import Label, Verdict
-from ..errors import MessageError, ModelError, SpamlearnError
+from ..errors import MessageError, SpamlearnError
 from ..headers import marked_pieces
-from .edges import check_token, read_body, refuse_repeated, resolve_user
+from .edges import check_token, holds_token, read_body, refuse_repeated, resolve_user
 from .schemas import MESSAGE_BODY, Health, LearnResult, ScoreResult, error_responses
 from .scoring import LoadedModel, ModelKind
 from .service import ClientGone, LearnReport, Service, run_sized
@@ -23,7 +22,6 @@ from .service import ClientGone, LearnReport, Service, run_sized
 __all__ = ["router", "score_message", "ScoreFastPath"]
 
 router = APIRouter()
-log = logging.getLogger("spamlearn.serve")
 
 # Declared for the OpenAPI schema ("Authorize" in /docs); the check itself
 # is ``check_token``, which compares in constant time and answers 401.
@@ -315,30 +313,10 @@ async def healthz(request: Request, _: Credentials) -> Response:
     token, and is `null` to any other (a health check never fails on a token);
     a 503's `detail` names the file to those callers only."""
     service = service_of(request)
-    tokens = service.score_tokens or service.learn_tokens
-    shown = True
-    if tokens:
-        # The paths of per-user models are user names: they were shown to
-        # anyone, the score token set or not (a reviewer's finding).  No
-        # 401 here: a stale token in a load balancer, or a proxy's own
-        # Authorization header, must not take a healthy service out.
-        try:
-            check_token(request, tokens)
-        except HTTPException:
-            shown = False
-    try:
-        model = await service.models.for_user(None)
-    except ModelError as exc:
-        if shown:
-            raise
-        # The 503 named the model's file to anyone, where the 200 hides
-        # failing files from a caller without a token.  Logged as the
-        # app's handler logs it, path and all.
-        if service.new_error(exc):
-            log.error("%s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse({"detail": "no model to score with (the service's log says which file "
-                                       "and why, as does /healthz with the score or learn token)"},
-                            status_code=503)
+    # No 401 here: a stale token in a load balancer, or a proxy's own
+    # Authorization header, must not take a healthy service out.
+    shown = holds_token(request, service.score_tokens or service.learn_tokens)
+    model = await service.models.for_user(None)     # a ModelError: the app's 503
     errors = service.models.errors()
     return JSONResponse({"status": "ok", "model": model.identity(),
                          "learning": bool(service.learn_tokens), "pid": os.getpid(),

@@ -860,6 +860,24 @@ def _unreadable(monkeypatch, folder):
     monkeypatch.setattr(os, "stat", stat)
 
 
+
+def test_score_503_names_the_model_file_only_to_a_caller_with_a_token(settings, spam_messages):
+    """With only the learn token set /score is open, and its 503 gave the
+    model's path (a per-user model's names its user) to anyone."""
+    settings.model_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.model_path.write_bytes(b"\x80 not a model")
+    with TestClient(create_app(settings, server(), start_degraded=True)) as client:
+        anonymous = client.post("/score", content=spam_messages[0])
+        learner = client.post("/score", content=spam_messages[0], headers=LEARNER)
+        learn = client.post("/learn", params={"label": "spam"}, content=spam_messages[0], headers=LEARNER)
+    with TestClient(create_app(settings, server(learn_token=None), start_degraded=True)) as client:
+        open_service = client.post("/score", content=spam_messages[0])
+    assert anonymous.status_code == learner.status_code == learn.status_code == open_service.status_code == 503
+    assert str(settings.model_path.parent) not in anonymous.text and "model.joblib" not in anonymous.text
+    assert anonymous.json()["detail"].startswith("no model to score with")
+    for shown in (learner, learn, open_service):
+        assert str(settings.model_path) in shown.json()["detail"]
+
 def test_a_users_folder_the_service_cannot_enter_is_a_503_for_its_users(
         settings, trained, spam_messages, ham_messages, monkeypatch):
     """Every score for a user with an own model was a 500 and a traceback
@@ -868,9 +886,11 @@ def test_a_users_folder_the_service_cannot_enter_is_a_503_for_its_users(
     with client_for(settings) as client:
         with monkeypatch.context() as patched:
             _unreadable(patched, settings.user_models_dir)
-            refused = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
+            refused = client.post("/score", params={"user": "alice"}, content=spam_messages[0], headers=LEARNER)
+            anonymous = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
             other = client.post("/score", params={"user": "bob"}, content=spam_messages[0])
         assert refused.status_code == 503 and "Permission denied" in refused.json()["detail"]
+        assert anonymous.status_code == 503 and "alice" not in anonymous.json()["detail"]
         assert other.status_code == 200 and other.json()["model"]["kind"] == "shared"
         again = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
     assert again.status_code == 200 and again.json()["model"]["kind"] == "user"
