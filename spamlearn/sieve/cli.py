@@ -148,9 +148,10 @@ def drain(
 ) -> None:
     """Learn the messages users moved into or out of Junk, then delete them from the spool.
 
-    Each user's own model is trained if configured, else the shared one.  Exit 0 also when
-    another drain is running (it takes the queue); 75 when a model's lock stays busy (the
-    messages stay queued for the next run); 74 when a model or the spool is unusable.
+    Each user's own model is trained if configured, else the shared one.
+    Exit 0 also when another drain is running (it takes the queue); 75 when
+    a model's lock stays busy (the messages stay queued for the next run);
+    74 when a model or the spool is unusable.
     """
     if not math.isfinite(interval):     # click's FloatRange lets nan through
         raise fail(f"--interval must be a finite number of seconds, got {interval}", ExitCode.USAGE)

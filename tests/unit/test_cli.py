@@ -68,6 +68,19 @@ def test_a_config_table_named_in_help_is_shown(path, command):
     assert not eaten, f"{' '.join(path)} --help loses {eaten}: escape them as \\[name]"
 
 
+@pytest.mark.parametrize("path, command", list(_commands(typer.main.get_command(app))),
+                         ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+def test_a_help_text_keeps_its_lines_within_the_screen(path, command):
+    """Rich keeps a help text's line breaks and wraps a longer line at 80
+    columns: `sieve drain --help` printed "...the shared one.  Exit 0" and
+    then "also when" alone on the next line.  A line followed by another of
+    its paragraph fits the 78 columns inside the margins."""
+    for paragraph in (command.help or "").split("\n\n"):
+        lines = paragraph.splitlines()
+        long = [line for line in lines[:-1] if len(line) > 78]
+        assert not long, f"{' '.join(path)} --help breaks {long}"
+
+
 _BLAS_THREADS = """
 import sys
 import spamlearn
