@@ -48,8 +48,17 @@ def learn(client: httpx.Client, raw: bytes, label: str, token: str) -> dict:
     if response.status_code == 503:  # another learner holds the model: try again later
         retry = response.headers.get("Retry-After", "5")
         raise SystemExit(f"model busy, retry in {retry} s: {response.json()['detail']}")
-    response.raise_for_status()
+    if response.is_error:  # 401 a wrong token, 403 learning disabled...: was a traceback
+        raise SystemExit(f"spamlearn refused the learn request: {response.status_code} {detail(response)}")
     return response.json()
+
+
+def detail(response: httpx.Response) -> str:
+    """The service's reason ({"detail": ...}), or the body of whatever else answered."""
+    try:
+        return str(response.json()["detail"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
 
 
 def main() -> None:
@@ -58,15 +67,28 @@ def main() -> None:
     parser.add_argument("--learn", choices=["spam", "ham"])
     parser.add_argument("--url", default=os.environ.get("SPAMLEARN_URL", "http://127.0.0.1:8731"))
     args = parser.parse_args()
-    raw = args.message.read_bytes()
+    # Both read before asking anything, each failure one line (they were
+    # tracebacks, the token's KeyError only after the score was printed).
+    try:
+        raw = args.message.read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"cannot read {args.message}: {exc.strerror}") from None
+    token = None
+    if args.learn:
+        token_file = os.environ.get("SPAMLEARN_LEARN_TOKEN_FILE")
+        if not token_file:
+            raise SystemExit("--learn needs the learn token: set SPAMLEARN_LEARN_TOKEN_FILE to its file")
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise SystemExit(f"cannot read the learn token file {token_file}: {exc.strerror}") from None
     # Timeouts on: a filter must never hang the mail queue.
     with httpx.Client(base_url=args.url, timeout=httpx.Timeout(10.0, connect=2.0)) as client:
         verdict = score(client, raw)
         if verdict:
             print(f"{verdict['verdict']} {verdict['spam_prob']:.4f} (model {verdict['model']['name']} "
                   f"revision {verdict['model']['revision']})")
-        if args.learn:
-            token = Path(os.environ["SPAMLEARN_LEARN_TOKEN_FILE"]).read_text().strip()
+        if token is not None:
             outcome = learn(client, raw, args.learn, token)
             print(f"{outcome['action']} (model revision {outcome['revision']})")
 

@@ -259,6 +259,11 @@ def _check_private(path: Path, what: str) -> None:
         mode = path.stat().st_mode
     except OSError as exc:
         raise ConfigError(f"{what} {path}: {exc.strerror}") from exc
+    if stat.S_ISDIR(mode):
+        # A folder (learn_token_file = "/etc/spamlearn") has the x bits set:
+        # it was refused as a token file others can read, with the advice to
+        # chmod 600 it, which locks the service's user out of the folder.
+        raise ConfigError(f"{what} {path} is a folder, not the file holding the token")
     if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
         # "Its group" said: an admin's root:spamlearn 0640 read as "not
         # readable by others" (a helper's review).

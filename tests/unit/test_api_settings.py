@@ -122,6 +122,17 @@ def test_an_empty_token_file_is_refused(tmp_path):
         load_server_settings(settings, env={})
 
 
+def test_a_folder_named_as_token_file_is_refused_as_a_folder(tmp_path):
+    """Not "readable by its group or others (mode 755); chmod 600 it", which
+    an admin who named /etc/spamlearn would follow on the folder."""
+    (tmp_path / "tokens").mkdir(mode=0o755)
+    settings = config(tmp_path, '[server]\nscore_token_file = "tokens"\n')
+    with pytest.raises(ConfigError, match=r"tokens is a folder, not the file holding the token$"):
+        load_server_settings(settings, env={})
+    with pytest.raises(ConfigError, match="SPAMLEARN_SERVER_LEARN_TOKEN_FILE .* is a folder"):
+        load_server_settings(load_settings(), env={"SPAMLEARN_SERVER_LEARN_TOKEN_FILE": str(tmp_path)})
+
+
 # -- the command --------------------------------------------------------------------------------
 runner = CliRunner()
 
