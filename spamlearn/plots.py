@@ -30,6 +30,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .classifier import Clue
 from .evaluate import OnlineResult, compute_figures, learning_curve, roc_points
+from .regularfile import new_file_mode
 
 __all__ = ["roc_figure", "score_histogram_figure", "learning_curve_figure", "clues_figure",
            "save_figure", "save_roc_plot", "write_atomically", "error_rates_at", "HAM_COLOR", "SPAM_COLOR"]
@@ -215,7 +216,7 @@ def write_atomically(path: Path, data: bytes) -> Path:
         # any file written with open(), so under the umask as open() is: a
         # fixed 0644 showed the clues of the users' mail (addresses, names)
         # to everyone where the admin's umask 077 said not to.
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, new_file_mode(0o666))
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -225,13 +226,6 @@ def write_atomically(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _umask() -> int:
-    # Read by setting it: the only way besides /proc (Linux 4.7 on).
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
 
 
 def save_figure(fig: Figure, path: Path) -> Path:

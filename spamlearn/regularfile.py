@@ -172,7 +172,8 @@ def new_file_mode(mode: int = 0o644) -> int:
     For a model file, written through ``mkstemp`` (always 0600), with the
     0644 SQLite creates its ledger with, so the two come out alike: a fixed
     0644 made the model world-readable where the admin's umask 077 had kept
-    the ledger beside it 0600 (a model is the users' mail, distilled)."""
+    the ledger beside it 0600 (a model is the users' mail, distilled); for
+    an evaluation report's files, 0666 as ``open()`` would."""
     return mode & ~_umask()
 
 
