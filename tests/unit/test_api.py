@@ -872,7 +872,7 @@ def test_score_503_names_the_model_file_only_to_a_caller_with_a_token(settings, 
         learn = client.post("/learn", params={"label": "spam"}, content=spam_messages[0], headers=LEARNER)
     with TestClient(create_app(settings, server(learn_token=None), start_degraded=True)) as client:
         open_service = client.post("/score", content=spam_messages[0])
-    assert anonymous.status_code == learner.status_code == learn.status_code == open_service.status_code == 503
+    assert {anonymous.status_code, learner.status_code, learn.status_code, open_service.status_code} == {503}
     assert str(settings.model_path.parent) not in anonymous.text and "model.joblib" not in anonymous.text
     assert anonymous.json()["detail"].startswith("no model to score with")
     for shown in (learner, learn, open_service):
@@ -886,7 +886,8 @@ def test_a_users_folder_the_service_cannot_enter_is_a_503_for_its_users(
     with client_for(settings) as client:
         with monkeypatch.context() as patched:
             _unreadable(patched, settings.user_models_dir)
-            refused = client.post("/score", params={"user": "alice"}, content=spam_messages[0], headers=LEARNER)
+            refused = client.post("/score", params={"user": "alice"}, content=spam_messages[0],
+                                  headers=LEARNER)
             anonymous = client.post("/score", params={"user": "alice"}, content=spam_messages[0])
             other = client.post("/score", params={"user": "bob"}, content=spam_messages[0])
         assert refused.status_code == 503 and "Permission denied" in refused.json()["detail"]
