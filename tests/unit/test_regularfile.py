@@ -28,6 +28,17 @@ def test_a_file_longer_than_fstat_says_is_read_to_its_end():
     assert text.startswith(b"Name:") and text.endswith(b"\n") and len(text) > 200
 
 
+
+def test_a_read_shorter_than_the_file_goes_on_to_its_end(tmp_path, monkeypatch):
+    """Linux gives at most 2 GiB a read(2): a short first read is not the
+    end of a file that fstat said was longer (it returned the first piece)."""
+    path = tmp_path / "m.eml"
+    data = os.urandom(100_000)
+    path.write_bytes(data)
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: real_read(fd, min(n, 30_000)))
+    assert read_regular(path) == data
+
 def test_folders_and_fifos_are_refused_unread(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(NotRegularFileError, match="a FIFO"):
