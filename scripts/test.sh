@@ -14,6 +14,12 @@
 #   over another MTA, which apt would remove for it),
 #   rspamd (its spamassassin scanner against that listener; the tests start
 #   their own throw-away Rspamd on 127.0.0.1).
+#   postfix: downloaded and unpacked into /var/cache/spamlearn-tests/postfix,
+#   not installed (it would replace Exim: one MTA);
+#   tests/integration/test_postfix_delivery.py runs that tree with its own
+#   config on 127.0.0.1, and creates the accounts it needs when missing
+#   (user postfix, group postdrop: system accounts, no login, as the
+#   package would).
 #   Python packages: spamlearn itself with its [test] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +46,7 @@ if [[ "$exim_built" != *Content_Scanning* ]]; then
         missing+=(exim4-daemon-heavy)
     fi
 fi
+apt_updated=""
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     # Never let the packages start the system's Dovecot, Exim or Rspamd: the tests
@@ -52,8 +59,23 @@ if [ ${#missing[@]} -gt 0 ]; then
         created_policy=1
     fi
     $SUDO apt-get update -q
+    apt_updated=1
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
     if [ -n "$created_policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+postfix_root=/var/cache/spamlearn-tests/postfix
+if [ ! -x "$postfix_root/usr/sbin/postfix" ]; then
+    echo "unpacking Debian's postfix package into $postfix_root"
+    [ -n "$apt_updated" ] || $SUDO apt-get update -q
+    download="$(mktemp -d)"
+    (cd "$download" && apt-get download -q postfix)
+    # Unpacked beside, then renamed: an interrupted run leaves no half tree.
+    $SUDO mkdir -p "$(dirname "$postfix_root")"
+    $SUDO rm -rf "$postfix_root.new"
+    $SUDO dpkg-deb -x "$download"/postfix_*.deb "$postfix_root.new"
+    $SUDO mv "$postfix_root.new" "$postfix_root"
+    rm -rf "$download"
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'

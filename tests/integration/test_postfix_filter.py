@@ -2,14 +2,13 @@
 (and spamc's variant of the recipe) against a real ``spamlearn serve``, with
 a stand-in sendmail.
 
-Postfix itself cannot be installed beside Exim (Debian allows one MTA, and
-tests/integration/test_exim.py needs Exim): the ``argv=`` of the README's
-master.cf lines is run here as pipe(8) runs it (``${sender}`` and
-``${recipient}`` expanded, ``-f ''`` for a bounce with ``null_sender=``, an
-environment of PATH and little else), and the stand-in records what
-Postfix's sendmail would have been given.  Postfix's own reading of the
-master.cf lines is not run: they are only checked against pipe(8)'s
-documented attributes and flags.
+The ``argv=`` of the README's master.cf lines is run here as pipe(8) runs
+it (``${sender}`` and ``${recipient}`` expanded, ``-f ''`` for a bounce with
+``null_sender=``, an environment of PATH and little else), and the stand-in
+records what Postfix's sendmail would have been given, and lets the
+failures be made that a real sendmail will not make on demand.  The same
+lines in a real Postfix, mail sent by SMTP and read from the mailbox:
+tests/integration/test_postfix_delivery.py.
 """
 
 from __future__ import annotations
