@@ -33,6 +33,11 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
 [ -e /usr/share/i18n/locales/fr_FR ] || missing+=(locales)
+# The libraries the unpacked postfix links against (its package's Depends;
+# present on Debian's base images, named here in case a machine lacks one).
+for lib in libdb5.3 libicu72 libnsl2 libsasl2-2 libssl3; do
+    dpkg -s "$lib" > /dev/null 2>&1 || missing+=("$lib")
+done
 [ -x /usr/bin/curl ] || missing+=(curl)
 [ -x /usr/bin/spamc ] || missing+=(spamc)
 [ -x /usr/bin/rspamd ] || missing+=(rspamd)
