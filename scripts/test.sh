@@ -74,7 +74,8 @@ if [ ! -x "$postfix_root/usr/sbin/postfix" ]; then
     echo "unpacking Debian's postfix package into $postfix_root"
     [ -n "$apt_updated" ] || $SUDO apt-get update -q
     download="$(mktemp -d)"
-    (cd "$download" && apt-get download -q postfix)
+    # As root into a root-only folder: apt's _apt sandbox could not write there (a warning).
+    (cd "$download" && apt-get download -q -o APT::Sandbox::User=root postfix)
     # Unpacked beside, then renamed: an interrupted run leaves no half tree.
     $SUDO mkdir -p "$(dirname "$postfix_root")"
     $SUDO rm -rf "$postfix_root.new"
