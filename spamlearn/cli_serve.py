@@ -293,8 +293,14 @@ def serve(
     learning = "bearer token" if server.learning_enabled else "disabled over HTTP (no learn token)"
     # An IPv6 address in a URL goes in brackets (RFC 3986): "http://::1:8731" names no port.
     host = f"[{server.host}]" if ":" in server.host else server.host
+    model = str(settings.model_path)
+    if not settings.model_path.exists():
+        # The line named a file that was not there, as if it scored (a
+        # walkthrough of the docs); the workers' own lines came later.
+        model += (" (not there yet: the packaged default scores until it has learned "
+                  f"{settings.min_messages} of each class)")
     typer.echo(f"spamlearn: serving on http://{host}:{server.port} with {server.workers} "
-               f"worker(s); scoring: {scoring}; learning: {learning}; model: {settings.model_path}",
+               f"worker(s); scoring: {scoring}; learning: {learning}; model: {model}",
                err=True)
     if not server.is_loopback and not server.score_token:
         typer.echo(f"spamlearn: warning: scoring is open to anyone who can reach {server.host}; "

@@ -495,6 +495,19 @@ def test_it_serves_on_ipv6_loopback_and_says_where_with_brackets(tmp_path):
         assert f"serving on http://[::1]:{server.port} with 1 worker(s)" in server.log.read_text()
 
 
+
+def test_the_start_up_line_says_when_the_model_file_is_not_there_yet(tmp_path):
+    """It named the configured file as if it scored, where the packaged
+    default does until a learner writes that file."""
+    config, store, env = write_deployment(tmp_path, workers=1)
+    store.model_path.unlink()
+    store.ledger_path.unlink()
+    with ServeProcess(config, tmp_path / "serve.log", env) as server:
+        assert score(server.url).json()["model"]["kind"] == "default"
+        line = next(x for x in server.log.read_text().splitlines() if "serving on" in x)
+    assert line.endswith(f"model: {store.model_path} (not there yet: the packaged default scores "
+                         "until it has learned 2 of each class)"), line
+
 def test_a_second_ctrl_c_forces_a_quit_in_one_line_not_a_traceback(tmp_path):
     """uvicorn offers "CTRL+C to force quit"; doing so logged an ERROR with
     Starlette's whole lifespan traceback (a CancelledError)."""
