@@ -99,16 +99,15 @@ def _status_for(exc: SpamlearnError) -> int:
 async def _spamlearn_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SpamlearnError)
     status = _status_for(exc)
+    service = service_of(request)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, StoreBusyError) else None
     if isinstance(exc, StoreBusyError):
         # Busy is not broken: the client is told to retry (Retry-After).
         log.warning("%s %s: %s", request.method, request.url.path, exc)
-    elif status >= 500 and service_of(request).new_error(exc):
+    elif status >= 500 and service.new_error(exc):
         log.error("%s %s: %s", request.method, request.url.path, exc)
     detail = str(exc)
-    service = service_of(request)
-    if isinstance(exc, (ModelError, LedgerError)) and \
-            not holds_token(request, service.score_tokens or service.learn_tokens):
+    if isinstance(exc, (ModelError, LedgerError)) and not holds_token(request, service.any_tokens):
         # The files' paths name users: /healthz's 200 hid them from a
         # caller without a token while its 503, and /score's with only the
         # learn token set, gave them to anyone (reviews, twelfth session).

@@ -315,7 +315,7 @@ async def healthz(request: Request, _: Credentials) -> Response:
     service = service_of(request)
     # No 401 here: a stale token in a load balancer, or a proxy's own
     # Authorization header, must not take a healthy service out.
-    shown = holds_token(request, service.score_tokens or service.learn_tokens)
+    shown = holds_token(request, service.any_tokens)
     model = await service.models.for_user(None)     # a ModelError: the app's 503
     errors = service.models.errors()
     return JSONResponse({"status": "ok", "model": model.identity(),

@@ -216,6 +216,13 @@ class Service:
             return ()
         return (self.server.score_token, *self.learn_tokens)
 
+    @property
+    def any_tokens(self) -> tuple[str, ...]:
+        """Tokens that let a caller of an open endpoint see which files failed
+        (``edges.holds_token``): the score token's, else the learn token; empty:
+        none is set, and every caller sees them."""
+        return self.score_tokens or self.learn_tokens
+
     # -- learning (blocking: run in a thread) ---------------------------------------------
     def _store(self, user: str | None, lock_deadline: float | None) -> ModelStore:
         return ModelStore.from_settings(self.settings, user, lock_timeout=self.server.learn_lock_timeout,
