@@ -425,9 +425,10 @@ def info(
     # what the other one holds, are shown too, then the error and its exit
     # code (as `status` goes on past an account's).
     details = store.info(keep_going=True)
-    broken = [details[key] for key in ("model_error", "ledger_error") if key in details]
+    broken = []
     for key in ("model_error", "ledger_error"):
         if key in details:
+            broken.append(details[key])
             details[key] = str(details[key])
     details["config_file"] = str(settings.config_file) if settings.config_file else None
     details["restore_interrupted"] = os.path.lexists(store.restore_marker)
