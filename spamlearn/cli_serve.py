@@ -299,7 +299,11 @@ def serve(
         # walkthrough of the docs); the workers' own lines came later.
         model += (" (not there yet: the packaged default scores until it has learned "
                   f"{settings.min_messages} of each class)")
-    typer.echo(f"spamlearn: serving on http://{host}:{server.port} with {server.workers} "
+    address = f"http://{host}:{server.port}"
+    if server.port == 0:
+        # The port is the kernel's choice, made when uvicorn binds (a walkthrough saw ":0").
+        address += " (a free port: uvicorn's line below names it)"
+    typer.echo(f"spamlearn: serving on {address} with {server.workers} "
                f"worker(s); scoring: {scoring}; learning: {learning}; model: {model}",
                err=True)
     if not server.is_loopback and not server.score_token:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_process import ServeProcess, clean_environment
+from serve_process import ServeProcess, clean_environment, terminate
 
 from spamlearn.modelstore import ModelStore
 
@@ -523,3 +524,28 @@ def test_a_second_ctrl_c_forces_a_quit_in_one_line_not_a_traceback(tmp_path):
     log = server.log.read_text()
     assert "Traceback" not in log and "CancelledError" not in log, log
     assert "forced to quit" in log and code == 0, (code, log)
+
+
+def test_port_0_says_the_port_is_the_kernels_and_uvicorns_line_names_it(tmp_path):
+    """``--port 0`` printed "serving on http://127.0.0.1:0", an address no
+    client can use; the port is chosen when uvicorn binds, and its own line
+    names it."""
+    config, _, env = write_deployment(tmp_path, workers=1)
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "spamlearn", "--config", str(config), "serve",
+               "--port", "0", "--log-level", "info"]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while not (found := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        port = int(found.group(1))
+        assert port != 0
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    finally:
+        terminate(process, 40)
+    line = next(x for x in log.read_text().splitlines() if "serving on" in x)
+    assert ("serving on http://127.0.0.1:0 (a free port: uvicorn's line below names it) "
+            "with 1 worker(s)") in line, line
