@@ -124,12 +124,15 @@ def install(
 def uninstall(
     ctx: typer.Context,
     conf_dir: ConfDir = None, sieve_dir: SieveDir = None, pipe_bin_dir: PipeBinDir = None,
+    dest: Annotated[Path | None, typer.Option(help="Staging root: remove what install --dest "
+                    "staged below it.", file_okay=False)] = None,
 ) -> None:
     """Remove the config snippet, Sieve scripts and pipe program (the spool is kept)."""
     options = _options(ctx, conf_dir=conf_dir, sieve_dir=sieve_dir, pipe_bin_dir=pipe_bin_dir)
-    for path in uninstall_files(options):
+    for path in uninstall_files(options, dest=dest):
         typer.echo(f"removed {path}")
-    typer.echo("now: `doveadm reload`; the spool is left for a last `spamlearn sieve drain`")
+    if dest is None:
+        typer.echo("now: `doveadm reload`; the spool is left for a last `spamlearn sieve drain`")
 
 
 @sieve_app.command()

@@ -120,14 +120,17 @@ def install(options: SieveOptions, *, dest: Path | None = None, compile_scripts:
     return written
 
 
-def uninstall(options: SieveOptions) -> list[Path]:
-    """Remove the config snippet, scripts and pipe program (the spool is kept)."""
+def uninstall(options: SieveOptions, *, dest: Path | None = None) -> list[Path]:
+    """Remove the config snippet, scripts and pipe program (the spool is kept);
+    with ``dest``, the copies ``install(dest=...)`` staged below it."""
     removed = []
     for rendered in render_files(options):
         for path in (rendered.path, rendered.path.with_suffix(".svbin")):
+            path = staged_path(path, dest)
             if path.exists():
                 path.unlink()
                 removed.append(path)
-    if options.sieve_dir.is_dir() and not any(options.sieve_dir.iterdir()):
-        shutil.rmtree(options.sieve_dir)
+    sieve_dir = staged_path(options.sieve_dir, dest)
+    if sieve_dir.is_dir() and not any(sieve_dir.iterdir()):
+        shutil.rmtree(sieve_dir)
     return removed

@@ -76,6 +76,27 @@ def test_install_then_uninstall(tmp_path):
     assert (tmp_path / "spool" / "new").is_dir()  # kept for a last drain
 
 
+def test_uninstall_with_dest_removes_what_install_staged_there_and_nothing_else(tmp_path):
+    """``install --dest`` stages for a package; ``uninstall`` had no --dest,
+    so a staging root could only be cleaned by hand (a walkthrough)."""
+    real = tmp_path / "real"
+    args = ["--conf-dir", real / "conf", "--sieve-dir", real / "sieve", "--pipe-bin-dir", real / "bin"]
+    assert run("sieve", "install", "--no-compile", "--spool", real / "spool", *args).exit_code == 0
+    staged = tmp_path / "stage"
+    result = run("sieve", "install", "--no-compile", "--spool", real / "spool", *args, "--dest", staged)
+    assert result.exit_code == 0, result.output
+    staged_script = staged / (real / "sieve" / "report-spam.sieve").relative_to("/")
+    assert staged_script.is_file()
+    result = run("sieve", "uninstall", *args, "--dest", staged)
+    assert result.exit_code == 0, result.output
+    assert f"removed {staged_script}" in result.output
+    assert not staged_script.parent.exists()
+    assert not (staged / (real / "bin" / "spamlearn-report").relative_to("/")).exists()
+    assert not (staged / (real / "conf" / "90-spamlearn-imapsieve.conf").relative_to("/")).exists()
+    for kept in ("sieve/report-spam.sieve", "bin/spamlearn-report", "conf/90-spamlearn-imapsieve.conf"):
+        assert (real / kept).is_file(), kept
+
+
 def test_relative_flag_paths_are_from_the_current_folder_not_the_config_files(tmp_path, monkeypatch):
     config_dir = tmp_path / "etc"
     config_dir.mkdir()
