@@ -1,7 +1,7 @@
 """Counters and histograms of the HTTP service, in Prometheus text format.
 
 Written by hand rather than with ``prometheus_client``: the service needs
-four counters and one histogram, and the one hard part, adding up the
+six counters and one histogram, and the one hard part, adding up the
 counts of several uvicorn worker processes, is simpler as JSON snapshots in
 a folder than through that library's multiprocess mode (which wants an
 environment variable set before import and a cleanup hook per dead
@@ -48,6 +48,8 @@ class Metrics:
         self.learned: dict[str, int] = {}
         self.parse_failures = 0
         self.reloads: dict[str, int] = {}
+        #: (spamd command, sysexits name) -> count: the spamc listener's answers.
+        self.spamd: dict[tuple[str, str], int] = {}
         self.changed = False
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
@@ -74,6 +76,11 @@ class Metrics:
         self.reloads[result] = self.reloads.get(result, 0) + 1
         self.changed = True
 
+    def count_spamd(self, command: str, result: str) -> None:
+        key = (command, result)
+        self.spamd[key] = self.spamd.get(key, 0) + 1
+        self.changed = True
+
     def snapshot(self) -> dict[str, Any]:
         """The counts as plain JSON-able data (label tuples joined by a tab)."""
         return {
@@ -83,15 +90,16 @@ class Metrics:
             "learned": dict(self.learned),
             "parse_failures": self.parse_failures,
             "reloads": dict(self.reloads),
+            "spamd": {"\t".join(k): v for k, v in self.spamd.items()},
         }
 
 
 def merge_snapshots(snapshots: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Add up the snapshots of several workers."""
     total: dict[str, Any] = {"requests": {}, "latency": {}, "verdicts": {}, "learned": {},
-                             "parse_failures": 0, "reloads": {}}
+                             "parse_failures": 0, "reloads": {}, "spamd": {}}
     for snap in snapshots:
-        for family in ("requests", "verdicts", "learned", "reloads"):
+        for family in ("requests", "verdicts", "learned", "reloads", "spamd"):
             for key, value in snap.get(family, {}).items():
                 total[family][key] = total[family].get(key, 0) + value
         for key, row in snap.get("latency", {}).items():
@@ -166,6 +174,15 @@ def render(snapshot: Mapping[str, Any], gauges: Iterable[tuple[str, str, dict[st
                   "Model files reloaded after a change on disk, by result (ok, failed).")
     for result in ("ok", "failed"):
         out.append(f"{name}{_labels(result=result)} {snapshot['reloads'].get(result, 0)}")
+
+    # Its own family, not http_requests_total: spamc's requests are not
+    # HTTP, and a dashboard of HTTP errors would count its EX_ codes as such.
+    name = family("spamd_requests_total", "counter",
+                  "spamc requests the spamd listener answered, by command and result (EX_OK or the "
+                  "error's sysexits name; command \"request\" when it was not understood).")
+    for key, value in sorted(snapshot.get("spamd", {}).items()):
+        command, result = key.split("\t")
+        out.append(f"{name}{_labels(command=command, result=result)} {value}")
 
     seen: set[str] = set()
     # A family's lines must be contiguous: group by name, keep the given order within.

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "SpamdError", "Request", "parse_request_line", "parse_header_line", "build_request",
-    "inflate", "answer", "counts_report", "error_answer", "pong", "shown", "spam_header",
+    "inflate", "answer", "counts_report", "error_answer", "pong", "shown", "spam_header", "code_name",
     "COMMANDS", "EX_OK", "EX_USAGE", "EX_DATAERR", "EX_NOUSER", "EX_UNAVAILABLE", "EX_SOFTWARE",
     "EX_IOERR", "EX_TEMPFAIL", "EX_PROTOCOL", "MAX_LINE", "MAX_HEADER_LINES", "MAX_HEAD_BYTES",
 ]
@@ -47,6 +47,12 @@ EX_PROTOCOL = 76     # a request that is not the protocol
 _NAMES = {EX_OK: "EX_OK", EX_USAGE: "EX_USAGE", EX_DATAERR: "EX_DATAERR", EX_NOUSER: "EX_NOUSER",
           EX_UNAVAILABLE: "EX_UNAVAILABLE", EX_SOFTWARE: "EX_SOFTWARE", EX_IOERR: "EX_IOERR",
           EX_TEMPFAIL: "EX_TEMPFAIL", EX_PROTOCOL: "EX_PROTOCOL"}
+
+
+def code_name(code: int) -> str:
+    """``EX_OK``, ``EX_TEMPFAIL``...: the sysexits name an answer carries."""
+    return _NAMES.get(code, "EX_SOFTWARE")
+
 
 #: What spamc (4.0) sends, and SKIP (a client that changed its mind).
 COMMANDS = frozenset({"PING", "SKIP", "CHECK", "SYMBOLS", "REPORT", "REPORT_IFSPAM", "PROCESS",
@@ -270,4 +276,4 @@ def pong() -> bytes:
 def error_answer(code: int, reason: str) -> bytes:
     """The one line of an error answer: ``SPAMD/1.1 76 EX_PROTOCOL: bad header line ...``."""
     text = "".join(c if " " <= c <= "~" else "?" for c in reason)
-    return f"SPAMD/{_ANSWER_VERSION} {code} {_NAMES.get(code, 'EX_SOFTWARE')}: {text}\r\n".encode("ascii")
+    return f"SPAMD/{_ANSWER_VERSION} {code} {code_name(code)}: {text}\r\n".encode("ascii")

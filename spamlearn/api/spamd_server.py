@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from ..spamd_protocol import (
     EX_IOERR,
+    EX_OK,
     EX_PROTOCOL,
     EX_SOFTWARE,
     EX_TEMPFAIL,
@@ -28,6 +29,7 @@ from ..spamd_protocol import (
     Request,
     SpamdError,
     build_request,
+    code_name,
     error_answer,
     parse_request_line,
 )
@@ -167,6 +169,7 @@ class SpamdListener:
             if len(self._tasks) > MAX_CONNECTIONS:
                 error = SpamdError(EX_TEMPFAIL, f"more than {MAX_CONNECTIONS} connections at once")
                 log.warning("spamd: refused %s: %s", peer, error.reason)
+                self.service.metrics.count_spamd("request", code_name(error.code))
                 pieces: Sequence[bytes | memoryview] = [error_answer(error.code, error.reason)]
             else:
                 pieces = await self._answer(reader, peer)
@@ -197,15 +200,20 @@ class SpamdListener:
                             peer, exc.strerror or type(exc).__name__)
                 return None
             command = request.command
-            return await answer_request(request, body, self.service)
+            pieces = await answer_request(request, body, self.service)
+            code = EX_OK
         except SpamdError as exc:
             if not exc.logged:
                 log.warning("spamd: %s %s: answered %d: %s", peer, command, exc.code, exc.reason)
-            return [error_answer(exc.code, exc.reason)]
+            pieces, code = [error_answer(exc.code, exc.reason)], exc.code
         except Exception:
             # A bug of ours: the client gets its answer (and fails open), the log the traceback.
             log.exception("spamd: %s %s: internal error", peer, command)
-            return [error_answer(EX_SOFTWARE, "internal error (see the service's log)")]
+            pieces, code = [error_answer(EX_SOFTWARE, "internal error (see the service's log)")], EX_SOFTWARE
+        # Counted when answered (whether or not the client is still there to
+        # read it); a connection that closed before asking anything is not a request.
+        self.service.metrics.count_spamd(command, code_name(code))
+        return pieces
 
     async def _send(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     pieces: Sequence[bytes | memoryview], peer: str) -> None:

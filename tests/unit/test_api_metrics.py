@@ -45,6 +45,7 @@ def filled() -> Metrics:
     metrics.count_learn("learned")
     metrics.count_parse_failure()
     metrics.count_reload("ok")
+    metrics.count_spamd("CHECK", "EX_OK")
     return metrics
 
 
@@ -63,6 +64,17 @@ def test_render_is_well_formed_and_histograms_are_cumulative():
     assert 'spamlearn_http_requests_total{endpoint="/learn",status="401"} 1' in text
     assert [v for _, v in families["spamlearn_model_age_seconds"]] == [12.5, 100]
     assert families["spamlearn_parse_failures_total"] == [("spamlearn_parse_failures_total", 1.0)]
+    assert families["spamlearn_spamd_requests_total"] == [
+        ('spamlearn_spamd_requests_total{command="CHECK",result="EX_OK"}', 1.0)]
+
+
+def test_a_spamd_request_marks_the_worker_changed_for_its_snapshot():
+    """A worker answering only spamc never wrote its snapshot: its verdicts
+    were missing from the /metrics another worker answered."""
+    metrics = Metrics()
+    metrics.count_verdict("spam")
+    metrics.count_spamd("CHECK", "EX_OK")
+    assert metrics.changed
 
 
 def test_label_values_are_escaped():
@@ -80,6 +92,7 @@ def test_snapshots_of_several_workers_add_up(tmp_path):
     total = merge_snapshots(SnapshotFolder(tmp_path, pid=3).read_all())
     assert total["requests"]["/score\t200"] == 11
     assert total["verdicts"] == {"spam": 2, "ham": 2} and total["parse_failures"] == 2
+    assert total["spamd"] == {"CHECK\tEX_OK": 2}
     latency = total["latency"]["/score\t200"]
     assert sum(latency[:-1]) == 11 and abs(latency[-1] - 2 * (0.0005 + 0.006 + 0.015 + 30) - 0.003) < 1e-9
     parse(render(total))

@@ -305,6 +305,25 @@ def test_it_scores_messages_counted_in_the_metrics(settings, store, spam_message
     assert 'spamlearn_verdicts_total{verdict="spam"} 1' in metrics
 
 
+def test_spamd_requests_are_counted_by_command_and_result_apart_from_http(settings, store,
+                                                                            spam_messages):
+    """/metrics counted no spamd request at all: a listener answering only
+    errors looked idle."""
+    with listening(settings) as spamd:
+        spamd.request("CHECK", spam_messages[0])
+        spamd.request("CHECK", spam_messages[1])
+        spamd.ask(b"HELLO SPAMC/1.5\r\n\r\n")
+        spamd.ask(b"PING SPAMC/1.5\r\n\r\n")
+        with spamd.connect():
+            pass                                 # a port check: no request
+        metrics = spamd.client.get("/metrics").text
+    counted = sorted(line for line in metrics.splitlines() if line.startswith("spamlearn_spamd_"))
+    assert counted == ['spamlearn_spamd_requests_total{command="CHECK",result="EX_OK"} 2',
+                       'spamlearn_spamd_requests_total{command="PING",result="EX_OK"} 1',
+                       'spamlearn_spamd_requests_total{command="request",result="EX_PROTOCOL"} 1']
+    assert "spamd" not in "".join(x for x in metrics.splitlines() if "http_requests_total" in x)
+
+
 # -- errors -----------------------------------------------------------------------------------
 SECRET = b"Subject: private\r\n\r\nthe password is hunter2-do-not-log\r\n"
 
