@@ -660,16 +660,15 @@ Binary naive Bayes over feature presence with chi-squared combining.
       et al. 2004, CRM114's), thick threshold: alone 0.165-0.53 / 1.78-
       3.44, about 50 errors of each class an order; 0.03 of its margin
       added 0.0451 / 0.919 (fresh 0.0606 / 1.036).
-    - Either deciding only the saturated conflicts (|log-odds| < 1e-9:
-      both chi-squared tails at 1, about 15 messages an order, where naive
-      Bayes gets 0.1 ham and 6.4 spam wrong): Winnow 0.6 and 2.6, the
-      4-gram regression 0.6 and 2.2.  Five orders 0.896-0.902, fresh
-      orders 0.995-0.997 against 1.002, products lower on 9-11 of 15; the
-      index order worse (6 / 69 and 6 / 71, lam 0.734 for the first); at
-      1e-12 or 1e-8 no gain: a
-      fitted band, not kept.  A ham error costs lam what about seven spam
-      misses save, and every second opinion so far buys its spam with
-      ham.
+    - Either deciding only the saturated conflicts (a score's log-odds
+      within 1e-9 of 0: both chi-squared tails at 1, about 15 messages an
+      order, where naive Bayes gets 0.1 ham and 6.4 spam wrong): Winnow
+      0.6 and 2.6, the 4-gram regression 0.6 and 2.2.  Five orders
+      0.896-0.902, fresh orders 0.995-0.997 against 1.002, products lower
+      on 9-11 of 15; the index order worse (6 / 69 and 6 / 71, lam 0.734
+      for the first); within 1e-12 or 1e-8 no gain: a fitted band, not
+      kept.  A ham error costs lam what about seven spam misses save, and
+      every second opinion so far buys its spam with ham.
 
     Attributes
     ----------
