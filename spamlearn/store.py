@@ -83,7 +83,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_classifier(classifier: Classifier, path: Path) -> None:
+def save_classifier(classifier: Classifier, path: str | os.PathLike[str]) -> None:
     """Write ``classifier`` to ``path`` atomically (temp file, fsync, rename).
 
     Raises
@@ -178,7 +178,7 @@ def _load_plain_data(fh, name: str) -> object:
     return _PlainDataUnpickler(name, fh, mmap_mode=None, **kwargs).load()
 
 
-def read_header(path: Path, content: bytes | None = None) -> dict:
+def read_header(path: str | os.PathLike[str], content: bytes | None = None) -> dict:
     """Load a model file's dict and check its format; no counts built.
     ``content``: the file's bytes, already read (``path`` then only names it)."""
     path = Path(path)
@@ -308,7 +308,7 @@ _OPTIONS_BEFORE_THEY_EXISTED = {
 _REQUIRED_KEYS = ("n_features", "index", "spam", "ham", "n_spam", "n_ham", "model_params", "tokenizer")
 
 
-def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
+def load_classifier(path: str | os.PathLike[str], *, ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
                     scan_limit: int = 512_000, content: bytes | None = None) -> Classifier:
     """Load a model file into a ``Classifier`` (from ``content``, its bytes,
     if the caller has read them).

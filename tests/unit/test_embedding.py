@@ -4,13 +4,16 @@ the library's documented surface, and the pair of files it must not break."""
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
 import spamlearn
+from spamlearn import message_digest, parse_message, tokenize
+from spamlearn.classifier import Classifier
+from spamlearn.modelstore import LearningSession, ModelStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,17 +51,53 @@ def test_every_name_loaded_on_first_use_is_named_for_type_checkers():
     assert lazy and lazy <= typed, sorted(lazy - typed)
 
 
+#: What a filter does with the library, each form of message and of path
+#: the docstrings offer; the last line is wrong on purpose.
+EMBEDDER_SCRIPT = """\
+from pathlib import Path
+from spamlearn import ChiSquareNB, Classifier, Verdict, message_digest, tokenize
+from spamlearn.modelstore import ModelStore
+from spamlearn.store import load_classifier, save_classifier
+
+def check(clf: Classifier, raw: bytes, text: str, view: memoryview) -> float:
+    verdict: Verdict = clf.score(raw)
+    clf.score(text)
+    clf.score(bytearray(raw))
+    clf.explain(view)
+    clf.learn(text, "spam")
+    clf.unlearn(view, "spam")
+    tokenize(text)
+    message_digest(view)
+    ModelStore("model.joblib").learn(text, "ham")
+    save_classifier(clf, "model.joblib")
+    load_classifier("model.joblib")
+    Classifier(ChiSquareNB().init_empty(2**10))
+    return verdict.spam_prob
+
+def wrong(clf: Classifier) -> int:
+    return clf.score(b'x').spam_prob
+"""
+
+
 def test_mypy_checks_a_script_that_embeds_spamlearn(tmp_path):
+    """The hints said ``raw: bytes`` and ``path: Path`` where the docstrings
+    offer str, bytearray and memoryview messages and str paths: a correct
+    script failed mypy; and a wrong one passed, see above."""
     api = pytest.importorskip("mypy.api")
     script = tmp_path / "milter.py"
-    script.write_text(
-        "from spamlearn import Classifier, Verdict\n"
-        "def check(clf: Classifier, raw: bytes) -> float:\n"
-        "    verdict: Verdict = clf.score(raw)\n"
-        "    return verdict.spam_prob\n"
-        "def wrong(clf: Classifier) -> int:\n"
-        "    return clf.score(b'x').spam_prob\n")
+    script.write_text(EMBEDDER_SCRIPT)
     out, err, status = api.run([str(script), "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
                                 "--python-executable", sys.executable])
-    assert "import-untyped" not in out, out
-    assert 'Incompatible return value type (got "float", expected "int")' in out, out + err
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 1, out + err
+    assert 'Incompatible return value type (got "float", expected "int")' in errors[0], out
+
+
+@pytest.mark.parametrize("function", [
+    Classifier.score, Classifier.explain, Classifier.learn, Classifier.unlearn, Classifier.tokens,
+    parse_message, message_digest, tokenize, ModelStore.learn, ModelStore.forget,
+    LearningSession.learn, LearningSession.forget], ids=lambda f: f.__qualname__)
+def test_each_form_of_a_message_is_in_the_type_hints(function):
+    hints = typing.get_type_hints(function)
+    accepted = typing.get_args(hints.get("raw", hints.get("raw_or_digest")))
+    assert {bytes, bytearray, memoryview, str} <= set(accepted), hints
