@@ -405,7 +405,7 @@ class LearningSession:
         self._times.clear()
         self.classifier.revision = revision
         try:
-            save_classifier(self.classifier, model_path)
+            save_classifier(self.classifier, model_path, with_ledger=True)
         except BaseException:
             if _file_identity(model_path) != before:
                 # The new model is in place: an interrupt (Ctrl-C, the
