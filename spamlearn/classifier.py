@@ -230,7 +230,21 @@ class Classifier:
 
     # -- learning ---------------------------------------------------------------
     def learn(self, raw: RawMessage, label: str | Label) -> None:
-        """Count a message as ``label`` (ham or spam)."""
+        """Count a message as ``label`` (ham or spam).
+
+        In memory only, and with no ledger: the message cannot be told
+        from one never learned.  To learn into a model file, and into the
+        one the command line and the trainers learn into above all, use
+        ``spamlearn.modelstore.ModelStore`` (``save_classifier`` refuses
+        a model file that has a ledger).
+
+        Raises
+        ------
+        MessageError
+            As ``score``.
+        ValueError
+            ``label`` is not ham or spam (``Label.learnable``).
+        """
         self.learn_indices(self.indices(raw), label)
 
     def unlearn(self, raw: RawMessage, label: str | Label) -> None:
@@ -241,6 +255,15 @@ class Classifier:
         message that was never learned, but whose tokens all were, takes
         other messages' counts.  Learn and forget through
         ``spamlearn.modelstore.ModelStore``, whose ledger knows.
+
+        Raises
+        ------
+        MessageError
+            As ``score``.
+        ModelError
+            A count would go below zero.
+        ValueError
+            ``label`` is not ham or spam.
         """
         self.unlearn_indices(self.indices(raw), label)
 

@@ -279,7 +279,8 @@ class LearningSession:
         verdict (a sieve pipe's time stamp), if not now; a verdict older
         than the one learned for the message is ``SUPERSEDED``, not
         learned.  The ledger records each row's verdict time.  Raises
-        ``MessageError`` for input that is not a message.
+        ``MessageError`` for input that is not a message, ``ValueError``
+        for a label other than ham or spam.
         """
         label = Label.learnable(label)
         raw = _as_message(raw)      # a str is the message's text here, never a digest

@@ -101,3 +101,25 @@ def test_each_form_of_a_message_is_in_the_type_hints(function):
     hints = typing.get_type_hints(function)
     accepted = typing.get_args(hints.get("raw", hints.get("raw_or_digest")))
     assert {bytes, bytearray, memoryview, str} <= set(accepted), hints
+
+
+def test_the_readmes_library_example_runs_as_written(tmp_path, monkeypatch, sample_spam):
+    """The README's one example for an embedding filter: it showed scoring
+    only, and learning was nowhere said but in ``help(spamlearn)``, so a
+    filter learned with ``Classifier.learn`` and ``save_classifier``."""
+    import contextlib
+    import io
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    example = next(block for block in blocks if "load_scoring_classifier" in block)
+    (tmp_path / "empty.toml").write_text("")
+    monkeypatch.setenv("SPAMLEARN_CONFIG", str(tmp_path / "empty.toml"))
+    monkeypatch.setenv("SPAMLEARN_MODEL", str(tmp_path / "model.joblib"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(example, "README.md", "exec"), {"raw_bytes": sample_spam})
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("spam ") and lines[1:] == ["learned", "forgotten"]
