@@ -15,6 +15,7 @@ import binascii
 import codecs
 import dataclasses
 import email.header
+import email.message
 import email.quoprimime
 import hashlib
 import re
@@ -290,7 +291,13 @@ def message_bytes(raw: object, *, allow_empty: bool = False) -> bytes:
     elif isinstance(raw, (bytearray, memoryview)):
         raw = bytes(raw)
     elif not isinstance(raw, bytes):
-        raise MessageError(f"a message must be bytes or str, not {type(raw).__name__}")
+        hint = ""
+        if isinstance(raw, email.message.Message):
+            # What a filter reading a mailbox (``mailbox.mbox``) or parsing
+            # with ``email`` has in hand; its bytes are a call away, and the
+            # error did not say which (a helper's review).
+            hint = " (give msg.as_bytes(), or the mailbox's get_bytes(key))"
+        raise MessageError(f"a message must be bytes or str, not {type(raw).__name__}{hint}")
     # isspace, not strip: strip copied a 50 MB message that ended in a
     # space or newline, doubling the memory a huge message costs.
     if not allow_empty and (not raw or raw.isspace() or _only_an_envelope_line(raw)):

@@ -103,6 +103,25 @@ def test_each_form_of_a_message_is_in_the_type_hints(function):
     assert {bytes, bytearray, memoryview, str} <= set(accepted), hints
 
 
+def test_an_email_message_object_is_refused_with_the_way_to_its_bytes(tmp_path, sample_spam):
+    """``for msg in mailbox.mbox(path): clf.score(msg)``: the first thing a
+    notebook tries; the error named the type but not the way out."""
+    import email
+    import mailbox
+
+    box = mailbox.mbox(tmp_path / "box")
+    box.add(sample_spam)
+    from_the_box = next(iter(box))
+    box.close()
+    clf = Classifier(n_features=2**12)
+    clf.learn(sample_spam, "spam")
+    clf.learn(sample_spam.replace(b"Subject:", b"Subject: re:"), "ham")
+    for msg in (email.message_from_bytes(sample_spam), from_the_box):
+        with pytest.raises(spamlearn.MessageError, match=r"not \w*Message \(give msg\.as_bytes\(\)"):
+            clf.score(msg)
+        assert clf.score(msg.as_bytes()).label in tuple(spamlearn.Label)
+
+
 def test_the_readmes_library_example_runs_as_written(tmp_path, monkeypatch, sample_spam):
     """The README's one example for an embedding filter: it showed scoring
     only, and learning was nowhere said but in ``help(spamlearn)``, so a
