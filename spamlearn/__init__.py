@@ -24,6 +24,8 @@ UTF-8 encoding (``spamlearn.message.message_bytes``).
 
 __version__ = "0.3.1"
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 from .errors import (  # noqa: E402
     ConfigError,
     ImapAuthError,
@@ -42,6 +44,15 @@ from .errors import (  # noqa: E402
 )
 from .message import ParsedMessage, message_digest, parse_message  # noqa: E402
 from .tokenizer import Tokenizer, TokenizerOptions, tokenize  # noqa: E402
+
+if TYPE_CHECKING:
+    # What __getattr__ below loads on first use, named for type checkers:
+    # without these, mypy typed ``from spamlearn import Classifier`` as the
+    # untyped __getattr__'s Any, so a user's script went unchecked.
+    from .classifier import Classifier, Clue, Label, Verdict
+    from .features import TokenHasher
+    from .model import ChiSquareNB
+    from .vectorizer import MessageVectorizer
 
 
 def __getattr__(name: str):

@@ -14,14 +14,18 @@ import enum
 import math
 import numbers
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .counts import BayesCounts
 from .errors import NotFittedError
 from .features import DEFAULT_N_FEATURES, TokenHasher
-from .message import parse_message
+from .message import RawMessage, parse_message
 from .tokenizer import Tokenizer, TokenizerOptions
+
+if TYPE_CHECKING:
+    from .model import ChiSquareNB  # scikit-learn: imported by who makes one
 
 __all__ = ["Label", "Verdict", "Clue", "Classifier"]
 
@@ -106,7 +110,8 @@ class Classifier:
     <Label.SPAM: 'spam'>
     """
 
-    def __init__(self, model: BayesCounts | None = None, *, n_features: int = DEFAULT_N_FEATURES,
+    def __init__(self, model: BayesCounts | ChiSquareNB | None = None, *,
+                 n_features: int = DEFAULT_N_FEATURES,
                  tokenizer_options: TokenizerOptions | None = None, ham_cutoff: float = 0.20,
                  spam_cutoff: float = 0.90, scan_limit: int = 512_000):
         # Checked here, not where they are used (a helper's review): a nan
@@ -140,20 +145,20 @@ class Classifier:
         self.trained_at: float | None = None
 
     # -- features --------------------------------------------------------------
-    def tokens(self, raw: bytes) -> list[str]:
+    def tokens(self, raw: RawMessage) -> list[str]:
         """The tokens of a message (raises ``MessageError`` on empty input)."""
         return self.tokenizer.tokenize(parse_message(raw, self.scan_limit))
 
-    def indices(self, raw: bytes) -> np.ndarray:
+    def indices(self, raw: RawMessage) -> np.ndarray:
         """The message's feature bucket indices, sorted and unique (what the model counts)."""
         return self.hasher.indices(self.tokens(raw))
 
-    def features(self, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    def features(self, raw: RawMessage) -> tuple[np.ndarray, np.ndarray]:
         """The message's bucket indices, and the mask of those holding words
         of its text (what ``score_indices`` weighs against the rest)."""
         return self.hasher.indices_split(*self.tokenizer.tokenize_split(parse_message(raw, self.scan_limit)))
 
-    def hashes(self, raw: bytes) -> np.ndarray:
+    def hashes(self, raw: RawMessage) -> np.ndarray:
         """The message's token hashes (``hasher.fold`` gives its indices)."""
         return self.hasher.hashes(self.tokens(raw))
 
@@ -177,7 +182,7 @@ class Classifier:
             return Label.HAM
         return Label.UNSURE
 
-    def score(self, raw: bytes, *, explain: bool = False) -> Verdict:
+    def score(self, raw: RawMessage, *, explain: bool = False) -> Verdict:
         """Score a raw message.
 
         ``raw`` is bytes, bytearray, memoryview or str (``message_bytes``).
@@ -204,7 +209,7 @@ class Classifier:
         scored = self.model.score_indices(indices, text)
         return Verdict(scored.spam_prob, self.verdict_for(scored.spam_prob), scored.decision)
 
-    def explain(self, raw: bytes) -> list[Clue]:
+    def explain(self, raw: RawMessage) -> list[Clue]:
         """The clues behind a message's score, strongest first."""
         return list(self.score(raw, explain=True).clues)
 
@@ -224,11 +229,25 @@ class Classifier:
         return tuple(out)
 
     # -- learning ---------------------------------------------------------------
-    def learn(self, raw: bytes, label: str | Label) -> None:
-        """Count a message as ``label`` (ham or spam)."""
+    def learn(self, raw: RawMessage, label: str | Label) -> None:
+        """Count a message as ``label`` (ham or spam).
+
+        In memory only, and with no ledger: the message cannot be told
+        from one never learned.  To learn into a model file, and into the
+        one the command line and the trainers learn into above all, use
+        ``spamlearn.modelstore.ModelStore`` (``save_classifier`` refuses
+        a model file that has a ledger).
+
+        Raises
+        ------
+        MessageError
+            As ``score``.
+        ValueError
+            ``label`` is not ham or spam (``Label.learnable``).
+        """
         self.learn_indices(self.indices(raw), label)
 
-    def unlearn(self, raw: bytes, label: str | Label) -> None:
+    def unlearn(self, raw: RawMessage, label: str | Label) -> None:
         """Exact inverse of ``learn(raw, label)``, for a message learned so.
 
         The counts cannot tell which messages were learned: ``ModelError``
@@ -236,6 +255,15 @@ class Classifier:
         message that was never learned, but whose tokens all were, takes
         other messages' counts.  Learn and forget through
         ``spamlearn.modelstore.ModelStore``, whose ledger knows.
+
+        Raises
+        ------
+        MessageError
+            As ``score``.
+        ModelError
+            A count would go below zero.
+        ValueError
+            ``label`` is not ham or spam.
         """
         self.unlearn_indices(self.indices(raw), label)
 

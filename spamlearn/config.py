@@ -247,7 +247,7 @@ def ledger_path_for(model_path: Path) -> Path:
     return model_path.with_name(model_path.stem + ".ledger")
 
 
-def model_file(model_path: Path) -> Path:
+def model_file(model_path: str | os.PathLike[str]) -> Path:
     """The file a model name stands for: the one a symlink names (learning
     replaces that file, so the link stays a link, and takes that file's lock,
     the one every other name of it takes), else the name itself."""

@@ -1,7 +1,12 @@
 """The exception tree of spamlearn.
 
-Every error that spamlearn raises on purpose derives from ``SpamlearnError``,
-so an embedding filter can catch one type::
+Every error that spamlearn raises on purpose about what it was given to
+work on -- a message, a model or ledger file, a configuration, a server --
+derives from ``SpamlearnError``, so an embedding filter can catch one type.
+A wrong argument, a mistake in the calling code, is ``ValueError`` or
+``TypeError``, as in Python and scikit-learn: a label other than ham or
+spam (``Label.learnable``), cutoffs out of order, ``n_features`` not a
+power of two, one message where ``MessageVectorizer`` wants a list::
 
     SpamlearnError
      ├── MessageError          empty, oversized or unreadable input

@@ -15,6 +15,7 @@ import binascii
 import codecs
 import dataclasses
 import email.header
+import email.message
 import email.quoprimime
 import hashlib
 import re
@@ -25,7 +26,7 @@ from .errors import READING_FAILURES, MessageError
 from .mailsource import has_quoted_from_lines, mbox_unquoted
 
 __all__ = ["Part", "ParsedMessage", "parse_message", "message_digest", "legacy_message_digest",
-           "bare_head_digests", "quoted_envelope_digest", "message_bytes", "decode_bytes"]
+           "bare_head_digests", "quoted_envelope_digest", "message_bytes", "decode_bytes", "RawMessage"]
 
 #: Parts nested deeper than this are not walked.  Real mail rarely nests
 #: beyond 4 (a forwarded message with attachments); 20 is generous and
@@ -34,6 +35,11 @@ MAX_MIME_DEPTH = 20
 #: More parts than this are not read: a few hundred tiny parts are a
 #: denial-of-service shape, never a real message.
 MAX_PARTS = 200
+
+#: Every form of a message spamlearn takes (``message_bytes``): the type
+#: hints said ``bytes``, so mypy refused a str or memoryview the
+#: docstrings offer (a helper's review).
+RawMessage = bytes | bytearray | memoryview | str
 
 @dataclasses.dataclass(slots=True)
 class Part:
@@ -285,7 +291,13 @@ def message_bytes(raw: object, *, allow_empty: bool = False) -> bytes:
     elif isinstance(raw, (bytearray, memoryview)):
         raw = bytes(raw)
     elif not isinstance(raw, bytes):
-        raise MessageError(f"a message must be bytes or str, not {type(raw).__name__}")
+        hint = ""
+        if isinstance(raw, email.message.Message):
+            # What a filter reading a mailbox (``mailbox.mbox``) or parsing
+            # with ``email`` has in hand; its bytes are a call away, and the
+            # error did not say which (a helper's review).
+            hint = " (give msg.as_bytes(), or the mailbox's get_bytes(key))"
+        raise MessageError(f"a message must be bytes or str, not {type(raw).__name__}{hint}")
     # isspace, not strip: strip copied a 50 MB message that ended in a
     # space or newline, doubling the memory a huge message costs.
     if not allow_empty and (not raw or raw.isspace() or _only_an_envelope_line(raw)):
@@ -307,7 +319,7 @@ def _only_an_envelope_line(raw: bytes) -> bool:
 _WHITE_SPACE_TO_THE_END_RE = re.compile(rb"\s*\Z")
 
 
-def message_digest(raw: bytes) -> str:
+def message_digest(raw: RawMessage) -> str:
     """The identity of a message: SHA-256 of its bytes, line ends normalised.
 
     The same message reaches spamlearn with LF line ends from a Maildir file
@@ -690,7 +702,7 @@ def has_header_fields(raw: bytes) -> bool:
     return _FIRST_FIELD_RE.match(raw, start) is not None
 
 
-def parse_message(raw: bytes, scan_limit: int = 512_000) -> ParsedMessage:
+def parse_message(raw: RawMessage, scan_limit: int = 512_000) -> ParsedMessage:
     """Parse raw message bytes (``_parse``); any failure of the parser itself
     on hostile input is this message's ``MessageError``, not the caller's
     crash: one crafted message must not stop a training run, a filter or a
@@ -704,7 +716,7 @@ def parse_message(raw: bytes, scan_limit: int = 512_000) -> ParsedMessage:
         raise MessageError(f"cannot parse this message ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 
-def _parse(raw: bytes, scan_limit: int) -> ParsedMessage:
+def _parse(raw: RawMessage, scan_limit: int) -> ParsedMessage:
     """Parse raw message bytes.
 
     A small iterative MIME walker of our own, not the ``email`` package:

@@ -43,6 +43,7 @@ from .features import DEFAULT_N_FEATURES, TokenHasher
 from .ledger import Ledger, LedgerRow
 from .mailsource import mbox_quoted
 from .message import (
+    RawMessage,
     bare_head_digests,
     legacy_message_digest,
     message_bytes,
@@ -132,7 +133,7 @@ def _legacy_digests(raw: bytes) -> tuple[str, ...]:
     return digests + bare_head_digests(raw) + (() if quoted_as_is is None else (quoted_as_is,))
 
 
-def _as_message(raw: bytes | str) -> bytes:
+def _as_message(raw: RawMessage) -> bytes:
     """A message as its bytes, taken as ``Classifier`` takes it (``message_bytes``):
     anything else, or an empty message, is a MessageError here too (a
     helper's review: a memoryview or None failed with AttributeError, and
@@ -140,7 +141,7 @@ def _as_message(raw: bytes | str) -> bytes:
     return message_bytes(raw)
 
 
-def _is_digest(raw_or_digest: bytes | str) -> bool:
+def _is_digest(raw_or_digest: RawMessage) -> bool:
     return isinstance(raw_or_digest, str) and _DIGEST_RE.fullmatch(raw_or_digest) is not None
 
 
@@ -186,11 +187,11 @@ class LearningSession:
             self._last = (raw, digest, legacies)
         return digest, legacies if legacy and legacies is not None else ()
 
-    def digest(self, raw: bytes | str) -> str:
+    def digest(self, raw: RawMessage) -> str:
         """``message_digest(raw)``, hashed once with ``learned`` and ``learn``."""
         return self._digests(_as_message(raw), legacy=False)[0]
 
-    def key(self, raw_or_digest: bytes | str) -> str:
+    def key(self, raw_or_digest: RawMessage) -> str:
         """The ledger key of a message: its digest, or the digest a ledger
         of 0.2.0 or earlier learned it under (``legacy_message_digest``), so
         that a message learned then is not counted again now.  A str is a
@@ -236,12 +237,12 @@ class LearningSession:
         times = [self.get_state(_FORGOTTEN + key) for key in digests]
         return max((float(t) for t in times if t is not None), default=None)
 
-    def known(self, raw_or_digest: bytes | str) -> Label | None:
+    def known(self, raw_or_digest: RawMessage) -> Label | None:
         """The label a message is learned as, or None."""
         row = self.learned(raw_or_digest)
         return Label(row.label) if row else None
 
-    def learned(self, raw_or_digest: bytes | str) -> LedgerRow | None:
+    def learned(self, raw_or_digest: RawMessage) -> LedgerRow | None:
         """The ledger row of a message (label, when, by whom), this session's
         changes included, or None."""
         return self._row(self.key(raw_or_digest))
@@ -269,7 +270,7 @@ class LearningSession:
         return len(self._pending) + len(self._state) + len(self._times)
 
     # -- changes ------------------------------------------------------------------------
-    def learn(self, raw: bytes | str, label: str | Label, *, source: str | None = None,
+    def learn(self, raw: RawMessage, label: str | Label, *, source: str | None = None,
               hashes: np.ndarray | None = None, verdict_at: float | None = None) -> LearnOutcome:
         """Learn ``raw`` as ``label``: a no-op if already so, a relabel if the other way.
 
@@ -278,7 +279,8 @@ class LearningSession:
         verdict (a sieve pipe's time stamp), if not now; a verdict older
         than the one learned for the message is ``SUPERSEDED``, not
         learned.  The ledger records each row's verdict time.  Raises
-        ``MessageError`` for input that is not a message.
+        ``MessageError`` for input that is not a message, ``ValueError``
+        for a label other than ham or spam.
         """
         label = Label.learnable(label)
         raw = _as_message(raw)      # a str is the message's text here, never a digest
@@ -352,7 +354,7 @@ class LearningSession:
         action = Action.RELABELLED if previous is not None else Action.LEARNED
         return LearnOutcome(digest, action, label, previous)
 
-    def forget(self, raw_or_digest: bytes | str) -> LearnOutcome:
+    def forget(self, raw_or_digest: RawMessage) -> LearnOutcome:
         """Unlearn a message, whatever it was learned as."""
         if _is_digest(raw_or_digest):
             digest, row = raw_or_digest, self._row(raw_or_digest)
@@ -404,7 +406,7 @@ class LearningSession:
         self._times.clear()
         self.classifier.revision = revision
         try:
-            save_classifier(self.classifier, model_path)
+            save_classifier(self.classifier, model_path, with_ledger=True)
         except BaseException:
             if _file_identity(model_path) != before:
                 # The new model is in place: an interrupt (Ctrl-C, the
@@ -502,7 +504,8 @@ class ModelStore:
         requests away instead of letting uvicorn cancel them.
     """
 
-    def __init__(self, model_path: Path, ledger_path: Path | None = None, *,
+    def __init__(self, model_path: str | os.PathLike[str],
+                 ledger_path: str | os.PathLike[str] | None = None, *,
                  n_features: int = DEFAULT_N_FEATURES,
                  tokenizer_options: TokenizerOptions | None = None,
                  ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
@@ -729,12 +732,12 @@ class ModelStore:
             finally:
                 ledger.close()
 
-    def learn(self, raw: bytes, label: str | Label, source: str = "") -> LearnOutcome:
+    def learn(self, raw: RawMessage, label: str | Label, source: str = "") -> LearnOutcome:
         """Learn one message in a session of its own (``LearningSession.learn``)."""
         with self.session(source) as session:
             return session.learn(raw, label)
 
-    def forget(self, raw: bytes, source: str = "") -> LearnOutcome:
+    def forget(self, raw: RawMessage, source: str = "") -> LearnOutcome:
         """Forget one message, or a digest, in a session of its own (``LearningSession.forget``)."""
         with self.session(source) as session:
             return session.forget(raw)

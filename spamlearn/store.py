@@ -30,6 +30,7 @@ from joblib.numpy_pickle import NumpyUnpickler
 
 from . import __version__
 from .classifier import Classifier
+from .config import ledger_path_for, model_file
 from .counts import BayesCounts
 from .errors import ModelFileError
 from .features import HASH_NAME, MAX_BUCKETS
@@ -83,16 +84,40 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_classifier(classifier: Classifier, path: Path) -> None:
+def save_classifier(classifier: Classifier, path: str | os.PathLike[str], *,
+                    with_ledger: bool = False) -> None:
     """Write ``classifier`` to ``path`` atomically (temp file, fsync, rename).
+
+    The model file alone, without a lock: for a model only the caller
+    writes.  A model that a ledger goes with (``<stem>.ledger`` beside it:
+    the command line, the IMAP trainer, the sieve or the service learned
+    into it) is changed through ``spamlearn.modelstore.ModelStore``, which
+    writes both under the model's lock.
+
+    Parameters
+    ----------
+    with_ledger : bool, default=False
+        The caller has just written the ledger this model goes with
+        (``ModelStore`` does); without it, a model file with a ledger
+        beside it is refused.
 
     Raises
     ------
     ModelFileError
-        The folder is not writable, the disk is full, ... -- the old file,
+        ``path`` has a ledger beside it (and ``with_ledger`` is False);
+        the folder is not writable, the disk is full, ... -- the old file,
         if any, is then left untouched.
     """
     path = Path(path)
+    ledger = ledger_path_for(model_file(path))
+    if not with_ledger and os.path.exists(ledger):
+        # An embedding filter's learn-and-save left the ledger short of the
+        # model for good: `info --check` exit 74, the message never to be
+        # forgotten, and what the command line learned meanwhile lost to
+        # the older copy saved over it (a helper's review).
+        raise ModelFileError(f"{path} has a ledger ({ledger}): save_classifier would leave it "
+                             f"disagreeing with the model; learn through "
+                             f"spamlearn.modelstore.ModelStore, which changes both")
     if classifier.model.n_features_in_ > _MAX_FILE_FEATURES:
         # Refused before anything is written: the file would be one no
         # load accepts (a library's resize to 2**29 replaced a working model
@@ -178,7 +203,7 @@ def _load_plain_data(fh, name: str) -> object:
     return _PlainDataUnpickler(name, fh, mmap_mode=None, **kwargs).load()
 
 
-def read_header(path: Path, content: bytes | None = None) -> dict:
+def read_header(path: str | os.PathLike[str], content: bytes | None = None) -> dict:
     """Load a model file's dict and check its format; no counts built.
     ``content``: the file's bytes, already read (``path`` then only names it)."""
     path = Path(path)
@@ -308,7 +333,7 @@ _OPTIONS_BEFORE_THEY_EXISTED = {
 _REQUIRED_KEYS = ("n_features", "index", "spam", "ham", "n_spam", "n_ham", "model_params", "tokenizer")
 
 
-def load_classifier(path: Path, *, ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
+def load_classifier(path: str | os.PathLike[str], *, ham_cutoff: float = 0.20, spam_cutoff: float = 0.90,
                     scan_limit: int = 512_000, content: bytes | None = None) -> Classifier:
     """Load a model file into a ``Classifier`` (from ``content``, its bytes,
     if the caller has read them).

@@ -21,7 +21,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from .html import html_to_text
 from .memo import MEMO_LONGEST, memoised
-from .message import ParsedMessage, parse_message
+from .message import ParsedMessage, RawMessage, parse_message
 
 __all__ = ["TokenizerOptions", "Tokenizer", "tokenize"]
 
@@ -812,7 +812,7 @@ class Tokenizer:
         self._header_rules: dict[str, tuple] = {}   # header name -> _header_rule(name)
 
     # -- entry points ---------------------------------------------------
-    def tokenize_bytes(self, raw: bytes, scan_limit: int = 512_000) -> list[str]:
+    def tokenize_bytes(self, raw: RawMessage, scan_limit: int = 512_000) -> list[str]:
         return self.tokenize(parse_message(raw, scan_limit))
 
     def tokenize(self, msg: ParsedMessage) -> list[str]:
@@ -1110,7 +1110,7 @@ class Tokenizer:
             out.append(f"control:{defect}")
 
 
-def tokenize(raw: bytes | ParsedMessage, options: TokenizerOptions | None = None) -> list[str]:
+def tokenize(raw: RawMessage | ParsedMessage, options: TokenizerOptions | None = None) -> list[str]:
     """Tokens of a message given as raw bytes or already parsed."""
     tokenizer = Tokenizer(options)
     if isinstance(raw, ParsedMessage):

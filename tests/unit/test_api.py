@@ -687,7 +687,7 @@ def test_a_corrupt_new_model_file_keeps_the_old_one_answering(settings, trained,
                 session.learn(raw.replace(b"Subject:", b"Subject: re:"), "ham")
         classifier = good.load()
         classifier.revision = 7
-        save_classifier(classifier, settings.model_path)
+        save_classifier(classifier, settings.model_path, with_ledger=True)
         wait_for_revision(client, 7)
         assert client.get("/healthz", headers=LEARNER).json()["model_errors"] == {}
 

@@ -63,7 +63,7 @@ def test_a_resize_whose_model_write_fails_changes_nothing(tmp_path, monkeypatch,
     store.learn(sample_ham, "ham")
     before = store.load()
 
-    def disk_full(*args):
+    def disk_full(*args, **kwargs):
         raise ModelFileError("cannot write the model: No space left on device")
 
     monkeypatch.setattr("spamlearn.modelstore.save_classifier", disk_full)

@@ -271,3 +271,25 @@ def test_a_model_file_that_inflates_without_end_is_refused(tmp_path, monkeypatch
     path.write_bytes(zlib.compress(b"\x80" + b"\0" * (8 << 20)))
     with pytest.raises(ModelFileError, match="corrupt"):
         read_header(path)
+
+
+def test_a_model_with_a_ledger_is_not_saved_over_behind_the_ledgers_back(tmp_path, trained, sample_spam):
+    """An embedding filter's ``learn`` + ``save_classifier`` on the model the
+    command line learns into: the ledger then held one message fewer than
+    the model, for good (``info --check`` exit 74; ``forget`` said "not
+    known"), and a learner running meanwhile lost its messages."""
+    from spamlearn.modelstore import ModelStore
+
+    path = tmp_path / "m.joblib"
+    store = ModelStore(path, n_features=2**14)
+    store.learn(sample_spam, "spam")
+    before = path.read_bytes()
+    classifier = store.load()
+    classifier.learn(sample_spam.replace(b"Subject:", b"Subject: again"), "spam")
+    with pytest.raises(ModelFileError, match=r"has a ledger .*m\.ledger.*ModelStore"):
+        save_classifier(classifier, path)
+    with pytest.raises(ModelFileError, match="has a ledger"):
+        save_classifier(classifier, str(path))
+    assert path.read_bytes() == before and store.check() == []
+    save_classifier(classifier, tmp_path / "copy.joblib")      # a model of its own: no ledger
+    assert load_classifier(tmp_path / "copy.joblib").n_spam == 2
