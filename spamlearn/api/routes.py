@@ -339,7 +339,7 @@ router.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=Fa
 async def metrics(service: Annotated[Service, Depends(require_scorer)]) -> Response:
     """Requests and latency by endpoint and status, verdicts, learn actions,
     parse failures, model reloads, spamc requests by command and result, and
-    the age and revision of the models in use.  With several workers, the counts of all of them.  Needs the score
-    token when one is set."""
+    the age and revision of the models in use.  With several workers, the
+    counts of all of them.  Needs the score token when one is set."""
     await service.models.settled()              # the gauges of the model files as they are now
     return PlainTextResponse(service.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
