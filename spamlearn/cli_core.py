@@ -23,6 +23,7 @@ from .headers import marked_pieces, unmarked_pieces
 from .mailsource import MessageInput, count_files, display_name, iter_messages, read_file, read_stdin
 from .message import has_header_fields
 from .modelstore import Action, ModelStore
+from .regularfile import irregular_kind
 from .reporting import progress
 
 # "-" is one message (a delivery's, its envelope line allowed): an mbox
@@ -530,7 +531,7 @@ def eval_(
     settings = state_of(ctx).settings
     for option, path, folder in (("--results", results, False), ("--trec-results", trec_results, False),
                                  ("--plot", plot, False), ("--report", report, True)):
-        _check_output_path(option, path, folder)
+        _check_output_path(option, path, folder, replaced=option == "--plot")
     if features is not None:
         check_features(features, "--features")
     entries = read_index(index)
@@ -596,8 +597,12 @@ def eval_(
 _FAILURES_NAMED = 20
 
 
-def _check_output_path(option: str, path: Path | None, folder: bool) -> None:
-    """Refuse an output path that cannot be written before a long run, not after it."""
+def _check_output_path(option: str, path: Path | None, folder: bool, replaced: bool = False) -> None:
+    """Refuse an output path that cannot be written before a long run, not after it.
+
+    ``replaced``: the file is written beside and renamed over ``path``
+    (``plots.write_atomically``), so only a regular file may be there.
+    """
     if path is None:
         return
     if folder:
@@ -610,6 +615,12 @@ def _check_output_path(option: str, path: Path | None, folder: bool) -> None:
             raise fail(f"{option} {path}: cannot write in {path}", ExitCode.USAGE)
     elif path.is_dir():
         raise fail(f"{option} {path}: is a folder; give a file name", ExitCode.USAGE)
+    elif kind := _existing_kind(option, path):
+        # --results /dev/null or a FIFO with its reader are written in
+        # place, as asked; a picture would take their place (as root,
+        # --plot /dev/null replaced the device), and no file opens a socket.
+        if replaced or kind == "a socket":
+            raise fail(f"{option} {path}: is {kind}; give a file name", ExitCode.USAGE)
     elif path.exists() and not os.access(path, os.W_OK):
         # --results and --trec-results are opened in place.
         raise fail(f"{option} {path}: cannot write it", ExitCode.USAGE)
@@ -618,3 +629,13 @@ def _check_output_path(option: str, path: Path | None, folder: bool) -> None:
         raise fail(f"{option} {path}: no folder {parent}", ExitCode.USAGE)
     if not os.access(parent, os.W_OK):
         raise fail(f"{option} {path}: cannot write in {parent}", ExitCode.USAGE)
+
+
+def _existing_kind(option: str, path: Path) -> str | None:
+    """What is at ``path`` if it is there and not a regular file ("a FIFO")."""
+    try:
+        return irregular_kind(os.stat(path).st_mode)
+    except FileNotFoundError:   # nothing there yet (or a link to nothing: written through)
+        return None
+    except OSError as exc:      # a loop of links: open() or os.replace would fail after the run
+        raise fail(f"{option} {path}: {exc.strerror}", ExitCode.USAGE) from None

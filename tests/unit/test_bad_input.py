@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import random
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -314,6 +316,34 @@ def test_eval_refuses_unwritable_outputs_before_the_run(tmp_path):
         assert result.returncode == ExitCode.USAGE
         assert expected in result.stderr.decode()
         assert_clean_stderr(result)
+
+
+def test_eval_never_puts_a_picture_in_place_of_a_fifo_device_or_socket(tmp_path):
+    """--plot is written beside and renamed over its path: run as root,
+    ``eval --plot /dev/full`` replaced the device with a PNG (/dev/null the
+    same).  A FIFO stands in for the device here.  --results is written in
+    place (/dev/null, a FIFO with its reader), but no file opens a socket:
+    both refused before the run."""
+    index = tmp_path / "index"
+    index.write_text(f"spam {os.getcwd()}/tests/fixtures/sample-spam.eml\n"
+                     f"ham {os.getcwd()}/tests/fixtures/sample-ham.eml\n")
+    fifo, sock, loop = tmp_path / "fifo", tmp_path / "sock", tmp_path / "loop"
+    os.mkfifo(fifo)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(sock))
+    loop.symlink_to(loop)
+    for option, value, expected in (("--plot", fifo, "is a FIFO"),
+                                    ("--plot", tmp_path / "to-fifo", "is a FIFO"),
+                                    ("--results", sock, "is a socket"),
+                                    ("--plot", loop, "Too many levels of symbolic links")):
+        if value.name == "to-fifo":
+            value.symlink_to(fifo)
+        result = spamlearn("eval", "--index", index, option, value)
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert expected in result.stderr.decode() and b"messages" not in result.stdout
+        assert_clean_stderr(result)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and (tmp_path / "to-fifo").is_symlink()
+    assert spamlearn("eval", "--index", index, "--results", os.devnull).returncode == 0
 
 
 def test_eval_refuses_a_report_folder_it_cannot_write_in_before_the_run(tmp_path, read_only_folder):
