@@ -438,12 +438,20 @@ def info(
         details["scoring_model"] = str(scoring_path)
     except SpamlearnError as exc:
         details["scoring_model_error"] = str(exc)
-    if broken:
-        problems = [str(exc) for exc in broken] if check else []     # nothing to compare
-    else:
+    problems: list[str] = []
+    if check and not broken and (store.exists() or store.ledger_path.exists()):
         # A ledger without its model is checked too (it does not belong to the
         # empty model that learning would start); neither: nothing to check.
-        problems = store.check() if check and (store.exists() or store.ledger_path.exists()) else []
+        try:
+            problems = store.check()
+        except SpamlearnError as exc:
+            # A pair that does not agree (a model without its ledger, a
+            # ledger of another revision) or a held lock: shown with the
+            # files and counts, as a file that does not read is; it printed
+            # the error alone, what the pair holds left out.
+            broken.append(exc)
+    if check and broken:
+        problems = [str(exc) for exc in broken]     # nothing (more) to compare
     if check:
         details["check"] = problems or "ok"
     if as_json:
@@ -453,6 +461,9 @@ def info(
         typer.echo(f"model file:     {details['model']}"
                    + ("" if details["exists"] else "  (not created yet)"))
         old_ledger = "  (bucket numbers: cannot be resized)" if details.get("resizable") is False else ""
+        if details.get("revision") and not store.ledger_path.exists():
+            # Learners refuse such a model (74); info said nothing of it.
+            old_ledger = "  (missing: learning refuses the model; `info --check` says more)"
         typer.echo(f"ledger:         {details['ledger']}{old_ledger}")
         typer.echo(f"scores with:    {details.get('scoring_model', details.get('scoring_model_error'))}")
         if details["exists"] and "model_error" in details and "ledger_counts" in details:

@@ -884,6 +884,23 @@ def test_info_check_reports_a_ledger_whose_model_is_missing(trained_model):
     result = run("--model", trained_model, "info", "--check")
     assert result.exit_code == ExitCode.IOERR
     assert "does not belong" in result.output
+    # What the ledger holds is shown too: it printed the error alone.
+    assert re.search(r"^  cli +spam +5 ", result.stdout, re.M)
+    assert re.search(r"^check: +ledger .* does not belong", result.stdout, re.M)
+
+
+def test_info_shows_a_model_whose_ledger_is_missing(trained_model):
+    """Learners refuse such a model (74); plain info said nothing of it, and
+    info --check printed the error alone, without the model's counts."""
+    trained_model.with_name(trained_model.stem + ".ledger").unlink()
+    shown = run("--model", trained_model, "info")
+    assert shown.exit_code == 0, shown.output
+    assert "(missing: learning refuses the model" in shown.stdout
+    checked = run("--model", trained_model, "info", "--check")
+    assert checked.exit_code == ExitCode.IOERR, checked.output
+    assert "learned:        5 spam, 5 ham" in checked.stdout
+    assert re.search(r"^check: +model .* has no ledger", checked.stdout, re.M)
+    assert checked.stderr.startswith("spamlearn: error: model ") and "has no ledger" in checked.stderr
 
 
 def test_learn_says_when_it_starts_a_new_model(tmp_path):
