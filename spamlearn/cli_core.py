@@ -8,6 +8,7 @@ import gc
 import itertools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -239,7 +240,30 @@ def _scoring_pool(jobs: int):
                 return super()._get_sentinels()
             return [notifier._reader]
 
-    return ScoringPool(jobs, context=multiprocessing.get_context("fork"))
+    return ScoringPool(jobs, initializer=_worker_signals, context=multiprocessing.get_context("fork"))
+
+
+def _worker_signals() -> None:
+    """A scoring worker leaves Ctrl-C to ``score`` and dies of SIGTERM.
+
+    Ctrl-C reaches the terminal's whole process group: each worker printed
+    "Process ForkPoolWorker-1:" and a KeyboardInterrupt traceback under
+    "interrupted".  ``score`` then ends the pool (SIGTERM, which the
+    worker inherited ``score``'s handler of)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _pool_ended_on_sigterm():
+    """SIGTERM (``timeout``, ``kill``) ends ``score`` through the unwinding,
+    which ends its pool: killed outright, it left the workers writing
+    results to its closed pipe, a BrokenPipeError traceback each."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -300,6 +324,7 @@ def score(
             # 2026-11-29, scoring the corpus, best of 3, three rounds
             # interleaved: 3,032-3,147 messages/s against 2,884-3,034.
             gc.freeze()
+            stack.enter_context(_pool_ended_on_sigterm())
             pool = stack.enter_context(_scoring_pool(jobs))
             results = pool.imap(_score_one, all_jobs, chunksize=64)
         for batch in results:

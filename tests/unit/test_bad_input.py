@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import socket
 import stat
 import subprocess
@@ -476,3 +477,35 @@ def test_train_reports_a_corrupt_ledger_before_trying_the_server(tmp_path):
     assert result.returncode == ExitCode.IOERR, result.stderr
     assert "cannot open ledger" in result.stderr.decode()
     assert_clean_stderr(result)
+
+
+@pytest.mark.parametrize("signum, whom, code", [(signal.SIGINT, "group", 130),
+                                                (signal.SIGTERM, "score", 143)])
+def test_score_with_workers_stops_on_a_signal_without_their_tracebacks(tmp_path, signum, whom, code):
+    """Ctrl-C reaches the terminal's whole process group: each scoring worker
+    printed "Process ForkPoolWorker-1:" and its KeyboardInterrupt traceback.
+    SIGTERM to score alone (``timeout``, ``kill``) killed it outright and
+    left the workers writing to its closed pipe: a BrokenPipeError traceback
+    each.  The output is not read past the first line, so the workers wait
+    mid-run when the signal comes."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for i in range(3000):       # more lines than a pipe holds
+        (folder / f"{i:04d}.eml").write_bytes(b"From: a%d@example.org\nSubject: %d\n\nhello\n" % (i, i))
+    # SIGINT as a terminal leaves it, whatever a background job's ignoring says.
+    process = subprocess.Popen([sys.executable, "-m", "spamlearn", "score", "--jobs", "2", str(folder)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert process.stdout.readline()
+        time.sleep(0.3)
+        if whom == "group":
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == code, stderr
+    assert stderr == (b"spamlearn: error: interrupted\n" if signum == signal.SIGINT else b"")
