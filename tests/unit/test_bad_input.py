@@ -435,6 +435,17 @@ def test_closed_stdout_is_an_io_error(tmp_path):
     assert result.stderr.strip() == b"spamlearn: error: standard output is closed"
 
 
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["learn", "--help"], ["exit-codes"]])
+def test_a_full_stdout_is_an_io_error_outside_a_command_too(args):
+    """Commands map a failed write to 74 (handle_errors); --help, --version
+    and exit-codes > /dev/full were "internal error (a bug)", exit 70."""
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-m", "spamlearn", *args], stdout=full,
+                                stderr=subprocess.PIPE, timeout=120)
+    assert result.returncode == ExitCode.IOERR, result.stderr
+    assert result.stderr == b"spamlearn: error: disk full: writing the output\n"
+
+
 @pytest.mark.parametrize("exit_zero", [[], ["--exit-zero"]])
 def test_a_filter_whose_reader_leaves_mid_message_fails_whatever_exit_zero_says(tmp_path, exit_zero):
     """The reader takes one byte of a 200 KB message and leaves: the rest
