@@ -132,7 +132,12 @@ def forget(
     _one_stdin(paths)
     store = _store(ctx, user)
     forgotten = unknown = missing = empty = 0
-    with store.session(source="cli") as session:
+    # No model and no ledger: nothing was learned there, and nothing is made
+    # there.  A mistyped --model said only "not known" (as if the messages
+    # had never been learned, while the real model kept them) and left a
+    # folder, a lock file and an empty ledger at the typo.
+    nothing_there = not store.exists() and not store.ledger_path.exists()
+    with contextlib.nullcontext() if nothing_there else store.session(source="cli") as session:
         for item in iter_messages(paths):
             if item.error:
                 typer.echo(f"spamlearn: {display_name(item.name)}: {item.error}", err=True)
@@ -143,12 +148,12 @@ def forget(
                 typer.echo(f"spamlearn: {display_name(item.name)}: empty message", err=True)
                 empty += 1
                 continue
-            outcome = session.forget(item.raw)
-            if outcome.action == Action.FORGOTTEN:
+            if session is not None and session.forget(item.raw).action == Action.FORGOTTEN:
                 forgotten += 1
             else:
                 unknown += 1
-    typer.echo(f"forgot {forgotten}, not known {unknown}, errors {missing + empty}")
+    typer.echo(f"forgot {forgotten}, not known {unknown}, errors {missing + empty} "
+               f"({'no model at' if nothing_there else 'model'} {store.model_path})")
     if missing:
         raise typer.Exit(ExitCode.NOINPUT)
     if empty:

@@ -989,6 +989,21 @@ def test_forget_of_an_empty_message_is_a_data_error_as_for_learn(trained_model, 
     assert "empty message" in result.output and "forgot 1, not known 0, errors 1" in result.output
 
 
+def test_forget_from_a_path_with_no_model_says_so_and_makes_nothing(trained_model, tmp_path, sample_spam):
+    """A mistyped --model said only "forgot 0, not known 1", as if the message
+    had never been learned (the real model kept it), and left a folder, a
+    lock file and an empty ledger at the typo."""
+    message = tmp_path / "spam.eml"
+    message.write_bytes(sample_spam)
+    typo = tmp_path / "typo" / "model.joblib"
+    result = run("--model", typo, "forget", message, tmp_path / "missing.eml")
+    assert result.exit_code == ExitCode.NOINPUT, result.output
+    assert f"forgot 0, not known 1, errors 1 (no model at {typo})" in result.stdout
+    assert not typo.parent.exists()
+    real = run("--model", trained_model, "forget", message)
+    assert f"forgot 1, not known 0, errors 0 (model {trained_model})" in real.stdout
+
+
 def _many_words(count: int, seed: int) -> bytes:
     words = " ".join(f"w{seed}x{i}" for i in range(count))
     return (f"From: a@example.org\nSubject: words {seed}\n\n{words}\n").encode()
