@@ -759,6 +759,10 @@ class ModelStore:
             not add up to the model.
         """
         TokenHasher(n_features)      # the size is checked before anything is locked
+        if not self.exists():
+            # Before the lock too: a mistyped --model left its folder and a
+            # lock file behind.
+            raise ModelFileError(f"{self.model_path} does not exist: nothing to resize")
         with self._lock(doing="resize"):
             if not self.exists():
                 raise ModelFileError(f"{self.model_path} does not exist: nothing to resize")
