@@ -853,6 +853,24 @@ def test_a_folder_at_the_configured_model_path_is_an_error_not_the_default_model
     assert "is a folder, not a model file" in result.output
 
 
+def test_a_model_path_that_is_a_loop_of_links_is_refused_not_replaced(tmp_path):
+    """The loop looked like no model at all: learn wrote a new model in place
+    of the link, and score called it "truncated or corrupt (OSError)"."""
+    model = tmp_path / "model.joblib"
+    model.symlink_to(tmp_path / "other.joblib")
+    (tmp_path / "other.joblib").symlink_to(model)
+    learned = run("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml")
+    assert learned.exit_code == ExitCode.IOERR, learned.output
+    assert "is a loop of symbolic links, not a model file" in learned.output
+    assert model.is_symlink()
+    scored = run("--model", model, "score", "tests/fixtures/sample-spam.eml")
+    assert scored.exit_code == ExitCode.IOERR
+    assert f"no model file at {model} (Too many levels of symbolic links)" in scored.output
+    (tmp_path / "file").write_text("")
+    scored = run("--model", tmp_path / "file" / "model.joblib", "score", "tests/fixtures/sample-spam.eml")
+    assert "(Not a directory)" in scored.output and "corrupt" not in scored.output
+
+
 @pytest.mark.parametrize("check", [[], ["--check"]])
 def test_info_on_a_corrupt_model_still_shows_its_files_and_the_ledgers_counts(trained_model, check):
     """It printed the error alone, where which model and what its ledger
