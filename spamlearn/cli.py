@@ -220,6 +220,13 @@ def main() -> None:
     except SpamlearnError as exc:  # raised outside a command (e.g. in a callback)
         typer.echo(f"spamlearn: error: {exc}", err=True)
         sys.exit(exit_code_for(exc))
+    except OSError as exc:
+        # What no command's handle_errors saw: --help, --version or
+        # exit-codes into a full disk (> /dev/full) was "internal error (a
+        # bug)", exit 70; the table says 74 for an output that cannot be written.
+        message, code = error_line(exc)
+        typer.echo(f"spamlearn: error: {message}", err=True)
+        sys.exit(code)
     except Exception as exc:
         # A bug: one line and EX_SOFTWARE for cron mail and Postfix's
         # pipe(8), the traceback only when asked for (-v).

@@ -8,6 +8,7 @@ import gc
 import itertools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +24,7 @@ from .headers import marked_pieces, unmarked_pieces
 from .mailsource import MessageInput, count_files, display_name, iter_messages, read_file, read_stdin
 from .message import has_header_fields
 from .modelstore import Action, ModelStore
+from .regularfile import irregular_kind
 from .reporting import progress
 
 # "-" is one message (a delivery's, its envelope line allowed): an mbox
@@ -130,7 +132,12 @@ def forget(
     _one_stdin(paths)
     store = _store(ctx, user)
     forgotten = unknown = missing = empty = 0
-    with store.session(source="cli") as session:
+    # No model and no ledger: nothing was learned there, and nothing is made
+    # there.  A mistyped --model said only "not known" (as if the messages
+    # had never been learned, while the real model kept them) and left a
+    # folder, a lock file and an empty ledger at the typo.
+    nothing_there = not store.exists() and not store.ledger_path.exists()
+    with contextlib.nullcontext() if nothing_there else store.session(source="cli") as session:
         for item in iter_messages(paths):
             if item.error:
                 typer.echo(f"spamlearn: {display_name(item.name)}: {item.error}", err=True)
@@ -141,12 +148,12 @@ def forget(
                 typer.echo(f"spamlearn: {display_name(item.name)}: empty message", err=True)
                 empty += 1
                 continue
-            outcome = session.forget(item.raw)
-            if outcome.action == Action.FORGOTTEN:
+            if session is not None and session.forget(item.raw).action == Action.FORGOTTEN:
                 forgotten += 1
             else:
                 unknown += 1
-    typer.echo(f"forgot {forgotten}, not known {unknown}, errors {missing + empty}")
+    typer.echo(f"forgot {forgotten}, not known {unknown}, errors {missing + empty} "
+               f"({'no model at' if nothing_there else 'model'} {store.model_path})")
     if missing:
         raise typer.Exit(ExitCode.NOINPUT)
     if empty:
@@ -238,7 +245,30 @@ def _scoring_pool(jobs: int):
                 return super()._get_sentinels()
             return [notifier._reader]
 
-    return ScoringPool(jobs, context=multiprocessing.get_context("fork"))
+    return ScoringPool(jobs, initializer=_worker_signals, context=multiprocessing.get_context("fork"))
+
+
+def _worker_signals() -> None:
+    """A scoring worker leaves Ctrl-C to ``score`` and dies of SIGTERM.
+
+    Ctrl-C reaches the terminal's whole process group: each worker printed
+    "Process ForkPoolWorker-1:" and a KeyboardInterrupt traceback under
+    "interrupted".  ``score`` then ends the pool (SIGTERM, which the
+    worker inherited ``score``'s handler of)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _pool_ended_on_sigterm():
+    """SIGTERM (``timeout``, ``kill``) ends ``score`` through the unwinding,
+    which ends its pool: killed outright, it left the workers writing
+    results to its closed pipe, a BrokenPipeError traceback each."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -299,6 +329,7 @@ def score(
             # 2026-11-29, scoring the corpus, best of 3, three rounds
             # interleaved: 3,032-3,147 messages/s against 2,884-3,034.
             gc.freeze()
+            stack.enter_context(_pool_ended_on_sigterm())
             pool = stack.enter_context(_scoring_pool(jobs))
             results = pool.imap(_score_one, all_jobs, chunksize=64)
         for batch in results:
@@ -437,12 +468,20 @@ def info(
         details["scoring_model"] = str(scoring_path)
     except SpamlearnError as exc:
         details["scoring_model_error"] = str(exc)
-    if broken:
-        problems = [str(exc) for exc in broken] if check else []     # nothing to compare
-    else:
+    problems: list[str] = []
+    if check and not broken and (store.exists() or store.ledger_path.exists()):
         # A ledger without its model is checked too (it does not belong to the
         # empty model that learning would start); neither: nothing to check.
-        problems = store.check() if check and (store.exists() or store.ledger_path.exists()) else []
+        try:
+            problems = store.check()
+        except SpamlearnError as exc:
+            # A pair that does not agree (a model without its ledger, a
+            # ledger of another revision) or a held lock: shown with the
+            # files and counts, as a file that does not read is; it printed
+            # the error alone, what the pair holds left out.
+            broken.append(exc)
+    if check and broken:
+        problems = [str(exc) for exc in broken]     # nothing (more) to compare
     if check:
         details["check"] = problems or "ok"
     if as_json:
@@ -452,6 +491,9 @@ def info(
         typer.echo(f"model file:     {details['model']}"
                    + ("" if details["exists"] else "  (not created yet)"))
         old_ledger = "  (bucket numbers: cannot be resized)" if details.get("resizable") is False else ""
+        if details.get("revision") and not store.ledger_path.exists():
+            # Learners refuse such a model (74); info said nothing of it.
+            old_ledger = "  (missing: learning refuses the model; `info --check` says more)"
         typer.echo(f"ledger:         {details['ledger']}{old_ledger}")
         typer.echo(f"scores with:    {details.get('scoring_model', details.get('scoring_model_error'))}")
         if details["exists"] and "model_error" in details and "ledger_counts" in details:
@@ -530,7 +572,7 @@ def eval_(
     settings = state_of(ctx).settings
     for option, path, folder in (("--results", results, False), ("--trec-results", trec_results, False),
                                  ("--plot", plot, False), ("--report", report, True)):
-        _check_output_path(option, path, folder)
+        _check_output_path(option, path, folder, replaced=option == "--plot")
     if features is not None:
         check_features(features, "--features")
     entries = read_index(index)
@@ -596,8 +638,12 @@ def eval_(
 _FAILURES_NAMED = 20
 
 
-def _check_output_path(option: str, path: Path | None, folder: bool) -> None:
-    """Refuse an output path that cannot be written before a long run, not after it."""
+def _check_output_path(option: str, path: Path | None, folder: bool, replaced: bool = False) -> None:
+    """Refuse an output path that cannot be written before a long run, not after it.
+
+    ``replaced``: the file is written beside and renamed over ``path``
+    (``plots.write_atomically``), so only a regular file may be there.
+    """
     if path is None:
         return
     if folder:
@@ -610,6 +656,12 @@ def _check_output_path(option: str, path: Path | None, folder: bool) -> None:
             raise fail(f"{option} {path}: cannot write in {path}", ExitCode.USAGE)
     elif path.is_dir():
         raise fail(f"{option} {path}: is a folder; give a file name", ExitCode.USAGE)
+    elif kind := _existing_kind(option, path):
+        # --results /dev/null or a FIFO with its reader are written in
+        # place, as asked; a picture would take their place (as root,
+        # --plot /dev/null replaced the device), and no file opens a socket.
+        if replaced or kind == "a socket":
+            raise fail(f"{option} {path}: is {kind}; give a file name", ExitCode.USAGE)
     elif path.exists() and not os.access(path, os.W_OK):
         # --results and --trec-results are opened in place.
         raise fail(f"{option} {path}: cannot write it", ExitCode.USAGE)
@@ -618,3 +670,13 @@ def _check_output_path(option: str, path: Path | None, folder: bool) -> None:
         raise fail(f"{option} {path}: no folder {parent}", ExitCode.USAGE)
     if not os.access(parent, os.W_OK):
         raise fail(f"{option} {path}: cannot write in {parent}", ExitCode.USAGE)
+
+
+def _existing_kind(option: str, path: Path) -> str | None:
+    """What is at ``path`` if it is there and not a regular file ("a FIFO")."""
+    try:
+        return irregular_kind(os.stat(path).st_mode)
+    except FileNotFoundError:   # nothing there yet (or a link to nothing: written through)
+        return None
+    except OSError as exc:      # a loop of links: open() or os.replace would fail after the run
+        raise fail(f"{option} {path}: {exc.strerror}", ExitCode.USAGE) from None

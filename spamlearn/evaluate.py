@@ -38,7 +38,7 @@ import numpy as np
 
 from .classifier import Classifier, Label
 from .errors import ConfigError, CorpusIndexError, InputMissingError, MessageError
-from .regularfile import read_regular
+from .regularfile import irregular_kind, read_regular
 
 __all__ = ["IndexEntry", "read_index", "features_for", "write_trec_results", "result_id", "OnlineResult",
            "run_online", "EvalFigures", "compute_figures", "roc_points", "LearningCurve", "learning_curve"]
@@ -55,6 +55,11 @@ def read_index(index_path: Path) -> list[IndexEntry]:
     """Read a TREC index (``spam ../data/inmail.1`` per line)."""
     index_path = Path(index_path)
     try:
+        # A device is refused unread: --index /dev/zero was read until the
+        # memory ran out (MemoryError, "internal error (a bug)", exit 70).
+        # A FIFO is read as it comes: --index <(grep ...) is one.
+        if irregular_kind(index_path.stat().st_mode) == "a device":
+            raise InputMissingError(f"cannot read index {index_path}: a device, not a file")
         # surrogateescape: a file name that is not UTF-8 (Latin-1 from an
         # old archive) must name the very file, not one with U+FFFD in it.
         # utf-8-sig: an index saved by a Windows editor starts with a byte

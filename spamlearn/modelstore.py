@@ -584,10 +584,17 @@ class ModelStore:
         # Before the lock file is made beside it: `--model /dev/null learn`
         # left /dev/null.lock, and a folder named by mistake got a lock file
         # beside it, before the model was read and refused.
-        with contextlib.suppress(OSError):
+        try:
             kind = irregular_kind(os.stat(self.model_path).st_mode)
-            if kind is not None:
-                raise ModelFileError(f"{self.model_path} is {kind}, not a model file")
+        except OSError as exc:
+            # A loop of links looked like no model at all: learn wrote a new
+            # one in place of the link.
+            if exc.errno == errno.ELOOP:
+                raise ModelFileError(f"{self.model_path} is a loop of symbolic links, not a model "
+                                     f"file") from exc
+            kind = None
+        if kind is not None:
+            raise ModelFileError(f"{self.model_path} is {kind}, not a model file")
         existing = False
         try:
             make_folders(self.lock_path.parent)
@@ -762,6 +769,10 @@ class ModelStore:
             not add up to the model.
         """
         TokenHasher(n_features)      # the size is checked before anything is locked
+        if not self.exists():
+            # Before the lock too: a mistyped --model left its folder and a
+            # lock file behind.
+            raise ModelFileError(f"{self.model_path} does not exist: nothing to resize")
         with self._lock(doing="resize"):
             if not self.exists():
                 raise ModelFileError(f"{self.model_path} does not exist: nothing to resize")

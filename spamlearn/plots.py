@@ -18,6 +18,7 @@ backend) and no figure is left registered in a global manager.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -30,7 +31,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .classifier import Clue
 from .evaluate import OnlineResult, compute_figures, learning_curve, roc_points
-from .regularfile import new_file_mode
+from .regularfile import NotRegularFileError, irregular_kind, new_file_mode
 
 __all__ = ["roc_figure", "score_histogram_figure", "learning_curve_figure", "clues_figure",
            "save_figure", "save_roc_plot", "write_atomically", "error_rates_at", "HAM_COLOR", "SPAM_COLOR"]
@@ -208,8 +209,20 @@ def clues_figure(spam_clues: Sequence[Clue], ham_clues: Sequence[Clue], *, n_spa
 
 def write_atomically(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace``:
-    a reader (a browser reloading the report) never sees half a file."""
+    a reader (a browser reloading the report) never sees half a file.
+
+    Raises ``NotRegularFileError`` if ``path`` is there and is not a regular
+    file: ``os.replace`` puts the new file in place of whatever has the
+    name, and ``eval --plot /dev/full`` run as root replaced the device with
+    a PNG (``/dev/null`` the same; ``/dev/stdout``'s link too, and a FIFO).
+    """
     path = Path(path)
+    try:
+        kind = irregular_kind(os.stat(path).st_mode)     # through a link: what it names
+    except FileNotFoundError:
+        kind = None
+    if kind is not None:
+        raise NotRegularFileError(errno.EEXIST, f"{kind}, not a regular file to replace", str(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         # mkstemp makes 0600; a report is meant to be read (and served) like

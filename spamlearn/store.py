@@ -225,10 +225,17 @@ def read_header(path: str | os.PathLike[str], content: bytes | None = None) -> d
         raise ModelFileError(f"{path} is {exc.strerror}, not a model file") from exc
     except PermissionError as exc:
         raise ModelFileError(f"cannot read model file {path}: permission denied") from exc
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENAMETOOLONG):
+            raise ModelFileError(f"model file {path} is truncated or corrupt ({type(exc).__name__})") from exc
+        # The path names no file (a loop of links, a file where a folder
+        # should be): it was "truncated or corrupt (OSError)", as if there
+        # were a damaged model to restore.
+        raise ModelFileError(f"no model file at {path} ({exc.strerror})") from exc
     except ModelFileError:
         raise
     except (EOFError, pickle.UnpicklingError, zlib.error, ValueError, KeyError, IndexError,
-            AttributeError, ImportError, TypeError, OSError, MemoryError) as exc:
+            AttributeError, ImportError, TypeError, MemoryError) as exc:
         # The kind of failure says something (EOFError: cut short); zlib's
         # own exception class is just called "error".
         kind = "compressed data damaged" if isinstance(exc, zlib.error) else type(exc).__name__

@@ -6,6 +6,9 @@ import contextlib
 import json
 import os
 import random
+import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -316,6 +319,34 @@ def test_eval_refuses_unwritable_outputs_before_the_run(tmp_path):
         assert_clean_stderr(result)
 
 
+def test_eval_never_puts_a_picture_in_place_of_a_fifo_device_or_socket(tmp_path):
+    """--plot is written beside and renamed over its path: run as root,
+    ``eval --plot /dev/full`` replaced the device with a PNG (/dev/null the
+    same).  A FIFO stands in for the device here.  --results is written in
+    place (/dev/null, a FIFO with its reader), but no file opens a socket:
+    both refused before the run."""
+    index = tmp_path / "index"
+    index.write_text(f"spam {os.getcwd()}/tests/fixtures/sample-spam.eml\n"
+                     f"ham {os.getcwd()}/tests/fixtures/sample-ham.eml\n")
+    fifo, sock, loop = tmp_path / "fifo", tmp_path / "sock", tmp_path / "loop"
+    os.mkfifo(fifo)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(sock))
+    loop.symlink_to(loop)
+    for option, value, expected in (("--plot", fifo, "is a FIFO"),
+                                    ("--plot", tmp_path / "to-fifo", "is a FIFO"),
+                                    ("--results", sock, "is a socket"),
+                                    ("--plot", loop, "Too many levels of symbolic links")):
+        if value.name == "to-fifo":
+            value.symlink_to(fifo)
+        result = spamlearn("eval", "--index", index, option, value)
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert expected in result.stderr.decode() and b"messages" not in result.stdout
+        assert_clean_stderr(result)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and (tmp_path / "to-fifo").is_symlink()
+    assert spamlearn("eval", "--index", index, "--results", os.devnull).returncode == 0
+
+
 def test_eval_refuses_a_report_folder_it_cannot_write_in_before_the_run(tmp_path, read_only_folder):
     """An existing --report folder was checked on its parent only: the run
     went through, then exit 74 at the first picture, its figures never shown."""
@@ -404,6 +435,17 @@ def test_closed_stdout_is_an_io_error(tmp_path):
     assert result.stderr.strip() == b"spamlearn: error: standard output is closed"
 
 
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["learn", "--help"], ["exit-codes"]])
+def test_a_full_stdout_is_an_io_error_outside_a_command_too(args):
+    """Commands map a failed write to 74 (handle_errors); --help, --version
+    and exit-codes > /dev/full were "internal error (a bug)", exit 70."""
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-m", "spamlearn", *args], stdout=full,
+                                stderr=subprocess.PIPE, timeout=120)
+    assert result.returncode == ExitCode.IOERR, result.stderr
+    assert result.stderr == b"spamlearn: error: disk full: writing the output\n"
+
+
 @pytest.mark.parametrize("exit_zero", [[], ["--exit-zero"]])
 def test_a_filter_whose_reader_leaves_mid_message_fails_whatever_exit_zero_says(tmp_path, exit_zero):
     """The reader takes one byte of a 200 KB message and leaves: the rest
@@ -446,3 +488,35 @@ def test_train_reports_a_corrupt_ledger_before_trying_the_server(tmp_path):
     assert result.returncode == ExitCode.IOERR, result.stderr
     assert "cannot open ledger" in result.stderr.decode()
     assert_clean_stderr(result)
+
+
+@pytest.mark.parametrize("signum, whom, code", [(signal.SIGINT, "group", 130),
+                                                (signal.SIGTERM, "score", 143)])
+def test_score_with_workers_stops_on_a_signal_without_their_tracebacks(tmp_path, signum, whom, code):
+    """Ctrl-C reaches the terminal's whole process group: each scoring worker
+    printed "Process ForkPoolWorker-1:" and its KeyboardInterrupt traceback.
+    SIGTERM to score alone (``timeout``, ``kill``) killed it outright and
+    left the workers writing to its closed pipe: a BrokenPipeError traceback
+    each.  The output is not read past the first line, so the workers wait
+    mid-run when the signal comes."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for i in range(3000):       # more lines than a pipe holds
+        (folder / f"{i:04d}.eml").write_bytes(b"From: a%d@example.org\nSubject: %d\n\nhello\n" % (i, i))
+    # SIGINT as a terminal leaves it, whatever a background job's ignoring says.
+    process = subprocess.Popen([sys.executable, "-m", "spamlearn", "score", "--jobs", "2", str(folder)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert process.stdout.readline()
+        time.sleep(0.3)
+        if whom == "group":
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == code, stderr
+    assert stderr == (b"spamlearn: error: interrupted\n" if signum == signal.SIGINT else b"")

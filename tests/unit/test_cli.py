@@ -853,6 +853,24 @@ def test_a_folder_at_the_configured_model_path_is_an_error_not_the_default_model
     assert "is a folder, not a model file" in result.output
 
 
+def test_a_model_path_that_is_a_loop_of_links_is_refused_not_replaced(tmp_path):
+    """The loop looked like no model at all: learn wrote a new model in place
+    of the link, and score called it "truncated or corrupt (OSError)"."""
+    model = tmp_path / "model.joblib"
+    model.symlink_to(tmp_path / "other.joblib")
+    (tmp_path / "other.joblib").symlink_to(model)
+    learned = run("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml")
+    assert learned.exit_code == ExitCode.IOERR, learned.output
+    assert "is a loop of symbolic links, not a model file" in learned.output
+    assert model.is_symlink()
+    scored = run("--model", model, "score", "tests/fixtures/sample-spam.eml")
+    assert scored.exit_code == ExitCode.IOERR
+    assert f"no model file at {model} (Too many levels of symbolic links)" in scored.output
+    (tmp_path / "file").write_text("")
+    scored = run("--model", tmp_path / "file" / "model.joblib", "score", "tests/fixtures/sample-spam.eml")
+    assert "(Not a directory)" in scored.output and "corrupt" not in scored.output
+
+
 @pytest.mark.parametrize("check", [[], ["--check"]])
 def test_info_on_a_corrupt_model_still_shows_its_files_and_the_ledgers_counts(trained_model, check):
     """It printed the error alone, where which model and what its ledger
@@ -884,6 +902,23 @@ def test_info_check_reports_a_ledger_whose_model_is_missing(trained_model):
     result = run("--model", trained_model, "info", "--check")
     assert result.exit_code == ExitCode.IOERR
     assert "does not belong" in result.output
+    # What the ledger holds is shown too: it printed the error alone.
+    assert re.search(r"^  cli +spam +5 ", result.stdout, re.M)
+    assert re.search(r"^check: +ledger .* does not belong", result.stdout, re.M)
+
+
+def test_info_shows_a_model_whose_ledger_is_missing(trained_model):
+    """Learners refuse such a model (74); plain info said nothing of it, and
+    info --check printed the error alone, without the model's counts."""
+    trained_model.with_name(trained_model.stem + ".ledger").unlink()
+    shown = run("--model", trained_model, "info")
+    assert shown.exit_code == 0, shown.output
+    assert "(missing: learning refuses the model" in shown.stdout
+    checked = run("--model", trained_model, "info", "--check")
+    assert checked.exit_code == ExitCode.IOERR, checked.output
+    assert "learned:        5 spam, 5 ham" in checked.stdout
+    assert re.search(r"^check: +model .* has no ledger", checked.stdout, re.M)
+    assert checked.stderr.startswith("spamlearn: error: model ") and "has no ledger" in checked.stderr
 
 
 def test_learn_says_when_it_starts_a_new_model(tmp_path):
@@ -970,6 +1005,21 @@ def test_forget_of_an_empty_message_is_a_data_error_as_for_learn(trained_model, 
     result = run("--model", trained_model, "forget", empty, message)
     assert result.exit_code == ExitCode.DATAERR
     assert "empty message" in result.output and "forgot 1, not known 0, errors 1" in result.output
+
+
+def test_forget_from_a_path_with_no_model_says_so_and_makes_nothing(trained_model, tmp_path, sample_spam):
+    """A mistyped --model said only "forgot 0, not known 1", as if the message
+    had never been learned (the real model kept it), and left a folder, a
+    lock file and an empty ledger at the typo."""
+    message = tmp_path / "spam.eml"
+    message.write_bytes(sample_spam)
+    typo = tmp_path / "typo" / "model.joblib"
+    result = run("--model", typo, "forget", message, tmp_path / "missing.eml")
+    assert result.exit_code == ExitCode.NOINPUT, result.output
+    assert f"forgot 0, not known 1, errors 1 (no model at {typo})" in result.stdout
+    assert not typo.parent.exists()
+    real = run("--model", trained_model, "forget", message)
+    assert f"forgot 1, not known 0, errors 0 (model {trained_model})" in real.stdout
 
 
 def _many_words(count: int, seed: int) -> bytes:

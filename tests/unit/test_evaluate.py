@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,6 +98,21 @@ def test_read_index_rejects_bad_lines(tmp_path):
         read_index(tmp_path / "nowhere")
     with pytest.raises(InputMissingError, match="cannot read index"):
         read_index(tmp_path)
+    # /dev/zero was read until the memory ran out: MemoryError, an internal
+    # error (70).  /dev/null, which would not fill the memory without the fix:
+    with pytest.raises(InputMissingError, match="cannot read index /dev/null: a device"):
+        read_index(Path(os.devnull))
+
+
+def test_read_index_reads_a_fifo_as_it_comes(tmp_path):
+    """``--index <(grep ...)`` is a pipe: read, not refused as /dev/zero is."""
+    os.mkfifo(tmp_path / "index")
+    writer = threading.Thread(target=(tmp_path / "index").write_text, args=("spam a\nham b\n",))
+    writer.start()
+    try:
+        assert [e.id for e in read_index(tmp_path / "index")] == ["a", "b"]
+    finally:
+        writer.join()
 
 
 def test_online_protocol_scores_before_learning(tmp_path, spam_messages, ham_messages):

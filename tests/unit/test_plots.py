@@ -23,6 +23,7 @@ from spamlearn.plots import (
     score_histogram_figure,
     write_atomically,
 )
+from spamlearn.regularfile import NotRegularFileError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -182,3 +183,17 @@ def test_save_figure_into_a_missing_folder_fails_and_leaves_nothing(tmp_path, re
     with pytest.raises(FileNotFoundError):
         save_figure(roc_figure(result), tmp_path / "missing" / "roc.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_atomically_never_replaces_what_is_not_a_regular_file(tmp_path):
+    """os.replace puts the file in place of whatever has the name: ``eval
+    --plot /dev/full`` run as root replaced the device (a FIFO and a link to
+    it stand in for it here)."""
+    fifo = tmp_path / "roc.png"
+    os.mkfifo(fifo)
+    (tmp_path / "link.png").symlink_to(fifo)
+    for path in (fifo, tmp_path / "link.png"):
+        with pytest.raises(NotRegularFileError, match="a FIFO, not a regular file"):
+            write_atomically(path, b"png")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png", "roc.png"]

@@ -118,10 +118,10 @@ def test_resize_on_the_command_line(tmp_path, sample_spam, sample_ham):
     assert shown["n_features"] == 2**20 and shown["check"] == "ok" and shown["resizable"] is True
     odd = runner.invoke(app, ["--config", str(config), "resize", "--features", "3000000"])
     assert odd.exit_code == ExitCode.CONFIG and "power of two" in odd.output
-    nothing = runner.invoke(app, ["--model", str(tmp_path / "none.joblib"), "resize", "--features",
+    nothing = runner.invoke(app, ["--model", str(tmp_path / "typo" / "none.joblib"), "resize", "--features",
                                   "4194304"])
     assert nothing.exit_code == ExitCode.IOERR and "nothing to resize" in nothing.output
-    assert not (tmp_path / "none.joblib").exists()
+    assert not (tmp_path / "typo").exists(), "a folder and a lock file were made at the typo"
 
 
 def test_a_ledger_of_an_unknown_schema_is_refused_plainly(tmp_path, sample_spam):
