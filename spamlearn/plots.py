@@ -18,7 +18,6 @@ backend) and no figure is left registered in a global manager.
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import tempfile
@@ -31,7 +30,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .classifier import Clue
 from .evaluate import OnlineResult, compute_figures, learning_curve, roc_points
-from .regularfile import NotRegularFileError, irregular_kind, new_file_mode
+from .regularfile import check_replaceable, new_file_mode
 
 __all__ = ["roc_figure", "score_histogram_figure", "learning_curve_figure", "clues_figure",
            "save_figure", "save_roc_plot", "write_atomically", "error_rates_at", "HAM_COLOR", "SPAM_COLOR"]
@@ -212,17 +211,10 @@ def write_atomically(path: Path, data: bytes) -> Path:
     a reader (a browser reloading the report) never sees half a file.
 
     Raises ``NotRegularFileError`` if ``path`` is there and is not a regular
-    file: ``os.replace`` puts the new file in place of whatever has the
-    name, and ``eval --plot /dev/full`` run as root replaced the device with
-    a PNG (``/dev/null`` the same; ``/dev/stdout``'s link too, and a FIFO).
+    file (``check_replaceable``).
     """
     path = Path(path)
-    try:
-        kind = irregular_kind(os.stat(path).st_mode)     # through a link: what it names
-    except FileNotFoundError:
-        kind = None
-    if kind is not None:
-        raise NotRegularFileError(errno.EEXIST, f"{kind}, not a regular file to replace", str(path))
+    check_replaceable(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         # mkstemp makes 0600; a report is meant to be read (and served) like

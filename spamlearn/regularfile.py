@@ -17,7 +17,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NotRegularFileError", "irregular_kind", "new_file_mode", "open_regular", "read_regular"]
+__all__ = ["NotRegularFileError", "check_replaceable", "irregular_kind", "new_file_mode", "open_regular",
+           "read_regular"]
 
 
 class NotRegularFileError(OSError):
@@ -36,6 +37,22 @@ def irregular_kind(mode: int) -> str | None:
     if stat.S_ISLNK(mode):
         return "a symbolic link"
     return next((kind for is_kind, kind in _KINDS if is_kind(mode)), "not a regular file")
+
+
+def check_replaceable(path: str | Path) -> None:
+    """Raise ``NotRegularFileError`` if ``path`` names (or links to) a
+    FIFO, device, socket or folder.
+
+    A file written beside its name and ``os.replace``-d over it takes the
+    place of whatever has the name: ``eval --plot /dev/full`` run as root
+    replaced the device with a PNG (``/dev/null`` the same, a FIFO too).
+    """
+    try:
+        kind = irregular_kind(os.stat(path).st_mode)     # through a link: what it names
+    except FileNotFoundError:
+        return
+    if kind is not None:
+        raise NotRegularFileError(errno.EEXIST, f"{kind}, not a regular file to replace", str(path))
 
 
 def _open_regular_fd(path: str | Path, follow_symlinks: bool, dir_fd: int | None) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..regularfile import make_folders
+from ..regularfile import check_replaceable, make_folders
 from .options import SieveOptions
 from .spool import Spool
 from .templates import CONF_NAME, RenderedFile, render_files
@@ -27,6 +27,7 @@ def staged_path(path: Path, dest: Path | None) -> Path:
 
 
 def _write_atomically(path: Path, text: str, mode: int) -> None:
+    check_replaceable(path)
     # 0755 whatever the umask: Dovecot's mail user must reach the scripts
     # and run the pipe program (see ``make_folders``).
     make_folders(path.parent, mode=0o755)

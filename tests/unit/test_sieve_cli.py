@@ -141,3 +141,17 @@ def test_install_unknown_mail_user(tmp_path):
     result = run("sieve", "install", "--dest", tmp_path, "--mail-user", "no-such-user-xyz")
     assert result.exit_code == 78
     assert "no such user" in result.output
+
+
+def test_install_refuses_to_replace_a_fifo_or_device_where_a_file_goes(tmp_path):
+    """Each file is written beside its name and renamed over it, which
+    replaces whatever has the name (``eval --plot /dev/full`` did so as root)."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    fifo = conf / "90-spamlearn-imapsieve.conf"
+    os.mkfifo(fifo)
+    result = run("sieve", "install", "--no-compile", "--spool", tmp_path / "spool", "--conf-dir", conf,
+                 "--sieve-dir", tmp_path / "sieve", "--pipe-bin-dir", tmp_path / "bin")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "a FIFO, not a regular file to replace" in result.output, result.output
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
