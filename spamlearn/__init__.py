@@ -22,7 +22,7 @@ Messages are bytes, bytearray or memoryview, or a ``str``, taken as its
 UTF-8 encoding (``spamlearn.message.message_bytes``).
 """
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 
 from typing import TYPE_CHECKING  # noqa: E402
 
