@@ -49,6 +49,12 @@ Facts this relies on (measured on Debian 12, Dovecot 2.3.19.1, Pigeonhole 0.5.19
   ``Info:`` line.  A filter that outlives ``sieve_filter_exec_timeout`` (10 s) is killed
   and dovecot-lda 2.3.19 then aborts (``Panic: output stream ... is missing error
   handling``, rc -6): nothing is delivered.
+* Master users (``master_users``): ``auth_master_user_separator = *`` and a
+  ``passwd-file`` passdb with ``master = yes``, ``pass = yes`` before the users' one, as
+  Dovecot's ``conf.d/auth-master.conf.ext`` and wiki (Authentication.MasterUsers) have it.
+  The login ``alice*spamlearn`` with spamlearn's password is then alice's session:
+  her mail, ``USER=alice`` for pipe programs; ``pass = yes`` makes the users' passdb
+  check that alice exists (it does not check her password).
 * Test-friendly deviations from a stock server: failed logins answer after ~0.5 s (not 2 s)
   and there is no per-IP auth penalty; ``stop()`` skips the master's final 1 s sleep.
 """
@@ -227,8 +233,12 @@ class DovecotServer:
         sieve: SieveSetup | None = None,
         extra_config: str = "",
         delivery: DeliverySieve | None = None,
+        master_users: Mapping[str, str] | None = None,
     ) -> None:
         self.users: dict[str, str] = {}
+        # name -> password of the master users, who log in as "user*master"; none: the
+        # config has neither the separator nor the master passdb (as before they existed)
+        self.master_users: dict[str, str] = dict(master_users or {})
         self.sieve = sieve  # may be replaced before start()
         self.delivery = delivery  # likewise
         self.extra_config = extra_config
@@ -255,6 +265,9 @@ class DovecotServer:
         self.stderr_path = self.dir / "log" / "dovecot.stderr"
         for name, password in (users or {}).items():
             self.add_user(name, password)
+        self.masters_path = self.dir / "masters"
+        if self.master_users:
+            self._write_masters()
 
     # ------------------------------------------------------------------ users / paths
 
@@ -305,7 +318,38 @@ class DovecotServer:
             while int(time.time()) <= int(written):
                 time.sleep(max(0.001, int(written) + 1 - time.time()))
 
+    def _write_masters(self) -> None:
+        """The master users' passwd-file, read by auth (root:dovecot 0640 as root)."""
+        lines = []
+        for name, password in self.master_users.items():
+            _check_name("user", name)
+            _check_name("password", password)
+            if "*" in name:
+                raise ValueError(f"a master user's name cannot hold the separator: {name!r}")
+            lines.append(f"{name}:{{PLAIN}}{password}\n")
+        self.masters_path.write_text("".join(lines))
+        if os.geteuid() == 0:
+            os.chown(self.masters_path, 0, grp.getgrnam("dovecot").gr_gid)
+            os.chmod(self.masters_path, 0o640)
+        else:
+            os.chmod(self.masters_path, 0o600)
+
     # ------------------------------------------------------------------ config
+
+    def _master_config(self) -> str:
+        if not self.master_users:
+            return ""
+        # Before the users' passdb: "alice*spamlearn" is looked up here as spamlearn,
+        # then (pass = yes) alice in the next passdb, without her password.
+        return (
+            "auth_master_user_separator = *\n"
+            "passdb {\n"
+            "  driver = passwd-file\n"
+            f"  args = scheme=PLAIN {self.masters_path}\n"
+            "  master = yes\n"
+            "  pass = yes\n"
+            "}\n"
+        )
 
     def _identity_config(self) -> str:
         uid, gid = self.mail_uid, self.mail_gid
@@ -410,7 +454,7 @@ service anvil {{
 login_greeting = {self._greeting_token}
 mail_location = maildir:~/Maildir
 {self._identity_config()}
-passdb {{
+{self._master_config()}passdb {{
   driver = passwd-file
   args = scheme=PLAIN {self.users_dir}/%n
 }}

@@ -117,6 +117,34 @@ def test_add_user_while_running(dovecot):
         client.logout()
 
 
+def test_master_users_log_in_as_any_user_and_only_so():
+    """``alice*spamlearn`` with spamlearn's password is alice's session; the
+    master cannot log in as itself, nor as a user who does not exist; the
+    session server (no ``master_users``) has no separator at all."""
+    with DovecotServer(users=USERS, master_users={"spamlearn": "master-pw"}) as srv:
+        client = srv.connect("alice")
+        client.append("Junk", MESSAGE)
+        client.logout()
+        client = srv.connect("alice*spamlearn", password="master-pw")
+        try:
+            assert client.select_folder("Junk")[b"EXISTS"] == 1
+        finally:
+            client.logout()
+        for login, password, code in [("alice*spamlearn", "alice-pw", "AUTHENTICATIONFAILED"),
+                                      ("spamlearn", "master-pw", "AUTHENTICATIONFAILED"),
+                                      ("carol*spamlearn", "master-pw", "AUTHORIZATIONFAILED")]:
+            with pytest.raises(LoginError, match=code):
+                srv.connect(login, password=password)
+        assert "Login: user=<alice>" in srv.log_text() and srv.errors() == []
+    assert not srv.dir.exists()
+
+
+def test_the_session_server_has_no_master_users(dovecot):
+    assert "master" not in dovecot.config_path.read_text()
+    with pytest.raises(LoginError):
+        dovecot.connect("alice*bob", password=dovecot.users["bob"])
+
+
 def test_kill_and_restart_keep_mail():
     with DovecotServer(users=USERS) as server:
         client = server.connect("alice")
