@@ -182,6 +182,15 @@ def translate_errors(account: Account, doing: str, deadline: PassDeadline | None
             # admin sent to check a password that is right; a helper's review).
             raise ImapConnectionError(f"{where}: the server cannot take the login of "
                                       f"{account.username} now: {said}") from exc
+        if _AUTHORIZATION_FAILED.search(said):
+            # RFC 5530: the credentials were right, the user they ask to be
+            # is refused: Dovecot's answer to a master-user login for a user
+            # it does not know (alcie*spamlearn).  "(wrong password?)" sent
+            # the admin to a password that was right.  Still 77: the
+            # account's config is what must change.
+            raise ImapAuthError(f"{where}: the server refused the login of {account.username}: "
+                                f"its password was right, but not the user it names (no such user, "
+                                f"or one this login may not act as?): {said}") from exc
         raise ImapAuthError(f"{where}: the server refused the login of {account.username} "
                             f"(wrong password?): {said}") from exc
     except CapabilityError as exc:
@@ -518,6 +527,7 @@ _TEMPORARY_CODES = re.compile(rf"\[({'|'.join(_TEMPORARY)})\]", re.I)
 #: A login's SERVERBUG is no wrong password either; a FETCH's is Dovecot's
 #: answer (imap_fetch_failure = no-after) for one message file it cannot open.
 _TEMPORARY_LOGIN_CODES = re.compile(rf"\[({'|'.join((*_TEMPORARY, 'SERVERBUG'))})\]", re.I)
+_AUTHORIZATION_FAILED = re.compile(r"\[AUTHORIZATIONFAILED\]", re.I)
 #: Messages that may fail on their own one after another, no body given in
 #: between, before the server must prove it gives others (``_failed_alone``).
 _OUTAGE_FAILURES = 3

@@ -182,3 +182,22 @@ def test_the_right_password_never_appears_in_debug_output(login, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "LOGIN" in result.stderr and f"as {username}" in result.stderr
     assert password not in result.stdout + result.stderr + server.log_text()
+
+
+def test_a_master_login_for_a_user_the_server_does_not_know_is_not_a_wrong_password(
+        master_dovecot, tmp_path):
+    """``alcie*spamlearn``: Dovecot takes the master's password, then finds
+    no alcie and answers [AUTHORIZATIONFAILED] (RFC 5530: the credentials
+    were right, the user they ask for is refused).  "(wrong password?)"
+    sent the admin to a password that was right."""
+    config = write_config(tmp_path, master_dovecot, [
+        alices_account("alcie*spamlearn", MASTER_PASSWORD, own_model=True)])
+    code, data, stderr = train_cli(config)
+    assert code == 77
+    error = account_of(data, "alice")["error"]
+    assert error == (f"account alice (127.0.0.1:{master_dovecot.port}): the server refused the login "
+                     f"of alcie*spamlearn: its password was right, but not the user it names (no such "
+                     f"user, or one this login may not act as?): [AUTHORIZATIONFAILED] Authorization "
+                     f"failed")
+    assert "wrong password" not in stderr and MASTER_PASSWORD not in stderr
+    assert master_dovecot.errors() == []
