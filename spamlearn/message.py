@@ -41,6 +41,7 @@ MAX_PARTS = 200
 #: docstrings offer (a helper's review).
 RawMessage = bytes | bytearray | memoryview | str
 
+
 @dataclasses.dataclass(slots=True)
 class Part:
     """One leaf of the MIME tree.
