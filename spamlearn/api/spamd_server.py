@@ -224,7 +224,13 @@ class SpamdListener:
                 await writer.drain()
                 if writer.can_write_eof():
                     writer.write_eof()
-        except (TimeoutError, ConnectionError) as exc:
+        except OSError as exc:
+            # Not only ConnectionError: when the client's reset came in
+            # between the write and the end of the answer, shutdown()
+            # fails with ENOTCONN, a plain OSError, which escaped as
+            # "Unhandled exception in client_connected_cb" and a traceback
+            # (asyncio's own loop; a soak, half the clients that hung up
+            # mid-message).  TimeoutError is an OSError too.
             log.warning("spamd: %s: the answer could not be sent: %s", peer,
                         "the client did not read it" if isinstance(exc, TimeoutError)
                         else exc.strerror or type(exc).__name__)

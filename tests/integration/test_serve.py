@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -446,6 +447,41 @@ def test_sighup_does_not_stop_the_service_and_a_stop_signal_exits_0(tmp_path, wo
     assert "Traceback" not in log
     if workers == 1:
         assert log.count("SIGHUP ignored: one worker serves") == 1, log
+
+
+def test_the_counts_of_workers_a_sighup_replaced_stay_in_one_file(tmp_path):
+    """Each SIGHUP left the replaced workers' snapshot files, read by every
+    scrape for as long as the service ran (a soak: +2 files a SIGHUP)."""
+    config, _, env = write_deployment(tmp_path)
+    server = ServeProcess(config, tmp_path / "serve.log", env).start()
+
+    def scored() -> float:
+        text = httpx.get(f"{server.url}/metrics", timeout=10).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('spamlearn_http_requests_total{endpoint="/score",status="200"}'))
+
+    def until(condition, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+    try:
+        old = wait_for_both_workers(server)
+        environ = Path(f"/proc/{min(old)}/environ").read_bytes().split(b"\0")
+        folder = Path(json.loads(next(v for v in environ if v.startswith(b"SPAMLEARN_SERVE_ARGS="))
+                                 .split(b"=", 1)[1])["metrics_dir"])
+        for _ in range(2):
+            assert {score(server.url).status_code for _ in range(20)} == {200}
+            server.process.send_signal(signal.SIGHUP)
+            until(lambda replaced=old: not set(server.worker_pids()) & replaced)     # both replaced
+            old = wait_for_both_workers(server)
+        until(lambda: scored() == 40)       # never backwards, never twice
+        files = sorted(p.name for p in folder.glob("*.json"))
+    finally:
+        server.stop()
+    assert files == sorted(["retired.json", *(f"worker-{pid}.json" for pid in old)]), files
+    assert "Traceback" not in server.log.read_text()
 
 
 def test_learns_waiting_for_the_lock_at_sigterm_answer_503_not_500(tmp_path):

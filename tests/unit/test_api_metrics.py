@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from spamlearn.metrics import LATENCY_BUCKETS, Metrics, SnapshotFolder, merge_snapshots, render
@@ -97,3 +98,59 @@ def test_snapshots_of_several_workers_add_up(tmp_path):
     assert sum(latency[:-1]) == 11 and abs(latency[-1] - 2 * (0.0005 + 0.006 + 0.015 + 30) - 0.003) < 1e-9
     parse(render(total))
     assert not list(tmp_path.glob(".worker-*")), "no temporary files left behind"
+
+
+def test_the_snapshots_of_workers_that_are_gone_are_added_up_in_one_file(tmp_path):
+    """A SIGHUP replaces every worker: each left a file, read by every scrape
+    for the life of the service (a soak: +2 files a SIGHUP with 2 workers;
+    730 files took 130-195 ms a scrape, on the event loop)."""
+    running: set[int] = set()
+    reader = SnapshotFolder(tmp_path, pid=1, alive=running.__contains__)
+    running.add(1)
+    reader.write(filled())
+    expected = 5
+    for generation in range(10):          # ten SIGHUPs of two workers
+        pids = [100 + 2 * generation, 101 + 2 * generation]
+        running.update(pids)
+        for pid in pids:
+            one = Metrics()
+            one.observe_request("/score", 200, 0.002)
+            SnapshotFolder(tmp_path, pid=pid).write(one)
+        expected += 2
+        total = merge_snapshots(reader.read_all())
+        assert total["requests"]["/score\t200"] == expected     # never backwards, never twice
+        running.difference_update(pids)
+    total = merge_snapshots(reader.read_all())
+    assert total["requests"]["/score\t200"] == expected
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["retired.json", "worker-1.json"]
+    assert not list(tmp_path.glob(".worker-*")), "no temporary files left behind"
+    parse(render(total))
+
+
+def test_a_fold_cut_short_counts_the_workers_it_named_once(tmp_path):
+    """Killed between writing retired.json and removing the files it took in:
+    a reader skips those files, and the next fold removes them."""
+    gone = Metrics()
+    gone.observe_request("/score", 200, 0.002)
+    SnapshotFolder(tmp_path, pid=7).write(gone)
+    (tmp_path / "retired.json").write_text(json.dumps({"snapshot": gone.snapshot(), "folded": [7]}))
+    alive = {7}                           # not gone yet for this reader: no fold
+    reader = SnapshotFolder(tmp_path, pid=1, alive=alive.__contains__)
+    assert merge_snapshots(reader.read_all())["requests"] == {"/score\t200": 1}
+    alive.clear()
+    assert merge_snapshots(reader.read_all())["requests"] == {"/score\t200": 1}
+    assert not (tmp_path / "worker-7.json").exists()
+    assert json.loads((tmp_path / "retired.json").read_text())["folded"] == []
+
+
+def test_snapshots_that_cannot_be_added_up_are_read_as_they_are(tmp_path, monkeypatch):
+    """A full /tmp: retired.json cannot be written; the files stay, and count."""
+    SnapshotFolder(tmp_path, pid=7).write(filled())
+    reader = SnapshotFolder(tmp_path, pid=1, alive=lambda pid: False)
+
+    def full(target, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(reader, "_write", full)
+    assert merge_snapshots(reader.read_all())["requests"]["/score\t200"] == 5
+    assert (tmp_path / "worker-7.json").exists() and not (tmp_path / "retired.json").exists()
