@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -280,6 +281,36 @@ def test_explain_returns_clues_with_counts(sample_spam, sample_ham):
     strengths = [abs(c.spam_prob - 0.5) for c in clues]
     assert strengths == sorted(strengths, reverse=True)
     assert any(c.token.startswith("subject:") for c in clues)
+
+
+def test_score_many_gives_each_message_the_verdict_score_gives(spam_messages, ham_messages, sample_spam):
+    """score_many works stage by stage over batches of messages: each
+    message still gets score's verdict, bit for bit, in its place, and one
+    that score refuses its MessageError there, the others going on."""
+    from spamlearn.classifier import _STAGE_BATCH
+    from spamlearn.errors import MessageError
+
+    clf = Classifier(n_features=2**16)
+    for spam, ham in zip(spam_messages, ham_messages):
+        clf.learn(spam, "spam")
+        clf.learn(ham, "ham")
+    raws = [*spam_messages, b"", *ham_messages, sample_spam, b" \n\t", "Subject: a str\n\nis UTF-8"]
+    raws = raws * (2 * _STAGE_BATCH // len(raws) + 1)       # across more than two batches
+    for frozen in (False, True):
+        if frozen:
+            clf.model.freeze_scoring()
+        many = clf.score_many(raws)
+        assert len(many) == len(raws)
+        for raw, verdict in zip(raws, many):
+            if isinstance(verdict, MessageError):
+                with pytest.raises(MessageError, match=re.escape(str(verdict))):
+                    clf.score(raw)
+            else:
+                assert verdict == clf.score(raw)
+        assert sum(isinstance(v, MessageError) for v in many) == 2 * raws.count(b"")
+    assert clf.score_many([]) == []
+    with pytest.raises(NotFittedError):
+        Classifier(n_features=2**10).score_many([sample_spam])
 
 
 def test_scoring_an_empty_model_raises(sample_spam):
