@@ -422,6 +422,41 @@ def test_frozen_scoring_gives_the_same_scores_until_the_model_learns(rng):
         [s.decision for s in map(fresh.score_indices, messages)]
 
 
+@pytest.mark.parametrize("params", [
+    {},
+    {"min_prob_strength": 0.0, "max_discriminators": 7},     # every bucket a clue
+    {"unknown_word_prob": 0.95},                             # the seen-never ones clues, not bucket 0
+    {"support_sightings": 0, "family_balance": 0.0},
+    {"support_sightings": 300, "max_discriminators": 3},     # sightings past a byte
+])
+def test_frozen_clue_and_sightings_tables_give_the_scores_of_the_counts(rng, params):
+    """freeze_scoring also keeps which buckets are clues and their sightings
+    capped: the same decisions and clues, bit for bit, as from the counts,
+    and a parameter changed afterwards, even by hand, is not scored with
+    tables made for the old value."""
+    from spamlearn.counts import BayesCounts
+
+    model = BayesCounts(**params).init_empty(2**12)
+    messages = [np.unique(rng.integers(0, 2**12, size=60)) for _ in range(80)]
+    messages[0] = np.union1d(messages[0], [0])
+    for i, indices in enumerate(messages[:60]):
+        for _ in range(1 + i % 4):
+            model.learn_indices(indices, is_spam=i % 3 == 0)
+    texts = [rng.random(len(indices)) < 0.5 for indices in messages]
+
+    def scores():
+        return [(s.decision, s.clue_indices.tolist()) for s in map(model.score_indices, messages, texts)]
+
+    before = scores()
+    model.freeze_scoring()
+    assert scores() == before
+    model.min_prob_strength = 0.3           # by hand, not set_params: the tables stay
+    model.support_sightings = 2
+    by_hand = scores()
+    model._frozen = None
+    assert by_hand == scores()
+
+
 @pytest.mark.parametrize("tokens", [["a", "b", "a"], ["x\0y", "x", "y"], ["caf\udce9", "\ud83d", "é"], []])
 def test_hasher_indices_are_the_sorted_unique_buckets_of_index(tokens):
     # indices() hashes the joined tokens split apart again (and token by
