@@ -14,12 +14,13 @@ import enum
 import math
 import numbers
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .counts import BayesCounts
-from .errors import NotFittedError
+from .errors import MessageError, NotFittedError
 from .features import DEFAULT_N_FEATURES, TokenHasher
 from .message import RawMessage, parse_message
 from .tokenizer import Tokenizer, TokenizerOptions
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from .model import ChiSquareNB  # scikit-learn: imported by who makes one
 
 __all__ = ["Label", "Verdict", "Clue", "Classifier"]
+
+#: Messages ``Classifier.score_many`` takes through each stage together.
+_STAGE_BATCH = 16
 
 
 class Label(str, enum.Enum):
@@ -203,6 +207,50 @@ class Classifier:
         if explain:
             clues = self._clues(tokens, scored.clue_indices)
         return Verdict(scored.spam_prob, self.verdict_for(scored.spam_prob), scored.decision, clues)
+
+    def score_many(self, raws: Sequence[RawMessage]) -> list[Verdict | MessageError]:
+        """``score`` of each message (no clues), in order; for a message
+        that ``score`` refuses, its ``MessageError`` in its place.
+
+        The same verdicts, bit for bit, worked out stage by stage over
+        ``_STAGE_BATCH`` messages at a time (parse them, tokenize them,
+        hash them, score them) instead of message by message: each stage's
+        code and data (the regex engine, the tokenizer's memos, numpy's
+        calls into the model's tables) stay in the processor's caches
+        across the batch, where one message's whole pipeline pushed the
+        others' out.  measured 2026-11-30, the corpus's 6,046 files, CPU s
+        (user + sys), medians of rounds interleaved with the code before:
+        the scoring loop alone 2.69 -> 2.51 (eight rounds; batches of 8 or
+        32 about the same as 16, of 64 2.60: their data no longer fit);
+        ``score --json`` with two workers 3.48 -> 3.19 (six rounds), with
+        one process 3.60 -> 3.09 (four); the same output, byte for byte.
+
+        Raises
+        ------
+        NotFittedError
+            The model has learned nothing (as ``score``).
+        """
+        if self.model.n_learned_ == 0:
+            raise NotFittedError("the model has not learned any message yet")
+        tokenize, hash_split = self.tokenizer.tokenize_split, self.hasher.indices_split
+        score = self.model.score_indices
+        out: list[Verdict | MessageError] = []
+        for start in range(0, len(raws), _STAGE_BATCH):
+            stage: list = []
+            for raw in raws[start:start + _STAGE_BATCH]:
+                try:
+                    stage.append(parse_message(raw, self.scan_limit))
+                except MessageError as exc:
+                    stage.append(exc)
+            stage = [item if isinstance(item, MessageError) else tokenize(item) for item in stage]
+            stage = [item if isinstance(item, MessageError) else hash_split(*item) for item in stage]
+            for item in stage:
+                if isinstance(item, MessageError):
+                    out.append(item)
+                else:
+                    scored = score(*item)
+                    out.append(Verdict(scored.spam_prob, self.verdict_for(scored.spam_prob), scored.decision))
+        return out
 
     def score_indices(self, indices: np.ndarray, text: np.ndarray | None = None) -> Verdict:
         """Score given ``features()``: indices and, for the family weighting, the text mask."""

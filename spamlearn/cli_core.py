@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -164,15 +165,38 @@ def forget(
 _WORKER_CLASSIFIER = None
 
 
-def _score_one(job: tuple[str, bytes | None, str | None, bool]) -> list[dict]:
-    """Score one input: a message, or a file (``raw`` and ``error`` None)
-    that is read here, in the worker, and may hold several (an mbox)."""
-    name, raw, error, explain = job
-    if raw is None and error is None:
-        items = read_file(name)
-    else:
-        items = [MessageInput(name, raw=raw, error=error)]
-    return [_score_message(item, explain) for item in items]
+def _score_files(jobs: list[tuple[str, bytes | None, str | None, bool]]) -> list[list[dict]]:
+    """Score a few inputs, each a message or a file (``raw`` and ``error``
+    None) that is read here, in the worker, and may hold several (an
+    mbox); the results of each input, in order.  Their messages are
+    scored together (``Classifier.score_many``), but with ``--explain``."""
+    inputs = [read_file(name) if raw is None and error is None else [MessageInput(name, raw=raw, error=error)]
+              for name, raw, error, _ in jobs]
+    if jobs and jobs[0][3]:
+        return [[_score_message(item, True) for item in items] for items in inputs]
+    verdicts = iter(_WORKER_CLASSIFIER.score_many([item.raw for items in inputs for item in items
+                                                   if not item.error]))
+    out = []
+    for items in inputs:
+        results = []
+        for item in items:
+            if item.error:
+                results.append({"path": item.name, "error": item.error, "unreadable": True})
+                continue
+            verdict = next(verdicts)
+            if isinstance(verdict, MessageError):
+                results.append({"path": item.name, "error": str(verdict)})
+            else:
+                results.append({"path": item.name, **verdict.as_dict()})
+        out.append(results)
+    return out
+
+
+def _in_groups(items: Iterable, size: int) -> Iterator[list]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    items = iter(items)
+    while group := list(itertools.islice(items, size)):
+        yield group
 
 
 def _score_message(item: MessageInput, explain: bool) -> dict:
@@ -216,6 +240,9 @@ def _print_result(result: dict, as_json: bool, explain: bool) -> None:
 #: From this many inputs on, ``score`` uses worker processes (if --jobs
 #: allows) and precomputes the model's feature probabilities.
 _MANY = 200
+#: Inputs (files) scored together, their messages stage by stage
+#: (``Classifier.score_many``); the workers are handed 64 at a time.
+_FILES_TOGETHER = 16
 
 
 def _scoring_pool(jobs: int):
@@ -307,6 +334,7 @@ def score(
         first = _read_here(first)
     many = len(first) >= _MANY
     all_jobs = ((item.name, item.raw, item.error, explain) for item in itertools.chain(first, pending))
+    groups = _in_groups(all_jobs, _FILES_TOGETHER)
     if many:
         # One table lookup per feature instead of Robinson's formula per
         # message (~20 ms once, before the workers fork and share it):
@@ -316,7 +344,7 @@ def score(
     failures = unreadable = 0
     with progress("scoring", total, enabled=bool(interactive and total and total > 50)) as advance, \
             contextlib.ExitStack() as stack:
-        results = map(_score_one, all_jobs)
+        results = map(_score_files, groups)
         if jobs > 1 and many:
             from .html import preload
 
@@ -331,13 +359,14 @@ def score(
             gc.freeze()
             stack.enter_context(_pool_ended_on_sigterm())
             pool = stack.enter_context(_scoring_pool(jobs))
-            results = pool.imap(_score_one, all_jobs, chunksize=64)
-        for batch in results:
-            advance(1)
-            for result in batch:
-                failures += "error" in result
-                unreadable += "unreadable" in result
-                _print_result(result, as_json, explain)
+            results = pool.imap(_score_files, groups, chunksize=64 // _FILES_TOGETHER)
+        for group in results:
+            for batch in group:
+                advance(1)
+                for result in batch:
+                    failures += "error" in result
+                    unreadable += "unreadable" in result
+                    _print_result(result, as_json, explain)
     sys.stdout.flush()
     if unreadable:
         raise typer.Exit(ExitCode.NOINPUT)

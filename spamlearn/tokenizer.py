@@ -868,8 +868,15 @@ class Tokenizer:
             words = _cjk_bigrams(words, out, prefix)
         # The common case (a word of ordinary length) in one comprehension:
         # this loop was 2.7 s of the 6,046-message run as a plain for loop.
-        kept = [w for w in words if lo <= len(w) <= hi]
-        for word in [w for w in words if len(w) > hi]:
+        # The long words are picked out in the same pass, by the test's
+        # other branch (append returns None: not kept), not by a second
+        # pass over every word.  measured 2026-11-30, the 5,089 plain-text
+        # parts of the corpus, this step with the split: 0.184-0.188 ->
+        # 0.162-0.170 s CPU, the same words in the same order.
+        long_words: list[str] = []
+        add_long = long_words.append
+        kept = [w for w in words if lo <= len(w) <= hi or (len(w) > hi and add_long(w))]
+        for word in long_words:
             n = len(word)
             stripped = word.strip(_NON_WORD_EDGES)
             if lo <= len(stripped) <= hi:

@@ -770,6 +770,27 @@ def test_score_many_files_in_workers_matches_one_process(tmp_path):
     assert names[-3:] == [f"{folder / 'zz.mbox'}#{n}" for n in (1, 2, 3)], "an mbox is split, in order"
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_score_in_workers_says_each_message_that_fails_in_its_place(tmp_path, jobs):
+    """The workers score files a group at a time, stage by stage: an empty
+    file and a FIFO among them get their own lines, where they are listed,
+    and the messages around them their scores."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for i in range(230):
+        (folder / f"{i:03d}.eml").write_bytes(_numbered_message(i))
+    (folder / "017.eml").write_bytes(b"")
+    (folder / "033.eml").unlink()
+    os.mkfifo(folder / "033.eml")
+    result = run("score", "--json", "--jobs", jobs, folder)
+    assert result.exit_code == ExitCode.NOINPUT, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["path"] for row in rows] == [str(folder / f"{i:03d}.eml") for i in range(230)]
+    assert rows[17] == {"path": str(folder / "017.eml"), "error": "empty message"}
+    assert rows[33] == {"path": str(folder / "033.eml"), "error": "not a regular file"}
+    assert all(row["verdict"] in ("ham", "unsure", "spam") for i, row in enumerate(rows) if i not in (17, 33))
+
+
 def _echo(value):
     return value
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -282,6 +283,36 @@ def test_explain_returns_clues_with_counts(sample_spam, sample_ham):
     assert any(c.token.startswith("subject:") for c in clues)
 
 
+def test_score_many_gives_each_message_the_verdict_score_gives(spam_messages, ham_messages, sample_spam):
+    """score_many works stage by stage over batches of messages: each
+    message still gets score's verdict, bit for bit, in its place, and one
+    that score refuses its MessageError there, the others going on."""
+    from spamlearn.classifier import _STAGE_BATCH
+    from spamlearn.errors import MessageError
+
+    clf = Classifier(n_features=2**16)
+    for spam, ham in zip(spam_messages, ham_messages):
+        clf.learn(spam, "spam")
+        clf.learn(ham, "ham")
+    raws = [*spam_messages, b"", *ham_messages, sample_spam, b" \n\t", "Subject: a str\n\nis UTF-8"]
+    raws = raws * (2 * _STAGE_BATCH // len(raws) + 1)       # across more than two batches
+    for frozen in (False, True):
+        if frozen:
+            clf.model.freeze_scoring()
+        many = clf.score_many(raws)
+        assert len(many) == len(raws)
+        for raw, verdict in zip(raws, many):
+            if isinstance(verdict, MessageError):
+                with pytest.raises(MessageError, match=re.escape(str(verdict))):
+                    clf.score(raw)
+            else:
+                assert verdict == clf.score(raw)
+        assert sum(isinstance(v, MessageError) for v in many) == 2 * raws.count(b"")
+    assert clf.score_many([]) == []
+    with pytest.raises(NotFittedError):
+        Classifier(n_features=2**10).score_many([sample_spam])
+
+
 def test_scoring_an_empty_model_raises(sample_spam):
     with pytest.raises(NotFittedError):
         Classifier(n_features=2**10).score(sample_spam)
@@ -389,6 +420,41 @@ def test_frozen_scoring_gives_the_same_scores_until_the_model_learns(rng):
     fresh.learn_indices(messages[50], is_spam=True)
     assert [s.decision for s in map(model.score_indices, messages)] == \
         [s.decision for s in map(fresh.score_indices, messages)]
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    {"min_prob_strength": 0.0, "max_discriminators": 7},     # every bucket a clue
+    {"unknown_word_prob": 0.95},                             # the seen-never ones clues, not bucket 0
+    {"support_sightings": 0, "family_balance": 0.0},
+    {"support_sightings": 300, "max_discriminators": 3},     # sightings past a byte
+])
+def test_frozen_clue_and_sightings_tables_give_the_scores_of_the_counts(rng, params):
+    """freeze_scoring also keeps which buckets are clues and their sightings
+    capped: the same decisions and clues, bit for bit, as from the counts,
+    and a parameter changed afterwards, even by hand, is not scored with
+    tables made for the old value."""
+    from spamlearn.counts import BayesCounts
+
+    model = BayesCounts(**params).init_empty(2**12)
+    messages = [np.unique(rng.integers(0, 2**12, size=60)) for _ in range(80)]
+    messages[0] = np.union1d(messages[0], [0])
+    for i, indices in enumerate(messages[:60]):
+        for _ in range(1 + i % 4):
+            model.learn_indices(indices, is_spam=i % 3 == 0)
+    texts = [rng.random(len(indices)) < 0.5 for indices in messages]
+
+    def scores():
+        return [(s.decision, s.clue_indices.tolist()) for s in map(model.score_indices, messages, texts)]
+
+    before = scores()
+    model.freeze_scoring()
+    assert scores() == before
+    model.min_prob_strength = 0.3           # by hand, not set_params: the tables stay
+    model.support_sightings = 2
+    by_hand = scores()
+    model._frozen = None
+    assert by_hand == scores()
 
 
 @pytest.mark.parametrize("tokens", [["a", "b", "a"], ["x\0y", "x", "y"], ["caf\udce9", "\ud83d", "é"], []])

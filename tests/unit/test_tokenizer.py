@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -403,3 +407,70 @@ def test_id_shape_squeezes_every_run_as_the_one_regex_did():
         for limit in (20, 12):
             expected = squeeze.sub(r"\1", text.translate(tk._ID_SHAPE_TABLE))[:limit]
             assert tk._id_shape.__wrapped__(text, limit) == expected, text
+
+
+def test_words_picks_out_the_long_ones_as_a_pass_of_their_own_did():
+    """``_words`` keeps the words of ordinary length and picks out the long
+    ones in the same pass: the tokens, and their order, of a pass each."""
+    import random
+
+    from spamlearn.tokenizer import _EMAIL_RE, _NON_WORD_EDGES, _domain_and_parents
+
+    def reference(low, prefix=""):
+        out = []
+        words = set(low.split())
+        kept = [w for w in words if 3 <= len(w) <= 16]
+        for word in [w for w in words if len(w) > 16]:
+            stripped = word.strip(_NON_WORD_EDGES)
+            if 3 <= len(stripped) <= 16:
+                kept.append(stripped)
+            elif "@" in word:
+                match = _EMAIL_RE.search(word)
+                if match:
+                    out.extend(f"{prefix}email:{d}" for d in _domain_and_parents(match.group(1)))
+            else:
+                out.append(f"{prefix}skip:{word[0]} {len(word) // 10 * 10}")
+        return out + [prefix + w for w in kept]
+
+    tokenizer = Tokenizer()
+    rng = random.Random(2030)
+    pieces = ["a", "ab", "abc", "word", "x" * 16, "y" * 17, "z" * 40, '"quoted-longer-word",',
+              "(" * 5 + "abc", "someone.long@example.com", "a@b", "@" * 20, "\t", "\n", "  "]
+    for _ in range(5_000):
+        low = " ".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        for prefix in ("", "subject:"):
+            out: list[str] = []
+            kept = tokenizer._words(low, out, prefix=prefix)
+            assert out == reference(low, prefix), low
+            assert [prefix + w for w in kept] == out[len(out) - len(kept):]
+
+
+def _run_python(code: str, path: str = "") -> subprocess.CompletedProcess:
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [path, root]))}
+    return subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True,
+                          env=env)
+
+
+def test_preload_imports_beautifulsoup_without_soupsieve():
+    """score's parent imports BeautifulSoup for its workers without
+    soupsieve's CSS parser (half the import's CPU), quietly, and the tree
+    pass still works in this process."""
+    code = ("import sys\nfrom spamlearn.html import html_to_text, preload\npreload()\n"
+            "assert 'bs4' in sys.modules and 'soupsieve' not in sys.modules, sorted(sys.modules)\n"
+            "found = html_to_text('<form action=\"http://x.example/\"><input type=password></form><table>"
+            "<tr><td>hi</td></tr></table><p style=\"display:none\">hidden words</p>')\n"
+            "assert found.tokens[:2] == ['html:form', 'html:input:password'], found\n"
+            "assert found.urls == ['http://x.example/'] and found.text.split() == ['hi'], found\n"
+            "import soupsieve\n")          # still there for anyone who asks for it
+    result = _run_python(code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_preload_imports_a_beautifulsoup_that_needs_soupsieve_with_it(tmp_path):
+    (tmp_path / "bs4").mkdir()
+    (tmp_path / "bs4" / "__init__.py").write_text("import soupsieve\n")
+    (tmp_path / "soupsieve.py").write_text("")
+    result = _run_python("import sys\nfrom spamlearn.html import preload\npreload()\n"
+                         "assert sys.modules['bs4'].soupsieve is sys.modules['soupsieve']\n", str(tmp_path))
+    assert result.returncode == 0, result.stderr
