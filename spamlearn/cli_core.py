@@ -169,26 +169,42 @@ def _score_files(jobs: list[tuple[str, bytes | None, str | None, bool]]) -> list
     """Score a few inputs, each a message or a file (``raw`` and ``error``
     None) that is read here, in the worker, and may hold several (an
     mbox); the results of each input, in order.  Their messages are
-    scored together (``Classifier.score_many``), but with ``--explain``."""
-    inputs = [read_file(name) if raw is None and error is None else [MessageInput(name, raw=raw, error=error)]
-              for name, raw, error, _ in jobs]
-    if jobs and jobs[0][3]:
-        return [[_score_message(item, True) for item in items] for items in inputs]
-    verdicts = iter(_WORKER_CLASSIFIER.score_many([item.raw for items in inputs for item in items
-                                                   if not item.error]))
-    out = []
-    for items in inputs:
-        results = []
-        for item in items:
-            if item.error:
-                results.append({"path": item.name, "error": item.error, "unreadable": True})
-                continue
-            verdict = next(verdicts)
-            if isinstance(verdict, MessageError):
-                results.append({"path": item.name, "error": str(verdict)})
-            else:
-                results.append({"path": item.name, **verdict.as_dict()})
+    scored together (``Classifier.score_many``), but with ``--explain``,
+    a batch at a time of at most ``_BATCH_BYTES``: a file is read only
+    once the batch before it is scored, so sixteen 50 MB messages are
+    never held at once (one at a time was the bound before batches)."""
+    explain = bool(jobs) and jobs[0][3]
+    out: list[list[dict]] = []
+    pending: list[tuple[list, int, MessageInput]] = []
+    pending_bytes = 0
+
+    def score_pending() -> None:
+        nonlocal pending_bytes
+        verdicts = _WORKER_CLASSIFIER.score_many([item.raw for _, _, item in pending])
+        for (results, i, item), verdict in zip(pending, verdicts, strict=True):
+            results[i] = ({"path": item.name, "error": str(verdict)} if isinstance(verdict, MessageError)
+                          else {"path": item.name, **verdict.as_dict()})
+        pending.clear()
+        pending_bytes = 0
+
+    for name, raw, error, _ in jobs:
+        read_here = raw is None and error is None
+        items = read_file(name) if read_here else [MessageInput(name, raw=raw, error=error)]
+        results: list = [None] * len(items)
         out.append(results)
+        for i, item in enumerate(items):
+            if item.error:
+                results[i] = {"path": item.name, "error": item.error, "unreadable": True}
+            elif explain:
+                results[i] = _score_message(item, True)
+            else:
+                pending.append((results, i, item))
+                pending_bytes += len(item.raw)
+        del items       # not alive beside the next file's while it is read
+        if pending_bytes >= _BATCH_BYTES:
+            score_pending()
+    if pending:
+        score_pending()
     return out
 
 
@@ -243,6 +259,8 @@ _MANY = 200
 #: Inputs (files) scored together, their messages stage by stage
 #: (``Classifier.score_many``); the workers are handed 64 at a time.
 _FILES_TOGETHER = 16
+#: ... unless their bytes reach this first (``_score_files``).
+_BATCH_BYTES = 4 << 20
 
 
 def _scoring_pool(jobs: int):

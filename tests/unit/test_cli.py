@@ -791,6 +791,48 @@ def test_score_in_workers_says_each_message_that_fails_in_its_place(tmp_path, jo
     assert all(row["verdict"] in ("ham", "unsure", "spam") for i, row in enumerate(rows) if i not in (17, 33))
 
 
+def test_a_worker_holds_one_batch_of_bytes_not_sixteen_big_files(tmp_path, monkeypatch):
+    """Files are scored sixteen at a time, stage by stage: sixteen 50 MB
+    messages would all have been read before the first was scored.  A
+    batch ends once its bytes reach _BATCH_BYTES, and the next file is
+    read only then."""
+    import spamlearn.cli_core as cli_core
+    from spamlearn import Classifier
+
+    monkeypatch.setattr(cli_core, "_BATCH_BYTES", 3000)
+    classifier = Classifier(n_features=2**12)
+    classifier.learn(_numbered_message(1), "spam")
+    classifier.learn(_numbered_message(2), "ham")
+    batches, read = [], []
+    real_score_many, real_read_file = classifier.score_many, cli_core.read_file
+
+    def score_many(raws):
+        batches.append((len(raws), sum(map(len, raws)), len(read)))
+        return real_score_many(raws)
+
+    def read_file(name):
+        read.append(name)
+        return real_read_file(name)
+
+    monkeypatch.setattr(classifier, "score_many", score_many)
+    monkeypatch.setattr(cli_core, "read_file", read_file)
+    monkeypatch.setattr(cli_core, "_WORKER_CLASSIFIER", classifier)
+    jobs = []
+    for i in range(16):
+        path = tmp_path / f"{i:02d}.eml"
+        body = b"word " * (400 if i % 4 == 0 else 20)       # every fourth 2 kB, the rest 100 bytes
+        path.write_bytes(_numbered_message(i) + body)
+        jobs.append((str(path), None, None, False))
+    results = cli_core._score_files(jobs)
+    assert [r[0]["path"] for r in results] == [job[0] for job in jobs]
+    assert all(r[0]["verdict"] in ("ham", "unsure", "spam") for r in results)
+    assert sum(n for n, _, _ in batches) == 16 and len(batches) > 1
+    for _, size, _ in batches[:-1]:
+        assert size >= 3000 and size - 2100 < 3000, batches     # ended by the file that crossed it
+    assert [files_read for _, _, files_read in batches] == sorted({f for _, _, f in batches}), \
+        "each batch scored before the next file was read"
+
+
 def _echo(value):
     return value
 
