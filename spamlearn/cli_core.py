@@ -25,7 +25,7 @@ from .headers import marked_pieces, unmarked_pieces
 from .mailsource import MessageInput, count_files, display_name, iter_messages, read_file, read_stdin
 from .message import has_header_fields
 from .modelstore import Action, ModelStore
-from .regularfile import irregular_kind
+from .regularfile import existing_kind
 from .reporting import progress
 
 # "-" is one message (a delivery's, its envelope line allowed): an mbox
@@ -720,10 +720,9 @@ def _check_output_path(option: str, path: Path | None, folder: bool, replaced: b
 
 
 def _existing_kind(option: str, path: Path) -> str | None:
-    """What is at ``path`` if it is there and not a regular file ("a FIFO")."""
+    """``existing_kind``, a loop of links refused now: open() or os.replace
+    would fail after the run."""
     try:
-        return irregular_kind(os.stat(path).st_mode)
-    except FileNotFoundError:   # nothing there yet (or a link to nothing: written through)
-        return None
-    except OSError as exc:      # a loop of links: open() or os.replace would fail after the run
+        return existing_kind(path)
+    except OSError as exc:
         raise fail(f"{option} {path}: {exc.strerror}", ExitCode.USAGE) from None

@@ -17,8 +17,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NotRegularFileError", "check_replaceable", "irregular_kind", "new_file_mode", "open_regular",
-           "read_regular"]
+__all__ = ["NotRegularFileError", "check_replaceable", "existing_kind", "irregular_kind", "new_file_mode",
+           "open_regular", "read_regular"]
 
 
 class NotRegularFileError(OSError):
@@ -47,12 +47,19 @@ def check_replaceable(path: str | Path) -> None:
     place of whatever has the name: ``eval --plot /dev/full`` run as root
     replaced the device with a PNG (``/dev/null`` the same, a FIFO too).
     """
-    try:
-        kind = irregular_kind(os.stat(path).st_mode)     # through a link: what it names
-    except FileNotFoundError:
-        return
+    kind = existing_kind(path)
     if kind is not None:
         raise NotRegularFileError(errno.EEXIST, f"{kind}, not a regular file to replace", str(path))
+
+
+def existing_kind(path: str | Path) -> str | None:
+    """What ``path`` names (through links) if it is there and not a regular
+    file ("a FIFO"); None if it is a regular file or nothing is there.
+    Other errors (a loop of links) are raised."""
+    try:
+        return irregular_kind(os.stat(path).st_mode)
+    except FileNotFoundError:   # nothing there yet (or a link to nothing: written through)
+        return None
 
 
 def _open_regular_fd(path: str | Path, follow_symlinks: bool, dir_fd: int | None) -> tuple[int, int]:
