@@ -45,14 +45,24 @@ def _is_maildir(path: Path) -> bool:
     return (path / "cur").is_dir() or (path / "new").is_dir()
 
 
-def _maildir_files(path: Path) -> list[Path]:
-    files = []
+def _maildir_files(path: Path) -> list[Path | tuple[Path, str]]:
+    """The messages of ``cur/`` then ``new/``, each sorted (as the whole
+    list sorted: "cur" < "new"), both listed before any is read (a file
+    the server moves from new/ to cur/ meanwhile is read under its new
+    name, ``read_file``); a sub-folder that cannot be listed is reported
+    and the other still read (an unreadable cur/ skipped the readable new/
+    with it: a helper's review)."""
+    found: list[Path | tuple[Path, str]] = []
     for sub in ("cur", "new"):
-        if not (path / sub).is_dir():
+        folder = path / sub
+        if not folder.is_dir():
             continue
-        with os.scandir(path / sub) as entries:
-            files.extend(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_file())
-    return sorted(files)
+        try:
+            with os.scandir(folder) as entries:
+                found += sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_file())
+        except OSError as exc:
+            found.append((folder, f"cannot list folder: {_why(exc)}"))
+    return found
 
 
 def _why(exc: OSError) -> str:

@@ -293,6 +293,30 @@ def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_read(tmp_path, 
     assert [m.name for m in found if m.raw] == [str(good / "a.eml")]
 
 
+def test_a_maildir_whose_cur_cannot_be_listed_still_gives_its_new_messages(tmp_path, monkeypatch):
+    """An unreadable cur/ reported the whole Maildir and skipped the
+    readable new/ with it (a helper's review)."""
+    from spamlearn import mailsource
+
+    box = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True)
+    (box / "cur" / "1:2,S").write_bytes(b"Subject: seen\n\nhello\n")
+    (box / "new" / "2").write_bytes(b"Subject: new\n\nhello again\n")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path) == str(box / "cur"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(mailsource.os, "scandir", scandir)
+    found = list(mailsource.iter_messages([box]))
+    assert [(m.name, m.error) for m in found if m.error] == [
+        (str(box / "cur"), "cannot list folder: Permission denied")]
+    assert [m.name for m in found if m.raw] == [str(box / "new" / "2")]
+
+
 def test_model_file_without_its_counts(tmp_path):
     model = tmp_path / "m.joblib"
     spamlearn("--model", model, "learn", "--spam", "tests/fixtures/sample-spam.eml")
