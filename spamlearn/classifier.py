@@ -233,7 +233,6 @@ class Classifier:
         if self.model.n_learned_ == 0:
             raise NotFittedError("the model has not learned any message yet")
         tokenize, hash_split = self.tokenizer.tokenize_split, self.hasher.indices_split
-        score = self.model.score_indices
         out: list[Verdict | MessageError] = []
         for start in range(0, len(raws), _STAGE_BATCH):
             stage: list = []
@@ -244,12 +243,7 @@ class Classifier:
                     stage.append(exc)
             stage = [item if isinstance(item, MessageError) else tokenize(item) for item in stage]
             stage = [item if isinstance(item, MessageError) else hash_split(*item) for item in stage]
-            for item in stage:
-                if isinstance(item, MessageError):
-                    out.append(item)
-                else:
-                    scored = score(*item)
-                    out.append(Verdict(scored.spam_prob, self.verdict_for(scored.spam_prob), scored.decision))
+            out += [item if isinstance(item, MessageError) else self.score_indices(*item) for item in stage]
         return out
 
     def score_indices(self, indices: np.ndarray, text: np.ndarray | None = None) -> Verdict:
